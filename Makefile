@@ -1,0 +1,59 @@
+# pg_duet — top-level build (PGXS). See README.md; the layout is DESIGN.md §2.
+#
+#   make             build pg_duet.so, libduetcalc.a and the ch_udfs executables
+#   make install     install the extension into the PostgreSQL found by $(PG_CONFIG)
+#   make check       everything: unit, pg_regress, TAP, harness, conformance (test/check.sh)
+#   make demo        the main scenario on a local cluster (demo/run.sh); make demo-stop ends it
+#   make bench       benchmarks with ratios against baselines measured in the same run
+#
+# Components add their own rules in mk/*.mk, so each concern stays in one place.
+
+EXTENSION  = pg_duet
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" pg_duet.control)
+PG_CONFIG ?= pg_config
+BUILD     := build
+
+# `make check` is ours, not PGXS's (PGXS refuses it); keep PGXS out of that invocation.
+ifeq ($(MAKECMDGOALS),check)
+.PHONY: check
+check:
+	@test/check.sh
+else
+
+MODULE_big = pg_duet
+OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard pg_duet/*.c)))
+DATA_built = pg_duet--$(EXTVERSION).sql
+DATA       = $(wildcard pg_duet/pg_duet--*--*.sql)
+EXTRA_CLEAN = $(BUILD) pg_duet--$(EXTVERSION).sql
+
+# PostgreSQL's own flags plus ours; unused-parameter is inherent to PG_FUNCTION_ARGS.
+PG_CPPFLAGS = -I$(CURDIR)/calc -I$(CURDIR)/pg_duet
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK  = $(BUILD)/libduetcalc.a -lm
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The install script is assembled from one file per concern, in name order.
+pg_duet--$(EXTVERSION).sql: $(sort $(wildcard pg_duet/sql/*.sql))
+	cat $^ > $@
+
+UNIT_TESTS :=
+include $(sort $(wildcard mk/*.mk))
+
+# Unit tests: mk/*.mk append binaries to UNIT_TESTS; test/suites/10-unit.sh runs them.
+.PHONY: unit-tests print-unit-tests
+unit-tests: $(UNIT_TESTS)
+print-unit-tests:
+	@echo $(UNIT_TESTS)
+
+$(shlib): $(BUILD)/libduetcalc.a
+
+.PHONY: demo demo-stop bench
+demo:
+	@demo/run.sh
+demo-stop:
+	@demo/run.sh stop
+bench:
+	@bench/run.sh
+endif

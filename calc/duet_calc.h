@@ -1,0 +1,181 @@
+/*
+ * duet_calc.h — the Duet formula engine (DESIGN.md §4), plain C11, no PostgreSQL headers.
+ *
+ * Compile once, evaluate many:
+ *
+ *     duet_error err;
+ *     duet_program *p = duet_compile("revenue / spend", SIZE_MAX, NULL, &err);
+ *     if (!p) { report(err.message, err.line, err.column, err.excerpt); }
+ *     duet_vm *vm = duet_vm_new();
+ *     duet_value vars[2] = { duet_number(120), duet_number(40) };   // order of duet_program_var()
+ *     duet_value out;
+ *     if (duet_eval(p, vars, vm, &out, &err) == DUET_OK) ...        // out.u.num == 3
+ *
+ * A program is immutable after compilation and may be shared between threads; a duet_vm is
+ * per-thread scratch (stack and string arena) that grows to a program's needs once and then
+ * allocates nothing per evaluation. The engine never aborts or exits: every failure, including
+ * out-of-memory, comes back as a duet_errclass.
+ *
+ * Semantics: SQL NULL (arithmetic and comparisons with NULL give NULL; and/or are three-valued);
+ * division or modulo by zero, results outside the finite doubles and arguments outside a
+ * function's domain give NULL. Numeric results are always finite and never negative zero.
+ */
+#ifndef DUET_CALC_H
+#define DUET_CALC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum duet_type
+{
+	DUET_T_NULL = 0,			/* SQL NULL */
+	DUET_T_NUMBER,				/* IEEE double */
+	DUET_T_STRING,				/* UTF-8 bytes, length-counted (not NUL-terminated) */
+	DUET_T_BOOL,
+	DUET_T_ANY					/* static type unknown (compile-time only, never a value) */
+} duet_type;
+
+typedef struct duet_value
+{
+	duet_type	type;
+	union
+	{
+		double		num;
+		bool		boolean;
+		struct
+		{
+			const char *ptr;
+			size_t		len;
+		}			str;
+	}			u;
+} duet_value;
+
+/* Error classes; duet_errclass_name() gives the names used in test/conformance/*.tsv. */
+typedef enum duet_errclass
+{
+	DUET_OK = 0,
+	DUET_ERR_SYNTAX,			/* "syntax": lexer or parser */
+	DUET_ERR_TYPE,				/* "type": operand types, at compile time when known, else at run time */
+	DUET_ERR_UNKNOWN_FUNCTION,	/* "unknown_function" */
+	DUET_ERR_ARITY,				/* "arity": wrong number of function arguments */
+	DUET_ERR_LIMIT,				/* "limit": formula length, nesting depth, constants, string size */
+	DUET_ERR_UNKNOWN_VARIABLE,	/* "unknown_variable": raised by binders when an input lacks a variable */
+	DUET_ERR_NOMEM				/* "nomem" */
+} duet_errclass;
+
+typedef struct duet_error
+{
+	duet_errclass cls;
+	int			line;			/* 1-based position of the error; 0 when not positional */
+	int			column;			/* 1-based, counted in characters (UTF-8 code points) */
+	char		message[256];	/* lower case, no trailing period */
+	char		expected[64];	/* what the parser expected there, "" when not applicable */
+	char		excerpt[512];	/* the offending source line, "\n", and a caret under the column */
+} duet_error;
+
+typedef struct duet_limits
+{
+	size_t		max_length;		/* formula bytes; default 65536 */
+	int			max_depth;		/* expression nesting; default 256 */
+	int			max_constants;	/* distinct constants; default 4096 */
+	size_t		max_string;		/* bytes of any string built at run time; default 1 MiB */
+} duet_limits;
+
+typedef struct duet_compile_options
+{
+	/*
+	 * Optional static types of variables, so that type errors are reported at compile time. Return
+	 * DUET_T_ANY when unknown. NULL: every variable is DUET_T_ANY.
+	 */
+	duet_type	(*var_type) (void *arg, const char *name, size_t len);
+	void	   *var_type_arg;
+	const duet_limits *limits;	/* NULL: the defaults above */
+} duet_compile_options;
+
+typedef struct duet_program duet_program;
+typedef struct duet_vm duet_vm;
+
+/* Compiles src (len bytes, or up to its NUL when len is SIZE_MAX). NULL on error, with *err filled. */
+duet_program *duet_compile(const char *src, size_t len, const duet_compile_options *opts,
+						   duet_error *err);
+void		duet_program_free(duet_program *p);
+
+/* Variables the formula reads, in order of first appearance; duet_eval binds vars[i] to var i. */
+size_t		duet_program_nvars(const duet_program *p);
+const char *duet_program_var(const duet_program *p, size_t i);	/* NUL-terminated */
+
+/* Static result type: DUET_T_NUMBER, _STRING, _BOOL, _NULL (always null), or DUET_T_ANY. */
+duet_type	duet_program_type(const duet_program *p);
+
+duet_vm    *duet_vm_new(void);
+void		duet_vm_free(duet_vm *vm);
+
+/*
+ * Evaluates p with vars[0 .. nvars-1]. A string result points into the program's constants, the
+ * inputs, or the vm's arena, and stays valid until the vm's next evaluation. On error (a run-time
+ * type error, a string over the limit, out of memory) returns its class and fills err->message.
+ */
+duet_errclass duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm,
+						duet_value *out, duet_error *err);
+
+/* Value constructors for binders. */
+static inline duet_value
+duet_null(void)
+{
+	duet_value	v;
+
+	v.type = DUET_T_NULL;
+	v.u.num = 0;
+	return v;
+}
+
+static inline duet_value
+duet_number(double d)
+{
+	duet_value	v;
+
+	v.type = DUET_T_NUMBER;
+	v.u.num = d;
+	return v;
+}
+
+static inline duet_value
+duet_bool(bool b)
+{
+	duet_value	v;
+
+	v.type = DUET_T_BOOL;
+	v.u.boolean = b;
+	return v;
+}
+
+static inline duet_value
+duet_string(const char *ptr, size_t len)
+{
+	duet_value	v;
+
+	v.type = DUET_T_STRING;
+	v.u.str.ptr = ptr;
+	v.u.str.len = len;
+	return v;
+}
+
+const char *duet_errclass_name(duet_errclass cls);
+const char *duet_type_name(duet_type t);	/* "null", "number", "string", "boolean", "any" */
+
+/*
+ * Shortest text that parses back (strtod) to exactly d: "3", "0.1", "1e+300". Every consumer
+ * (PostgreSQL's jsonb, the ClickHouse UDFs, conformance output) prints numbers with it, so the two
+ * databases show the same digits. buf needs at least 32 bytes. Returns the length written.
+ */
+size_t		duet_format_number(double d, char *buf, size_t bufsize);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* DUET_CALC_H */

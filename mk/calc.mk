@@ -1,0 +1,16 @@
+# calc/: the Duet formula engine as a static, position-independent library shared by pg_duet.so
+# and the ch_udfs executables. Own flags: plain C11, no PostgreSQL headers.
+CALC_SRCS   := $(sort $(wildcard calc/*.c))
+CALC_OBJS   := $(patsubst calc/%.c,$(BUILD)/calc/%.o,$(CALC_SRCS))
+CALC_CFLAGS ?= -std=c11 -O2 -g -fPIC -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+
+$(BUILD)/calc/%.o: calc/%.c $(wildcard calc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CALC_CFLAGS) -Icalc -c $< -o $@
+
+$(BUILD)/libduetcalc.a: $(CALC_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+all: $(BUILD)/libduetcalc.a
+

@@ -1,0 +1,38 @@
+/*
+ * pg_duet.c — module entry point: each concern registers its settings, hooks and workers here.
+ *
+ * Settings live under "duet."; the prefix is reserved once every concern has defined its own,
+ * so a typo such as SET duet.tennant is an error rather than a silently ignored placeholder.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "pg_duet.h"
+
+PG_MODULE_MAGIC;
+
+void
+_PG_init(void)
+{
+	/* One line per concern, in dependency order. */
+	/* calc: duet_calc_init(); */
+	/* config: duet_config_init(); */
+	/* kafka: duet_kafka_init(); */
+	/* rules: duet_rules_init(); */
+	/* ask: duet_ask_init(); */
+	/* metrics: duet_metrics_init(); */
+
+	MarkGUCPrefixReserved("duet");
+}
+
+PG_FUNCTION_INFO_V1(duet_version);
+
+/* duet_version() → the version of the loaded library, to catch a library/SQL mismatch. */
+Datum
+duet_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(PG_DUET_VERSION));
+}

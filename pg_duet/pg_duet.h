@@ -1,0 +1,19 @@
+/*
+ * pg_duet.h — declarations shared between the extension's concerns.
+ */
+#ifndef PG_DUET_H
+#define PG_DUET_H
+
+#define PG_DUET_VERSION "0.1.0"
+
+void		_PG_init(void);
+
+/* Per-concern initialisation, called from _PG_init (pg_duet.c). */
+/* calc: extern void duet_calc_init(void); */
+/* config: extern void duet_config_init(void); */
+/* kafka: extern void duet_kafka_init(void); */
+/* rules: extern void duet_rules_init(void); */
+/* ask: extern void duet_ask_init(void); */
+/* metrics: extern void duet_metrics_init(void); */
+
+#endif							/* PG_DUET_H */

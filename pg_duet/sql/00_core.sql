@@ -1,0 +1,13 @@
+-- pg_duet install script, part 00: the schema and core functions.
+-- The install script pg_duet--<version>.sql is these parts concatenated in name order.
+
+\echo Use "CREATE EXTENSION pg_duet" to load this file. \quit
+
+CREATE SCHEMA duet;
+COMMENT ON SCHEMA duet IS 'pg_duet tables and views (functions are named duet_* in the extension schema)';
+GRANT USAGE ON SCHEMA duet TO PUBLIC;
+
+CREATE FUNCTION duet_version() RETURNS text
+    LANGUAGE c IMMUTABLE PARALLEL SAFE STRICT
+    AS 'MODULE_PATHNAME', 'duet_version';
+COMMENT ON FUNCTION duet_version() IS 'version of the loaded pg_duet library';
