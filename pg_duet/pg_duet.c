@@ -14,9 +14,22 @@
 
 PG_MODULE_MAGIC;
 
+/* duet.databases: databases whose duet workers (Kafka consumers, outbox, rule scheduler) run. */
+char	   *duet_databases = NULL;
+
 void
 _PG_init(void)
 {
+	DefineCustomStringVariable("duet.databases",
+							   "Databases in which pg_duet's background workers run.",
+							   "Comma-separated database names. Kafka consumers, the outbox "
+							   "publisher and the rule scheduler serve these databases.",
+							   &duet_databases,
+							   "postgres",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
+
 	/* One line per concern, in dependency order. */
 	/* calc: duet_calc_init(); */
 	/* config: duet_config_init(); */

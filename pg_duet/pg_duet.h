@@ -8,6 +8,9 @@
 
 void		_PG_init(void);
 
+/* duet.databases (pg_duet.c): comma-separated databases served by the background workers. */
+extern char *duet_databases;
+
 /* Per-concern initialisation, called from _PG_init (pg_duet.c). */
 /* calc: extern void duet_calc_init(void); */
 /* config: extern void duet_config_init(void); */

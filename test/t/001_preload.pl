@@ -14,6 +14,7 @@ is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'), 'pg_duet', 'pr
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_duet');
 is($node->safe_psql('postgres', 'SELECT duet_version()'), '0.1.0', 'library version matches');
 
+is($node->safe_psql('postgres', 'SHOW duet.databases'), 'postgres', 'duet.databases defaults to postgres');
 my ($rc, $out, $err) = $node->psql('postgres', 'SET duet.typo_setting = 1');
 like($err, qr/invalid configuration parameter name "duet.typo_setting"/, 'duet.* prefix reserved');
 
