@@ -32,7 +32,7 @@ _PG_init(void)
 
 	/* One line per concern, in dependency order. */
 	/* calc: duet_calc_init(); */
-	/* config: duet_config_init(); */
+	duet_config_init();			/* config: tenants, tenant context, config service */
 	/* kafka: duet_kafka_init(); */
 	/* rules: duet_rules_init(); */
 	/* ask: duet_ask_init(); */
