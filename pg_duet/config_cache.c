@@ -16,12 +16,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/snapmgr.h"
@@ -117,6 +119,8 @@ fetch_value(const char *tenant, const char *key, Snapshot snapshot, MemoryContex
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
 		lookup_plan = plan;
+		/* COMMIT PREPARED of a config change reaches us as a relcache invalidation of it. */
+		duet_epoch_watch_relation(get_relname_relid("config", get_namespace_oid("duet", false)));
 	}
 	values[0] = CStringGetTextDatum(key);
 	if (tenant)

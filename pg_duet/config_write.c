@@ -40,32 +40,48 @@ duet_owner(void)
 	return owner;
 }
 
-/* Runs a one-row, one-column bigint query as the extension owner. */
+/*
+ * Runs a one-row, one-column bigint query as the extension owner. Errors are re-raised without
+ * the internal functions' context lines: the caller called duet_config_*, not them.
+ */
 static int64
 run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 {
 	Oid			save_userid;
 	int			save_sec;
-	int			ret;
-	bool		isnull;
-	int64		result = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int64 result = 0;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(duet_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "config write failed: %s", SPI_result_code_string(ret));
+	PG_TRY();
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		int			ret;
+		bool		isnull;
+		Datum		d;
 
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "config write failed: %s", SPI_result_code_string(ret));
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
 			result = DatumGetInt64(d);
+		SPI_finish();
 	}
-	SPI_finish();
+	PG_CATCH();
+	{
+		ErrorData  *edata;
 
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		SetUserIdAndSecContext(save_userid, save_sec);
+		edata->context = NULL;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return result;
 }
