@@ -35,7 +35,7 @@ _PG_init(void)
 	duet_config_init();			/* config: tenants, tenant context, config service */
 	/* kafka: duet_kafka_init(); */
 	/* rules: duet_rules_init(); */
-	/* ask: duet_ask_init(); */
+	duet_ask_init();			/* ask: duet_ask settings */
 	/* metrics: duet_metrics_init(); */
 
 	MarkGUCPrefixReserved("duet");

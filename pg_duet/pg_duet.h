@@ -16,7 +16,7 @@ extern char *duet_databases;
 extern void duet_config_init(void);	/* config.c */
 /* kafka: extern void duet_kafka_init(void); */
 /* rules: extern void duet_rules_init(void); */
-/* ask: extern void duet_ask_init(void); */
+extern void duet_ask_init(void);	/* ask.c */
 /* metrics: extern void duet_metrics_init(void); */
 
 #endif							/* PG_DUET_H */

@@ -1,0 +1,259 @@
+/*
+ * ask_store.c — the answer cache and the audit log, both private tables of the extension.
+ *
+ * The calling role has no write privilege on either (a user who could write the cache could make
+ * a colleague's question return their SQL), so they are written here as the bootstrap superuser
+ * with a fixed search_path, inside a security-restricted operation. The log is readable through
+ * row-level security (own tenant) and the duet.ask_stats view.
+ *
+ * Nothing is written in a read-only transaction or on a standby: asking still works there.
+ * Retention: every PRUNE_EVERY writes a backend deletes log rows older than
+ * duet.ask_log_retention_days and cache entries older than duet.ask_cache_ttl.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "ask.h"
+
+#define PRUNE_EVERY 64
+
+static int	writes_since_prune = PRUNE_EVERY;	/* prune on a backend's first write */
+
+void
+duet_as_superuser(void (*fn) (void *), void *arg)
+{
+	Oid			save_user;
+	int			save_sec;
+	int			nest;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	/* A caller-controlled search_path must not resolve our operators or functions. */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_user, save_sec);
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, nest);
+}
+
+static bool
+can_write(void)
+{
+	return !XactReadOnly && !RecoveryInProgress();
+}
+
+/* ---- cache -------------------------------------------------------------------------- */
+
+typedef struct CacheArgs
+{
+	const char *question;
+	const char *fingerprint;
+	const char *tenant;
+	const char *model;
+	const char *sql;			/* store: the SQL; lookup: unused */
+	MemoryContext cxt;
+	char	   *found;
+} CacheArgs;
+
+#define CACHE_KEY_SQL \
+	"md5(concat_ws(chr(31), coalesce($1, chr(30)), $2, $3, $4))"
+
+static void
+cache_lookup_su(void *arg)
+{
+	CacheArgs  *ca = (CacheArgs *) arg;
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	int			rc;
+
+	values[0] = ca->tenant ? CStringGetTextDatum(ca->tenant) : (Datum) 0;
+	nulls[0] = ca->tenant ? ' ' : 'n';
+	values[1] = CStringGetTextDatum(ca->question);
+	values[2] = CStringGetTextDatum(ca->fingerprint);
+	values[3] = CStringGetTextDatum(ca->model);
+	values[4] = Int32GetDatum(duet_ask_cache_ttl_s);
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT sql FROM duet.ask_cache WHERE cache_key = " CACHE_KEY_SQL
+							   " AND created_at > now() - make_interval(secs => $5)",
+							   5, types, values, nulls, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read duet.ask_cache: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		ca->found = v ? MemoryContextStrdup(ca->cxt, v) : NULL;
+	}
+	SPI_finish();
+}
+
+char *
+duet_cache_lookup(const char *question, const char *fingerprint, const char *tenant,
+				  const char *model)
+{
+	CacheArgs	ca = {question, fingerprint, tenant, model, NULL, CurrentMemoryContext, NULL};
+
+	if (duet_ask_cache_ttl_s <= 0)
+		return NULL;
+	duet_as_superuser(cache_lookup_su, &ca);
+	return ca.found;
+}
+
+static void
+prune_su(void)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(duet_ask_log_retention_days), Int32GetDatum(duet_ask_cache_ttl_s)};
+
+	SPI_execute_with_args("DELETE FROM duet.ask_log WHERE at < now() - make_interval(days => $1)",
+						  1, types, values, NULL, false, 0);
+	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE created_at < now() - make_interval(secs => $1)",
+						  1, types + 1, values + 1, NULL, false, 0);
+}
+
+static void
+prune_now_su(void *arg)
+{
+	SPI_connect();
+	prune_su();
+	SPI_finish();
+}
+
+static void
+maybe_prune_su(void)
+{
+	if (++writes_since_prune < PRUNE_EVERY)
+		return;
+	writes_since_prune = 0;
+	prune_su();
+}
+
+static void
+cache_store_su(void *arg)
+{
+	CacheArgs  *ca = (CacheArgs *) arg;
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	int			rc;
+
+	values[0] = ca->tenant ? CStringGetTextDatum(ca->tenant) : (Datum) 0;
+	nulls[0] = ca->tenant ? ' ' : 'n';
+	values[1] = CStringGetTextDatum(ca->question);
+	values[2] = CStringGetTextDatum(ca->fingerprint);
+	values[3] = CStringGetTextDatum(ca->model);
+	values[4] = CStringGetTextDatum(ca->sql);
+	SPI_connect();
+	rc = SPI_execute_with_args("INSERT INTO duet.ask_cache AS c"
+							   "       (cache_key, tenant, question, fingerprint, model, sql)"
+							   " VALUES (" CACHE_KEY_SQL ", $1, $2, $3, $4, $5)"
+							   " ON CONFLICT (cache_key) DO UPDATE"
+							   "   SET sql = excluded.sql, created_at = now()",
+							   5, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not write duet.ask_cache: %s", SPI_result_code_string(rc));
+	maybe_prune_su();
+	SPI_finish();
+}
+
+void
+duet_cache_store(const char *question, const char *fingerprint, const char *tenant,
+				 const char *model, const char *sql)
+{
+	CacheArgs	ca = {question, fingerprint, tenant, model, sql, CurrentMemoryContext, NULL};
+
+	if (duet_ask_cache_ttl_s <= 0 || !can_write())
+		return;
+	duet_as_superuser(cache_store_su, &ca);
+}
+
+/* ---- log ---------------------------------------------------------------------------- */
+
+typedef struct LogArgs
+{
+	const AskLogEntry *e;
+	const char *tenant;
+	const char *role;
+} LogArgs;
+
+static Datum
+text_or_null(const char *s, char *null)
+{
+	*null = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+static void
+log_write_su(void *arg)
+{
+	LogArgs    *la = (LogArgs *) arg;
+	const AskLogEntry *e = la->e;
+	Oid			types[14] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	INT4OID, INT4OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[14];
+	char		nulls[15] = "              ";
+	int			rc;
+
+	values[0] = text_or_null(la->tenant, &nulls[0]);
+	values[1] = text_or_null(la->role, &nulls[1]);
+	values[2] = text_or_null(e->question, &nulls[2]);
+	values[3] = text_or_null(e->sql, &nulls[3]);
+	values[4] = text_or_null(e->provider, &nulls[4]);
+	values[5] = text_or_null(e->model, &nulls[5]);
+	values[6] = Int32GetDatum(e->attempts);
+	values[7] = Int32GetDatum(e->corrections);
+	values[8] = Int32GetDatum(e->tokens_in);
+	values[9] = Int32GetDatum(e->tokens_out);
+	values[10] = Float8GetDatum(e->latency_ms);
+	values[11] = text_or_null(e->status, &nulls[11]);
+	values[12] = text_or_null(e->error, &nulls[12]);
+	values[13] = (Datum) 0;
+	nulls[13] = 'n';
+	SPI_connect();
+	rc = SPI_execute_with_args("INSERT INTO duet.ask_log (tenant, role, question, sql, provider, model,"
+							   " attempts, corrections, tokens_in, tokens_out, latency_ms, status, error)"
+							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+							   13, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not write duet.ask_log: %s", SPI_result_code_string(rc));
+	maybe_prune_su();
+	SPI_finish();
+}
+
+void
+duet_log_write(const AskLogEntry *e, const char *tenant)
+{
+	LogArgs		la = {e, tenant, GetUserNameFromId(GetUserId(), false)};
+
+	if (!can_write())
+		return;
+	duet_as_superuser(log_write_su, &la);
+}
+
+PG_FUNCTION_INFO_V1(duet_ask_prune);
+
+/* duet_ask_prune() → void: applies the retention settings now (admin). */
+Datum
+duet_ask_prune(PG_FUNCTION_ARGS)
+{
+	duet_as_superuser(prune_now_su, NULL);
+	PG_RETURN_VOID();
+}
