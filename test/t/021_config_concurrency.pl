@@ -112,13 +112,16 @@ my ($rc, $out, $err) = $node->psql('postgres',
     "BEGIN; SELECT duet_config_set('cc.k', '1'); PREPARE TRANSACTION 'cc_p0';", extra_params => ['-U', 'bob']);
 like($err, qr/cannot PREPARE a transaction that has executed LISTEN, UNLISTEN, or NOTIFY/,
      '2PC: duet_config_set cannot be prepared (NOTIFY)');
-$reader->query_safe("SELECT duet_config_get('cc.k')");
+# A fresh reader that never wrote config itself.
+my $fresh = $node->background_psql('postgres', extra_params => ['-U', 'alice']);
+$fresh->query_safe("SELECT duet_config_get('cc.k')");
 $node->safe_psql('postgres', q{BEGIN;
     UPDATE duet.config SET value = '"prepared"' WHERE key = 'cc.k' AND tenant = 'acme';
     PREPARE TRANSACTION 'cc_p1';});
-isnt($reader->query_safe("SELECT duet_config_get('cc.k')"), '"prepared"', '2PC: invisible while prepared');
+isnt($fresh->query_safe("SELECT duet_config_get('cc.k')"), '"prepared"', '2PC: invisible while prepared');
 $node->safe_psql('postgres', "COMMIT PREPARED 'cc_p1'");
-is($reader->query_safe("SELECT duet_config_get('cc.k')"), '"prepared"', '2PC: visible after COMMIT PREPARED');
+is($fresh->query_safe("SELECT duet_config_get('cc.k')"), '"prepared"', '2PC: visible after COMMIT PREPARED');
+$fresh->quit;
 
 # 8. Membership removed in another session: the reader loses the tenant at once.
 is($reader->query_safe("SELECT duet_current_tenant()"), 'acme', 'reader acts for acme');
