@@ -195,9 +195,23 @@ duet_config_lookup(const char *key)
 		snapshot = RegisterSnapshot(GetLatestSnapshot());
 		value = fetch_value(t, key, snapshot, cache_cxt);
 		UnregisterSnapshot(snapshot);
-		/* The fetch may have run code that invalidated the cache (it never should, but check). */
+		/*
+		 * Were the caches invalidated meanwhile (an invalidation message processed during the
+		 * query), the value is still right for this call but must not be kept.
+		 */
 		if (cache == NULL || !duet_epoch_token_valid(&cache_token))
-			return value;
+		{
+			Jsonb	   *copy = NULL;
+
+			if (value)
+			{
+				copy = palloc(VARSIZE(value));
+				memcpy(copy, value, VARSIZE(value));
+			}
+			cache_reset();
+			cache_token.local = 0;	/* never matches: the next call takes a new token */
+			return copy;
+		}
 		entry = hash_search(cache, &id, HASH_ENTER, &found);
 		entry->value = value;
 	}
