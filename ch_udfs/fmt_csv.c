@@ -1,0 +1,104 @@
+/*
+ * fmt_csv.c — ClickHouse CSV: fields split by ',', rows ended by \n (or \r\n); strings in double
+ * quotes with "" for a quote (single quotes accepted too, as ClickHouse's reader does by default);
+ * NULL is an unquoted \N. The writer shares fmt_tsv.c's value writer.
+ */
+#include "udf.h"
+
+bool		udf_csv_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, size_t n);
+
+static udf_read_status
+csv_fail_end(udf_in *in, udf_row *row, size_t col, udf_error *err)
+{
+	if (in->failed)
+		udf_fail(err, "%s", in->failure);
+	else
+		udf_fail(err, "row %llu: CSV input ends inside the row (column %zu)",
+				 (unsigned long long) row->number, col + 1);
+	return UDF_FAIL;
+}
+
+static udf_read_status
+csv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_error *err)
+{
+	if (udf_in_peek(in) < 0)
+	{
+		if (in->failed)
+			return udf_fail(err, "%s", in->failure), UDF_FAIL;
+		return UDF_END;
+	}
+	udf_row_reset(row);
+	row->number++;
+	for (size_t i = 0; i < ncols; i++)
+	{
+		bool		last = (i == ncols - 1);
+		int			c = udf_in_peek(in);
+
+		row->start[i] = row->len;
+		row->is_null[i] = false;
+		if (c == '"' || c == '\'')
+		{
+			int			quote = udf_in_get(in);
+
+			for (;;)
+			{
+				c = udf_in_get(in);
+				if (c < 0)
+					return csv_fail_end(in, row, i, err);
+				if (c == quote)
+				{
+					if (udf_in_peek(in) != quote)
+						break;
+					udf_in_get(in);
+				}
+				if (!udf_row_putc(row, (char) c, err))
+					return UDF_FAIL;
+			}
+			c = udf_in_get(in);
+		}
+		else
+		{
+			for (;;)
+			{
+				c = udf_in_get(in);
+				if (c < 0 || c == ',' || c == '\n' || c == '\r')
+					break;
+				if (c == '"')
+					return udf_fail(err, "row %llu: quote inside an unquoted CSV field (column %zu)",
+									(unsigned long long) row->number, i + 1), UDF_FAIL;
+				if (!udf_row_putc(row, (char) c, err))
+					return UDF_FAIL;
+			}
+			if (row->len - row->start[i] == 2 && row->text[row->start[i]] == '\\' &&
+				row->text[row->start[i] + 1] == 'N')
+			{
+				row->is_null[i] = true;
+				row->len = row->start[i];
+			}
+		}
+		if (c == '\r')
+		{
+			if (udf_in_get(in) != '\n')
+				return udf_fail(err, "row %llu: carriage return not followed by a newline",
+								(unsigned long long) row->number), UDF_FAIL;
+			c = '\n';
+		}
+		if (c < 0)
+			return csv_fail_end(in, row, i, err);
+		if (c == ',' && last)
+			return udf_fail(err, "row %llu: more than %zu CSV columns",
+							(unsigned long long) row->number, ncols), UDF_FAIL;
+		if (c == '\n' && !last)
+			return udf_fail(err, "row %llu: %zu CSV columns, expected %zu",
+							(unsigned long long) row->number, i + 1, ncols), UDF_FAIL;
+		if (c != ',' && c != '\n')
+			return udf_fail(err, "row %llu: unexpected text after a quoted CSV field (column %zu)",
+							(unsigned long long) row->number, i + 1), UDF_FAIL;
+		row->flen[i] = row->len - row->start[i];
+		if (!udf_row_putc(row, '\0', err))
+			return UDF_FAIL;
+	}
+	return udf_row_convert(row, cols, ncols, err) ? UDF_ROW : UDF_FAIL;
+}
+
+const udf_format udf_format_csv = {"CSV", csv_read_row, udf_csv_write_row};

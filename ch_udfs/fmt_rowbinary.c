@@ -1,0 +1,297 @@
+/*
+ * fmt_rowbinary.c — ClickHouse RowBinary: little-endian fixed-width numbers, String as a LEB128
+ * length and the bytes, Nullable as a 1-byte flag (1 = NULL, nothing follows) before the value.
+ * A row cut short is an error; input may only end between rows.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "udf.h"
+
+static size_t
+width_of(udf_base b)
+{
+	switch (b)
+	{
+		case UDF_FLOAT64:
+		case UDF_INT64:
+		case UDF_UINT64:
+			return 8;
+		case UDF_FLOAT32:
+		case UDF_INT32:
+		case UDF_UINT32:
+			return 4;
+		case UDF_INT16:
+		case UDF_UINT16:
+			return 2;
+		case UDF_INT8:
+		case UDF_UINT8:
+		case UDF_BOOL:
+			return 1;
+		default:
+			return 0;
+	}
+}
+
+static inline uint64_t
+le_bits(const unsigned char *b, size_t w)
+{
+	uint64_t	v = 0;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(&v, b, w);
+#else
+	for (size_t i = 0; i < w; i++)
+		v |= (uint64_t) b[i] << (8 * i);
+#endif
+	return v;
+}
+
+static bool
+decode_fixed(const udf_column *col, const unsigned char *b, duet_value *out, udf_row *row, udf_error *err)
+{
+	uint64_t	v = le_bits(b, width_of(col->type.base));
+	double		d;
+
+	switch (col->type.base)
+	{
+		case UDF_FLOAT64:
+			memcpy(&d, &v, sizeof(d));
+			break;
+		case UDF_FLOAT32:
+			{
+				uint32_t	u = (uint32_t) v;
+				float		f;
+
+				memcpy(&f, &u, sizeof(f));
+				d = f;
+				break;
+			}
+		case UDF_INT8:
+			d = (int8_t) v;
+			break;
+		case UDF_INT16:
+			d = (int16_t) v;
+			break;
+		case UDF_INT32:
+			d = (int32_t) v;
+			break;
+		case UDF_INT64:
+			d = (double) (int64_t) v;
+			break;
+		case UDF_BOOL:
+			if (v > 1)
+				return udf_fail(err, "row %llu: invalid Bool byte %u in column %s",
+								(unsigned long long) row->number, (unsigned) v, col->name);
+			*out = duet_bool(v == 1);
+			return true;
+		default:
+			d = (double) v;
+	}
+	*out = isfinite(d) ? duet_number(d) : duet_null();
+	return true;
+}
+
+static udf_read_status
+rb_truncated(udf_in *in, udf_row *row, size_t col, udf_error *err)
+{
+	if (in->failed)
+		udf_fail(err, "%s", in->failure);
+	else
+		udf_fail(err, "row %llu: truncated RowBinary row (input ends in column %zu)",
+				 (unsigned long long) row->number, col + 1);
+	return UDF_FAIL;
+}
+
+static udf_read_status
+rb_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_error *err)
+{
+	bool		has_strings = false;
+
+	if (udf_in_peek(in) < 0)
+	{
+		if (in->failed)
+			return udf_fail(err, "%s", in->failure), UDF_FAIL;
+		return UDF_END;
+	}
+	udf_row_reset(row);
+	row->number++;
+	for (size_t i = 0; i < ncols; i++)
+	{
+		const udf_column *col = &cols[i];
+		size_t		w;
+
+		row->is_null[i] = false;
+		if (col->type.nullable)
+		{
+			int			flag = udf_in_get(in);
+
+			if (flag < 0)
+				return rb_truncated(in, row, i, err);
+			if (flag > 1)
+				return udf_fail(err, "row %llu: invalid Nullable flag %d in column %s",
+								(unsigned long long) row->number, flag, col->name), UDF_FAIL;
+			if (flag == 1)
+			{
+				row->is_null[i] = true;
+				row->vals[i] = duet_null();
+				continue;
+			}
+		}
+		if (col->type.base == UDF_NOTHING)
+			return udf_fail(err, "row %llu: non-NULL value in column %s of type Nullable(Nothing)",
+							(unsigned long long) row->number, col->name), UDF_FAIL;
+		if (col->type.base == UDF_STRING)
+		{
+			uint64_t	len = 0;
+			int			shift = 0;
+
+			for (;;)
+			{
+				int			b = udf_in_get(in);
+
+				if (b < 0)
+					return rb_truncated(in, row, i, err);
+				if (shift == 63 && (b & 0x7e))
+					return udf_fail(err, "row %llu: String length overflows 64 bits (column %s)",
+									(unsigned long long) row->number, col->name), UDF_FAIL;
+				len |= (uint64_t) (b & 0x7f) << shift;
+				if (!(b & 0x80))
+					break;
+				shift += 7;
+				if (shift > 63)
+					return udf_fail(err, "row %llu: String length varint longer than 10 bytes (column %s)",
+									(unsigned long long) row->number, col->name), UDF_FAIL;
+			}
+			if (len > row->max_bytes)
+				return udf_fail(err, "row %llu: String of %llu bytes in column %s exceeds the row limit of %zu bytes",
+								(unsigned long long) row->number, (unsigned long long) len,
+								col->name, row->max_bytes), UDF_FAIL;
+			row->start[i] = row->len;
+			row->flen[i] = (size_t) len;
+			/* grow once, then read straight into the row buffer */
+			if (!udf_row_reserve(row, (size_t) len, err))
+				return UDF_FAIL;
+			if (!udf_in_read(in, row->text + row->len, (size_t) len))
+				return rb_truncated(in, row, i, err);
+			row->len += (size_t) len;
+			has_strings = true;
+			continue;
+		}
+		w = width_of(col->type.base);
+		if (col->type.base == UDF_FLOAT64 && in->end - in->pos >= 8)
+		{
+			/* the common case, kept branch-light: a whole double in the buffer */
+			double		d;
+			uint64_t	bits = le_bits(in->buf + in->pos, 8);
+
+			memcpy(&d, &bits, sizeof(d));
+			in->pos += 8;
+			row->vals[i] = isfinite(d) ? duet_number(d) : duet_null();
+			continue;
+		}
+		if (in->end - in->pos >= w)
+		{
+			if (!decode_fixed(col, in->buf + in->pos, &row->vals[i], row, err))
+				return UDF_FAIL;
+			in->pos += w;
+		}
+		else
+		{
+			unsigned char b[8];
+
+			if (!udf_in_read(in, b, w))
+				return rb_truncated(in, row, i, err);
+			if (!decode_fixed(col, b, &row->vals[i], row, err))
+				return UDF_FAIL;
+		}
+	}
+	if (has_strings)
+		for (size_t i = 0; i < ncols; i++)
+			if (cols[i].type.base == UDF_STRING && !row->is_null[i])
+				row->vals[i] = duet_string(row->text + row->start[i], row->flen[i]);
+	return UDF_ROW;
+}
+
+static inline void
+put_le(udf_out *out, uint64_t v, size_t w)
+{
+	unsigned char b[8];
+
+	for (size_t i = 0; i < w; i++)
+		b[i] = (unsigned char) (v >> (8 * i));
+	udf_out_write(out, b, w);
+}
+
+static bool
+rb_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		const udf_column *col = &cols[i];
+		duet_value	w;
+		uint64_t	bits = 0;
+
+		/* the common case: a Nullable(Float64) result, written with one fixed-size store */
+		if (col->type.base == UDF_FLOAT64 && col->type.nullable &&
+			(vals[i].type == DUET_T_NUMBER || vals[i].type == DUET_T_NULL))
+		{
+			if (out->len + 9 > out->cap && !udf_out_reserve(out, 9))
+				return false;
+			if (vals[i].type == DUET_T_NULL)
+				out->buf[out->len++] = 1;
+			else
+			{
+				out->buf[out->len] = 0;
+				memcpy(&bits, &vals[i].u.num, 8);
+				for (int b = 0; b < 8; b++)
+					out->buf[out->len + 1 + b] = (unsigned char) (bits >> (8 * b));
+				out->len += 9;
+			}
+			continue;
+		}
+		w = udf_value_for_column(col, &vals[i]);
+
+		if (col->type.nullable)
+		{
+			udf_out_byte(out, w.type == DUET_T_NULL ? 1 : 0);
+			if (w.type == DUET_T_NULL)
+				continue;
+		}
+		if (col->type.base == UDF_STRING)
+		{
+			uint64_t	len = w.type == DUET_T_STRING ? w.u.str.len : 0;
+
+			do
+			{
+				udf_out_byte(out, (unsigned char) ((len & 0x7f) | (len > 0x7f ? 0x80 : 0)));
+				len >>= 7;
+			} while (len);
+			if (w.type == DUET_T_STRING)
+				udf_out_write(out, w.u.str.ptr, w.u.str.len);
+			continue;
+		}
+		if (col->type.base == UDF_FLOAT64)
+		{
+			double		d = w.type == DUET_T_NUMBER ? w.u.num : NAN;
+
+			memcpy(&bits, &d, sizeof(bits));
+		}
+		else if (col->type.base == UDF_FLOAT32)
+		{
+			float		f = (float) (w.type == DUET_T_NUMBER ? w.u.num : NAN);
+			uint32_t	u;
+
+			memcpy(&u, &f, sizeof(u));
+			bits = u;
+		}
+		else if (w.type == DUET_T_BOOL)
+			bits = w.u.boolean ? 1 : 0;
+		else if (w.type == DUET_T_NUMBER)
+			bits = w.u.num < 0 ? (uint64_t) (int64_t) w.u.num : (uint64_t) w.u.num;
+		put_le(out, bits, width_of(col->type.base));
+	}
+	return udf_out_row_done(out);
+}
+
+const udf_format udf_format_rowbinary = {"RowBinary", rb_read_row, rb_write_row};

@@ -1,0 +1,197 @@
+/*
+ * udf_dict.c — dictionary mode, for ClickHouse 18.16's executable dictionary source (which has no
+ * executable UDFs). A complex_key_cache dictionary with keys (formula String, inputs String) pipes
+ * the missing keys to us as TabSeparated; we answer each with its keys and a `result` attribute:
+ * the formula's value as JSON text (3, "abc", true, null) or error:<class>[@line:col] — the
+ * conformance file's notation, so dictGetString(...) can be compared with it directly.
+ *
+ *     SELECT dictGetString('duet_calc', 'result', tuple('clicks / impressions', '{"clicks":3,"impressions":4}'))
+ *
+ * A key whose formula or inputs are bad gets an error result; only malformed TabSeparated ends
+ * the process, because the dictionary would otherwise mismatch keys and rows.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "udf.h"
+
+static const udf_column dict_keys[2] = {
+	{"formula", {UDF_STRING, false}},
+	{"inputs", {UDF_STRING, false}},
+};
+
+/* Formats the result (or error) as JSON text into *text. */
+static void
+result_text(udf_out *text, const duet_value *v)
+{
+	switch (v->type)
+	{
+		case DUET_T_NUMBER:
+			udf_write_number(text, v->u.num);
+			break;
+		case DUET_T_STRING:
+			udf_write_json_string(text, v->u.str.ptr, v->u.str.len);
+			break;
+		case DUET_T_BOOL:
+			if (v->u.boolean)
+				udf_out_write(text, "true", 4);
+			else
+				udf_out_write(text, "false", 5);
+			break;
+		default:
+			udf_out_write(text, "null", 4);
+	}
+}
+
+static void
+error_text(udf_out *text, const duet_error *e)
+{
+	char		tag[64];
+
+	udf_error_tag(e, tag, sizeof(tag));
+	udf_out_write(text, tag, strlen(tag));
+}
+
+static void
+input_error(udf_out *text)
+{
+	udf_out_write(text, "error:input", 11);
+}
+
+/* Binds the program's variables from the inputs object and evaluates; writes the result text. */
+static void
+evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
+			 const duet_value *formula, const duet_value *inputs, udf_out *text)
+{
+	const udf_compiled *uc;
+	json_t	   *obj;
+	json_error_t jerr;
+	size_t		n;
+	duet_value	result;
+	duet_error	derr;
+
+	uc = udf_cache_get(cache, formula->u.str.ptr, formula->u.str.len, NULL, 0, NULL, NULL);
+	if (!uc)
+	{
+		udf_out_write(text, "error:nomem", 11);
+		return;
+	}
+	if (uc->failed)
+	{
+		error_text(text, &uc->error);
+		return;
+	}
+	obj = json_loadb(inputs->u.str.ptr, inputs->u.str.len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+	if (!obj || !json_is_object(obj))
+	{
+		json_decref(obj);
+		input_error(text);
+		return;
+	}
+	n = duet_program_nvars(uc->program);
+	if (n > *vars_cap)
+	{
+		duet_value *nv = realloc(*vars, n * sizeof(duet_value));
+
+		if (!nv)
+		{
+			json_decref(obj);
+			udf_out_write(text, "error:nomem", 11);
+			return;
+		}
+		*vars = nv;
+		*vars_cap = n;
+	}
+	for (size_t i = 0; i < n; i++)
+	{
+		json_t	   *j = json_object_get(obj, duet_program_var(uc->program, i));
+
+		if (!j)
+		{
+			json_decref(obj);
+			udf_out_write(text, "error:unknown_variable", 22);
+			return;
+		}
+		switch (json_typeof(j))
+		{
+			case JSON_NULL:
+				(*vars)[i] = duet_null();
+				break;
+			case JSON_TRUE:
+			case JSON_FALSE:
+				(*vars)[i] = duet_bool(json_is_true(j));
+				break;
+			case JSON_INTEGER:
+			case JSON_REAL:
+				(*vars)[i] = duet_number(json_number_value(j));
+				break;
+			case JSON_STRING:
+				(*vars)[i] = duet_string(json_string_value(j), json_string_length(j));
+				break;
+			default:
+				json_decref(obj);
+				input_error(text);
+				return;
+		}
+	}
+	if (duet_eval(uc->program, *vars, vm, &result, &derr) != DUET_OK)
+		error_text(text, &derr);
+	else
+		result_text(text, &result);
+	json_decref(obj);			/* after formatting: string results may point into it */
+}
+
+bool
+udf_run_dictionary(udf_in *in, udf_out *out, udf_row *row, udf_error *err)
+{
+	udf_cache  *cache = udf_cache_new(1024);
+	duet_vm    *vm = duet_vm_new();
+	duet_value *vars = NULL;
+	size_t		vars_cap = 0;
+	udf_out		text;
+	udf_read_status st;
+	bool		ok = false;
+
+	memset(&text, 0, sizeof(text));
+	text.fd = UDF_OUT_MEMORY;
+	if (!cache || !vm)
+	{
+		udf_fail(err, "out of memory");
+		goto done;
+	}
+	while ((st = udf_format_tsv.read_row(in, dict_keys, 2, row, err)) == UDF_ROW)
+	{
+		text.len = 0;
+		evaluate_key(cache, vm, &vars, &vars_cap, &row->vals[0], &row->vals[1], &text);
+		if (text.failed)
+		{
+			udf_fail(err, "row %llu: %s", (unsigned long long) row->number, text.failure);
+			goto done;
+		}
+		udf_write_tsv_string(out, row->vals[0].u.str.ptr, row->vals[0].u.str.len);
+		udf_out_byte(out, '\t');
+		udf_write_tsv_string(out, row->vals[1].u.str.ptr, row->vals[1].u.str.len);
+		udf_out_byte(out, '\t');
+		udf_write_tsv_string(out, (const char *) text.buf, text.len);
+		udf_out_byte(out, '\n');
+		if (!udf_out_row_done(out))
+		{
+			udf_fail(err, "%s", out->failure);
+			goto done;
+		}
+	}
+	if (st == UDF_END)
+	{
+		ok = udf_out_flush(out);
+		if (!ok)
+			udf_fail(err, "%s", out->failure);
+	}
+done:
+	free(text.buf);
+	free(vars);
+	duet_vm_free(vm);
+	udf_cache_free(cache);
+	return ok;
+}

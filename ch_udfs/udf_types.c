@@ -1,0 +1,334 @@
+/*
+ * udf_types.c — ClickHouse column types and their text form.
+ *
+ * Integers become doubles for the formula engine (whose only number is an IEEE double); values
+ * beyond 2^53 lose precision exactly as they would in PostgreSQL's duet_calc.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "udf.h"
+
+static const struct
+{
+	const char *name;
+	udf_base	base;
+}			type_names[] =
+{
+	{"Float64", UDF_FLOAT64}, {"Float32", UDF_FLOAT32},
+	{"Int8", UDF_INT8}, {"Int16", UDF_INT16}, {"Int32", UDF_INT32}, {"Int64", UDF_INT64},
+	{"UInt8", UDF_UINT8}, {"UInt16", UDF_UINT16}, {"UInt32", UDF_UINT32}, {"UInt64", UDF_UINT64},
+	{"Bool", UDF_BOOL}, {"String", UDF_STRING}, {"Nothing", UDF_NOTHING},
+};
+
+bool
+udf_type_parse(const char *text, size_t len, udf_type *out, udf_error *err)
+{
+	const char *p = text;
+	size_t		n = len;
+
+	out->nullable = false;
+	if (n > 10 && strncmp(p, "Nullable(", 9) == 0 && p[n - 1] == ')')
+	{
+		out->nullable = true;
+		p += 9;
+		n -= 10;
+	}
+	for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++)
+	{
+		if (strlen(type_names[i].name) == n && strncmp(type_names[i].name, p, n) == 0)
+		{
+			out->base = type_names[i].base;
+			if (out->base == UDF_NOTHING && !out->nullable)
+				return udf_fail(err, "type Nothing is only supported as Nullable(Nothing)");
+			return true;
+		}
+	}
+	return udf_fail(err, "unsupported column type \"%.*s\" (expected Float64, Float32, [U]Int8..64, "
+					"Bool, String, or Nullable of one of them)", (int) (len > 64 ? 64 : len), text);
+}
+
+const char *
+udf_type_name(udf_type t, char *buf, size_t size)
+{
+	const char *base = "?";
+
+	for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++)
+		if (type_names[i].base == t.base)
+			base = type_names[i].name;
+	if (t.nullable)
+		snprintf(buf, size, "Nullable(%s)", base);
+	else
+		snprintf(buf, size, "%s", base);
+	return buf;
+}
+
+duet_type
+udf_type_duet(udf_type t)
+{
+	switch (t.base)
+	{
+		case UDF_STRING:
+			return DUET_T_STRING;
+		case UDF_BOOL:
+			return DUET_T_BOOL;
+		case UDF_NOTHING:
+			return DUET_T_ANY;
+		default:
+			return DUET_T_NUMBER;
+	}
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool
+udf_columns_parse(const char *spec, udf_column *cols, size_t *ncols, udf_error *err)
+{
+	const char *p = spec;
+
+	*ncols = 0;
+	if (*p == '\0')
+		return true;
+	for (;;)
+	{
+		const char *item = p;
+		const char *colon = NULL;
+		const char *end;
+		int			depth = 0;
+		udf_column *c;
+
+		/* An item ends at a comma outside parentheses. */
+		for (end = p; *end && (*end != ',' || depth > 0); end++)
+		{
+			if (*end == '(')
+				depth++;
+			else if (*end == ')')
+				depth--;
+			else if (*end == ':' && !colon && depth == 0)
+				colon = end;
+		}
+		if (*ncols == UDF_MAX_COLUMNS)
+			return udf_fail(err, "more than %d columns", UDF_MAX_COLUMNS);
+		c = &cols[*ncols];
+		if (colon)
+		{
+			size_t		n = 0;
+
+			for (const char *q = item; q < colon; q++)
+			{
+				int			ch = (unsigned char) *q;
+
+				if (ch == '%' && q + 2 < colon && hexval(q[1]) >= 0 && hexval(q[2]) >= 0)
+				{
+					ch = hexval(q[1]) * 16 + hexval(q[2]);
+					q += 2;
+				}
+				if (n + 1 >= UDF_MAX_NAME)
+					return udf_fail(err, "column name longer than %d bytes", UDF_MAX_NAME - 1);
+				c->name[n++] = (char) ch;
+			}
+			c->name[n] = '\0';
+			if (n == 0)
+				return udf_fail(err, "empty column name in \"%s\"", spec);
+			item = colon + 1;
+		}
+		else
+			snprintf(c->name, sizeof(c->name), "c%zu", *ncols + 1);
+		if (!udf_type_parse(item, (size_t) (end - item), &c->type, err))
+			return false;
+		for (size_t i = 0; i < *ncols; i++)
+			if (strcmp(cols[i].name, c->name) == 0)
+				return udf_fail(err, "duplicate column name \"%s\"", c->name);
+		(*ncols)++;
+		if (*end == '\0')
+			return true;
+		p = end + 1;
+	}
+}
+
+static bool
+parse_signed(const char *text, double lo, double hi, double *out)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (end == text || *end != '\0' || errno != 0 || isspace((unsigned char) text[0]))
+		return false;
+	if ((double) v < lo || (double) v > hi)
+		return false;
+	*out = (double) v;
+	return true;
+}
+
+static bool
+parse_unsigned(const char *text, double hi, double *out)
+{
+	char	   *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (text[0] == '-' || isspace((unsigned char) text[0]))
+		return false;
+	v = strtoull(text, &end, 10);
+	if (end == text || *end != '\0' || errno != 0 || (double) v > hi)
+		return false;
+	*out = (double) v;
+	return true;
+}
+
+bool
+udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *out, udf_error *err)
+{
+	double		d = 0;
+	bool		ok;
+	char	   *end;
+
+	if (col->type.base == UDF_STRING)
+	{
+		*out = duet_string(text, len);
+		return true;
+	}
+	if (strlen(text) != len)
+		return udf_fail(err, "NUL byte in %s value of column %s", "numeric", col->name);
+	/*
+	 * Counters (clicks, impressions) are the common case: up to 15 digits are exact as a double,
+	 * so skip strtod for them. Anything else (fractions, exponents, signs) takes the full path.
+	 */
+	if (len > 0 && len <= 15 && col->type.base != UDF_BOOL && col->type.base != UDF_NOTHING &&
+		(len == 1 || text[0] != '0'))
+	{
+		uint64_t	v = 0;
+		size_t		k;
+
+		for (k = 0; k < len && text[k] >= '0' && text[k] <= '9'; k++)
+			v = v * 10 + (uint64_t) (text[k] - '0');
+		if (k == len && (col->type.base == UDF_FLOAT64 || col->type.base == UDF_FLOAT32 ||
+						 col->type.base == UDF_INT64 || col->type.base == UDF_UINT64 ||
+						 (col->type.base == UDF_INT32 && v <= 2147483647u) ||
+						 (col->type.base == UDF_UINT32 && v <= 4294967295u)))
+		{
+			*out = duet_number(col->type.base == UDF_FLOAT32 ? (double) (float) v : (double) v);
+			return true;
+		}
+	}
+	switch (col->type.base)
+	{
+		case UDF_FLOAT64:
+		case UDF_FLOAT32:
+			errno = 0;
+			d = len ? strtod(text, &end) : 0;
+			ok = len > 0 && *end == '\0' && !isspace((unsigned char) text[0]);
+			/* the value ClickHouse holds is the float nearest the text, as RowBinary would carry */
+			if (col->type.base == UDF_FLOAT32)
+				d = (double) (float) d;
+			break;
+		case UDF_INT8:
+			ok = parse_signed(text, -128, 127, &d);
+			break;
+		case UDF_INT16:
+			ok = parse_signed(text, -32768, 32767, &d);
+			break;
+		case UDF_INT32:
+			ok = parse_signed(text, -2147483648.0, 2147483647.0, &d);
+			break;
+		case UDF_INT64:
+			ok = parse_signed(text, -9223372036854775808.0, 9223372036854775807.0, &d);
+			break;
+		case UDF_UINT8:
+			ok = parse_unsigned(text, 255, &d);
+			break;
+		case UDF_UINT16:
+			ok = parse_unsigned(text, 65535, &d);
+			break;
+		case UDF_UINT32:
+			ok = parse_unsigned(text, 4294967295.0, &d);
+			break;
+		case UDF_UINT64:
+			ok = parse_unsigned(text, 18446744073709551615.0, &d);
+			break;
+		case UDF_BOOL:
+			if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)
+				*out = duet_bool(true);
+			else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0)
+				*out = duet_bool(false);
+			else
+				return udf_fail(err, "invalid Bool value \"%.40s\" in column %s", text, col->name);
+			return true;
+		case UDF_NOTHING:
+			return udf_fail(err, "non-NULL value in column %s of type Nullable(Nothing)", col->name);
+		default:
+			ok = false;
+	}
+	if (!ok)
+	{
+		char		tn[64];
+
+		return udf_fail(err, "invalid %s value \"%.40s\" in column %s",
+						udf_type_name(col->type, tn, sizeof(tn)), text, col->name);
+	}
+	/* ClickHouse sends inf and nan; the engine's numbers are finite, so they arrive as NULL. */
+	*out = isfinite(d) ? duet_number(d) : duet_null();
+	return true;
+}
+
+void
+udf_write_number(udf_out *out, double d)
+{
+	char		buf[40];
+	size_t		n;
+
+	if (isnan(d))
+	{
+		udf_out_write(out, "nan", 3);
+		return;
+	}
+	n = duet_format_number(d, buf, sizeof(buf));
+	udf_out_write(out, buf, n);
+}
+
+duet_value
+udf_value_for_column(const udf_column *col, const duet_value *v)
+{
+	duet_value	r = *v;
+
+	if (r.type == DUET_T_NULL && !col->type.nullable)
+	{
+		switch (col->type.base)
+		{
+			case UDF_FLOAT64:
+			case UDF_FLOAT32:
+				r.type = DUET_T_NUMBER;
+				r.u.num = NAN;
+				break;
+			case UDF_STRING:
+				r = duet_string("", 0);
+				break;
+			case UDF_BOOL:
+				r = duet_bool(false);
+				break;
+			default:
+				r = duet_number(0);
+		}
+	}
+	else if (r.type == DUET_T_BOOL && col->type.base != UDF_BOOL && col->type.base != UDF_STRING)
+		r = duet_number(r.u.boolean ? 1 : 0);
+	else if (r.type == DUET_T_NUMBER && col->type.base == UDF_BOOL)
+		r = duet_bool(r.u.num != 0);
+	return r;
+}

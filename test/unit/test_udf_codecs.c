@@ -1,0 +1,401 @@
+/*
+ * test_udf_codecs.c — cmocka tests of duet_udf's format codecs (ch_udfs/fmt_*.c), column types
+ * and buffered input across read boundaries. The block loop and the formulas are covered end to
+ * end by test/ch_udf_tests.py through the ClickHouse harness.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "udf.h"
+
+static void
+cols_of(const char *spec, udf_column *cols, size_t *n)
+{
+	udf_error	err;
+
+	assert_true(udf_columns_parse(spec, cols, n, &err));
+}
+
+/* Reads every row of data with fmt; checks the status sequence ends with want_final. */
+typedef struct reader
+{
+	udf_in		in;
+	udf_row		row;
+	udf_column	cols[8];
+	size_t		ncols;
+	udf_error	err;
+	FILE	   *tmp;
+} reader;
+
+static void
+reader_open(reader *r, const char *spec, const void *data, size_t len, size_t chunk)
+{
+	memset(r, 0, sizeof(*r));
+	cols_of(spec, r->cols, &r->ncols);
+	udf_row_init(&r->row, 1 << 20);
+	if (chunk == 0)
+		udf_in_init_mem(&r->in, data, len);
+	else
+	{
+		/* through a file descriptor with a tiny buffer: every field crosses read boundaries */
+		r->tmp = tmpfile();
+		assert_non_null(r->tmp);
+		assert_int_equal(fwrite(data, 1, len, r->tmp), len);
+		fflush(r->tmp);
+		rewind(r->tmp);
+		assert_true(udf_in_init_fd(&r->in, fileno(r->tmp), NULL));
+		r->in.cap = chunk;
+	}
+}
+
+static void
+reader_close(reader *r)
+{
+	udf_row_free(&r->row);
+	udf_in_free(&r->in);
+	if (r->tmp)
+		fclose(r->tmp);
+}
+
+static udf_read_status
+next(reader *r, const udf_format *f)
+{
+	return f->read_row(&r->in, r->cols, r->ncols, &r->row, &r->err);
+}
+
+static void
+assert_str(const duet_value *v, const char *s, size_t len)
+{
+	assert_int_equal(v->type, DUET_T_STRING);
+	assert_int_equal(v->u.str.len, len);
+	assert_memory_equal(v->u.str.ptr, s, len);
+}
+
+static void
+test_types(void **state)
+{
+	udf_type	t;
+	udf_error	err;
+	udf_column	cols[4];
+	size_t		n;
+	char		buf[64];
+
+	(void) state;
+	assert_true(udf_type_parse("Nullable(Float64)", 17, &t, &err));
+	assert_true(t.nullable);
+	assert_int_equal(t.base, UDF_FLOAT64);
+	assert_string_equal(udf_type_name(t, buf, sizeof(buf)), "Nullable(Float64)");
+	assert_false(udf_type_parse("Decimal(10,2)", 13, &t, &err));
+	assert_non_null(strstr(err.message, "unsupported column type"));
+	assert_false(udf_type_parse("Nothing", 7, &t, &err));
+	assert_true(udf_columns_parse("my%20var:Nullable(String),Int8,b:Bool", cols, &n, &err));
+	assert_int_equal(n, 3);
+	assert_string_equal(cols[0].name, "my var");
+	assert_string_equal(cols[1].name, "c2");
+	assert_int_equal(cols[2].type.base, UDF_BOOL);
+	assert_false(udf_columns_parse("a:Float64,a:String", cols, &n, &err));
+	assert_non_null(strstr(err.message, "duplicate"));
+}
+
+static void
+test_parse_text(void **state)
+{
+	udf_column	cols[8];
+	size_t		n;
+	duet_value	v;
+	udf_error	err;
+
+	(void) state;
+	cols_of("a:Int8,b:UInt64,c:Float64,d:Bool,e:Float32", cols, &n);
+	assert_true(udf_parse_text(&cols[0], "-128", 4, &v, &err));
+	assert_true(v.u.num == -128);
+	assert_false(udf_parse_text(&cols[0], "128", 3, &v, &err));
+	assert_false(udf_parse_text(&cols[1], "-1", 2, &v, &err));
+	assert_true(udf_parse_text(&cols[1], "18446744073709551615", 20, &v, &err));
+	assert_true(udf_parse_text(&cols[2], "1e-3", 4, &v, &err));
+	assert_true(v.u.num == 1e-3);
+	assert_true(udf_parse_text(&cols[2], "inf", 3, &v, &err));
+	assert_int_equal(v.type, DUET_T_NULL);	/* the engine's numbers are finite */
+	assert_false(udf_parse_text(&cols[2], " 1", 2, &v, &err));
+	assert_false(udf_parse_text(&cols[2], "1x", 2, &v, &err));
+	assert_false(udf_parse_text(&cols[2], "", 0, &v, &err));
+	assert_true(udf_parse_text(&cols[3], "true", 4, &v, &err));
+	assert_true(v.type == DUET_T_BOOL && v.u.boolean);
+	assert_false(udf_parse_text(&cols[3], "yes", 3, &v, &err));
+}
+
+static void
+test_tsv_read(void **state)
+{
+	static const char data[] = "a\\tb\\n\\\\\\'\\0x\t\\N\t1.5\n\t0\t-2\n";
+	size_t		chunks[] = {0, 1, 2, 3, 7};
+
+	(void) state;
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++)
+	{
+		reader		r;
+
+		reader_open(&r, "s:String,n:Nullable(Float64),f:Float64", data, sizeof(data) - 1, chunks[c]);
+		assert_int_equal(next(&r, &udf_format_tsv), UDF_ROW);
+		assert_str(&r.row.vals[0], "a\tb\n\\'\0x", 8);
+		assert_int_equal(r.row.vals[1].type, DUET_T_NULL);
+		assert_true(r.row.vals[2].u.num == 1.5);
+		assert_int_equal(next(&r, &udf_format_tsv), UDF_ROW);
+		assert_str(&r.row.vals[0], "", 0);
+		assert_true(r.row.vals[1].u.num == 0);
+		assert_true(r.row.vals[2].u.num == -2);
+		assert_int_equal(next(&r, &udf_format_tsv), UDF_END);
+		reader_close(&r);
+	}
+}
+
+static void
+test_tsv_errors(void **state)
+{
+	static const struct
+	{
+		const char *data;
+		const char *msg;
+	}			cases[] = {
+		{"1\n", "1 TabSeparated columns, expected 2"},
+		{"1\t2\t3\n", "more than 2"},
+		{"1\t2", "ends inside the row"},
+		{"1\t\\", "ends inside the row"},
+		{"x\\N\t2\n", "\\N must be the whole field"},
+		{"\\Nx\t2\n", "text after \\N"},
+		{"1\tz\n", "invalid Float64 value \"z\""},
+	};
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		reader		r;
+
+		reader_open(&r, "a:Nullable(String),b:Float64", cases[i].data, strlen(cases[i].data), 0);
+		assert_int_equal(next(&r, &udf_format_tsv), UDF_FAIL);
+		if (!strstr(r.err.message, cases[i].msg))
+			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, r.err.message, cases[i].msg);
+		reader_close(&r);
+	}
+}
+
+static void
+test_csv_read(void **state)
+{
+	static const char data[] = "\"a,\"\"b\"\"\",\\N,'it''s'\r\n2,3.5,x\n";
+	size_t		chunks[] = {0, 1, 5};
+
+	(void) state;
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++)
+	{
+		reader		r;
+
+		reader_open(&r, "s:String,n:Nullable(Float64),t:String", data, sizeof(data) - 1, chunks[c]);
+		assert_int_equal(next(&r, &udf_format_csv), UDF_ROW);
+		assert_str(&r.row.vals[0], "a,\"b\"", 5);
+		assert_int_equal(r.row.vals[1].type, DUET_T_NULL);
+		assert_str(&r.row.vals[2], "it's", 4);
+		assert_int_equal(next(&r, &udf_format_csv), UDF_ROW);
+		assert_str(&r.row.vals[0], "2", 1);
+		assert_true(r.row.vals[1].u.num == 3.5);
+		assert_int_equal(next(&r, &udf_format_csv), UDF_END);
+		reader_close(&r);
+	}
+}
+
+static void
+test_json_read(void **state)
+{
+	static const char data[] =
+		"{\"n\":\"9007199254740993\",\"s\":\"a\\u0000b\",\"f\":null,\"b\":true}\n"
+		"{\"b\":false,\"f\":2.5,\"s\":\"\",\"n\":7}\n";
+	static const char *bad[] = {
+		"{\"n\":1,\"s\":\"x\",\"f\":1}\n",	/* missing b */
+		"{\"n\":1,\"s\":\"x\",\"f\":1,\"b\":true,\"z\":0}\n",
+		"{\"n\":1,\"s\":\"\xff\",\"f\":1,\"b\":true}\n",
+		"[1,2]\n",
+		"{\"n\":1,\"s\":2,\"f\":1,\"b\":true}\n",
+		"{\"n\":1,\"s\":\"x\",\"f\":1,\"b\":true}",
+	};
+	reader		r;
+
+	(void) state;
+	reader_open(&r, "n:UInt64,s:String,f:Nullable(Float64),b:Bool", data, sizeof(data) - 1, 4);
+	assert_int_equal(next(&r, &udf_format_json), UDF_ROW);
+	assert_true(r.row.vals[0].u.num == 9007199254740992.0);	/* a double, as in PostgreSQL */
+	assert_str(&r.row.vals[1], "a\0b", 3);
+	assert_int_equal(r.row.vals[2].type, DUET_T_NULL);
+	assert_true(r.row.vals[3].u.boolean);
+	assert_int_equal(next(&r, &udf_format_json), UDF_ROW);
+	assert_true(r.row.vals[0].u.num == 7 && r.row.vals[2].u.num == 2.5 && !r.row.vals[3].u.boolean);
+	assert_int_equal(next(&r, &udf_format_json), UDF_END);
+	reader_close(&r);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		reader_open(&r, "n:UInt64,s:String,f:Nullable(Float64),b:Bool", bad[i], strlen(bad[i]), 0);
+		if (next(&r, &udf_format_json) != UDF_FAIL)
+			fail_msg("bad JSON case %zu accepted", i);
+		reader_close(&r);
+	}
+}
+
+static void
+test_rowbinary_read(void **state)
+{
+	unsigned char data[64];
+	size_t		n = 0;
+	double		d = -0.5;
+	size_t		chunks[] = {0, 1, 3};
+
+	(void) state;
+	/* Nullable(Float64) -0.5, Int16 -2, String of 130 'z' (2-byte LEB128), Nullable(UInt8) NULL */
+	data[n++] = 0;
+	memcpy(data + n, &d, 8);
+	n += 8;
+	data[n++] = 0xfe;
+	data[n++] = 0xff;
+	{
+		static unsigned char big[200];
+		unsigned char *all = malloc(n + 2 + 130 + 1);
+
+		memset(big, 'z', sizeof(big));
+		memcpy(all, data, n);
+		all[n] = 0x82;
+		all[n + 1] = 0x01;
+		memcpy(all + n + 2, big, 130);
+		all[n + 2 + 130] = 1;
+		for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++)
+		{
+			reader		r;
+			size_t		total = n + 2 + 130 + 1;
+
+			reader_open(&r, "a:Nullable(Float64),b:Int16,s:String,u:Nullable(UInt8)", all, total, chunks[c]);
+			assert_int_equal(next(&r, &udf_format_rowbinary), UDF_ROW);
+			assert_true(r.row.vals[0].u.num == -0.5);
+			assert_true(r.row.vals[1].u.num == -2);
+			assert_str(&r.row.vals[2], (const char *) big, 130);
+			assert_int_equal(r.row.vals[3].type, DUET_T_NULL);
+			assert_int_equal(next(&r, &udf_format_rowbinary), UDF_END);
+			reader_close(&r);
+			/* every proper prefix that is not empty is a truncated row */
+			for (size_t cut = 1; c == 0 && cut < total; cut++)
+			{
+				reader_open(&r, "a:Nullable(Float64),b:Int16,s:String,u:Nullable(UInt8)", all, cut, 0);
+				assert_int_equal(next(&r, &udf_format_rowbinary), UDF_FAIL);
+				assert_non_null(strstr(r.err.message, "truncated RowBinary"));
+				reader_close(&r);
+			}
+		}
+		free(all);
+	}
+}
+
+static void
+test_writers(void **state)
+{
+	udf_column	cols[8];
+	size_t		n;
+	duet_value	vals[5] = {duet_number(0.1), duet_null(), duet_string("a\t'\"\n,", 6),
+	duet_bool(true), duet_null()};
+	static const struct
+	{
+		const udf_format *f;
+		const char *want;
+		size_t		len;
+	}			cases[] = {
+		{&udf_format_tsv, "0.1\t\\N\ta\\t\\'\"\\n,\ttrue\tnan\n", 0},
+		{&udf_format_csv, "0.1,\\N,\"a\t'\"\"\n,\",true,nan\n", 0},
+		{&udf_format_json, "{\"x\":0.1,\"y\":null,\"s\":\"a\\t'\\\"\\n,\",\"b\":true,\"z\":null}\n", 0},
+		{&udf_format_rowbinary, "\x00\x9a\x99\x99\x99\x99\x99\xb9\x3f\x01\x00\x06\x61\x09\x27\x22\x0a\x2c\x00\x01\x00\x00\x00\x00\x00\x00\xf8\x7f", 28},
+	};
+
+	(void) state;
+	cols_of("x:Nullable(Float64),y:Nullable(String),s:Nullable(String),b:Nullable(Bool),z:Float64", cols, &n);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		udf_out		out;
+		size_t		len = cases[i].len ? cases[i].len : strlen(cases[i].want);
+
+		memset(&out, 0, sizeof(out));
+		out.fd = UDF_OUT_MEMORY;
+		assert_true(cases[i].f->write_row(&out, cols, vals, n));
+		if (out.len != len || memcmp(out.buf, cases[i].want, len) != 0)
+			fail_msg("%s wrote %.*s", cases[i].f->name, (int) out.len, out.buf);
+		free(out.buf);
+	}
+}
+
+/* Every byte value survives TabSeparated and CSV writing and reading back. */
+static void
+test_roundtrip_bytes(void **state)
+{
+	char		all[256];
+	udf_column	cols[1];
+	size_t		n;
+	const udf_format *fmts[] = {&udf_format_tsv, &udf_format_csv, &udf_format_rowbinary};
+
+	(void) state;
+	for (int i = 0; i < 256; i++)
+		all[i] = (char) i;
+	cols_of("s:Nullable(String)", cols, &n);
+	for (size_t f = 0; f < 3; f++)
+	{
+		udf_out		out;
+		duet_value	v = duet_string(all, 256);
+		reader		r;
+
+		memset(&out, 0, sizeof(out));
+		out.fd = UDF_OUT_MEMORY;
+		assert_true(fmts[f]->write_row(&out, cols, &v, 1));
+		reader_open(&r, "s:Nullable(String)", out.buf, out.len, 0);
+		assert_int_equal(next(&r, fmts[f]), UDF_ROW);
+		assert_str(&r.row.vals[0], all, 256);
+		assert_int_equal(next(&r, fmts[f]), UDF_END);
+		reader_close(&r);
+		free(out.buf);
+	}
+}
+
+static void
+test_row_limit(void **state)
+{
+	reader		r;
+	char	   *data = malloc(5000);
+
+	(void) state;
+	memset(data, 'q', 4999);
+	data[4999] = '\n';
+	reader_open(&r, "s:String", data, 5000, 0);
+	r.row.max_bytes = 1000;
+	assert_int_equal(next(&r, &udf_format_tsv), UDF_FAIL);
+	assert_non_null(strstr(r.err.message, "row larger than 1000 bytes"));
+	reader_close(&r);
+	free(data);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_types),
+		cmocka_unit_test(test_parse_text),
+		cmocka_unit_test(test_tsv_read),
+		cmocka_unit_test(test_tsv_errors),
+		cmocka_unit_test(test_csv_read),
+		cmocka_unit_test(test_json_read),
+		cmocka_unit_test(test_rowbinary_read),
+		cmocka_unit_test(test_writers),
+		cmocka_unit_test(test_roundtrip_bytes),
+		cmocka_unit_test(test_row_limit),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
