@@ -194,7 +194,13 @@ ask_sql(const char *question, const AskOptions *opt)
 	entry.question = question;
 	if (opt->use_cache)
 	{
-		char	   *cached = duet_cache_lookup(question, ctx->fingerprint, tenant, model);
+		List	   *models = NIL;
+		ListCell   *lc;
+		char	   *cached;
+
+		foreach(lc, providers)
+			models = lappend(models, (char *) duet_provider_model(lfirst(lc)));
+		cached = duet_cache_lookup(question, ctx->fingerprint, tenant, models);
 
 		/* Privileges may have changed since: a cached answer passes the guard again. */
 		if (cached && duet_guard_check(cached) == NULL)

@@ -125,8 +125,9 @@ typedef struct AskLogEntry
 	const char *error;
 } AskLogEntry;
 
+/* A fresh answer cached for any of the models (the provider chain), first model preferred. */
 extern char *duet_cache_lookup(const char *question, const char *fingerprint,
-							   const char *tenant, const char *model);
+							   const char *tenant, List *models);
 extern void duet_cache_store(const char *question, const char *fingerprint,
 							 const char *tenant, const char *model, const char *sql);
 extern void duet_log_write(const AskLogEntry *e, const char *tenant);

@@ -18,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -66,20 +67,21 @@ typedef struct CacheArgs
 	const char *question;
 	const char *fingerprint;
 	const char *tenant;
-	const char *model;
-	const char *sql;			/* store: the SQL; lookup: unused */
+	const char *model;			/* store: the model that answered */
+	Datum		models;			/* lookup: text[] of the provider chain's models, in order */
+	const char *sql;
 	MemoryContext cxt;
 	char	   *found;
 } CacheArgs;
 
-#define CACHE_KEY_SQL \
-	"md5(concat_ws(chr(31), coalesce($1, chr(30)), $2, $3, $4))"
+#define CACHE_KEY_SQL(model) \
+	"md5(concat_ws(chr(31), coalesce($1, chr(30)), $2, $3, " model "))"
 
 static void
 cache_lookup_su(void *arg)
 {
 	CacheArgs  *ca = (CacheArgs *) arg;
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID};
 	Datum		values[5];
 	char		nulls[5] = "     ";
 	int			rc;
@@ -88,11 +90,14 @@ cache_lookup_su(void *arg)
 	nulls[0] = ca->tenant ? ' ' : 'n';
 	values[1] = CStringGetTextDatum(ca->question);
 	values[2] = CStringGetTextDatum(ca->fingerprint);
-	values[3] = CStringGetTextDatum(ca->model);
+	values[3] = ca->models;
 	values[4] = Int32GetDatum(duet_ask_cache_ttl_s);
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT sql FROM duet.ask_cache WHERE cache_key = " CACHE_KEY_SQL
-							   " AND created_at > now() - make_interval(secs => $5)",
+	/* An answer from any model of the chain will do; the first provider's is preferred. */
+	rc = SPI_execute_with_args("SELECT c.sql FROM unnest($4) WITH ORDINALITY AS m(model, pos)"
+							   "  JOIN duet.ask_cache c ON c.cache_key = " CACHE_KEY_SQL("m.model")
+							   " WHERE c.created_at > now() - make_interval(secs => $5)"
+							   " ORDER BY m.pos LIMIT 1",
 							   5, types, values, nulls, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.ask_cache: %s", SPI_result_code_string(rc));
@@ -107,12 +112,19 @@ cache_lookup_su(void *arg)
 
 char *
 duet_cache_lookup(const char *question, const char *fingerprint, const char *tenant,
-				  const char *model)
+				  List *models)
 {
-	CacheArgs	ca = {question, fingerprint, tenant, model, NULL, CurrentMemoryContext, NULL};
+	CacheArgs	ca = {question, fingerprint, tenant, NULL, (Datum) 0, NULL, CurrentMemoryContext, NULL};
+	Datum	   *elems;
+	ListCell   *lc;
+	int			i = 0;
 
-	if (duet_ask_cache_ttl_s <= 0)
+	if (duet_ask_cache_ttl_s <= 0 || models == NIL)
 		return NULL;
+	elems = palloc(sizeof(Datum) * list_length(models));
+	foreach(lc, models)
+		elems[i++] = CStringGetTextDatum((const char *) lfirst(lc));
+	ca.models = PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
 	duet_as_superuser(cache_lookup_su, &ca);
 	return ca.found;
 }
@@ -164,7 +176,7 @@ cache_store_su(void *arg)
 	SPI_connect();
 	rc = SPI_execute_with_args("INSERT INTO duet.ask_cache AS c"
 							   "       (cache_key, tenant, question, fingerprint, model, sql)"
-							   " VALUES (" CACHE_KEY_SQL ", $1, $2, $3, $4, $5)"
+							   " VALUES (" CACHE_KEY_SQL("$4") ", $1, $2, $3, $4, $5)"
 							   " ON CONFLICT (cache_key) DO UPDATE"
 							   "   SET sql = excluded.sql, created_at = now()",
 							   5, types, values, nulls, false, 0);
@@ -178,7 +190,7 @@ void
 duet_cache_store(const char *question, const char *fingerprint, const char *tenant,
 				 const char *model, const char *sql)
 {
-	CacheArgs	ca = {question, fingerprint, tenant, model, sql, CurrentMemoryContext, NULL};
+	CacheArgs	ca = {question, fingerprint, tenant, model, (Datum) 0, sql, CurrentMemoryContext, NULL};
 
 	if (duet_ask_cache_ttl_s <= 0 || !can_write())
 		return;

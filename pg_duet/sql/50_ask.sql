@@ -35,49 +35,51 @@ SELECT pg_catalog.pg_extension_config_dump('duet.llm_providers', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.llm_provider_keys', '');
 
 -- Even if a superuser grants these tables to someone, only a superuser may attach a key or
--- point a keyed provider elsewhere (which would send the key to an endpoint of their choosing).
+-- change a keyed provider (a new base_url would send the key to an endpoint of their choosing).
+-- The trigger runs as the role making the change, so it can tell who that is; whether a key
+-- exists is asked of a SECURITY DEFINER helper that reveals nothing else.
+CREATE FUNCTION duet_ask_provider_has_key(provider text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    BEGIN ATOMIC SELECT EXISTS (SELECT FROM duet.llm_provider_keys k WHERE k.provider = duet_ask_provider_has_key.provider); END;
+COMMENT ON FUNCTION duet_ask_provider_has_key(text) IS
+    'whether a provider has a stored key (used by the provider guard trigger; reveals no key)';
+
 CREATE FUNCTION duet_ask_providers_guard() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    is_super boolean := (SELECT rolsuper FROM pg_roles WHERE oid = (SELECT oid FROM pg_roles WHERE rolname = current_user));
-    keyed    boolean;
+    is_super boolean := (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user);
+    keyed    boolean := false;
 BEGIN
-    IF is_super THEN
-        IF TG_TABLE_NAME = 'llm_providers' AND TG_OP = 'UPDATE' THEN
-            NEW.updated_at := now();
-            NEW.updated_by := current_user;
+    IF NOT is_super THEN
+        IF TG_TABLE_NAME = 'llm_provider_keys' THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = 'only superusers may manage provider keys';
         END IF;
-        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
-    END IF;
-    IF TG_TABLE_NAME = 'llm_provider_keys' THEN
-        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-            MESSAGE = 'only superusers may manage provider keys';
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        keyed := NEW.api_key_env IS NOT NULL OR NEW.headers <> '{}';
-    ELSE
-        keyed := OLD.api_key_env IS NOT NULL OR OLD.headers <> '{}'
-                 OR EXISTS (SELECT FROM duet.llm_provider_keys k WHERE k.provider = OLD.name);
-        IF TG_OP = 'UPDATE' AND NOT keyed THEN
-            keyed := NEW.api_key_env IS NOT NULL OR NEW.headers <> '{}';
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            keyed := OLD.api_key_env IS NOT NULL OR OLD.headers <> '{}'
+                     OR @extschema@.duet_ask_provider_has_key(OLD.name);
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            keyed := keyed OR NEW.api_key_env IS NOT NULL OR NEW.headers <> '{}';
+        END IF;
+        IF keyed THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = 'only superusers may change a provider that has a key',
+                DETAIL = 'A provider with a key, a key variable or extra headers could be redirected to leak them.';
         END IF;
     END IF;
-    IF keyed THEN
-        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-            MESSAGE = 'only superusers may change a provider that has a key',
-            DETAIL = 'A provider with a key, key variable or extra headers could be redirected to leak them.';
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
     END IF;
-    IF TG_OP <> 'DELETE' THEN
+    IF TG_TABLE_NAME = 'llm_providers' THEN
         NEW.updated_at := now();
         NEW.updated_by := current_user;
-        RETURN NEW;
     END IF;
-    RETURN OLD;
+    RETURN NEW;
 END $$;
 COMMENT ON FUNCTION duet_ask_providers_guard() IS
     'trigger: only superusers attach keys to providers or change a keyed provider';
-REVOKE ALL ON FUNCTION duet_ask_providers_guard() FROM PUBLIC;
 CREATE TRIGGER duet_ask_providers_guard BEFORE INSERT OR UPDATE OR DELETE ON duet.llm_providers
     FOR EACH ROW EXECUTE FUNCTION duet_ask_providers_guard();
 CREATE TRIGGER duet_ask_providers_guard BEFORE INSERT OR UPDATE OR DELETE ON duet.llm_provider_keys
