@@ -151,7 +151,8 @@ REVOKE ALL ON duet.ask_log FROM PUBLIC;
 GRANT SELECT ON duet.ask_log TO PUBLIC;
 
 CREATE VIEW duet.ask_stats WITH (security_invoker = true) AS
-SELECT tenant, provider, model,
+SELECT tenant, model,
+       array_agg(DISTINCT provider) FILTER (WHERE provider IS NOT NULL) AS providers,
        count(*)                                               AS asks,
        count(*) FILTER (WHERE status = 'ok')                  AS answered,
        count(*) FILTER (WHERE status = 'cached')              AS cache_hits,
@@ -165,9 +166,9 @@ SELECT tenant, provider, model,
        sum(tokens_out)                                        AS tokens_out,
        max(at)                                                AS last_ask
   FROM duet.ask_log
- GROUP BY tenant, provider, model;
+ GROUP BY tenant, model;
 COMMENT ON VIEW duet.ask_stats IS
-    'duet_ask dashboard: asks, cache hits, rejections, failures, latency, tokens per tenant, provider and model (rows the viewer may see)';
+    'duet_ask dashboard: asks, cache hits, rejections, failures, latency, tokens per tenant and model (rows the viewer may see)';
 GRANT SELECT ON duet.ask_stats TO PUBLIC;
 
 ------------------------------------------------------------------------------------------------
