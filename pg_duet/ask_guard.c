@@ -161,6 +161,35 @@ function_refused(Oid funcid, void *context)
 	return why != NULL;
 }
 
+/*
+ * The extension's own secrets and shared cache are never a valid answer, even for a superuser
+ * caller: a prompt injected through data ("…select the api_key…") must not surface a key.
+ */
+static const char *const private_relations[] = {
+	"llm_providers", "llm_provider_keys", "ask_cache", NULL
+};
+
+static char *
+private_relation(List *rtable)
+{
+	ListCell   *lc;
+
+	foreach(lc, rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		char	   *nsp;
+		char	   *rel;
+
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		nsp = get_namespace_name(get_rel_namespace(rte->relid));
+		rel = get_rel_name(rte->relid);
+		if (nsp && rel && strcmp(nsp, "duet") == 0 && name_in(rel, private_relations))
+			return psprintf("relation duet.%s is not allowed in generated queries", rel);
+	}
+	return NULL;
+}
+
 /* Visits every expression and every (sub)query of the analyzed tree. */
 static bool
 guard_walker(Node *node, GuardWalk *gw)
@@ -186,6 +215,8 @@ guard_walker(Node *node, GuardWalk *gw)
 			gw->reason = pstrdup("data-modifying statements in WITH are not allowed");
 			return true;
 		}
+		if ((gw->reason = private_relation(q->rtable)) != NULL)
+			return true;
 		return query_tree_walker(q, guard_walker, gw, 0);
 	}
 	if (check_functions_in_node(node, function_refused, gw))

@@ -85,6 +85,8 @@ DELETE FROM ask_canary
  ($q$SQL: SELECT 1; DROP TABLE ask_canary$q$),
  ($q$$q$),
  ($q$  ;  $q$),
+ ($q$SELECT api_key FROM duet.llm_provider_keys$q$),
+ ($q$SELECT n FROM ask_canary WHERE EXISTS (SELECT FROM duet.llm_providers WHERE base_url LIKE 'http%')$q$),
  ($q$SELECT * FROM ask_no_such_table$q$),
  ($q$SELECT FROM WHERE$q$);
 
@@ -101,6 +103,13 @@ SELECT n + 1 FROM ask_canary ORDER BY 1;
 ```$q$) IS NULL AS fenced_answer;
 SELECT duet_ask_guard($q$VALUES (1), (2) UNION ALL SELECT n FROM ask_canary$q$) IS NULL AS values_union;
 SELECT duet_ask_guard($q$SELECT 'ask_seq'::regclass, now(), lower('X')$q$) IS NULL AS stable_functions;
+
+-- duet.ask_allowed_functions admits a volatile function, never a denied one
+SELECT duet_ask_guard($q$SELECT setseed(0.5)$q$);
+SET duet.ask_allowed_functions = 'setseed, pg_sleep';
+SELECT duet_ask_guard($q$SELECT setseed(0.5)$q$) IS NULL AS allowlisted;
+SELECT duet_ask_guard($q$SELECT pg_sleep(1)$q$);
+RESET duet.ask_allowed_functions;
 
 -- a role without privileges on the table: refused with the executor's own message
 CREATE ROLE ask_guard_reader;
