@@ -261,10 +261,10 @@ ask_sql(const char *question, const AskOptions *opt)
 
 	if (reply.text == NULL)
 	{
-		/* Logged for the audit trail; the row commits only if the caller's transaction does. */
+		/* The ERROR below would roll back a log row written now: defer it. */
 		entry.status = "failed";
 		entry.error = reply.error;
-		duet_log_write(&entry, tenant);
+		duet_log_defer(&entry, tenant);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("no language-model provider answered"),
@@ -276,7 +276,7 @@ ask_sql(const char *question, const AskOptions *opt)
 	{
 		entry.status = "rejected";
 		entry.error = reason;
-		duet_log_write(&entry, tenant);
+		duet_log_defer(&entry, tenant);
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION),
 				 errmsg("the model did not produce an acceptable query"),

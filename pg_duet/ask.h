@@ -131,6 +131,8 @@ extern char *duet_cache_lookup(const char *question, const char *fingerprint,
 extern void duet_cache_store(const char *question, const char *fingerprint,
 							 const char *tenant, const char *model, const char *sql);
 extern void duet_log_write(const AskLogEntry *e, const char *tenant);
+/* For an ask about to end in an ERROR: logged by this backend's next log write that commits. */
+extern void duet_log_defer(const AskLogEntry *e, const char *tenant);
 
 /* Runs fn(arg) as the bootstrap superuser, for the extension's private tables. */
 extern void duet_as_superuser(void (*fn) (void *), void *arg);

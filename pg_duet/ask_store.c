@@ -21,6 +21,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "ask.h"
 
@@ -199,12 +201,101 @@ duet_cache_store(const char *question, const char *fingerprint, const char *tena
 
 /* ---- log ---------------------------------------------------------------------------- */
 
-typedef struct LogArgs
+/*
+ * A failed or rejected ask ends in an ERROR, which would roll its log row back with the
+ * statement. Those rows are therefore kept in this backend (TopMemoryContext, at most
+ * MAX_DEFERRED) and written, with their original time, by the backend's next log write; they are
+ * dropped from memory only when that write commits.
+ */
+#define MAX_DEFERRED 100
+
+typedef struct LogRow
 {
-	const AskLogEntry *e;
-	const char *tenant;
-	const char *role;
-} LogArgs;
+	TimestampTz at;
+	char	   *tenant;
+	char	   *role;
+	char	   *question;
+	char	   *sql;
+	char	   *provider;
+	char	   *model;
+	int			attempts;
+	int			corrections;
+	int			tokens_in;
+	int			tokens_out;
+	double		latency_ms;
+	char	   *status;
+	char	   *error;
+} LogRow;
+
+static List *deferred = NIL;	/* LogRow *, in TopMemoryContext */
+static bool deferred_written = false;	/* inserted by the current transaction */
+static SubTransactionId deferred_subid = InvalidSubTransactionId;
+static bool xact_callbacks_registered = false;
+
+static char *
+copy_in(MemoryContext cxt, const char *s)
+{
+	return s ? MemoryContextStrdup(cxt, s) : NULL;
+}
+
+static LogRow *
+make_row(const AskLogEntry *e, const char *tenant, MemoryContext cxt)
+{
+	LogRow	   *r = MemoryContextAllocZero(cxt, sizeof(LogRow));
+
+	r->at = GetCurrentTimestamp();
+	r->tenant = copy_in(cxt, tenant);
+	r->role = copy_in(cxt, GetUserNameFromId(GetUserId(), false));
+	r->question = copy_in(cxt, e->question);
+	r->sql = copy_in(cxt, e->sql);
+	r->provider = copy_in(cxt, e->provider);
+	r->model = copy_in(cxt, e->model);
+	r->attempts = e->attempts;
+	r->corrections = e->corrections;
+	r->tokens_in = e->tokens_in;
+	r->tokens_out = e->tokens_out;
+	r->latency_ms = e->latency_ms;
+	r->status = copy_in(cxt, e->status);
+	r->error = copy_in(cxt, e->error);
+	return r;
+}
+
+static void
+free_row(LogRow *r)
+{
+	char	   *fields[] = {r->tenant, r->role, r->question, r->sql, r->provider, r->model,
+	r->status, r->error};
+	int			i;
+
+	for (i = 0; i < lengthof(fields); i++)
+		if (fields[i])
+			pfree(fields[i]);
+	pfree(r);
+}
+
+static void
+on_xact(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && deferred_written)
+	{
+		ListCell   *lc;
+
+		foreach(lc, deferred)
+			free_row((LogRow *) lfirst(lc));
+		list_free(deferred);
+		deferred = NIL;
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		deferred_written = false;
+}
+
+static void
+on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	/* Rolling back the subtransaction that wrote them (or an ancestor) un-writes them. */
+	if (event == SUBXACT_EVENT_ABORT_SUB && deferred_written && deferred_subid >= mySubid)
+		deferred_written = false;
+}
 
 static Datum
 text_or_null(const char *s, char *null)
@@ -214,38 +305,53 @@ text_or_null(const char *s, char *null)
 }
 
 static void
-log_write_su(void *arg)
+insert_row(const LogRow *r)
 {
-	LogArgs    *la = (LogArgs *) arg;
-	const AskLogEntry *e = la->e;
-	Oid			types[14] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-	INT4OID, INT4OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			types[14] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT4OID, INT4OID, INT4OID, INT4OID, FLOAT8OID, TEXTOID, TEXTOID};
 	Datum		values[14];
 	char		nulls[15] = "              ";
 	int			rc;
 
-	values[0] = text_or_null(la->tenant, &nulls[0]);
-	values[1] = text_or_null(la->role, &nulls[1]);
-	values[2] = text_or_null(e->question, &nulls[2]);
-	values[3] = text_or_null(e->sql, &nulls[3]);
-	values[4] = text_or_null(e->provider, &nulls[4]);
-	values[5] = text_or_null(e->model, &nulls[5]);
-	values[6] = Int32GetDatum(e->attempts);
-	values[7] = Int32GetDatum(e->corrections);
-	values[8] = Int32GetDatum(e->tokens_in);
-	values[9] = Int32GetDatum(e->tokens_out);
-	values[10] = Float8GetDatum(e->latency_ms);
-	values[11] = text_or_null(e->status, &nulls[11]);
-	values[12] = text_or_null(e->error, &nulls[12]);
-	values[13] = (Datum) 0;
-	nulls[13] = 'n';
-	SPI_connect();
-	rc = SPI_execute_with_args("INSERT INTO duet.ask_log (tenant, role, question, sql, provider, model,"
+	values[0] = TimestampTzGetDatum(r->at);
+	values[1] = text_or_null(r->tenant, &nulls[1]);
+	values[2] = text_or_null(r->role, &nulls[2]);
+	values[3] = text_or_null(r->question, &nulls[3]);
+	values[4] = text_or_null(r->sql, &nulls[4]);
+	values[5] = text_or_null(r->provider, &nulls[5]);
+	values[6] = text_or_null(r->model, &nulls[6]);
+	values[7] = Int32GetDatum(r->attempts);
+	values[8] = Int32GetDatum(r->corrections);
+	values[9] = Int32GetDatum(r->tokens_in);
+	values[10] = Int32GetDatum(r->tokens_out);
+	values[11] = Float8GetDatum(r->latency_ms);
+	values[12] = text_or_null(r->status, &nulls[12]);
+	values[13] = text_or_null(r->error, &nulls[13]);
+	rc = SPI_execute_with_args("INSERT INTO duet.ask_log (at, tenant, role, question, sql, provider, model,"
 							   " attempts, corrections, tokens_in, tokens_out, latency_ms, status, error)"
-							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-							   13, types, values, nulls, false, 0);
+							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+							   14, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not write duet.ask_log: %s", SPI_result_code_string(rc));
+}
+
+static void
+log_write_su(void *arg)
+{
+	ListCell   *lc;
+
+	SPI_connect();
+	if (!deferred_written)
+	{
+		foreach(lc, deferred)
+			insert_row((LogRow *) lfirst(lc));
+		if (deferred != NIL)
+		{
+			deferred_written = true;
+			deferred_subid = GetCurrentSubTransactionId();
+		}
+	}
+	insert_row((const LogRow *) arg);
 	maybe_prune_su();
 	SPI_finish();
 }
@@ -253,11 +359,35 @@ log_write_su(void *arg)
 void
 duet_log_write(const AskLogEntry *e, const char *tenant)
 {
-	LogArgs		la = {e, tenant, GetUserNameFromId(GetUserId(), false)};
-
 	if (!can_write())
 		return;
-	duet_as_superuser(log_write_su, &la);
+	duet_as_superuser(log_write_su, make_row(e, tenant, CurrentMemoryContext));
+}
+
+void
+duet_log_defer(const AskLogEntry *e, const char *tenant)
+{
+	if (!xact_callbacks_registered)
+	{
+		RegisterXactCallback(on_xact, NULL);
+		RegisterSubXactCallback(on_subxact, NULL);
+		xact_callbacks_registered = true;
+	}
+	if (list_length(deferred) >= MAX_DEFERRED)
+	{
+		free_row((LogRow *) linitial(deferred));
+		deferred = list_delete_first(deferred);
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		deferred = lappend(deferred, make_row(e, tenant, TopMemoryContext));
+		MemoryContextSwitchTo(old);
+	}
+	ereport(LOG,
+			(errmsg("duet_ask %s for role \"%s\"", e->status,
+					GetUserNameFromId(GetUserId(), false)),
+			 errdetail_internal("%s", e->error ? e->error : "")));
 }
 
 PG_FUNCTION_INFO_V1(duet_ask_prune);

@@ -187,6 +187,14 @@ write_fixtures({ answers => { 'q evil' => ['DELETE FROM campaigns', 'SELECT pg_r
 like($err, qr/the model did not produce an acceptable query/, 'refused after max_corrections');
 like($err, qr/pg_read_file/, '... with the last reason');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM campaigns'), '3', 'nothing was deleted');
+is($node->safe_psql('postgres', "SELECT count(*) FROM duet.ask_log WHERE question = 'q evil'"), '0',
+   'the refused ask is not in the log yet (its statement failed)');
+# The next ask of that session writes it, with its own time and reason.
+($rc, $out, $err) = $node->psql('postgres', qq{SELECT duet_ask('q evil', '{"cache": false, "max_corrections": 0}');
+    SELECT duet_ask('how many campaigns?', $nocache);}, on_error_stop => 0);
+is($node->safe_psql('postgres', "SELECT status || ': ' || left(error, 30) FROM duet.ask_log WHERE question = 'q evil'"),
+   'rejected: only SELECT may run, found DEL', 'a refused ask is logged by the next ask of its session');
+like(slurp_file($node->logfile), qr/LOG:  duet_ask rejected for role "postgres"/, 'and reported in the server log at once');
 
 # --- tenant isolation through duet_ask_run ---------------------------------------------------
 write_fixtures({ answers => { 'list campaigns' => ['SELECT name FROM campaigns ORDER BY name'],
