@@ -149,6 +149,7 @@ CREATE POLICY duet_tenant_isolation ON duet.ask_log FOR SELECT
            AND (tenant IS NOT NULL OR role = current_user));
 REVOKE ALL ON duet.ask_log FROM PUBLIC;
 GRANT SELECT ON duet.ask_log TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_log', '');
 
 CREATE VIEW duet.ask_stats WITH (security_invoker = true) AS
 SELECT tenant, model,
