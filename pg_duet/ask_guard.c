@@ -14,10 +14,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -29,9 +33,11 @@
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/varlena.h"
 
@@ -190,6 +196,58 @@ private_relation(List *rtable)
 	return NULL;
 }
 
+static bool guard_walker(Node *node, GuardWalk *gw);
+
+/* The type a domain is defined over (itself possibly a domain). */
+static Oid
+domain_parent(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	Oid			base;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	base = ((Form_pg_type) GETSTRUCT(tup))->typbasetype;
+	ReleaseSysCache(tup);
+	return base;
+}
+
+/* A cast to a domain runs its CHECK expressions: vet them (and those of base domains) too. */
+static bool
+domain_check_refused(Oid typid, GuardWalk *gw)
+{
+	while (get_typtype(typid) == TYPTYPE_DOMAIN)
+	{
+		Relation	rel = table_open(ConstraintRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		bool		refused = false;
+
+		ScanKeyInit(&key, Anum_pg_constraint_contypid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(typid));
+		scan = systable_beginscan(rel, ConstraintTypidIndexId, true, NULL, 1, &key);
+		while (!refused && HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tup);
+			bool		isnull;
+			Datum		bin;
+
+			if (con->contype != CONSTRAINT_CHECK)
+				continue;
+			bin = heap_getattr(tup, Anum_pg_constraint_conbin, RelationGetDescr(rel), &isnull);
+			if (!isnull)
+				refused = guard_walker(stringToNode(TextDatumGetCString(bin)), gw);
+		}
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+		if (refused)
+			return true;
+		typid = domain_parent(typid);
+	}
+	return false;
+}
+
 /* Visits every expression and every (sub)query of the analyzed tree. */
 static bool
 guard_walker(Node *node, GuardWalk *gw)
@@ -220,6 +278,9 @@ guard_walker(Node *node, GuardWalk *gw)
 		return query_tree_walker(q, guard_walker, gw, 0);
 	}
 	if (check_functions_in_node(node, function_refused, gw))
+		return true;
+	if (IsA(node, CoerceToDomain) &&
+		domain_check_refused(((CoerceToDomain *) node)->resulttype, gw))
 		return true;
 	if (IsA(node, NextValueExpr))
 	{

@@ -12,6 +12,9 @@ CREATE FUNCTION ask_evil_definer() RETURNS int LANGUAGE sql STABLE SECURITY DEFI
 CREATE FUNCTION ask_evil_op(int, int) RETURNS int LANGUAGE sql VOLATILE
     AS $$ INSERT INTO ask_canary VALUES (667) RETURNING n $$;
 CREATE OPERATOR ### (FUNCTION = ask_evil_op, LEFTARG = int, RIGHTARG = int);
+CREATE DOMAIN ask_sleepy_int AS int CHECK (pg_sleep(5) IS NOT NULL OR VALUE > 0);
+CREATE DOMAIN ask_sleepy_int2 AS ask_sleepy_int CHECK (VALUE < 100);
+CREATE DOMAIN ask_positive AS int CHECK (VALUE > 0);
 CREATE VIEW ask_sleepy_view AS SELECT pg_sleep(5)::text AS s, nextval('ask_seq') AS v;
 PREPARE ask_p AS SELECT 1;
 SET work_mem = '4MB';
@@ -70,6 +73,7 @@ INSERT INTO ask_attacks (answer) VALUES
  ($q$SELECT ask_evil_definer()$q$),
  ($q$SELECT 1 ### 2$q$),
  ($q$SELECT * FROM ask_sleepy_view$q$),
+ ($q$SELECT 7::ask_sleepy_int2$q$),
  ($q$EXPLAIN ANALYZE DELETE FROM ask_canary$q$),
  ($q$DO $$BEGIN DELETE FROM ask_canary; END$$$q$),
  ($q$SET ROLE postgres$q$),
@@ -103,6 +107,7 @@ SELECT n + 1 FROM ask_canary ORDER BY 1;
 ```$q$) IS NULL AS fenced_answer;
 SELECT duet_ask_guard($q$VALUES (1), (2) UNION ALL SELECT n FROM ask_canary$q$) IS NULL AS values_union;
 SELECT duet_ask_guard($q$SELECT 'ask_seq'::regclass, now(), lower('X')$q$) IS NULL AS stable_functions;
+SELECT duet_ask_guard($q$SELECT 5::ask_positive$q$) IS NULL AS harmless_domain;
 
 -- duet.ask_allowed_functions admits a volatile function, never a denied one
 SELECT duet_ask_guard($q$SELECT setseed(0.5)$q$);
@@ -126,6 +131,7 @@ SELECT pg_stat_file('/tmp/ask_pwned', true) IS NULL AS no_file_written;
 
 DROP ROLE ask_guard_reader;
 DROP VIEW ask_sleepy_view;
+DROP DOMAIN ask_sleepy_int2, ask_sleepy_int, ask_positive;
 DROP OPERATOR ### (int, int);
 DROP FUNCTION ask_evil_op(int, int), ask_evil_volatile(), ask_evil_definer();
 DROP SEQUENCE ask_seq;
