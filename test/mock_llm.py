@@ -39,7 +39,8 @@ STATE = {"mtime": None, "fixtures": {}, "consumed": {}}
 def fixtures(path):
     with LOCK:
         try:
-            mtime = os.stat(path).st_mtime_ns
+            st = os.stat(path)
+            mtime = (st.st_mtime_ns, st.st_ino, st.st_size)  # a rename gives a new inode
         except FileNotFoundError:
             return {}
         if mtime != STATE["mtime"]:
