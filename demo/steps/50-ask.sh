@@ -34,6 +34,7 @@ else
   }
 }
 JSON
+  rm -f "$data/mock_llm/port"   # a stale port from an earlier run must not be read
   python3 test/mock_llm.py --port-file "$data/mock_llm/port" --fixtures "$data/mock_llm/fixtures.json" \
     --log "$data/mock_llm/requests.jsonl" >/dev/null 2>&1 &
   echo $! > "$data/mock_llm/pid"
