@@ -40,6 +40,7 @@ sub since {        # requests after the first $n
 write_fixtures({ default => 'SELECT 1' });
 my $mock = IPC::Run::start(['python3', "$root/test/mock_llm.py", '--port-file', $port_file,
     '--fixtures', $fixtures, '--log', $reqlog]);
+END { local $?; $mock->kill_kill if $mock }    # also when the test dies half-way; keeps the exit status
 for (1 .. 100) { last if -s $port_file; sleep 0.1 }
 my $port = slurp_file($port_file);
 ok($port =~ /^\d+$/, "mock LLM listening on 127.0.0.1:$port");
@@ -302,5 +303,4 @@ my $log = substr(slurp_file($node->logfile), $log_from);
 unlike($log, qr/\Q$OPENAI_KEY\E|\Q$ANTHROPIC_KEY\E/, 'no key in the server log');
 
 $node->stop;
-$mock->kill_kill;
 done_testing();
