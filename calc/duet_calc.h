@@ -54,7 +54,7 @@ typedef struct duet_value
 	}			u;
 } duet_value;
 
-/* Error classes; duet_errclass_name() gives the names used in test/conformance/*.tsv. */
+/* Error classes; duet_errclass_name() gives the names used in the conformance files (test/conformance). */
 typedef enum duet_errclass
 {
 	DUET_OK = 0,
@@ -168,11 +168,12 @@ const char *duet_errclass_name(duet_errclass cls);
 const char *duet_type_name(duet_type t);	/* "null", "number", "string", "boolean", "any" */
 
 /*
- * Shortest text that parses back (strtod) to exactly d: "3", "0.1", "1e+300". Every consumer
+ * Shortest text that parses back (strtod) to exactly d, laid out as JSON writers do: "3", "0.1",
+ * "1200", "1e+300", "1.5e-7". Every consumer
  * (PostgreSQL's jsonb, the ClickHouse UDFs, conformance output) prints numbers with it, so the two
  * databases show the same digits. buf needs at least 32 bytes. Returns the length written.
  */
-size_t		duet_format_number(double d, char *buf, size_t bufsize);
+size_t		duet_format_number(double d, char *buf, size_t bufsize);	/* needs 32 bytes */
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,151 @@
+/*
+ * calc_int.h — internals of the Duet formula engine shared by its translation units.
+ * Not installed; the public API is duet_calc.h.
+ *
+ * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
+ * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
+ * funcs.c holds the builtin functions, format.c numbers and error text.
+ */
+#ifndef DUET_CALC_INT_H
+#define DUET_CALC_INT_H
+
+#include <stdint.h>
+#include "duet_calc.h"
+
+/* ---- tokens ---- */
+typedef enum tok_kind
+{
+	T_EOF, T_NUMBER, T_STRING, T_IDENT, T_QIDENT,
+	T_LPAREN, T_RPAREN, T_COMMA,
+	T_PLUS, T_MINUS, T_STAR, T_SLASH, T_PERCENT, T_CARET, T_CONCAT,
+	T_EQ, T_NE, T_LT, T_LE, T_GT, T_GE,
+	/* keywords */
+	T_AND, T_OR, T_NOT, T_IS, T_NULL, T_TRUE, T_FALSE, T_BETWEEN, T_IN,
+	T_CASE, T_WHEN, T_THEN, T_ELSE, T_END
+} tok_kind;
+
+typedef struct token
+{
+	tok_kind	kind;
+	const char *start;			/* into the source */
+	size_t		len;
+	int			line;
+	int			col;
+	double		num;			/* T_NUMBER */
+} token;
+
+typedef struct lexer
+{
+	const char *src;
+	size_t		len;
+	size_t		pos;
+	int			line;
+	int			col;
+	token		cur;			/* current token */
+	duet_error *err;
+} lexer;
+
+/* ---- AST ---- */
+typedef enum node_kind
+{
+	N_CONST, N_VAR, N_NEG, N_BINOP, N_CMP, N_AND, N_OR, N_NOT,
+	N_ISNULL, N_BETWEEN, N_IN, N_CASE, N_CALL
+} node_kind;
+
+typedef struct builtin builtin;
+
+typedef struct node
+{
+	node_kind	kind;
+	int			op;				/* tok_kind of the operator for N_BINOP/N_CMP; negation flags */
+	int			line;
+	int			col;
+	duet_type	type;			/* static type after checking */
+	duet_value	value;			/* N_CONST */
+	int			var;			/* N_VAR: index into the program's variables */
+	const builtin *fn;			/* N_CALL */
+	int			nkids;
+	struct node **kids;			/* N_CASE: [when, then]* [else]; op = has else */
+} node;
+
+/* ---- bytecode ---- */
+typedef enum opcode
+{
+	OP_CONST, OP_VAR, OP_NEG, OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MOD, OP_POW, OP_CONCAT,
+	OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE,
+	OP_AND, OP_OR, OP_NOT, OP_ISNULL, OP_ISNOTNULL, OP_BETWEEN, OP_IN,
+	OP_JUMP, OP_JUMP_UNLESS_TRUE, OP_POP, OP_CALL, OP_RETURN
+} opcode;
+
+typedef struct instr
+{
+	uint8_t		op;
+	uint8_t		flags;			/* OP_BETWEEN/OP_IN: negated */
+	uint16_t	argc;			/* OP_CALL, OP_IN: operand count */
+	uint16_t	line;			/* position for run-time errors (saturated) */
+	uint16_t	col;
+	int32_t		arg;			/* constant, variable, jump target or builtin index */
+} instr;
+
+struct duet_program
+{
+	instr	   *code;
+	int			ncode;
+	duet_value *consts;
+	int			nconsts;
+	char	   *strings;		/* one block holding every string constant */
+	char	  **vars;			/* NUL-terminated names */
+	size_t		nvars;
+	int			max_stack;
+	duet_type	type;
+	size_t		max_string;
+};
+
+/* ---- builtins ---- */
+typedef duet_errclass (*builtin_fn) (duet_value *args, int argc, duet_vm *vm,
+									 duet_value *out, duet_error *err);
+
+struct builtin
+{
+	const char *name;
+	int			min_args;
+	int			max_args;		/* -1: variadic */
+	const char *params;			/* per argument: n number, s string, b bool, a any, x same type;
+								 * the last letter repeats for variadic functions */
+	char		result;			/* n, s, b, or x (the common type of the x arguments) */
+	bool		strict;			/* a NULL argument gives NULL without calling fn */
+	builtin_fn	fn;
+};
+
+extern const builtin duet_builtins[];
+extern const int duet_nbuiltins;
+const builtin *duet_builtin_lookup(const char *name, size_t len);
+
+/* ---- shared helpers ---- */
+void		lexer_init(lexer *lx, const char *src, size_t len, duet_error *err);
+bool		lexer_next(lexer *lx);	/* false on a lexical error (err filled) */
+const char *tok_describe(tok_kind k);
+
+node	   *duet_parse(lexer *lx, const duet_limits *lim, void *arena, duet_error *err);
+
+/* compile-time arena (freed in one go after compilation) */
+void	   *arena_alloc(void *arena, size_t size);
+
+/* error reporting: fills message, position and the caret excerpt */
+void		duet_set_error(duet_error *err, duet_errclass cls, const char *src, size_t srclen,
+						   int line, int col, const char *expected, const char *fmt,...)
+			__attribute__((format(printf, 8, 9)));
+void		duet_set_runtime_error(duet_error *err, duet_errclass cls, int line, int col,
+								   const char *fmt,...) __attribute__((format(printf, 5, 6)));
+
+/* run-time string space of a vm, reset per evaluation; NULL (with err) when over max */
+char	   *duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err);
+size_t		duet_vm_max_string(const duet_vm *vm);
+
+/* value helpers shared by the vm and the builtins */
+bool		duet_value_comparable(duet_type a, duet_type b);
+int			duet_value_cmp(const duet_value *a, const duet_value *b);	/* both non-null, comparable */
+size_t		duet_utf8_length(const char *s, size_t len);
+duet_value	duet_finite(double d);	/* NULL when not finite, +0 for -0 */
+
+#endif							/* DUET_CALC_INT_H */

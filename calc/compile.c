@@ -1,0 +1,728 @@
+/*
+ * compile.c — from AST to an immutable program: resolves variables and functions, checks types
+ * (statically where known, leaving DUET_T_ANY for the VM to check), folds constant subtrees by
+ * running the VM on them (one implementation of every operator), and emits stack bytecode.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calc_int.h"
+
+static const duet_limits default_limits = {65536, 256, 4096, 1024 * 1024};
+
+/* ---- compile-time arena: blocks freed together ---- */
+typedef struct arena_block
+{
+	struct arena_block *next;
+	size_t		used,
+				cap;
+	max_align_t data[];
+} arena_block;
+
+typedef struct arena
+{
+	arena_block *head;
+} arena;
+
+void *
+arena_alloc(void *a, size_t size)
+{
+	arena	   *ar = a;
+	arena_block *b = ar->head;
+
+	size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+	if (!b || b->cap - b->used < size)
+	{
+		size_t		cap = size > 16384 ? size : 16384;
+
+		b = malloc(sizeof(arena_block) + cap);
+		if (!b)
+			return NULL;
+		b->next = ar->head;
+		b->used = 0;
+		b->cap = cap;
+		ar->head = b;
+	}
+	b->used += size;
+	return (char *) b->data + b->used - size;
+}
+
+static void
+arena_free(arena *ar)
+{
+	while (ar->head)
+	{
+		arena_block *next = ar->head->next;
+
+		free(ar->head);
+		ar->head = next;
+	}
+}
+
+/* ---- compiler state ---- */
+typedef struct compiler
+{
+	const char *src;
+	size_t		srclen;
+	const duet_compile_options *opts;
+	const duet_limits *lim;
+	arena		ar;
+	duet_error *err;
+	/* program under construction */
+	instr	   *code;
+	int			ncode,
+				capcode;
+	duet_value *consts;
+	int			nconsts,
+				capconsts;
+	char	  **vars;
+	size_t		nvars,
+				capvars;
+	int			depth,
+				max_depth;
+	duet_vm    *fold_vm;
+} compiler;
+
+static bool
+nomem(compiler *c)
+{
+	duet_set_runtime_error(c->err, DUET_ERR_NOMEM, 0, 0, "out of memory");
+	return false;
+}
+
+static bool
+type_error(compiler *c, const node *n, const char *fmt, const char *a, const char *b)
+{
+	duet_set_error(c->err, DUET_ERR_TYPE, c->src, c->srclen, n->line, n->col, "", fmt, a, b);
+	return false;
+}
+
+static int
+var_index(compiler *c, const char *name)
+{
+	size_t		i;
+
+	for (i = 0; i < c->nvars; i++)
+		if (strcmp(c->vars[i], name) == 0)
+			return (int) i;
+	if (c->nvars == c->capvars)
+	{
+		size_t		cap = c->capvars ? c->capvars * 2 : 8;
+		char	  **grown = realloc(c->vars, cap * sizeof(char *));
+
+		if (!grown)
+			return -1;
+		c->vars = grown;
+		c->capvars = cap;
+	}
+	if (!(c->vars[c->nvars] = malloc(strlen(name) + 1)))
+		return -1;
+	strcpy(c->vars[c->nvars], name);
+	return (int) c->nvars++;
+}
+
+static bool
+numeric_ok(duet_type t)
+{
+	return t == DUET_T_NUMBER || t == DUET_T_NULL || t == DUET_T_ANY;
+}
+
+static bool
+bool_ok(duet_type t)
+{
+	return t == DUET_T_BOOL || t == DUET_T_NULL || t == DUET_T_ANY;
+}
+
+/* The common type of two branches; false when they cannot agree. */
+static bool
+unify(duet_type *acc, duet_type t)
+{
+	if (t == DUET_T_NULL || *acc == t)
+		return true;
+	if (*acc == DUET_T_NULL)
+	{
+		*acc = t;
+		return true;
+	}
+	if (*acc == DUET_T_ANY || t == DUET_T_ANY)
+	{
+		*acc = DUET_T_ANY;
+		return true;
+	}
+	return false;
+}
+
+static const char *
+op_text(int op)
+{
+	return tok_describe((tok_kind) op);
+}
+
+static bool check(compiler *c, node *n);
+
+static bool
+check_call(compiler *c, node *n)
+{
+	const char *name = n->value.u.str.ptr;
+	const builtin *fn = duet_builtin_lookup(name, n->value.u.str.len);
+	duet_type	common = DUET_T_NULL;
+	int			i;
+
+	if (!fn)
+	{
+		duet_set_error(c->err, DUET_ERR_UNKNOWN_FUNCTION, c->src, c->srclen, n->line, n->col,
+					   "a function name", "unknown function \"%s\"", name);
+		return false;
+	}
+	if (n->nkids < fn->min_args || (fn->max_args >= 0 && n->nkids > fn->max_args))
+	{
+		char		want[32];
+
+		if (fn->max_args < 0)
+			snprintf(want, sizeof(want), "at least %d", fn->min_args);
+		else if (fn->min_args == fn->max_args)
+			snprintf(want, sizeof(want), "%d", fn->min_args);
+		else
+			snprintf(want, sizeof(want), "%d to %d", fn->min_args, fn->max_args);
+		duet_set_error(c->err, DUET_ERR_ARITY, c->src, c->srclen, n->line, n->col, "",
+					   "function %s takes %s argument%s, got %d", fn->name, want,
+					   strcmp(want, "1") == 0 ? "" : "s", n->nkids);
+		return false;
+	}
+	n->fn = fn;
+	for (i = 0; i < n->nkids; i++)
+	{
+		size_t		np = strlen(fn->params);
+		char		kind = fn->params[(size_t) i < np ? (size_t) i : np - 1];
+		duet_type	t;
+
+		if (!check(c, n->kids[i]))
+			return false;
+		t = n->kids[i]->type;
+		if ((kind == 'n' && !numeric_ok(t)) ||
+			(kind == 's' && t != DUET_T_STRING && t != DUET_T_NULL && t != DUET_T_ANY) ||
+			(kind == 'b' && !bool_ok(t)))
+			return type_error(c, n->kids[i], "function %s expects %s here",
+							  fn->name, kind == 'n' ? "a number" : kind == 's' ? "a string" : "a boolean");
+		if (kind == 'x' && !unify(&common, t))
+			return type_error(c, n->kids[i], "arguments of %s must have one type, not %s",
+							  fn->name, duet_type_name(t));
+	}
+	switch (fn->result)
+	{
+		case 'n': n->type = DUET_T_NUMBER; break;
+		case 's': n->type = DUET_T_STRING; break;
+		case 'b': n->type = DUET_T_BOOL; break;
+		default: n->type = common; break;
+	}
+	return true;
+}
+
+/* Resolves names and computes static types; type errors are compile errors when types are known. */
+static bool
+check(compiler *c, node *n)
+{
+	int			i;
+
+	switch (n->kind)
+	{
+		case N_CONST:
+			n->type = n->value.type;
+			return true;
+		case N_VAR:
+			n->var = var_index(c, n->value.u.str.ptr);
+			if (n->var < 0)
+				return nomem(c);
+			n->type = c->opts && c->opts->var_type ?
+				c->opts->var_type(c->opts->var_type_arg, n->value.u.str.ptr, n->value.u.str.len) :
+				DUET_T_ANY;
+			if (n->type != DUET_T_NUMBER && n->type != DUET_T_STRING && n->type != DUET_T_BOOL &&
+				n->type != DUET_T_NULL)
+				n->type = DUET_T_ANY;
+			return true;
+		case N_CALL:
+			if (n->value.u.str.len == 2 && (n->value.u.str.ptr[0] | 0x20) == 'i' &&
+				(n->value.u.str.ptr[1] | 0x20) == 'f')
+			{
+				/* if(c, a, b) is case when c then a else b end */
+				if (n->nkids != 3)
+				{
+					duet_set_error(c->err, DUET_ERR_ARITY, c->src, c->srclen, n->line, n->col, "",
+								   "function if takes 3 arguments, got %d", n->nkids);
+					return false;
+				}
+				n->kind = N_CASE;
+				n->op = 1;
+				return check(c, n);
+			}
+			return check_call(c, n);
+		default:
+			break;
+	}
+	for (i = 0; i < n->nkids; i++)
+		if (!check(c, n->kids[i]))
+			return false;
+	switch (n->kind)
+	{
+		case N_NEG:
+			if (!numeric_ok(n->kids[0]->type))
+				return type_error(c, n, "operator %s cannot be applied to %s", "-",
+								  duet_type_name(n->kids[0]->type));
+			n->type = DUET_T_NUMBER;
+			break;
+		case N_BINOP:
+			if (n->op == T_CONCAT)
+				n->type = DUET_T_STRING;
+			else
+			{
+				if (!numeric_ok(n->kids[0]->type) || !numeric_ok(n->kids[1]->type))
+				{
+					char		types[64];
+
+					snprintf(types, sizeof(types), "%s and %s", duet_type_name(n->kids[0]->type),
+							 duet_type_name(n->kids[1]->type));
+					return type_error(c, n, "operator %s cannot be applied to %s",
+									  op_text(n->op), types);
+				}
+				n->type = DUET_T_NUMBER;
+			}
+			break;
+		case N_CMP:
+		case N_BETWEEN:
+		case N_IN:
+			for (i = 1; i < n->nkids; i++)
+				if (!duet_value_comparable(n->kids[0]->type, n->kids[i]->type))
+					return type_error(c, n->kids[i], "cannot compare %s with %s",
+									  duet_type_name(n->kids[0]->type),
+									  duet_type_name(n->kids[i]->type));
+			n->type = DUET_T_BOOL;
+			break;
+		case N_AND:
+		case N_OR:
+		case N_NOT:
+			for (i = 0; i < n->nkids; i++)
+				if (!bool_ok(n->kids[i]->type))
+					return type_error(c, n->kids[i], "operator %s expects a boolean, not %s",
+									  n->kind == N_AND ? "and" : n->kind == N_OR ? "or" : "not",
+									  duet_type_name(n->kids[i]->type));
+			n->type = DUET_T_BOOL;
+			break;
+		case N_ISNULL:
+			n->type = DUET_T_BOOL;
+			break;
+		case N_CASE:
+			{
+				duet_type	t = DUET_T_NULL;
+				int			narms = n->nkids - n->op;
+
+				for (i = 0; i < narms; i += 2)
+				{
+					if (!bool_ok(n->kids[i]->type))
+						return type_error(c, n->kids[i], "a %s condition must be a boolean, not %s",
+										  "when", duet_type_name(n->kids[i]->type));
+					if (!unify(&t, n->kids[i + 1]->type))
+						return type_error(c, n->kids[i + 1], "case branches must have one type, "
+										  "not %s and %s", duet_type_name(t),
+										  duet_type_name(n->kids[i + 1]->type));
+				}
+				if (n->op && !unify(&t, n->kids[n->nkids - 1]->type))
+					return type_error(c, n->kids[n->nkids - 1], "case branches must have one type, "
+									  "not %s and %s", duet_type_name(t),
+									  duet_type_name(n->kids[n->nkids - 1]->type));
+				n->type = t;
+				break;
+			}
+		default:
+			break;
+	}
+	return true;
+}
+
+/* ---- emission ---- */
+static bool
+emit(compiler *c, const node *at, opcode op, int arg, int argc, int flags, int stack_effect)
+{
+	instr	   *in;
+
+	if (c->ncode == c->capcode)
+	{
+		int			cap = c->capcode ? c->capcode * 2 : 32;
+		instr	   *grown = realloc(c->code, (size_t) cap * sizeof(instr));
+
+		if (!grown)
+			return nomem(c);
+		c->code = grown;
+		c->capcode = cap;
+	}
+	in = &c->code[c->ncode++];
+	in->op = (uint8_t) op;
+	in->flags = (uint8_t) flags;
+	in->argc = (uint16_t) argc;
+	in->line = (uint16_t) (at->line > UINT16_MAX ? UINT16_MAX : at->line);
+	in->col = (uint16_t) (at->col > UINT16_MAX ? UINT16_MAX : at->col);
+	in->arg = arg;
+	c->depth += stack_effect;
+	if (c->depth > c->max_depth)
+		c->max_depth = c->depth;
+	return true;
+}
+
+static bool
+add_const(compiler *c, const node *n, int *idx)
+{
+	int			i;
+
+	for (i = 0; i < c->nconsts; i++)
+	{
+		const duet_value *v = &c->consts[i];
+
+		if (v->type != n->value.type)
+			continue;
+		if ((v->type == DUET_T_NULL) ||
+			(v->type == DUET_T_BOOL && v->u.boolean == n->value.u.boolean) ||
+			(v->type == DUET_T_NUMBER && memcmp(&v->u.num, &n->value.u.num, sizeof(double)) == 0) ||
+			(v->type == DUET_T_STRING && v->u.str.len == n->value.u.str.len &&
+			 memcmp(v->u.str.ptr, n->value.u.str.ptr, v->u.str.len) == 0))
+		{
+			*idx = i;
+			return true;
+		}
+	}
+	if (c->nconsts >= c->lim->max_constants)
+	{
+		duet_set_error(c->err, DUET_ERR_LIMIT, c->src, c->srclen, n->line, n->col, "",
+					   "too many constants in formula (limit %d)", c->lim->max_constants);
+		return false;
+	}
+	if (c->nconsts == c->capconsts)
+	{
+		int			cap = c->capconsts ? c->capconsts * 2 : 16;
+		duet_value *grown = realloc(c->consts, (size_t) cap * sizeof(duet_value));
+
+		if (!grown)
+			return nomem(c);
+		c->consts = grown;
+		c->capconsts = cap;
+	}
+	c->consts[c->nconsts] = n->value;
+	*idx = c->nconsts++;
+	return true;
+}
+
+static bool
+gen(compiler *c, const node *n)
+{
+	int			i,
+				idx = 0;
+
+	switch (n->kind)
+	{
+		case N_CONST:
+			return add_const(c, n, &idx) && emit(c, n, OP_CONST, idx, 0, 0, 1);
+		case N_VAR:
+			return emit(c, n, OP_VAR, n->var, 0, 0, 1);
+		case N_CASE:
+			{
+				int			narms = n->nkids - n->op;
+				int			ends[1024];
+				int			nends = 0;
+				node		nullnode;
+
+				for (i = 0; i < narms; i += 2)
+				{
+					int			skip;
+
+					if (!gen(c, n->kids[i]))
+						return false;
+					skip = c->ncode;
+					if (!emit(c, n->kids[i], OP_JUMP_UNLESS_TRUE, 0, 0, 0, -1) ||
+						!gen(c, n->kids[i + 1]))
+						return false;
+					ends[nends++] = c->ncode;
+					if (!emit(c, n, OP_JUMP, 0, 0, 0, -1))
+						return false;
+					c->code[skip].arg = c->ncode;
+				}
+				if (n->op)
+				{
+					if (!gen(c, n->kids[n->nkids - 1]))
+						return false;
+				}
+				else
+				{
+					nullnode = *n;
+					nullnode.kind = N_CONST;
+					nullnode.value = duet_null();
+					if (!gen(c, &nullnode))
+						return false;
+				}
+				for (i = 0; i < nends; i++)
+					c->code[ends[i]].arg = c->ncode;
+				return true;
+			}
+		default:
+			break;
+	}
+	for (i = 0; i < n->nkids; i++)
+		if (!gen(c, n->kids[i]))
+			return false;
+	switch (n->kind)
+	{
+		case N_NEG:
+			return emit(c, n, OP_NEG, 0, 0, 0, 0);
+		case N_BINOP:
+		case N_CMP:
+			{
+				opcode		op;
+
+				switch (n->op)
+				{
+					case T_PLUS: op = OP_ADD; break;
+					case T_MINUS: op = OP_SUB; break;
+					case T_STAR: op = OP_MUL; break;
+					case T_SLASH: op = OP_DIV; break;
+					case T_PERCENT: op = OP_MOD; break;
+					case T_CARET: op = OP_POW; break;
+					case T_CONCAT: op = OP_CONCAT; break;
+					case T_EQ: op = OP_EQ; break;
+					case T_NE: op = OP_NE; break;
+					case T_LT: op = OP_LT; break;
+					case T_LE: op = OP_LE; break;
+					case T_GT: op = OP_GT; break;
+					default: op = OP_GE; break;
+				}
+				return emit(c, n, op, 0, 0, 0, -1);
+			}
+		case N_AND:
+			return emit(c, n, OP_AND, 0, 0, 0, -1);
+		case N_OR:
+			return emit(c, n, OP_OR, 0, 0, 0, -1);
+		case N_NOT:
+			return emit(c, n, OP_NOT, 0, 0, 0, 0);
+		case N_ISNULL:
+			return emit(c, n, n->op ? OP_ISNOTNULL : OP_ISNULL, 0, 0, 0, 0);
+		case N_BETWEEN:
+			return emit(c, n, OP_BETWEEN, 0, 0, n->op, -2);
+		case N_IN:
+			return emit(c, n, OP_IN, 0, n->nkids - 1, n->op, -(n->nkids - 1));
+		case N_CALL:
+			return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, 0, 1 - n->nkids);
+		default:
+			return false;
+	}
+}
+
+/* ---- constant folding: evaluate constant subtrees with the VM itself ---- */
+static bool
+is_const(const node *n)
+{
+	return n->kind == N_CONST;
+}
+
+static bool
+fold(compiler *c, node *n)
+{
+	int			i;
+	bool		all_const = n->nkids > 0 || n->kind == N_CALL;
+	compiler	sub;
+	duet_program prog;
+	duet_value	result;
+	duet_error	suberr;
+
+	if (n->kind == N_CONST || n->kind == N_VAR)
+		return true;
+	for (i = 0; i < n->nkids; i++)
+	{
+		if (!fold(c, n->kids[i]))
+			return false;
+		all_const &= is_const(n->kids[i]);
+	}
+	if (!all_const)
+		return true;
+
+	memset(&sub, 0, sizeof(sub));
+	sub.src = c->src;
+	sub.srclen = c->srclen;
+	sub.lim = c->lim;
+	sub.err = c->err;
+	if (!gen(&sub, n) || !emit(&sub, n, OP_RETURN, 0, 0, 0, 0))
+	{
+		free(sub.code);
+		free(sub.consts);
+		return false;
+	}
+	memset(&prog, 0, sizeof(prog));
+	prog.code = sub.code;
+	prog.ncode = sub.ncode;
+	prog.consts = sub.consts;
+	prog.nconsts = sub.nconsts;
+	prog.max_stack = sub.max_depth;
+	prog.max_string = c->lim->max_string;
+	if (!c->fold_vm && !(c->fold_vm = duet_vm_new()))
+	{
+		free(sub.code);
+		free(sub.consts);
+		return nomem(c);
+	}
+	if (duet_eval(&prog, NULL, c->fold_vm, &result, &suberr) != DUET_OK)
+	{
+		duet_set_error(c->err, suberr.cls, c->src, c->srclen, n->line, n->col, "", "%s",
+					   suberr.message);
+		free(sub.code);
+		free(sub.consts);
+		return false;
+	}
+	free(sub.code);
+	free(sub.consts);
+	if (result.type == DUET_T_STRING)
+	{
+		char	   *copy = arena_alloc(&c->ar, result.u.str.len + 1);
+
+		if (!copy)
+			return nomem(c);
+		memcpy(copy, result.u.str.ptr, result.u.str.len);
+		result.u.str.ptr = copy;
+	}
+	n->kind = N_CONST;
+	n->value = result;
+	n->nkids = 0;
+	/* keep the static type when the folded value is NULL, so "case … else null" stays typed */
+	if (result.type != DUET_T_NULL)
+		n->type = result.type;
+	return true;
+}
+
+/* Moves string constants into one block owned by the program. */
+static bool
+pool_strings(compiler *c, duet_program *p)
+{
+	size_t		total = 0,
+				off = 0;
+	int			i;
+
+	for (i = 0; i < c->nconsts; i++)
+		if (c->consts[i].type == DUET_T_STRING)
+			total += c->consts[i].u.str.len + 1;
+	if (total == 0)
+		return true;
+	if (!(p->strings = malloc(total)))
+		return nomem(c);
+	for (i = 0; i < c->nconsts; i++)
+		if (c->consts[i].type == DUET_T_STRING)
+		{
+			memcpy(p->strings + off, c->consts[i].u.str.ptr, c->consts[i].u.str.len);
+			p->strings[off + c->consts[i].u.str.len] = '\0';
+			c->consts[i].u.str.ptr = p->strings + off;
+			off += c->consts[i].u.str.len + 1;
+		}
+	return true;
+}
+
+duet_program *
+duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet_error *err)
+{
+	compiler	c;
+	lexer		lx;
+	node	   *root;
+	duet_program *p = NULL;
+	duet_error	scratch;
+
+	if (!err)
+		err = &scratch;
+	memset(err, 0, sizeof(*err));
+	memset(&c, 0, sizeof(c));
+	c.lim = opts && opts->limits ? opts->limits : &default_limits;
+	if (!src)
+		src = "";
+	if (len == SIZE_MAX)
+		for (len = 0; len <= c.lim->max_length && src[len]; len++)
+			;
+	if (len > c.lim->max_length)
+	{
+		duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0, "formula is %zu bytes long (limit %zu)",
+							   len, c.lim->max_length);
+		return NULL;
+	}
+	c.src = src;
+	c.srclen = len;
+	c.opts = opts;
+	c.err = err;
+	lexer_init(&lx, src, len, err);
+	root = duet_parse(&lx, c.lim, &c.ar, err);
+	if (root && check(&c, root) && fold(&c, root) && gen(&c, root) &&
+		emit(&c, root, OP_RETURN, 0, 0, 0, 0))
+	{
+		p = calloc(1, sizeof(duet_program));
+		if (p && pool_strings(&c, p))
+		{
+			p->code = c.code;
+			p->ncode = c.ncode;
+			p->consts = c.consts;
+			p->nconsts = c.nconsts;
+			p->vars = c.vars;
+			p->nvars = c.nvars;
+			p->max_stack = c.max_depth > 0 ? c.max_depth : 1;
+			p->type = root->type;
+			p->max_string = c.lim->max_string;
+			c.code = NULL;
+			c.consts = NULL;
+			c.vars = NULL;
+			c.nvars = 0;
+		}
+		else
+		{
+			if (p)
+				free(p->strings);
+			free(p);
+			p = NULL;
+			if (err->cls == DUET_OK)
+				nomem(&c);
+		}
+	}
+	else if (err->cls == DUET_OK)
+		nomem(&c);				/* every failure above reports itself; this is allocation */
+	free(c.code);
+	free(c.consts);
+	while (c.nvars > 0)
+		free(c.vars[--c.nvars]);
+	free(c.vars);
+	duet_vm_free(c.fold_vm);
+	arena_free(&c.ar);
+	return p;
+}
+
+void
+duet_program_free(duet_program *p)
+{
+	size_t		i;
+
+	if (!p)
+		return;
+	for (i = 0; i < p->nvars; i++)
+		free(p->vars[i]);
+	free(p->vars);
+	free(p->code);
+	free(p->consts);
+	free(p->strings);
+	free(p);
+}
+
+size_t
+duet_program_nvars(const duet_program *p)
+{
+	return p->nvars;
+}
+
+const char *
+duet_program_var(const duet_program *p, size_t i)
+{
+	return i < p->nvars ? p->vars[i] : NULL;
+}
+
+duet_type
+duet_program_type(const duet_program *p)
+{
+	return p->type;
+}
