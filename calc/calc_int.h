@@ -64,6 +64,7 @@ typedef struct node
 	duet_value	value;			/* N_CONST */
 	int			var;			/* N_VAR: index into the program's variables */
 	const builtin *fn;			/* N_CALL */
+	int			height;			/* 1 + the tallest child: bounds the compiler's recursion */
 	int			nkids;
 	struct node **kids;			/* N_CASE: [when, then]* [else]; op = has else */
 } node;

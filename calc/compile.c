@@ -426,8 +426,7 @@ gen(compiler *c, const node *n)
 		case N_CASE:
 			{
 				int			narms = n->nkids - n->op;
-				int			ends[1024];
-				int			nends = 0;
+				int			first_end = -1;	/* the arms' exit jumps, chained through arg */
 				node		nullnode;
 
 				for (i = 0; i < narms; i += 2)
@@ -440,9 +439,9 @@ gen(compiler *c, const node *n)
 					if (!emit(c, n->kids[i], OP_JUMP_UNLESS_TRUE, 0, 0, 0, -1) ||
 						!gen(c, n->kids[i + 1]))
 						return false;
-					ends[nends++] = c->ncode;
-					if (!emit(c, n, OP_JUMP, 0, 0, 0, -1))
+					if (!emit(c, n, OP_JUMP, first_end, 0, 0, -1))
 						return false;
+					first_end = c->ncode - 1;
 					c->code[skip].arg = c->ncode;
 				}
 				if (n->op)
@@ -458,8 +457,13 @@ gen(compiler *c, const node *n)
 					if (!gen(c, &nullnode))
 						return false;
 				}
-				for (i = 0; i < nends; i++)
-					c->code[ends[i]].arg = c->ncode;
+				while (first_end >= 0)
+				{
+					int			prev = c->code[first_end].arg;
+
+					c->code[first_end].arg = c->ncode;
+					first_end = prev;
+				}
 				return true;
 			}
 		default:

@@ -281,10 +281,10 @@ FN(fn_substr)
 
 FN(fn_replace)
 {
-	const char *s = STR(0).ptr,
+	const char *cur = STR(0).ptr,
+			   *end = STR(0).ptr + STR(0).len,
 			   *hit;
-	size_t		len = STR(0).len,
-				n = 0,
+	size_t		n = 0,
 				total,
 				off = 0;
 	char	   *r;
@@ -294,20 +294,20 @@ FN(fn_replace)
 		*out = args[0];
 		return DUET_OK;
 	}
-	for (hit = s; (hit = find_bytes(hit, len - (hit - s), STR(1).ptr, STR(1).len)); hit += STR(1).len)
+	for (; (hit = find_bytes(cur, end - cur, STR(1).ptr, STR(1).len)); cur = hit + STR(1).len)
 		n++;
-	total = len - n * STR(1).len + n * STR(2).len;
+	total = STR(0).len - n * STR(1).len + n * STR(2).len;
 	if (!(r = duet_vm_alloc(vm, total, err)))
 		return err->cls;
-	for (hit = s; (hit = find_bytes(hit, len - (hit - s), STR(1).ptr, STR(1).len)); s = hit)
+	for (cur = STR(0).ptr; (hit = find_bytes(cur, end - cur, STR(1).ptr, STR(1).len));
+		 cur = hit + STR(1).len)
 	{
-		memcpy(r + off, s, hit - s);
-		off += hit - s;
+		memcpy(r + off, cur, hit - cur);
+		off += hit - cur;
 		memcpy(r + off, STR(2).ptr, STR(2).len);
 		off += STR(2).len;
-		hit += STR(1).len;
 	}
-	memcpy(r + off, s, len - (s - STR(0).ptr));
+	memcpy(r + off, cur, end - cur);
 	*out = duet_string(r, total);
 	return DUET_OK;
 }

@@ -66,6 +66,7 @@ new_node(parser *p, node_kind kind, const token *at, int nkids)
 		return NULL;
 	memset(n, 0, sizeof(*n));
 	n->kind = kind;
+	n->height = 1;
 	n->line = at->line;
 	n->col = at->col;
 	n->nkids = nkids;
@@ -75,6 +76,32 @@ new_node(parser *p, node_kind kind, const token *at, int nkids)
 		n->kids = arena_alloc(p->arena, sizeof(node *) * nkids);
 		if (!n->kids)
 			return NULL;
+	}
+	return n;
+}
+
+/*
+ * Sets n's height from its children. Left-deep chains such as 1+1+…+1 are parsed by loops, so
+ * the tree's height is bounded here, keeping the compiler's recursion as shallow as the parser's.
+ */
+static node *
+finish(parser *p, node *n)
+{
+	int			i,
+				h = 0;
+
+	if (!n)
+		return NULL;
+	for (i = 0; i < n->nkids; i++)
+		if (n->kids[i]->height > h)
+			h = n->kids[i]->height;
+	n->height = h + 1;
+	if (n->height > 4 * p->lim->max_depth)
+	{
+		duet_set_error(p->err, DUET_ERR_LIMIT, p->lx->src, p->lx->len, n->line, n->col, "",
+					   "formula nested too deeply (limit %d levels of operators)",
+					   4 * p->lim->max_depth);
+		return NULL;
 	}
 	return n;
 }
@@ -113,7 +140,7 @@ binary(parser *p, node_kind kind, int op, const token *at, node *l, node *r)
 	n->op = op;
 	n->kids[0] = l;
 	n->kids[1] = r;
-	return n;
+	return finish(p, n);
 }
 
 /* "(" expr, … ")" — the list of a function call or an in-list; *count gets its length. */
@@ -194,8 +221,9 @@ parse_case(parser *p)
 {
 	token		at = TOK(p);
 	node	   *subject = NULL;
-	node	   *arms[2 * 1024 + 1];
-	int			n = 0;
+	node	  **arms = NULL;
+	int			n = 0,
+				cap = 0;
 	node	   *c;
 
 	if (!next(p))
@@ -214,8 +242,17 @@ parse_case(parser *p)
 		node	   *cond,
 				   *then;
 
-		if (n >= 2 * 1024)
-			return syntax_error(p, "at most 1024 \"when\" arms");
+		if (n + 3 > cap)
+		{
+			node	  **grown;
+
+			cap = cap ? cap * 2 : 8;
+			if (!(grown = arena_alloc(p->arena, sizeof(node *) * cap)))
+				return nomem(p);
+			if (n)
+				memcpy(grown, arms, sizeof(node *) * n);
+			arms = grown;
+		}
 		if (!next(p) || !(cond = parse_expr(p)))
 			return NULL;
 		if (subject)
@@ -241,7 +278,7 @@ parse_case(parser *p)
 		return nomem(p);
 	c->op = n % 2;				/* has else */
 	memcpy(c->kids, arms, sizeof(node *) * n);
-	return c;
+	return finish(p, c);
 }
 
 static node *
@@ -326,7 +363,7 @@ parse_primary(parser *p)
 					n->kids = args;
 					n->nkids = nargs;
 					n->value = duet_string(name, len);	/* resolved by the checker */
-					return n;
+					return finish(p, n);
 				}
 				n = new_node(p, N_VAR, &t, 0);
 				if (!n)
@@ -344,13 +381,13 @@ parse_unary(parser *p)
 {
 	token		t = TOK(p);
 
-	if (!enter(p))
-		return NULL;
 	if (t.kind == T_MINUS || t.kind == T_PLUS)
 	{
 		node	   *operand,
 				   *n;
 
+		if (!enter(p))
+			return NULL;
 		if (!next(p) || !(operand = parse_unary(p)))
 			LEAVE(p, NULL);
 		if (t.kind == T_PLUS)
@@ -359,9 +396,9 @@ parse_unary(parser *p)
 		if (!n)
 			LEAVE(p, nomem(p));
 		n->kids[0] = operand;
-		LEAVE(p, n);
+		LEAVE(p, finish(p, n));
 	}
-	LEAVE(p, parse_primary(p));
+	return parse_primary(p);
 }
 
 static node *
@@ -370,13 +407,13 @@ parse_pow(parser *p)
 	node	   *base;
 	token		t;
 
-	if (!enter(p))
-		return NULL;
 	if (!(base = parse_unary(p)))
-		LEAVE(p, NULL);
+		return NULL;
 	t = TOK(p);
 	if (t.kind != T_CARET)
-		LEAVE(p, base);
+		return base;
+	if (!enter(p))
+		return NULL;
 	if (!next(p))
 		LEAVE(p, NULL);
 	LEAVE(p, binary(p, N_BINOP, T_CARET, &t, base, parse_pow(p)));
@@ -467,7 +504,7 @@ parse_cmp(parser *p)
 					return nomem(p);
 				n->op = negated;
 				n->kids[0] = l;
-				return n;
+				return finish(p, n);
 			}
 		case T_NOT:
 			negated = true;
@@ -520,7 +557,7 @@ parse_cmp(parser *p)
 					n->nkids = count + 1;
 				}
 				n->op = negated;
-				return n;
+				return finish(p, n);
 			}
 		default:
 			return l;
@@ -534,17 +571,17 @@ parse_not(parser *p)
 	node	   *operand,
 			   *n;
 
+	if (t.kind != T_NOT)
+		return parse_cmp(p);
 	if (!enter(p))
 		return NULL;
-	if (t.kind != T_NOT)
-		LEAVE(p, parse_cmp(p));
 	if (!next(p) || !(operand = parse_not(p)))
 		LEAVE(p, NULL);
 	n = new_node(p, N_NOT, &t, 1);
 	if (!n)
 		LEAVE(p, nomem(p));
 	n->kids[0] = operand;
-	LEAVE(p, n);
+	LEAVE(p, finish(p, n));
 }
 
 static node *
