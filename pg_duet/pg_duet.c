@@ -33,7 +33,7 @@ _PG_init(void)
 	/* One line per concern, in dependency order. */
 	/* calc: duet_calc_init(); */
 	duet_config_init();			/* config: tenants, tenant context, config service */
-	/* kafka: duet_kafka_init(); */
+	duet_kafka_init();			/* kafka: settings, shared memory, the worker launcher */
 	/* rules: duet_rules_init(); */
 	duet_ask_init();			/* ask: duet_ask settings */
 	/* metrics: duet_metrics_init(); */

@@ -1,0 +1,138 @@
+/*
+ * kafka.h — Kafka ingestion and outbox: declarations shared by the kafka_*.c files.
+ *
+ * Processes: a launcher (static worker, no database) keeps one supervisor per database listed in
+ * duet.databases; a supervisor follows duet.kafka_consumers and runs one consumer worker per
+ * (consumer, partition group), plus the outbox publisher. Workers report into shared memory slots,
+ * which the duet.kafka_status view reads.
+ */
+#ifndef DUET_KAFKA_H
+#define DUET_KAFKA_H
+
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
+#include "utils/jsonb.h"
+
+#include <librdkafka/rdkafka.h>
+
+#define DUET_KAFKA_MAX_SLOTS		64	/* worker slots in shared memory */
+#define DUET_KAFKA_MAX_PARTITIONS	64	/* partitions reported per slot */
+#define DUET_KAFKA_ERRLEN			256
+
+/* What a worker is, passed in bgw_extra. */
+typedef struct DuetKafkaWorkerArgs
+{
+	Oid			dboid;
+	int32		consumer_id;	/* duet.kafka_consumers.id; 0 for the outbox publisher */
+	int32		group;			/* partition group: partitions p with p % parallelism == group */
+	int32		generation;		/* duet.kafka_consumers.generation when started */
+	char		dbname[NAMEDATALEN];	/* supervisor only */
+} DuetKafkaWorkerArgs;
+
+typedef enum DuetKafkaState
+{
+	DUET_KAFKA_STARTING,
+	DUET_KAFKA_RUNNING,
+	DUET_KAFKA_IDLE,
+	DUET_KAFKA_BROKER_DOWN,
+	DUET_KAFKA_ERROR
+} DuetKafkaState;
+
+/* One running worker's counters; protected by the kafka LWLock. */
+typedef struct DuetKafkaSlot
+{
+	bool		in_use;
+	pid_t		pid;
+	Oid			dboid;
+	int32		consumer_id;
+	int32		group;
+	char		name[NAMEDATALEN];
+	DuetKafkaState state;
+	uint64		rows;
+	uint64		bytes;
+	uint64		batches;
+	uint64		errors;			/* messages sent to dead letters */
+	double		rate;			/* rows/s, exponentially smoothed over ~10 s */
+	char		last_error[DUET_KAFKA_ERRLEN];
+	TimestampTz last_error_at;
+	TimestampTz started_at;
+	TimestampTz last_batch_at;
+	int			npartitions;
+	int32		partition[DUET_KAFKA_MAX_PARTITIONS];
+	int64		high_watermark[DUET_KAFKA_MAX_PARTITIONS];
+} DuetKafkaSlot;
+
+/* Settings (kafka_shmem.c). */
+extern char *duet_outbox_brokers;
+extern char *duet_outbox_properties;
+extern int	duet_kafka_poll_ms;
+
+/* kafka_shmem.c */
+extern void duet_kafka_shmem_init(void);
+extern DuetKafkaSlot *duet_kafka_slot_claim(Oid dboid, int32 consumer_id, int32 group, const char *name);
+extern void duet_kafka_slot_set_state(DuetKafkaSlot *slot, DuetKafkaState state);
+extern void duet_kafka_slot_error(DuetKafkaSlot *slot, const char *msg);
+extern void duet_kafka_slot_batch(DuetKafkaSlot *slot, uint64 rows, uint64 bytes, uint64 errors,
+								  double seconds);
+extern void duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high);
+extern void duet_kafka_terminate_db_workers(Oid dboid);
+
+/* kafka_launcher.c */
+extern void duet_kafka_register_launcher(void);
+PGDLLEXPORT void duet_kafka_launcher_main(Datum arg);
+PGDLLEXPORT void duet_kafka_supervisor_main(Datum arg);
+
+/* kafka_consumer.c */
+PGDLLEXPORT void duet_kafka_consumer_main(Datum arg);
+
+/* kafka_outbox.c */
+PGDLLEXPORT void duet_kafka_publisher_main(Datum arg);
+
+/* kafka_conf.c: librdkafka configuration from a jsonb object of properties. */
+extern bool duet_kafka_property_allowed(const char *name, bool superuser);
+extern rd_kafka_conf_t *duet_kafka_conf_new(const char *brokers, Jsonb *props, char *errbuf, size_t errlen);
+extern bool duet_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+								char *errbuf, size_t errlen);
+
+/* Shared worker plumbing (kafka_launcher.c). */
+extern volatile sig_atomic_t duet_kafka_got_sigterm;
+extern volatile sig_atomic_t duet_kafka_got_sighup;
+extern void duet_kafka_worker_signals(void);
+
+
+/* kafka_ingest.c: one batch of messages into the target through COPY, bad messages set aside. */
+typedef enum DuetKafkaFormat
+{
+	DUET_FORMAT_JSON,
+	DUET_FORMAT_JSONB,
+	DUET_FORMAT_CSV,
+	DUET_FORMAT_TEXT
+} DuetKafkaFormat;
+
+typedef struct DuetKafkaTarget
+{
+	Oid			relid;
+	Oid			owner;			/* role the rows are written as */
+	DuetKafkaFormat format;
+	Jsonb	   *column_map;		/* NULL or the consumer's column_map */
+	const char *topic;
+} DuetKafkaTarget;
+
+typedef struct DuetKafkaDeadLetter
+{
+	int			msgidx;			/* index into the batch */
+	char	   *error;
+	char	   *detail;
+} DuetKafkaDeadLetter;
+
+extern DuetKafkaFormat duet_kafka_format_parse(const char *name);
+extern void duet_kafka_target_check(DuetKafkaTarget *target);
+extern uint64 duet_kafka_ingest(DuetKafkaTarget *target, rd_kafka_message_t **msgs, int n,
+								List **dead_letters);
+
+#endif							/* DUET_KAFKA_H */

@@ -1,0 +1,600 @@
+/*
+ * kafka_consumer.c — a consumer worker: one partition group of one consumer, exactly once.
+ *
+ * Offsets live in duet.kafka_offsets, not in Kafka: each batch's rows, its dead letters and the
+ * partitions' next offsets commit in one transaction, and a (re)started worker assigns its
+ * partitions at the stored offsets (assign(), no consumer group: nothing to rebalance, and the
+ * mock broker's group joins are slow). A batch first locks the consumer row (FOR SHARE) and
+ * checks the generation and the stored offsets it read from, so a reset, stop or drop committed
+ * meanwhile — or a second worker — can never commit a row twice. Errors that are not about a
+ * message (permissions, a dropped table, lost broker) abort the batch; the worker reports them in
+ * duet.kafka_status, waits, seeks back to its last committed offsets and tries again.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "kafka.h"
+
+#define ERROR_BACKOFF_MS	5000
+#define IDLE_POLL_MS		200
+
+typedef struct Consumer
+{
+	DuetKafkaWorkerArgs args;
+	char	   *name;
+	char	   *topic;
+	char	   *brokers;
+	char	   *start_position;
+	int			batch_size;
+	int			flush_ms;
+	int			parallelism;
+	Jsonb	   *properties;
+	DuetKafkaTarget target;
+	rd_kafka_t *rk;
+	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
+	DuetKafkaSlot *slot;
+} Consumer;
+
+/* Reads the consumer's row; exits quietly when it is gone, stopped or of another generation. */
+static void
+load_consumer(Consumer *c)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(c->args.consumer_id)};
+	MemoryContext oldcxt;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT name, topic, target::oid, brokers, format, batch_size, "
+							  "flush_interval_ms, start_position, parallelism, column_map, properties, "
+							  "owner::oid, generation, enabled FROM duet.kafka_consumers WHERE id = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read duet.kafka_consumers");
+	if (SPI_processed == 0)
+	{
+		/* Dropped before we started: nothing to do. */
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		proc_exit(0);
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	if (DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull)) != c->args.generation ||
+		!DatumGetBool(SPI_getbinval(tup, desc, 14, &isnull)))
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		proc_exit(0);
+	}
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	c->name = SPI_getvalue(tup, desc, 1);
+	c->topic = SPI_getvalue(tup, desc, 2);
+	c->target.relid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	c->brokers = SPI_getvalue(tup, desc, 4);
+	c->target.format = duet_kafka_format_parse(SPI_getvalue(tup, desc, 5));
+	c->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	c->flush_ms = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	c->start_position = SPI_getvalue(tup, desc, 8);
+	c->parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+	d = SPI_getbinval(tup, desc, 10, &isnull);
+	c->target.column_map = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 11, &isnull);
+	c->properties = isnull ? NULL : DatumGetJsonbPCopy(d);
+	c->target.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
+	c->target.topic = c->topic;
+	MemoryContextSwitchTo(oldcxt);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+take_worker_lock(Consumer *c)
+{
+	bool		got;
+	bool		isnull;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_try_advisory_lock($1, $2)", 2,
+							  (Oid[]) {INT4OID, INT4OID},
+							  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(-1 - c->args.group)},
+							  NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not take the consumer's advisory lock");
+	got = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (!got)
+	{
+		ereport(LOG,
+				(errmsg("Kafka consumer \"%s\" group %d is already running", c->name, c->args.group)));
+		proc_exit(1);
+	}
+}
+
+static void
+sleep_ms(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	if (duet_kafka_got_sigterm)
+		proc_exit(0);
+}
+
+/* Partitions of the topic in this worker's group, waiting while the broker is unreachable. */
+static void
+discover_partitions(Consumer *c)
+{
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, c->topic, NULL);
+
+	for (;;)
+	{
+		const struct rd_kafka_metadata *md = NULL;
+		rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 0, rkt, &md, 5000);
+
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0 &&
+			md->topics[0].partition_cnt > 0)
+		{
+			c->assigned = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+			for (int i = 0; i < md->topics[0].partition_cnt; i++)
+			{
+				int32		p = md->topics[0].partitions[i].id;
+
+				if (p % c->parallelism == c->args.group)
+					rd_kafka_topic_partition_list_add(c->assigned, c->topic, p);
+			}
+			rd_kafka_metadata_destroy(md);
+			break;
+		}
+		{
+			char		msg[DUET_KAFKA_ERRLEN];
+
+			snprintf(msg, sizeof(msg), "cannot read metadata of topic \"%s\": %s", c->topic,
+					 err ? rd_kafka_err2str(err) : rd_kafka_err2str(md->topics[0].err));
+			duet_kafka_slot_error(c->slot, msg);
+			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
+		}
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		sleep_ms(1000);
+	}
+	rd_kafka_topic_destroy(rkt);
+}
+
+/* Stored next offsets; partitions without one start at start_position, stored right away. */
+static void
+resolve_offsets(Consumer *c)
+{
+	rd_kafka_topic_partition_list_t *parts = c->assigned;
+	int64		ts_ms = -1;
+
+	if (strcmp(c->start_position, "earliest") != 0 && strcmp(c->start_position, "latest") != 0)
+	{
+		TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																 CStringGetDatum(c->start_position),
+																 ObjectIdGetDatum(InvalidOid),
+																 Int32GetDatum(-1)));
+
+		ts_ms = (int64) ((ts - SetEpochTimestamp()) / 1000);
+	}
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	for (int i = 0; i < parts->cnt; i++)
+	{
+		rd_kafka_topic_partition_t *tp = &parts->elems[i];
+		Datum		vals[3] = {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition), 0};
+		bool		isnull;
+
+		SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets WHERE consumer_id = $1 AND partition = $2",
+							  2, (Oid[]) {INT4OID, INT4OID}, vals, NULL, true, 1);
+		if (SPI_processed == 1)
+		{
+			tp->offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			continue;
+		}
+		for (;;)
+		{
+			int64		low,
+						high;
+			rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->rk, c->topic, tp->partition,
+																		&low, &high, 5000);
+
+			if (err == RD_KAFKA_RESP_ERR_NO_ERROR && ts_ms >= 0)
+			{
+				rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(1);
+
+				rd_kafka_topic_partition_list_add(q, c->topic, tp->partition)->offset = ts_ms;
+				err = rd_kafka_offsets_for_times(c->rk, q, 5000);
+				if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+					high = q->elems[0].offset >= 0 ? q->elems[0].offset : high;
+				rd_kafka_topic_partition_list_destroy(q);
+			}
+			if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			{
+				tp->offset = strcmp(c->start_position, "earliest") == 0 ? low : high;
+				break;
+			}
+			duet_kafka_slot_error(c->slot, rd_kafka_err2str(err));
+			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
+			sleep_ms(1000);
+		}
+		vals[2] = Int64GetDatum(tp->offset);
+		SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset) "
+							  "VALUES ($1, $2, $3)", 3, (Oid[]) {INT4OID, INT4OID, INT8OID}, vals,
+							  NULL, false, 0);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+assign(Consumer *c)
+{
+	rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, c->assigned);
+
+	if (err)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("cannot assign Kafka partitions: %s", rd_kafka_err2str(err))));
+}
+
+static rd_kafka_topic_partition_t *
+assigned_partition(Consumer *c, int32 partition)
+{
+	for (int i = 0; i < c->assigned->cnt; i++)
+		if (c->assigned->elems[i].partition == partition)
+			return &c->assigned->elems[i];
+	return NULL;
+}
+
+static void
+report_watermarks(Consumer *c)
+{
+	for (int i = 0; i < c->assigned->cnt; i++)
+	{
+		int64		low,
+					high = -1;
+
+		if (rd_kafka_get_watermark_offsets(c->rk, c->topic, c->assigned->elems[i].partition,
+										   &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			duet_kafka_slot_watermark(c->slot, c->assigned->elems[i].partition, high);
+	}
+}
+
+/*
+ * Gathers up to batch_size messages, waiting at most flush_interval after the first; returns the
+ * number gathered (0 when idle or asked to stop).
+ */
+static int
+gather(Consumer *c, rd_kafka_message_t **msgs)
+{
+	int			n = 0;
+	TimestampTz first = 0;
+
+	while (n < c->batch_size && !duet_kafka_got_sigterm)
+	{
+		long		wait = IDLE_POLL_MS;
+		rd_kafka_message_t *m;
+
+		if (n > 0)
+		{
+			long		left = c->flush_ms -
+				(long) ((GetCurrentTimestamp() - first) / 1000);
+
+			if (left <= 0)
+				break;
+			wait = Min(left, IDLE_POLL_MS);
+		}
+		m = rd_kafka_consumer_poll(c->rk, (int) wait);
+		if (!PostmasterIsAlive())
+			proc_exit(1);
+		if (m == NULL)
+		{
+			if (n == 0)
+				break;
+			continue;
+		}
+		if (m->err)
+		{
+			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			{
+				duet_kafka_slot_error(c->slot, rd_kafka_message_errstr(m));
+				if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+					duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
+			}
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (n == 0)
+			first = GetCurrentTimestamp();
+		msgs[n++] = m;
+	}
+	return n;
+}
+
+static void
+write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
+{
+	ListCell   *lc;
+	SPIPlanPtr	plan;
+
+	if (dead == NIL)
+		return;
+	plan = SPI_prepare("INSERT INTO duet.kafka_dead_letters (consumer_id, consumer, topic, partition, "
+					   "\"offset\", key, value, error, detail, owner) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+					   10, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
+					   TEXTOID, OIDOID});
+	foreach(lc, dead)
+	{
+		DuetKafkaDeadLetter *dl = lfirst(lc);
+		rd_kafka_message_t *m = msgs[dl->msgidx];
+		bytea	   *key = NULL;
+		bytea	   *value = palloc(VARHDRSZ + m->len);
+		Datum		vals[10];
+		char		nulls[10];
+
+		memset(nulls, ' ', sizeof(nulls));
+		SET_VARSIZE(value, VARHDRSZ + m->len);
+		if (m->len)
+			memcpy(VARDATA(value), m->payload, m->len);
+		if (m->key)
+		{
+			key = palloc(VARHDRSZ + m->key_len);
+			SET_VARSIZE(key, VARHDRSZ + m->key_len);
+			memcpy(VARDATA(key), m->key, m->key_len);
+		}
+		vals[0] = Int32GetDatum(c->args.consumer_id);
+		vals[1] = CStringGetTextDatum(c->name);
+		vals[2] = CStringGetTextDatum(c->topic);
+		vals[3] = Int32GetDatum(m->partition);
+		vals[4] = Int64GetDatum(m->offset);
+		vals[5] = PointerGetDatum(key);
+		nulls[5] = key ? ' ' : 'n';
+		vals[6] = PointerGetDatum(value);
+		vals[7] = CStringGetTextDatum(dl->error);
+		vals[8] = dl->detail ? CStringGetTextDatum(dl->detail) : (Datum) 0;
+		nulls[8] = dl->detail ? ' ' : 'n';
+		vals[9] = ObjectIdGetDatum(c->target.owner);
+		if (SPI_execute_plan(plan, vals, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write a dead letter");
+	}
+}
+
+/*
+ * One batch in one transaction: check we still own the offsets, load rows, write dead letters,
+ * advance the offsets. Returns false when this worker must stop (consumer changed).
+ */
+static bool
+process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batchcxt)
+{
+	int64	   *next = palloc(sizeof(int64) * c->assigned->cnt);
+	rd_kafka_message_t **keep = palloc(sizeof(rd_kafka_message_t *) * n);
+	int			nkeep = 0;
+	List	   *dead = NIL;
+	uint64		rows;
+	uint64		bytes = 0;
+	bool		isnull;
+	TimestampTz start = GetCurrentTimestamp();
+
+	for (int i = 0; i < c->assigned->cnt; i++)
+		next[i] = c->assigned->elems[i].offset;
+	/* Skip anything before the committed position (a redelivery after a seek). */
+	for (int i = 0; i < n; i++)
+	{
+		rd_kafka_topic_partition_t *tp = assigned_partition(c, msgs[i]->partition);
+		int			pi = tp ? tp - c->assigned->elems : -1;
+
+		if (pi < 0 || msgs[i]->offset < next[pi])
+			continue;
+		next[pi] = msgs[i]->offset + 1;
+		bytes += msgs[i]->len;
+		keep[nkeep++] = msgs[i];
+	}
+
+	pgstat_report_activity(STATE_RUNNING, psprintf("ingesting %d messages from %s", nkeep, c->topic));
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	MemoryContextSwitchTo(batchcxt);
+
+	/* A committed stop, drop, reset or change ends this worker before it writes anything. */
+	SPI_execute_with_args("SELECT generation = $2 AND enabled FROM duet.kafka_consumers WHERE id = $1 FOR SHARE",
+						  2, (Oid[]) {INT4OID, INT4OID},
+						  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
+						  NULL, false, 1);
+	if (SPI_processed != 1 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		AbortCurrentTransaction();
+		return false;
+	}
+	for (int i = 0; i < c->assigned->cnt; i++)
+	{
+		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
+
+		SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets WHERE consumer_id = $1 AND partition = $2 FOR UPDATE",
+							  2, (Oid[]) {INT4OID, INT4OID},
+							  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition)},
+							  NULL, false, 1);
+		if (next[i] == tp->offset)
+			continue;			/* untouched by this batch */
+		if (SPI_processed != 1 ||
+			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != tp->offset)
+		{
+			SPI_finish();
+			PopActiveSnapshot();
+			AbortCurrentTransaction();
+			ereport(LOG,
+					(errmsg("Kafka consumer \"%s\": stored offset of partition %d moved; restarting",
+							c->name, tp->partition)));
+			return false;
+		}
+	}
+
+	/* SPI calls leave SPI's own context current; batch data must outlive SPI_finish. */
+	MemoryContextSwitchTo(batchcxt);
+	rows = nkeep > 0 ? duet_kafka_ingest(&c->target, keep, nkeep, &dead) : 0;
+	write_dead_letters(c, keep, dead);
+	for (int i = 0; i < c->assigned->cnt; i++)
+	{
+		if (next[i] == c->assigned->elems[i].offset)
+			continue;
+		SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = now() "
+							  "WHERE consumer_id = $1 AND partition = $2", 3,
+							  (Oid[]) {INT4OID, INT4OID, INT8OID},
+							  (Datum[]) {Int32GetDatum(c->args.consumer_id),
+							  Int32GetDatum(c->assigned->elems[i].partition), Int64GetDatum(next[i])},
+							  NULL, false, 0);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(batchcxt);
+
+	/* Committed: only now does the in-memory position move. */
+	for (int i = 0; i < c->assigned->cnt; i++)
+		c->assigned->elems[i].offset = next[i];
+	duet_kafka_slot_batch(c->slot, rows, bytes, list_length(dead),
+						  (double) (GetCurrentTimestamp() - start) / 1000000.0);
+	if (dead != NIL)
+	{
+		DuetKafkaDeadLetter *last = llast(dead);
+
+		duet_kafka_slot_error(c->slot, psprintf("offset %lld: %s",
+												(long long) keep[last->msgidx]->offset, last->error));
+	}
+	pgstat_report_stat(false);
+	return true;
+}
+
+void
+duet_kafka_consumer_main(Datum arg)
+{
+	Consumer	c = {0};
+	char		errstr[512];
+	rd_kafka_conf_t *conf;
+	rd_kafka_message_t **msgs;
+	MemoryContext batchcxt;
+
+	memcpy(&c.args, MyBgworkerEntry->bgw_extra, sizeof(c.args));
+	duet_kafka_worker_signals();
+	BackgroundWorkerInitializeConnectionByOid(c.args.dboid, InvalidOid, 0);
+	load_consumer(&c);
+	c.slot = duet_kafka_slot_claim(c.args.dboid, c.args.consumer_id, c.args.group, c.name);
+	take_worker_lock(&c);
+	pgstat_report_appname(psprintf("pg_duet kafka consumer %s", c.name));
+
+	conf = duet_kafka_conf_new(c.brokers, c.properties, errstr, sizeof(errstr));
+	if (conf == NULL ||
+		!duet_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) ||
+		!duet_kafka_conf_set(conf, "enable.partition.eof", "false", errstr, sizeof(errstr)) ||
+		!duet_kafka_conf_set(conf, "client.id", psprintf("pg_duet-%s", c.name), errstr, sizeof(errstr)) ||
+		/* librdkafka wants a group for assign(); nothing is committed to it. */
+		!duet_kafka_conf_set(conf, "group.id", psprintf("pg_duet-%u-%s", MyDatabaseId, c.name), errstr, sizeof(errstr)) ||
+		(c.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))) == NULL)
+	{
+		duet_kafka_slot_error(c.slot, errstr);
+		duet_kafka_slot_set_state(c.slot, DUET_KAFKA_ERROR);
+		ereport(LOG, (errmsg("Kafka consumer \"%s\": %s", c.name, errstr)));
+		/* A bad configuration does not heal: stay visible in the status, idle, until changed. */
+		while (!duet_kafka_got_sigterm)
+			sleep_ms(60000);
+		proc_exit(0);
+	}
+	rd_kafka_poll_set_consumer(c.rk);
+	discover_partitions(&c);
+	resolve_offsets(&c);
+	assign(&c);
+	duet_kafka_slot_set_state(c.slot, DUET_KAFKA_IDLE);
+
+	msgs = MemoryContextAlloc(TopMemoryContext, sizeof(rd_kafka_message_t *) * c.batch_size);
+	batchcxt = AllocSetContextCreate(TopMemoryContext, "duet kafka batch", ALLOCSET_DEFAULT_SIZES);
+	while (!duet_kafka_got_sigterm)
+	{
+		volatile int n;
+
+		if (duet_kafka_got_sighup)
+		{
+			duet_kafka_got_sighup = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		CHECK_FOR_INTERRUPTS();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(batchcxt);
+		n = gather(&c, msgs);
+		report_watermarks(&c);
+		if (n == 0)
+		{
+			if (c.slot->state != DUET_KAFKA_BROKER_DOWN)
+				duet_kafka_slot_set_state(c.slot, DUET_KAFKA_IDLE);
+			continue;
+		}
+		duet_kafka_slot_set_state(c.slot, DUET_KAFKA_RUNNING);
+		PG_TRY();
+		{
+			bool		carry_on = process_batch(&c, msgs, n, batchcxt);
+
+			if (!carry_on)
+				duet_kafka_got_sigterm = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			/* Not about a message: report, roll back, and retry from the committed offsets. */
+			MemoryContextSwitchTo(batchcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			duet_kafka_slot_error(c.slot, edata->message);
+			duet_kafka_slot_set_state(c.slot, DUET_KAFKA_ERROR);
+			ereport(LOG,
+					(errmsg("Kafka consumer \"%s\" batch failed: %s", c.name, edata->message),
+					 errhint("The batch is retried from the last committed offsets.")));
+			for (int i = 0; i < n; i++)
+				rd_kafka_message_destroy(msgs[i]);
+			n = 0;
+			sleep_ms(ERROR_BACKOFF_MS);
+			assign(&c);
+		}
+		PG_END_TRY();
+		for (int i = 0; i < n; i++)
+			rd_kafka_message_destroy(msgs[i]);
+		MemoryContextReset(batchcxt);
+	}
+	rd_kafka_consumer_close(c.rk);
+	rd_kafka_destroy(c.rk);
+	proc_exit(0);
+}

@@ -1,0 +1,341 @@
+/*
+ * kafka_sql.c — the SQL API of Kafka consumers: consume, stop, start, drop, reset.
+ *
+ * duet.kafka_consumers holds librdkafka properties (SASL passwords, keys), so only superusers
+ * can read it. These functions run as their caller, check what the caller may do (EXECUTE is
+ * granted to duet_kafka_admin; a consumer's owner must be able to INSERT into its target; only
+ * the owner or a superuser manages a consumer), then write the catalog as the bootstrap superuser.
+ * Workers notice changes within duet.kafka_poll_interval.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "kafka.h"
+
+static bool
+valid_chars(const char *s, const char *extra)
+{
+	for (; *s; s++)
+		if (!isalnum((unsigned char) *s) && strchr(extra, *s) == NULL)
+			return false;
+	return true;
+}
+
+static char *
+arg_text(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static int
+arg_int(FunctionCallInfo fcinfo, int n, const char *what, int min, int max)
+{
+	int			v;
+
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	v = PG_GETARG_INT32(n);
+	if (v < min || v > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between %d and %d", what, min, max),
+				 errdetail("The value given was %d.", v)));
+	return v;
+}
+
+/* 'earliest', 'latest' or a timestamptz literal, normalised. */
+static char *
+check_position(const char *pos)
+{
+	if (strcmp(pos, "earliest") == 0 || strcmp(pos, "latest") == 0)
+		return pstrdup(pos);
+	PG_TRY();
+	{
+		Datum		ts = DirectFunctionCall3(timestamptz_in, CStringGetDatum(pos),
+											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+
+		pos = DatumGetCString(DirectFunctionCall1(timestamptz_out, ts));
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid start offset \"%s\"", pos),
+				 errhint("Use 'earliest', 'latest' or a timestamp.")));
+	}
+	PG_END_TRY();
+	return (char *) pos;
+}
+
+static void
+check_column_map(Jsonb *map, DuetKafkaFormat format)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		want_array = (format == DUET_FORMAT_CSV);
+
+	if (map == NULL)
+		return;
+	if (want_array ? !JB_ROOT_IS_ARRAY(map) || JB_ROOT_IS_SCALAR(map) : !JB_ROOT_IS_OBJECT(map))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column_map must be a JSON %s for format %s", want_array ? "array" : "object",
+						format == DUET_FORMAT_CSV ? "csv" : format == DUET_FORMAT_JSON ? "json" : "jsonb or text"),
+				 errhint(want_array ? "List the target columns the CSV fields fill, in order." :
+						 format == DUET_FORMAT_JSON ? "Map JSON keys to column names: {\"key\": \"column\"}." :
+						 "Name the column that receives the message: {\"value\": \"column\"}.")));
+	it = JsonbIteratorInit(&map->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if ((tok == WJB_VALUE || tok == WJB_ELEM) && v.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column_map values must be column names (strings)")));
+		if (tok == WJB_KEY && format != DUET_FORMAT_JSON &&
+			(v.val.string.len != 5 || strncmp(v.val.string.val, "value", 5) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column_map for format jsonb or text takes only the key \"value\"")));
+	}
+}
+
+static void
+check_properties(Jsonb *props, const char *brokers)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char		errbuf[512];
+	rd_kafka_conf_t *conf;
+
+	if (props == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(props))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("properties must be a JSON object of librdkafka settings")));
+	it = JsonbIteratorInit(&props->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *name;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(v.val.string.val, v.val.string.len);
+		if (!duet_kafka_property_allowed(name, false) &&
+			(!superuser() || !duet_kafka_property_allowed(name, true)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("Kafka property \"%s\" cannot be set here", name),
+					 errdetail(duet_kafka_property_allowed(name, true) ?
+							   "Only superusers may set properties that reach the server's files or load code." :
+							   "pg_duet sets this property itself.")));
+	}
+	conf = duet_kafka_conf_new(brokers, props, errbuf, sizeof(errbuf));
+	if (conf == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid Kafka property"),
+				 errdetail("%s", errbuf)));
+	rd_kafka_conf_destroy(conf);
+}
+
+/* SPI as the bootstrap superuser: the catalog is not readable by consumer admins. */
+static void
+catalog_begin(Oid *save_uid, int *save_sec)
+{
+	GetUserIdAndSecContext(save_uid, save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+}
+
+static void
+catalog_end(Oid save_uid, int save_sec)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(save_uid, save_sec);
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_consume);
+
+Datum
+duet_kafka_consume(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "name");
+	char	   *topic = arg_text(fcinfo, 1, "topic");
+	Oid			target;
+	char	   *brokers = arg_text(fcinfo, 3, "brokers");
+	char	   *format_name = arg_text(fcinfo, 4, "format");
+	int			batch_size = arg_int(fcinfo, 5, "batch_size", 1, 1000000);
+	int			flush_ms = arg_int(fcinfo, 6, "flush_interval_ms", 1, 3600000);
+	char	   *position = check_position(arg_text(fcinfo, 7, "start_offset"));
+	int			parallelism = arg_int(fcinfo, 8, "parallelism", 1, 32);
+	Jsonb	   *column_map = PG_ARGISNULL(9) ? NULL : PG_GETARG_JSONB_P(9);
+	Jsonb	   *props = PG_ARGISNULL(10) ? NULL : PG_GETARG_JSONB_P(10);
+	DuetKafkaTarget t = {0};
+	Oid			save_uid;
+	int			save_sec;
+	int			ret;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("target must not be null")));
+	target = PG_GETARG_OID(2);
+	if (name[0] == '\0' || strlen(name) >= NAMEDATALEN || !valid_chars(name, "_.-"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid Kafka consumer name \"%s\"", name),
+				 errdetail("A name has 1 to %d letters, digits, '_', '.' or '-'.", NAMEDATALEN - 1)));
+	if (topic[0] == '\0' || strlen(topic) > 249 || !valid_chars(topic, "_.-"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid Kafka topic name \"%s\"", topic),
+				 errdetail("A topic has 1 to 249 letters, digits, '_', '.' or '-'.")));
+	if (brokers[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("brokers must not be empty"),
+				 errhint("Give the bootstrap servers as host:port[,host:port...].")));
+	t.relid = target;
+	t.owner = GetUserId();
+	t.format = duet_kafka_format_parse(format_name);
+	t.column_map = column_map;
+	t.topic = topic;
+	check_column_map(column_map, t.format);
+	check_properties(props, brokers);
+	if (pg_class_aclcheck(target, GetUserId(), ACL_INSERT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(target, GetUserId(), ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(target)),
+				 errdetail("A consumer writes as its owner, who needs INSERT on the target.")));
+	duet_kafka_target_check(&t);
+
+	catalog_begin(&save_uid, &save_sec);
+	ret = SPI_execute_with_args(
+								"INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
+								"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
+								"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING",
+								12,
+								(Oid[]) {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID, INT4OID,
+								JSONBOID, JSONBOID, OIDOID},
+								(Datum[]) {CStringGetTextDatum(name), CStringGetTextDatum(topic), ObjectIdGetDatum(target),
+								CStringGetTextDatum(brokers), CStringGetTextDatum(format_name), Int32GetDatum(batch_size),
+								Int32GetDatum(flush_ms), CStringGetTextDatum(position), Int32GetDatum(parallelism),
+								JsonbPGetDatum(column_map), JsonbPGetDatum(props), ObjectIdGetDatum(save_uid)},
+								(char[]) {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n', props ? ' ' : 'n', ' '},
+								false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not record the Kafka consumer");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("Kafka consumer \"%s\" already exists", name)));
+	catalog_end(save_uid, save_sec);
+	PG_RETURN_VOID();
+}
+
+/* Locks the consumer's row and checks the caller may manage it; returns its id. */
+static int32
+consumer_for_update(const char *name, Oid caller)
+{
+	bool		isnull;
+	Oid			owner;
+	int32		id;
+
+	if (SPI_execute_with_args("SELECT id, owner::oid FROM duet.kafka_consumers WHERE name = $1 FOR UPDATE",
+							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)},
+							  NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read duet.kafka_consumers");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("Kafka consumer \"%s\" does not exist", name)));
+	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (!superuser_arg(caller) && !has_privs_of_role(caller, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of Kafka consumer \"%s\"", name)));
+	return id;
+}
+
+static void
+consumer_update(const char *name, const char *sql, const char *position)
+{
+	Oid			save_uid;
+	int			save_sec;
+	int32		id;
+
+	catalog_begin(&save_uid, &save_sec);
+	id = consumer_for_update(name, save_uid);
+	if (SPI_execute_with_args(sql, 2, (Oid[]) {INT4OID, TEXTOID},
+							  (Datum[]) {Int32GetDatum(id), position ? CStringGetTextDatum(position) : (Datum) 0},
+							  position ? NULL : " n", false, 0) < 0)
+		elog(ERROR, "could not update duet.kafka_consumers");
+	catalog_end(save_uid, save_sec);
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_stop);
+Datum
+duet_kafka_stop(PG_FUNCTION_ARGS)
+{
+	consumer_update(arg_text(fcinfo, 0, "name"),
+					"UPDATE duet.kafka_consumers SET enabled = false WHERE id = $1 AND $2 IS NULL", NULL);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_start);
+Datum
+duet_kafka_start(PG_FUNCTION_ARGS)
+{
+	consumer_update(arg_text(fcinfo, 0, "name"),
+					"UPDATE duet.kafka_consumers SET enabled = true WHERE id = $1 AND $2 IS NULL", NULL);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_drop);
+Datum
+duet_kafka_drop(PG_FUNCTION_ARGS)
+{
+	consumer_update(arg_text(fcinfo, 0, "name"),
+					"DELETE FROM duet.kafka_consumers WHERE id = $1 AND $2 IS NULL", NULL);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_reset);
+
+/*
+ * duet_kafka_reset(name, position): forget the committed offsets; the workers restart (new
+ * generation) and begin at position. Takes effect when the caller commits; a batch in flight
+ * either commits before (and is then forgotten) or sees the new generation and is discarded.
+ */
+Datum
+duet_kafka_reset(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "name");
+	char	   *position = check_position(arg_text(fcinfo, 1, "start_at"));
+
+	consumer_update(name,
+					"WITH c AS (UPDATE duet.kafka_consumers SET start_position = $2, "
+					"generation = generation + 1 WHERE id = $1 RETURNING id) "
+					"DELETE FROM duet.kafka_offsets o USING c WHERE o.consumer_id = c.id", position);
+	PG_RETURN_VOID();
+}

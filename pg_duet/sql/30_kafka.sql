@@ -1,0 +1,225 @@
+-- pg_duet install script, part 30: Kafka ingestion by background workers, and the outbox.
+-- Workers need shared_preload_libraries = 'pg_duet' and the database in duet.databases.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'duet_kafka_admin') THEN
+        CREATE ROLE duet_kafka_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'duet_kafka_publisher') THEN
+        CREATE ROLE duet_kafka_publisher NOLOGIN;
+    END IF;
+END
+$$;
+GRANT duet_kafka_publisher TO duet_kafka_admin;
+
+-- Consumers. Holds librdkafka properties (SASL passwords, keys): superusers only; the
+-- duet_kafka_* functions write it, duet.kafka_status shows it without the properties.
+CREATE TABLE duet.kafka_consumers (
+    id                serial PRIMARY KEY,
+    name              text NOT NULL UNIQUE,
+    topic             text NOT NULL,
+    target            regclass NOT NULL,
+    brokers           text NOT NULL,
+    format            text NOT NULL CHECK (format IN ('json', 'jsonb', 'csv', 'text')),
+    batch_size        integer NOT NULL,
+    flush_interval_ms integer NOT NULL,
+    start_position    text NOT NULL,
+    parallelism       integer NOT NULL,
+    column_map        jsonb,
+    properties        jsonb,
+    owner             regrole NOT NULL,
+    enabled           boolean NOT NULL DEFAULT true,
+    generation        integer NOT NULL DEFAULT 1,
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON duet.kafka_consumers FROM PUBLIC;
+COMMENT ON TABLE duet.kafka_consumers IS 'Kafka consumers run by pg_duet workers (superuser only: properties may hold secrets)';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_consumers', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_consumers_id_seq', '');
+
+-- Next offset per partition, committed in the same transaction as the rows: exactly once.
+CREATE TABLE duet.kafka_offsets (
+    consumer_id integer NOT NULL REFERENCES duet.kafka_consumers (id) ON DELETE CASCADE,
+    partition   integer NOT NULL,
+    next_offset bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_id, partition)
+);
+REVOKE ALL ON duet.kafka_offsets FROM PUBLIC;
+COMMENT ON TABLE duet.kafka_offsets IS 'next Kafka offset per consumer and partition, committed with the ingested rows';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_offsets', '');
+
+-- Messages that could not be ingested, with their raw bytes and the error.
+CREATE TABLE duet.kafka_dead_letters (
+    id          bigserial PRIMARY KEY,
+    consumer_id integer NOT NULL,
+    consumer    text NOT NULL,
+    owner       regrole NOT NULL,
+    topic       text NOT NULL,
+    partition   integer NOT NULL,
+    "offset"    bigint NOT NULL,
+    key         bytea,
+    value       bytea NOT NULL,
+    error       text NOT NULL,
+    detail      text,
+    failed_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON duet.kafka_dead_letters (consumer_id, failed_at);
+REVOKE ALL ON duet.kafka_dead_letters FROM PUBLIC;
+GRANT SELECT, DELETE ON duet.kafka_dead_letters TO duet_kafka_admin;
+ALTER TABLE duet.kafka_dead_letters ENABLE ROW LEVEL SECURITY;
+-- Admins see the dead letters of consumers they own (the raw bytes are their data).
+CREATE POLICY kafka_dead_letters_owner ON duet.kafka_dead_letters
+    USING (pg_catalog.pg_has_role(current_user, owner, 'USAGE'));
+COMMENT ON TABLE duet.kafka_dead_letters IS 'Kafka messages that failed to parse or violated a constraint: raw bytes, offset and error';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_dead_letters_id_seq', '');
+
+CREATE FUNCTION duet_kafka_consume(name text, topic text, target regclass, brokers text,
+                                   format text DEFAULT 'json',
+                                   batch_size integer DEFAULT 10000,
+                                   flush_interval_ms integer DEFAULT 500,
+                                   start_offset text DEFAULT 'earliest',
+                                   parallelism integer DEFAULT 1,
+                                   column_map jsonb DEFAULT NULL,
+                                   properties jsonb DEFAULT NULL)
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_consume';
+COMMENT ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb)
+    IS 'create a Kafka consumer: a background worker ingests topic into target exactly once';
+
+CREATE FUNCTION duet_kafka_stop(name text) RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_stop';
+COMMENT ON FUNCTION duet_kafka_stop(text) IS 'stop a Kafka consumer (its offsets are kept)';
+CREATE FUNCTION duet_kafka_start(name text) RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_start';
+COMMENT ON FUNCTION duet_kafka_start(text) IS 'restart a stopped Kafka consumer from its committed offsets';
+CREATE FUNCTION duet_kafka_drop(name text) RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_drop';
+COMMENT ON FUNCTION duet_kafka_drop(text) IS 'drop a Kafka consumer and its offsets (dead letters are kept)';
+CREATE FUNCTION duet_kafka_reset(name text, start_at text) RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_reset';
+COMMENT ON FUNCTION duet_kafka_reset(text, text)
+    IS 'move a Kafka consumer to ''earliest'', ''latest'' or a timestamp, forgetting its offsets';
+CREATE FUNCTION duet_kafka_reset(name text, start_at timestamptz) RETURNS void
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT duet_kafka_reset(name, start_at::text); END;
+COMMENT ON FUNCTION duet_kafka_reset(text, timestamptz)
+    IS 'move a Kafka consumer to the first messages at or after a timestamp';
+
+REVOKE ALL ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb),
+    duet_kafka_stop(text), duet_kafka_start(text), duet_kafka_drop(text),
+    duet_kafka_reset(text, text), duet_kafka_reset(text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb),
+    duet_kafka_stop(text), duet_kafka_start(text), duet_kafka_drop(text),
+    duet_kafka_reset(text, text), duet_kafka_reset(text, timestamptz) TO duet_kafka_admin;
+
+CREATE FUNCTION duet_kafka_worker_stats(
+        OUT consumer_id integer, OUT worker_group integer, OUT pid integer, OUT state text,
+        OUT rows bigint, OUT bytes bigint, OUT batches bigint, OUT errors bigint, OUT rate double precision,
+        OUT last_error text, OUT last_error_at timestamptz, OUT started_at timestamptz,
+        OUT last_batch_at timestamptz, OUT partition integer, OUT high_watermark bigint)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_worker_stats';
+COMMENT ON FUNCTION duet_kafka_worker_stats()
+    IS 'live counters of this database''s Kafka workers, one row per worker and partition (feeds duet.kafka_status)';
+REVOKE ALL ON FUNCTION duet_kafka_worker_stats() FROM PUBLIC;
+
+CREATE VIEW duet.kafka_partition_status AS
+SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
+       GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at
+  FROM duet.kafka_consumers c
+  JOIN duet.kafka_offsets o ON o.consumer_id = c.id
+  LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark
+               FROM duet_kafka_worker_stats() WHERE partition IS NOT NULL
+              ORDER BY consumer_id, partition, started_at DESC) w
+         ON w.consumer_id = c.id AND w.partition = o.partition;
+COMMENT ON VIEW duet.kafka_partition_status
+    IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
+
+CREATE VIEW duet.kafka_status AS
+WITH w AS (
+    SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
+           sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
+           CASE WHEN bool_or(state = 'error') THEN 'error'
+                WHEN bool_or(state = 'broker unreachable') THEN 'broker unreachable'
+                WHEN bool_or(state = 'running') THEN 'running'
+                WHEN bool_or(state = 'starting') THEN 'starting'
+                ELSE 'idle' END AS state,
+           (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST))[1] AS last_error,
+           max(last_error_at) AS last_error_at
+      FROM (SELECT DISTINCT ON (pid) * FROM duet_kafka_worker_stats()) s
+     GROUP BY consumer_id),
+p AS (
+    SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
+           jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
+                                        'high_watermark', ps.high_watermark, 'lag', ps.lag)
+                     ORDER BY ps.partition) AS partitions
+      FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
+     GROUP BY c.id)
+SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
+       CASE WHEN NOT c.enabled THEN 'stopped' ELSE coalesce(w.state, 'starting') END AS state,
+       coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
+       coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
+       (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions
+  FROM duet.kafka_consumers c
+  LEFT JOIN w ON w.consumer_id = c.id
+  LEFT JOIN p ON p.consumer_id = c.id;
+COMMENT ON VIEW duet.kafka_status IS
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s and per-partition offsets';
+GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
+
+-- The outbox: rows written in the caller's transaction, published by a worker once committed.
+CREATE TABLE duet.kafka_outbox (
+    id         bigserial PRIMARY KEY,
+    topic      text NOT NULL,
+    key        text,
+    value      text NOT NULL,
+    headers    jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    sent_at    timestamptz,
+    partition  integer,
+    "offset"   bigint
+);
+CREATE INDEX kafka_outbox_pending ON duet.kafka_outbox (id) WHERE sent_at IS NULL;
+REVOKE ALL ON duet.kafka_outbox FROM PUBLIC;
+GRANT SELECT ON duet.kafka_outbox TO duet_kafka_admin;
+COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox_id_seq', '');
+
+CREATE FUNCTION duet_kafka_publish(topic text, key text, value text, headers jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF topic IS NULL OR topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name', MESSAGE = format('invalid Kafka topic name %L', topic),
+            DETAIL = 'A topic has 1 to 249 letters, digits, ''_'', ''.'' or ''-''.';
+    END IF;
+    IF value IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'value must not be null';
+    END IF;
+    IF headers IS NOT NULL AND (jsonb_typeof(headers) <> 'object' OR EXISTS (
+            SELECT FROM jsonb_each(headers) h WHERE jsonb_typeof(h.value) NOT IN ('string', 'null'))) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'headers must be a JSON object of strings',
+            HINT = 'For example {"source": "rules"}.';
+    END IF;
+    INSERT INTO duet.kafka_outbox (topic, key, value, headers)
+    VALUES (topic, key, value, headers) RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION duet_kafka_publish(text, text, text, jsonb)
+    IS 'publish a message to Kafka if and only if the calling transaction commits (outbox)';
+CREATE FUNCTION duet_kafka_publish(topic text, key text, value jsonb, headers jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT duet_kafka_publish(topic, key, value::text, headers); END;
+COMMENT ON FUNCTION duet_kafka_publish(text, text, jsonb, jsonb)
+    IS 'publish a JSON message to Kafka if and only if the calling transaction commits (outbox)';
+REVOKE ALL ON FUNCTION duet_kafka_publish(text, text, text, jsonb), duet_kafka_publish(text, text, jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_publish(text, text, text, jsonb), duet_kafka_publish(text, text, jsonb, jsonb)
+    TO duet_kafka_publisher;
