@@ -47,6 +47,7 @@ typedef struct Consumer
 	DuetKafkaTarget target;
 	rd_kafka_t *rk;
 	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
+	int64	   *skip_before_ms; /* per assigned partition: skip older messages; -1 = off */
 	DuetKafkaSlot *slot;
 } Consumer;
 
@@ -203,20 +204,28 @@ resolve_offsets(Consumer *c)
 
 		ts_ms = (int64) ((ts - SetEpochTimestamp()) / 1000);
 	}
+	c->skip_before_ms = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(parts->cnt, 1));
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	for (int i = 0; i < parts->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *tp = &parts->elems[i];
-		Datum		vals[3] = {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition), 0};
+		Datum		vals[4] = {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition), 0, 0};
 		bool		isnull;
 
-		SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets WHERE consumer_id = $1 AND partition = $2",
+		SPI_execute_with_args("SELECT next_offset, (extract(epoch FROM skip_before) * 1000)::bigint "
+							  "FROM duet.kafka_offsets WHERE consumer_id = $1 AND partition = $2",
 							  2, (Oid[]) {INT4OID, INT4OID}, vals, NULL, true, 1);
+		c->skip_before_ms[i] = -1;
 		if (SPI_processed == 1)
 		{
+			Datum		skip;
+
 			tp->offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			skip = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			if (!isnull)
+				c->skip_before_ms[i] = DatumGetInt64(skip);
 			continue;
 		}
 		for (;;)
@@ -232,13 +241,21 @@ resolve_offsets(Consumer *c)
 
 				rd_kafka_topic_partition_list_add(q, c->topic, tp->partition)->offset = ts_ms;
 				err = rd_kafka_offsets_for_times(c->rk, q, 5000);
+
+				/*
+				 * Start at the broker's answer when it names a message; otherwise (no such
+				 * message, or a broker without timestamp lookup such as the mock) scan from the
+				 * start. Either way older messages are skipped until one at or after the
+				 * timestamp, and that state is stored with the offset.
+				 */
 				if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-					high = q->elems[0].offset >= 0 ? q->elems[0].offset : high;
+					low = (q->elems[0].offset >= low && q->elems[0].offset < high) ? q->elems[0].offset : low;
 				rd_kafka_topic_partition_list_destroy(q);
+				c->skip_before_ms[i] = ts_ms;
 			}
 			if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			{
-				tp->offset = strcmp(c->start_position, "earliest") == 0 ? low : high;
+				tp->offset = strcmp(c->start_position, "latest") == 0 ? high : low;
 				break;
 			}
 			duet_kafka_slot_error(c->slot, rd_kafka_err2str(err));
@@ -246,9 +263,10 @@ resolve_offsets(Consumer *c)
 			sleep_ms(1000);
 		}
 		vals[2] = Int64GetDatum(tp->offset);
-		SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset) "
-							  "VALUES ($1, $2, $3)", 3, (Oid[]) {INT4OID, INT4OID, INT8OID}, vals,
-							  NULL, false, 0);
+		vals[3] = Int64GetDatum(c->skip_before_ms[i]);
+		SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset, skip_before) "
+							  "VALUES ($1, $2, $3, CASE WHEN $4 >= 0 THEN to_timestamp($4 / 1000.0) END)", 4,
+							  (Oid[]) {INT4OID, INT4OID, INT8OID, INT8OID}, vals, NULL, false, 0);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
@@ -397,6 +415,7 @@ static bool
 process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batchcxt)
 {
 	int64	   *next = palloc(sizeof(int64) * c->assigned->cnt);
+	int64	   *skip = palloc(sizeof(int64) * c->assigned->cnt);
 	rd_kafka_message_t **keep = palloc(sizeof(rd_kafka_message_t *) * n);
 	int			nkeep = 0;
 	List	   *dead = NIL;
@@ -406,7 +425,10 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	TimestampTz start = GetCurrentTimestamp();
 
 	for (int i = 0; i < c->assigned->cnt; i++)
+	{
 		next[i] = c->assigned->elems[i].offset;
+		skip[i] = c->skip_before_ms[i];
+	}
 	/* Skip anything before the committed position (a redelivery after a seek). */
 	for (int i = 0; i < n; i++)
 	{
@@ -416,6 +438,14 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 		if (pi < 0 || msgs[i]->offset < next[pi])
 			continue;
 		next[pi] = msgs[i]->offset + 1;
+		if (skip[pi] >= 0)
+		{
+			/* Reset to a timestamp: pass over older messages, up to the first newer one. */
+			if (rd_kafka_message_timestamp(msgs[i], NULL) >= 0 &&
+				rd_kafka_message_timestamp(msgs[i], NULL) < skip[pi])
+				continue;
+			skip[pi] = -1;
+		}
 		bytes += msgs[i]->len;
 		keep[nkeep++] = msgs[i];
 	}
@@ -471,11 +501,13 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	{
 		if (next[i] == c->assigned->elems[i].offset)
 			continue;
-		SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = now() "
-							  "WHERE consumer_id = $1 AND partition = $2", 3,
-							  (Oid[]) {INT4OID, INT4OID, INT8OID},
+		SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = now(), "
+							  "skip_before = CASE WHEN $4 THEN skip_before END "
+							  "WHERE consumer_id = $1 AND partition = $2", 4,
+							  (Oid[]) {INT4OID, INT4OID, INT8OID, BOOLOID},
 							  (Datum[]) {Int32GetDatum(c->args.consumer_id),
-							  Int32GetDatum(c->assigned->elems[i].partition), Int64GetDatum(next[i])},
+							  Int32GetDatum(c->assigned->elems[i].partition), Int64GetDatum(next[i]),
+							  BoolGetDatum(skip[i] >= 0)},
 							  NULL, false, 0);
 	}
 	SPI_finish();
@@ -485,7 +517,10 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 
 	/* Committed: only now does the in-memory position move. */
 	for (int i = 0; i < c->assigned->cnt; i++)
+	{
 		c->assigned->elems[i].offset = next[i];
+		c->skip_before_ms[i] = skip[i];
+	}
 	duet_kafka_slot_batch(c->slot, rows, bytes, list_length(dead),
 						  (double) (GetCurrentTimestamp() - start) / 1000000.0);
 	if (dead != NIL)

@@ -80,6 +80,8 @@ start_worker(const char *function, const char *title, DuetKafkaWorkerArgs *args)
 {
 	BackgroundWorker worker = {0};
 	BackgroundWorkerHandle *handle;
+	MemoryContext oldcxt;
+	bool		ok;
 
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -91,7 +93,11 @@ start_worker(const char *function, const char *title, DuetKafkaWorkerArgs *args)
 	worker.bgw_notify_pid = MyProcPid;
 	StaticAssertStmt(sizeof(DuetKafkaWorkerArgs) <= BGW_EXTRALEN, "worker args too large");
 	memcpy(worker.bgw_extra, args, sizeof(DuetKafkaWorkerArgs));
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	/* The handle outlives this poll's transaction and SPI context. */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
+	MemoryContextSwitchTo(oldcxt);
+	if (!ok)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

@@ -43,6 +43,7 @@ CREATE TABLE duet.kafka_offsets (
     consumer_id integer NOT NULL REFERENCES duet.kafka_consumers (id) ON DELETE CASCADE,
     partition   integer NOT NULL,
     next_offset bigint NOT NULL,
+    skip_before timestamptz,    -- after a reset to a timestamp: older messages are passed over
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer_id, partition)
 );
@@ -123,6 +124,7 @@ CREATE FUNCTION duet_kafka_worker_stats(
 COMMENT ON FUNCTION duet_kafka_worker_stats()
     IS 'live counters of this database''s Kafka workers, one row per worker and partition (feeds duet.kafka_status)';
 REVOKE ALL ON FUNCTION duet_kafka_worker_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_worker_stats() TO duet_kafka_admin, pg_monitor;
 
 CREATE VIEW duet.kafka_partition_status AS
 SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,

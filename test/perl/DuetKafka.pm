@@ -1,0 +1,116 @@
+# DuetKafka — helpers for pg_duet's Kafka TAP tests: the dev broker, kcat, bounded waits.
+package DuetKafka;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use File::Temp ();
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Time::HiRes qw(usleep time);
+use Test::More;
+
+our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce kafka_node wait_for wait_until);
+
+my $devbroker = ($ENV{DUET_BUILD} // "$ENV{DUET_ROOT}/build") . '/devbroker';
+
+# start_broker('topic:partitions', ...) → { pid, bootstrap }. Topics are created before it returns.
+sub start_broker
+{
+	my @topics = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $file = "$dir/bootstrap";
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', "$dir/stdout");
+		open(STDERR, '>', "$dir/stderr");
+		exec($devbroker, '-f', $file, map { ('-t', $_) } @topics) or die "exec $devbroker: $!";
+	}
+	for (1 .. 100)
+	{
+		last if -s $file;
+		usleep(100_000);
+	}
+	die "dev broker did not start" unless -s $file;
+	my $bootstrap = slurp_file($file);
+	chomp $bootstrap;
+	return { pid => $pid, bootstrap => $bootstrap, dir => $dir };
+}
+
+sub stop_broker
+{
+	my ($b) = @_;
+	kill 'TERM', $b->{pid};
+	waitpid($b->{pid}, 0);
+}
+
+sub broker_down { kill 'USR1', $_[0]->{pid}; usleep(300_000); }
+sub broker_up   { kill 'USR2', $_[0]->{pid}; usleep(300_000); }
+
+# produce($broker, $topic, \@lines [, partition => N, key => K, headers => ['h=v']]): one message
+# per line (kcat -l), waiting for delivery.
+sub produce
+{
+	my ($b, $topic, $lines, %opt) = @_;
+	my ($fh, $path) = File::Temp::tempfile(DIR => $b->{dir}, UNLINK => 1);
+	print $fh map { "$_\n" } @$lines;
+	close $fh;
+	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-X', 'linger.ms=20');
+	push @cmd, '-p', $opt{partition} if defined $opt{partition};
+	push @cmd, '-k', $opt{key} if defined $opt{key};
+	push @cmd, map { ('-H', $_) } @{ $opt{headers} // [] };
+	push @cmd, '-K', $opt{delimiter} if defined $opt{delimiter};
+	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
+}
+
+# A started node with pg_duet preloaded, serving database postgres, polling consumers quickly.
+sub kafka_node
+{
+	my ($name, @conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', join("\n",
+		"shared_preload_libraries = 'pg_duet'",
+		"duet.databases = 'postgres'",
+		"duet.kafka_poll_interval = 200",
+		"max_worker_processes = 32",
+		@conf) . "\n");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION pg_duet');
+	return $node;
+}
+
+# wait_for($node, $sql, $expected, $name [, $timeout]): polls until the query returns $expected.
+sub wait_for
+{
+	my ($node, $sql, $expected, $name, $timeout) = @_;
+	$timeout //= 60;
+	my $deadline = time() + $timeout;
+	my $got;
+	while (time() < $deadline)
+	{
+		$got = $node->safe_psql('postgres', $sql);
+		last if $got eq $expected;
+		usleep(200_000);
+	}
+	is($got, $expected, $name);
+	return $got eq $expected;
+}
+
+# wait_until(sub { ... }, $timeout): polls a condition; returns whether it became true.
+sub wait_until
+{
+	my ($cond, $timeout) = @_;
+	my $deadline = time() + ($timeout // 60);
+	while (time() < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(200_000);
+	}
+	return 0;
+}
+
+1;

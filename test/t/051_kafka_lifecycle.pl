@@ -1,0 +1,88 @@
+# Kafka consumers over their life: stop/start, reset to earliest/latest/a timestamp, parallelism,
+# consumers created and dropped while others run, and a broker down for 30 s then back.
+use strict;
+use warnings;
+use lib "$ENV{DUET_ROOT}/test/perl";
+use DuetKafka;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $broker = start_broker('life:2', 'wide:8', 'side:1', 'outage:4');
+my $b = $broker->{bootstrap};
+my $node = kafka_node('lifecycle');
+$node->safe_psql('postgres', q{
+CREATE TABLE life (n int, _partition int, _offset bigint);
+CREATE TABLE wide (n int, _partition int, _offset bigint);
+CREATE TABLE side (v jsonb);
+CREATE TABLE outage (n int, _partition int, _offset bigint);
+});
+sub msgs { my ($from, $to) = @_; return [ map { "{\"n\": $_}" } $from .. $to ]; }
+
+# stop / start: nothing is read while stopped; everything after start, once.
+produce($broker, 'life', msgs(1, 100));
+$node->safe_psql('postgres', "SELECT duet_kafka_consume('life', 'life', 'life', '$b', 'json', flush_interval_ms => 50)");
+wait_for($node, 'SELECT count(*) FROM life', '100', 'consumer ingests');
+$node->safe_psql('postgres', "SELECT duet_kafka_stop('life')");
+wait_for($node, q{SELECT state, workers FROM duet.kafka_status WHERE name = 'life'}, 'stopped|0', 'stop ends the worker');
+produce($broker, 'life', msgs(101, 200));
+sleep 2;
+is($node->safe_psql('postgres', 'SELECT count(*) FROM life'), '100', 'nothing ingested while stopped');
+$node->safe_psql('postgres', "SELECT duet_kafka_start('life')");
+wait_for($node, 'SELECT count(*), count(DISTINCT n) FROM life', '200|200', 'start resumes at the committed offsets');
+
+# reset: earliest re-reads everything; latest skips what is there; a timestamp starts there.
+$node->safe_psql('postgres', "SELECT duet_kafka_reset('life', 'earliest')");
+wait_for($node, 'SELECT count(*), count(DISTINCT n) FROM life', '400|200', 'reset earliest re-reads every message once more');
+$node->safe_psql('postgres', "SELECT duet_kafka_reset('life', 'latest')");
+wait_for($node, q{SELECT sum(committed_offset) FROM duet.kafka_partition_status WHERE name = 'life'}, '200', 'reset latest stores the end offsets');
+produce($broker, 'life', msgs(201, 210));
+wait_for($node, 'SELECT count(*) FROM life', '410', 'after reset latest only new messages arrive');
+sleep 1;
+my $mark = $node->safe_psql('postgres', 'SELECT now()');
+sleep 1;
+produce($broker, 'life', msgs(211, 220));
+wait_for($node, 'SELECT count(*) FROM life', '420', 'new messages arrive');
+$node->safe_psql('postgres', "SELECT duet_kafka_reset('life', '$mark'::timestamptz)");
+wait_for($node, 'SELECT count(*), count(*) FILTER (WHERE n > 210) FROM life', '430|20', 'reset to a timestamp re-reads from there');
+my ($rc, $out, $err) = $node->psql('postgres', "SELECT duet_kafka_reset('life', 'tomorrowish')");
+like($err, qr/invalid start offset "tomorrowish"/, 'reset rejects a bad position');
+
+# parallelism: 8 partitions over 3 workers, each partition read by exactly one.
+produce($broker, 'wide', msgs(1, 800));
+$node->safe_psql('postgres', "SELECT duet_kafka_consume('wide', 'wide', 'wide', '$b', 'json', flush_interval_ms => 50, parallelism => 3)");
+wait_for($node, 'SELECT count(*), count(DISTINCT (_partition, _offset)), count(DISTINCT _partition) FROM wide', '800|800|8', 'parallel workers ingest every partition once');
+wait_for($node, q{SELECT workers, lag FROM duet.kafka_status WHERE name = 'wide'}, '3|0', 'three workers, no lag');
+is($node->safe_psql('postgres', q{SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka consumer wide/0' OR backend_type LIKE 'pg_duet kafka consumer wide/%'}),
+	'3', 'three worker processes');
+
+# Consumers created and dropped while others run.
+$node->safe_psql('postgres', "SELECT duet_kafka_consume('side', 'side', 'side', '$b', 'jsonb', flush_interval_ms => 50)");
+produce($broker, 'side', msgs(1, 10));
+wait_for($node, 'SELECT count(*) FROM side', '10', 'consumer created while others run');
+$node->safe_psql('postgres', "SELECT duet_kafka_drop('side')");
+wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_duet kafka consumer side/%'}, '0', 'dropped consumer\'s worker ends');
+produce($broker, 'side', msgs(11, 20));
+produce($broker, 'wide', msgs(801, 880));
+wait_for($node, 'SELECT count(*) FROM wide', '880', 'others keep running');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM side'), '10', 'dropped consumer reads no more');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM duet.kafka_offsets o WHERE NOT EXISTS (SELECT FROM duet.kafka_consumers c WHERE c.id = o.consumer_id)}), '0', 'drop removes its offsets');
+
+# Broker down for 30 s while messages are pending, then back: resumes, nothing lost or doubled.
+$node->safe_psql('postgres', "SELECT duet_kafka_consume('outage', 'outage', 'outage', '$b', 'json', flush_interval_ms => 50)");
+produce($broker, 'outage', msgs(1, 500));
+wait_for($node, 'SELECT count(*) FROM outage', '500', 'ingesting before the outage');
+produce($broker, 'outage', msgs(501, 1000));
+broker_down($broker);
+sleep 30;
+my $during = $node->safe_psql('postgres', 'SELECT count(*) FROM outage');
+ok($during <= 1000, "during the outage: $during rows, none invented");
+broker_up($broker);
+produce($broker, 'outage', msgs(1001, 1500));
+wait_for($node, 'SELECT count(*), count(DISTINCT n), count(DISTINCT (_partition, _offset)) FROM outage', '1500|1500|1500', 'after the outage every message exactly once', 90);
+wait_for($node, q{SELECT lag FROM duet.kafka_status WHERE name = 'outage'}, '0', 'lag back to zero');
+
+$node->stop;
+stop_broker($broker);
+done_testing();
