@@ -18,6 +18,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/catalog.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
 #include "common/jsonapi.h"
@@ -263,10 +264,12 @@ duet_kafka_target_check(DuetKafkaTarget *t)
 {
 	Relation	rel = table_open(t->relid, AccessShareLock);
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION && rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+	if ((rel->rd_rel->relkind != RELKIND_RELATION && rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE) ||
+		IsSystemRelation(rel))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
+				 errmsg("\"%s\" is not a user table", RelationGetRelationName(rel)),
+				 errdetail("Kafka consumers write into ordinary or partitioned tables outside the system catalogs.")));
 	(void) build_layout(t, rel);
 	table_close(rel, AccessShareLock);
 }

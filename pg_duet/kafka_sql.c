@@ -16,6 +16,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -70,7 +71,11 @@ check_position(const char *pos)
 		Datum		ts = DirectFunctionCall3(timestamptz_in, CStringGetDatum(pos),
 											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 
-		pos = DatumGetCString(DirectFunctionCall1(timestamptz_out, ts));
+		/* Stored in ISO form at UTC, so a worker reads it back whatever its DateStyle. */
+		Datum		utc = DirectFunctionCall2(timestamptz_zone, CStringGetTextDatum("UTC"), ts);
+
+		pos = text_to_cstring(DatumGetTextPP(DirectFunctionCall2(timestamp_to_char, utc,
+																  CStringGetTextDatum("YYYY-MM-DD HH24:MI:SS.US+00"))));
 	}
 	PG_CATCH();
 	{
