@@ -22,7 +22,7 @@ make -s -j"$(nproc)" all
 duet_tmp_install
 duet_pg_stop "$DUET_DEMO_DATA/pg" 2>/dev/null || true
 pg_writable_dir "$DUET_DEMO_DATA"
-duet_pg_start "$DUET_DEMO_DATA/pg" "$DUET_DEMO_PORT"
+duet_pg_start "$DUET_DEMO_DATA/pg" "$DUET_DEMO_PORT" "duet.databases = 'duet_demo'" "duet.kafka_poll_interval = 200"
 as_pg "$DUET_BINDIR/createdb" -h 127.0.0.1 -p "$DUET_DEMO_PORT" -U postgres duet_demo
 psql() { "$DUET_BINDIR/psql" -X -v ON_ERROR_STOP=1 "$@"; }
 export -f psql; export DUET_BINDIR

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Kafka ingestion throughput against COPY and INSERT-per-row, same rows, same tables, same run.
+#
+# N DSP events (JSON) sit in the dev broker (16 partitions). Measured, each into an empty table:
+#   kafka→typed   duet_kafka_consume(format json) into a typed table, from the call until all N are in
+#   kafka→jsonb   duet_kafka_consume(format jsonb) into a bronze jsonb table
+#   COPY          psql \copy of the same rows (CSV for the typed table, the JSON lines for jsonb)
+#   INSERT        one INSERT statement per row (autocommit), on a sample, scaled to rows/s
+# Prints rows/s and the ratios; the goal is Kafka ≥ 0.8× COPY.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source test/lib.sh
+N=${DUET_BENCH_KAFKA_ROWS:-200000}
+PARTS=16
+INSERT_SAMPLE=${DUET_BENCH_KAFKA_INSERTS:-20000}
+PSQL="$DUET_BINDIR/psql -X -q -v ON_ERROR_STOP=1"
+work=$(mktemp -d /tmp/duet-kafka-bench.XXXXXX)
+chmod 755 "$work"
+"$DUET_BUILD/devbroker" -f "$work/bootstrap" -t bench_typed:$PARTS -t bench_raw:$PARTS </dev/null >/dev/null 2>"$work/broker.log" &
+broker=$!
+trap 'kill $broker 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
+boot=$(cat "$work/bootstrap")
+
+now() { date +%s.%N; }
+rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# The events, as JSON lines and as CSV (no characters that need escaping in either).
+awk -v n="$N" 'BEGIN {
+  srand(42);
+  for (i = 1; i <= n; i++) {
+    ts = sprintf("2026-11-%02d %02d:%02d:%02d+00", 1 + i % 28, i % 24, i % 60, (i * 7) % 60);
+    cid = 1 + i % 500; imp = 1000 + int(rand() * 9000); clk = int(imp * rand() * 0.05);
+    spend = sprintf("%.4f", imp * 0.0021); country = (i % 3 == 0) ? "DE" : (i % 3 == 1) ? "FR" : "US";
+    printf "{\"ts\": \"%s\", \"campaign_id\": %d, \"impressions\": %d, \"clicks\": %d, \"spend\": %s, \"country\": \"%s\"}\n", ts, cid, imp, clk, spend, country > "'"$work"'/events.json";
+    printf "%s,%d,%d,%d,%s,%s\n", ts, cid, imp, clk, spend, country > "'"$work"'/events.csv";
+  } }'
+# Spread evenly over the partitions (the dev broker keeps ~5 MiB per partition).
+for topic in bench_typed bench_raw; do
+  for p in $(seq 0 $((PARTS - 1))); do
+    awk -v p="$p" -v k="$PARTS" 'NR % k == p' "$work/events.json" > "$work/part.json"
+    kcat -P -b "$boot" -t "$topic" -p "$p" -l -X linger.ms=50 "$work/part.json"
+  done
+done
+
+$PSQL <<SQL
+ALTER SYSTEM SET duet.kafka_poll_interval = 100;
+SELECT pg_reload_conf();
+CREATE EXTENSION IF NOT EXISTS pg_duet;
+DROP TABLE IF EXISTS bench_typed, bench_raw;
+CREATE TABLE bench_typed (ts timestamptz NOT NULL, campaign_id int NOT NULL, impressions int NOT NULL,
+                          clicks int NOT NULL, spend numeric(12,4) NOT NULL, country text NOT NULL);
+CREATE INDEX ON bench_typed (campaign_id, ts);
+CREATE TABLE bench_raw (payload jsonb NOT NULL);
+SQL
+sleep 1
+
+# Kafka: from the consume call until the last row is committed (worker start included).
+kafka_run() {
+  local name=$1 table=$2 format=$3 start end
+  start=$(now)
+  $PSQL -c "SELECT duet_kafka_consume('$name', '$name', '$table', '$boot', '$format', batch_size => 10000, flush_interval_ms => 200, parallelism => 2)"
+  for _ in $(seq 6000); do
+    [ "$($PSQL -At -c "SELECT count(*) FROM $table")" -ge "$N" ] && break
+    sleep 0.05
+  done
+  end=$(now)
+  [ "$($PSQL -At -c "SELECT count(*) FROM $table")" -eq "$N" ] || { echo "$name: not all rows arrived" >&2; exit 1; }
+  $PSQL -c "SELECT duet_kafka_drop('$name')"
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
+}
+copy_run() {
+  local table=$1 file=$2 opts=$3 start end
+  $PSQL -c "TRUNCATE $table" -c "CHECKPOINT"
+  start=$(now)
+  $PSQL -c "\\copy $table FROM '$file' $opts"
+  end=$(now)
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
+}
+
+$PSQL -c "CHECKPOINT"
+t_kafka_typed=$(kafka_run bench_typed bench_typed json)
+$PSQL -c "CHECKPOINT"
+t_kafka_raw=$(kafka_run bench_raw bench_raw jsonb)
+t_copy_typed=$(copy_run bench_typed "$work/events.csv" "WITH (FORMAT csv)")
+t_copy_raw=$(copy_run bench_raw "$work/events.json" "")
+
+# One INSERT per row, autocommit, on a sample.
+$PSQL -c "TRUNCATE bench_typed"
+head -n "$INSERT_SAMPLE" "$work/events.csv" |
+  awk -F, '{ printf "INSERT INTO bench_typed VALUES (%c%s%c, %s, %s, %s, %s, %c%s%c);\n", 39, $1, 39, $2, $3, $4, $5, 39, $6, 39 }' > "$work/inserts.sql"
+start=$(now); $PSQL -f "$work/inserts.sql"; end=$(now)
+t_insert=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+
+r_kt=$(rate "$N" "$t_kafka_typed"); r_kr=$(rate "$N" "$t_kafka_raw")
+r_ct=$(rate "$N" "$t_copy_typed"); r_cr=$(rate "$N" "$t_copy_raw"); r_in=$(rate "$INSERT_SAMPLE" "$t_insert")
+echo "rows: $N JSON events over $PARTS partitions; consumers: batch 10000, parallelism 2"
+printf "%-34s %10s rows/s  (%ss)\n" "Kafka → typed table (json)" "$r_kt" "$t_kafka_typed"
+printf "%-34s %10s rows/s  (%ss)\n" "COPY → typed table (csv)" "$r_ct" "$t_copy_typed"
+printf "%-34s %10s rows/s  (%ss)\n" "Kafka → jsonb table (jsonb)" "$r_kr" "$t_kafka_raw"
+printf "%-34s %10s rows/s  (%ss)\n" "COPY → jsonb table" "$r_cr" "$t_copy_raw"
+printf "%-34s %10s rows/s  (%s rows, %ss)\n" "INSERT per row → typed table" "$r_in" "$INSERT_SAMPLE" "$t_insert"
+echo "ratio kafka/COPY typed: $(ratio "$r_kt" "$r_ct")x   (goal >= 0.8x)"
+echo "ratio kafka/COPY jsonb: $(ratio "$r_kr" "$r_cr")x   (goal >= 0.8x)"
+echo "ratio kafka typed / INSERT per row: $(ratio "$r_kt" "$r_in")x"
+$PSQL -c "DROP TABLE bench_typed, bench_raw" -c "ALTER SYSTEM RESET duet.kafka_poll_interval" -c "SELECT pg_reload_conf()" >/dev/null
