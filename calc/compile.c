@@ -632,12 +632,26 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	node	   *root;
 	duet_program *p = NULL;
 	duet_error	scratch;
+	duet_limits lim;
 
 	if (!err)
 		err = &scratch;
 	memset(err, 0, sizeof(*err));
 	memset(&c, 0, sizeof(c));
-	c.lim = opts && opts->limits ? opts->limits : &default_limits;
+	/* a zero (or negative) field of the caller's limits keeps its default */
+	lim = default_limits;
+	if (opts && opts->limits)
+	{
+		if (opts->limits->max_length > 0)
+			lim.max_length = opts->limits->max_length;
+		if (opts->limits->max_depth > 0)
+			lim.max_depth = opts->limits->max_depth;
+		if (opts->limits->max_constants > 0)
+			lim.max_constants = opts->limits->max_constants;
+		if (opts->limits->max_string > 0)
+			lim.max_string = opts->limits->max_string;
+	}
+	c.lim = &lim;
 	if (!src)
 		src = "";
 	if (len == SIZE_MAX)

@@ -83,6 +83,7 @@ typedef struct duet_limits
 	int			max_depth;		/* expression nesting; default 256 */
 	int			max_constants;	/* distinct constants; default 4096 */
 	size_t		max_string;		/* bytes of any string built at run time; default 1 MiB */
+	/* a zero field keeps its default */
 } duet_limits;
 
 typedef struct duet_compile_options

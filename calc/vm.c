@@ -214,6 +214,7 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 	if (!err)
 		err = &scratch;
 	err->cls = DUET_OK;
+	*out = duet_null();			/* also the result reported with any error */
 	if (vm->stack_cap < p->max_stack)
 	{
 		duet_value *grown = realloc(vm->stack, (size_t) p->max_stack * sizeof(duet_value));
@@ -245,8 +246,39 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 				*sp++ = p->consts[in->arg];
 				break;
 			case OP_VAR:
-				*sp++ = vars[in->arg];
-				break;
+				{
+					/*
+					 * Inputs are checked where they enter: a non-finite number is NULL (as any
+					 * non-finite result is), -0 is 0, and a value that is not one of the four
+					 * value types (DUET_T_ANY, garbage, a string without bytes) is an error
+					 * instead of flowing into the result.
+					 */
+					const duet_value *v = &vars[in->arg];
+
+					switch (v->type)
+					{
+						case DUET_T_NUMBER:
+							*sp++ = duet_finite(v->u.num);
+							break;
+						case DUET_T_NULL:
+						case DUET_T_BOOL:
+							*sp++ = *v;
+							break;
+						case DUET_T_STRING:
+							if (v->u.str.ptr != NULL || v->u.str.len == 0)
+							{
+								*sp++ = *v;
+								break;
+							}
+							/* fall through */
+						default:
+							duet_set_runtime_error(err, DUET_ERR_TYPE, in->line, in->col,
+												   "variable %s is bound to an invalid value",
+												   p->vars[in->arg]);
+							return DUET_ERR_TYPE;
+					}
+					break;
+				}
 			case OP_NEG:
 				a = sp - 1;
 				if (a->type == DUET_T_NUMBER)

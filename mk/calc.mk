@@ -14,3 +14,14 @@ $(BUILD)/libduetcalc.a: $(CALC_OBJS)
 
 all: $(BUILD)/libduetcalc.a
 
+# Unit tests (cmocka): API, limits, errors and allocation behaviour; the conformance vectors.
+# test/suites/10-unit.sh runs them plainly and under valgrind.
+CALC_TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -Icalc \
+	-DDUET_CONFORMANCE_DIR='"$(CURDIR)/test/conformance"'
+CALC_TESTS := $(BUILD)/unit/test_calc $(BUILD)/unit/test_conformance
+UNIT_TESTS += $(CALC_TESTS)
+
+$(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libduetcalc.a $(wildcard calc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CALC_TEST_CFLAGS) $< -o $@ $(BUILD)/libduetcalc.a -lcmocka -ljansson -lm \
+		-Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc

@@ -1,0 +1,385 @@
+/*
+ * test_conformance.c — runs the test/conformance TSV files through calc (one cmocka test per file).
+ *
+ * Each case is evaluated three ways, and all must agree with the expected column:
+ *   1. compiled without variable types (every variable "any": type errors surface at run time),
+ *      evaluated twice on one vm (the second, warm evaluation must not allocate);
+ *   2. compiled with the inputs' JSON types declared (type errors at compile time, more folding);
+ *   3. for numbers, the duet_format_number text must read back as the same double.
+ * Positions in "error:<class>@line:col" are checked against the untyped compilation.
+ * The file format is described in test/conformance/README.md.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include "duet_calc.h"
+
+/* Allocation counting through the linker's --wrap (see mk/calc.mk). */
+void	   *__real_malloc(size_t size);
+void	   *__real_realloc(void *ptr, size_t size);
+void	   *__real_calloc(size_t n, size_t size);
+void	   *__wrap_malloc(size_t size);
+void	   *__wrap_realloc(void *ptr, size_t size);
+void	   *__wrap_calloc(size_t n, size_t size);
+static size_t allocations;
+
+void *
+__wrap_malloc(size_t size)
+{
+	allocations++;
+	return __real_malloc(size);
+}
+
+void *
+__wrap_realloc(void *ptr, size_t size)
+{
+	allocations++;
+	return __real_realloc(ptr, size);
+}
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+	allocations++;
+	return __real_calloc(n, size);
+}
+
+#ifndef DUET_CONFORMANCE_DIR
+#define DUET_CONFORMANCE_DIR "test/conformance"
+#endif
+
+typedef struct outcome
+{
+	duet_errclass cls;
+	int			line,
+				col;
+	duet_value	val;
+	char		text[4096];		/* string result copy */
+	char		message[256];
+} outcome;
+
+/* Undoes the formula column's escapes: \n \t \\ . */
+static void
+unescape(const char *in, char *out)
+{
+	for (; *in; in++)
+	{
+		if (*in == '\\' && in[1])
+		{
+			in++;
+			*out++ = *in == 'n' ? '\n' : *in == 't' ? '\t' : *in;
+		}
+		else
+			*out++ = *in;
+	}
+	*out = '\0';
+}
+
+static duet_type
+json_duet_type(const json_t *j)
+{
+	if (json_is_number(j))
+		return DUET_T_NUMBER;
+	if (json_is_string(j))
+		return DUET_T_STRING;
+	if (json_is_boolean(j))
+		return DUET_T_BOOL;
+	if (json_is_null(j))
+		return DUET_T_NULL;
+	return DUET_T_ANY;
+}
+
+static duet_type
+var_type_from_json(void *arg, const char *name, size_t len)
+{
+	char		key[256];
+	json_t	   *v;
+
+	snprintf(key, sizeof(key), "%.*s", (int) len, name);
+	v = json_object_get((json_t *) arg, key);
+	return v ? json_duet_type(v) : DUET_T_ANY;
+}
+
+static bool
+bind(const duet_program *p, json_t *inputs, duet_value *vars, outcome *o)
+{
+	for (size_t i = 0; i < duet_program_nvars(p); i++)
+	{
+		json_t	   *v = json_object_get(inputs, duet_program_var(p, i));
+
+		if (v == NULL)
+		{
+			o->cls = DUET_ERR_UNKNOWN_VARIABLE;
+			snprintf(o->message, sizeof(o->message), "variable %s is not bound", duet_program_var(p, i));
+			return false;
+		}
+		if (json_is_number(v))
+			vars[i] = duet_number(json_number_value(v));
+		else if (json_is_string(v))
+			vars[i] = duet_string(json_string_value(v), json_string_length(v));
+		else if (json_is_boolean(v))
+			vars[i] = duet_bool(json_is_true(v));
+		else
+			vars[i] = duet_null();
+	}
+	return true;
+}
+
+static void
+run(const char *formula, json_t *inputs, bool typed, outcome *o)
+{
+	duet_compile_options opts = {var_type_from_json, inputs, NULL};
+	duet_error	err;
+	duet_program *p;
+	duet_value	vars[256];
+	duet_vm    *vm;
+
+	memset(o, 0, sizeof(*o));
+	p = duet_compile(formula, SIZE_MAX, typed ? &opts : NULL, &err);
+	if (p == NULL)
+	{
+		o->cls = err.cls;
+		o->line = err.line;
+		o->col = err.column;
+		snprintf(o->message, sizeof(o->message), "%s", err.message);
+		return;
+	}
+	assert_true(duet_program_nvars(p) <= 256);
+	vm = duet_vm_new();
+	if (bind(p, inputs, vars, o))
+	{
+		duet_value	out;
+
+		o->cls = duet_eval(p, vars, vm, &out, &err);
+		if (o->cls == DUET_OK)
+		{
+			size_t		allocs = allocations;
+			duet_value	again;
+
+			/* a warm second evaluation gives the same and allocates nothing */
+			assert_int_equal(duet_eval(p, vars, vm, &again, &err), DUET_OK);
+			assert_int_equal(again.type, out.type);
+			assert_int_equal(allocations, allocs);
+			o->val = out;
+			if (out.type == DUET_T_STRING)
+			{
+				assert_true(out.u.str.len < sizeof(o->text));
+				memcpy(o->text, out.u.str.ptr, out.u.str.len);
+				o->val.u.str.ptr = o->text;
+			}
+		}
+		else
+		{
+			o->line = err.line;
+			o->col = err.column;
+			snprintf(o->message, sizeof(o->message), "%s", err.message);
+		}
+	}
+	duet_vm_free(vm);
+	duet_program_free(p);
+}
+
+static void
+describe(const outcome *o, char *buf, size_t size)
+{
+	char		num[32];
+
+	if (o->cls != DUET_OK)
+		snprintf(buf, size, "error:%s@%d:%d (%s)", duet_errclass_name(o->cls), o->line, o->col, o->message);
+	else if (o->val.type == DUET_T_NUMBER)
+	{
+		duet_format_number(o->val.u.num, num, sizeof(num));
+		snprintf(buf, size, "%s", num);
+	}
+	else if (o->val.type == DUET_T_STRING)
+		snprintf(buf, size, "\"%.*s\"", (int) o->val.u.str.len, o->val.u.str.ptr);
+	else if (o->val.type == DUET_T_BOOL)
+		snprintf(buf, size, "%s", o->val.u.boolean ? "true" : "false");
+	else
+		snprintf(buf, size, "null");
+}
+
+/* Compares an outcome with the expected column; returns NULL when it matches, else a reason. */
+static const char *
+mismatch(const outcome *o, const char *expected, bool check_pos)
+{
+	if (strncmp(expected, "error:", 6) == 0)
+	{
+		char		cls[64];
+		int			line = 0,
+					col = 0;
+		const char *at = strchr(expected, '@');
+
+		snprintf(cls, sizeof(cls), "%.*s", (int) ((at ? (size_t) (at - expected) : strlen(expected)) - 6), expected + 6);
+		if (o->cls == DUET_OK || strcmp(cls, duet_errclass_name(o->cls)) != 0)
+			return "wrong outcome";
+		if (at && check_pos)
+		{
+			if (sscanf(at + 1, "%d:%d", &line, &col) != 2)
+				return "malformed expected position";
+			if (line != o->line || col != o->col)
+				return "wrong error position";
+		}
+		return NULL;
+	}
+	{
+		json_error_t jerr;
+		json_t	   *e = json_loads(expected, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
+		const char *why = NULL;
+
+		if (e == NULL)
+			return "malformed expected value";
+		if (o->cls != DUET_OK)
+			why = "unexpected error";
+		else if (json_is_null(e))
+			why = o->val.type == DUET_T_NULL ? NULL : "expected null";
+		else if (json_is_boolean(e))
+			why = (o->val.type == DUET_T_BOOL && o->val.u.boolean == json_is_true(e)) ? NULL : "expected boolean";
+		else if (json_is_string(e))
+			why = (o->val.type == DUET_T_STRING && o->val.u.str.len == json_string_length(e) &&
+				   memcmp(o->val.u.str.ptr, json_string_value(e), o->val.u.str.len) == 0) ? NULL : "expected string";
+		else if (json_is_number(e))
+		{
+			if (o->val.type != DUET_T_NUMBER || o->val.u.num != json_number_value(e))
+				why = "expected number";
+			else if ((o->val.u.num == 0 && signbit(o->val.u.num)) || !isfinite(o->val.u.num))
+				why = "negative zero or non-finite number";
+			else
+			{
+				char		text[32];
+
+				duet_format_number(o->val.u.num, text, sizeof(text));
+				if (strtod(text, NULL) != o->val.u.num)
+					why = "format_number does not round-trip";
+			}
+		}
+		else
+			why = "expected column is not a scalar";
+		json_decref(e);
+		return why;
+	}
+}
+
+static void
+test_file(void **state)
+{
+	const char *path = *state;
+	FILE	   *f = fopen(path, "r");
+	char	   *line = NULL;
+	size_t		cap = 0;
+	ssize_t		n;
+	int			lineno = 0,
+				cases = 0,
+				failures = 0;
+	char	   *formula;
+
+	assert_non_null(f);
+	formula = malloc(1 << 20);
+	assert_non_null(formula);
+	while ((n = getline(&line, &cap, f)) >= 0)
+	{
+		char	   *tab1,
+				   *tab2;
+		json_t	   *inputs;
+		json_error_t jerr;
+		outcome		o;
+		const char *why;
+
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0 || line[0] == '#')
+			continue;
+		tab1 = strchr(line, '\t');
+		tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+		if (tab2 == NULL || strchr(tab2 + 1, '\t'))
+		{
+			print_error("%s:%d: malformed line (need formula<TAB>inputs<TAB>expected)\n", path, lineno);
+			failures++;
+			continue;
+		}
+		*tab1 = *tab2 = '\0';
+		unescape(line, formula);
+		inputs = json_loads(tab1 + 1, JSON_DECODE_INT_AS_REAL, &jerr);
+		if (inputs == NULL || !json_is_object(inputs))
+		{
+			print_error("%s:%d: inputs are not a JSON object: %s\n", path, lineno, jerr.text);
+			failures++;
+			json_decref(inputs);
+			continue;
+		}
+		cases++;
+		for (int typed = 0; typed < 2; typed++)
+		{
+			run(formula, inputs, typed, &o);
+			if ((why = mismatch(&o, tab2 + 1, !typed)) != NULL)
+			{
+				char		got[600];
+
+				describe(&o, got, sizeof(got));
+				print_error("%s:%d: %s%s: %s\n    expected %s\n    got      %s\n", path, lineno, why,
+							typed ? " (typed)" : "", line, tab2 + 1, got);
+				failures++;
+				break;
+			}
+		}
+		json_decref(inputs);
+	}
+	free(line);
+	free(formula);
+	fclose(f);
+	print_message("%s: %d cases, %d failed\n", path, cases, failures);
+	assert_true(cases > 0);
+	assert_int_equal(failures, 0);
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int
+main(void)
+{
+	const char *dir = getenv("DUET_CONFORMANCE_DIR") ? getenv("DUET_CONFORMANCE_DIR") : DUET_CONFORMANCE_DIR;
+	DIR		   *d = opendir(dir);
+	struct dirent *e;
+	char	   *paths[256];
+	struct CMUnitTest tests[256];
+	int			n = 0,
+				rc;
+
+	if (d == NULL)
+	{
+		fprintf(stderr, "cannot open %s\n", dir);
+		return 1;
+	}
+	while ((e = readdir(d)) != NULL && n < 256)
+	{
+		size_t		l = strlen(e->d_name);
+
+		if (l > 4 && strcmp(e->d_name + l - 4, ".tsv") == 0)
+		{
+			paths[n] = malloc(strlen(dir) + l + 2);
+			sprintf(paths[n], "%s/%s", dir, e->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	qsort(paths, (size_t) n, sizeof(char *), by_name);
+	for (int i = 0; i < n; i++)
+		tests[i] = (struct CMUnitTest) {strrchr(paths[i], '/') + 1, test_file, NULL, NULL, paths[i]};
+	rc = _cmocka_run_group_tests("conformance", tests, (size_t) n, NULL, NULL);
+	for (int i = 0; i < n; i++)
+		free(paths[i]);
+	return rc;
+}
