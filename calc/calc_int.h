@@ -147,6 +147,14 @@ size_t		duet_vm_max_string(const duet_vm *vm);
 bool		duet_value_comparable(duet_type a, duet_type b);
 int			duet_value_cmp(const duet_value *a, const duet_value *b);	/* both non-null, comparable */
 size_t		duet_utf8_length(const char *s, size_t len);
-duet_value	duet_finite(double d);	/* NULL when not finite, +0 for -0 */
+
+/* NULL when not finite, +0 for -0. Inline: the VM calls it for every number it loads or makes. */
+static inline duet_value
+duet_finite(double d)
+{
+	if (!(d - d == 0))			/* false for infinities and NaN */
+		return duet_null();
+	return duet_number(d + 0.0);	/* -0 + 0 = +0 */
+}
 
 #endif							/* DUET_CALC_INT_H */

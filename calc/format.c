@@ -230,10 +230,3 @@ duet_utf8_length(const char *s, size_t len)
 	return n;
 }
 
-duet_value
-duet_finite(double d)
-{
-	if (!isfinite(d))
-		return duet_null();
-	return duet_number(d == 0 ? 0 : d);
-}

@@ -25,3 +25,30 @@ $(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libduetcalc.a $(wildcard 
 	@mkdir -p $(dir $@)
 	$(CC) $(CALC_TEST_CFLAGS) $< -o $@ $(BUILD)/libduetcalc.a -lcmocka -ljansson -lm \
 		-Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc
+
+# libFuzzer target for compile + evaluate (clang-14, ASan + UBSan). `make fuzz` runs it for
+# FUZZ_SECONDS (default 60) on test/fuzz/calc (seeds: the conformance formulas; crash inputs are
+# added there) plus a scratch corpus in build/fuzz/corpus_calc. test/suites/15-fuzz-replay.sh
+# replays test/fuzz/calc in `make check`.
+CALC_FUZZ_CC      ?= clang-14
+CALC_FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+CALC_FUZZ_SECONDS  = $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),60)
+
+$(BUILD)/fuzz/fuzz_calc: test/fuzz/fuzz_calc.c $(CALC_SRCS) $(wildcard calc/*.h)
+	@mkdir -p $(dir $@)
+	$(CALC_FUZZ_CC) $(CALC_FUZZ_CFLAGS) -Icalc -o $@ $< $(CALC_SRCS) -lm
+
+.PHONY: fuzz fuzz-calc-build fuzz-calc-replay
+fuzz-calc-build: $(BUILD)/fuzz/fuzz_calc
+fuzz: $(BUILD)/fuzz/fuzz_calc
+	@mkdir -p $(BUILD)/fuzz/corpus_calc
+	@echo "fuzz calc: $(CALC_FUZZ_SECONDS)s"
+	$(BUILD)/fuzz/fuzz_calc -max_total_time=$(CALC_FUZZ_SECONDS) -max_len=512 -dict=test/fuzz/calc.dict \
+	  -artifact_prefix=$(BUILD)/fuzz/calc- -print_final_stats=1 $(BUILD)/fuzz/corpus_calc test/fuzz/calc
+fuzz-calc-replay: $(BUILD)/fuzz/fuzz_calc
+	$(BUILD)/fuzz/fuzz_calc -runs=0 -artifact_prefix=$(BUILD)/fuzz/calc- test/fuzz/calc
+
+# Benchmark (bench/10-calc.sh): calc against hand-written C, same inputs, same run.
+$(BUILD)/bench/calc_bench: bench/calc_bench.c $(BUILD)/libduetcalc.a $(wildcard calc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Icalc $< -o $@ $(BUILD)/libduetcalc.a -lm
