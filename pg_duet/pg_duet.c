@@ -34,7 +34,7 @@ _PG_init(void)
 	/* calc: duet_calc_init(); */
 	duet_config_init();			/* config: tenants, tenant context, config service */
 	duet_kafka_init();			/* kafka: settings, shared memory, the worker launcher */
-	/* rules: duet_rules_init(); */
+	duet_rules_init();			/* rules: duet.rules_interval and the rule scheduler */
 	duet_ask_init();			/* ask: duet_ask settings */
 	/* metrics: duet_metrics_init(); */
 

@@ -15,7 +15,7 @@ extern char *duet_databases;
 /* calc: extern void duet_calc_init(void); */
 extern void duet_config_init(void);	/* config.c */
 extern void duet_kafka_init(void);	/* kafka_shmem.c */
-/* rules: extern void duet_rules_init(void); */
+extern void duet_rules_init(void);	/* rules_worker.c */
 extern void duet_ask_init(void);	/* ask.c */
 /* metrics: extern void duet_metrics_init(void); */
 

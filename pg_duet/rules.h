@@ -1,0 +1,131 @@
+/*
+ * rules.h — the rule engine (DESIGN.md §7), shared between rules_*.c.
+ *
+ * rules_formula.c  compiling conditions against a row shape, binding columns, rendering messages
+ * rules_api.c      duet_rule_create/alter/drop/enable/disable, duet_rule_test, validation
+ * rules_trigger.c  row rules: the statement trigger over the transition table
+ * rules_query.c    query rules: duet_rules_evaluate(at)
+ * rules_worker.c   duet.rules_interval and the scheduler background worker
+ * The state machine is duet.duet_alert_observe() in sql/40_rules.sql.
+ */
+#ifndef DUET_RULES_H
+#define DUET_RULES_H
+
+#include "access/tupdesc.h"
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "duet_calc.h"
+
+/* A formula compiled for one row shape: variable i of the program reads column attnos[i]. */
+typedef struct RuleFormula
+{
+	duet_program *prog;
+	int			nvars;
+	AttrNumber *attnos;			/* 1-based columns of the row shape */
+	Oid		   *basetypes;		/* their types, domains resolved once */
+} RuleFormula;
+
+/* A message template split into literal text and {column} placeholders. */
+typedef struct RuleTemplate
+{
+	int			nparts;
+	char	  **literal;		/* literal[i] precedes placeholder i */
+	AttrNumber *attnos;			/* column of placeholder i; 0 means {value}; -1 ends the template */
+} RuleTemplate;
+
+/*
+ * Compiles src as the rule's `what` ("condition" or "value") against the columns of desc.
+ * Errors are raised (positioned for syntax errors). The program is freed with CurrentMemoryContext.
+ */
+extern RuleFormula *rules_formula_compile(const char *src, const char *what, TupleDesc desc,
+										  bool must_be_boolean);
+
+/* Builds the formula's inputs from a row. Strings are allocated in CurrentMemoryContext. */
+extern void rules_bind_row(const RuleFormula *f, TupleDesc desc, const Datum *values,
+						   const bool *nulls, duet_value *vars);
+
+/* Evaluates; on error returns false with *errmsg set (palloc'd). */
+extern bool rules_eval(const RuleFormula *f, duet_vm *vm, const duet_value *vars, duet_value *out,
+					   char **errmsg);
+
+/* A result as jsonb (number, string, boolean or null). */
+extern Jsonb *rules_value_jsonb(const duet_value *v);
+
+/* The text of a result, as a message shows it. */
+extern char *rules_value_text(const duet_value *v);
+
+/* Parses a message template; unknown placeholders are errors. NULL template: NULL. */
+extern RuleTemplate *rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value);
+
+/* Renders a template for a row; valuetext fills {value}. */
+extern char *rules_template_render(const RuleTemplate *t, TupleDesc desc, const Datum *values,
+								   const bool *nulls, const char *valuetext);
+
+/* The text of column attno of a row ("null" for NULL), as labels and messages show it. */
+extern char *rules_column_text(TupleDesc desc, AttrNumber attno, Datum value, bool isnull);
+
+/* Column number of name in desc, or InvalidAttrNumber. */
+extern AttrNumber rules_column(TupleDesc desc, const char *name);
+
+/*
+ * One evaluation of one rule over a set of rows (a transition table or a query result): rows are
+ * grouped into alert instances by their label values; an instance's outcome is 'true' if any of
+ * its rows meets the condition, else 'error' if one failed to evaluate, else 'false'.
+ */
+typedef struct RuleRun
+{
+	int64		rule_id;
+	char	   *tenant;
+	MemoryContext cxt;			/* everything below lives here */
+	char	   *setup_error;	/* the formulas do not compile for these rows */
+	bool		render_all;		/* report value and message of non-firing rows too */
+	RuleFormula *cond;
+	RuleFormula *value;
+	RuleTemplate *tmpl;
+	int			nlabels;
+	char	  **label_names;
+	AttrNumber *label_attnos;
+	duet_value *vars;			/* scratch, sized for the larger formula */
+	struct HTAB *instances;		/* label key → RuleInstance */
+	List	   *order;			/* RuleInstance, in order of first row */
+} RuleRun;
+
+/*
+ * Prepares a run; compile failures (a column dropped since the rule was created, say) are kept in
+ * setup_error, never raised. Call within a subtransaction-safe context: it uses one internally.
+ */
+extern RuleRun *rules_run_begin(int64 rule_id, const char *tenant, const char *condition,
+								const char *value, Datum labels_array, bool labels_null,
+								const char *message, TupleDesc desc);
+
+/* Feeds one row (all columns deformed). */
+extern void rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm *vm);
+
+/* Observes every instance at `at` through duet.duet_alert_observe (SPI connected, as the owner). */
+extern void rules_run_observe(RuleRun *run, TimestampTz at);
+
+/* Observes one outcome for one label set (no data, a failed query). */
+extern void rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value,
+						  const char *message, const char *error, TimestampTz at);
+
+/* Label keys of the run's instances (jsonb[] Datum) for duet.duet_alert_sweep. */
+extern Datum rules_run_seen(RuleRun *run);
+
+/* The single instance of a one-row run, for duet_rule_test: fires, outcome, labels, value, message. */
+extern Jsonb *rules_run_describe(RuleRun *run);
+
+/* Query rules run with this search_path, at creation as at evaluation: qualify other schemas. */
+#define RULES_QUERY_SEARCH_PATH "\"$user\", public"
+
+/* Checks that a rule query is one SELECT; its row shape (SPI connected). */
+extern TupleDesc rules_query_describe(const char *query);
+
+/* The extension owner (owner of schema duet), who writes the rule tables. */
+extern Oid	rules_owner(void);
+
+/* Defines duet.rules_interval and registers the scheduler (rules_worker.c). */
+extern void duet_rules_init(void);
+
+#endif							/* DUET_RULES_H */

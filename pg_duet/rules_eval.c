@@ -1,0 +1,366 @@
+/*
+ * rules_eval.c — one evaluation of one rule over many rows, grouped into alert instances.
+ *
+ * Shared by row rules (the rows of an INSERT's transition table) and query rules (the rows of
+ * the rule's query). Formulas are compiled once per run against the rows' shape; each row costs
+ * one bind and one VM evaluation, plus the label key when the rule has labels. The state machine
+ * (duet.duet_alert_observe) is called once per instance, not per row.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "rules.h"
+
+typedef struct RuleInstance
+{
+	char	   *key;			/* hash key: label texts joined by \x1f; first field */
+	Jsonb	   *labels;
+	char		outcome;		/* 'f' false, 't' true, 'e' error */
+	Jsonb	   *value;
+	char	   *message;
+	char	   *error;
+} RuleInstance;
+
+static uint32
+key_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, (int) strlen(s));
+}
+
+static int
+key_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(char *const *) key1, *(char *const *) key2);
+}
+
+/* Compiles the rule for the rows' shape, in run->cxt. Raises on any problem. */
+static void
+prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels_array,
+			bool labels_null, const char *message, TupleDesc desc)
+{
+	int			i;
+	int			nvars;
+
+	run->cond = rules_formula_compile(condition, "condition", desc, true);
+	run->value = value ? rules_formula_compile(value, "value", desc, false) : NULL;
+	run->tmpl = rules_template_parse(message, desc, value != NULL);
+	if (!labels_null)
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+
+		deconstruct_array(DatumGetArrayTypeP(labels_array), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &run->nlabels);
+		run->label_names = palloc(sizeof(char *) * Max(run->nlabels, 1));
+		run->label_attnos = palloc(sizeof(AttrNumber) * Max(run->nlabels, 1));
+		for (i = 0; i < run->nlabels; i++)
+		{
+			if (enulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("rule labels must not contain NULL")));
+			run->label_names[i] = TextDatumGetCString(elems[i]);
+			run->label_attnos[i] = rules_column(desc, run->label_names[i]);
+			if (run->label_attnos[i] == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("rule label \"%s\" is not a column of the rows the rule is evaluated on",
+								run->label_names[i])));
+		}
+	}
+	nvars = Max(run->cond->nvars, run->value ? run->value->nvars : 0);
+	run->vars = palloc(sizeof(duet_value) * Max(nvars, 1));
+}
+
+RuleRun *
+rules_run_begin(int64 rule_id, const char *tenant, const char *condition, const char *value,
+				Datum labels_array, bool labels_null, const char *message, TupleDesc desc)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "duet rule run",
+											  ALLOCSET_DEFAULT_SIZES);
+	RuleRun    *run = MemoryContextAllocZero(cxt, sizeof(RuleRun));
+	HASHCTL		ctl;
+
+	run->cxt = cxt;
+	run->rule_id = rule_id;
+	run->tenant = MemoryContextStrdup(cxt, tenant);
+
+	/* A rule broken by a schema change must not fail the statement: catch, keep as an Error. */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		prepare_run(run, condition, value, labels_array, labels_null, message, desc);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		run->setup_error = edata->message;
+	}
+	PG_END_TRY();
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(RuleInstance);
+	ctl.hash = key_hash;
+	ctl.match = key_match;
+	ctl.hcxt = cxt;
+	run->instances = hash_create("duet rule instances", 64, &ctl,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	return run;
+}
+
+/* The label values of a row as jsonb text, e.g. {"campaign_id": "3"} (values are text). */
+static Jsonb *
+labels_jsonb(RuleRun *run, char **texts)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (i = 0; i < run->nlabels; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, run->label_names[i]);
+		appendStringInfoString(&buf, ": ");
+		escape_json(&buf, texts[i]);
+	}
+	appendStringInfoChar(&buf, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* Value and rendered message of a row, into the instance. */
+static void
+fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, bool *nulls, duet_vm *vm)
+{
+	duet_value	v;
+	char	   *vtext = NULL;
+	char	   *err = NULL;
+	Jsonb	   *vjson = NULL;
+	MemoryContext old;
+
+	if (run->value)
+	{
+		rules_bind_row(run->value, desc, values, nulls, run->vars);
+		if (rules_eval(run->value, vm, run->vars, &v, &err))
+		{
+			vtext = rules_value_text(&v);
+			old = MemoryContextSwitchTo(run->cxt);
+			vjson = rules_value_jsonb(&v);
+			MemoryContextSwitchTo(old);
+		}
+		else
+			vtext = psprintf("error: %s", err);
+	}
+	old = MemoryContextSwitchTo(run->cxt);
+	inst->value = vjson;
+	inst->message = rules_template_render(run->tmpl, desc, values, nulls, vtext);
+	MemoryContextSwitchTo(old);
+}
+
+void
+rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm *vm)
+{
+	duet_value	out;
+	char	   *err = NULL;
+	char		outcome;
+	char	   *key = "";
+	char	  **texts = NULL;
+	RuleInstance *inst;
+	bool		found;
+	MemoryContext old;
+
+	if (run->setup_error)
+		return;
+
+	rules_bind_row(run->cond, desc, values, nulls, run->vars);
+	if (!rules_eval(run->cond, vm, run->vars, &out, &err))
+		outcome = 'e';
+	else if (out.type == DUET_T_BOOL)
+		outcome = out.u.boolean ? 't' : 'f';
+	else if (out.type == DUET_T_NULL)
+		outcome = 'f';			/* unknown is not a firing condition, as in a WHERE clause */
+	else
+	{
+		outcome = 'e';
+		err = psprintf("rule condition returned a %s, not a boolean", duet_type_name(out.type));
+	}
+
+	if (run->nlabels > 0)
+	{
+		StringInfoData kb;
+		int			i;
+
+		initStringInfo(&kb);
+		texts = palloc(sizeof(char *) * run->nlabels);
+		for (i = 0; i < run->nlabels; i++)
+		{
+			AttrNumber	a = run->label_attnos[i];
+
+			texts[i] = rules_column_text(desc, a, values[a - 1], nulls[a - 1]);
+			if (i > 0)
+				appendStringInfoChar(&kb, '\x1f');
+			appendStringInfoString(&kb, texts[i]);
+		}
+		key = kb.data;
+	}
+
+	inst = hash_search(run->instances, &key, HASH_ENTER, &found);
+	old = MemoryContextSwitchTo(run->cxt);
+	if (!found)
+	{
+		inst->key = pstrdup(key);
+		inst->labels = labels_jsonb(run, texts);
+		inst->outcome = 'f';
+		inst->value = NULL;
+		inst->message = NULL;
+		inst->error = NULL;
+		run->order = lappend(run->order, inst);
+	}
+	MemoryContextSwitchTo(old);
+
+	if (outcome == 't' && inst->outcome != 't')
+	{
+		/* The first row meeting the condition is the one the alert reports. */
+		fill_report(run, inst, desc, values, nulls, vm);
+		inst->outcome = 't';
+		inst->error = NULL;
+	}
+	else if (run->render_all && inst->message == NULL && outcome != 't')
+		fill_report(run, inst, desc, values, nulls, vm);
+	if (outcome == 'e' && inst->outcome == 'f')
+	{
+		inst->outcome = 'e';
+		inst->error = MemoryContextStrdup(run->cxt, err);
+	}
+}
+
+void
+rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value, const char *message,
+			  const char *error, TimestampTz at)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			ret;
+
+	if (plan == NULL)
+	{
+		Oid			types[7] = {INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+		SPIPlanPtr	p = SPI_prepare("SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7)",
+									7, types);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare the alert observation: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	args[0] = Int64GetDatum(rule_id);
+	args[1] = JsonbPGetDatum(labels);
+	args[2] = CStringGetTextDatum(outcome);
+	if (value)
+		args[3] = JsonbPGetDatum(value);
+	else
+		nulls[3] = 'n';
+	if (message)
+		args[4] = CStringGetTextDatum(message);
+	else
+		nulls[4] = 'n';
+	if (error)
+		args[5] = CStringGetTextDatum(error);
+	else
+		nulls[5] = 'n';
+	args[6] = TimestampTzGetDatum(at);
+	ret = SPI_execute_plan(plan, args, nulls, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "alert observation failed: %s", SPI_result_code_string(ret));
+}
+
+void
+rules_run_observe(RuleRun *run, TimestampTz at)
+{
+	ListCell   *lc;
+
+	if (run->setup_error)
+	{
+		rules_observe(run->rule_id,
+					  DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
+					  "error", NULL, NULL, run->setup_error, at);
+		return;
+	}
+	foreach(lc, run->order)
+	{
+		RuleInstance *inst = lfirst(lc);
+
+		rules_observe(run->rule_id, inst->labels,
+					  inst->outcome == 't' ? "true" : inst->outcome == 'e' ? "error" : "false",
+					  inst->value, inst->message, inst->error, at);
+	}
+}
+
+Datum
+rules_run_seen(RuleRun *run)
+{
+	int			n = list_length(run->order);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, run->order)
+		elems[i++] = JsonbPGetDatum(((RuleInstance *) lfirst(lc))->labels);
+	return PointerGetDatum(construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT));
+}
+
+Jsonb *
+rules_run_describe(RuleRun *run)
+{
+	RuleInstance *inst = linitial(run->order);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"fires\": %s, \"outcome\": \"%s\", \"labels\": %s, \"value\": %s, "
+					 "\"message\": ",
+					 inst->outcome == 't' ? "true" : "false",
+					 inst->outcome == 't' ? "true" : inst->outcome == 'e' ? "error" : "false",
+					 JsonbToCString(NULL, &inst->labels->root, VARSIZE(inst->labels)),
+					 inst->value ? JsonbToCString(NULL, &inst->value->root, VARSIZE(inst->value)) : "null");
+	if (inst->message)
+		escape_json(&buf, inst->message);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"error\": ");
+	if (inst->error)
+		escape_json(&buf, inst->error);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoChar(&buf, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}

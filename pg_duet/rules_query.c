@@ -1,0 +1,290 @@
+/*
+ * rules_query.c — query rules: duet_rules_evaluate(at timestamptz).
+ *
+ * Each enabled query rule's SQL runs read-only, as the role that wrote the rule, acting for the
+ * rule's tenant (so its row-level security applies), inside a subtransaction: a failing query
+ * becomes the rule's Error state and the other rules still run. Its rows are evaluated like a
+ * row rule's; a result with no rows is No Data; an instance missing from the result is observed
+ * as false (its series ended).
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "tcop/pquery.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "rules.h"
+#include "tenant.h"
+
+PG_FUNCTION_INFO_V1(duet_rules_evaluate);
+
+/* Checks that query is one plain SELECT (PostgreSQL's parser decides) and returns its row shape. */
+TupleDesc
+rules_query_describe(const char *query)
+{
+	List	   *stmts = raw_parser(query, RAW_PARSE_DEFAULT);
+	RawStmt    *raw;
+	SPIPlanPtr	plan;
+	CachedPlanSource *src;
+	int			nestlevel;
+
+	if (list_length(stmts) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rule query must be exactly one SQL statement"),
+				 errdetail("The query has %d statements.", list_length(stmts))));
+	raw = linitial_node(RawStmt, stmts);
+	if (!IsA(raw->stmt, SelectStmt) || ((SelectStmt *) raw->stmt)->intoClause != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rule query must be a SELECT"),
+				 errhint("A query rule returns its label and metric columns from a SELECT.")));
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", RULES_QUERY_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	plan = SPI_prepare(query, 0, NULL);
+	AtEOXact_GUC(true, nestlevel);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the rule query: %s", SPI_result_code_string(SPI_result));
+	src = linitial(SPI_plan_get_plan_sources(plan));
+	if (src->resultDesc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rule query returns no rows")));
+	return CreateTupleDescCopy(src->resultDesc);
+}
+
+typedef struct QueryRule
+{
+	int64		id;
+	char	   *tenant;
+	char	   *query;
+	char	   *condition;
+	char	   *value;
+	Datum		labels;
+	bool		labels_null;
+	char	   *message;
+	Oid			owner;
+} QueryRule;
+
+/* Not inlined: its locals must not live in the caller's PG_TRY frame. */
+pg_noinline static List *
+load_query_rules(void)
+{
+	List	   *rules = NIL;
+	uint64		i;
+	int			ret;
+
+	ret = SPI_execute("SELECT id, tenant, query, condition, value, labels, message, owner "
+					  "FROM duet.rules WHERE query IS NOT NULL AND enabled ORDER BY id", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read query rules: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	sdesc = SPI_tuptable->tupdesc;
+		QueryRule  *r = palloc0(sizeof(QueryRule));
+		bool		isnull;
+
+		r->id = DatumGetInt64(SPI_getbinval(tup, sdesc, 1, &isnull));
+		r->tenant = SPI_getvalue(tup, sdesc, 2);
+		r->query = SPI_getvalue(tup, sdesc, 3);
+		r->condition = SPI_getvalue(tup, sdesc, 4);
+		r->value = SPI_getvalue(tup, sdesc, 5);
+		r->labels = SPI_getbinval(tup, sdesc, 6, &r->labels_null);
+		if (!r->labels_null)
+			r->labels = datumCopy(r->labels, false, -1);
+		r->message = SPI_getvalue(tup, sdesc, 7);
+		r->owner = DatumGetObjectId(SPI_getbinval(tup, sdesc, 8, &isnull));
+		rules = lappend(rules, r);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return rules;
+}
+
+/*
+ * Runs one rule's query as its owner for its tenant and evaluates the rows. Returns the run, or
+ * NULL with *nodata set when the query returned no rows. Raises on a failed query.
+ */
+static RuleRun *
+run_query_rule(QueryRule *r, bool *nodata)
+{
+	int			nestlevel = NewGUCNestLevel();
+	const char *tenant;
+	RuleRun    *run;
+	TupleDesc	desc;
+	duet_vm    *vm;
+	MemoryContext rowcxt;
+	uint64		i;
+
+	int			ret;
+
+	SetUserIdAndSecContext(r->owner, SECURITY_LOCAL_USERID_CHANGE);
+	(void) set_config_option("duet.tenant", r->tenant, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("search_path", RULES_QUERY_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	tenant = duet_current_tenant_name();
+	if (tenant == NULL || strcmp(tenant, r->tenant) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("rule owner \"%s\" may no longer act for tenant \"%s\"",
+						GetUserNameFromId(r->owner, true) ? GetUserNameFromId(r->owner, true) : "?",
+						r->tenant),
+				 errhint("Alter the rule as a member of the tenant to make that role its owner.")));
+
+	ret = SPI_execute(r->query, true, 0);
+	if (ret != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rule query must be a SELECT")));
+	AtEOXact_GUC(true, nestlevel);
+
+	*nodata = (SPI_processed == 0);
+	desc = SPI_tuptable->tupdesc;
+	run = rules_run_begin(r->id, r->tenant, r->condition, r->value, r->labels, r->labels_null,
+						  r->message, desc);
+	vm = duet_vm_new();
+	if (vm == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "duet rule row", ALLOCSET_SMALL_SIZES);
+	PG_TRY();
+	{
+		Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+		bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+
+		for (i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+			CHECK_FOR_INTERRUPTS();
+			heap_deform_tuple(SPI_tuptable->vals[i], desc, values, nulls);
+			rules_run_row(run, desc, values, nulls, vm);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		duet_vm_free(vm);
+	}
+	PG_END_TRY();
+	MemoryContextDelete(rowcxt);
+	SPI_freetuptable(SPI_tuptable);
+	return run;
+}
+
+/*
+ * duet_rules_evaluate(at timestamptz DEFAULT now()) → integer
+ *
+ * Evaluates every tenant's enabled query rules as of `at`; returns how many were evaluated.
+ */
+Datum
+duet_rules_evaluate(PG_FUNCTION_ARGS)
+{
+	TimestampTz at = PG_ARGISNULL(0) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(0);
+	MemoryContext callcxt = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec;
+	Oid			owner = rules_owner();
+	List	   *rules;
+	ListCell   *lc;
+	int			n = 0;
+	Jsonb	   *empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	MemoryContextSwitchTo(callcxt);
+	rules = load_query_rules();
+
+	foreach(lc, rules)
+	{
+		QueryRule  *r = lfirst(lc);
+		ResourceOwner oldowner = CurrentResourceOwner;
+		RuleRun    *volatile run = NULL;
+		volatile bool nodata = false;
+		char	   *volatile failure = NULL;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(callcxt);
+		PG_TRY();
+		{
+			bool		nd;
+
+			run = run_query_rule(r, &nd);
+			nodata = nd;
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(callcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(callcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(callcxt);
+			CurrentResourceOwner = oldowner;
+			failure = edata->message;
+		}
+		PG_END_TRY();
+		/* Subtransaction end restored the user; the bookkeeping below runs as the owner. */
+		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+		if (failure)
+			rules_observe(r->id, empty, "error", NULL, NULL, failure, at);
+		else
+		{
+			Oid			types[3] = {INT8OID, JSONBARRAYOID, TIMESTAMPTZOID};
+			Datum		args[3];
+			int			ret;
+
+			rules_run_observe(run, at);
+			if (run->setup_error == NULL)
+			{
+				/*
+				 * Instances the result did not contain are observed as false; with no rows at all,
+				 * the rule's {} instance is No Data instead (and is kept out of the sweep).
+				 */
+				if (nodata)
+				{
+					Datum		e = JsonbPGetDatum(empty);
+
+					rules_observe(r->id, empty, "nodata", NULL, NULL, NULL, at);
+					args[1] = PointerGetDatum(construct_array(&e, 1, JSONBOID, -1, false, TYPALIGN_INT));
+				}
+				else
+					args[1] = rules_run_seen(run);
+				args[0] = Int64GetDatum(r->id);
+				args[2] = TimestampTzGetDatum(at);
+				ret = SPI_execute_with_args("SELECT duet.duet_alert_sweep($1, $2, $3)", 3, types, args,
+											NULL, false, 0);
+				if (ret != SPI_OK_SELECT)
+					elog(ERROR, "alert sweep failed: %s", SPI_result_code_string(ret));
+			}
+			MemoryContextDelete(run->cxt);
+		}
+		n++;
+	}
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	PG_RETURN_INT32(n);
+}

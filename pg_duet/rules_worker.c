@@ -1,0 +1,176 @@
+/*
+ * rules_worker.c — the rule scheduler: evaluates query rules every duet.rules_interval.
+ *
+ * A static background worker (registered when pg_duet is preloaded) wakes every interval and, for
+ * each database in duet.databases, starts a short-lived worker connected to that database that
+ * runs duet_rules_evaluate() in one transaction and exits. One database's failure (no extension,
+ * a crash) never stops the others. pg_cron can call duet_rules_evaluate() instead: set
+ * duet.rules_interval = 0 to turn the scheduler off.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/varlena.h"
+
+#include "pg_duet.h"
+#include "rules.h"
+
+PGDLLEXPORT void duet_rules_scheduler_main(Datum arg);
+PGDLLEXPORT void duet_rules_evaluator_main(Datum arg);
+
+/* duet.rules_interval: seconds between evaluations of query rules; 0 turns the scheduler off. */
+static int	duet_rules_interval = 60;
+
+void
+duet_rules_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("duet.rules_interval",
+							"Interval between evaluations of query rules by the rule scheduler.",
+							"0 turns the scheduler off (call duet_rules_evaluate() from pg_cron instead).",
+							&duet_rules_interval,
+							60, 0, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_duet");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "duet_rules_scheduler_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_duet rule scheduler");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_duet rule scheduler");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Starts the evaluator for one database and waits for it to finish. */
+static void
+evaluate_database(const char *dbname)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	worker.bgw_notify_pid = MyProcPid;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_duet");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "duet_rules_evaluator_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_duet rule evaluation in %s", dbname);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_duet rule evaluation");
+	strlcpy(worker.bgw_extra, dbname, BGW_EXTRALEN);
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(LOG,
+				(errmsg("pg_duet rule scheduler could not start an evaluation in database \"%s\"", dbname),
+				 errhint("Raise max_worker_processes.")));
+		return;
+	}
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		return;
+	(void) WaitForBackgroundWorkerShutdown(handle);
+}
+
+void
+duet_rules_scheduler_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	while (!ShutdownRequestPending)
+	{
+		long		wait_ms;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (duet_rules_interval > 0 && duet_databases != NULL)
+		{
+			char	   *list = pstrdup(duet_databases);
+			List	   *names = NIL;
+			ListCell   *lc;
+
+			if (!SplitIdentifierString(list, ',', &names))
+				ereport(LOG,
+						(errmsg("invalid duet.databases \"%s\"; rule scheduler waits", duet_databases)));
+			else
+				foreach(lc, names)
+				{
+					if (ShutdownRequestPending)
+						break;
+					evaluate_database((const char *) lfirst(lc));
+				}
+			list_free(names);
+			pfree(list);
+		}
+		wait_ms = (duet_rules_interval > 0 ? duet_rules_interval : 60) * 1000L;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	proc_exit(0);
+}
+
+/* One evaluation in the database named in bgw_extra, then exit. */
+void
+duet_rules_evaluator_main(Datum arg)
+{
+	char		dbname[BGW_EXTRALEN];
+	int			ret;
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "evaluating pg_duet query rules");
+
+	ret = SPI_execute("SELECT quote_ident(n.nspname) FROM pg_extension e "
+					  "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_duet'",
+					  true, 1);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *sql = psprintf("SELECT %s.duet_rules_evaluate(now())",
+								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+
+		ret = SPI_execute(sql, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "rule evaluation failed: %s", SPI_result_code_string(ret));
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
