@@ -80,7 +80,6 @@ typedef struct RuleRun
 	char	   *tenant;
 	MemoryContext cxt;			/* everything below lives here */
 	char	   *setup_error;	/* the formulas do not compile for these rows */
-	bool		render_all;		/* report value and message of non-firing rows too */
 	RuleFormula *cond;
 	RuleFormula *value;
 	RuleTemplate *tmpl;

@@ -339,7 +339,10 @@ duet_rule_test(PG_FUNCTION_ARGS)
 			values[i] = BoolGetDatum(strcmp(text, "true") == 0);
 		}
 		else if (strcmp(kind, "null") == 0)
+		{
+			typid = UNKNOWNOID;
 			nulls[i] = true;
+		}
 		else
 			values[i] = CStringGetTextDatum(text);
 		TupleDescInitEntry(desc, i + 1, key, typid, -1, 0);
@@ -351,7 +354,6 @@ duet_rule_test(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rule \"%s\" cannot be evaluated on this row", name),
 				 errdetail("%s", run->setup_error)));
-	run->render_all = true;
 	vm = duet_vm_new();
 	if (vm == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));

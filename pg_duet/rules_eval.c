@@ -253,8 +253,8 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 		inst->outcome = 't';
 		inst->error = NULL;
 	}
-	else if (run->render_all && inst->message == NULL && outcome != 't')
-		fill_report(run, inst, desc, values, nulls, vm);
+	else if (!found)
+		fill_report(run, inst, desc, values, nulls, vm);	/* the value a recovery reports */
 	if (outcome == 'e' && inst->outcome == 'f')
 	{
 		inst->outcome = 'e';

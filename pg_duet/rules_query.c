@@ -12,6 +12,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -39,6 +40,8 @@ rules_query_describe(const char *query)
 	RawStmt    *raw;
 	SPIPlanPtr	plan;
 	CachedPlanSource *src;
+	CachedPlan *cplan;
+	ListCell   *lc;
 	int			nestlevel;
 
 	if (list_length(stmts) != 1)
@@ -56,7 +59,6 @@ rules_query_describe(const char *query)
 	(void) set_config_option("search_path", RULES_QUERY_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	plan = SPI_prepare(query, 0, NULL);
-	AtEOXact_GUC(true, nestlevel);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the rule query: %s", SPI_result_code_string(SPI_result));
 	src = linitial(SPI_plan_get_plan_sources(plan));
@@ -64,6 +66,17 @@ rules_query_describe(const char *query)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rule query returns no rows")));
+
+	/* Planning flattens the range tables: check the caller may read everything the query reads. */
+	cplan = SPI_plan_get_cached_plan(plan);
+	foreach(lc, cplan->stmt_list)
+	{
+		PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
+
+		(void) ExecCheckRTPerms(ps->rtable, true);
+	}
+	ReleaseCachedPlan(cplan, NULL);	/* an unsaved plan is not tracked by a resource owner */
+	AtEOXact_GUC(true, nestlevel);
 	return CreateTupleDescCopy(src->resultDesc);
 }
 

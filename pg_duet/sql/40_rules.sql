@@ -184,6 +184,30 @@ COMMENT ON FUNCTION duet.duet_rule_check_target(oid, regclass, text) IS
     'internal: checks the caller''s privileges on a row rule''s table and the rule''s topic';
 REVOKE ALL ON FUNCTION duet.duet_rule_check_target(oid, regclass, text) FROM PUBLIC;
 
+CREATE FUNCTION duet.duet_rule_check_fields(p_name text, p_severity text, p_for interval,
+                                            p_keep_firing_for interval) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_name !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name',
+            MESSAGE = format('invalid rule name "%s"', p_name),
+            DETAIL = 'A rule name has 1-128 characters among letters, digits, "_", ".", ":" and "-", starting with a letter or digit.';
+    END IF;
+    IF p_severity IS NULL OR p_severity NOT IN ('info', 'warning', 'error', 'critical') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid severity "%s"', p_severity),
+            HINT = 'Severity is one of info, warning, error, critical.';
+    END IF;
+    IF p_for < '0' OR p_keep_firing_for < '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'for_period and keep_firing_for must not be negative';
+    END IF;
+END $$;
+COMMENT ON FUNCTION duet.duet_rule_check_fields(text, text, interval, interval) IS
+    'internal: checks a rule''s name, severity and periods';
+REVOKE ALL ON FUNCTION duet.duet_rule_check_fields(text, text, interval, interval) FROM PUBLIC;
+
 CREATE FUNCTION duet.duet_rule_create_apply(p_tenant text, p_caller oid, p_name text, p_condition text,
         p_target regclass, p_query text, p_value text, p_severity text, p_labels text[], p_message text,
         p_for interval, p_keep_firing_for interval, p_topic text, p_enabled boolean) RETURNS bigint
@@ -206,6 +230,8 @@ BEGIN
             MESSAGE = format('rule "%s" already exists', p_name),
             HINT = 'Change it with duet_rule_alter() or remove it with duet_rule_drop().';
     END IF;
+    PERFORM duet.duet_rule_check_fields(p_name, coalesce(p_severity, 'warning'), coalesce(p_for, '0'),
+                                        coalesce(p_keep_firing_for, '0'));
     PERFORM duet.duet_rule_check_target(p_caller, p_target, p_topic);
     PERFORM duet.duet_rule_validate(p_caller, p_condition, p_value, coalesce(p_labels, '{}'), p_message,
                                     p_target, p_query);
@@ -300,6 +326,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
             MESSAGE = format('rule "%s" already exists', r.name);
     END IF;
+    PERFORM duet.duet_rule_check_fields(r.name, r.severity, r.for_period, r.keep_firing_for);
     PERFORM duet.duet_rule_check_target(p_caller, r.target, r.topic);
     PERFORM duet.duet_rule_validate(p_caller, r.condition, r.value, r.labels, r.message, r.target, r.query);
     UPDATE duet.rules SET name = r.name, condition = r.condition, value = r.value, severity = r.severity,
