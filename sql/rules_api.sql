@@ -76,8 +76,14 @@ SELECT duet_rule_alter('over_budget', '{"for": "soon"}');
 SELECT duet_rule_alter('over_budget', '{"condition": null}');
 SELECT duet_rule_alter('over_budget', '[]');
 SELECT duet_rule_alter('over_budget', '{"name": "spend_total"}');
-SELECT duet_rule_alter('over_budget', '{"topic": "rules.alerts"}') IS NULL
-    OR to_regprocedure('duet_kafka_publish(text,text,jsonb)') IS NOT NULL AS topic_needs_outbox;
+-- a topic needs the right to publish
+SELECT duet_rule_alter('over_budget', '{"topic": "rules.alerts"}');
+SELECT duet_rule_alter('over_budget', '{"topic": "no topic"}');
+RESET ROLE;
+GRANT duet_kafka_publisher TO rules_api_owner;
+SET ROLE rules_api_owner;
+SELECT duet_rule_alter('over_budget', '{"topic": "rules.alerts"}');
+SELECT topic FROM duet.rules WHERE name = 'over_budget';
 SELECT duet_rule_alter('nosuch', '{"enabled": false}');
 SELECT condition, version FROM duet.rules WHERE name = 'over_budget';
 

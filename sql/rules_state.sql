@@ -9,7 +9,8 @@ SELECT duet_rule_create('low_ctr', 'ctr < 0.01',
                         query => 'SELECT campaign_id, ctr, 1 / divisor AS one FROM rules_state_ctr',
                         labels => '{campaign_id}', value => 'ctr * 100', severity => 'warning',
                         message => 'campaign {campaign_id}: CTR {value}%',
-                        for_period => '10 minutes', keep_firing_for => '5 minutes') > 0 AS created;
+                        for_period => '10 minutes', keep_firing_for => '5 minutes',
+                        topic => 'rules-state.alerts') > 0 AS created;
 -- a disabled rule is not evaluated
 SELECT duet_rule_create('off', 'ctr > 0', query => 'SELECT ctr FROM rules_state_ctr', enabled => false) > 0 AS created;
 
@@ -40,6 +41,9 @@ SELECT rules_state_at(21);   -- stays resolved
 SELECT labels, from_state, to_state, to_char(at AT TIME ZONE 'UTC', 'HH24:MI') AS at, value, message
   FROM duet.alert_history WHERE rule = 'low_ctr' ORDER BY id;
 SELECT firing_since IS NULL AS cleared, state FROM duet.alerts WHERE labels = '{"campaign_id": "1"}';
+-- Firing and Resolved (not the flap) went to the rule's topic through the outbox
+SELECT topic, key, value::jsonb - 'rule_id' - 'alert_id' AS event, headers FROM duet.kafka_outbox
+ WHERE topic = 'rules-state.alerts' ORDER BY id;
 
 -- pending that does not last goes back to normal
 UPDATE rules_state_ctr SET ctr = 0.001 WHERE campaign_id = 2;
@@ -83,6 +87,7 @@ SELECT duet_rule_drop('off');
 SELECT duet_rule_drop('member_rule');
 SELECT count(*) FROM duet.alerts;
 SELECT duet_set_tenant(NULL);
+DELETE FROM duet.kafka_outbox WHERE topic = 'rules-state.alerts';
 DROP FUNCTION rules_state_at(int);
 DROP TABLE rules_state_ctr;
 DROP ROLE rules_state_member;

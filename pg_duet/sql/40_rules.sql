@@ -172,11 +172,17 @@ BEGIN
                 MESSAGE = format('invalid topic name "%s"', topic),
                 DETAIL = 'A Kafka topic name has 1-249 characters among letters, digits, ".", "_" and "-".';
         END IF;
-        IF to_regprocedure('@extschema@.duet_kafka_publish(text,text,jsonb,jsonb)') IS NULL
-           AND to_regprocedure('@extschema@.duet_kafka_publish(text,text,jsonb)') IS NULL THEN
+        IF to_regprocedure('@extschema@.duet_kafka_publish(text,text,jsonb,jsonb)') IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
                 MESSAGE = 'rule topics need the Kafka outbox',
                 DETAIL = 'duet_kafka_publish() is not installed.';
+        END IF;
+        -- Publishing is a privilege: a rule publishes only where its author may publish.
+        IF NOT has_function_privilege(caller, '@extschema@.duet_kafka_publish(text,text,jsonb,jsonb)', 'EXECUTE') THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('permission denied to publish rule events to topic "%s"', topic),
+                DETAIL = 'A rule with a topic needs the EXECUTE privilege on duet_kafka_publish().',
+                HINT = 'An administrator grants the role duet_kafka_publisher.';
         END IF;
     END IF;
 END $$;
@@ -470,13 +476,15 @@ BEGIN
     IF (new = 'firing' AND base NOT IN ('firing', 'recovering')) OR (new = 'resolved' AND a.state <> 'resolved') THEN
         event := jsonb_build_object('tenant', r.tenant, 'rule', r.name, 'rule_id', r.id,
                                     'severity', r.severity, 'labels', p_labels, 'state', new,
-                                    'at', p_at, 'value', p_value,
+                                    'at', to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                                    'value', p_value,
                                     'message', CASE WHEN new = 'firing' THEN p_message ELSE a.message END,
                                     'alert_id', a.id);
         PERFORM pg_notify('duet_alerts', left(event::text, 7900));
         IF r.topic IS NOT NULL THEN
-            EXECUTE 'SELECT @extschema@.duet_kafka_publish($1, $2, $3)'
-                USING r.topic, r.tenant || '/' || r.name || '/' || p_labels::text, event;
+            EXECUTE 'SELECT @extschema@.duet_kafka_publish($1, $2, $3, $4)'
+                USING r.topic, r.tenant || '/' || r.name || '/' || p_labels::text, event,
+                      jsonb_build_object('source', 'pg_duet rules', 'tenant', r.tenant, 'state', new);
         END IF;
     END IF;
     RETURN new;
