@@ -12,6 +12,7 @@
 #define DUET_RULES_H
 
 #include "access/tupdesc.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -86,6 +87,8 @@ typedef struct RuleRun
 	int			nlabels;
 	char	  **label_names;
 	AttrNumber *label_attnos;
+	Oid		   *label_types;	/* base types of the label columns */
+	StringInfoData keybuf;		/* instance key of the current row */
 	duet_value *vars;			/* scratch, sized for the larger formula */
 	struct HTAB *instances;		/* label key → RuleInstance */
 	List	   *order;			/* RuleInstance, in order of first row */

@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -66,6 +67,7 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 						  &elems, &enulls, &run->nlabels);
 		run->label_names = palloc(sizeof(char *) * Max(run->nlabels, 1));
 		run->label_attnos = palloc(sizeof(AttrNumber) * Max(run->nlabels, 1));
+		run->label_types = palloc(sizeof(Oid) * Max(run->nlabels, 1));
 		for (i = 0; i < run->nlabels; i++)
 		{
 			if (enulls[i])
@@ -79,8 +81,10 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 						(errcode(ERRCODE_UNDEFINED_COLUMN),
 						 errmsg("rule label \"%s\" is not a column of the rows the rule is evaluated on",
 								run->label_names[i])));
+			run->label_types[i] = getBaseType(TupleDescAttr(desc, run->label_attnos[i] - 1)->atttypid);
 		}
 	}
+	initStringInfo(&run->keybuf);
 	nvars = Max(run->cond->nvars, run->value ? run->value->nvars : 0);
 	run->vars = palloc(sizeof(duet_value) * Max(nvars, 1));
 }
@@ -185,6 +189,64 @@ fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, boo
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * The instance key of a row: each label's text, length-prefixed so that no value can imitate a
+ * separator. Built in a buffer reused across rows; integers and text skip the output functions.
+ */
+static char *
+label_key(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls)
+{
+	StringInfo	kb = &run->keybuf;
+	int			i;
+
+	resetStringInfo(kb);
+	for (i = 0; i < run->nlabels; i++)
+	{
+		AttrNumber	a = run->label_attnos[i];
+		Datum		d = values[a - 1];
+		char		num[MAXINT8LEN + 1];
+		const char *p;
+		int			len;
+
+		if (nulls[a - 1])
+		{
+			appendStringInfoString(kb, "N;");
+			continue;
+		}
+		switch (run->label_types[i])
+		{
+			case INT2OID:
+				len = pg_ltoa(DatumGetInt16(d), num);
+				p = num;
+				break;
+			case INT4OID:
+				len = pg_ltoa(DatumGetInt32(d), num);
+				p = num;
+				break;
+			case INT8OID:
+				len = pg_lltoa(DatumGetInt64(d), num);
+				p = num;
+				break;
+			case TEXTOID:
+			case VARCHAROID:
+				{
+					text	   *t = DatumGetTextPP(d);
+
+					p = VARDATA_ANY(t);
+					len = VARSIZE_ANY_EXHDR(t);
+					break;
+				}
+			default:
+				p = rules_column_text(desc, a, d, false);
+				len = strlen(p);
+				break;
+		}
+		appendStringInfo(kb, "%d:", len);
+		appendBinaryStringInfo(kb, p, len);
+	}
+	return kb->data;
+}
+
 void
 rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm *vm)
 {
@@ -214,28 +276,21 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 	}
 
 	if (run->nlabels > 0)
+		key = label_key(run, desc, values, nulls);
+	inst = hash_search(run->instances, &key, HASH_ENTER, &found);
+	old = MemoryContextSwitchTo(run->cxt);
+	if (!found)
 	{
-		StringInfoData kb;
 		int			i;
 
-		initStringInfo(&kb);
-		texts = palloc(sizeof(char *) * run->nlabels);
+		/* A new instance (rare): its label texts, as labels and messages show them. */
+		texts = palloc(sizeof(char *) * Max(run->nlabels, 1));
 		for (i = 0; i < run->nlabels; i++)
 		{
 			AttrNumber	a = run->label_attnos[i];
 
 			texts[i] = rules_column_text(desc, a, values[a - 1], nulls[a - 1]);
-			if (i > 0)
-				appendStringInfoChar(&kb, '\x1f');
-			appendStringInfoString(&kb, texts[i]);
 		}
-		key = kb.data;
-	}
-
-	inst = hash_search(run->instances, &key, HASH_ENTER, &found);
-	old = MemoryContextSwitchTo(run->cxt);
-	if (!found)
-	{
 		inst->key = pstrdup(key);
 		inst->labels = labels_jsonb(run, texts);
 		inst->outcome = 'f';
@@ -304,10 +359,62 @@ rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value, c
 		elog(ERROR, "alert observation failed: %s", SPI_result_code_string(ret));
 }
 
+/*
+ * Label sets (as jsonb text) of the rule's instances that a false observation would change:
+ * pending, firing, recovering, error, no data. A false observation of any other instance is a
+ * no-op (normal stays normal, resolved stays resolved), so it is not written at all: the cost of
+ * a statement follows its active alerts, not the number of label values it touched.
+ */
+static HTAB *
+load_active_labels(int64 rule_id)
+{
+	static SPIPlanPtr plan = NULL;
+	HTAB	   *set;
+	HASHCTL		ctl;
+	Datum		arg = Int64GetDatum(rule_id);
+	uint64		i;
+	int			ret;
+
+	if (plan == NULL)
+	{
+		Oid			type = INT8OID;
+		SPIPlanPtr	p = SPI_prepare("SELECT labels::text FROM duet.alerts WHERE rule_id = $1 "
+									"AND state IN ('pending', 'firing', 'recovering', 'error', 'nodata')",
+									1, &type);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare the active alert query: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read active alerts: %s", SPI_result_code_string(ret));
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(char *);
+	ctl.hash = key_hash;
+	ctl.match = key_match;
+	ctl.hcxt = CurrentMemoryContext;
+	set = hash_create("duet active alerts", Max(SPI_processed, 16), &ctl,
+					  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *labels = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	  **entry = hash_search(set, &labels, HASH_ENTER, NULL);
+
+		*entry = labels;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return set;
+}
+
 void
 rules_run_observe(RuleRun *run, TimestampTz at)
 {
 	ListCell   *lc;
+	HTAB	   *active = NULL;
 
 	if (run->setup_error)
 	{
@@ -320,6 +427,16 @@ rules_run_observe(RuleRun *run, TimestampTz at)
 	{
 		RuleInstance *inst = lfirst(lc);
 
+		if (inst->outcome == 'f')
+		{
+			char	   *text;
+
+			if (active == NULL)
+				active = load_active_labels(run->rule_id);
+			text = JsonbToCString(NULL, &inst->labels->root, VARSIZE(inst->labels));
+			if (hash_search(active, &text, HASH_FIND, NULL) == NULL)
+				continue;
+		}
 		rules_observe(run->rule_id, inst->labels,
 					  inst->outcome == 't' ? "true" : inst->outcome == 'e' ? "error" : "false",
 					  inst->value, inst->message, inst->error, at);
