@@ -24,13 +24,13 @@ SELECT duet_rule_create('over_budget', 'spend > budget', target => 'ad_spend', l
                         topic => 'rules.alerts');
 });
 
-# 1,000 messages across two partitions: acme's campaign 42 overspends once; globex's campaign 43
+# 1,000 messages across two partitions: acme's campaign 99 (and no other row of it) overspends; globex's campaign 43
 # overspends too, but acme's rule must not see another tenant's rows.
 my @lines;
 for my $i (1 .. 1000)
 {
 	my ($tenant, $c, $spend) = ('acme', $i % 50, 10);
-	($c, $spend) = (42, 500) if $i == 500;
+	($c, $spend) = (99, 500) if $i == 500;
 	($tenant, $c, $spend) = ('globex', 43, 900) if $i == 501;
 	push @lines, encode_json({ tenant => $tenant, campaign_id => $c, day => '2026-10-' . sprintf('%02d', 1 + $i % 28),
 							   spend => $spend, budget => 100 });
@@ -40,7 +40,7 @@ $node->safe_psql('postgres', "SELECT duet_kafka_consume('ads', 'ads', 'ad_spend'
 
 wait_for($node, 'SELECT count(*) FROM ad_spend', '1000', 'every message ingested');
 is($node->safe_psql('postgres', q{SELECT string_agg(labels::text || ' ' || state, ', ') FROM duet.alerts WHERE state <> 'normal'}),
-	'{"campaign_id": "42"} firing', 'the rule fired for acme campaign 42 only');
+	'{"campaign_id": "99"} firing', 'the rule fired for acme campaign 99 only');
 wait_for($node, q{SELECT count(*) FROM duet.kafka_outbox WHERE topic = 'rules.alerts' AND sent_at IS NOT NULL}, '1',
 	'the alert event was published');
 
@@ -48,13 +48,13 @@ my $consumed = `kcat -C -b $b -t rules.alerts -e -q -f '%k\\t%s\\n' 2>/dev/null`
 my @events = grep { length } split /\n/, $consumed;
 is(scalar(@events), 1, 'one event on rules.alerts');
 my ($key, $json) = split /\t/, $events[0], 2;
-is($key, 'acme/over_budget/{"campaign_id": "42"}', 'keyed by tenant, rule and labels');
+is($key, 'acme/over_budget/{"campaign_id": "99"}', 'keyed by tenant, rule and labels');
 my $event = decode_json($json);
 is($event->{state}, 'firing', 'event state');
 is($event->{tenant}, 'acme', 'event tenant');
 is($event->{severity}, 'critical', 'event severity');
 is($event->{value}, 400, 'event value');
-like($event->{message}, qr/^campaign 42 overspent by 400 on 2026-10-/, 'event message');
+like($event->{message}, qr/^campaign 99 overspent by 400 on 2026-10-/, 'event message');
 
 $node->stop;
 stop_broker($broker);
