@@ -186,7 +186,6 @@ duet_rule_validate(PG_FUNCTION_ARGS)
 	Oid			save_userid;
 	int			save_sec;
 	TupleDesc	desc;
-	RuleRun    *run;
 
 	if (condition == NULL)
 		ereport(ERROR,
@@ -211,8 +210,7 @@ duet_rule_validate(PG_FUNCTION_ARGS)
 	}
 
 	/* Compile exactly as an evaluation would, but raise instead of recording an Error state. */
-	run = palloc0(sizeof(RuleRun));
-	run->cond = rules_formula_compile(condition, "condition", desc, true);
+	(void) rules_formula_compile(condition, "condition", desc, true);
 	if (value)
 		(void) rules_formula_compile(value, "value", desc, false);
 	(void) rules_template_parse(message, desc, value != NULL);

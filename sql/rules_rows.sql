@@ -71,6 +71,12 @@ SELECT rule, labels FROM duet.alerts_active WHERE labels = '{"campaign_id": "900
 -- history: one transition per change of state
 SELECT rule, from_state, to_state, count(*) FROM duet.alert_history GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
+-- dropping a table drops its row rules
+CREATE TABLE rules_rows_gone (x int);
+SELECT duet_rule_create('gone', 'x > 1', target => 'rules_rows_gone') > 0 AS created;
+DROP TABLE rules_rows_gone;
+SELECT count(*) FROM duet.rules WHERE name = 'gone';
+
 SELECT duet_rule_drop('over_budget');
 SELECT duet_rule_drop('roas_below_1');
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'rules_rows_daily'::regclass;

@@ -127,6 +127,19 @@ COMMENT ON FUNCTION duet_rules_row_trigger() IS
     'statement trigger with a transition table: evaluates the row rules of the table on the inserted rows';
 REVOKE ALL ON FUNCTION duet_rules_row_trigger() FROM PUBLIC;
 
+-- A dropped table takes its row rules (and their alerts and history) with it.
+CREATE FUNCTION duet_rules_on_drop() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM duet.rules r USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND r.target::oid = d.objid;
+END $$;
+COMMENT ON FUNCTION duet_rules_on_drop() IS
+    'event trigger on sql_drop: removes the row rules of dropped tables';
+REVOKE ALL ON FUNCTION duet_rules_on_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER duet_rules_on_drop ON sql_drop EXECUTE FUNCTION duet_rules_on_drop();
+
 ------------------------------------------------------------------------------------------------
 -- Internal management functions: run as the owner by rules_api.c after it identified the caller
 ------------------------------------------------------------------------------------------------
