@@ -66,7 +66,6 @@ typedef struct Layout
 	int			ncols;
 	Col		   *cols;
 	int			ncsv;			/* csv: leading columns filled by the message's own fields */
-	bool		validate_json;	/* jsonb format into a json/jsonb column */
 } Layout;
 
 static const struct
@@ -222,8 +221,6 @@ build_layout(DuetKafkaTarget *t, Relation rel)
 				if (value_col ? strcmp(value_col, attname) != 0 : (has_default || l->ncols > 0))
 					continue;
 				c->kind = COL_VALUE;
-				l->validate_json = (t->format == DUET_FORMAT_JSONB &&
-									(att->atttypid == JSONBOID || att->atttypid == JSONOID));
 				break;
 			case DUET_FORMAT_CSV:
 				if (csv_cols != NIL || has_default)
@@ -410,7 +407,7 @@ render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, StringInfo 
 	if (m->key && !pg_verifymbstr(m->key, m->key_len, true))
 		return "message key is not valid UTF-8";
 
-	if (t->format == DUET_FORMAT_JSON || l->validate_json)
+	if (t->format == DUET_FORMAT_JSON)
 	{
 		JsonSemAction sem = {0};
 		JsonFields	jf = {0};

@@ -13,6 +13,12 @@ use Test::More;
 our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce kafka_node wait_for wait_until);
 
 my $devbroker = ($ENV{DUET_BUILD} // "$ENV{DUET_ROOT}/build") . '/devbroker';
+my %running;    # pid → 1, so a test that dies still stops its brokers
+
+END
+{
+	kill 'TERM', keys %running;
+}
 
 # start_broker('topic:partitions', ...) → { pid, bootstrap }. Topics are created before it returns.
 sub start_broker
@@ -35,6 +41,7 @@ sub start_broker
 		usleep(100_000);
 	}
 	die "dev broker did not start" unless -s $file;
+	$running{$pid} = 1;
 	my $bootstrap = slurp_file($file);
 	chomp $bootstrap;
 	return { pid => $pid, bootstrap => $bootstrap, dir => $dir };
@@ -45,6 +52,7 @@ sub stop_broker
 	my ($b) = @_;
 	kill 'TERM', $b->{pid};
 	waitpid($b->{pid}, 0);
+	delete $running{ $b->{pid} };
 }
 
 sub broker_down { kill 'USR1', $_[0]->{pid}; usleep(300_000); }

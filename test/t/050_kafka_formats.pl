@@ -74,7 +74,8 @@ produce($broker, 'bronze', [ '{"a": 1}', '[1, 2]', 'oops', '{"nested": {"x": "y"
 $node->safe_psql('postgres', "SELECT duet_kafka_consume('bronze', 'bronze', 'bronze', '$b', 'jsonb', flush_interval_ms => 50)");
 wait_for($node, q{SELECT string_agg(payload::text, ';' ORDER BY _offset) FROM bronze},
 	'{"a": 1};[1, 2];{"nested": {"x": "y"}};"str"', 'jsonb: messages land whole');
-wait_for($node, q{SELECT "offset", error FROM duet.kafka_dead_letters WHERE consumer = 'bronze'}, '2|message is not valid JSON', 'jsonb: invalid JSON dead-lettered');
+wait_for($node, q{SELECT "offset", error, detail FROM duet.kafka_dead_letters WHERE consumer = 'bronze'},
+	'2|invalid input syntax for type json|Token "oops" is invalid.', 'jsonb: invalid JSON dead-lettered by the column\'s own input check');
 is($node->safe_psql('postgres', 'SELECT count(DISTINCT id) FROM bronze'), '4', 'jsonb: serial default applied');
 
 # csv: quoted fields, an embedded newline, a short row.
