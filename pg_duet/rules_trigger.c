@@ -13,6 +13,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -128,7 +129,7 @@ duet_rules_row_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
 	/* Our own read pointer: other AFTER triggers may read the same transition table. */
-	readptr = tuplestore_alloc_read_pointer(ts, 0);
+	readptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(ts, readptr);
 	tuplestore_rescan(ts);
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
