@@ -13,6 +13,15 @@ SELECT duet_rule_create('roas_below_1', 'revenue / spend < 1', target => 'rules_
                         labels => '{campaign_id}', value => 'round(revenue / spend, 2)', severity => 'critical',
                         message => 'ROAS {value} for campaign {campaign_id}') > 0 AS created;
 
+-- other transition-table triggers before and after ours read the same rows, all of them
+CREATE TABLE rules_rows_batches (trigger text, n bigint);
+CREATE FUNCTION rules_rows_count() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO rules_rows_batches SELECT TG_NAME, count(*) FROM new_rows; RETURN NULL; END $$;
+CREATE TRIGGER aaa_count AFTER INSERT ON rules_rows_daily REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rules_rows_count();
+CREATE TRIGGER zzz_count AFTER INSERT ON rules_rows_daily REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rules_rows_count();
+
 -- 10,000 rows in one INSERT: 100 campaigns; campaigns 0-9 overspend on one day, 90-99 have ROAS < 1
 INSERT INTO rules_rows_daily (campaign_id, day, spend, budget, revenue)
 SELECT g % 100, date '2026-10-01' + g / 100,
@@ -21,6 +30,11 @@ SELECT g % 100, date '2026-10-01' + g / 100,
   FROM generate_series(0, 9999) g;
 SELECT rule, count(*) AS alerts, min(labels->>'campaign_id') AS first, max(labels->>'campaign_id') AS last
   FROM duet.alerts_active GROUP BY rule ORDER BY rule;
+SELECT trigger, n FROM rules_rows_batches ORDER BY trigger;
+DROP TRIGGER aaa_count ON rules_rows_daily;
+DROP TRIGGER zzz_count ON rules_rows_daily;
+DROP TABLE rules_rows_batches;
+DROP FUNCTION rules_rows_count();
 -- the alert reports the row that met the condition
 SELECT labels, state, value, message FROM duet.alerts_active
  WHERE rule = 'over_budget' AND labels IN ('{"campaign_id": "3"}', '{"campaign_id": "7"}') ORDER BY labels::text;
