@@ -410,6 +410,12 @@ load_active_labels(int64 rule_id)
 	return set;
 }
 
+static int
+instance_cmp(const ListCell *a, const ListCell *b)
+{
+	return strcmp(((RuleInstance *) lfirst(a))->key, ((RuleInstance *) lfirst(b))->key);
+}
+
 void
 rules_run_observe(RuleRun *run, TimestampTz at)
 {
@@ -423,6 +429,12 @@ rules_run_observe(RuleRun *run, TimestampTz at)
 					  "error", NULL, NULL, run->setup_error, at);
 		return;
 	}
+
+	/*
+	 * Observing locks each alert row; concurrent statements lock in the same (key) order, so two
+	 * inserts touching the same campaigns queue instead of deadlocking.
+	 */
+	list_sort(run->order, instance_cmp);
 	foreach(lc, run->order)
 	{
 		RuleInstance *inst = lfirst(lc);

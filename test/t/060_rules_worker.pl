@@ -106,5 +106,18 @@ unlike($out, qr/"campaign_id": "7"/, 'no notification for the rolled-back row');
 $in .= "\\q\n";
 $listener->finish;
 
+# 3. Concurrent inserts flipping the same alerts in random row orders queue on the alert rows in
+# one (key) order: no deadlock, no failed insert.
+$node->pgbench('-n -c 4 -j 2 -t 40', 0,
+	[ qr{processed: 160/160} ], [ qr{^$} ],
+	'concurrent inserts into a table with row rules never fail',
+	{ 'rules_concurrent' => q{
+INSERT INTO spend (campaign_id, spend, budget)
+SELECT g, CASE WHEN random() < 0.5 THEN 900 ELSE 1 END, 100 FROM generate_series(100, 130) g ORDER BY random();
+} });
+is($node->safe_psql('postgres', q{SELECT count(*) FROM spend WHERE campaign_id >= 100}), '4960', 'every row inserted');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM duet.alerts WHERE (labels->>'campaign_id')::int >= 100 AND state = 'error'}),
+	'0', 'no instance in error');
+
 $node->stop;
 done_testing();
