@@ -127,6 +127,9 @@ extern TupleDesc rules_query_describe(const char *query);
 /* The extension owner (owner of schema duet), who writes the rule tables. */
 extern Oid	rules_owner(void);
 
+/* duet.rules_max_rows (rules_worker.c). */
+extern int	duet_rules_max_rows;
+
 /* Defines duet.rules_interval and registers the scheduler (rules_worker.c). */
 extern void duet_rules_init(void);
 

@@ -159,11 +159,18 @@ run_query_rule(QueryRule *r, bool *nodata)
 						r->tenant),
 				 errhint("Alter the rule as a member of the tenant to make that role its owner.")));
 
-	ret = SPI_execute(r->query, true, 0);
+	ret = SPI_execute(r->query, true, (long) duet_rules_max_rows + 1);
 	if (ret != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rule query must be a SELECT")));
+	if (SPI_processed > (uint64) duet_rules_max_rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg_plural("rule query returned more than %d row",
+							   "rule query returned more than %d rows",
+							   duet_rules_max_rows, duet_rules_max_rows),
+				 errhint("Aggregate in the query, or raise duet.rules_max_rows.")));
 	AtEOXact_GUC(true, nestlevel);
 
 	*nodata = (SPI_processed == 0);

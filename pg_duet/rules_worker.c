@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -33,6 +35,12 @@ PGDLLEXPORT void duet_rules_evaluator_main(Datum arg);
 /* duet.rules_interval: seconds between evaluations of query rules; 0 turns the scheduler off. */
 static int	duet_rules_interval = 60;
 
+/* duet.rules_max_rows: the most rows a rule query may return (rules_query.c). */
+int			duet_rules_max_rows = 100000;
+
+/* duet.rules_history_retention: days of alert history the scheduler keeps; 0 keeps all. */
+static int	duet_rules_history_retention = 90;
+
 void
 duet_rules_init(void)
 {
@@ -45,6 +53,23 @@ duet_rules_init(void)
 							60, 0, 86400,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("duet.rules_max_rows",
+							"Maximum number of rows a query rule may return.",
+							"A query returning more is an evaluation error (the rule's Error state).",
+							&duet_rules_max_rows,
+							100000, 1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("duet.rules_history_retention",
+							"Days of alert history (duet.alert_transitions) the rule scheduler keeps.",
+							"0 keeps everything. Pruning runs after each scheduled evaluation.",
+							&duet_rules_history_retention,
+							90, 0, 36500,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -160,12 +185,18 @@ duet_rules_evaluator_main(Datum arg)
 					  true, 1);
 	if (ret == SPI_OK_SELECT && SPI_processed == 1)
 	{
-		char	   *sql = psprintf("SELECT %s.duet_rules_evaluate(now())",
-								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		char	   *schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-		ret = SPI_execute(sql, false, 0);
+		ret = SPI_execute(psprintf("SELECT %s.duet_rules_evaluate(now())", schema), false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "rule evaluation failed: %s", SPI_result_code_string(ret));
+		if (duet_rules_history_retention > 0)
+		{
+			ret = SPI_execute(psprintf("DELETE FROM duet.alert_transitions WHERE at < now() - %d * interval '1 day'",
+									   duet_rules_history_retention), false, 0);
+			if (ret != SPI_OK_DELETE)
+				elog(ERROR, "alert history pruning failed: %s", SPI_result_code_string(ret));
+		}
 	}
 
 	SPI_finish();

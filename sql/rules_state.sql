@@ -82,6 +82,15 @@ SELECT duet_tenant_remove_member('rules-state', 'rules_state_member');
 SELECT rules_state_at(61);
 SELECT rule, labels, state, error FROM duet.alerts_active WHERE rule = 'member_rule';
 
+-- a query returning more than duet.rules_max_rows rows is an Error, not an unbounded result
+INSERT INTO rules_state_ctr VALUES (4, 0.5);
+SET duet.rules_max_rows = 1;
+SELECT rules_state_at(62);
+RESET duet.rules_max_rows;
+SELECT rules_state_at(63);
+SELECT labels, from_state, to_state, error FROM duet.alert_history
+ WHERE rule = 'low_ctr' AND at >= '2026-01-01 01:02+00' ORDER BY id;
+
 SELECT duet_rule_drop('low_ctr');
 SELECT duet_rule_drop('off');
 SELECT duet_rule_drop('member_rule');

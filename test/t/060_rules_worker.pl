@@ -75,6 +75,16 @@ $node->safe_psql('postgres', 'UPDATE metrics SET ctr = 0.5');
 ok(wait_until(sub {
 	$node->safe_psql('postgres', q{SELECT state FROM duet.alerts WHERE labels = '{"campaign_id": "1"}'}) eq 'resolved' }, 30),
 	'a database without pg_duet does not stop the scheduler');
+
+# History older than duet.rules_history_retention days is pruned after scheduled evaluations.
+$node->safe_psql('postgres', q{UPDATE duet.alert_transitions SET at = now() - interval '91 days'
+                                WHERE id = (SELECT min(id) FROM duet.alert_transitions)});
+my $before = $node->safe_psql('postgres', 'SELECT count(*) FROM duet.alert_transitions');
+ok(wait_until(sub {
+	$node->safe_psql('postgres', q{SELECT count(*) FROM duet.alert_transitions WHERE at < now() - interval '90 days'}) eq '0' }, 30),
+	'old history pruned');
+cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM duet.alert_transitions'), '>=', $before - 1,
+	'recent history kept');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET duet.rules_interval = 0; SELECT pg_reload_conf();});
 
 # 2. NOTIFY duet_alerts: a listener gets Firing and Resolved of committed changes only.
