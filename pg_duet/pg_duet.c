@@ -31,7 +31,7 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 
 	/* One line per concern, in dependency order. */
-	/* calc: duet_calc_init(); */
+	duet_calc_init();			/* calc: duet_calc() settings */
 	duet_config_init();			/* config: tenants, tenant context, config service */
 	duet_kafka_init();			/* kafka: settings, shared memory, the worker launcher */
 	duet_rules_init();			/* rules: duet.rules_interval and the rule scheduler */

@@ -12,7 +12,7 @@ void		_PG_init(void);
 extern char *duet_databases;
 
 /* Per-concern initialisation, called from _PG_init (pg_duet.c). */
-/* calc: extern void duet_calc_init(void); */
+extern void duet_calc_init(void);	/* calc_cache.c */
 extern void duet_config_init(void);	/* config.c */
 extern void duet_kafka_init(void);	/* kafka_shmem.c */
 extern void duet_rules_init(void);	/* rules_worker.c */

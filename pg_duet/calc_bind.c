@@ -1,0 +1,479 @@
+/*
+ * calc_bind.c — a duet_calc() call site: its programs and how its variables are bound.
+ *
+ * State lives in fn_extra, so a query compiles (or fetches from the backend cache) once and then
+ * only binds and evaluates per row. A row is bound by column name through a map built once per
+ * row type; a jsonb object by key. Either way the variables' types are passed to the compiler
+ * (a signature, one character per variable), so a type error is found once, at compile time,
+ * with its position; a jsonb whose value types change between rows switches programs.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/tupdesc.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include <math.h>
+
+#include "calc_pg.h"
+
+static void
+site_drop_programs(PgcalcSite *site)
+{
+	if (site->typed != NULL && site->typed != site->untyped)
+		pgcalc_program_unpin(site->typed);
+	if (site->untyped != NULL)
+		pgcalc_program_unpin(site->untyped);
+	site->typed = NULL;
+	site->untyped = NULL;
+	site->row_mapped = false;
+}
+
+/* fn_mcxt is going away (end of query, or error): release the pins on cached programs. */
+static void
+site_release(void *arg)
+{
+	site_drop_programs((PgcalcSite *) arg);
+}
+
+PgcalcSite *
+pgcalc_site(FunctionCallInfo fcinfo, bool row_form)
+{
+	FmgrInfo   *flinfo = fcinfo->flinfo;
+	PgcalcSite *site = flinfo->fn_extra;
+
+	if (site == NULL)
+	{
+		if (row_form)
+		{
+			Oid			argtype = get_fn_expr_argtype(flinfo, 1);
+
+			if (!OidIsValid(argtype) || !type_is_rowtype(argtype))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("formula variables must come from a row or a jsonb object"),
+						 errdetail("The second argument is of type %s.",
+								   OidIsValid(argtype) ? format_type_be(argtype) : "unknown"),
+						 errhint("Pass a table row, as in SELECT duet_calc('clicks / impressions', d) FROM campaign_daily d, "
+								 "or a jsonb object.")));
+		}
+		site = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(PgcalcSite));
+		site->mcxt = flinfo->fn_mcxt;
+		site->scratch = AllocSetContextCreate(site->mcxt, "duet_calc inputs", ALLOCSET_SMALL_SIZES);
+		site->formula_cxt = AllocSetContextCreate(site->mcxt, "duet_calc formula", ALLOCSET_SMALL_SIZES);
+		site->row_cxt = AllocSetContextCreate(site->mcxt, "duet_calc row type", ALLOCSET_SMALL_SIZES);
+		site->release.func = site_release;
+		site->release.arg = site;
+		MemoryContextRegisterResetCallback(site->mcxt, &site->release);
+		flinfo->fn_extra = site;
+	}
+	MemoryContextReset(site->scratch);
+	return site;
+}
+
+void
+pgcalc_site_formula(PgcalcSite *site, text *formula)
+{
+	const char *src = VARDATA_ANY(formula);
+	int			len = VARSIZE_ANY_EXHDR(formula);
+	const char *utf8;
+	size_t		utf8_len;
+	PgcalcProgram *untyped;
+	MemoryContext old;
+	int			n;
+
+	if (site->untyped != NULL && len == site->formula_len && memcmp(src, site->formula, len) == 0)
+		return;
+
+	/* A different formula (e.g. formulas read from a table): start over. */
+	site_drop_programs(site);
+	MemoryContextReset(site->formula_cxt);
+	MemoryContextReset(site->row_cxt);
+
+	old = MemoryContextSwitchTo(site->formula_cxt);
+	utf8 = pgcalc_to_utf8(src, len, &utf8_len);
+	if (utf8 == src)
+		utf8 = pnstrdup(src, len);
+	MemoryContextSwitchTo(old);
+
+	untyped = pgcalc_program_get(utf8, utf8_len, NULL, "", 0);
+
+	old = MemoryContextSwitchTo(site->formula_cxt);
+	site->untyped = untyped;
+	site->formula = pnstrdup(src, len);
+	site->formula_len = len;
+	site->formula_utf8 = utf8;
+	site->formula_utf8_len = utf8_len;
+	n = site->nvars = untyped->nvars;
+	site->var_names = palloc0(sizeof(char *) * (n + 1));
+	site->var_name_lens = palloc0(sizeof(int) * (n + 1));
+	for (int j = 0; j < n; j++)
+	{
+		const char *v = duet_program_var(untyped->program, j);
+
+		site->var_names[j] = pgcalc_from_utf8(v, strlen(v));
+		site->var_name_lens[j] = strlen(site->var_names[j]);
+	}
+	site->sig = palloc0(n + 1);
+	site->cur_sig = palloc0(n + 1);
+	site->perm = palloc0(sizeof(int) * (n + 1));
+	site->in = palloc0(sizeof(duet_value) * (n + 1));
+	site->vars = palloc0(sizeof(duet_value) * (n + 1));
+	site->var_attno = palloc0(sizeof(int) * (n + 1));
+	site->var_kind = palloc0(sizeof(PgcalcColumnKind) * (n + 1));
+	MemoryContextSwitchTo(old);
+}
+
+/* Makes site->typed the program compiled for the types in site->cur_sig. */
+static void
+site_use_sig(PgcalcSite *site)
+{
+	int			n = site->nvars;
+	bool		any_known = false;
+	PgcalcProgram *typed;
+
+	if (site->typed != NULL && memcmp(site->sig, site->cur_sig, n) == 0)
+		return;
+
+	for (int j = 0; j < n; j++)
+		any_known |= site->cur_sig[j] != 'a';
+	typed = any_known
+		? pgcalc_program_get(site->formula_utf8, site->formula_utf8_len, site->untyped, site->cur_sig, n)
+		: site->untyped;
+
+	if (site->typed != NULL && site->typed != site->untyped)
+		pgcalc_program_unpin(site->typed);
+	site->typed = typed;
+	memcpy(site->sig, site->cur_sig, n);
+
+	/* Same source, so normally the same variables in the same order; don't rely on it. */
+	site->typed_nvars = typed->nvars;
+	for (int i = 0; i < typed->nvars; i++)
+	{
+		const char *name = duet_program_var(typed->program, i);
+		int			j;
+
+		for (j = 0; j < n; j++)
+			if (strcmp(name, duet_program_var(site->untyped->program, j)) == 0)
+				break;
+		if (j == n)
+			elog(ERROR, "typed formula reads variable \"%s\" unknown to its untyped compile", name);
+		site->perm[i] = j;
+	}
+}
+
+static inline duet_value
+number_or_null(double d)
+{
+	/* Inputs outside the finite doubles (NaN, Infinity) are NULL, like such results. */
+	return isfinite(d) ? duet_number(d) : duet_null();
+}
+
+static double
+numeric_to_double(Numeric num)
+{
+	/* Exact: through the shortest decimal text and strtod, without overflow errors. */
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(num)));
+}
+
+/* A string input in the engine's encoding; pointers stay valid for the call (scratch). */
+static duet_value
+string_value(const char *ptr, size_t len)
+{
+	size_t		ulen;
+	const char *u = pgcalc_to_utf8(ptr, len, &ulen);
+
+	return duet_string(u, ulen);
+}
+
+static const char *
+jsonb_type_word(const JsonbValue *v)
+{
+	if (v->type == jbvBinary)
+		return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+	return "a composite value";
+}
+
+const duet_value *
+pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *jb)
+{
+	int			n = site->nvars;
+	MemoryContext old;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("formula variables must be a jsonb object"),
+				 errdetail("The jsonb value is %s.",
+						   JB_ROOT_IS_SCALAR(jb) ? "a scalar" : "an array"),
+				 errhint("Pass an object such as '{\"clicks\": 12, \"impressions\": 400}'.")));
+
+	old = MemoryContextSwitchTo(site->scratch);
+	for (int j = 0; j < n; j++)
+	{
+		JsonbValue	v;
+
+		if (getKeyJsonValueFromContainer(&jb->root, site->var_names[j], site->var_name_lens[j], &v) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("formula variable \"%s\" is missing from the jsonb object", site->var_names[j]),
+					 errhint("Add the key to the object, with null when its value is unknown.")));
+		switch (v.type)
+		{
+			case jbvNull:
+				site->in[j] = duet_null();
+				site->cur_sig[j] = 'a';
+				break;
+			case jbvNumeric:
+				site->in[j] = number_or_null(numeric_to_double(v.val.numeric));
+				site->cur_sig[j] = 'n';
+				break;
+			case jbvString:
+				site->in[j] = string_value(v.val.string.val, v.val.string.len);
+				site->cur_sig[j] = 's';
+				break;
+			case jbvBool:
+				site->in[j] = duet_bool(v.val.boolean);
+				site->cur_sig[j] = 'b';
+				break;
+			default:
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("formula variable \"%s\" is %s", site->var_names[j], jsonb_type_word(&v)),
+						 errdetail("Formula variables take a number, a string, a boolean or null.")));
+		}
+	}
+	MemoryContextSwitchTo(old);
+
+	site_use_sig(site);
+	for (int i = 0; i < site->typed_nvars; i++)
+		site->vars[i] = site->in[site->perm[i]];
+	return site->vars;
+}
+
+/* The column kind of a type, by its base type (domains over supported types work). */
+static bool
+column_kind(Oid typid, PgcalcColumnKind *kind, char *sig)
+{
+	switch (getBaseType(typid))
+	{
+		case INT2OID:
+			*kind = PGCALC_COL_INT2;
+			break;
+		case INT4OID:
+			*kind = PGCALC_COL_INT4;
+			break;
+		case INT8OID:
+			*kind = PGCALC_COL_INT8;
+			break;
+		case FLOAT4OID:
+			*kind = PGCALC_COL_FLOAT4;
+			break;
+		case FLOAT8OID:
+			*kind = PGCALC_COL_FLOAT8;
+			break;
+		case NUMERICOID:
+			*kind = PGCALC_COL_NUMERIC;
+			break;
+		case TEXTOID:
+		case VARCHAROID:
+			*kind = PGCALC_COL_TEXT;
+			*sig = 's';
+			return true;
+		case BPCHAROID:
+			*kind = PGCALC_COL_BPCHAR;
+			*sig = 's';
+			return true;
+		case NAMEOID:
+			*kind = PGCALC_COL_NAME;
+			*sig = 's';
+			return true;
+		case BOOLOID:
+			*kind = PGCALC_COL_BOOL;
+			*sig = 'b';
+			return true;
+		default:
+			return false;
+	}
+	*sig = 'n';
+	return true;
+}
+
+static const char *
+row_type_name(Oid typid)
+{
+	return typid == RECORDOID ? "the row" : format_type_be(typid);
+}
+
+/* Builds the variable -> column map for a row type, and picks the program for its types. */
+static void
+site_map_row(PgcalcSite *site, Oid typid, int32 typmod)
+{
+	TupleDesc	td = lookup_rowtype_tupdesc(typid, typmod);
+	TupleDesc	copy;
+	MemoryContext old;
+	int			max_attno = 0;
+
+	site->row_mapped = false;
+	MemoryContextReset(site->row_cxt);
+	old = MemoryContextSwitchTo(site->row_cxt);
+	copy = CreateTupleDescCopy(td);
+	ReleaseTupleDesc(td);
+	MemoryContextSwitchTo(old);
+
+	for (int j = 0; j < site->nvars; j++)
+	{
+		const char *name = site->var_names[j];
+		int			found = -1;
+		int			folded = -1;
+		Form_pg_attribute att;
+
+		for (int a = 0; a < copy->natts; a++)
+		{
+			att = TupleDescAttr(copy, a);
+			if (att->attisdropped)
+				continue;
+			if (strcmp(NameStr(att->attname), name) == 0)
+			{
+				found = a;
+				break;
+			}
+			if (folded < 0 && pg_strcasecmp(NameStr(att->attname), name) == 0)
+				folded = a;
+		}
+		if (found < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("formula variable \"%s\" is not a column of %s", name, row_type_name(typid)),
+					 folded >= 0
+					 ? errhint("Names match exactly; the column is \"%s\" (quote the name in the formula as \"%s\").",
+							   NameStr(TupleDescAttr(copy, folded)->attname),
+							   NameStr(TupleDescAttr(copy, folded)->attname))
+					 : errhint("Variables bind to the row's columns by name; add the column or alias an expression to that name.")));
+
+		att = TupleDescAttr(copy, found);
+		if (!column_kind(att->atttypid, &site->var_kind[j], &site->cur_sig[j]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of type %s cannot be a formula variable",
+							name, format_type_be(att->atttypid)),
+					 errdetail("Formula variables take smallint, integer, bigint, real, double precision, "
+							   "numeric, text, varchar, char, name or boolean columns."),
+					 errhint("Cast the column in a subquery, as in duet_calc(f, s) FROM (SELECT %s::text AS %s, ...) s.",
+							 quote_identifier(name), quote_identifier(name))));
+		site->var_attno[j] = found;
+		max_attno = Max(max_attno, found + 1);
+	}
+
+	old = MemoryContextSwitchTo(site->row_cxt);
+	site->row_slot = MakeSingleTupleTableSlot(copy, &TTSOpsHeapTuple);
+	MemoryContextSwitchTo(old);
+	site->row_max_attno = max_attno;
+	site->row_type = typid;
+	site->row_typmod = typmod;
+	site->row_typentry = NULL;
+	if (typid != RECORDOID)
+	{
+		site->row_typentry = lookup_type_cache(typid, TYPECACHE_TUPDESC);
+		site->row_tupdesc_id = site->row_typentry->tupDesc_identifier;
+	}
+	site_use_sig(site);
+	site->row_mapped = true;
+}
+
+static duet_value
+column_value(PgcalcColumnKind kind, Datum d)
+{
+	switch (kind)
+	{
+		case PGCALC_COL_INT2:
+			return duet_number(DatumGetInt16(d));
+		case PGCALC_COL_INT4:
+			return duet_number(DatumGetInt32(d));
+		case PGCALC_COL_INT8:
+			return duet_number((double) DatumGetInt64(d));
+		case PGCALC_COL_FLOAT4:
+			return number_or_null(DatumGetFloat4(d));
+		case PGCALC_COL_FLOAT8:
+			return number_or_null(DatumGetFloat8(d));
+		case PGCALC_COL_NUMERIC:
+			return number_or_null(numeric_to_double(DatumGetNumeric(d)));
+		case PGCALC_COL_TEXT:
+			{
+				text	   *t = DatumGetTextPP(d);
+
+				return string_value(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+		case PGCALC_COL_BPCHAR:
+			{
+				text	   *t = DatumGetTextPP(d);
+				const char *p = VARDATA_ANY(t);
+				size_t		len = VARSIZE_ANY_EXHDR(t);
+
+				while (len > 0 && p[len - 1] == ' ')
+					len--;
+				return string_value(p, len);
+			}
+		case PGCALC_COL_NAME:
+			{
+				const char *p = NameStr(*DatumGetName(d));
+
+				return string_value(p, strlen(p));
+			}
+		case PGCALC_COL_BOOL:
+			return duet_bool(DatumGetBool(d));
+	}
+	return duet_null();
+}
+
+const duet_value *
+pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec)
+{
+	Oid			typid = HeapTupleHeaderGetTypeId(rec);
+	int32		typmod = HeapTupleHeaderGetTypMod(rec);
+	HeapTupleData tuple;
+	TupleTableSlot *slot;
+	MemoryContext old;
+
+	if (!site->row_mapped || typid != site->row_type || typmod != site->row_typmod ||
+		(site->row_typentry != NULL &&
+		 site->row_typentry->tupDesc_identifier != site->row_tupdesc_id))
+		site_map_row(site, typid, typmod);
+
+	slot = site->row_slot;
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+
+	old = MemoryContextSwitchTo(site->scratch);
+	/* Deform only as far as the last column the formula reads. */
+	ExecStoreHeapTuple(&tuple, slot, false);
+	if (site->row_max_attno > 0)
+		slot_getsomeattrs(slot, site->row_max_attno);
+	for (int i = 0; i < site->typed_nvars; i++)
+	{
+		int			j = site->perm[i];
+		int			a = site->var_attno[j];
+
+		site->vars[i] = slot->tts_isnull[a] ? duet_null()
+			: column_value(site->var_kind[j], slot->tts_values[a]);
+	}
+	ExecClearTuple(slot);
+	MemoryContextSwitchTo(old);
+	return site->vars;
+}
+
+void
+pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out)
+{
+	duet_error	err;
+
+	if (duet_eval(site->typed->program, vars, pgcalc_vm(), out, &err) != DUET_OK)
+		pgcalc_report(&err, true);
+}

@@ -1,0 +1,115 @@
+/*
+ * calc_error.c — Duet engine errors as PostgreSQL errors, and the UTF-8 boundary.
+ *
+ * Each engine error class maps to one SQLSTATE, so clients (and the conformance run) can tell a
+ * syntax error from a type error without parsing messages; the position goes in errdetail with
+ * the engine's caret excerpt, which is where psql users look for it.
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+
+#include "calc_pg.h"
+
+int
+pgcalc_errcode(duet_errclass cls)
+{
+	switch (cls)
+	{
+		case DUET_ERR_SYNTAX:
+			return ERRCODE_SYNTAX_ERROR;
+		case DUET_ERR_TYPE:
+			return ERRCODE_DATATYPE_MISMATCH;
+		case DUET_ERR_UNKNOWN_FUNCTION:
+		case DUET_ERR_ARITY:
+			/* as PostgreSQL reports a call with the wrong number of arguments */
+			return ERRCODE_UNDEFINED_FUNCTION;
+		case DUET_ERR_LIMIT:
+			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		case DUET_ERR_UNKNOWN_VARIABLE:
+			return ERRCODE_UNDEFINED_COLUMN;
+		case DUET_ERR_NOMEM:
+			return ERRCODE_OUT_OF_MEMORY;
+		case DUET_OK:
+			break;
+	}
+	return ERRCODE_INTERNAL_ERROR;
+}
+
+static const char *
+class_hint(duet_errclass cls)
+{
+	switch (cls)
+	{
+		case DUET_ERR_SYNTAX:
+			return "Formulas are SQL-like expressions over variables: arithmetic, comparisons, "
+				"and/or/not, case, and function calls; strings are in single quotes.";
+		case DUET_ERR_TYPE:
+			return "Numbers, strings and booleans do not mix; compare values of one type, or use "
+				"if(), case or coalesce() to choose between them.";
+		case DUET_ERR_UNKNOWN_FUNCTION:
+		case DUET_ERR_ARITY:
+			return "The functions of the Duet formula language are listed in README.md "
+				"(\"Duet formulas in PostgreSQL\").";
+		case DUET_ERR_LIMIT:
+			return "Shorten or simplify the formula, or split it into several formulas.";
+		default:
+			return NULL;
+	}
+}
+
+const char *
+pgcalc_to_utf8(const char *s, size_t len, size_t *out_len)
+{
+	int			enc = GetDatabaseEncoding();
+	char	   *conv;
+
+	*out_len = len;
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
+		return s;
+	conv = pg_server_to_any(s, (int) len, PG_UTF8);
+	if (conv != s)
+		*out_len = strlen(conv);
+	return conv;
+}
+
+char *
+pgcalc_from_utf8(const char *s, size_t len)
+{
+	int			enc = GetDatabaseEncoding();
+	char	   *conv;
+
+	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
+	{
+		conv = pg_any_to_server(s, (int) len, PG_UTF8);
+		if (conv != s)
+			return conv;
+	}
+	return pnstrdup(s, len);
+}
+
+void
+pgcalc_report(const duet_error *err, bool evaluating)
+{
+	const char *hint = class_hint(err->cls);
+	char	   *message = pgcalc_from_utf8(err->message, strnlen(err->message, sizeof(err->message)));
+	char	   *excerpt = pgcalc_from_utf8(err->excerpt, strnlen(err->excerpt, sizeof(err->excerpt)));
+	char	   *expected = pgcalc_from_utf8(err->expected, strnlen(err->expected, sizeof(err->expected)));
+
+	if (err->cls == DUET_ERR_NOMEM)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("The formula engine could not allocate memory: %s.", message)));
+
+	ereport(ERROR,
+			(errcode(pgcalc_errcode(err->cls)),
+			 evaluating ? errmsg("formula evaluation failed: %s", message)
+			 : errmsg("invalid formula: %s", message),
+			 err->line <= 0 ? 0
+			 : expected[0] != '\0'
+			 ? errdetail("At line %d, column %d, expected %s.\n%s", err->line, err->column, expected, excerpt)
+			 : errdetail("At line %d, column %d.\n%s", err->line, err->column, excerpt),
+			 hint ? errhint("%s", hint) : 0));
+	pg_unreachable();
+}

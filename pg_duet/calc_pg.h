@@ -1,0 +1,152 @@
+/*
+ * calc_pg.h — the PostgreSQL face of the Duet formula engine (calc/duet_calc.h).
+ *
+ *   calc_cache.c   per-backend cache of compiled programs (bounded, LRU, pinned by call sites)
+ *   calc_error.c   engine errors as PostgreSQL errors (errcode, errdetail with line:column, hint)
+ *   calc_bind.c    per-call-site state (fn_extra): variables bound from a row or a jsonb object
+ *   calc_sql.c     duet_calc(), duet_calc_number(), duet_formula_check(), duet_calc_cache_stats()
+ *
+ * Strings cross the boundary as UTF-8 (the engine's encoding), converted from and to the
+ * database encoding when that is not UTF-8.
+ */
+#ifndef DUET_CALC_PG_H
+#define DUET_CALC_PG_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "fmgr.h"
+#include "lib/ilist.h"
+#include "utils/jsonb.h"
+#include "utils/typcache.h"
+
+/* duet_calc.h has a path with a star-slash glob inside a comment (-Wcomment). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcomment"
+#include "duet_calc.h"
+#pragma GCC diagnostic pop
+
+/* ---- calc_cache.c ---- */
+
+/*
+ * A compiled program shared by the backend cache and the call sites that use it. The cache owns
+ * it while it is cached; call sites pin it, so eviction of a pinned program only unlinks it and
+ * the last unpin frees it (duet_program_free: the engine allocates with malloc).
+ */
+typedef struct PgcalcProgram
+{
+	dlist_node	lru_node;		/* position in the cache's LRU list, while cached */
+	struct PgcalcProgram *bucket_next;	/* hash chain, while cached */
+	uint32		hash;
+	bool		cached;
+	int			pins;
+	char	   *key;			/* formula (UTF-8), '\0', type signature */
+	size_t		key_len;
+	duet_program *program;
+	int			nvars;
+	duet_type	result_type;
+} PgcalcProgram;
+
+/* duet.calc_cache_size: programs kept per backend. */
+extern int	pgcalc_cache_size;
+
+/* Counters shown by duet_calc_cache_stats(), since the backend started. */
+typedef struct PgcalcCacheStats
+{
+	int			entries;		/* programs in the cache now */
+	int64		lookups;		/* pgcalc_program_get calls */
+	int64		compiles;		/* of which compiled (misses, including failed compiles) */
+	int64		evictions;
+} PgcalcCacheStats;
+
+extern PgcalcCacheStats pgcalc_cache_stats;
+
+
+/*
+ * The program for formula (UTF-8) compiled with the variable types in sig (one character per
+ * variable of the untyped program, in its order: 'n' number, 's' string, 'b' boolean, 'a' any;
+ * sig_len 0 compiles untyped). Returned pinned; raises the compile error, if any.
+ */
+extern PgcalcProgram *pgcalc_program_get(const char *formula, size_t formula_len,
+										 const PgcalcProgram *untyped,
+										 const char *sig, size_t sig_len);
+extern void pgcalc_program_unpin(PgcalcProgram *prog);
+
+/* The backend's evaluation scratch (one per backend: evaluation is never re-entered). */
+extern duet_vm *pgcalc_vm(void);
+
+/* ---- calc_error.c ---- */
+
+/* Raises err (from compiling, or evaluating when evaluating) as a PostgreSQL error. */
+extern void pgcalc_report(const duet_error *err, bool evaluating) pg_attribute_noreturn();
+extern int	pgcalc_errcode(duet_errclass cls);
+
+/* Database encoding <-> UTF-8; return the input when no conversion is needed. */
+extern const char *pgcalc_to_utf8(const char *s, size_t len, size_t *out_len);
+extern char *pgcalc_from_utf8(const char *s, size_t len);
+
+/* ---- calc_bind.c ---- */
+
+/* How one variable is read from a row column (the column's base type). */
+typedef enum PgcalcColumnKind
+{
+	PGCALC_COL_INT2,
+	PGCALC_COL_INT4,
+	PGCALC_COL_INT8,
+	PGCALC_COL_FLOAT4,
+	PGCALC_COL_FLOAT8,
+	PGCALC_COL_NUMERIC,
+	PGCALC_COL_TEXT,			/* text, varchar */
+	PGCALC_COL_BPCHAR,			/* trailing blanks are not significant, as in PostgreSQL */
+	PGCALC_COL_NAME,
+	PGCALC_COL_BOOL
+} PgcalcColumnKind;
+
+/* Per call site (fn_extra), in fn_mcxt; released by a reset callback on fn_mcxt. */
+typedef struct PgcalcSite
+{
+	MemoryContext mcxt;			/* fn_mcxt */
+	MemoryContext scratch;		/* reset at every call: detoasted and converted inputs */
+	MemoryContext formula_cxt;	/* reset when the formula changes */
+	MemoryContext row_cxt;		/* reset when the row type changes */
+	MemoryContextCallback release;
+
+	/* the formula the programs below were obtained for, as given (database encoding) */
+	char	   *formula;
+	int			formula_len;
+	const char *formula_utf8;
+	size_t		formula_utf8_len;
+
+	PgcalcProgram *untyped;		/* pinned: every variable of type any */
+	PgcalcProgram *typed;		/* pinned, or == untyped; NULL until the types are known */
+	int			nvars;			/* of untyped, whose variable order the arrays below use */
+	char	  **var_names;		/* database encoding, for lookups and messages */
+	int		   *var_name_lens;
+	char	   *sig;			/* typed's signature: one type character per variable */
+	char	   *cur_sig;		/* the signature of the current input */
+	int		   *perm;			/* typed variable i is untyped variable perm[i] */
+	int			typed_nvars;
+	duet_value *in;				/* inputs in untyped order */
+	duet_value *vars;			/* inputs in typed order */
+
+	/* row binding: valid while the row's type, typmod and (named types) tupdesc are unchanged */
+	bool		row_mapped;
+	Oid			row_type;
+	int32		row_typmod;
+	TypeCacheEntry *row_typentry;	/* named composite types: to notice ALTER TYPE/TABLE */
+	uint64		row_tupdesc_id;
+	struct TupleTableSlot *row_slot;
+	int			row_max_attno;
+	int		   *var_attno;		/* per variable: 0-based attribute index */
+	PgcalcColumnKind *var_kind;
+} PgcalcSite;
+
+extern PgcalcSite *pgcalc_site(FunctionCallInfo fcinfo, bool row_form);
+extern void pgcalc_site_formula(PgcalcSite *site, text *formula);
+extern const duet_value *pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *vars);
+extern const duet_value *pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec);
+
+/* Evaluates the site's typed program on vars; raises run-time errors. */
+extern void pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out);
+
+#endif							/* DUET_CALC_PG_H */
