@@ -28,7 +28,7 @@ SET jit = off;
 SELECT count(*) AS mismatches FROM bench_calc b
  WHERE duet_calc_number('revenue / spend', b) IS DISTINCT FROM revenue / nullif(spend, 0)
     OR duet_calc_number('revenue / spend', vars) IS DISTINCT FROM (vars->>'revenue')::float8 / nullif((vars->>'spend')::float8, 0)
-    OR (duet_calc('revenue / spend', b))::float8 IS DISTINCT FROM revenue / nullif(spend, 0)
+    OR (duet_calc('revenue / spend', b) #>> '{}')::float8 IS DISTINCT FROM revenue / nullif(spend, 0)
     OR duet_calc_number('if(spend > 0.9 * budget, clicks / impressions, 0)', b)
        IS DISTINCT FROM CASE WHEN spend > 0.9 * budget THEN clicks::float8 / impressions ELSE 0 END \gset
 \if :mismatches
