@@ -351,8 +351,7 @@ site_map_row(PgcalcSite *site, Oid typid, int32 typmod)
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("formula variable \"%s\" is not a column of %s", name, row_type_name(typid)),
 					 folded >= 0
-					 ? errhint("Names match exactly; the column is \"%s\" (quote the name in the formula as \"%s\").",
-							   NameStr(TupleDescAttr(copy, folded)->attname),
+					 ? errhint("Variables match column names exactly; the column is named \"%s\".",
 							   NameStr(TupleDescAttr(copy, folded)->attname))
 					 : errhint("Variables bind to the row's columns by name; add the column or alias an expression to that name.")));
 

@@ -40,7 +40,7 @@ SELECT * FROM pg_temp.calc_cache_delta();
 SELECT entries FROM duet_calc_cache_stats();
 -- a program evicted while a query still evaluates it stays valid for that query
 SELECT count(*) FILTER (WHERE duet_calc_number('a * 3 + b', r) = a * 3 + b) AS correct,
-       count(DISTINCT duet_calc('''k'' || a', r)) AS other, count(DISTINCT duet_calc('a - b', r)) AS third
+       count(DISTINCT duet_calc('''k'' || s', r)) AS other, count(DISTINCT duet_calc('a - b', r)) AS third
   FROM calc_cache_rows r;
 RESET duet.calc_cache_size;
 SET duet.calc_cache_size = -1;

@@ -17,7 +17,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE;
 END $$;
-SELECT f, pg_temp.calc_errors_state(f, v) AS sqlstate FROM (VALUES
+SELECT left(f, 20) AS formula, v, pg_temp.calc_errors_state(f, v) AS sqlstate FROM (VALUES
     ('1 +', '{}'::jsonb), ('''a'' * 2', '{}'), ('nosuch(1)', '{}'), ('round(1, 2, 3)', '{}'),
     (repeat('(', 10000) || '1' || repeat(')', 10000), '{}'), ('missing + 1', '{}'), ('a', '[]'),
     ('a * 2', '{"a": "x"}'), ('1 + 1', '{}')) t(f, v);

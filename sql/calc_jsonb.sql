@@ -1,7 +1,8 @@
 -- calc: duet_calc(formula, vars jsonb) binds variables to the keys of a jsonb object.
 SELECT duet_calc('clicks / impressions', '{"clicks": 12, "impressions": 400}'::jsonb) AS ctr;
--- an untyped literal picks the jsonb form
+-- an untyped literal could be the row or the jsonb form: cast it (or build it with jsonb_build_object)
 SELECT duet_calc('a + 1', '{"a": 1}') AS untyped_literal;
+SELECT duet_calc('a + 1', jsonb_build_object('a', 1)) AS built;
 -- numbers are the exact double, printed shortest (not float8 -> numeric's 15 digits)
 SELECT duet_calc('a + b', '{"a": 0.1, "b": 0.2}'::jsonb) AS point_three;
 SELECT duet_calc('x * 10', '{"x": 1e299}'::jsonb) AS huge, duet_calc('x / 10', '{"x": 5e-323}'::jsonb) AS tiny;

@@ -21,7 +21,7 @@ SELECT id, duet_calc('"Click Rate" * 100', s) AS quoted FROM calc_row_stats s OR
 -- a row built in the query (type record), and a view
 SELECT duet_calc('a * b', t) FROM (SELECT 6 AS a, 7 AS b) t;
 SELECT duet_calc('a || b', t) FROM (SELECT 'x'::text AS a, 'y'::varchar AS b) t;
-CREATE VIEW calc_row_view AS SELECT id, clicks::float8 / nullif(impressions, 0) AS ctr, started::text AS started FROM calc_row_stats;
+CREATE VIEW calc_row_view AS SELECT id, clicks::float8 / nullif(impressions, 0) AS ctr, to_char(started, 'YYYY-MM-DD') AS started FROM calc_row_stats;
 SELECT id, duet_calc('round(ctr * 100, 2)', v), duet_calc('started', v) FROM calc_row_view v ORDER BY id;
 -- a column of another type is an error only when the formula reads it
 SELECT duet_calc('started', s) FROM calc_row_stats s WHERE id = 1;
