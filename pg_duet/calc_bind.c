@@ -32,6 +32,7 @@ site_drop_programs(PgcalcSite *site)
 	site->typed = NULL;
 	site->untyped = NULL;
 	site->row_mapped = false;
+	site->args_mapped = false;
 }
 
 /* fn_mcxt is going away (end of query, or error): release the pins on cached programs. */
@@ -257,8 +258,8 @@ pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *jb)
 }
 
 /* The column kind of a type, by its base type (domains over supported types work). */
-static bool
-column_kind(Oid typid, PgcalcColumnKind *kind, char *sig)
+bool
+pgcalc_column_kind(Oid typid, PgcalcColumnKind *kind, char *sig)
 {
 	switch (getBaseType(typid))
 	{
@@ -287,6 +288,10 @@ column_kind(Oid typid, PgcalcColumnKind *kind, char *sig)
 			return true;
 		case BPCHAROID:
 			*kind = PGCALC_COL_BPCHAR;
+			*sig = 's';
+			return true;
+		case UNKNOWNOID:		/* an untyped literal argument, passed as a C string */
+			*kind = PGCALC_COL_CSTRING;
 			*sig = 's';
 			return true;
 		case NAMEOID:
@@ -356,7 +361,7 @@ site_map_row(PgcalcSite *site, Oid typid, int32 typmod)
 					 : errhint("Variables bind to the row's columns by name; add the column or alias an expression to that name.")));
 
 		att = TupleDescAttr(copy, found);
-		if (!column_kind(att->atttypid, &site->var_kind[j], &site->cur_sig[j]))
+		if (!pgcalc_column_kind(att->atttypid, &site->var_kind[j], &site->cur_sig[j]))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("column \"%s\" of type %s cannot be a formula variable",
@@ -424,6 +429,12 @@ column_value(PgcalcColumnKind kind, Datum d)
 
 				return string_value(p, strlen(p));
 			}
+		case PGCALC_COL_CSTRING:
+			{
+				const char *p = DatumGetCString(d);
+
+				return string_value(p, strlen(p));
+			}
 		case PGCALC_COL_BOOL:
 			return duet_bool(DatumGetBool(d));
 	}
@@ -464,6 +475,57 @@ pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec)
 			: column_value(site->var_kind[j], slot->tts_values[a]);
 	}
 	ExecClearTuple(slot);
+	MemoryContextSwitchTo(old);
+	return site->vars;
+}
+
+/*
+ * Positional binding: argument i + 1 is variable i, in order of first appearance (as in
+ * duet_formula_check's variables, and as the ClickHouse UDFs take them). The planner rewrites
+ * duet_calc(f, row) to this when it can (calc_support.c), so only the columns read are passed.
+ */
+const duet_value *
+pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo)
+{
+	int			nargs = PG_NARGS() - 1;
+	MemoryContext old;
+
+	if (!site->args_mapped)
+	{
+		if (get_fn_expr_variadic(fcinfo->flinfo))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("formula variables cannot be passed as a VARIADIC array"),
+					 errhint("Pass each variable's value as an argument.")));
+		if (nargs != site->nvars)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("wrong number of formula values: the formula reads %d, %d given", site->nvars, nargs),
+					 errhint("Values bind to the variables in order of first appearance; duet_formula_check(formula) lists them.")));
+		for (int j = 0; j < nargs; j++)
+		{
+			Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, j + 1);
+
+			if (!OidIsValid(argtype) || !pgcalc_column_kind(argtype, &site->var_kind[j], &site->cur_sig[j]))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("value of type %s cannot be formula variable \"%s\"",
+								OidIsValid(argtype) ? format_type_be(argtype) : "unknown", site->var_names[j]),
+						 errdetail("Formula variables take smallint, integer, bigint, real, double precision, "
+								   "numeric, text, varchar, char, name or boolean values.")));
+		}
+		site_use_sig(site);
+		site->args_mapped = true;
+	}
+
+	old = MemoryContextSwitchTo(site->scratch);
+	for (int i = 0; i < site->typed_nvars; i++)
+	{
+		int			j = site->perm[i];
+
+		site->vars[i] = PG_ARGISNULL(j + 1) ? duet_null()
+			: column_value(site->var_kind[j], PG_GETARG_DATUM(j + 1));
+	}
 	MemoryContextSwitchTo(old);
 	return site->vars;
 }

@@ -99,6 +99,7 @@ typedef enum PgcalcColumnKind
 	PGCALC_COL_TEXT,			/* text, varchar */
 	PGCALC_COL_BPCHAR,			/* trailing blanks are not significant, as in PostgreSQL */
 	PGCALC_COL_NAME,
+	PGCALC_COL_CSTRING,			/* an untyped literal passed to "any" */
 	PGCALC_COL_BOOL
 } PgcalcColumnKind;
 
@@ -139,12 +140,17 @@ typedef struct PgcalcSite
 	int			row_max_attno;
 	int		   *var_attno;		/* per variable: 0-based attribute index */
 	PgcalcColumnKind *var_kind;
+
+	/* positional binding (duet_calc_args): the argument types are fixed per call site */
+	bool		args_mapped;
 } PgcalcSite;
 
 extern PgcalcSite *pgcalc_site(FunctionCallInfo fcinfo, bool row_form);
 extern void pgcalc_site_formula(PgcalcSite *site, text *formula);
 extern const duet_value *pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *vars);
 extern const duet_value *pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec);
+extern const duet_value *pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo);
+extern bool pgcalc_column_kind(Oid typid, PgcalcColumnKind *kind, char *sig);
 
 /* Evaluates the site's typed program on vars; raises run-time errors. */
 extern void pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out);

@@ -4,6 +4,9 @@
  *   duet_calc(formula text, vars jsonb) → jsonb
  *   duet_calc(formula text, row anyelement) → jsonb          variables are the row's columns
  *   duet_calc_number(formula text, vars jsonb | row anyelement) → float8
+ *   duet_calc_args(formula text, VARIADIC "any") → jsonb, duet_calc_number_args(…) → float8
+ *                                            variables bound positionally (the planner's rewrite
+ *                                            of the row form, calc_support.c)
  *   duet_formula_check(formula text) → (valid, error_class, message, line, col, ...)
  *   duet_calc_cache_stats() → the backend cache's counters
  *
@@ -25,6 +28,8 @@ PG_FUNCTION_INFO_V1(duet_calc_jsonb);
 PG_FUNCTION_INFO_V1(duet_calc_row);
 PG_FUNCTION_INFO_V1(duet_calc_number_jsonb);
 PG_FUNCTION_INFO_V1(duet_calc_number_row);
+PG_FUNCTION_INFO_V1(duet_calc_args);
+PG_FUNCTION_INFO_V1(duet_calc_number_args);
 PG_FUNCTION_INFO_V1(duet_formula_check);
 PG_FUNCTION_INFO_V1(duet_calc_cache_stats);
 
@@ -139,6 +144,37 @@ duet_calc_number_row(PG_FUNCTION_ARGS)
 
 	pgcalc_site_formula(site, PG_GETARG_TEXT_PP(0));
 	vars = pgcalc_bind_row(site, PG_GETARG_HEAPTUPLEHEADER(1));
+	return result_number(fcinfo, site, vars);
+}
+
+/* Not strict (a NULL value is a NULL variable), so a NULL formula is checked here. */
+Datum
+duet_calc_args(PG_FUNCTION_ARGS)
+{
+	PgcalcSite *site;
+	const duet_value *vars;
+	duet_value	out;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	site = pgcalc_site(fcinfo, false);
+	pgcalc_site_formula(site, PG_GETARG_TEXT_PP(0));
+	vars = pgcalc_bind_args(site, fcinfo);
+	pgcalc_eval(site, vars, &out);
+	return result_jsonb(&out);
+}
+
+Datum
+duet_calc_number_args(PG_FUNCTION_ARGS)
+{
+	PgcalcSite *site;
+	const duet_value *vars;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	site = pgcalc_site(fcinfo, false);
+	pgcalc_site_formula(site, PG_GETARG_TEXT_PP(0));
+	vars = pgcalc_bind_args(site, fcinfo);
 	return result_number(fcinfo, site, vars);
 }
 
