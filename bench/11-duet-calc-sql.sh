@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pg_duet;
 DROP TABLE IF EXISTS bench_calc;
 CREATE TABLE bench_calc AS
 SELECT i AS id, (1000 + i % 5000)::bigint AS impressions, (i % 97)::bigint AS clicks,
-       (i % 1000) * 0.37 AS spend, (i % 777) * 0.91 AS revenue, 300.0::float8 AS budget
+       ((i % 1000) * 0.37)::float8 AS spend, ((i % 777) * 0.91)::float8 AS revenue, 300.0::float8 AS budget
   FROM generate_series(1, :n) i;
 ALTER TABLE bench_calc ADD COLUMN vars jsonb;
 UPDATE bench_calc SET vars = jsonb_build_object('revenue', revenue, 'spend', spend);
@@ -24,17 +24,21 @@ psql -d postgres -v n="$N" <<'SQL'
 \set QUIET on
 SET max_parallel_workers_per_gather = 0;
 SET jit = off;
--- the methods must agree before they are timed
-SELECT count(*) AS mismatches FROM bench_calc b
- WHERE duet_calc_number('revenue / spend', b) IS DISTINCT FROM revenue / nullif(spend, 0)
-    OR duet_calc_number('revenue / spend', vars) IS DISTINCT FROM (vars->>'revenue')::float8 / nullif((vars->>'spend')::float8, 0)
-    OR (duet_calc('revenue / spend', b) #>> '{}')::float8 IS DISTINCT FROM revenue / nullif(spend, 0)
-    OR duet_calc_number('if(spend > 0.9 * budget, clicks / impressions, 0)', b)
-       IS DISTINCT FROM CASE WHEN spend > 0.9 * budget THEN clicks::float8 / impressions ELSE 0 END \gset
-\if :mismatches
-  \echo 'duet_calc bench: duet_calc and native SQL disagree on' :mismatches 'rows'
-  \quit
-\endif
+-- the methods must agree before they are timed (an exception stops the benchmark)
+DO $$
+DECLARE
+    bad bigint;
+BEGIN
+    SELECT count(*) INTO bad FROM bench_calc b
+     WHERE duet_calc_number('revenue / spend', b) IS DISTINCT FROM revenue / nullif(spend, 0)
+        OR duet_calc_number('revenue / spend', vars) IS DISTINCT FROM (vars->>'revenue')::float8 / nullif((vars->>'spend')::float8, 0)
+        OR (duet_calc('revenue / spend', b) #>> '{}')::float8 IS DISTINCT FROM revenue / nullif(spend, 0)
+        OR duet_calc_number('if(spend > 0.9 * budget, clicks / impressions, 0)', b)
+           IS DISTINCT FROM CASE WHEN spend > 0.9 * budget THEN clicks::float8 / impressions ELSE 0 END;
+    IF bad > 0 THEN
+        RAISE EXCEPTION 'duet_calc bench: duet_calc and native SQL disagree on % rows', bad;
+    END IF;
+END $$;
 CREATE TEMP TABLE timings (pair int, method text, ns_per_row float8);
 DO $$
 DECLARE
@@ -50,9 +54,13 @@ DECLARE
         'SELECT sum(duet_calc_number(''revenue / spend'', vars)) FROM bench_calc b',
         -- pair 4: a pacing-gated CTR, float8 from a row
         'SELECT sum(CASE WHEN spend > 0.9 * budget THEN clicks::float8 / impressions ELSE 0 END) FROM bench_calc b',
-        'SELECT sum(duet_calc_number(''if(spend > 0.9 * budget, clicks / impressions, 0)'', b)) FROM bench_calc b'];
+        'SELECT sum(duet_calc_number(''if(spend > 0.9 * budget, clicks / impressions, 0)'', b)) FROM bench_calc b',
+        -- pair 5: float8 from a row passed whole (an outer join disables the planner rewrite)
+        'SELECT sum(revenue / nullif(spend, 0)) FROM bench_calc b LEFT JOIN (SELECT 1 WHERE false) z ON true',
+        'SELECT sum(duet_calc_number(''revenue / spend'', b)) FROM bench_calc b LEFT JOIN (SELECT 1 WHERE false) z ON true'];
     names text[] := ARRAY['native float8', 'duet_calc_number(f, row)', 'native jsonb', 'duet_calc(f, row)',
-                          'native from jsonb', 'duet_calc_number(f, jsonb)', 'native CASE', 'duet_calc_number(if, row)'];
+                          'native from jsonb', 'duet_calc_number(f, jsonb)', 'native CASE', 'duet_calc_number(if, row)',
+                          'native (outer join)', 'duet_calc_number(f, whole row)'];
     n bigint := (SELECT count(*) FROM bench_calc);
     t0 timestamptz;
     best float8;
