@@ -81,10 +81,13 @@ pgcalc_from_utf8(const char *s, size_t len)
 
 	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
 	{
+		/* converts, and so validates */
 		conv = pg_any_to_server(s, (int) len, PG_UTF8);
 		if (conv != s)
 			return conv;
 	}
+	else if (enc == PG_UTF8)
+		(void) pg_verify_mbstr(PG_UTF8, s, (int) len, false);	/* never store invalid text */
 	return pnstrdup(s, len);
 }
 
