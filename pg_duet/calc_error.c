@@ -3,7 +3,8 @@
  *
  * Each engine error class maps to one SQLSTATE, so clients (and the conformance run) can tell a
  * syntax error from a type error without parsing messages; the position goes in errdetail with
- * the engine's caret excerpt, which is where psql users look for it.
+ * the engine's caret excerpt, which is where psql users look for it. The engine's message already
+ * names the expected token (duet_formula_check returns it as a column of its own).
  */
 #include "postgres.h"
 
@@ -97,7 +98,6 @@ pgcalc_report(const duet_error *err, bool evaluating)
 	const char *hint = class_hint(err->cls);
 	char	   *message = pgcalc_from_utf8(err->message, strnlen(err->message, sizeof(err->message)));
 	char	   *excerpt = pgcalc_from_utf8(err->excerpt, strnlen(err->excerpt, sizeof(err->excerpt)));
-	char	   *expected = pgcalc_from_utf8(err->expected, strnlen(err->expected, sizeof(err->expected)));
 
 	if (err->cls == DUET_ERR_NOMEM)
 		ereport(ERROR,
@@ -110,8 +110,6 @@ pgcalc_report(const duet_error *err, bool evaluating)
 			 evaluating ? errmsg("formula evaluation failed: %s", message)
 			 : errmsg("invalid formula: %s", message),
 			 err->line <= 0 ? 0
-			 : expected[0] != '\0'
-			 ? errdetail("At line %d, column %d, expected %s.\n%s", err->line, err->column, expected, excerpt)
 			 : errdetail("At line %d, column %d.\n%s", err->line, err->column, excerpt),
 			 hint ? errhint("%s", hint) : 0));
 	pg_unreachable();
