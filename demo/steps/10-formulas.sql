@@ -19,7 +19,7 @@ SELECT tenant, name,
 SELECT c.name, d.day, duet_calc_number('revenue / spend', d) AS roas
   FROM campaign_daily d JOIN campaigns c ON c.id = d.campaign_id
  ORDER BY roas DESC, d.day LIMIT 3;
-SELECT duet_calc('clicks / impressions > threshold', '{"clicks": 31, "impressions": 1000, "threshold": 0.02}') AS above_threshold;
+SELECT duet_calc('clicks / impressions > threshold', '{"clicks": 31, "impressions": 1000, "threshold": 0.02}'::jsonb) AS above_threshold;
 
 -- A broken formula: duet_formula_check reports where and what, without raising.
 SELECT valid, error_class, message, line, col, expected, excerpt
