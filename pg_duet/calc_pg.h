@@ -20,11 +20,7 @@
 #include "utils/jsonb.h"
 #include "utils/typcache.h"
 
-/* duet_calc.h has a path with a star-slash glob inside a comment (-Wcomment). */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
 #include "duet_calc.h"
-#pragma GCC diagnostic pop
 
 /* ---- calc_cache.c ---- */
 
