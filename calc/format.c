@@ -3,6 +3,7 @@
  * and caret excerpts, and the value helpers (comparison, UTF-8 length, finiteness) shared by the
  * VM and the builtins.
  */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,7 +34,13 @@ duet_format_number(double d, char *buf, size_t bufsize)
 		d = 0;					/* -0 prints as 0 */
 	if (!isfinite(d))
 		return (size_t) snprintf(buf, bufsize, "null");
-	for (prec = 1; prec <= 17; prec++)
+	/*
+	 * Start at 15 digits: when the shortest round-trip text has k <= 15 digits, the correctly
+	 * rounded 15-digit text is that text padded with zeros (a normal double's half-ulp is below
+	 * half the 15-digit spacing), and the zeros are trimmed below: at most three rounds, not
+	 * seventeen. Subnormals carry fewer digits, so they search from one.
+	 */
+	for (prec = fabs(d) >= DBL_MIN ? 15 : 1; prec <= 17; prec++)
 	{
 		snprintf(sci, sizeof(sci), "%.*e", prec - 1, d);
 		if (strtod(sci, NULL) == d)
