@@ -16,6 +16,17 @@ SELECT duet_rule_create('big', 'amount > 100', target => 'rules_tenant_events', 
 INSERT INTO rules_tenant_events (id, amount) VALUES (1, 500);
 RESET ROLE;
 
+-- a table whose row-level security uses another column: a row rule could not keep to its tenant
+CREATE TABLE rules_tenant_org (org text NOT NULL DEFAULT duet_current_tenant(), amount float8);
+SELECT duet_tenant_protect('rules_tenant_org', 'org');
+GRANT SELECT, INSERT, TRIGGER ON rules_tenant_org TO rules_t1_user;
+SET ROLE rules_t1_user;
+SELECT duet_rule_create('org_big', 'amount > 100', target => 'rules_tenant_org');
+SELECT duet_rule_create('org_big', 'amount > 100', query => 'SELECT amount FROM rules_tenant_org') > 0 AS created;
+SELECT duet_rule_drop('org_big');
+RESET ROLE;
+DROP TABLE rules_tenant_org;
+
 SET ROLE rules_t2_user;
 -- the same rule name is free in another tenant
 SELECT duet_rule_create('big', 'amount > 1000', target => 'rules_tenant_events', labels => '{id}',

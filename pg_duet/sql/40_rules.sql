@@ -178,6 +178,17 @@ BEGIN
                 MESSAGE = format('permission denied for table %s', tbl),
                 DETAIL = 'A row rule needs the SELECT and TRIGGER privileges on its table.';
         END IF;
+        -- The trigger sees every inserted row. On a table with row-level security it keeps a rule to
+        -- its tenant's rows through a text column "tenant"; without one it could not, so refuse.
+        IF (SELECT relrowsecurity FROM pg_class WHERE oid = tbl) AND NOT EXISTS (
+               SELECT FROM pg_attribute
+                WHERE attrelid = tbl AND attname = 'tenant' AND NOT attisdropped
+                  AND atttypid IN ('text'::regtype, 'character varying'::regtype)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = format('row rules on %s need its tenant in a text column named "tenant"', tbl),
+                DETAIL = 'The table has row-level security; a rule must see only its own tenant''s rows.',
+                HINT = 'Use a query rule on this table instead: its query runs under row-level security.';
+        END IF;
     END IF;
     IF topic IS NOT NULL THEN
         IF topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
