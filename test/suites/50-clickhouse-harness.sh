@@ -16,7 +16,7 @@ mkdir -p "$(dirname "$log")"
 make -s install-clickhouse USER_SCRIPTS="$scripts" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 conformance=()
 ls test/conformance/*.tsv >/dev/null 2>&1 && conformance=(--conformance test/conformance)
-python3 test/ch_udf_tests.py --user-scripts "$scripts" "${conformance[@]}" --valgrind 2>&1 | tee "$log"
+python3 test/ch_udf_tests.py --user-scripts "$scripts" "${conformance[@]}" --psql "$DUET_BINDIR/psql" --valgrind 2>&1 | tee "$log"
 counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)
 passed=${counts%% passed*}; failed=${counts#*, }; failed=${failed%% failed}
 [ -z "$counts" ] && passed=0 failed=1

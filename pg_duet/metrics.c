@@ -1,0 +1,213 @@
+/*
+ * metrics.c — named metrics shared with ClickHouse (DESIGN.md §9).
+ *
+ * duet_metric_signature(formula, typed_names, typed_types) compiles a metric's formula with calc/
+ * and reports what ClickHouse needs to call it: the variables (the function's arguments, in order
+ * of first appearance), their ClickHouse types, and the result type. duet_metric_define (SQL, in
+ * sql/60_metrics.sql) stores the metric with that signature; duet_clickhouse_config() turns the
+ * table into the <functions> XML and the definitions file duet_udf reads.
+ *
+ * Variables without a declared type are numbers (Nullable(Float64)): declaring them lets the
+ * compiler reject `clicks || 'x'` here, in PostgreSQL, instead of in a ClickHouse query.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "duet_calc.h"
+#include "pg_duet.h"
+
+PG_FUNCTION_INFO_V1(duet_metric_signature);
+
+typedef struct declared_type
+{
+	char	   *name;
+	char	   *ch_type;		/* ClickHouse type, without Nullable() */
+	duet_type	type;
+	bool		used;
+} declared_type;
+
+typedef struct declared_types
+{
+	declared_type *items;
+	int			n;
+} declared_types;
+
+static const struct
+{
+	const char *ch_type;
+	duet_type	type;
+}			allowed_types[] =
+{
+	{"Float64", DUET_T_NUMBER}, {"Float32", DUET_T_NUMBER},
+	{"Int8", DUET_T_NUMBER}, {"Int16", DUET_T_NUMBER}, {"Int32", DUET_T_NUMBER}, {"Int64", DUET_T_NUMBER},
+	{"UInt8", DUET_T_NUMBER}, {"UInt16", DUET_T_NUMBER}, {"UInt32", DUET_T_NUMBER}, {"UInt64", DUET_T_NUMBER},
+	{"String", DUET_T_STRING}, {"Bool", DUET_T_BOOL},
+};
+
+/* calc's var_type callback: the declared type, or number for an undeclared variable. */
+static duet_type
+declared_var_type(void *arg, const char *name, size_t len)
+{
+	declared_types *d = arg;
+
+	for (int i = 0; i < d->n; i++)
+		if (strlen(d->items[i].name) == len && memcmp(d->items[i].name, name, len) == 0)
+			return d->items[i].type;
+	return DUET_T_NUMBER;
+}
+
+static int
+errcode_for_calc(duet_errclass cls)
+{
+	switch (cls)
+	{
+		case DUET_ERR_SYNTAX:
+			return ERRCODE_SYNTAX_ERROR;
+		case DUET_ERR_TYPE:
+			return ERRCODE_DATATYPE_MISMATCH;
+		case DUET_ERR_UNKNOWN_FUNCTION:
+			return ERRCODE_UNDEFINED_FUNCTION;
+		case DUET_ERR_LIMIT:
+			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		case DUET_ERR_NOMEM:
+			return ERRCODE_OUT_OF_MEMORY;
+		default:
+			return ERRCODE_INVALID_PARAMETER_VALUE;
+	}
+}
+
+static void
+read_declared(ArrayType *names, ArrayType *types, declared_types *out)
+{
+	Datum	   *nd,
+			   *td;
+	bool	   *nn,
+			   *tn;
+	int			nn_count,
+				tn_count;
+
+	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &nd, &nn, &nn_count);
+	deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT, &td, &tn, &tn_count);
+	if (nn_count != tn_count)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("argument names and types differ in length (%d and %d)", nn_count, tn_count)));
+	out->n = nn_count;
+	out->items = palloc0(sizeof(declared_type) * Max(nn_count, 1));
+	for (int i = 0; i < nn_count; i++)
+	{
+		char	   *t;
+		int			k;
+
+		if (nn[i] || tn[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument names and types must not be null")));
+		out->items[i].name = TextDatumGetCString(nd[i]);
+		t = TextDatumGetCString(td[i]);
+		/* Nullable(T) is accepted and normalised: every argument is Nullable in ClickHouse */
+		if (strncmp(t, "Nullable(", 9) == 0 && t[strlen(t) - 1] == ')')
+		{
+			t = pstrdup(t + 9);
+			t[strlen(t) - 1] = '\0';
+		}
+		for (k = 0; k < lengthof(allowed_types); k++)
+			if (strcmp(allowed_types[k].ch_type, t) == 0)
+				break;
+		if (k == lengthof(allowed_types))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unsupported ClickHouse type \"%s\" for argument \"%s\"", t, out->items[i].name),
+					 errhint("Use Float64, Float32, Int8 to Int64, UInt8 to UInt64, String or Bool.")));
+		out->items[i].ch_type = t;
+		out->items[i].type = allowed_types[k].type;
+	}
+}
+
+static const char *
+return_type_for(duet_type t)
+{
+	switch (t)
+	{
+		case DUET_T_BOOL:
+			return "Nullable(UInt8)";
+		case DUET_T_STRING:
+			return "Nullable(String)";
+		default:
+			/* numbers, always-NULL formulas, and results whose type calc leaves open */
+			return "Nullable(Float64)";
+	}
+}
+
+/*
+ * duet_metric_signature(formula text, typed_names text[], typed_types text[],
+ *                       OUT arguments text[], OUT argument_types text[], OUT return_type text)
+ */
+Datum
+duet_metric_signature(PG_FUNCTION_ARGS)
+{
+	text	   *formula = PG_GETARG_TEXT_PP(0);
+	declared_types declared;
+	duet_compile_options opts;
+	duet_error	err;
+	duet_program *prog;
+	TupleDesc	tupdesc;
+	Datum	   *names;
+	Datum	   *types;
+	size_t		nvars;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	read_declared(PG_GETARG_ARRAYTYPE_P(1), PG_GETARG_ARRAYTYPE_P(2), &declared);
+
+	memset(&opts, 0, sizeof(opts));
+	opts.var_type = declared_var_type;
+	opts.var_type_arg = &declared;
+	prog = duet_compile(VARDATA_ANY(formula), VARSIZE_ANY_EXHDR(formula), &opts, &err);
+	if (!prog)
+		ereport(ERROR,
+				(errcode(errcode_for_calc(err.cls)),
+				 errmsg("invalid formula: %s", err.message),
+				 err.line > 0 ? errdetail("At line %d, column %d:\n%s", err.line, err.column, err.excerpt) : 0,
+				 err.expected[0] ? errhint("Expected %s.", err.expected) : 0));
+
+	/* Copy out of the calc program (malloc'd) before anything here can throw. */
+	nvars = duet_program_nvars(prog);
+	names = palloc(sizeof(Datum) * Max(nvars, 1));
+	types = palloc(sizeof(Datum) * Max(nvars, 1));
+	for (size_t i = 0; i < nvars; i++)
+	{
+		const char *v = duet_program_var(prog, i);
+		const char *t = "Float64";
+
+		for (int k = 0; k < declared.n; k++)
+			if (strcmp(declared.items[k].name, v) == 0)
+			{
+				t = declared.items[k].ch_type;
+				declared.items[k].used = true;
+			}
+		names[i] = CStringGetTextDatum(v);
+		types[i] = CStringGetTextDatum(psprintf("Nullable(%s)", t));
+	}
+	values[2] = CStringGetTextDatum(return_type_for(duet_program_type(prog)));
+	duet_program_free(prog);
+
+	for (int k = 0; k < declared.n; k++)
+		if (!declared.items[k].used)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("argument type given for \"%s\", which the formula does not use",
+							declared.items[k].name)));
+
+	values[0] = PointerGetDatum(construct_array(names, (int) nvars, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(types, (int) nvars, TEXTOID, -1, false, TYPALIGN_INT));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
