@@ -39,6 +39,8 @@ CREATE FUNCTION duet_metric_define(name text, formula text, description text DEF
 AS $$
 #variable_conflict use_variable
 DECLARE
+    typed_names text[];
+    typed_types text[];
     sig record;
     result duet.metrics;
 BEGIN
@@ -59,11 +61,9 @@ BEGIN
         RAISE EXCEPTION 'argument types must be strings such as "Float64" or "String"'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT s.* INTO sig
-      FROM (SELECT coalesce(array_agg(e.key ORDER BY e.key), '{}') AS names,
-                   coalesce(array_agg(e.value ORDER BY e.key), '{}') AS types
-              FROM jsonb_each_text(coalesce(argument_types, '{}')) e) d,
-           @extschema@.duet_metric_signature(formula, d.names, d.types) s;
+    typed_names := ARRAY(SELECT e.key FROM jsonb_each_text(coalesce(argument_types, '{}')) e ORDER BY e.key);
+    typed_types := ARRAY(SELECT e.value FROM jsonb_each_text(coalesce(argument_types, '{}')) e ORDER BY e.key);
+    sig := @extschema@.duet_metric_signature(formula, typed_names, typed_types);
     INSERT INTO duet.metrics AS m (name, formula, description, arguments, argument_types, return_type)
     VALUES (name, formula, description, sig.arguments, sig.argument_types, sig.return_type)
     ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE
@@ -98,11 +98,11 @@ BEGIN
         RAISE EXCEPTION 'unsupported ClickHouse format "%"', format
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use TabSeparated, CSV, JSONEachRow or RowBinary.';
     END IF;
-    -- XML text escaping, and %XX escaping of argument names for duet_udf's --arguments syntax
+    -- XML escaping, and %XX escaping of argument names for duet_udf's --arguments syntax
     WITH m AS (
         SELECT mt.*,
-               replace(replace(replace(replace(replace(coalesce(mt.description, ''), '&', '&amp;'), '<', '&lt;'),
-                       '>', '&gt;'), '"', '&quot;'), '--', '- -') AS comment_text
+               -- inside an XML comment only "--" is special
+               regexp_replace(replace(coalesce(mt.description, ''), '--', '- -'), '-$', '- ') AS comment_text
           FROM duet.metrics mt
     ), args AS (
         SELECT m.name, a.ord,
