@@ -148,16 +148,23 @@ class Reader:
 
     def __init__(self, fd, timeout_ms):
         self.fd, self.timeout, self.buf, self.pos, self.eof = fd, timeout_ms / 1000.0, b'', 0, False
+        self.abort = None                      # returns a message when the query must stop waiting
         fl = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
 
     def _more(self):
         if self.eof:
             return False
-        r, _, _ = select.select([self.fd], [], [], self.timeout)
-        if not r:
-            raise UdfError('Timeout exceeded while reading from pipe (command_read_timeout %d ms)'
-                           % int(self.timeout * 1000))
+        deadline = time.time() + self.timeout
+        while True:                            # in slices, so a failed writer ends the wait too
+            r, _, _ = select.select([self.fd], [], [], min(0.05, max(0.0, deadline - time.time())))
+            if r:
+                break
+            if self.abort and self.abort():
+                raise UdfError(self.abort())
+            if time.time() >= deadline:
+                raise UdfError('Timeout exceeded while reading from pipe (command_read_timeout %d ms)'
+                               % int(self.timeout * 1000))
         try:
             chunk = os.read(self.fd, 1 << 20)
         except BlockingIOError:
@@ -346,6 +353,7 @@ class Process:
         self.fn = fn
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.reader = Reader(self.p.stdout.fileno(), fn.read_timeout)
+        self.reader.abort = lambda: self.write_error
         self.stderr = b''
         self.t_err = threading.Thread(target=self._drain_err, daemon=True)
         self.t_err.start()

@@ -21,6 +21,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ch_harness import Harness, UdfError, arg_spec, function_xml, functions_xml  # noqa: E402
@@ -410,6 +411,24 @@ def protocol(env, res):
             for p in h.pools.get('bad', []):
                 p.kill()
             os.unlink(path)
+
+    # A command that never reads: the block (larger than a pipe buffer) hits command_write_timeout.
+    with open(stall, 'w') as f:
+        f.write('#!/bin/sh\nexec sleep 60\n')
+    os.chmod(stall, 0o755)
+    h = env.harness([function_xml('stall', 'executable_pool', 'TabSeparated', 'stall.sh', [('x', 'Float64')],
+                                  'Float64', read_timeout=10000, write_timeout=300)])
+    try:
+        t0 = time.time()
+        h.call('stall', [[float(i)] for i in range(100000)])
+        res.check('command_write_timeout enforced', False, 'no timeout')
+    except UdfError as e:
+        res.check('command_write_timeout enforced (%.1fs)' % (time.time() - t0),
+                  'command_write_timeout' in str(e) and time.time() - t0 < 5, str(e))
+    finally:
+        for p in h.pools.get('stall', []):
+            p.kill()
+        os.unlink(stall)
 
     # A definitions-file metric whose variables are bound by the configured argument names.
     h = env.harness([function_xml('roas', 'executable_pool', 'JSONEachRow',
