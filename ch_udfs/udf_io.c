@@ -243,7 +243,8 @@ udf_row_reserve(udf_row *row, size_t n, udf_error *err)
 	if (n > row->max_bytes || row->len > row->max_bytes - n)
 		return udf_fail(err, "row %llu: row larger than %zu bytes (raise --max-row-bytes)",
 						(unsigned long long) row->number, row->max_bytes);
-	if (row->len + n > row->cap)
+	/* never leave text NULL: empty strings point into it too */
+	if (row->len + n > row->cap || !row->text)
 	{
 		size_t		cap = row->cap ? row->cap : 256;
 		char	   *t;
