@@ -244,6 +244,7 @@ typedef struct udf_eval
 	bool		formula_per_row;	/* args[0] is the formula text */
 	duet_program *program;		/* metric mode: the one program */
 	size_t	   *binding;		/* metric mode: program var i ← args[binding[i]] */
+	bool		direct;			/* metric mode: binding is the identity, args go in as they are */
 	udf_cache  *cache;			/* formula mode: compiled formulas of this process */
 	duet_vm    *vm;
 	duet_value *vars;

@@ -244,6 +244,11 @@ udf_eval_init_metric(udf_eval *ev, const char *formula, size_t len, udf_error *e
 	ev->binding = uc.binding;
 	if (uc.failed)
 		return fail_calc(err, &uc.error);
+	/* the usual metric: its variables are exactly its arguments, in order — no per-row copy */
+	ev->direct = true;
+	for (size_t i = 0; i < duet_program_nvars(ev->program); i++)
+		if (ev->binding[i] != i)
+			ev->direct = false;
 	if (!result_type_ok(&ev->result, duet_program_type(ev->program)))
 		return udf_fail(err, "error:type: the formula returns %s, the function returns %s",
 						duet_type_name(duet_program_type(ev->program)),
@@ -290,6 +295,12 @@ udf_eval_row(udf_eval *ev, const duet_value *args, duet_value *result, udf_error
 	duet_error	derr;
 	char		tn[64];
 
+	if (ev->direct)
+	{
+		if (duet_eval(p, args, ev->vm, result, &derr) != DUET_OK)
+			return fail_calc(err, &derr);
+		goto check;
+	}
 	if (ev->formula_per_row)
 	{
 		const udf_compiled *uc;
@@ -323,6 +334,7 @@ udf_eval_row(udf_eval *ev, const duet_value *args, duet_value *result, udf_error
 		ev->vars[i] = args[binding[i] + off];
 	if (duet_eval(p, ev->vars, ev->vm, result, &derr) != DUET_OK)
 		return fail_calc(err, &derr);
+check:
 	if (!result_type_ok(&ev->result, result->type))
 		return udf_fail(err, "error:type: the formula returned a %s, the function returns %s",
 						duet_type_name(result->type), udf_type_name(ev->result.type, tn, sizeof(tn)));

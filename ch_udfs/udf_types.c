@@ -298,6 +298,27 @@ udf_write_number(udf_out *out, double d)
 		udf_out_write(out, "nan", 3);
 		return;
 	}
+	/*
+	 * Integral values below 1e15 are printed by duet_format_number in plain digits ("3", "-120",
+	 * never "-0"); doing that here skips its printf/strtod search, the dominant cost of text
+	 * output. test_udf_codecs checks this path against duet_format_number itself.
+	 */
+	if (d > -1e15 && d < 1e15 && d == (double) (int64_t) d)
+	{
+		int64_t		v = (int64_t) d;
+		uint64_t	u = v < 0 ? (uint64_t) -v : (uint64_t) v;
+		char	   *p = buf + sizeof(buf);
+
+		do
+		{
+			*--p = (char) ('0' + u % 10);
+			u /= 10;
+		} while (u);
+		if (v < 0)
+			*--p = '-';
+		udf_out_write(out, p, (size_t) (buf + sizeof(buf) - p));
+		return;
+	}
 	n = duet_format_number(d, buf, sizeof(buf));
 	udf_out_write(out, buf, n);
 }

@@ -180,8 +180,7 @@ duet_metric_signature(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(errcode_for_calc(err.cls)),
 				 errmsg("invalid formula: %s", err.message),
-				 err.line > 0 ? errdetail("At line %d, column %d:\n%s", err.line, err.column, err.excerpt) : 0,
-				 err.expected[0] ? errhint("Expected %s.", err.expected) : 0));
+				 err.line > 0 ? errdetail("At line %d, column %d:\n%s", err.line, err.column, err.excerpt) : 0));
 
 	/* Copy out of the calc program (malloc'd) before anything here can throw. */
 	nvars = duet_program_nvars(prog);

@@ -2,7 +2,7 @@
 CREATE ROLE metrics_reader;
 CREATE ROLE metrics_admin;
 GRANT EXECUTE ON FUNCTION duet_metric_define(text, text, text, jsonb), duet_metric_drop(text) TO metrics_admin;
-SELECT duet_metric_define('cpc', 'spend / clicks', 'cost per click') IS NOT NULL AS defined;
+SELECT (duet_metric_define('cpc', 'spend / clicks', 'cost per click')).name;
 SET ROLE metrics_reader;
 SELECT name, formula FROM duet.metrics;
 SELECT definitions FROM duet_clickhouse_config();
@@ -18,5 +18,6 @@ SELECT name, defined_by FROM duet_metric_define('cpm', 'spend / impressions * 10
 SELECT duet_metric_drop('cpc'), duet_metric_drop('cpm');
 RESET ROLE;
 SELECT count(*) FROM duet.metrics;
+REVOKE EXECUTE ON FUNCTION duet_metric_define(text, text, text, jsonb), duet_metric_drop(text) FROM metrics_admin;
 DROP ROLE metrics_reader;
 DROP ROLE metrics_admin;

@@ -503,14 +503,21 @@ def robustness(env, res):
         res.check('robustness: %s' % name, ok, 'rc %d, stderr %r, %d output rows (at most %d allowed)' % (
             p.returncode, err, out_rows, good))
 
-    # Big but legal values pass through whole; empty input is a clean, silent exit.
-    for fmt, data in (('TabSeparated', b'a || a\t' + b'y' * big + b'\n'),
-                      ('RowBinary', b'\x06a || a\x00' + leb(big) + b'y' * big)):
+    # Big but legal values arrive whole (the engine measures all 20 MiB); building a string past the
+    # engine's limit is a clear formula error, not a crash or a short row.
+    import struct
+    for fmt, data in (('TabSeparated', b'length(a)\t' + b'y' * big + b'\n'),
+                      ('RowBinary', b'\x09length(a)\x00' + leb(big) + b'y' * big)):
         p = subprocess.run([u, '--formula', '--format', fmt, '--arguments', 'f:String,a:Nullable(String)',
-                            '--returns', 'Nullable(String)'], input=data, capture_output=True, timeout=120)
-        want = (b'y' * (2 * big) + b'\n') if fmt == 'TabSeparated' else b'\x00' + leb(2 * big) + b'y' * (2 * big)
-        res.check('%d MiB string %s' % (big >> 20, fmt), p.returncode == 0 and not p.stderr and p.stdout == want,
-                  'rc %d %r' % (p.returncode, p.stderr[:200]))
+                            '--returns', 'Nullable(Float64)'], input=data, capture_output=True, timeout=120)
+        want = b'%d\n' % big if fmt == 'TabSeparated' else b'\x00' + struct.pack('<d', big)
+        res.check('%d MiB string argument %s' % (big >> 20, fmt), p.returncode == 0 and not p.stderr and p.stdout == want,
+                  'rc %d %r %r' % (p.returncode, p.stderr[:200], p.stdout[:40]))
+    p = subprocess.run([u, '--formula', '--arguments', 'f:String,a:Nullable(String)', '--returns', 'Nullable(String)'],
+                       input=b'a || a\t' + b'y' * big + b'\n', capture_output=True, timeout=120)
+    res.check('string result over the engine limit: error:limit, one stderr line, no row',
+              p.returncode == 1 and p.stderr.count(b'\n') == 1 and b'error:limit' in p.stderr and not p.stdout,
+              'rc %d %r' % (p.returncode, p.stderr[:200]))
     p = subprocess.run([u] + metric + ['--chunk-header'], input=b'', capture_output=True, timeout=10)
     res.check('empty input: exit 0, no output', p.returncode == 0 and not p.stdout and not p.stderr)
 

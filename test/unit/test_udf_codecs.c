@@ -381,6 +381,46 @@ test_row_limit(void **state)
 	free(data);
 }
 
+/* udf_write_number's integer fast path prints exactly what duet_format_number prints. */
+static void
+test_number_text(void **state)
+{
+	double		samples[] = {0, -0.0, 1, -1, 7, 10, 100000, 123456789012345.0, -999999999999999.0,
+	1e15, -1e15, 1e16, 4503599627370496.0, 0.5, -2.5, 1e-7, 0.1, 1.0 / 3, 1e300, -1e-300, 5e-324};
+	uint64_t	x = 88172645463325252ULL;
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]) + 20000; i++)
+	{
+		double		d;
+		char		want[64];
+		size_t		wn;
+		udf_out		out;
+
+		if (i < sizeof(samples) / sizeof(samples[0]))
+			d = samples[i];
+		else
+		{
+			/* xorshift: integers of every magnitude below and around 1e15, and fractions */
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			d = (double) (int64_t) (x % 2000000000000000ULL) - 1e15;
+			if (i % 3 == 0)
+				d = (double) (int64_t) (x % 100000);
+			if (i % 7 == 0)
+				d /= 1024;
+		}
+		wn = duet_format_number(d, want, sizeof(want));
+		memset(&out, 0, sizeof(out));
+		out.fd = UDF_OUT_MEMORY;
+		udf_write_number(&out, d);
+		if (out.len != wn || memcmp(out.buf, want, wn) != 0)
+			fail_msg("%.17g: udf_write_number \"%.*s\", duet_format_number \"%s\"", d, (int) out.len, out.buf, want);
+		free(out.buf);
+	}
+}
+
 int
 main(void)
 {
@@ -395,6 +435,7 @@ main(void)
 		cmocka_unit_test(test_writers),
 		cmocka_unit_test(test_roundtrip_bytes),
 		cmocka_unit_test(test_row_limit),
+		cmocka_unit_test(test_number_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
