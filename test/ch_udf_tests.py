@@ -565,8 +565,8 @@ def postgres(env, res, psql):
         shutil.copy2(env.udf, os.path.join(scripts, 'duet_udf'))
         for fmt in FORMATS:
             for pool in ('true', 'false'):
-                out = sql("SELECT xml || '\\x01' || definitions FROM duet_clickhouse_config('%s', %s)" % (fmt, pool))
-                xml, defs = out.rstrip('\n').split('\x01')
+                xml = sql("SELECT xml FROM duet_clickhouse_config('%s', %s)" % (fmt, pool))
+                defs = sql("SELECT definitions FROM duet_clickhouse_config('%s', %s)" % (fmt, pool))
                 with open(os.path.join(scripts, 'duet_metrics.tsv'), 'w') as f:
                     f.write(defs)
                 cfg = os.path.join(env.work, 'pg_functions.xml')
