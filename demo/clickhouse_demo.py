@@ -50,8 +50,8 @@ def main():
                   data=''.join('%s\t%r\t%r\n' % (t[0], t[4], t[3]) for t in totals).encode())
         q = ("SELECT campaign, dictGetString('duet_calc', 'result', tuple('%s', "
              "concat('{\"revenue\":', toString(revenue), ',\"spend\":', toString(spend), '}'))) AS roas "
-             "FROM totals ORDER BY campaign FORMAT PrettyCompactMonoBlock" % roas_formula.replace("'", "\\'"))
-        print('clickhouse-client --query "%s"' % q.replace('FORMAT PrettyCompactMonoBlock', '').strip())
+             "FROM totals ORDER BY campaign FORMAT PrettyCompactNoEscapes" % roas_formula.replace("'", "\\'"))
+        print('clickhouse-client --query "%s"' % q.replace('FORMAT PrettyCompactNoEscapes', '').strip())
         print(srv.query(q).decode().rstrip())
         same = srv.query("SELECT dictGetString('duet_calc', 'result', tuple('%s', '%s'))" % (
             roas_formula, json.dumps({'revenue': totals[0][4], 'spend': totals[0][3]}))).decode().strip()
