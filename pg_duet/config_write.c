@@ -23,68 +23,8 @@
 #include "utils/syscache.h"
 
 #include "duet_config.h"
+#include "pg_duet.h"
 #include "tenant.h"
-
-/* The owner of schema duet: the extension's owner, who owns the config tables. */
-static Oid
-duet_owner(void)
-{
-	Oid			nsp = get_namespace_oid("duet", false);
-	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nsp);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * Runs a one-row, one-column bigint query as the extension owner. Errors are re-raised without
- * the internal functions' context lines: the caller called duet_config_*, not them.
- */
-static int64
-run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-	Oid			save_userid;
-	int			save_sec;
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile int64 result = 0;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(duet_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		int			ret;
-		bool		isnull;
-		Datum		d;
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "config write failed: %s", SPI_result_code_string(ret));
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			result = DatumGetInt64(d);
-		SPI_finish();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		SetUserIdAndSecContext(save_userid, save_sec);
-		edata->context = NULL;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	return result;
-}
 
 static char *
 key_arg(FunctionCallInfo fcinfo)
@@ -144,7 +84,7 @@ apply(const char *op, const char *tenant, const char *key, Datum value, bool has
 	values[4] = Int64GetDatum(version);
 	nulls[4] = version > 0 ? ' ' : 'n';
 	values[5] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	return run_as_owner("SELECT duet.duet_config_apply($1, $2, $3, $4, $5, $6)", 6, types, values, nulls);
+	return duet_run_as_owner("SELECT duet.duet_config_apply($1, $2, $3, $4, $5, $6)", 6, types, values, nulls);
 }
 
 static int64
@@ -254,7 +194,7 @@ duet_config_define(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	(void) run_as_owner("SELECT duet.duet_config_define_apply($1, $2, $3, $4)", 4, types, values, nulls);
+	(void) duet_run_as_owner("SELECT duet.duet_config_define_apply($1, $2, $3, $4)", 4, types, values, nulls);
 	PG_RETURN_VOID();
 }
 
@@ -272,6 +212,6 @@ duet_config_undefine(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(key);
 	values[1] = values[2] = (Datum) 0;
 	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	(void) run_as_owner("SELECT duet.duet_config_define_apply($1, $2, $3, $4)", 4, types, values, nulls);
+	(void) duet_run_as_owner("SELECT duet.duet_config_define_apply($1, $2, $3, $4)", 4, types, values, nulls);
 	PG_RETURN_VOID();
 }

@@ -124,8 +124,6 @@ extern Jsonb *rules_run_describe(RuleRun *run);
 /* Checks that a rule query is one SELECT; its row shape (SPI connected). */
 extern TupleDesc rules_query_describe(const char *query);
 
-/* The extension owner (owner of schema duet), who writes the rule tables. */
-extern Oid	rules_owner(void);
 
 /* duet.rules_max_rows (rules_worker.c). */
 extern int	duet_rules_max_rows;

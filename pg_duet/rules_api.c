@@ -24,6 +24,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "pg_duet.h"
 #include "rules.h"
 #include "tenant.h"
 
@@ -65,10 +66,6 @@ forward_as_owner(FunctionCallInfo fcinfo, const char *internal, int extra, bool 
 	Datum		values[FUNC_MAX_ARGS];
 	char		nulls[FUNC_MAX_ARGS];
 	StringInfoData sql;
-	Oid			save_userid;
-	int			save_sec;
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile int64 result = 0;
 	int			i,
 				n = 0;
 
@@ -97,41 +94,7 @@ forward_as_owner(FunctionCallInfo fcinfo, const char *internal, int extra, bool 
 		appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
 	appendStringInfoString(&sql, ")");
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(rules_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		int			ret;
-		bool		isnull;
-		Datum		d;
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		ret = SPI_execute_with_args(sql.data, n, types, values, nulls, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "rule change failed: %s", SPI_result_code_string(ret));
-		if (SPI_tuptable->tupdesc->attrs[0].atttypid == INT8OID)
-		{
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			if (!isnull)
-				result = DatumGetInt64(d);
-		}
-		SPI_finish();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		SetUserIdAndSecContext(save_userid, save_sec);
-		edata->context = NULL;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	return result;
+	return duet_run_as_owner(sql.data, n, types, values, nulls);
 }
 
 /* duet_rule_create(name, condition, target, query, value, severity, labels, message, for_period,

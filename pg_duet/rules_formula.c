@@ -444,17 +444,3 @@ rules_template_render(const RuleTemplate *t, TupleDesc desc, const Datum *values
 	}
 	return buf.data;
 }
-
-Oid
-rules_owner(void)
-{
-	Oid			nsp = get_namespace_oid("duet", false);
-	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nsp);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}

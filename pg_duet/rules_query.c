@@ -27,6 +27,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "pg_duet.h"
 #include "rules.h"
 #include "tenant.h"
 
@@ -219,7 +220,7 @@ duet_rules_evaluate(PG_FUNCTION_ARGS)
 	MemoryContext callcxt = CurrentMemoryContext;
 	Oid			save_userid;
 	int			save_sec;
-	Oid			owner = rules_owner();
+	Oid			owner = duet_extension_owner();
 	List	   *rules;
 	ListCell   *lc;
 	int			n = 0;

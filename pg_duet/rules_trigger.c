@@ -23,6 +23,7 @@
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
 
+#include "pg_duet.h"
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(duet_rules_row_trigger);
@@ -111,7 +112,7 @@ duet_rules_row_trigger(PG_FUNCTION_ARGS)
 
 	/* The rule tables belong to the owner; whoever inserts, the bookkeeping is done as the owner. */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(rules_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(duet_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
