@@ -21,9 +21,11 @@ CALC_TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -Icalc \
 CALC_TESTS := $(BUILD)/unit/test_calc $(BUILD)/unit/test_conformance
 UNIT_TESTS += $(CALC_TESTS)
 
-$(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libduetcalc.a $(wildcard calc/*.h)
+$(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/alloc_count.h \
+		$(BUILD)/libduetcalc.a $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CALC_TEST_CFLAGS) $< -o $@ $(BUILD)/libduetcalc.a -lcmocka -ljansson -lm \
+	$(CC) $(CALC_TEST_CFLAGS) $< test/unit/alloc_count.c -o $@ $(BUILD)/libduetcalc.a \
+		-lcmocka -ljansson -lm \
 		-Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc
 
 # libFuzzer target for compile + evaluate (clang-14, ASan + UBSan). `make fuzz` runs it for

@@ -14,38 +14,7 @@
 #include <cmocka.h>
 #include "duet_calc.h"
 
-/*
- * Allocation counting: the test binary is linked with --wrap=malloc,realloc,calloc, so every
- * allocation the engine makes passes through here.
- */
-void	   *__real_malloc(size_t size);
-void	   *__real_realloc(void *ptr, size_t size);
-void	   *__real_calloc(size_t n, size_t size);
-void	   *__wrap_malloc(size_t size);
-void	   *__wrap_realloc(void *ptr, size_t size);
-void	   *__wrap_calloc(size_t n, size_t size);
-static size_t allocations;
-
-void *
-__wrap_malloc(size_t size)
-{
-	allocations++;
-	return __real_malloc(size);
-}
-
-void *
-__wrap_realloc(void *ptr, size_t size)
-{
-	allocations++;
-	return __real_realloc(ptr, size);
-}
-
-void *
-__wrap_calloc(size_t n, size_t size)
-{
-	allocations++;
-	return __real_calloc(n, size);
-}
+#include "alloc_count.h"
 
 static size_t
 duet_vm_allocations(const duet_vm *vm)

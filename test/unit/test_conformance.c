@@ -22,35 +22,7 @@
 #include <jansson.h>
 #include "duet_calc.h"
 
-/* Allocation counting through the linker's --wrap (see mk/calc.mk). */
-void	   *__real_malloc(size_t size);
-void	   *__real_realloc(void *ptr, size_t size);
-void	   *__real_calloc(size_t n, size_t size);
-void	   *__wrap_malloc(size_t size);
-void	   *__wrap_realloc(void *ptr, size_t size);
-void	   *__wrap_calloc(size_t n, size_t size);
-static size_t allocations;
-
-void *
-__wrap_malloc(size_t size)
-{
-	allocations++;
-	return __real_malloc(size);
-}
-
-void *
-__wrap_realloc(void *ptr, size_t size)
-{
-	allocations++;
-	return __real_realloc(ptr, size);
-}
-
-void *
-__wrap_calloc(size_t n, size_t size)
-{
-	allocations++;
-	return __real_calloc(n, size);
-}
+#include "alloc_count.h"
 
 #ifndef DUET_CONFORMANCE_DIR
 #define DUET_CONFORMANCE_DIR "test/conformance"
