@@ -8,27 +8,12 @@
 bool		udf_csv_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, size_t n);
 
 static udf_read_status
-csv_fail_end(udf_in *in, udf_row *row, size_t col, udf_error *err)
-{
-	if (in->failed)
-		udf_fail(err, "%s", in->failure);
-	else
-		udf_fail(err, "row %llu: CSV input ends inside the row (column %zu)",
-				 (unsigned long long) row->number, col + 1);
-	return UDF_FAIL;
-}
-
-static udf_read_status
 csv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_error *err)
 {
-	if (udf_in_peek(in) < 0)
-	{
-		if (in->failed)
-			return udf_fail(err, "%s", in->failure), UDF_FAIL;
-		return UDF_END;
-	}
-	udf_row_reset(row);
-	row->number++;
+	udf_read_status st = udf_row_begin(in, row, err);
+
+	if (st != UDF_ROW)
+		return st;
 	for (size_t i = 0; i < ncols; i++)
 	{
 		bool		last = (i == ncols - 1);
@@ -44,7 +29,7 @@ csv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf
 			{
 				c = udf_in_get(in);
 				if (c < 0)
-					return csv_fail_end(in, row, i, err);
+					return udf_row_truncated(in, row, "CSV", i, ncols, err);
 				if (c == quote)
 				{
 					if (udf_in_peek(in) != quote)
@@ -84,7 +69,7 @@ csv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf
 			c = '\n';
 		}
 		if (c < 0)
-			return csv_fail_end(in, row, i, err);
+			return udf_row_truncated(in, row, "CSV", i, ncols, err);
 		if (c == ',' && last)
 			return udf_fail(err, "row %llu: more than %zu CSV columns",
 							(unsigned long long) row->number, ncols), UDF_FAIL;

@@ -83,14 +83,10 @@ json_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, ud
 		json_decref((json_t *) row->doc);
 		row->doc = NULL;
 	}
-	if (udf_in_peek(in) < 0)
-	{
-		if (in->failed)
-			return udf_fail(err, "%s", in->failure), UDF_FAIL;
-		return UDF_END;
-	}
-	udf_row_reset(row);
-	row->number++;
+	udf_read_status st = udf_row_begin(in, row, err);
+
+	if (st != UDF_ROW)
+		return st;
 	for (;;)
 	{
 		int			c;

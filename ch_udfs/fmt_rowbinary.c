@@ -93,29 +93,14 @@ decode_fixed(const udf_column *col, const unsigned char *b, duet_value *out, udf
 }
 
 static udf_read_status
-rb_truncated(udf_in *in, udf_row *row, size_t col, udf_error *err)
-{
-	if (in->failed)
-		udf_fail(err, "%s", in->failure);
-	else
-		udf_fail(err, "row %llu: truncated RowBinary row (input ends in column %zu)",
-				 (unsigned long long) row->number, col + 1);
-	return UDF_FAIL;
-}
-
-static udf_read_status
 rb_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_error *err)
 {
 	bool		has_strings = false;
 
-	if (udf_in_peek(in) < 0)
-	{
-		if (in->failed)
-			return udf_fail(err, "%s", in->failure), UDF_FAIL;
-		return UDF_END;
-	}
-	udf_row_reset(row);
-	row->number++;
+	udf_read_status st = udf_row_begin(in, row, err);
+
+	if (st != UDF_ROW)
+		return st;
 	for (size_t i = 0; i < ncols; i++)
 	{
 		const udf_column *col = &cols[i];
@@ -127,7 +112,7 @@ rb_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_
 			int			flag = udf_in_get(in);
 
 			if (flag < 0)
-				return rb_truncated(in, row, i, err);
+				return udf_row_truncated(in, row, "RowBinary", i, ncols, err);
 			if (flag > 1)
 				return udf_fail(err, "row %llu: invalid Nullable flag %d in column %s",
 								(unsigned long long) row->number, flag, col->name), UDF_FAIL;
@@ -151,7 +136,7 @@ rb_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_
 				int			b = udf_in_get(in);
 
 				if (b < 0)
-					return rb_truncated(in, row, i, err);
+					return udf_row_truncated(in, row, "RowBinary", i, ncols, err);
 				if (shift == 63 && (b & 0x7e))
 					return udf_fail(err, "row %llu: String length overflows 64 bits (column %s)",
 									(unsigned long long) row->number, col->name), UDF_FAIL;
@@ -173,7 +158,7 @@ rb_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_
 			if (!udf_row_reserve(row, (size_t) len, err))
 				return UDF_FAIL;
 			if (!udf_in_read(in, row->text + row->len, (size_t) len))
-				return rb_truncated(in, row, i, err);
+				return udf_row_truncated(in, row, "RowBinary", i, ncols, err);
 			row->len += (size_t) len;
 			has_strings = true;
 			continue;
@@ -201,7 +186,7 @@ rb_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_
 			unsigned char b[8];
 
 			if (!udf_in_read(in, b, w))
-				return rb_truncated(in, row, i, err);
+				return udf_row_truncated(in, row, "RowBinary", i, ncols, err);
 			if (!decode_fixed(col, b, &row->vals[i], row, err))
 				return UDF_FAIL;
 		}

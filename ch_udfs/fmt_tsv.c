@@ -19,17 +19,6 @@ hexdigit(int c)
 	return -1;
 }
 
-static udf_read_status
-truncated(udf_in *in, udf_row *row, size_t col, size_t ncols, udf_error *err)
-{
-	if (in->failed)
-		udf_fail(err, "%s", in->failure);
-	else
-		udf_fail(err, "row %llu: TabSeparated input ends inside the row (column %zu of %zu)",
-				 (unsigned long long) row->number, col + 1, ncols);
-	return UDF_FAIL;
-}
-
 /* Reads the field's escape after a backslash; -1 means \N (NULL), -2 a truncated input. */
 static int
 read_escape(udf_in *in)
@@ -80,14 +69,10 @@ read_escape(udf_in *in)
 static udf_read_status
 tsv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_error *err)
 {
-	if (udf_in_peek(in) < 0)
-	{
-		if (in->failed)
-			return udf_fail(err, "%s", in->failure), UDF_FAIL;
-		return UDF_END;
-	}
-	udf_row_reset(row);
-	row->number++;
+	udf_read_status st = udf_row_begin(in, row, err);
+
+	if (st != UDF_ROW)
+		return st;
 	for (size_t i = 0; i < ncols; i++)
 	{
 		bool		last = (i == ncols - 1);
@@ -119,7 +104,7 @@ tsv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf
 			}
 			c = udf_in_get(in);
 			if (c < 0)
-				return truncated(in, row, i, ncols, err);
+				return udf_row_truncated(in, row, "TabSeparated", i, ncols, err);
 			if (c == '\t' || c == '\n')
 			{
 				if (c == '\t' && last)
@@ -142,7 +127,7 @@ tsv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf
 			}
 			c = read_escape(in);
 			if (c == -2)
-				return truncated(in, row, i, ncols, err);
+				return udf_row_truncated(in, row, "TabSeparated", i, ncols, err);
 			if (row->is_null[i] || (c == -1 && row->len != row->start[i]))
 				return udf_fail(err, "row %llu: \\N must be the whole field (column %s)",
 								(unsigned long long) row->number, cols[i].name), UDF_FAIL;

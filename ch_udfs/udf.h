@@ -205,6 +205,16 @@ typedef enum udf_read_status
 	UDF_ROW = 1
 } udf_read_status;
 
+/*
+ * Starts a row: UDF_END at a clean end of input, UDF_FAIL on a read error, else UDF_ROW with the
+ * row reset and its number advanced. Every format's read_row begins with it.
+ */
+udf_read_status udf_row_begin(udf_in *in, udf_row *row, udf_error *err);
+
+/* Input ended inside a row: the read error if there was one, else which column it stopped in. */
+udf_read_status udf_row_truncated(udf_in *in, const udf_row *row, const char *format,
+								  size_t col, size_t ncols, udf_error *err);
+
 typedef struct udf_format
 {
 	const char *name;

@@ -295,3 +295,29 @@ udf_row_convert(udf_row *row, const udf_column *cols, size_t ncols, udf_error *e
 	}
 	return true;
 }
+
+udf_read_status
+udf_row_begin(udf_in *in, udf_row *row, udf_error *err)
+{
+	if (udf_in_peek(in) < 0)
+	{
+		if (in->failed)
+			return udf_fail(err, "%s", in->failure), UDF_FAIL;
+		return UDF_END;
+	}
+	udf_row_reset(row);
+	row->number++;
+	return UDF_ROW;
+}
+
+udf_read_status
+udf_row_truncated(udf_in *in, const udf_row *row, const char *format, size_t col, size_t ncols,
+				  udf_error *err)
+{
+	if (in->failed)
+		udf_fail(err, "%s", in->failure);
+	else
+		udf_fail(err, "row %llu: truncated %s row: input ends inside the row (column %zu of %zu)",
+				 (unsigned long long) row->number, format, col + 1, ncols);
+	return UDF_FAIL;
+}
