@@ -19,11 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
-/* duet_calc.h has a glob inside a comment; tolerate it */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
-#include "duet_calc.h"
-#pragma GCC diagnostic pop
+#include "calc_pg.h"
 #include "pg_duet.h"
 
 PG_FUNCTION_INFO_V1(duet_metric_signature);
@@ -64,26 +60,6 @@ declared_var_type(void *arg, const char *name, size_t len)
 		if (strlen(d->items[i].name) == len && memcmp(d->items[i].name, name, len) == 0)
 			return d->items[i].type;
 	return DUET_T_NUMBER;
-}
-
-static int
-errcode_for_calc(duet_errclass cls)
-{
-	switch (cls)
-	{
-		case DUET_ERR_SYNTAX:
-			return ERRCODE_SYNTAX_ERROR;
-		case DUET_ERR_TYPE:
-			return ERRCODE_DATATYPE_MISMATCH;
-		case DUET_ERR_UNKNOWN_FUNCTION:
-			return ERRCODE_UNDEFINED_FUNCTION;
-		case DUET_ERR_LIMIT:
-			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-		case DUET_ERR_NOMEM:
-			return ERRCODE_OUT_OF_MEMORY;
-		default:
-			return ERRCODE_INVALID_PARAMETER_VALUE;
-	}
 }
 
 static void
@@ -178,7 +154,7 @@ duet_metric_signature(PG_FUNCTION_ARGS)
 	prog = duet_compile(VARDATA_ANY(formula), VARSIZE_ANY_EXHDR(formula), &opts, &err);
 	if (!prog)
 		ereport(ERROR,
-				(errcode(errcode_for_calc(err.cls)),
+				(errcode(pgcalc_errcode(err.cls)),
 				 errmsg("invalid formula: %s", err.message),
 				 err.line > 0 ? errdetail("At line %d, column %d:\n%s", err.line, err.column, err.excerpt) : 0));
 

@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "calc_pg.h"
 #include "rules.h"
 
 /* How a column becomes a formula value. */
@@ -123,30 +124,6 @@ var_type(void *arg, const char *name, size_t len)
 	}
 }
 
-static int
-calc_errcode(duet_errclass cls)
-{
-	switch (cls)
-	{
-		case DUET_ERR_SYNTAX:
-			return ERRCODE_SYNTAX_ERROR;
-		case DUET_ERR_TYPE:
-			return ERRCODE_DATATYPE_MISMATCH;
-		case DUET_ERR_UNKNOWN_FUNCTION:
-			return ERRCODE_UNDEFINED_FUNCTION;
-		case DUET_ERR_ARITY:
-			return ERRCODE_WRONG_OBJECT_TYPE;
-		case DUET_ERR_LIMIT:
-			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-		case DUET_ERR_UNKNOWN_VARIABLE:
-			return ERRCODE_UNDEFINED_COLUMN;
-		case DUET_ERR_NOMEM:
-			return ERRCODE_OUT_OF_MEMORY;
-		default:
-			return ERRCODE_INTERNAL_ERROR;
-	}
-}
-
 /* Programs are malloc'd by calc; free them with the memory context that holds the formula. */
 static void
 free_program(void *arg)
@@ -173,12 +150,12 @@ rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool mu
 	{
 		if (err.line > 0)
 			ereport(ERROR,
-					(errcode(calc_errcode(err.cls)),
+					(errcode(pgcalc_errcode(err.cls)),
 					 errmsg("invalid rule %s: %s at line %d, column %d", what, err.message,
 							err.line, err.column),
 					 err.excerpt[0] ? errdetail("%s", err.excerpt) : 0));
 		ereport(ERROR,
-				(errcode(calc_errcode(err.cls)),
+				(errcode(pgcalc_errcode(err.cls)),
 				 errmsg("invalid rule %s: %s", what, err.message)));
 	}
 
