@@ -7,18 +7,6 @@
 
 #include "udf.h"
 
-static int
-hexdigit(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Reads the field's escape after a backslash; -1 means \N (NULL), -2 a truncated input. */
 static int
 read_escape(udf_in *in)
@@ -52,11 +40,11 @@ read_escape(udf_in *in)
 		case 'N':
 			return -1;
 		case 'x':
-			h1 = hexdigit(udf_in_peek(in));
+			h1 = udf_hex_digit(udf_in_peek(in));
 			if (h1 < 0)
 				return 'x';
 			udf_in_get(in);
-			h2 = hexdigit(udf_in_peek(in));
+			h2 = udf_hex_digit(udf_in_peek(in));
 			if (h2 < 0)
 				return h1;
 			udf_in_get(in);

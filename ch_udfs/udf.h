@@ -205,6 +205,9 @@ typedef enum udf_read_status
 	UDF_ROW = 1
 } udf_read_status;
 
+/* The value of a hexadecimal digit character, or -1. */
+int			udf_hex_digit(int c);
+
 /*
  * Starts a row: UDF_END at a clean end of input, UDF_FAIL on a read error, else UDF_ROW with the
  * row reset and its number advanced. Every format's read_row begins with it.

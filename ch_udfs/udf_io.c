@@ -321,3 +321,15 @@ udf_row_truncated(udf_in *in, const udf_row *row, const char *format, size_t col
 				 (unsigned long long) row->number, format, col + 1, ncols);
 	return UDF_FAIL;
 }
+
+int
+udf_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -83,18 +83,6 @@ udf_type_duet(udf_type t)
 	}
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool
 udf_columns_parse(const char *spec, udf_column *cols, size_t *ncols, udf_error *err)
 {
@@ -132,9 +120,9 @@ udf_columns_parse(const char *spec, udf_column *cols, size_t *ncols, udf_error *
 			{
 				int			ch = (unsigned char) *q;
 
-				if (ch == '%' && q + 2 < colon && hexval(q[1]) >= 0 && hexval(q[2]) >= 0)
+				if (ch == '%' && q + 2 < colon && udf_hex_digit(q[1]) >= 0 && udf_hex_digit(q[2]) >= 0)
 				{
-					ch = hexval(q[1]) * 16 + hexval(q[2]);
+					ch = udf_hex_digit(q[1]) * 16 + udf_hex_digit(q[2]);
 					q += 2;
 				}
 				if (n + 1 >= UDF_MAX_NAME)
