@@ -75,7 +75,7 @@ typedef enum opcode
 	OP_CONST, OP_VAR, OP_NEG, OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MOD, OP_POW, OP_CONCAT,
 	OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE,
 	OP_AND, OP_OR, OP_NOT, OP_ISNULL, OP_ISNOTNULL, OP_BETWEEN, OP_IN,
-	OP_JUMP, OP_JUMP_UNLESS_TRUE, OP_POP, OP_CALL, OP_RETURN
+	OP_JUMP, OP_JUMP_UNLESS_TRUE, OP_CALL, OP_RETURN
 } opcode;
 
 typedef struct instr
@@ -141,7 +141,6 @@ void		duet_set_runtime_error(duet_error *err, duet_errclass cls, int line, int c
 
 /* run-time string space of a vm, reset per evaluation; NULL (with err) when over max */
 char	   *duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err);
-size_t		duet_vm_max_string(const duet_vm *vm);
 
 /* value helpers shared by the vm and the builtins */
 bool		duet_value_comparable(duet_type a, duet_type b);

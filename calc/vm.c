@@ -48,12 +48,6 @@ duet_vm_free(duet_vm *vm)
 	free(vm);
 }
 
-size_t
-duet_vm_max_string(const duet_vm *vm)
-{
-	return vm->max_string;
-}
-
 char *
 duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 {
@@ -457,9 +451,6 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 				}
 				if (truth(a) != 1)
 					pc = in->arg - 1;
-				break;
-			case OP_POP:
-				sp--;
 				break;
 			case OP_CALL:
 				{
