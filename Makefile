@@ -23,7 +23,8 @@ else
 MODULE_big = pg_duet
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard pg_duet/*.c)))
 DATA_built = pg_duet--$(EXTVERSION).sql
-DATA       = $(wildcard pg_duet/pg_duet--*--*.sql)
+# The frozen install script of every released version and the update script between each pair.
+DATA       = $(wildcard pg_duet/pg_duet--*.sql)
 EXTRA_CLEAN = $(BUILD) pg_duet--$(EXTVERSION).sql
 
 # PostgreSQL's own flags plus ours; unused-parameter is inherent to PG_FUNCTION_ARGS.

@@ -4,7 +4,7 @@
 #ifndef PG_DUET_H
 #define PG_DUET_H
 
-#define PG_DUET_VERSION "0.1.0"
+#define PG_DUET_VERSION "0.2.0"
 
 void		_PG_init(void);
 

@@ -12,7 +12,7 @@ $node->start;
 
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'), 'pg_duet', 'preloaded');
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_duet');
-is($node->safe_psql('postgres', 'SELECT duet_version()'), '0.1.0', 'library version matches');
+is($node->safe_psql('postgres', 'SELECT duet_version()'), '0.2.0', 'library version matches');
 
 is($node->safe_psql('postgres', 'SHOW duet.databases'), 'postgres', 'duet.databases defaults to postgres');
 my ($rc, $out, $err) = $node->psql('postgres', 'SET duet.typo_setting = 1');
