@@ -22,7 +22,7 @@ UPDATE pg_catalog.pg_extension e
                       FROM pg_catalog.unnest(e.extconfig) WITH ORDINALITY AS c(oid, ord)
                      WHERE c.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass),
        extcondition = (SELECT pg_catalog.array_agg(w.cond ORDER BY w.ord)
-                         FROM pg_catalog.unnest(e.extconfig, e.extcondition) WITH ORDINALITY AS w(oid, cond, ord)
+                         FROM ROWS FROM (pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) WITH ORDINALITY AS w(oid, cond, ord)
                         WHERE w.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass)
  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_duet';
 
