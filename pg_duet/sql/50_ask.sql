@@ -32,7 +32,6 @@ COMMENT ON TABLE duet.llm_provider_keys IS
 
 REVOKE ALL ON duet.llm_providers, duet.llm_provider_keys FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('duet.llm_providers', '');
-SELECT pg_catalog.pg_extension_config_dump('duet.llm_provider_keys', '');
 
 -- Even if a superuser grants these tables to someone, only a superuser may attach a key or
 -- change a keyed provider (a new base_url would send the key to an endpoint of their choosing).
@@ -209,3 +208,8 @@ COMMENT ON FUNCTION duet_ask_prune() IS
 -- Asking costs money and reveals the schema to a provider: granted, not public.
 REVOKE ALL ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int), duet_ask_feedback(text, text),
     duet_ask_prune() FROM PUBLIC;
+
+-- pg_dump: the identity sequences of the dumped tables, so a restored database continues their
+-- numbering. duet.llm_provider_keys holds API keys and is not dumped (nor is the ask_cache).
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');
