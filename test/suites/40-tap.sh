@@ -31,7 +31,11 @@ for f in $files; do
   if [ "$n" -ne 0 ]; then
     grep -vE '^ok [0-9]+' <<<"$section" | tail -n 60
     name=$(basename "$f" .pl)
-    for l in "$testdir"/tmp_check/log/*"$name"*; do [ -f "$l" ] && { echo "--- $l"; tail -n 30 "$l"; }; done
+    # regress_log_NAME has the test's own output (diagnostics included); NAME_*.log the servers'.
+    for l in "$testdir"/tmp_check/log/regress_log_"$name" "$testdir"/tmp_check/log/"$name"_*.log; do
+      [ -f "$l" ] || continue
+      echo "--- $l"; case $l in */regress_log_*) tail -n 120 "$l" ;; *) tail -n 30 "$l" ;; esac
+    done
   fi
   passed=$((passed + p)); failed=$((failed + n))
 done
