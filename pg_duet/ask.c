@@ -25,6 +25,8 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "catalog/pg_authid.h"
+
 #include "ask.h"
 #include "pg_duet.h"
 #include "tenant.h"
@@ -505,6 +507,6 @@ duet_ask_feedback(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot add an example in a read-only transaction")));
-	duet_as_superuser(feedback_su, &fa);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, feedback_su, &fa);
 	PG_RETURN_VOID();
 }

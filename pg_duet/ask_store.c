@@ -3,7 +3,7 @@
  *
  * The calling role has no write privilege on either (a user who could write the cache could make
  * a colleague's question return their SQL), so they are written here as the bootstrap superuser
- * with a fixed search_path, inside a security-restricted operation. The log is readable through
+ * through duet_run_privileged (fixed search_path, security-restricted). The log is readable through
  * row-level security (own tenant) and the duet.ask_stats view.
  *
  * Nothing is written in a read-only transaction or on a standby: asking still works there.
@@ -25,36 +25,11 @@
 #include "utils/timestamp.h"
 
 #include "ask.h"
+#include "privileged.h"
 
 #define PRUNE_EVERY 64
 
 static int	writes_since_prune = PRUNE_EVERY;	/* prune on a backend's first write */
-
-void
-duet_as_superuser(void (*fn) (void *), void *arg)
-{
-	Oid			save_user;
-	int			save_sec;
-	int			nest;
-
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	/* A caller-controlled search_path must not resolve our operators or functions. */
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		fn(arg);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_user, save_sec);
-	}
-	PG_END_TRY();
-	AtEOXact_GUC(true, nest);
-}
 
 static bool
 can_write(void)
@@ -127,7 +102,7 @@ duet_cache_lookup(const char *question, const char *fingerprint, const char *ten
 	foreach(lc, models)
 		elems[i++] = CStringGetTextDatum((const char *) lfirst(lc));
 	ca.models = PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
-	duet_as_superuser(cache_lookup_su, &ca);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, cache_lookup_su, &ca);
 	return ca.found;
 }
 
@@ -196,7 +171,7 @@ duet_cache_store(const char *question, const char *fingerprint, const char *tena
 
 	if (duet_ask_cache_ttl_s <= 0 || !can_write())
 		return;
-	duet_as_superuser(cache_store_su, &ca);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, cache_store_su, &ca);
 }
 
 /* ---- log ---------------------------------------------------------------------------- */
@@ -361,7 +336,7 @@ duet_log_write(const AskLogEntry *e, const char *tenant)
 {
 	if (!can_write())
 		return;
-	duet_as_superuser(log_write_su, make_row(e, tenant, CurrentMemoryContext));
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, log_write_su, make_row(e, tenant, CurrentMemoryContext));
 }
 
 void
@@ -396,6 +371,6 @@ PG_FUNCTION_INFO_V1(duet_ask_prune);
 Datum
 duet_ask_prune(PG_FUNCTION_ARGS)
 {
-	duet_as_superuser(prune_now_su, NULL);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, prune_now_su, NULL);
 	PG_RETURN_VOID();
 }
