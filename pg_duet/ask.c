@@ -471,7 +471,7 @@ feedback_su(void *arg)
 		elog(ERROR, "could not write duet.ask_examples");
 	/* The cached answer to this question is superseded by the verified one. */
 	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE tenant IS NOT DISTINCT FROM $1"
-						  " AND question = $2", 2, types, values, nulls, false, 0);
+						  " AND question OPERATOR(pg_catalog.=) $2", 2, types, values, nulls, false, 0);
 	SPI_finish();
 }
 
@@ -501,6 +501,12 @@ duet_ask_feedback(PG_FUNCTION_ARGS)
 				 errmsg("example SQL is not acceptable"),
 				 errdetail("%s", reason)));
 	tenant = duet_current_tenant_name();
+	/* An example without a tenant is shown to every role without one: only a superuser adds it. */
+	if (tenant == NULL && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may add an example without a tenant"),
+				 errhint("Select your tenant with duet_set_tenant() first.")));
 	fa.tenant = tenant ? pstrdup(tenant) : NULL;
 	fa.sql = sql;
 	if (XactReadOnly)

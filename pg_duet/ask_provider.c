@@ -63,9 +63,9 @@ load_as_superuser(void *arg)
 
 	SPI_connect();
 	rc = SPI_execute("SELECT p.name, p.kind, p.base_url, p.model, p.timeout_ms, p.max_retries,"
-					 "       p.max_tokens, p.headers::text, p.api_key_env, k.api_key"
+					 "       p.max_tokens, p.headers::pg_catalog.text, p.api_key_env, k.api_key"
 					 "  FROM duet.llm_providers p"
-					 "  LEFT JOIN duet.llm_provider_keys k ON k.provider = p.name"
+					 "  LEFT JOIN duet.llm_provider_keys k ON k.provider OPERATOR(pg_catalog.=) p.name"
 					 " WHERE p.enabled ORDER BY p.priority, p.name", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.llm_providers: %s", SPI_result_code_string(rc));
