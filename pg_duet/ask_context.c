@@ -104,7 +104,16 @@ static const char *catalog_query =
 "       (SELECT pg_catalog.string_agg('  ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_constraintdef(k.oid), E'\\n'"
 "                                     ORDER BY k.contype DESC, k.conname)"
 "          FROM pg_catalog.pg_constraint k"
-"         WHERE k.conrelid OPERATOR(pg_catalog.=) c.oid AND k.contype IN ('p', 'f', 'u'))"
+"         WHERE k.conrelid OPERATOR(pg_catalog.=) c.oid AND k.contype IN ('p', 'f', 'u')"
+/* A constraint's text names its columns, and a foreign key's the table it references: only
+ * when the caller may see all of them (schema, table, every column) is it shown. */
+"           AND NOT EXISTS (SELECT FROM pg_catalog.unnest(k.conkey) AS col(n)"
+"                            WHERE NOT pg_catalog.has_column_privilege(c.oid, col.n, 'SELECT'))"
+"           AND (k.contype OPERATOR(pg_catalog.<>) 'f' OR"
+"                (pg_catalog.has_schema_privilege((SELECT r.relnamespace FROM pg_catalog.pg_class r"
+"                                                   WHERE r.oid OPERATOR(pg_catalog.=) k.confrelid), 'USAGE')"
+"                 AND NOT EXISTS (SELECT FROM pg_catalog.unnest(k.confkey) AS fcol(n)"
+"                                  WHERE NOT pg_catalog.has_column_privilege(k.confrelid, fcol.n, 'SELECT')))))"
 "  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
 "    ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
 " WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT c.relispartition"

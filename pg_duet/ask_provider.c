@@ -15,11 +15,10 @@
 
 #include <jansson.h>
 
+#include "catalog/pg_authid.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
-
-#include "catalog/pg_authid.h"
 
 #include "ask.h"
 #include "privileged.h"
@@ -116,31 +115,15 @@ duet_provider_model(const AskProvider *p)
 	return p->model;
 }
 
-/* Removes every occurrence of the provider's key from text (an endpoint may echo it). */
+/* What leaves this file of a provider's text: nothing at all when it carries the key. */
 static char *
 scrub(const AskProvider *p, const char *text)
 {
-	StringInfoData out;
-	const char *s = text;
-	size_t		klen;
-
 	if (text == NULL)
 		return NULL;
-	if (p->key == NULL || (klen = strlen(p->key)) < 4)
-		return pstrdup(text);
-	initStringInfo(&out);
-	for (;;)
-	{
-		const char *hit = strstr(s, p->key);
-
-		if (hit == NULL)
-			break;
-		appendBinaryStringInfo(&out, s, hit - s);
-		appendStringInfoString(&out, "[redacted]");
-		s = hit + klen;
-	}
-	appendStringInfoString(&out, s);
-	return out.data;
+	if (duet_key_leaks(p->key, text))
+		return pstrdup("[the provider's text is withheld: it contained the provider's API key in some form]");
+	return pstrdup(text);
 }
 
 static json_t *
@@ -336,6 +319,14 @@ ask_one(const AskProvider *p, const char *system, List *messages, AskReply *repl
 				if (resp.status == 200)
 				{
 					answer = parse_reply(p, resp.body.data, reply, &error);
+					if (answer && duet_key_leaks(p->key, answer))
+					{
+						/* Echoed (or made to echo) its key: never an answer, never retried. */
+						error = pstrdup("the reply contained the provider's API key in some form and was discarded");
+						answer = NULL;
+						retry = false;
+						break;
+					}
 					if (answer)
 						return answer;
 					retry = true;	/* 200 with an error object or no usable answer */

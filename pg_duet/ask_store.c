@@ -75,7 +75,7 @@ cache_lookup_su(void *arg)
 	rc = SPI_execute_with_args("SELECT c.sql FROM pg_catalog.unnest($4) WITH ORDINALITY AS m(model, pos)"
 							   "  JOIN duet.ask_cache c ON c.cache_key OPERATOR(pg_catalog.=) " CACHE_KEY_SQL("m.model")
 							   " WHERE c.created_at OPERATOR(pg_catalog.>)"
-							   "       pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $5)"
+							   "       (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $5))"
 							   " ORDER BY m.pos LIMIT 1",
 							   5, types, values, nulls, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -115,10 +115,10 @@ prune_su(void)
 	Datum		values[2] = {Int32GetDatum(duet_ask_log_retention_days), Int32GetDatum(duet_ask_cache_ttl_s)};
 
 	SPI_execute_with_args("DELETE FROM duet.ask_log WHERE at OPERATOR(pg_catalog.<) "
-						  "pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)",
+						  "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 						  1, types, values, NULL, false, 0);
 	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE created_at OPERATOR(pg_catalog.<) "
-						  "pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)",
+						  "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))",
 						  1, types + 1, values + 1, NULL, false, 0);
 }
 

@@ -209,7 +209,7 @@ prune_sent(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	SPI_execute("DELETE FROM duet.kafka_outbox WHERE sent_at OPERATOR(pg_catalog.<) "
-			"pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => 1)", false, 0);
+			"(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => 1))", false, 0);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

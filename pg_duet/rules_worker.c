@@ -195,7 +195,7 @@ duet_rules_evaluator_main(Datum arg)
 		if (duet_rules_history_retention > 0)
 		{
 			ret = SPI_execute(psprintf("DELETE FROM duet.alert_transitions WHERE at OPERATOR(pg_catalog.<) "
-									   "pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d)",
+									   "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d))",
 									   duet_rules_history_retention), false, 0);
 			if (ret != SPI_OK_DELETE)
 				elog(ERROR, "alert history pruning failed: %s", SPI_result_code_string(ret));

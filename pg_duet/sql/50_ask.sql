@@ -37,12 +37,12 @@ SELECT pg_catalog.pg_extension_config_dump('duet.llm_providers', '');
 -- Even if a superuser grants these tables to someone, only a superuser may attach a key or
 -- change a keyed provider (a new base_url would send the key to an endpoint of their choosing).
 -- The trigger runs as the role making the change, so it can tell who that is; whether a key
--- exists is asked of a SECURITY DEFINER helper that reveals nothing else.
+-- exists is asked of a C helper that answers only roles allowed to change providers.
 CREATE FUNCTION duet_ask_provider_has_key(provider text) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    BEGIN ATOMIC SELECT EXISTS (SELECT FROM duet.llm_provider_keys k WHERE k.provider = duet_ask_provider_has_key.provider); END;
+    LANGUAGE c STABLE STRICT
+    AS 'MODULE_PATHNAME', 'duet_ask_provider_has_key';
 COMMENT ON FUNCTION duet_ask_provider_has_key(text) IS
-    'whether a provider has a stored key (used by the provider guard trigger; reveals no key)';
+    'whether a provider has a stored key (for the provider guard trigger; only roles that may change duet.llm_providers may ask)';
 
 CREATE FUNCTION duet_ask_providers_guard() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

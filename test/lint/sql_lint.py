@@ -11,9 +11,11 @@ SQL (the install and update scripts): every SECURITY DEFINER function and every 
 duet (the owner's internal functions) has SET search_path = pg_catalog, pg_temp; in those bodies a
 relation, type or function outside pg_catalog is named with its schema (pg_catalog comes first, so
 operators and pg_catalog names are safe unqualified; anything else would be looked up in pg_temp);
-no CREATE OR REPLACE (a user could have created the object first); no object in schema public.
+no CREATE OR REPLACE in an install script (a user could have created the object first); no object in schema public.
 
-Prints one line per finding and "N passed, N failed" (a test per file and rule).
+And no C file but privileged.c switches the user id (SetUserIdAndSecContext).
+
+Prints one line per finding and "N passed, N failed" (a test per rule, over every file).
 """
 import os
 import re
@@ -118,6 +120,23 @@ def check_c_sql(sql):
                           re.search(r"\bSELECT$", before, re.I) or before.endswith(",")):
             continue
         problems.append("unqualified operator %s" % op)
+    # OPERATOR(x) has one precedence for all x, left-associative: a OPERATOR(<) b OPERATOR(-) c
+    # means (a < b) - c. Two in one operand list need parentheses.
+    depth, seen = 0, {}
+    for tok in re.finditer(r"\(|\)|\bOPQ\b|\b(?:AND|OR|NOT|WHERE|SET|THEN|WHEN|ELSE|END|ON|SELECT|FROM|"
+                           r"BY|LIMIT|RETURNING|VALUES|IS|IN|BETWEEN)\b|,", s, re.I):
+        t = tok.group(0)
+        if t == "(":
+            depth += 1
+        elif t == ")":
+            seen.pop(depth, None)
+            depth -= 1
+        elif t == "OPQ":
+            if seen.get(depth):
+                problems.append("two OPERATOR() in a row without parentheses (they bind alike, left to right)")
+            seen[depth] = True
+        else:
+            seen[depth] = False
     ctes = {m.group(1).lower() for m in re.finditer(r"(?:WITH|,)\s+(\w+)\s+AS\s*\(", s, re.I)}
     for m in re.finditer(r"\b(FROM|JOIN|INTO|UPDATE|USING)\s+([A-Za-z_][\w]*)(\s*\.)?", s, re.I):
         name = m.group(2)
@@ -209,6 +228,8 @@ SELF_TEST_C = [
     ("UPDATE duet.kafka_outbox SET sent_at = pg_catalog.now() WHERE id OPERATOR(pg_catalog.=) $1", False),
     ("DELETE FROM duet.ask_log WHERE at < pg_catalog.now()", True),
     ("SELECT x FROM pg_catalog.jsonb_each($1) WHERE value #>> '{}' IS NULL", True),
+    ("DELETE FROM duet.t WHERE at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) $1", True),
+    ("DELETE FROM duet.t WHERE at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)", False),
 ]
 SELF_TEST_SQL = [
     ("duet_x", "CREATE FUNCTION duet_x() RETURNS void LANGUAGE sql SECURITY DEFINER", "SELECT 1", True),
@@ -253,7 +274,12 @@ def main():
         for line, sql in c_sql_texts(text):
             for p in check_c_sql(sql):
                 probs.append("pg_duet/%s:%d: %s in: %s" % (f, line, p, sql[:100]))
-        results.append(("qualified SPI text in pg_duet/%s" % f, probs))
+        results.append(("SPI text in C names every object with its schema", probs))
+        if f != "privileged.c":
+            results.append(("only privileged.c switches the user id",
+                            ["pg_duet/%s:%d: SetUserIdAndSecContext outside privileged.c" %
+                             (f, text.count("\n", 0, m.start()) + 1)
+                             for m in re.finditer(r"\bSetUserIdAndSecContext\s*\(", text)]))
     scripts = sorted([os.path.join("pg_duet/sql", f) for f in os.listdir(os.path.join(ROOT, "pg_duet/sql"))
                       if f.endswith(".sql")] +
                      [os.path.join("pg_duet", f) for f in os.listdir(cdir)
@@ -261,16 +287,22 @@ def main():
     for rel in scripts:
         text = open(os.path.join(ROOT, rel), encoding="utf-8").read()
         probs = []
-        for m in re.finditer(r"CREATE\s+OR\s+REPLACE\b", text, re.I):
+        # In an update script, replacing is how a function changes, and PostgreSQL refuses to
+        # replace an object that is not already a member of the extension.
+        for m in (re.finditer(r"CREATE\s+OR\s+REPLACE\b", text, re.I) if "--" not in os.path.basename(rel) else []):
             probs.append("%s:%d: CREATE OR REPLACE" % (rel, text.count("\n", 0, m.start()) + 1))
         for m in re.finditer(r"CREATE\s+(?:TABLE|VIEW|FUNCTION|TYPE|DOMAIN)\s+public\.", text, re.I):
             probs.append("%s:%d: object in schema public" % (rel, text.count("\n", 0, m.start()) + 1))
-        results.append(("no CREATE OR REPLACE in %s" % rel, probs))
+        results.append(("no CREATE OR REPLACE in an install script, nothing in schema public", probs))
         probs = []
         for line, name, header, body in sql_functions(text):
             for p in check_sql_function(name, header, body):
                 probs.append("%s:%d: %s" % (rel, line, p))
-        results.append(("pinned search_path and qualified names in %s" % rel, probs))
+        results.append(("owner-run SQL functions pin search_path and qualify what pg_catalog lacks", probs))
+    merged = {}
+    for label, probs in results:            # one test per rule, over every file
+        merged.setdefault(label, []).extend(probs)
+    results = list(merged.items())
     failed = 0
     for label, probs in results:
         if probs:
