@@ -391,3 +391,12 @@ BEGIN
     RETURN new_id;
 END
 $$;
+
+-- pg_dump: the identity sequences of dumped tables, so a restored database continues their
+-- numbering (sql/20_config.sql, 40_rules.sql, 50_ask.sql).
+SELECT pg_catalog.pg_extension_config_dump('duet.config_history_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.rules_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alert_transitions_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');
