@@ -250,4 +250,51 @@ BEGIN PERFORM $r.mark('$tag'); $ret_stmt END \$f\$;
 };
 }
 
+# --- the mock language model (test/mock_llm.py) -------------------------------------------------
+our $LLM_KEY = 'sk-redteam-SECRETKEY-0123456789abcdef';
+push @EXPORT, qw(start_mock $LLM_KEY);
+
+# start_mock(node) → { port, fixtures => sub(hashref), requests => sub → list }; registers one
+# provider p1 with a stored key, and grants the ask functions to every attacker (as analysts).
+sub start_mock
+{
+	my ($node) = @_;
+	require JSON::PP;
+	require IPC::Run;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my ($port_file, $fixtures, $reqlog) = ("$dir/mock.port", "$dir/fixtures.json", "$dir/requests.jsonl");
+	my $write = sub {
+		open my $f, '>', "$fixtures.tmp" or die $!;
+		print $f JSON::PP::encode_json($_[0]);
+		close $f;
+		rename "$fixtures.tmp", $fixtures or die $!;
+		usleep(20_000);
+	};
+	$write->({ default => 'SELECT 1' });
+	my $mock = IPC::Run::start([ 'python3', "$ENV{DUET_ROOT}/test/mock_llm.py", '--port-file', $port_file,
+		'--fixtures', $fixtures, '--log', $reqlog ]);
+	push @SecurityHelper::mocks, $mock;
+	for (1 .. 100) { last if -s $port_file; usleep(100_000) }
+	my $port = slurp_file($port_file);
+	$node->safe_psql('postgres', qq{
+INSERT INTO duet.llm_providers (name, kind, base_url, model, priority, timeout_ms, max_retries)
+    VALUES ('p1', 'openai', 'http://127.0.0.1:$port/p1/v1', 'mock-gpt', 1, 5000, 0);
+INSERT INTO duet.llm_provider_keys VALUES ('p1', '$LLM_KEY');
+GRANT EXECUTE ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int), duet_ask_feedback(text, text)
+    TO nobody, alice, kadmin, bob;
+});
+	return {
+		port => $port,
+		fixtures => $write,
+		requests => sub {
+			open my $f, '<', $reqlog or return ();
+			my @r = map { JSON::PP::decode_json($_) } grep { /\S/ } <$f>;
+			close $f;
+			return @r;
+		},
+	};
+}
+our @mocks;
+END { local $?; $_->kill_kill for @mocks }
+
 1;
