@@ -81,12 +81,13 @@ my $rev = reverse $LLM_KEY;
 my ($k1, $k2) = (substr($LLM_KEY, 0, 16), substr($LLM_KEY, 16));
 my %forms = (
 	raw => $LLM_KEY, base64 => $b64, hex => $hex, reversed => $rev,
-	split => "$k1' || '$k2", spaced => join(' ', split //, $LLM_KEY),
+	split => "$k1' || '$k2", spaced => join(' ', split(//, $LLM_KEY)),
 	masked => substr($LLM_KEY, 0, 14) . '****' . substr($LLM_KEY, -12),
 );
+my $spaced_part = join(' ', split(//, substr($LLM_KEY, 11, 12)));
+my $tail = substr($LLM_KEY, -12);
 my %detect = (raw => qr/\Q$LLM_KEY\E/, base64 => qr/\Q$b64\E/, hex => qr/\Q$hex\E/i, reversed => qr/\Q$rev\E/,
-	split => qr/\Q$k2\E/, spaced => qr/\Q@{[join(' ', split //, substr($LLM_KEY, 11, 12))]}\E/,
-	masked => qr/\Q@{[substr($LLM_KEY, -12)]}\E/);
+	split => qr/\Q$k2\E/, spaced => qr/\Q$spaced_part\E/, masked => qr/\Q$tail\E/);
 for my $form (sort keys %forms)
 {
 	$q++;
