@@ -35,6 +35,10 @@ SHLIB_LINK  = $(BUILD)/libduetcalc.a -lm
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks header dependencies only in a server built with --enable-depend: every object
+# depends on every header (a header change rebuilds the extension; never a stale object).
+$(OBJS): $(wildcard pg_duet/*.h calc/*.h)
+
 # The install script is assembled from one file per concern, in name order.
 pg_duet--$(EXTVERSION).sql: $(sort $(wildcard pg_duet/sql/*.sql))
 	cat $^ > $@

@@ -25,6 +25,8 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "catalog/pg_authid.h"
+
 #include "ask.h"
 #include "pg_duet.h"
 #include "tenant.h"
@@ -469,7 +471,7 @@ feedback_su(void *arg)
 		elog(ERROR, "could not write duet.ask_examples");
 	/* The cached answer to this question is superseded by the verified one. */
 	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE tenant IS NOT DISTINCT FROM $1"
-						  " AND question = $2", 2, types, values, nulls, false, 0);
+						  " AND question OPERATOR(pg_catalog.=) $2", 2, types, values, nulls, false, 0);
 	SPI_finish();
 }
 
@@ -499,12 +501,18 @@ duet_ask_feedback(PG_FUNCTION_ARGS)
 				 errmsg("example SQL is not acceptable"),
 				 errdetail("%s", reason)));
 	tenant = duet_current_tenant_name();
+	/* An example without a tenant is shown to every role without one: only a superuser adds it. */
+	if (tenant == NULL && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may add an example without a tenant"),
+				 errhint("Select your tenant with duet_set_tenant() first.")));
 	fa.tenant = tenant ? pstrdup(tenant) : NULL;
 	fa.sql = sql;
 	if (XactReadOnly)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot add an example in a read-only transaction")));
-	duet_as_superuser(feedback_su, &fa);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, feedback_su, &fa);
 	PG_RETURN_VOID();
 }

@@ -134,7 +134,5 @@ extern void duet_log_write(const AskLogEntry *e, const char *tenant);
 /* For an ask about to end in an ERROR: logged by this backend's next log write that commits. */
 extern void duet_log_defer(const AskLogEntry *e, const char *tenant);
 
-/* Runs fn(arg) as the bootstrap superuser, for the extension's private tables. */
-extern void duet_as_superuser(void (*fn) (void *), void *arg);
 
 #endif							/* DUET_ASK_H */

@@ -2,7 +2,7 @@
  * ask_provider.c — language-model providers: configuration, wire formats, retries, fallback.
  *
  * duet.llm_providers and duet.llm_provider_keys have no grants: duet_ask() runs as the calling
- * role, so they are read here as the bootstrap superuser (duet_as_superuser) and the key stays in
+ * role, so they are read here as the bootstrap superuser (duet_run_privileged) and the key stays in
  * this backend's memory for the request. Key material never reaches an error message, the log or
  * a table: provider error texts are scrubbed of it before they leave this file.
  *
@@ -19,7 +19,10 @@
 #include "executor/spi.h"
 #include "utils/memutils.h"
 
+#include "catalog/pg_authid.h"
+
 #include "ask.h"
+#include "privileged.h"
 
 #define BACKOFF_BASE_MS		250
 #define ERROR_SNIPPET_LEN	300
@@ -60,9 +63,9 @@ load_as_superuser(void *arg)
 
 	SPI_connect();
 	rc = SPI_execute("SELECT p.name, p.kind, p.base_url, p.model, p.timeout_ms, p.max_retries,"
-					 "       p.max_tokens, p.headers::text, p.api_key_env, k.api_key"
+					 "       p.max_tokens, p.headers::pg_catalog.text, p.api_key_env, k.api_key"
 					 "  FROM duet.llm_providers p"
-					 "  LEFT JOIN duet.llm_provider_keys k ON k.provider = p.name"
+					 "  LEFT JOIN duet.llm_provider_keys k ON k.provider OPERATOR(pg_catalog.=) p.name"
 					 " WHERE p.enabled ORDER BY p.priority, p.name", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.llm_providers: %s", SPI_result_code_string(rc));
@@ -103,7 +106,7 @@ duet_providers_load(void)
 {
 	LoadArgs	la = {CurrentMemoryContext, NIL};
 
-	duet_as_superuser(load_as_superuser, &la);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, load_as_superuser, &la);
 	return la.providers;
 }
 

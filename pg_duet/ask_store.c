@@ -3,7 +3,7 @@
  *
  * The calling role has no write privilege on either (a user who could write the cache could make
  * a colleague's question return their SQL), so they are written here as the bootstrap superuser
- * with a fixed search_path, inside a security-restricted operation. The log is readable through
+ * through duet_run_privileged (fixed search_path, security-restricted). The log is readable through
  * row-level security (own tenant) and the duet.ask_stats view.
  *
  * Nothing is written in a read-only transaction or on a standby: asking still works there.
@@ -25,36 +25,11 @@
 #include "utils/timestamp.h"
 
 #include "ask.h"
+#include "privileged.h"
 
 #define PRUNE_EVERY 64
 
 static int	writes_since_prune = PRUNE_EVERY;	/* prune on a backend's first write */
-
-void
-duet_as_superuser(void (*fn) (void *), void *arg)
-{
-	Oid			save_user;
-	int			save_sec;
-	int			nest;
-
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	/* A caller-controlled search_path must not resolve our operators or functions. */
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		fn(arg);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_user, save_sec);
-	}
-	PG_END_TRY();
-	AtEOXact_GUC(true, nest);
-}
 
 static bool
 can_write(void)
@@ -77,7 +52,8 @@ typedef struct CacheArgs
 } CacheArgs;
 
 #define CACHE_KEY_SQL(model) \
-	"md5(concat_ws(chr(31), coalesce($1, chr(30)), $2, $3, " model "))"
+	"pg_catalog.md5(pg_catalog.concat_ws(pg_catalog.chr(31), coalesce($1, pg_catalog.chr(30)), $2, $3, " \
+	model "))"
 
 static void
 cache_lookup_su(void *arg)
@@ -96,9 +72,10 @@ cache_lookup_su(void *arg)
 	values[4] = Int32GetDatum(duet_ask_cache_ttl_s);
 	SPI_connect();
 	/* An answer from any model of the chain will do; the first provider's is preferred. */
-	rc = SPI_execute_with_args("SELECT c.sql FROM unnest($4) WITH ORDINALITY AS m(model, pos)"
-							   "  JOIN duet.ask_cache c ON c.cache_key = " CACHE_KEY_SQL("m.model")
-							   " WHERE c.created_at > now() - make_interval(secs => $5)"
+	rc = SPI_execute_with_args("SELECT c.sql FROM pg_catalog.unnest($4) WITH ORDINALITY AS m(model, pos)"
+							   "  JOIN duet.ask_cache c ON c.cache_key OPERATOR(pg_catalog.=) " CACHE_KEY_SQL("m.model")
+							   " WHERE c.created_at OPERATOR(pg_catalog.>)"
+							   "       pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $5)"
 							   " ORDER BY m.pos LIMIT 1",
 							   5, types, values, nulls, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -127,7 +104,7 @@ duet_cache_lookup(const char *question, const char *fingerprint, const char *ten
 	foreach(lc, models)
 		elems[i++] = CStringGetTextDatum((const char *) lfirst(lc));
 	ca.models = PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
-	duet_as_superuser(cache_lookup_su, &ca);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, cache_lookup_su, &ca);
 	return ca.found;
 }
 
@@ -137,9 +114,11 @@ prune_su(void)
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(duet_ask_log_retention_days), Int32GetDatum(duet_ask_cache_ttl_s)};
 
-	SPI_execute_with_args("DELETE FROM duet.ask_log WHERE at < now() - make_interval(days => $1)",
+	SPI_execute_with_args("DELETE FROM duet.ask_log WHERE at OPERATOR(pg_catalog.<) "
+						  "pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)",
 						  1, types, values, NULL, false, 0);
-	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE created_at < now() - make_interval(secs => $1)",
+	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE created_at OPERATOR(pg_catalog.<) "
+						  "pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)",
 						  1, types + 1, values + 1, NULL, false, 0);
 }
 
@@ -180,7 +159,7 @@ cache_store_su(void *arg)
 							   "       (cache_key, tenant, question, fingerprint, model, sql)"
 							   " VALUES (" CACHE_KEY_SQL("$4") ", $1, $2, $3, $4, $5)"
 							   " ON CONFLICT (cache_key) DO UPDATE"
-							   "   SET sql = excluded.sql, created_at = now()",
+							   "   SET sql = excluded.sql, created_at = pg_catalog.now()",
 							   5, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not write duet.ask_cache: %s", SPI_result_code_string(rc));
@@ -196,7 +175,7 @@ duet_cache_store(const char *question, const char *fingerprint, const char *tena
 
 	if (duet_ask_cache_ttl_s <= 0 || !can_write())
 		return;
-	duet_as_superuser(cache_store_su, &ca);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, cache_store_su, &ca);
 }
 
 /* ---- log ---------------------------------------------------------------------------- */
@@ -361,7 +340,7 @@ duet_log_write(const AskLogEntry *e, const char *tenant)
 {
 	if (!can_write())
 		return;
-	duet_as_superuser(log_write_su, make_row(e, tenant, CurrentMemoryContext));
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, log_write_su, make_row(e, tenant, CurrentMemoryContext));
 }
 
 void
@@ -396,6 +375,6 @@ PG_FUNCTION_INFO_V1(duet_ask_prune);
 Datum
 duet_ask_prune(PG_FUNCTION_ARGS)
 {
-	duet_as_superuser(prune_now_su, NULL);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, prune_now_su, NULL);
 	PG_RETURN_VOID();
 }

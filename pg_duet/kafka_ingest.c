@@ -39,6 +39,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "privileged.h"
 
 typedef enum ColKind
 {
@@ -613,6 +614,57 @@ error_line(ErrorData *edata)
 	return strtoull(p + 7, NULL, 10);
 }
 
+typedef struct CopyRun
+{
+	DuetKafkaTarget *t;
+	Layout	   *l;
+	Rendered   *r;
+	size_t		from;
+	size_t		to;
+	uint64		processed;		/* out */
+} CopyRun;
+
+/* COPY of rendered bytes [from, to) into the target, as the consumer's owner. */
+static void
+copy_as_owner(void *arg)
+{
+	CopyRun    *c = arg;
+	Relation	rel;
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	List	   *attnames = NIL;
+	List	   *options = NIL;
+	CopyFromState cstate;
+
+	rel = table_open(c->t->relid, RowExclusiveLock);
+	pstate = make_parsestate(NULL);
+	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	nsitem->p_rte->requiredPerms = ACL_INSERT;
+	for (int i = 0; i < c->l->ncols; i++)
+	{
+		attnames = lappend(attnames, makeString(c->l->cols[i].attname));
+		nsitem->p_rte->insertedCols = bms_add_member(nsitem->p_rte->insertedCols,
+													 c->l->cols[i].attnum - FirstLowInvalidHeapAttributeNumber);
+	}
+	ExecCheckRTPerms(pstate->p_rtable, true);
+	if (check_enable_rls(c->t->relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("Kafka ingestion into \"%s\" is not supported with row-level security",
+						RelationGetRelationName(rel))));
+	if (c->t->format == DUET_FORMAT_CSV)
+		options = list_make1(makeDefElem("format", (Node *) makeString("csv"), -1));
+
+	source_data = c->r->data.data;
+	source_pos = c->from;
+	source_end = c->to;
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, source_read, attnames, options);
+	c->processed = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	table_close(rel, NoLock);
+	free_parsestate(pstate);
+}
+
 /* COPY rendered bytes [from, to) in a subtransaction; returns the error, or NULL. */
 static ErrorData *
 run_copy(DuetKafkaTarget *t, Layout *l, Rendered *r, size_t from, size_t to, uint64 *processed)
@@ -620,52 +672,18 @@ run_copy(DuetKafkaTarget *t, Layout *l, Rendered *r, size_t from, size_t to, uin
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	ErrorData  *volatile err = NULL;
+	CopyRun		c = {t, l, r, from, to, 0};
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		Oid			save_uid;
-		int			save_sec;
-		Relation	rel;
-		ParseState *pstate;
-		ParseNamespaceItem *nsitem;
-		List	   *attnames = NIL;
-		List	   *options = NIL;
-		CopyFromState cstate;
-
-		/* Write as the consumer's owner, restricted like maintenance commands run as an owner. */
-		GetUserIdAndSecContext(&save_uid, &save_sec);
-		SetUserIdAndSecContext(t->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		rel = table_open(t->relid, RowExclusiveLock);
-		pstate = make_parsestate(NULL);
-		nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
-		nsitem->p_rte->requiredPerms = ACL_INSERT;
-		for (int i = 0; i < l->ncols; i++)
-		{
-			attnames = lappend(attnames, makeString(l->cols[i].attname));
-			nsitem->p_rte->insertedCols = bms_add_member(nsitem->p_rte->insertedCols,
-														 l->cols[i].attnum - FirstLowInvalidHeapAttributeNumber);
-		}
-		ExecCheckRTPerms(pstate->p_rtable, true);
-		if (check_enable_rls(t->relid, InvalidOid, false) == RLS_ENABLED)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("Kafka ingestion into \"%s\" is not supported with row-level security",
-							RelationGetRelationName(rel))));
-		if (t->format == DUET_FORMAT_CSV)
-			options = list_make1(makeDefElem("format", (Node *) makeString("csv"), -1));
-
-		source_data = r->data.data;
-		source_pos = from;
-		source_end = to;
-		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, source_read, attnames, options);
-		*processed = CopyFrom(cstate);
-		EndCopyFrom(cstate);
-		table_close(rel, NoLock);
-		free_parsestate(pstate);
-		SetUserIdAndSecContext(save_uid, save_sec);
+		/*
+		 * The target's defaults, constraints and triggers are the consumer owner's code: they
+		 * run as that role, restricted like maintenance commands run as a table's owner.
+		 */
+		duet_run_privileged(t->owner, DUET_USER_SEARCH_PATH, copy_as_owner, &c);
+		*processed = c.processed;
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);

@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "privileged.h"
 
 static bool
 valid_chars(const char *s, const char *extra)
@@ -163,20 +164,41 @@ check_properties(Jsonb *props, const char *brokers)
 	rd_kafka_conf_destroy(conf);
 }
 
-/* SPI as the bootstrap superuser: the catalog is not readable by consumer admins. */
-static void
-catalog_begin(Oid *save_uid, int *save_sec)
+/* A consumer catalog change, run as the bootstrap superuser: consumer admins cannot read it. */
+typedef struct CatalogChange
 {
-	GetUserIdAndSecContext(save_uid, save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	SPI_connect();
-}
+	Oid			caller;
+	const char *name;			/* the consumer */
+	const char *sql;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *values;
+	const char *nulls;
+	bool		check_owner;	/* lock the consumer's row and check the caller may manage it */
+} CatalogChange;
+
+static int32 consumer_for_update(const char *name, Oid caller);
 
 static void
-catalog_end(Oid save_uid, int save_sec)
+catalog_change(void *arg)
 {
+	CatalogChange *c = arg;
+	Datum		values[FUNC_MAX_ARGS];
+	int			ret;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	memcpy(values, c->values, sizeof(Datum) * c->nargs);
+	if (c->check_owner)
+		values[0] = Int32GetDatum(consumer_for_update(c->name, c->caller));
+	ret = SPI_execute_with_args(c->sql, c->nargs, c->types, values, c->nulls, false, 0);
+	if (ret < 0)
+		elog(ERROR, "could not change duet.kafka_consumers: %s", SPI_result_code_string(ret));
+	if (!c->check_owner && SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("Kafka consumer \"%s\" already exists", c->name)));
 	SPI_finish();
-	SetUserIdAndSecContext(save_uid, save_sec);
 }
 
 PG_FUNCTION_INFO_V1(duet_kafka_consume);
@@ -196,9 +218,6 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 	Jsonb	   *column_map = PG_ARGISNULL(9) ? NULL : PG_GETARG_JSONB_P(9);
 	Jsonb	   *props = PG_ARGISNULL(10) ? NULL : PG_GETARG_JSONB_P(10);
 	DuetKafkaTarget t = {0};
-	Oid			save_uid;
-	int			save_sec;
-	int			ret;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("target must not be null")));
@@ -233,27 +252,24 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 				 errdetail("A consumer writes as its owner, who needs INSERT on the target.")));
 	duet_kafka_target_check(&t);
 
-	catalog_begin(&save_uid, &save_sec);
-	ret = SPI_execute_with_args(
-								"INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
-								"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
-								"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING",
-								12,
-								(Oid[]) {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID, INT4OID,
-								JSONBOID, JSONBOID, OIDOID},
-								(Datum[]) {CStringGetTextDatum(name), CStringGetTextDatum(topic), ObjectIdGetDatum(target),
-								CStringGetTextDatum(brokers), CStringGetTextDatum(format_name), Int32GetDatum(batch_size),
-								Int32GetDatum(flush_ms), CStringGetTextDatum(position), Int32GetDatum(parallelism),
-								JsonbPGetDatum(column_map), JsonbPGetDatum(props), ObjectIdGetDatum(save_uid)},
-								(char[]) {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n', props ? ' ' : 'n', ' '},
-								false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not record the Kafka consumer");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("Kafka consumer \"%s\" already exists", name)));
-	catalog_end(save_uid, save_sec);
+	{
+		Oid			types[12] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
+		INT4OID, JSONBOID, JSONBOID, OIDOID};
+		Datum		values[12] = {CStringGetTextDatum(name), CStringGetTextDatum(topic),
+			ObjectIdGetDatum(target), CStringGetTextDatum(brokers), CStringGetTextDatum(format_name),
+			Int32GetDatum(batch_size), Int32GetDatum(flush_ms), CStringGetTextDatum(position),
+			Int32GetDatum(parallelism), JsonbPGetDatum(column_map), JsonbPGetDatum(props),
+		ObjectIdGetDatum(GetUserId())};
+		char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
+		props ? ' ' : 'n', ' '};
+		CatalogChange c = {GetUserId(), name,
+			"INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
+			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING",
+		12, types, values, nulls, false};
+
+		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
+	}
 	PG_RETURN_VOID();
 }
 
@@ -265,7 +281,8 @@ consumer_for_update(const char *name, Oid caller)
 	Oid			owner;
 	int32		id;
 
-	if (SPI_execute_with_args("SELECT id, owner::oid FROM duet.kafka_consumers WHERE name = $1 FOR UPDATE",
+	if (SPI_execute_with_args("SELECT id, owner::pg_catalog.oid FROM duet.kafka_consumers "
+							  "WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)},
 							  NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.kafka_consumers");
@@ -282,20 +299,15 @@ consumer_for_update(const char *name, Oid caller)
 	return id;
 }
 
+/* Runs sql ($1 the consumer's id, $2 position) once the caller is known to manage the consumer. */
 static void
 consumer_update(const char *name, const char *sql, const char *position)
 {
-	Oid			save_uid;
-	int			save_sec;
-	int32		id;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {(Datum) 0, position ? CStringGetTextDatum(position) : (Datum) 0};
+	CatalogChange c = {GetUserId(), name, sql, 2, types, values, position ? NULL : " n", true};
 
-	catalog_begin(&save_uid, &save_sec);
-	id = consumer_for_update(name, save_uid);
-	if (SPI_execute_with_args(sql, 2, (Oid[]) {INT4OID, TEXTOID},
-							  (Datum[]) {Int32GetDatum(id), position ? CStringGetTextDatum(position) : (Datum) 0},
-							  position ? NULL : " n", false, 0) < 0)
-		elog(ERROR, "could not update duet.kafka_consumers");
-	catalog_end(save_uid, save_sec);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 }
 
 PG_FUNCTION_INFO_V1(duet_kafka_stop);
@@ -303,7 +315,7 @@ Datum
 duet_kafka_stop(PG_FUNCTION_ARGS)
 {
 	consumer_update(arg_text(fcinfo, 0, "name"),
-					"UPDATE duet.kafka_consumers SET enabled = false WHERE id = $1 AND $2 IS NULL", NULL);
+					"UPDATE duet.kafka_consumers SET enabled = false WHERE id OPERATOR(pg_catalog.=) $1 AND $2 IS NULL", NULL);
 	PG_RETURN_VOID();
 }
 
@@ -312,7 +324,7 @@ Datum
 duet_kafka_start(PG_FUNCTION_ARGS)
 {
 	consumer_update(arg_text(fcinfo, 0, "name"),
-					"UPDATE duet.kafka_consumers SET enabled = true WHERE id = $1 AND $2 IS NULL", NULL);
+					"UPDATE duet.kafka_consumers SET enabled = true WHERE id OPERATOR(pg_catalog.=) $1 AND $2 IS NULL", NULL);
 	PG_RETURN_VOID();
 }
 
@@ -321,7 +333,7 @@ Datum
 duet_kafka_drop(PG_FUNCTION_ARGS)
 {
 	consumer_update(arg_text(fcinfo, 0, "name"),
-					"DELETE FROM duet.kafka_consumers WHERE id = $1 AND $2 IS NULL", NULL);
+					"DELETE FROM duet.kafka_consumers WHERE id OPERATOR(pg_catalog.=) $1 AND $2 IS NULL", NULL);
 	PG_RETURN_VOID();
 }
 
@@ -340,7 +352,8 @@ duet_kafka_reset(PG_FUNCTION_ARGS)
 
 	consumer_update(name,
 					"WITH c AS (UPDATE duet.kafka_consumers SET start_position = $2, "
-					"generation = generation + 1 WHERE id = $1 RETURNING id) "
-					"DELETE FROM duet.kafka_offsets o USING c WHERE o.consumer_id = c.id", position);
+					"generation = generation OPERATOR(pg_catalog.+) 1 WHERE id OPERATOR(pg_catalog.=) $1 "
+					"RETURNING id) "
+					"DELETE FROM duet.kafka_offsets o USING c WHERE o.consumer_id OPERATOR(pg_catalog.=) c.id", position);
 	PG_RETURN_VOID();
 }

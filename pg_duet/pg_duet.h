@@ -11,10 +11,8 @@ void		_PG_init(void);
 /* duet.databases (pg_duet.c): comma-separated databases served by the background workers. */
 extern char *duet_databases;
 
-/* owner.c: the extension owner (owner of schema duet), and running an internal call as it. */
-extern Oid	duet_extension_owner(void);
-extern int64 duet_run_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
-							   const char *nulls);
+/* privileged.h: running as the extension owner or another role (the one way to switch users). */
+#include "privileged.h"
 
 /* Per-concern initialisation, called from _PG_init (pg_duet.c). */
 extern void duet_calc_init(void);	/* calc_cache.c */

@@ -118,9 +118,6 @@ extern Datum rules_run_seen(RuleRun *run);
 /* The single instance of a one-row run, for duet_rule_test: fires, outcome, labels, value, message. */
 extern Jsonb *rules_run_describe(RuleRun *run);
 
-/* Query rules run with this search_path, at creation as at evaluation: qualify other schemas. */
-#define RULES_QUERY_SEARCH_PATH "\"$user\", public"
-
 /* Checks that a rule query is one SELECT; its row shape (SPI connected). */
 extern TupleDesc rules_query_describe(const char *query);
 

@@ -139,24 +139,21 @@ duet_rule_disable(PG_FUNCTION_ARGS)
  * duet.duet_rule_validate(caller oid, condition, value, labels text[], message, target regclass,
  * query text) → void, raising the first problem. Runs as the caller.
  */
-Datum
-duet_rule_validate(PG_FUNCTION_ARGS)
+typedef struct ValidateRun
 {
-	Oid			caller = PG_GETARG_OID(0);
-	char	   *condition = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	FunctionCallInfo fcinfo;
+} ValidateRun;
+
+/* The body of duet_rule_validate, as the caller. */
+static void
+validate_as_caller(void *arg)
+{
+	FunctionCallInfo fcinfo = ((ValidateRun *) arg)->fcinfo;
+	char	   *condition = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *value = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *message = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
-	Oid			save_userid;
-	int			save_sec;
 	TupleDesc	desc;
 
-	if (condition == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("rule condition must not be NULL")));
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(caller, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (!PG_ARGISNULL(5))
 	{
 		Relation	rel = table_open(PG_GETARG_OID(5), AccessShareLock);
@@ -202,7 +199,22 @@ duet_rule_validate(PG_FUNCTION_ARGS)
 								label)));
 		}
 	}
-	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+Datum
+duet_rule_validate(PG_FUNCTION_ARGS)
+{
+	ValidateRun vr = {fcinfo};
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("rule condition must not be NULL")));
+	/*
+	 * Called by the owner's apply function: back to the caller, so the rule's query and target
+	 * are analysed with the caller's privileges only, with the search_path the query will run with.
+	 */
+	duet_run_privileged(PG_GETARG_OID(0), DUET_USER_SEARCH_PATH, validate_as_caller, &vr);
 	PG_RETURN_VOID();
 }
 
@@ -247,15 +259,15 @@ duet_rule_test(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the row to test must be a JSON object"),
 				 errhint("For example: {\"spend\": 120, \"budget\": 100}.")));
-	(void) required_tenant();
+	args[1] = CStringGetTextDatum(required_tenant());
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(callcxt);
 	args[0] = CStringGetTextDatum(name);
 	ret = SPI_execute_with_args("SELECT condition, value, labels, message FROM duet.rules "
-								"WHERE tenant = duet_current_tenant() AND name = $1",
-								1, argtypes, args, NULL, true, 1);
+								"WHERE tenant OPERATOR(pg_catalog.=) $2 AND name OPERATOR(pg_catalog.=) $1",
+								2, (Oid[]) {TEXTOID, TEXTOID}, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the rule: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
@@ -269,7 +281,8 @@ duet_rule_test(PG_FUNCTION_ARGS)
 
 	/* The row's keys become columns: numbers float8, strings text, booleans bool. */
 	args[0] = JsonbPGetDatum(row);
-	ret = SPI_execute_with_args("SELECT key, jsonb_typeof(value), value #>> '{}' FROM jsonb_each($1) "
+	ret = SPI_execute_with_args("SELECT key, pg_catalog.jsonb_typeof(value), value OPERATOR(pg_catalog.#>>) '{}' "
+								"FROM pg_catalog.jsonb_each($1) "
 								"ORDER BY key", 1, &argtypes[1], args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the row: %s", SPI_result_code_string(ret));

@@ -26,6 +26,8 @@
 #include "utils/plancache.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
+#include "storage/lock.h"
+#include "catalog/namespace.h"
 
 #include "pg_duet.h"
 #include "rules.h"
@@ -33,7 +35,10 @@
 
 PG_FUNCTION_INFO_V1(duet_rules_evaluate);
 
-/* Checks that query is one plain SELECT (PostgreSQL's parser decides) and returns its row shape. */
+/*
+ * Checks that query is one plain SELECT (PostgreSQL's parser decides) and returns its row shape.
+ * Runs as the rule's author, on the privileged path with DUET_USER_SEARCH_PATH.
+ */
 TupleDesc
 rules_query_describe(const char *query)
 {
@@ -43,7 +48,6 @@ rules_query_describe(const char *query)
 	CachedPlanSource *src;
 	CachedPlan *cplan;
 	ListCell   *lc;
-	int			nestlevel;
 
 	if (list_length(stmts) != 1)
 		ereport(ERROR,
@@ -56,9 +60,6 @@ rules_query_describe(const char *query)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rule query must be a SELECT"),
 				 errhint("A query rule returns its label and metric columns from a SELECT.")));
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", RULES_QUERY_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	plan = SPI_prepare(query, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the rule query: %s", SPI_result_code_string(SPI_result));
@@ -77,7 +78,6 @@ rules_query_describe(const char *query)
 		(void) ExecCheckRTPerms(ps->rtable, true);
 	}
 	ReleaseCachedPlan(cplan, NULL);	/* an unsaved plan is not tracked by a resource owner */
-	AtEOXact_GUC(true, nestlevel);
 	return CreateTupleDescCopy(src->resultDesc);
 }
 
@@ -129,27 +129,30 @@ load_query_rules(void)
 	return rules;
 }
 
-/*
- * Runs one rule's query as its owner for its tenant and evaluates the rows. Returns the run, or
- * NULL with *nodata set when the query returned no rows. Raises on a failed query.
- */
-static RuleRun *
-run_query_rule(QueryRule *r, bool *nodata)
+typedef struct RuleQueryRun
 {
-	int			nestlevel = NewGUCNestLevel();
+	QueryRule  *rule;
+	RuleRun    *run;			/* out: the evaluated rows */
+	bool		nodata;			/* out: the query returned no rows */
+} RuleQueryRun;
+
+/*
+ * Runs one rule's query for its tenant and evaluates the rows, as the rule's owner (see
+ * evaluate_query_rules). Raises on a failed query.
+ */
+static void
+run_query_rule(void *arg)
+{
+	RuleQueryRun *qr = arg;
+	QueryRule  *r = qr->rule;
 	const char *tenant;
-	RuleRun    *run;
 	TupleDesc	desc;
 	duet_vm    *vm;
 	MemoryContext rowcxt;
 	uint64		i;
-
 	int			ret;
 
-	SetUserIdAndSecContext(r->owner, SECURITY_LOCAL_USERID_CHANGE);
 	(void) set_config_option("duet.tenant", r->tenant, PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("search_path", RULES_QUERY_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	tenant = duet_current_tenant_name();
 	if (tenant == NULL || strcmp(tenant, r->tenant) != 0)
@@ -172,12 +175,11 @@ run_query_rule(QueryRule *r, bool *nodata)
 							   "rule query returned more than %d rows",
 							   duet_rules_max_rows, duet_rules_max_rows),
 				 errhint("Aggregate in the query, or raise duet.rules_max_rows.")));
-	AtEOXact_GUC(true, nestlevel);
 
-	*nodata = (SPI_processed == 0);
+	qr->nodata = (SPI_processed == 0);
 	desc = SPI_tuptable->tupdesc;
-	run = rules_run_begin(r->id, r->tenant, r->condition, r->value, r->labels, r->labels_null,
-						  r->message, desc);
+	qr->run = rules_run_begin(r->id, r->tenant, r->condition, r->value, r->labels, r->labels_null,
+							  r->message, desc);
 	vm = duet_vm_new();
 	if (vm == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -193,7 +195,7 @@ run_query_rule(QueryRule *r, bool *nodata)
 
 			CHECK_FOR_INTERRUPTS();
 			heap_deform_tuple(SPI_tuptable->vals[i], desc, values, nulls);
-			rules_run_row(run, desc, values, nulls, vm);
+			rules_run_row(qr->run, desc, values, nulls, vm);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(rowcxt);
 		}
@@ -205,29 +207,33 @@ run_query_rule(QueryRule *r, bool *nodata)
 	PG_END_TRY();
 	MemoryContextDelete(rowcxt);
 	SPI_freetuptable(SPI_tuptable);
-	return run;
 }
 
-/*
- * duet_rules_evaluate(at timestamptz DEFAULT now()) → integer
- *
- * Evaluates every tenant's enabled query rules as of `at`; returns how many were evaluated.
- */
-Datum
-duet_rules_evaluate(PG_FUNCTION_ARGS)
+typedef struct EvaluateRun
 {
-	TimestampTz at = PG_ARGISNULL(0) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(0);
+	TimestampTz at;
+	int			n;				/* out: rules evaluated */
+} EvaluateRun;
+
+/*
+ * Evaluates every enabled query rule, as the extension owner (SPI text is schema-qualified).
+ *
+ * Query rules of every tenant share this session, so each one is isolated from the next: its
+ * query runs as its owner on the privileged path (restricted, fixed search_path: no temp object
+ * can be made, no SET outlives it), in a subtransaction that is always rolled back once its rows
+ * are evaluated (a NOTIFY, a set_config or a lock taken by the query's functions ends with it),
+ * and session-level advisory locks it took are released before the next rule runs.
+ */
+static void
+evaluate_query_rules(void *arg)
+{
+	EvaluateRun *ev = arg;
+	TimestampTz at = ev->at;
 	MemoryContext callcxt = CurrentMemoryContext;
-	Oid			save_userid;
-	int			save_sec;
-	Oid			owner = duet_extension_owner();
 	List	   *rules;
 	ListCell   *lc;
-	int			n = 0;
 	Jsonb	   *empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(callcxt);
@@ -237,21 +243,15 @@ duet_rules_evaluate(PG_FUNCTION_ARGS)
 	{
 		QueryRule  *r = lfirst(lc);
 		ResourceOwner oldowner = CurrentResourceOwner;
-		RuleRun    *volatile run = NULL;
-		volatile bool nodata = false;
+		RuleQueryRun qr = {r, NULL, false};
 		char	   *volatile failure = NULL;
 
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(callcxt);
 		PG_TRY();
 		{
-			bool		nd;
-
-			run = run_query_rule(r, &nd);
-			nodata = nd;
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(callcxt);
-			CurrentResourceOwner = oldowner;
+			/* The query is the rule author's: it runs with that role's rights, not the owner's. */
+			duet_run_privileged(r->owner, DUET_USER_SEARCH_PATH, run_query_rule, &qr);
 		}
 		PG_CATCH();
 		{
@@ -260,19 +260,20 @@ duet_rules_evaluate(PG_FUNCTION_ARGS)
 			MemoryContextSwitchTo(callcxt);
 			edata = CopyErrorData();
 			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(callcxt);
-			CurrentResourceOwner = oldowner;
 			failure = edata->message;
 		}
 		PG_END_TRY();
-		/* Subtransaction end restored the user; the bookkeeping below runs as the owner. */
-		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		/* Nothing the query did survives: its subtransaction ends in a rollback either way. */
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(callcxt);
+		CurrentResourceOwner = oldowner;
+		LockReleaseSession(USER_LOCKMETHOD);
 
 		if (failure)
 			rules_observe(r->id, empty, "error", NULL, NULL, failure, at);
 		else
 		{
+			RuleRun    *run = qr.run;
 			Oid			types[3] = {INT8OID, JSONBARRAYOID, TIMESTAMPTZOID};
 			Datum		args[3];
 			int			ret;
@@ -284,7 +285,7 @@ duet_rules_evaluate(PG_FUNCTION_ARGS)
 				 * Instances the result did not contain are observed as false; with no rows at all,
 				 * the rule's {} instance is No Data instead (and is kept out of the sweep).
 				 */
-				if (nodata)
+				if (qr.nodata)
 				{
 					Datum		e = JsonbPGetDatum(empty);
 
@@ -302,10 +303,33 @@ duet_rules_evaluate(PG_FUNCTION_ARGS)
 			}
 			MemoryContextDelete(run->cxt);
 		}
-		n++;
+		ev->n++;
 	}
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	PG_RETURN_INT32(n);
+}
+
+/*
+ * duet_rules_evaluate(at timestamptz DEFAULT now()) → integer
+ *
+ * Evaluates every tenant's enabled query rules as of `at`; returns how many were evaluated.
+ * Ends every session-level advisory lock of the session (see evaluate_query_rules).
+ */
+Datum
+duet_rules_evaluate(PG_FUNCTION_ARGS)
+{
+	EvaluateRun ev = {PG_ARGISNULL(0) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(0), 0};
+	Oid			tempns;
+	Oid			temptoastns;
+
+	/* A temp schema of this session would be on every rule's search_path (last, but there). */
+	GetTempNamespaceState(&tempns, &temptoastns);
+	if (OidIsValid(tempns))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("duet_rules_evaluate() cannot run in a session that has used temporary objects"),
+				 errdetail("Every tenant's rule queries run in this session, and its temporary schema would be visible to them."),
+				 errhint("Call it from a new session, or leave it to the rules worker (duet.rules_interval).")));
+	duet_run_privileged(duet_extension_owner(), NULL, evaluate_query_rules, &ev);
+	PG_RETURN_INT32(ev.n);
 }

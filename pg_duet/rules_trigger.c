@@ -47,7 +47,7 @@ load_row_rules(Oid relid, TupleDesc desc)
 
 	args[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_with_args("SELECT id, tenant, condition, value, labels, message FROM duet.rules "
-								"WHERE target = $1 AND enabled ORDER BY id",
+								"WHERE target OPERATOR(pg_catalog.=) $1 AND enabled ORDER BY id",
 								1, argtypes, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read row rules: %s", SPI_result_code_string(ret));
@@ -72,47 +72,29 @@ load_row_rules(Oid relid, TupleDesc desc)
 	return rules;
 }
 
-Datum
-duet_rules_row_trigger(PG_FUNCTION_ARGS)
+typedef struct TriggerRun
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	TupleDesc	desc;
-	Tuplestorestate *ts;
+	TriggerData *td;
+	AttrNumber	tenant_att;
+	TimestampTz at;
+} TriggerRun;
+
+/* Evaluates the table's row rules over the transition table (as the owner, see below). */
+static void
+evaluate_row_rules(void *arg)
+{
+	TriggerRun *tr = arg;
+	Relation	rel = tr->td->tg_relation;
+	TupleDesc	desc = RelationGetDescr(rel);
+	Tuplestorestate *ts = tr->td->tg_newtable;
+	AttrNumber	tenant_att = tr->tenant_att;
 	MemoryContext callcxt = CurrentMemoryContext;
 	MemoryContext rowcxt;
 	TupleTableSlot *slot;
 	List	   *rules;
 	ListCell   *lc;
 	duet_vm    *vm;
-	AttrNumber	tenant_att;
 	int			readptr;
-	Oid			save_userid;
-	int			save_sec;
-	TimestampTz at = GetCurrentStatementStartTimestamp();
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("duet_rules_row_trigger() must be called as a trigger")));
-	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(td->tg_event) || td->tg_newtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("duet_rules_row_trigger() must be an AFTER INSERT statement trigger with a NEW TABLE")));
-
-	rel = td->tg_relation;
-	desc = RelationGetDescr(rel);
-	ts = td->tg_newtable;
-	tenant_att = rules_column(desc, "tenant");
-	if (tenant_att != InvalidAttrNumber &&
-		getBaseType(TupleDescAttr(desc, tenant_att - 1)->atttypid) != TEXTOID &&
-		getBaseType(TupleDescAttr(desc, tenant_att - 1)->atttypid) != VARCHAROID)
-		tenant_att = InvalidAttrNumber;
-
-	/* The rule tables belong to the owner; whoever inserts, the bookkeeping is done as the owner. */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(duet_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -121,8 +103,7 @@ duet_rules_row_trigger(PG_FUNCTION_ARGS)
 	if (rules == NIL)
 	{
 		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec);
-		return PointerGetDatum(NULL);
+		return;
 	}
 
 	vm = duet_vm_new();
@@ -175,9 +156,42 @@ duet_rules_row_trigger(PG_FUNCTION_ARGS)
 	tuplestore_select_read_pointer(ts, 0);
 
 	foreach(lc, rules)
-		rules_run_observe(((RowRule *) lfirst(lc))->run, at);
+		rules_run_observe(((RowRule *) lfirst(lc))->run, tr->at);
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+Datum
+duet_rules_row_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	TriggerRun	tr;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("duet_rules_row_trigger() must be called as a trigger")));
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(td->tg_event) || td->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("duet_rules_row_trigger() must be an AFTER INSERT statement trigger with a NEW TABLE")));
+
+	desc = RelationGetDescr(td->tg_relation);
+	tr.td = td;
+	tr.at = GetCurrentStatementStartTimestamp();
+	tr.tenant_att = rules_column(desc, "tenant");
+	if (tr.tenant_att != InvalidAttrNumber &&
+		getBaseType(TupleDescAttr(desc, tr.tenant_att - 1)->atttypid) != TEXTOID &&
+		getBaseType(TupleDescAttr(desc, tr.tenant_att - 1)->atttypid) != VARCHAROID)
+		tr.tenant_att = InvalidAttrNumber;
+
+	/*
+	 * The rule tables belong to the owner: whoever inserts, the rules are read and the alerts
+	 * written as the owner, on the privileged path, so nothing the inserting role created on its
+	 * search_path is resolved meanwhile.
+	 */
+	duet_run_privileged(duet_extension_owner(), NULL, evaluate_row_rules, &tr);
 	return PointerGetDatum(NULL);
 }

@@ -263,6 +263,10 @@ CREATE TRIGGER duet_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON duet
 -- the owner writes; the duet_config_* functions write on the caller's behalf after checking it.
 REVOKE ALL ON duet.config, duet.config_history, duet.config_definitions FROM PUBLIC;
 GRANT SELECT ON duet.config, duet.config_history, duet.config_definitions TO PUBLIC;
+-- Key definitions are global and readable by all; RLS says so explicitly.
+ALTER TABLE duet.config_definitions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.config_definitions FORCE ROW LEVEL SECURITY;
+CREATE POLICY config_definitions_global_read ON duet.config_definitions FOR SELECT USING (true);
 ALTER TABLE duet.config ENABLE ROW LEVEL SECURITY;
 ALTER TABLE duet.config FORCE ROW LEVEL SECURITY;
 ALTER TABLE duet.config_history ENABLE ROW LEVEL SECURITY;
