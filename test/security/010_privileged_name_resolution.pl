@@ -128,7 +128,7 @@ for my $e (@entries)
 	{
 		my $tenant = { nobody => '', alice => 'acme', kadmin => 'initech' }->{$r};
 		$c++;
-		my ($rc, $out, $err) = as_role($node, $r, $ep->($r, $tenant, "0$c") . "\n");
+		my ($rc, $out, $err) = as_role($node, $r, $ep->($r, $tenant, "9$c") . "\n");
 		unlike($err, qr/ERROR/, "control: $ename works for $KIND{$r}");
 	}
 }
