@@ -401,7 +401,7 @@ SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');
 
 -- A consumer admin saw every owner's consumers and read every tenant's outbox events.
-CREATE OR REPLACE VIEW duet.kafka_partition_status AS
+CREATE OR REPLACE VIEW duet.kafka_partition_status WITH (security_barrier = true) AS
 SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
        GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at
   FROM duet.kafka_consumers c
@@ -412,7 +412,7 @@ SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
          ON w.consumer_id = c.id AND w.partition = o.partition
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
-CREATE OR REPLACE VIEW duet.kafka_status AS
+CREATE OR REPLACE VIEW duet.kafka_status WITH (security_barrier = true) AS
 WITH w AS (
     SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
            sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
@@ -446,7 +446,7 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
 REVOKE SELECT ON duet.kafka_outbox FROM duet_kafka_admin;
 COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
 -- The outbox carries every tenant's events (alert messages among them): admins see its state only.
-CREATE VIEW duet.kafka_outbox_status AS
+CREATE VIEW duet.kafka_outbox_status WITH (security_barrier = true) AS
 SELECT count(*) FILTER (WHERE o.sent_at IS NULL) AS pending,
        min(o.created_at) FILTER (WHERE o.sent_at IS NULL) AS oldest_pending_at,
        count(*) FILTER (WHERE o.sent_at > now() - interval '1 hour') AS sent_last_hour,

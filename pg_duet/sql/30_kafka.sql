@@ -126,7 +126,7 @@ COMMENT ON FUNCTION duet_kafka_worker_stats()
 REVOKE ALL ON FUNCTION duet_kafka_worker_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION duet_kafka_worker_stats() TO duet_kafka_admin, pg_monitor;
 
-CREATE VIEW duet.kafka_partition_status AS
+CREATE VIEW duet.kafka_partition_status WITH (security_barrier = true) AS
 SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
        GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at
   FROM duet.kafka_consumers c
@@ -140,7 +140,7 @@ SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
 COMMENT ON VIEW duet.kafka_partition_status
     IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
 
-CREATE VIEW duet.kafka_status AS
+CREATE VIEW duet.kafka_status WITH (security_barrier = true) AS
 WITH w AS (
     SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
            sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
@@ -192,7 +192,7 @@ REVOKE ALL ON duet.kafka_outbox FROM PUBLIC;
 COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
 
 -- The outbox carries every tenant's events (alert messages among them): admins see its state only.
-CREATE VIEW duet.kafka_outbox_status AS
+CREATE VIEW duet.kafka_outbox_status WITH (security_barrier = true) AS
 SELECT count(*) FILTER (WHERE o.sent_at IS NULL) AS pending,
        min(o.created_at) FILTER (WHERE o.sent_at IS NULL) AS oldest_pending_at,
        count(*) FILTER (WHERE o.sent_at > now() - interval '1 hour') AS sent_last_hour,

@@ -224,7 +224,8 @@ SELECT duet_rule_create('atk_sleep', 'v > 10', query => 'SELECT 1 AS v, (SELECT 
 	die "attacker rule not created: $err" if $err =~ /ERROR/;
 	victim_late_rule();
 	$node->safe_psql('postgres', q{DELETE FROM duet.alerts WHERE rule_id IN (SELECT id FROM duet.rules WHERE name = 'late_victim')});
-	$node->safe_psql('postgres', 'ALTER SYSTEM SET duet.rules_interval = 1; SELECT pg_reload_conf()');
+	# duet.rules_query_timeout bounds each rule's query (30 s by default; 2 s here)
+	$node->safe_psql('postgres', "ALTER SYSTEM SET duet.rules_interval = 1; ALTER SYSTEM SET duet.rules_query_timeout = '2s'; SELECT pg_reload_conf()");
 	ok(wait_until(sub { victim_state() eq 'firing' }, 25),
 		"(b) tenant member's rule that sleeps: the scheduler still evaluates globex's rule");
 	$node->safe_psql('postgres', 'ALTER SYSTEM SET duet.rules_interval = 0; SELECT pg_reload_conf()');
