@@ -33,13 +33,6 @@ duet_run_privileged(Oid role, const char *search_path, duet_privileged_fn fn, vo
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", search_path ? search_path : DUET_PRIVILEGED_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	/*
-	 * An error inside must stay an error the caller can catch: with exit_on_error on (which a
-	 * rule's query could set), one tenant's failing rule would end the session that evaluates
-	 * every tenant's rules. The override source makes later SETs inside be ignored.
-	 */
-	(void) set_config_option("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE,
-							 GUC_ACTION_SAVE, true, 0, false);
 	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();

@@ -27,8 +27,7 @@ typedef void (*duet_privileged_fn) (void *arg);
 
 /*
  * Runs fn(arg) as role inside a security-restricted operation with search_path set to
- * search_path (DUET_PRIVILEGED_SEARCH_PATH when NULL) and exit_on_error pinned off, in a new GUC
- * nest level whose changes are
+ * search_path (DUET_PRIVILEGED_SEARCH_PATH when NULL), in a new GUC nest level whose changes are
  * all undone when fn returns (an error undoes them through the transaction's abort). The user id
  * and security context are restored whether fn returns or raises.
  */
