@@ -10,7 +10,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 use Test::More;
 
-our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce kafka_node wait_for wait_until);
+our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce produce_msgs kafka_node wait_for wait_until);
 
 my $devbroker = ($ENV{DUET_BUILD} // "$ENV{DUET_ROOT}/build") . '/devbroker';
 my %running;    # pid → 1, so a test that dies still stops its brokers
@@ -71,6 +71,27 @@ sub produce
 	push @cmd, '-k', $opt{key} if defined $opt{key};
 	push @cmd, map { ('-H', $_) } @{ $opt{headers} // [] };
 	push @cmd, '-K', $opt{delimiter} if defined $opt{delimiter};
+	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
+}
+
+# produce_msgs($broker, $topic, \@msgs [, partition => N]): each element is one message, whatever
+# bytes it holds (newlines, quotes, a lone "\."); undef is a tombstone (NULL value). Messages are framed
+# by kcat -D '\x1e', so no message may contain that byte, and with a tombstone in the list an empty
+# string is sent as NULL too (kcat -Z).
+sub produce_msgs
+{
+	my ($b, $topic, $msgs, %opt) = @_;
+	my ($fh, $path) = File::Temp::tempfile(DIR => $b->{dir}, UNLINK => 1);
+	binmode $fh;
+	for my $m (@$msgs)
+	{
+		die "produce_msgs: a message holds the \\x1e delimiter" if defined $m && $m =~ /\x1e/;
+		print $fh (defined $m ? $m : ''), "\x1e";
+	}
+	close $fh;
+	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-D', '\x1e', '-X', 'linger.ms=20');
+	push @cmd, '-p', $opt{partition} if defined $opt{partition};
+	push @cmd, '-Z' if grep { !defined } @$msgs;
 	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
 }
 
