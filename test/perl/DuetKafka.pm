@@ -74,22 +74,24 @@ sub produce
 	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
 }
 
-# produce_msgs($broker, $topic, \@msgs [, partition => N]): each element is one message, whatever
-# bytes it holds (newlines, quotes, a lone "\."); undef is a tombstone (NULL value). Messages are framed
-# by kcat -D '\x1e', so no message may contain that byte, and with a tombstone in the list an empty
-# string is sent as NULL too (kcat -Z).
+# produce_msgs($broker, $topic, \@msgs [, partition => N, key => K]): each element is one message,
+# whatever bytes it holds (newlines, quotes, a lone "\."); undef is a tombstone (NULL value). Every
+# message has a key (K, default "m<index>"): kcat sends a NULL value only with a key (-K, -Z), as
+# tombstones are in compacted topics. Framed by kcat -D '\x1e' -K '\x1f', so no message may hold
+# those bytes; with a tombstone in the list an empty string is sent as NULL too.
 sub produce_msgs
 {
 	my ($b, $topic, $msgs, %opt) = @_;
 	my ($fh, $path) = File::Temp::tempfile(DIR => $b->{dir}, UNLINK => 1);
 	binmode $fh;
-	for my $m (@$msgs)
+	for my $i (0 .. $#$msgs)
 	{
-		die "produce_msgs: a message holds the \\x1e delimiter" if defined $m && $m =~ /\x1e/;
-		print $fh (defined $m ? $m : ''), "\x1e";
+		my $m = $msgs->[$i];
+		die "produce_msgs: a message holds a \\x1e or \\x1f delimiter" if defined $m && $m =~ /[\x1e\x1f]/;
+		print $fh ($opt{key} // "m$i"), "\x1f", (defined $m ? $m : ''), "\x1e";
 	}
 	close $fh;
-	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-D', '\x1e', '-X', 'linger.ms=20');
+	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-D', '\x1e', '-K', '\x1f', '-X', 'linger.ms=20');
 	push @cmd, '-p', $opt{partition} if defined $opt{partition};
 	push @cmd, '-Z' if grep { !defined } @$msgs;
 	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
@@ -113,6 +115,7 @@ sub kafka_node
 }
 
 # wait_for($node, $sql, $expected, $name [, $timeout]): polls until the query returns $expected.
+# A query that fails (say, a column not there yet) is a failed test, not the end of the file.
 sub wait_for
 {
 	my ($node, $sql, $expected, $name, $timeout) = @_;
@@ -121,7 +124,8 @@ sub wait_for
 	my $got;
 	while (time() < $deadline)
 	{
-		$got = $node->safe_psql('postgres', $sql);
+		my ($rc, $out, $err) = $node->psql('postgres', $sql);
+		$got = $rc == 0 ? $out : "ERROR: $err";
 		last if $got eq $expected;
 		usleep(200_000);
 	}
