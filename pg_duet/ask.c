@@ -308,8 +308,8 @@ duet_ask(PG_FUNCTION_ARGS)
 }
 
 /* Arms statement_timeout's timer for our query unless an earlier deadline is already set. */
-static bool
-arm_run_timeout(TimestampTz *previous)
+bool
+duet_ask_timeout_arm(TimestampTz *previous)
 {
 	TimestampTz ours = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), duet_ask_run_timeout_ms);
 
@@ -320,8 +320,8 @@ arm_run_timeout(TimestampTz *previous)
 	return true;
 }
 
-static void
-disarm_run_timeout(TimestampTz previous)
+void
+duet_ask_timeout_disarm(TimestampTz previous)
 {
 	if (previous != 0)
 		enable_timeout_at(STATEMENT_TIMEOUT, previous);
@@ -351,7 +351,7 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 	{
 		TimestampTz prev;
 
-		armed = arm_run_timeout(&prev);
+		armed = duet_ask_timeout_arm(&prev);
 		previous = prev;
 	}
 	PG_TRY();
@@ -360,6 +360,15 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 		uint64		i;
 		TupleDesc	desc;
 
+		char	   *reason;
+
+		/* Guard, plan and run, all under the one deadline armed above. */
+		reason = duet_guard_check(sql);
+		if (reason)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("the generated SQL is not allowed to run"),
+					 errdetail("%s", reason)));
 		/* Second layer behind the guard: nothing can write, whatever slipped through. */
 		XactReadOnly = true;
 		SPI_connect();
@@ -382,16 +391,17 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 		}
 		SPI_finish();
 		if (armed)
-			disarm_run_timeout(previous);
+			duet_ask_timeout_disarm(previous);
 		XactReadOnly = was_read_only;
-		ReleaseCurrentSubTransaction();
+		/* The rows are in the store: nothing else the query did (set_config, NOTIFY) survives. */
+		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
 	}
 	PG_CATCH();
 	{
 		if (armed)
-			disarm_run_timeout(previous);
+			duet_ask_timeout_disarm(previous);
 		XactReadOnly = was_read_only;
 		MemoryContextSwitchTo(caller);
 		RollbackAndReleaseCurrentSubTransaction();
@@ -471,7 +481,7 @@ feedback_su(void *arg)
 		elog(ERROR, "could not write duet.ask_examples");
 	/* The cached answer to this question is superseded by the verified one. */
 	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE tenant IS NOT DISTINCT FROM $1"
-						  " AND question = $2", 2, types, values, nulls, false, 0);
+						  " AND question OPERATOR(pg_catalog.=) $2", 2, types, values, nulls, false, 0);
 	SPI_finish();
 }
 
@@ -501,6 +511,12 @@ duet_ask_feedback(PG_FUNCTION_ARGS)
 				 errmsg("example SQL is not acceptable"),
 				 errdetail("%s", reason)));
 	tenant = duet_current_tenant_name();
+	/* An example without a tenant is shown to every role without one: only a superuser adds it. */
+	if (tenant == NULL && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may add an example without a tenant"),
+				 errhint("Select your tenant with duet_set_tenant() first.")));
 	fa.tenant = tenant ? pstrdup(tenant) : NULL;
 	fa.sql = sql;
 	if (XactReadOnly)

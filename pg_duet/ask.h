@@ -11,6 +11,7 @@
 #ifndef DUET_ASK_H
 #define DUET_ASK_H
 
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
@@ -134,5 +135,12 @@ extern void duet_log_write(const AskLogEntry *e, const char *tenant);
 /* For an ask about to end in an ERROR: logged by this backend's next log write that commits. */
 extern void duet_log_defer(const AskLogEntry *e, const char *tenant);
 
+
+/* ask_secrets.c: whether text carries the key, as is, split, masked, base64 or hex. */
+extern bool duet_key_leaks(const char *key, const char *text);
+
+/* ask.c: statement_timeout's timer set to duet.ask_run_timeout from now, unless it ends sooner. */
+extern bool duet_ask_timeout_arm(TimestampTz *previous);
+extern void duet_ask_timeout_disarm(TimestampTz previous);
 
 #endif							/* DUET_ASK_H */

@@ -19,6 +19,8 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_aggregate.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -106,7 +108,11 @@ name_contains(const char *name, const char *const *list)
 	return false;
 }
 
-/* duet.ask_allowed_functions: extra volatile function names a superuser allows. */
+/*
+ * duet.ask_allowed_functions: functions a superuser allows beyond the built-in rules. A volatile
+ * built-in or extension function is named plainly; a function a user created only with its
+ * schema (schema.name), so that a same-named function elsewhere is not allowed with it.
+ */
 static bool
 extra_allowed(const char *name)
 {
@@ -130,6 +136,44 @@ typedef struct GuardWalk
 {
 	char	   *reason;			/* first reason found, palloc'd */
 } GuardWalk;
+
+static bool function_refused(Oid funcid, void *context);
+
+/* Built into the server, or installed by an extension (which took a superuser or a trusted script). */
+static bool
+function_trusted(Oid funcid)
+{
+	return funcid < FirstNormalObjectId ||
+		OidIsValid(getExtensionOfObject(ProcedureRelationId, funcid));
+}
+
+/* The transition, final, combine, (de)serial and moving-aggregate functions of an aggregate. */
+static bool
+aggregate_refused(Oid aggfnoid, GuardWalk *gw)
+{
+	HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggfnoid));
+	Form_pg_aggregate agg;
+	Oid			support[8];
+	int			i;
+	bool		refused = false;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for aggregate %u", aggfnoid);
+	agg = (Form_pg_aggregate) GETSTRUCT(tup);
+	support[0] = agg->aggtransfn;
+	support[1] = agg->aggfinalfn;
+	support[2] = agg->aggcombinefn;
+	support[3] = agg->aggserialfn;
+	support[4] = agg->aggdeserialfn;
+	support[5] = agg->aggmtransfn;
+	support[6] = agg->aggminvtransfn;
+	support[7] = agg->aggmfinalfn;
+	ReleaseSysCache(tup);
+	for (i = 0; i < 8 && !refused; i++)
+		if (OidIsValid(support[i]))
+			refused = function_refused(support[i], gw);
+	return refused;
+}
 
 /* check_functions_in_node callback: true stops the walk and means "refused". */
 static bool
@@ -155,9 +199,19 @@ function_refused(Oid funcid, void *context)
 		why = "it can read files or settings, run SQL text, sleep, or change state";
 	else if (proc->prosecdef)
 		why = "it is SECURITY DEFINER";
+	else if (!function_trusted(funcid) &&
+			 !extra_allowed(quote_qualified_identifier(get_namespace_name(proc->pronamespace), name)))
+		why = "it is a user's function (a superuser may allow it in duet.ask_allowed_functions as schema.name)";
 	else if (proc->provolatile == PROVOLATILE_VOLATILE &&
-			 !name_in(name, allowed_volatile) && !extra_allowed(name))
+			 !name_in(name, allowed_volatile) && !extra_allowed(name) &&
+			 !extra_allowed(quote_qualified_identifier(get_namespace_name(proc->pronamespace), name)))
 		why = "it is volatile and not in duet.ask_allowed_functions";
+	else if (proc->prokind == PROKIND_AGGREGATE)
+	{
+		/* An aggregate runs its support functions, whatever its own entry says: vet each. */
+		ReleaseSysCache(tup);
+		return aggregate_refused(funcid, gw);
+	}
 
 	if (why)
 		gw->reason = psprintf("function %s() is not allowed: %s",
@@ -367,6 +421,8 @@ duet_guard_check(const char *sql)
 	ResourceOwner owner = CurrentResourceOwner;
 	MemoryContext work;
 	char	   *volatile reason = NULL;
+	volatile TimestampTz previous = 0;
+	volatile bool armed;
 
 	if (sql == NULL || sql[0] == '\0')
 		return pstrdup("the answer contains no SQL statement");
@@ -378,12 +434,21 @@ duet_guard_check(const char *sql)
 	/* A subtransaction: analysis takes locks and may fail; neither may outlive the check. */
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(work);
+	{
+		TimestampTz prev;
+
+		/* Analysis and planning are bounded like the run (which may have armed this already). */
+		armed = duet_ask_timeout_arm(&prev);
+		previous = prev;
+	}
 	PG_TRY();
 	{
 		char	   *r = check_statement(sql);
 
 		if (r)
 			reason = MemoryContextStrdup(caller, r);
+		if (armed)
+			duet_ask_timeout_disarm(previous);
 		MemoryContextSwitchTo(caller);
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
@@ -393,6 +458,8 @@ duet_guard_check(const char *sql)
 	{
 		ErrorData  *edata;
 
+		if (armed)
+			duet_ask_timeout_disarm(previous);
 		MemoryContextSwitchTo(caller);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -15,11 +15,10 @@
 
 #include <jansson.h>
 
+#include "catalog/pg_authid.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
-
-#include "catalog/pg_authid.h"
 
 #include "ask.h"
 #include "privileged.h"
@@ -63,9 +62,9 @@ load_as_superuser(void *arg)
 
 	SPI_connect();
 	rc = SPI_execute("SELECT p.name, p.kind, p.base_url, p.model, p.timeout_ms, p.max_retries,"
-					 "       p.max_tokens, p.headers::text, p.api_key_env, k.api_key"
+					 "       p.max_tokens, p.headers::pg_catalog.text, p.api_key_env, k.api_key"
 					 "  FROM duet.llm_providers p"
-					 "  LEFT JOIN duet.llm_provider_keys k ON k.provider = p.name"
+					 "  LEFT JOIN duet.llm_provider_keys k ON k.provider OPERATOR(pg_catalog.=) p.name"
 					 " WHERE p.enabled ORDER BY p.priority, p.name", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.llm_providers: %s", SPI_result_code_string(rc));
@@ -116,31 +115,15 @@ duet_provider_model(const AskProvider *p)
 	return p->model;
 }
 
-/* Removes every occurrence of the provider's key from text (an endpoint may echo it). */
+/* What leaves this file of a provider's text: nothing at all when it carries the key. */
 static char *
 scrub(const AskProvider *p, const char *text)
 {
-	StringInfoData out;
-	const char *s = text;
-	size_t		klen;
-
 	if (text == NULL)
 		return NULL;
-	if (p->key == NULL || (klen = strlen(p->key)) < 4)
-		return pstrdup(text);
-	initStringInfo(&out);
-	for (;;)
-	{
-		const char *hit = strstr(s, p->key);
-
-		if (hit == NULL)
-			break;
-		appendBinaryStringInfo(&out, s, hit - s);
-		appendStringInfoString(&out, "[redacted]");
-		s = hit + klen;
-	}
-	appendStringInfoString(&out, s);
-	return out.data;
+	if (duet_key_leaks(p->key, text))
+		return pstrdup("[the provider's text is withheld: it contained the provider's API key in some form]");
+	return pstrdup(text);
 }
 
 static json_t *
@@ -336,6 +319,14 @@ ask_one(const AskProvider *p, const char *system, List *messages, AskReply *repl
 				if (resp.status == 200)
 				{
 					answer = parse_reply(p, resp.body.data, reply, &error);
+					if (answer && duet_key_leaks(p->key, answer))
+					{
+						/* Echoed (or made to echo) its key: never an answer, never retried. */
+						error = pstrdup("the reply contained the provider's API key in some form and was discarded");
+						answer = NULL;
+						retry = false;
+						break;
+					}
 					if (answer)
 						return answer;
 					retry = true;	/* 200 with an error object or no usable answer */

@@ -52,7 +52,8 @@ typedef struct CacheArgs
 } CacheArgs;
 
 #define CACHE_KEY_SQL(model) \
-	"md5(concat_ws(chr(31), coalesce($1, chr(30)), $2, $3, " model "))"
+	"pg_catalog.md5(pg_catalog.concat_ws(pg_catalog.chr(31), coalesce($1, pg_catalog.chr(30)), $2, $3, " \
+	model "))"
 
 static void
 cache_lookup_su(void *arg)
@@ -71,9 +72,10 @@ cache_lookup_su(void *arg)
 	values[4] = Int32GetDatum(duet_ask_cache_ttl_s);
 	SPI_connect();
 	/* An answer from any model of the chain will do; the first provider's is preferred. */
-	rc = SPI_execute_with_args("SELECT c.sql FROM unnest($4) WITH ORDINALITY AS m(model, pos)"
-							   "  JOIN duet.ask_cache c ON c.cache_key = " CACHE_KEY_SQL("m.model")
-							   " WHERE c.created_at > now() - make_interval(secs => $5)"
+	rc = SPI_execute_with_args("SELECT c.sql FROM pg_catalog.unnest($4) WITH ORDINALITY AS m(model, pos)"
+							   "  JOIN duet.ask_cache c ON c.cache_key OPERATOR(pg_catalog.=) " CACHE_KEY_SQL("m.model")
+							   " WHERE c.created_at OPERATOR(pg_catalog.>)"
+							   "       (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $5))"
 							   " ORDER BY m.pos LIMIT 1",
 							   5, types, values, nulls, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -112,9 +114,11 @@ prune_su(void)
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(duet_ask_log_retention_days), Int32GetDatum(duet_ask_cache_ttl_s)};
 
-	SPI_execute_with_args("DELETE FROM duet.ask_log WHERE at < now() - make_interval(days => $1)",
+	SPI_execute_with_args("DELETE FROM duet.ask_log WHERE at OPERATOR(pg_catalog.<) "
+						  "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 						  1, types, values, NULL, false, 0);
-	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE created_at < now() - make_interval(secs => $1)",
+	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE created_at OPERATOR(pg_catalog.<) "
+						  "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))",
 						  1, types + 1, values + 1, NULL, false, 0);
 }
 
@@ -155,7 +159,7 @@ cache_store_su(void *arg)
 							   "       (cache_key, tenant, question, fingerprint, model, sql)"
 							   " VALUES (" CACHE_KEY_SQL("$4") ", $1, $2, $3, $4, $5)"
 							   " ON CONFLICT (cache_key) DO UPDATE"
-							   "   SET sql = excluded.sql, created_at = now()",
+							   "   SET sql = excluded.sql, created_at = pg_catalog.now()",
 							   5, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not write duet.ask_cache: %s", SPI_result_code_string(rc));

@@ -113,7 +113,8 @@ fetch_value(const char *tenant, const char *key, Snapshot snapshot, MemoryContex
 
 		/* The tenant's override sorts before the default (NULL sorts last). */
 		plan = SPI_prepare("SELECT value FROM duet.config "
-						   "WHERE key = $1 AND (tenant = $2 OR tenant IS NULL) "
+						   "WHERE key OPERATOR(pg_catalog.=) $1 "
+						   "AND (tenant OPERATOR(pg_catalog.=) $2 OR tenant IS NULL) "
 						   "ORDER BY tenant NULLS LAST LIMIT 1", 2, types);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

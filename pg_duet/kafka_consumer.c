@@ -34,6 +34,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "privileged.h"
 
 #define ERROR_BACKOFF_MS	5000
 #define IDLE_POLL_MS		200
@@ -76,9 +77,10 @@ load_consumer(Consumer *c)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT name, topic, target::oid, brokers, format, batch_size, "
+	if (SPI_execute_with_args("SELECT name, topic, target::pg_catalog.oid, brokers, format, batch_size, "
 							  "flush_interval_ms, start_position, parallelism, column_map, properties, "
-							  "owner::oid, generation, enabled FROM duet.kafka_consumers WHERE id = $1",
+							  "owner::pg_catalog.oid, generation, enabled FROM duet.kafka_consumers "
+							  "WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.kafka_consumers");
 	if (SPI_processed == 0)
@@ -235,10 +237,9 @@ resolve_offsets(Consumer *c)
 		bool		isnull;
 		char		errbuf[DUET_KAFKA_ERRLEN];
 
-		SPI_execute_with_args("SELECT next_offset, (pg_catalog.date_part('epoch', skip_before) "
-							  "OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
-							  "FROM duet.kafka_offsets WHERE consumer_id OPERATOR(pg_catalog.=) $1 "
-							  "AND partition OPERATOR(pg_catalog.=) $2",
+		SPI_execute_with_args("SELECT next_offset, (pg_catalog.date_part('epoch', skip_before) OPERATOR(pg_catalog.*) 1000)"
+							  "::pg_catalog.int8 FROM duet.kafka_offsets "
+							  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2",
 							  2, (Oid[]) {INT4OID, INT4OID}, vals, NULL, true, 1);
 		c->skip_before_ms[i] = -1;
 		if (SPI_processed == 1)
@@ -481,7 +482,8 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	MemoryContextSwitchTo(batchcxt);
 
 	/* A committed stop, drop, reset or change ends this worker before it writes anything. */
-	SPI_execute_with_args("SELECT generation = $2 AND enabled FROM duet.kafka_consumers WHERE id = $1 FOR SHARE",
+	SPI_execute_with_args("SELECT generation OPERATOR(pg_catalog.=) $2 AND enabled FROM duet.kafka_consumers "
+						  "WHERE id OPERATOR(pg_catalog.=) $1 FOR SHARE",
 						  2, (Oid[]) {INT4OID, INT4OID},
 						  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
 						  NULL, false, 1);
@@ -497,7 +499,8 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	{
 		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
 
-		SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets WHERE consumer_id = $1 AND partition = $2 FOR UPDATE",
+		SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets "
+							  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2 FOR UPDATE",
 							  2, (Oid[]) {INT4OID, INT4OID},
 							  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition)},
 							  NULL, false, 1);
@@ -524,9 +527,9 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	{
 		if (next[i] == c->assigned->elems[i].offset)
 			continue;
-		SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = now(), "
+		SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = pg_catalog.now(), "
 							  "skip_before = CASE WHEN $4 THEN skip_before END "
-							  "WHERE consumer_id = $1 AND partition = $2", 4,
+							  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2", 4,
 							  (Oid[]) {INT4OID, INT4OID, INT8OID, BOOLOID},
 							  (Datum[]) {Int32GetDatum(c->args.consumer_id),
 							  Int32GetDatum(c->assigned->elems[i].partition), Int64GetDatum(next[i]),
@@ -716,6 +719,7 @@ duet_kafka_consumer_main(Datum arg)
 	memcpy(&c.args, MyBgworkerEntry->bgw_extra, sizeof(c.args));
 	duet_kafka_worker_signals();
 	BackgroundWorkerInitializeConnectionByOid(c.args.dboid, InvalidOid, 0);
+	duet_worker_pin_search_path();
 	load_consumer(&c);
 	c.slot = duet_kafka_slot_claim(c.args.dboid, c.args.consumer_id, c.args.group, c.name);
 	take_worker_lock(&c);

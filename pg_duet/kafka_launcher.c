@@ -255,6 +255,7 @@ duet_kafka_supervisor_main(Datum arg)
 	memcpy(&self, MyBgworkerEntry->bgw_extra, sizeof(self));
 	duet_kafka_worker_signals();
 	BackgroundWorkerInitializeConnection(self.dbname, NULL, 0);
+	duet_worker_pin_search_path();
 	pgstat_report_appname("pg_duet kafka supervisor");
 	duet_kafka_terminate_db_workers(MyDatabaseId);
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "duet kafka supervisor", ALLOCSET_DEFAULT_SIZES);
@@ -275,7 +276,7 @@ duet_kafka_supervisor_main(Datum arg)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		SPI_connect();
-		installed = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_duet'",
+		installed = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_duet'",
 								true, 1) == SPI_OK_SELECT && SPI_processed == 1;
 		if (installed &&
 			SPI_execute("SELECT id, name, generation, parallelism FROM duet.kafka_consumers "

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "privileged.h"
 
 #define OUTBOX_BATCH		1000
 #define OUTBOX_IDLE_MS		200
@@ -189,7 +190,7 @@ mark_sent(OutboxRow *rows, int n)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	plan = SPI_prepare("UPDATE duet.kafka_outbox SET sent_at = now(), partition = $2, \"offset\" = $3 WHERE id = $1",
+	plan = SPI_prepare("UPDATE duet.kafka_outbox SET sent_at = pg_catalog.now(), partition = $2, \"offset\" = $3 WHERE id OPERATOR(pg_catalog.=) $1",
 					   3, (Oid[]) {INT8OID, INT4OID, INT8OID});
 	for (int i = 0; i < n; i++)
 		if (rows[i].delivered)
@@ -207,7 +208,8 @@ prune_sent(void)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	SPI_execute("DELETE FROM duet.kafka_outbox WHERE sent_at < now() - interval '1 day'", false, 0);
+	SPI_execute("DELETE FROM duet.kafka_outbox WHERE sent_at OPERATOR(pg_catalog.<) "
+			"(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => 1))", false, 0);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -226,6 +228,7 @@ duet_kafka_publisher_main(Datum arg)
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	duet_kafka_worker_signals();
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	duet_worker_pin_search_path();
 	pgstat_report_appname("pg_duet kafka outbox publisher");
 	brokers = MemoryContextStrdup(TopMemoryContext, duet_outbox_brokers);
 	rk = producer_new();

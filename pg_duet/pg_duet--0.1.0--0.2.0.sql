@@ -5,6 +5,245 @@
 
 \echo Use "ALTER EXTENSION pg_duet UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Security (issue 11) ---------------------------------------------------------------------------
+
+-- Global examples (tenant NULL) could be deleted by any role without a tenant.
+DROP POLICY duet_tenant_isolation ON duet.ask_examples;
+CREATE POLICY duet_tenant_isolation ON duet.ask_examples FOR SELECT
+    USING (tenant IS NOT DISTINCT FROM @extschema@.duet_current_tenant());
+-- Examples without a tenant are the owner's (duet_ask_feedback makes them for superusers only).
+CREATE POLICY duet_tenant_delete ON duet.ask_examples FOR DELETE
+    USING (tenant IS NOT NULL AND tenant = @extschema@.duet_current_tenant());
+
+-- Keys are not dumped: pg_dump of the database must not write secrets (back them up with COPY).
+-- pg_extension_config_dump has no inverse; this is what it would undo, done as it does it.
+UPDATE pg_catalog.pg_extension e
+   SET extconfig = (SELECT pg_catalog.array_agg(c.oid ORDER BY c.ord)
+                      FROM pg_catalog.unnest(e.extconfig) WITH ORDINALITY AS c(oid, ord)
+                     WHERE c.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass),
+       extcondition = (SELECT pg_catalog.array_agg(w.cond ORDER BY w.ord)
+                         FROM pg_catalog.unnest(e.extconfig, e.extcondition) WITH ORDINALITY AS w(oid, cond, ord)
+                        WHERE w.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass)
+ WHERE e.extname OPERATOR(pg_catalog.=) 'pg_duet';
+
+-- Key definitions are global and readable by all; RLS says so explicitly.
+ALTER TABLE duet.config_definitions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.config_definitions FORCE ROW LEVEL SECURITY;
+CREATE POLICY config_definitions_global_read ON duet.config_definitions FOR SELECT USING (true);
+-- Metrics are global and readable by all; RLS says so explicitly.
+ALTER TABLE duet.metrics ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.metrics FORCE ROW LEVEL SECURITY;
+CREATE POLICY metrics_global_read ON duet.metrics FOR SELECT USING (true);
+
+-- Broadcast channels carry only an opaque id (every role can LISTEN): the alert transition's id
+-- on duet_alerts, the config history row's id on duet_config; listeners read them back under RLS.
+-- (Replacing an extension member is safe here: PostgreSQL refuses to replace a non-member.)
+CREATE OR REPLACE FUNCTION duet.duet_alert_observe(p_rule bigint, p_labels jsonb, p_outcome text, p_value jsonb,
+                                        p_message text, p_error text, p_at timestamptz) RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       duet.rules;
+    a       duet.alerts;
+    base    text;
+    new     text;
+    event   jsonb;
+    transition bigint;
+BEGIN
+    SELECT * INTO r FROM duet.rules WHERE id = p_rule;
+    IF NOT FOUND THEN
+        RETURN NULL;    -- dropped concurrently
+    END IF;
+    INSERT INTO duet.alerts (rule_id, tenant, labels) VALUES (p_rule, r.tenant, p_labels)
+        ON CONFLICT ON CONSTRAINT alert_instance DO NOTHING;
+    SELECT * INTO a FROM duet.alerts WHERE rule_id = p_rule AND labels = p_labels FOR UPDATE;
+
+    -- Error and No Data interrupt evaluation without ending an active alert: when data comes
+    -- back, an alert that was firing is still firing (no second notification).
+    base := CASE WHEN a.state IN ('error', 'nodata', 'resolved') THEN
+                     CASE WHEN a.firing_since IS NOT NULL THEN 'firing'
+                          WHEN a.pending_since IS NOT NULL THEN 'pending' ELSE 'normal' END
+                 ELSE a.state END;
+
+    IF p_outcome = 'error' THEN
+        new := 'error';
+    ELSIF p_outcome = 'nodata' THEN
+        new := 'nodata';
+    ELSIF p_outcome = 'true' THEN
+        IF base IN ('firing', 'recovering') THEN
+            new := 'firing';            -- a flap within keep_firing_for: still the same alert
+            a.recovering_since := NULL;
+        ELSIF base = 'pending' AND p_at - a.pending_since >= r.for_period THEN
+            new := 'firing';
+        ELSIF base = 'pending' THEN
+            new := 'pending';
+        ELSIF r.for_period = '0' THEN
+            new := 'firing';
+            a.pending_since := p_at;
+        ELSE
+            new := 'pending';
+            a.pending_since := p_at;
+        END IF;
+        IF new = 'firing' AND a.firing_since IS NULL THEN
+            a.firing_since := p_at;
+        END IF;
+    ELSIF p_outcome = 'false' THEN
+        IF base = 'firing' AND r.keep_firing_for = '0' THEN
+            new := 'resolved';
+        ELSIF base = 'firing' THEN
+            new := 'recovering';
+            a.recovering_since := p_at;
+        ELSIF base = 'recovering' AND p_at - a.recovering_since >= r.keep_firing_for THEN
+            new := 'resolved';
+        ELSIF base = 'recovering' THEN
+            new := 'recovering';
+        ELSIF a.state = 'resolved' THEN
+            new := 'resolved';          -- stays resolved until the condition holds again
+        ELSE
+            new := 'normal';
+        END IF;
+        IF new IN ('resolved', 'normal') THEN
+            a.pending_since := NULL;
+            a.firing_since := NULL;
+            a.recovering_since := NULL;
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'invalid alert outcome "%"', p_outcome;
+    END IF;
+
+    UPDATE duet.alerts
+       SET state = new, pending_since = a.pending_since, firing_since = a.firing_since,
+           recovering_since = a.recovering_since, last_eval_at = p_at,
+           value = CASE WHEN p_outcome IN ('true', 'false') THEN p_value ELSE value END,
+           message = CASE WHEN p_outcome = 'true' THEN p_message ELSE message END,
+           error = CASE WHEN p_outcome = 'error' THEN p_error END
+     WHERE id = a.id;
+
+    IF new IS DISTINCT FROM a.state THEN
+        INSERT INTO duet.alert_transitions (alert_id, rule_id, tenant, labels, from_state, to_state, at,
+                                            value, message, error)
+        VALUES (a.id, p_rule, r.tenant, p_labels, a.state, new, p_at, p_value,
+                CASE WHEN p_outcome = 'true' THEN p_message ELSE a.message END,
+                CASE WHEN p_outcome = 'error' THEN p_error END)
+        RETURNING id INTO transition;
+    END IF;
+
+    -- Notify when an alert starts firing (not on a flap back from recovering) and when it resolves.
+    IF (new = 'firing' AND base NOT IN ('firing', 'recovering')) OR (new = 'resolved' AND a.state <> 'resolved') THEN
+        event := jsonb_build_object('tenant', r.tenant, 'rule', r.name, 'rule_id', r.id,
+                                    'severity', r.severity, 'labels', p_labels, 'state', new,
+                                    'at', to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                                    'value', p_value,
+                                    'message', CASE WHEN new = 'firing' THEN p_message ELSE a.message END,
+                                    'alert_id', a.id);
+        -- Every role can LISTEN: the channel carries only the transition's id, which a listener
+        -- reads back through duet.alert_history under row-level security (its own tenant only).
+        PERFORM pg_notify('duet_alerts', transition::text);
+        IF r.topic IS NOT NULL THEN
+            EXECUTE 'SELECT @extschema@.duet_kafka_publish($1, $2, $3, $4)'
+                USING r.topic, r.tenant || '/' || r.name || '/' || p_labels::text, event,
+                      jsonb_build_object('source', 'pg_duet rules', 'tenant', r.tenant, 'state', new);
+        END IF;
+    END IF;
+    RETURN new;
+END $$;
+
+CREATE OR REPLACE FUNCTION duet.duet_config_apply(op text, p_tenant text, p_key text, p_value jsonb,
+                                       p_version bigint, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur          duet.config;
+    target       duet.config_history;
+    def_schema   jsonb;
+    last_version bigint;
+    new_version  bigint;
+    new_value    jsonb;
+    retention    int;
+    history_id   bigint;
+    scope        text := CASE WHEN p_tenant IS NULL THEN 'the default' ELSE format('tenant "%s"', p_tenant) END;
+BEGIN
+    -- One writer per (tenant, key) at a time: no lost update, versions strictly increase.
+    PERFORM pg_advisory_xact_lock(hashtext('duet.config/' || coalesce(p_tenant, '')), hashtext(p_key));
+
+    SELECT * INTO cur FROM duet.config c
+     WHERE c.key = p_key AND (c.tenant = p_tenant OR (p_tenant IS NULL AND c.tenant IS NULL))
+       FOR UPDATE;
+    SELECT max(h.version) INTO last_version FROM duet.config_history h
+     WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));
+    new_version := greatest(coalesce(cur.version, 0), coalesce(last_version, 0)) + 1;
+
+    IF op = 'set' THEN
+        new_value := p_value;
+    ELSIF op = 'unset' THEN
+        IF cur.key IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('config key "%s" is not set for %s', p_key, scope);
+        END IF;
+        new_value := NULL;
+    ELSIF op = 'rollback' THEN
+        SELECT * INTO target FROM duet.config_history h
+         WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL))
+           AND h.version = p_version;
+        IF target.id IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('version %s of config key "%s" does not exist for %s', p_version, p_key, scope),
+                HINT = format('duet_config_history(%L) lists the versions still kept.', p_key);
+        END IF;
+        new_value := target.value;
+    ELSE
+        RAISE EXCEPTION 'unknown config operation "%"', op;
+    END IF;
+
+    IF new_value IS NOT NULL THEN
+        IF octet_length(new_value::text) > 1048576 THEN
+            RAISE EXCEPTION USING ERRCODE = 'program_limit_exceeded',
+                MESSAGE = format('value for config key "%s" is too large', p_key),
+                DETAIL = format('Its JSON text has %s bytes; the limit is 1 MiB.', octet_length(new_value::text));
+        END IF;
+        SELECT d.schema INTO def_schema FROM duet.config_definitions d WHERE d.key = p_key;
+        IF def_schema IS NOT NULL THEN
+            PERFORM @extschema@.duet_config_schema_validate(def_schema, new_value, p_key);
+        END IF;
+        INSERT INTO duet.config AS c (key, tenant, value, version, updated_at, updated_by)
+             VALUES (p_key, p_tenant, new_value, new_version, now(), p_actor)
+        ON CONFLICT ON CONSTRAINT config_key_tenant DO UPDATE
+            SET value = excluded.value, version = excluded.version,
+                updated_at = excluded.updated_at, updated_by = excluded.updated_by;
+    ELSIF cur.key IS NOT NULL THEN
+        DELETE FROM duet.config c
+         WHERE c.key = p_key AND (c.tenant = p_tenant OR (p_tenant IS NULL AND c.tenant IS NULL));
+    END IF;
+
+    INSERT INTO duet.config_history (key, tenant, version, operation, value, previous_value,
+                                     rolled_back_to, changed_at, changed_by)
+         VALUES (p_key, p_tenant, new_version, CASE WHEN op = 'set' AND new_value IS NULL THEN 'unset' ELSE op END,
+                 new_value, cur.value, CASE WHEN op = 'rollback' THEN p_version END, now(), p_actor)
+      RETURNING id INTO history_id;
+
+    -- Delivered to listeners when (and only if) the transaction commits. Every role can LISTEN:
+    -- the channel carries only the history row's id, read back under row-level security.
+    PERFORM pg_notify('duet_config', history_id::text);
+
+    -- Bounded retention, pruned where we write; the newest entry of the key always stays.
+    SELECT s.setting::int INTO retention FROM pg_settings s WHERE s.name = 'duet.config_history_retention';
+    IF retention > 0 THEN
+        DELETE FROM duet.config_history h
+         WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL))
+           AND h.changed_at < now() - make_interval(mins => retention) AND h.version < new_version;
+    END IF;
+    RETURN new_version;
+END $$;
+
+-- Whether a provider has a key was answered to every role; now only to roles that may change
+-- duet.llm_providers (the provider guard trigger's callers) and superusers.
+DROP FUNCTION duet_ask_provider_has_key(text);
+CREATE FUNCTION duet_ask_provider_has_key(provider text) RETURNS boolean
+    LANGUAGE c STABLE STRICT
+    AS 'MODULE_PATHNAME', 'duet_ask_provider_has_key';
+COMMENT ON FUNCTION duet_ask_provider_has_key(text) IS
+    'whether a provider has a stored key (for the provider guard trigger; only roles that may change duet.llm_providers may ask)';
+
 -- Kafka (issue 12, silent loss): tombstones in dead letters, the gaps table, gaps in the status.
 ALTER TABLE duet.kafka_dead_letters ALTER COLUMN value DROP NOT NULL;
 ALTER TABLE duet.kafka_dead_letters ADD COLUMN tombstone boolean NOT NULL DEFAULT false;

@@ -49,6 +49,13 @@ duet_run_privileged(Oid role, const char *search_path, duet_privileged_fn fn, vo
 	AtEOXact_GUC(false, nestlevel);
 }
 
+void
+duet_worker_pin_search_path(void)
+{
+	/* Workers run as the bootstrap superuser; a database or role default must not reach them. */
+	SetConfigOption("search_path", DUET_PRIVILEGED_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 Oid
 duet_extension_owner(void)
 {

@@ -33,6 +33,12 @@ typedef void (*duet_privileged_fn) (void *arg);
  */
 extern void duet_run_privileged(Oid role, const char *search_path, duet_privileged_fn fn, void *arg);
 
+/*
+ * For a background worker right after it connects: DUET_PRIVILEGED_SEARCH_PATH for the whole
+ * session, whatever ALTER DATABASE/ROLE ... SET search_path says.
+ */
+extern void duet_worker_pin_search_path(void);
+
 /* The extension owner: the owner of schema duet, which owns every table of the extension. */
 extern Oid	duet_extension_owner(void);
 

@@ -259,15 +259,15 @@ duet_rule_test(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the row to test must be a JSON object"),
 				 errhint("For example: {\"spend\": 120, \"budget\": 100}.")));
-	(void) required_tenant();
+	args[1] = CStringGetTextDatum(required_tenant());
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(callcxt);
 	args[0] = CStringGetTextDatum(name);
 	ret = SPI_execute_with_args("SELECT condition, value, labels, message FROM duet.rules "
-								"WHERE tenant = duet_current_tenant() AND name = $1",
-								1, argtypes, args, NULL, true, 1);
+								"WHERE tenant OPERATOR(pg_catalog.=) $2 AND name OPERATOR(pg_catalog.=) $1",
+								2, (Oid[]) {TEXTOID, TEXTOID}, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the rule: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
@@ -281,7 +281,8 @@ duet_rule_test(PG_FUNCTION_ARGS)
 
 	/* The row's keys become columns: numbers float8, strings text, booleans bool. */
 	args[0] = JsonbPGetDatum(row);
-	ret = SPI_execute_with_args("SELECT key, jsonb_typeof(value), value #>> '{}' FROM jsonb_each($1) "
+	ret = SPI_execute_with_args("SELECT key, pg_catalog.jsonb_typeof(value), value OPERATOR(pg_catalog.#>>) '{}' "
+								"FROM pg_catalog.jsonb_each($1) "
 								"ORDER BY key", 1, &argtypes[1], args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the row: %s", SPI_result_code_string(ret));

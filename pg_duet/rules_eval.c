@@ -378,7 +378,7 @@ load_active_labels(int64 rule_id)
 	if (plan == NULL)
 	{
 		Oid			type = INT8OID;
-		SPIPlanPtr	p = SPI_prepare("SELECT labels::text FROM duet.alerts WHERE rule_id = $1 "
+		SPIPlanPtr	p = SPI_prepare("SELECT labels::pg_catalog.text FROM duet.alerts WHERE rule_id OPERATOR(pg_catalog.=) $1 "
 									"AND state IN ('pending', 'firing', 'recovering', 'error', 'nodata')",
 									1, &type);
 

@@ -172,6 +172,7 @@ duet_rules_evaluator_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	duet_worker_pin_search_path();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -180,19 +181,21 @@ duet_rules_evaluator_main(Datum arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "evaluating pg_duet query rules");
 
-	ret = SPI_execute("SELECT quote_ident(n.nspname) FROM pg_extension e "
-					  "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_duet'",
+	ret = SPI_execute("SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
+					  "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
+					  "WHERE e.extname OPERATOR(pg_catalog.=) 'pg_duet'",
 					  true, 1);
 	if (ret == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		char	   *schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-		ret = SPI_execute(psprintf("SELECT %s.duet_rules_evaluate(now())", schema), false, 0);
+		ret = SPI_execute(psprintf("SELECT %s.duet_rules_evaluate(pg_catalog.now())", schema), false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "rule evaluation failed: %s", SPI_result_code_string(ret));
 		if (duet_rules_history_retention > 0)
 		{
-			ret = SPI_execute(psprintf("DELETE FROM duet.alert_transitions WHERE at < now() - %d * interval '1 day'",
+			ret = SPI_execute(psprintf("DELETE FROM duet.alert_transitions WHERE at OPERATOR(pg_catalog.<) "
+									   "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d))",
 									   duet_rules_history_retention), false, 0);
 			if (ret != SPI_OK_DELETE)
 				elog(ERROR, "alert history pruning failed: %s", SPI_result_code_string(ret));

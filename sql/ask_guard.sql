@@ -116,6 +116,27 @@ SELECT duet_ask_guard($q$SELECT setseed(0.5)$q$) IS NULL AS allowlisted;
 SELECT duet_ask_guard($q$SELECT pg_sleep(1)$q$);
 RESET duet.ask_allowed_functions;
 
+-- a user's function is refused whatever its label (IMMUTABLE would be folded by the planner),
+-- and so is a user's aggregate whose support functions are the user's; a superuser may allow
+-- one by schema.name, and then its support functions are vetted in turn
+CREATE FUNCTION ask_liar_immutable(int) RETURNS int LANGUAGE sql IMMUTABLE
+    AS $$ SELECT $1 $$;
+CREATE FUNCTION ask_liar_sfunc(int, int) RETURNS int LANGUAGE plpgsql STABLE
+    AS $$ BEGIN PERFORM set_config('work_mem', '64kB', false); RETURN coalesce($1, 0) + $2; END $$;
+CREATE AGGREGATE ask_liar_sum(int) (SFUNC = ask_liar_sfunc, STYPE = int);
+CREATE AGGREGATE ask_plain_sum(int) (SFUNC = int4pl, STYPE = int);
+SELECT duet_ask_guard($q$SELECT ask_liar_immutable(1)$q$);
+SELECT duet_ask_guard($q$SELECT ask_liar_sum(n) FROM ask_canary$q$);
+SET duet.ask_allowed_functions = 'public.ask_liar_sum, public.ask_liar_immutable, public.ask_plain_sum';
+SELECT duet_ask_guard($q$SELECT ask_liar_immutable(1)$q$) IS NULL AS allowlisted_by_schema_name;
+SELECT duet_ask_guard($q$SELECT ask_liar_sum(n) FROM ask_canary$q$);
+SELECT duet_ask_guard($q$SELECT ask_plain_sum(n) FROM ask_canary$q$) IS NULL AS builtin_support_functions;
+SET duet.ask_allowed_functions = 'ask_liar_immutable';
+SELECT duet_ask_guard($q$SELECT ask_liar_immutable(1)$q$) IS NOT NULL AS a_plain_name_does_not_allow_a_users_function;
+RESET duet.ask_allowed_functions;
+DROP AGGREGATE ask_liar_sum(int), ask_plain_sum(int);
+DROP FUNCTION ask_liar_sfunc(int, int), ask_liar_immutable(int);
+
 -- a role without privileges on the table: refused with the executor's own message
 CREATE ROLE ask_guard_reader;
 SET ROLE ask_guard_reader;

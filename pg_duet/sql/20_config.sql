@@ -263,6 +263,10 @@ CREATE TRIGGER duet_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON duet
 -- the owner writes; the duet_config_* functions write on the caller's behalf after checking it.
 REVOKE ALL ON duet.config, duet.config_history, duet.config_definitions FROM PUBLIC;
 GRANT SELECT ON duet.config, duet.config_history, duet.config_definitions TO PUBLIC;
+-- Key definitions are global and readable by all; RLS says so explicitly.
+ALTER TABLE duet.config_definitions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.config_definitions FORCE ROW LEVEL SECURITY;
+CREATE POLICY config_definitions_global_read ON duet.config_definitions FOR SELECT USING (true);
 ALTER TABLE duet.config ENABLE ROW LEVEL SECURITY;
 ALTER TABLE duet.config FORCE ROW LEVEL SECURITY;
 ALTER TABLE duet.config_history ENABLE ROW LEVEL SECURITY;
@@ -313,6 +317,7 @@ DECLARE
     new_version  bigint;
     new_value    jsonb;
     retention    int;
+    history_id   bigint;
     scope        text := CASE WHEN p_tenant IS NULL THEN 'the default' ELSE format('tenant "%s"', p_tenant) END;
 BEGIN
     -- One writer per (tenant, key) at a time: no lost update, versions strictly increase.
@@ -370,11 +375,12 @@ BEGIN
     INSERT INTO duet.config_history (key, tenant, version, operation, value, previous_value,
                                      rolled_back_to, changed_at, changed_by)
          VALUES (p_key, p_tenant, new_version, CASE WHEN op = 'set' AND new_value IS NULL THEN 'unset' ELSE op END,
-                 new_value, cur.value, CASE WHEN op = 'rollback' THEN p_version END, now(), p_actor);
+                 new_value, cur.value, CASE WHEN op = 'rollback' THEN p_version END, now(), p_actor)
+      RETURNING id INTO history_id;
 
-    -- Delivered to listeners when (and only if) the transaction commits.
-    PERFORM pg_notify('duet_config', json_build_object('tenant', p_tenant, 'key', p_key,
-                                                       'version', new_version, 'operation', op)::text);
+    -- Delivered to listeners when (and only if) the transaction commits. Every role can LISTEN:
+    -- the channel carries only the history row's id, read back under row-level security.
+    PERFORM pg_notify('duet_config', history_id::text);
 
     -- Bounded retention, pruned where we write; the newest entry of the key always stays.
     SELECT s.setting::int INTO retention FROM pg_settings s WHERE s.name = 'duet.config_history_retention';

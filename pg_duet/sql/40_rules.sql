@@ -418,6 +418,7 @@ DECLARE
     base    text;
     new     text;
     event   jsonb;
+    transition bigint;
 BEGIN
     SELECT * INTO r FROM duet.rules WHERE id = p_rule;
     IF NOT FOUND THEN
@@ -493,7 +494,8 @@ BEGIN
                                             value, message, error)
         VALUES (a.id, p_rule, r.tenant, p_labels, a.state, new, p_at, p_value,
                 CASE WHEN p_outcome = 'true' THEN p_message ELSE a.message END,
-                CASE WHEN p_outcome = 'error' THEN p_error END);
+                CASE WHEN p_outcome = 'error' THEN p_error END)
+        RETURNING id INTO transition;
     END IF;
 
     -- Notify when an alert starts firing (not on a flap back from recovering) and when it resolves.
@@ -504,7 +506,9 @@ BEGIN
                                     'value', p_value,
                                     'message', CASE WHEN new = 'firing' THEN p_message ELSE a.message END,
                                     'alert_id', a.id);
-        PERFORM pg_notify('duet_alerts', left(event::text, 7900));
+        -- Every role can LISTEN: the channel carries only the transition's id, which a listener
+        -- reads back through duet.alert_history under row-level security (its own tenant only).
+        PERFORM pg_notify('duet_alerts', transition::text);
         IF r.topic IS NOT NULL THEN
             EXECUTE 'SELECT @extschema@.duet_kafka_publish($1, $2, $3, $4)'
                 USING r.topic, r.tenant || '/' || r.name || '/' || p_labels::text, event,

@@ -32,17 +32,17 @@ COMMENT ON TABLE duet.llm_provider_keys IS
 
 REVOKE ALL ON duet.llm_providers, duet.llm_provider_keys FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('duet.llm_providers', '');
-SELECT pg_catalog.pg_extension_config_dump('duet.llm_provider_keys', '');
+-- Keys are not dumped: pg_dump of the database must not write secrets (back them up with COPY).
 
 -- Even if a superuser grants these tables to someone, only a superuser may attach a key or
 -- change a keyed provider (a new base_url would send the key to an endpoint of their choosing).
 -- The trigger runs as the role making the change, so it can tell who that is; whether a key
--- exists is asked of a SECURITY DEFINER helper that reveals nothing else.
+-- exists is asked of a C helper that answers only roles allowed to change providers.
 CREATE FUNCTION duet_ask_provider_has_key(provider text) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    BEGIN ATOMIC SELECT EXISTS (SELECT FROM duet.llm_provider_keys k WHERE k.provider = duet_ask_provider_has_key.provider); END;
+    LANGUAGE c STABLE STRICT
+    AS 'MODULE_PATHNAME', 'duet_ask_provider_has_key';
 COMMENT ON FUNCTION duet_ask_provider_has_key(text) IS
-    'whether a provider has a stored key (used by the provider guard trigger; reveals no key)';
+    'whether a provider has a stored key (for the provider guard trigger; only roles that may change duet.llm_providers may ask)';
 
 CREATE FUNCTION duet_ask_providers_guard() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -102,8 +102,11 @@ COMMENT ON TABLE duet.ask_examples IS
     'verified question → SQL pairs shown to the model as examples, per tenant; add with duet_ask_feedback()';
 ALTER TABLE duet.ask_examples ENABLE ROW LEVEL SECURITY;
 ALTER TABLE duet.ask_examples FORCE ROW LEVEL SECURITY;
-CREATE POLICY duet_tenant_isolation ON duet.ask_examples
+CREATE POLICY duet_tenant_isolation ON duet.ask_examples FOR SELECT
     USING (tenant IS NOT DISTINCT FROM @extschema@.duet_current_tenant());
+-- Examples without a tenant are the owner's (duet_ask_feedback makes them for superusers only).
+CREATE POLICY duet_tenant_delete ON duet.ask_examples FOR DELETE
+    USING (tenant IS NOT NULL AND tenant = @extschema@.duet_current_tenant());
 REVOKE ALL ON duet.ask_examples FROM PUBLIC;
 GRANT SELECT, DELETE ON duet.ask_examples TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples', '');

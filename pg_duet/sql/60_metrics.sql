@@ -23,6 +23,10 @@ COMMENT ON COLUMN duet.metrics.return_type IS 'ClickHouse result type: Nullable(
 SELECT pg_catalog.pg_extension_config_dump('duet.metrics', '');
 REVOKE ALL ON duet.metrics FROM PUBLIC;
 GRANT SELECT ON duet.metrics TO PUBLIC;
+-- Metrics are global and readable by all; RLS says so explicitly.
+ALTER TABLE duet.metrics ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.metrics FORCE ROW LEVEL SECURITY;
+CREATE POLICY metrics_global_read ON duet.metrics FOR SELECT USING (true);
 
 CREATE FUNCTION duet_metric_signature(formula text, typed_names text[] DEFAULT '{}', typed_types text[] DEFAULT '{}',
                                       OUT arguments text[], OUT argument_types text[], OUT return_type text)
