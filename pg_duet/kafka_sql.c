@@ -24,7 +24,7 @@
 #include "kafka.h"
 #include "privileged.h"
 
-#define RESET_TIMEOUT_MS	10000	/* per broker request of duet_kafka_reset */
+#define RESET_TIMEOUT_MS	5000	/* per broker request of duet_kafka_reset */
 
 static bool
 valid_chars(const char *s, const char *extra)
