@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "pg_duet.h"
 #include "privileged.h"
 
 #define RESET_TIMEOUT_MS	5000	/* per broker request of duet_kafka_reset */
@@ -272,6 +273,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 
 		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 	}
+	duet_workers_warn(psprintf("Kafka consumer \"%s\"", name));
 	PG_RETURN_VOID();
 }
 
