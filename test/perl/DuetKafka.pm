@@ -66,7 +66,10 @@ sub produce
 	my ($fh, $path) = File::Temp::tempfile(DIR => $b->{dir}, UNLINK => 1);
 	print $fh map { "$_\n" } @$lines;
 	close $fh;
-	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-X', 'linger.ms=20');
+	# sticky.partitioning.linger.ms=0: keyless messages spread over the partitions one by one, not
+	# in runs of 40 ms (twice linger.ms) to one partition, which a fast producer fills alone.
+	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-X', 'linger.ms=20',
+		'-X', 'sticky.partitioning.linger.ms=0');
 	push @cmd, '-p', $opt{partition} if defined $opt{partition};
 	push @cmd, '-k', $opt{key} if defined $opt{key};
 	push @cmd, map { ('-H', $_) } @{ $opt{headers} // [] };
