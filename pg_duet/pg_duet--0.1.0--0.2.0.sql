@@ -291,39 +291,7 @@ COMMENT ON SEQUENCE duet.kafka_gaps_id_seq IS 'ids of duet.kafka_gaps';
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps_id_seq', '');
 
-CREATE OR REPLACE VIEW duet.kafka_status AS
-WITH w AS (
-    SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
-           sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
-           CASE WHEN bool_or(state = 'error') THEN 'error'
-                WHEN bool_or(state = 'broker unreachable') THEN 'broker unreachable'
-                WHEN bool_or(state = 'running') THEN 'running'
-                WHEN bool_or(state = 'starting') THEN 'starting'
-                ELSE 'idle' END AS state,
-           (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST))[1] AS last_error,
-           max(last_error_at) AS last_error_at
-      FROM (SELECT DISTINCT ON (pid) * FROM duet_kafka_worker_stats()) s
-     GROUP BY consumer_id),
-p AS (
-    SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
-           jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
-                                        'high_watermark', ps.high_watermark, 'lag', ps.lag)
-                     ORDER BY ps.partition) AS partitions
-      FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
-     GROUP BY c.id)
-SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
-       CASE WHEN NOT c.enabled THEN 'stopped' ELSE coalesce(w.state, 'starting') END AS state,
-       coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
-       coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
-       (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
-       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
-       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
-       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages
-  FROM duet.kafka_consumers c
-  LEFT JOIN w ON w.consumer_id = c.id
-  LEFT JOIN p ON p.consumer_id = c.id;
-COMMENT ON VIEW duet.kafka_status IS
-    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, and the gaps (ranges and messages skipped, see duet.kafka_gaps)';
+-- (duet.kafka_status gets its gaps and gap_messages columns below, with the admin filter.)
 
 -- Loud failure (issue 17): duet_doctor(), and a WARNING where something needs the workers.
 CREATE FUNCTION duet_workers_status(OUT problem text, OUT hint text)
@@ -518,12 +486,16 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
        coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
        coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
        (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
-       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
+       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages
   FROM duet.kafka_consumers c
   LEFT JOIN w ON w.consumer_id = c.id
   LEFT JOIN p ON p.consumer_id = c.id
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW duet.kafka_status IS
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, and the gaps (ranges and messages skipped, see duet.kafka_gaps)';
 REVOKE SELECT ON duet.kafka_outbox FROM duet_kafka_admin;
 COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
 -- The outbox carries every tenant's events (alert messages among them): admins see its state only.
