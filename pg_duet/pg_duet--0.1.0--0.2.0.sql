@@ -244,6 +244,55 @@ CREATE FUNCTION duet_ask_provider_has_key(provider text) RETURNS boolean
 COMMENT ON FUNCTION duet_ask_provider_has_key(text) IS
     'whether a provider has a stored key (for the provider guard trigger; only roles that may change duet.llm_providers may ask)';
 
+-- Kafka (issue 12, silent loss): tombstones in dead letters, the gaps table, gaps in the status.
+ALTER TABLE duet.kafka_dead_letters ALTER COLUMN value DROP NOT NULL;
+-- Added without a default, then filled: the column is then stored as in a fresh install (no
+-- "missing value" for old rows, which a binary-upgrade dump would show).
+ALTER TABLE duet.kafka_dead_letters ADD COLUMN tombstone boolean;
+UPDATE duet.kafka_dead_letters SET tombstone = false;
+ALTER TABLE duet.kafka_dead_letters ALTER COLUMN tombstone SET DEFAULT false;
+ALTER TABLE duet.kafka_dead_letters ALTER COLUMN tombstone SET NOT NULL;
+ALTER TABLE duet.kafka_dead_letters ADD CONSTRAINT kafka_dead_letters_tombstone CHECK (tombstone = (value IS NULL));
+COMMENT ON COLUMN duet.kafka_dead_letters.tombstone IS 'the message had no value (a tombstone: delete the key); value is then NULL';
+COMMENT ON COLUMN duet.kafka_dead_letters.detail IS 'the error''s detail and context: COPY''s column and value for a rejected field';
+
+-- Offsets a consumer passed over without ingesting them (the broker had deleted them), and why.
+-- Nothing is skipped silently: each range is here, in the server log and in duet.kafka_status.
+CREATE TABLE duet.kafka_gaps (
+    id            bigserial PRIMARY KEY,
+    consumer_id   integer NOT NULL,
+    consumer      text NOT NULL,
+    owner         regrole NOT NULL,
+    topic         text NOT NULL,
+    partition     integer NOT NULL,
+    from_offset   bigint NOT NULL,
+    to_offset     bigint NOT NULL,
+    messages      bigint GENERATED ALWAYS AS (to_offset - from_offset) STORED,
+    resume_offset bigint NOT NULL,
+    reason        text NOT NULL,
+    at            timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT kafka_gaps_range CHECK (from_offset <= to_offset)
+);
+CREATE INDEX kafka_gaps_consumer ON duet.kafka_gaps (consumer_id, at);
+REVOKE ALL ON duet.kafka_gaps FROM PUBLIC;
+GRANT SELECT, DELETE ON duet.kafka_gaps TO duet_kafka_admin;
+ALTER TABLE duet.kafka_gaps ENABLE ROW LEVEL SECURITY;
+-- Admins see the gaps of consumers they own, as with dead letters.
+CREATE POLICY kafka_gaps_owner ON duet.kafka_gaps
+    USING (pg_catalog.pg_has_role(current_user, owner, 'USAGE'));
+COMMENT ON TABLE duet.kafka_gaps IS 'Kafka offsets a consumer skipped because the broker no longer had them (retention): consumer, partition, range, where it resumed, why';
+COMMENT ON COLUMN duet.kafka_gaps.from_offset IS 'first offset not ingested';
+COMMENT ON COLUMN duet.kafka_gaps.to_offset IS 'end of the skipped range (exclusive); equal to from_offset when nothing was skipped';
+COMMENT ON COLUMN duet.kafka_gaps.messages IS 'offsets skipped: to_offset - from_offset';
+COMMENT ON COLUMN duet.kafka_gaps.resume_offset IS 'the offset ingestion resumed at (the broker''s low watermark)';
+COMMENT ON INDEX duet.kafka_gaps_consumer IS 'gaps of one consumer in time order (duet.kafka_status)';
+COMMENT ON POLICY kafka_gaps_owner ON duet.kafka_gaps IS 'Kafka admins see the gaps of the consumers they own';
+COMMENT ON SEQUENCE duet.kafka_gaps_id_seq IS 'ids of duet.kafka_gaps';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps_id_seq', '');
+
+-- (duet.kafka_status gets its gaps and gap_messages columns below, with the admin filter.)
+
 -- Loud failure (issue 17): duet_doctor(), and a WARNING where something needs the workers.
 CREATE FUNCTION duet_workers_status(OUT problem text, OUT hint text)
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_workers_status';
@@ -437,12 +486,16 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
        coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
        coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
        (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
-       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
+       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages
   FROM duet.kafka_consumers c
   LEFT JOIN w ON w.consumer_id = c.id
   LEFT JOIN p ON p.consumer_id = c.id
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW duet.kafka_status IS
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, and the gaps (ranges and messages skipped, see duet.kafka_gaps)';
 REVOKE SELECT ON duet.kafka_outbox FROM duet_kafka_admin;
 COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
 -- The outbox carries every tenant's events (alert messages among them): admins see its state only.
