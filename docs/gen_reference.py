@@ -67,7 +67,7 @@ SECTIONS = [
     ("Rules and alerts", ("duet_rule", "duet_alert")),
     ("duet_ask (text-to-SQL)", ("duet_ask",)),
     ("Metrics and ClickHouse", ("duet_metric", "duet_clickhouse")),
-    ("Installation", ("duet_version", "duet_uninstall", "duet_changed")),
+    ("Installation and health", ("duet_version", "duet_doctor", "duet_workers", "duet_uninstall", "duet_changed")),
 ]
 
 

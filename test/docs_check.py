@@ -237,8 +237,8 @@ def test_troubleshooting():
 
 def test_uninstall():
     users = psql("SELECT string_agg(DISTINCT d.datname, ', ') FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid "
-                 "WHERE s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname LIKE 'duet\\_kafka\\_%') "
-                 "AND d.datname <> '%s'" % SCRATCH).strip()
+                 "WHERE s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname IN ('duet_kafka_admin', 'duet_kafka_publisher')) "
+                 "AND d.datname <> '" + SCRATCH + "'").strip()
     if users:
         return ["cannot check: database %s already uses the roles (run this suite before 30-regress)" % users]
     out = psql("SELECT array_to_string(duet_uninstall(), ', ')", db=SCRATCH)
