@@ -129,6 +129,12 @@ COMMENT ON COLUMN duet.kafka_outbox.sent_at IS 'when the broker acknowledged the
 COMMENT ON COLUMN duet.kafka_outbox.partition IS 'partition the broker wrote the message to';
 COMMENT ON COLUMN duet.kafka_outbox.offset IS 'offset the broker gave the message';
 
+-- duet.kafka_outbox_status
+COMMENT ON COLUMN duet.kafka_outbox_status.pending IS 'events written but not yet acknowledged by the broker';
+COMMENT ON COLUMN duet.kafka_outbox_status.oldest_pending_at IS 'when the oldest pending event was written; NULL when none is pending';
+COMMENT ON COLUMN duet.kafka_outbox_status.sent_last_hour IS 'events the broker acknowledged in the last hour';
+COMMENT ON COLUMN duet.kafka_outbox_status.last_sent_at IS 'when the broker last acknowledged an event';
+
 -- duet.rules
 COMMENT ON COLUMN duet.rules.id IS 'rule id';
 COMMENT ON COLUMN duet.rules.tenant IS 'tenant the rule belongs to';
