@@ -142,6 +142,9 @@ void		duet_set_runtime_error(duet_error *err, duet_errclass cls, int line, int c
 /* run-time string space of a vm, reset per evaluation; NULL (with err) when over max */
 char	   *duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err);
 
+/* round(x, n): half away from zero on x's shortest decimal (number.c) */
+double		duet_round_decimal(double x, int n);
+
 /* value helpers shared by the vm and the builtins */
 bool		duet_value_comparable(duet_type a, duet_type b);
 int			duet_value_cmp(const duet_value *a, const duet_value *b);	/* both non-null, comparable */
