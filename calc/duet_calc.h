@@ -123,6 +123,18 @@ void		duet_vm_free(duet_vm *vm);
 duet_errclass duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm,
 						duet_value *out, duet_error *err);
 
+/*
+ * Evaluates p over nrows rows at once, column-major: variable k of row r is vars[k * stride + r]
+ * (stride >= nrows; for one block of columns, stride = nrows), its result out[r]. The fixed cost
+ * of an evaluation is paid once per call; string results stay valid until the vm's next
+ * evaluation. Stops at the first row that fails: returns its class with err filled, *done = that
+ * row (out[0 .. *done-1] are results); *done = nrows on success. Resume with vars + *done + 1,
+ * out + *done + 1 and nrows - *done - 1 (earlier string results are then no longer valid).
+ */
+duet_errclass duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride,
+							  size_t nrows, duet_vm *vm, duet_value *out, duet_error *err,
+							  size_t *done);
+
 /* Value constructors for binders. */
 static inline duet_value
 duet_null(void)

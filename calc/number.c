@@ -424,7 +424,7 @@ duet_round_decimal(double x, int n)
 	y = n >= 0 ? ax * pow10_exact[n] : ax / pow10_exact[-n];
 	if (!(y < 4503599627370496.0))	/* 2^52: past it y has no fraction to round */
 		return round_on_digits(x, n);
-	fl = floor(y);
+	fl = (double) (int64_t) y;	/* floor: 0 <= y < 2^52 */
 	f = y - fl;
 	if (fabs(f - 0.5) <= y * 0x1p-49)
 		return round_on_digits(x, n);
