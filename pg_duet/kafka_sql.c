@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "pg_duet.h"
 #include "privileged.h"
 
 static bool
@@ -270,6 +271,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 
 		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 	}
+	duet_workers_warn(psprintf("Kafka consumer \"%s\"", name));
 	PG_RETURN_VOID();
 }
 

@@ -22,7 +22,7 @@ UPDATE pg_catalog.pg_extension e
                       FROM pg_catalog.unnest(e.extconfig) WITH ORDINALITY AS c(oid, ord)
                      WHERE c.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass),
        extcondition = (SELECT pg_catalog.array_agg(w.cond ORDER BY w.ord)
-                         FROM pg_catalog.unnest(e.extconfig, e.extcondition) WITH ORDINALITY AS w(oid, cond, ord)
+                         FROM ROWS FROM (pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) WITH ORDINALITY AS w(oid, cond, ord)
                         WHERE w.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass)
  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_duet';
 
@@ -243,3 +243,160 @@ CREATE FUNCTION duet_ask_provider_has_key(provider text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'duet_ask_provider_has_key';
 COMMENT ON FUNCTION duet_ask_provider_has_key(text) IS
     'whether a provider has a stored key (for the provider guard trigger; only roles that may change duet.llm_providers may ask)';
+
+-- Loud failure (issue 17): duet_doctor(), and a WARNING where something needs the workers.
+CREATE FUNCTION duet_workers_status(OUT problem text, OUT hint text)
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_workers_status';
+COMMENT ON FUNCTION duet_workers_status() IS
+    'why pg_duet''s background workers do not serve this database, and the fix (NULLs when they do)';
+CREATE FUNCTION duet.duet_workers_warn(what text) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'duet_workers_warn_sql';
+COMMENT ON FUNCTION duet.duet_workers_warn(text) IS
+    'internal: a WARNING (once per transaction) that what needs the background workers will not run here';
+REVOKE ALL ON FUNCTION duet.duet_workers_warn(text) FROM PUBLIC;
+
+CREATE FUNCTION duet_doctor()
+    RETURNS TABLE (check_name text, status text, detail text, hint text)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w        record;
+    r        record;
+    ndb      int;
+    needed   int;
+    max_w    int := current_setting('max_worker_processes')::int;
+    n        bigint;
+    oldest   interval;
+BEGIN
+    -- Runs as the caller: it reports what the caller may see (rules under row-level security,
+    -- Kafka for duet_kafka_admin and pg_monitor).
+    SELECT * INTO w FROM @extschema@.duet_workers_status();
+    check_name := 'background workers';
+    IF w.problem IS NULL THEN
+        status := 'ok'; detail := 'pg_duet is preloaded and this database is in duet.databases'; hint := NULL;
+    ELSE
+        status := 'error'; detail := w.problem; hint := w.hint;
+    END IF;
+    RETURN NEXT;
+
+    -- Two launchers, three workers per served database, one per consumer partition group here.
+    ndb := array_length(string_to_array(current_setting('duet.databases'), ','), 1);
+    needed := 2 + 3 * coalesce(ndb, 0);
+    IF has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        needed := needed + coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
+                                      WHERE s.state <> 'stopped'), 0)::int;
+    END IF;
+    check_name := 'worker slots';
+    IF needed > max_w THEN
+        status := 'error';
+        detail := format('pg_duet needs at least %s background workers; max_worker_processes is %s', needed, max_w);
+        hint := format('Raise max_worker_processes to %s or more (it also bounds parallel query workers) and restart.',
+                       needed + current_setting('max_parallel_workers')::int);
+    ELSE
+        status := 'ok';
+        detail := format('pg_duet needs at least %s of max_worker_processes = %s', needed, max_w);
+        hint := NULL;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'kafka consumers';
+    IF NOT has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading consumer state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.name, s.state, s.last_error FROM duet.kafka_status s
+                  WHERE s.state NOT IN ('running', 'stopped', 'idle') ORDER BY s.name LOOP
+            n := n + 1;
+            status := CASE WHEN r.state = 'starting' AND w.problem IS NULL THEN 'warning' ELSE 'error' END;
+            detail := format('consumer %s is %s%s', r.name,
+                             CASE WHEN r.state = 'starting' AND w.problem IS NOT NULL THEN 'not running' ELSE r.state END,
+                             coalesce(': ' || r.last_error, ''));
+            hint := CASE WHEN w.problem IS NOT NULL THEN w.hint
+                         WHEN r.state = 'broker unreachable' THEN 'Check the brokers and the consumer''s security properties; it retries on its own.'
+                         WHEN r.state = 'starting' THEN 'A consumer that stays starting means no worker slot was free: see "worker slots".'
+                         ELSE 'See duet.kafka_dead_letters and the server log; duet_kafka_stop/start restarts it.' END;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok'; detail := 'every enabled consumer is running'; hint := NULL;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
+    check_name := 'rules';
+    n := 0;
+    FOR r IN SELECT ru.tenant, ru.name, a.error, count(*) AS instances
+               FROM duet.alerts a JOIN duet.rules ru ON ru.id OPERATOR(pg_catalog.=) a.rule_id
+              WHERE a.state = 'error' AND ru.enabled
+              GROUP BY ru.tenant, ru.name, a.error ORDER BY ru.tenant, ru.name LOOP
+        n := n + 1;
+        status := 'warning';
+        detail := format('rule %s of tenant %s fails: %s', r.name, r.tenant, r.error);
+        hint := 'Fix the rule with duet_rule_alter (duet_rule_test tries it on a row); duet.alert_history keeps the errors.';
+        RETURN NEXT;
+    END LOOP;
+    IF (SELECT count(*) FROM duet.rules ru WHERE ru.enabled AND ru.query IS NOT NULL) > 0 AND w.problem IS NOT NULL THEN
+        n := n + 1;
+        status := 'error'; detail := 'query rules are never evaluated: ' || w.problem; hint := w.hint;
+        RETURN NEXT;
+    END IF;
+    IF n = 0 THEN
+        status := 'ok'; detail := 'no enabled rule is failing'; hint := NULL;
+        RETURN NEXT;
+    END IF;
+
+    check_name := 'outbox';
+    IF NOT has_table_privilege('duet.kafka_outbox', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox needs duet_kafka_admin'; hint := NULL;
+    ELSE
+        SELECT count(*), now() - min(o.created_at) INTO n, oldest
+          FROM duet.kafka_outbox o WHERE o.sent_at IS NULL AND o.created_at < now() - interval '1 minute';
+        IF n > 0 THEN
+            status := 'error';
+            detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
+            hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');
+        ELSE
+            status := 'ok'; detail := 'no event waits longer than a minute'; hint := NULL;
+        END IF;
+    END IF;
+    RETURN NEXT;
+END $$;
+COMMENT ON FUNCTION duet_doctor() IS
+    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox), each with its fix';
+
+CREATE OR REPLACE FUNCTION duet_kafka_publish(topic text, key text, value text, headers jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF topic IS NULL OR topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name', MESSAGE = format('invalid Kafka topic name %L', topic),
+            DETAIL = 'A topic has 1 to 249 letters, digits, ''_'', ''.'' or ''-''.';
+    END IF;
+    IF value IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'value must not be null';
+    END IF;
+    IF headers IS NOT NULL AND (jsonb_typeof(headers) <> 'object' OR EXISTS (
+            SELECT FROM jsonb_each(headers) h WHERE jsonb_typeof(h.value) NOT IN ('string', 'null'))) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'headers must be a JSON object of strings',
+            HINT = 'For example {"source": "rules"}.';
+    END IF;
+    INSERT INTO duet.kafka_outbox (topic, key, value, headers)
+    VALUES (topic, key, value, headers) RETURNING id INTO new_id;
+    PERFORM duet.duet_workers_warn('publishing to the Kafka outbox');
+    RETURN new_id;
+END
+$$;
+
+-- pg_dump: the identity sequences of dumped tables, so a restored database continues their
+-- numbering (sql/20_config.sql, 40_rules.sql, 50_ask.sql).
+SELECT pg_catalog.pg_extension_config_dump('duet.config_history_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.rules_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alert_transitions_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');

@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -17,9 +18,13 @@ PG_MODULE_MAGIC;
 /* duet.databases: databases whose duet workers (Kafka consumers, outbox, rule scheduler) run. */
 char	   *duet_databases = NULL;
 
+/* Loaded by shared_preload_libraries (the workers exist), not on first use by a backend. */
+bool		duet_preloaded = false;
+
 void
 _PG_init(void)
 {
+	duet_preloaded = process_shared_preload_libraries_in_progress;
 	DefineCustomStringVariable("duet.databases",
 							   "Databases in which pg_duet's background workers run.",
 							   "Comma-separated database names. Kafka consumers, the outbox "
@@ -49,3 +54,4 @@ duet_version(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(PG_DUET_VERSION));
 }
+

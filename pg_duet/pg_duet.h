@@ -11,6 +11,16 @@ void		_PG_init(void);
 /* duet.databases (pg_duet.c): comma-separated databases served by the background workers. */
 extern char *duet_databases;
 
+/* Whether the library was loaded by shared_preload_libraries (pg_duet.c). */
+extern bool duet_preloaded;
+
+/*
+ * doctor.c: why pg_duet's background workers do not serve this database (NULL when they do),
+ * with the fix; and a WARNING saying so, at most once per transaction, for what needs them.
+ */
+extern const char *duet_workers_problem(const char **hint);
+extern void duet_workers_warn(const char *what);
+
 /* privileged.h: running as the extension owner or another role (the one way to switch users). */
 #include "privileged.h"
 

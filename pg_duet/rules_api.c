@@ -102,7 +102,12 @@ forward_as_owner(FunctionCallInfo fcinfo, const char *internal, int extra, bool 
 Datum
 duet_rule_create(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(forward_as_owner(fcinfo, "duet_rule_create_apply", 0, false));
+	int64		id = forward_as_owner(fcinfo, "duet_rule_create_apply", 0, false);
+
+	/* A row rule runs in its table's trigger; a query rule needs the scheduler (argument 3). */
+	if (!PG_ARGISNULL(3))
+		duet_workers_warn(psprintf("query rule \"%s\"", text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_INT64(id);
 }
 
 /* duet_rule_alter(name, changes jsonb) → void */

@@ -212,6 +212,7 @@ BEGIN
     END IF;
     INSERT INTO duet.kafka_outbox (topic, key, value, headers)
     VALUES (topic, key, value, headers) RETURNING id INTO new_id;
+    PERFORM duet.duet_workers_warn('publishing to the Kafka outbox');
     RETURN new_id;
 END
 $$;
