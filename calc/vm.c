@@ -424,6 +424,39 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 		*done = 0;
 	if (!prepare(p, vm, err))
 		return DUET_ERR_NOMEM;
+	if (p->single_vv)
+	{
+		/* x op y over two columns: a loop without dispatch; other rows take the general path */
+		const duet_value *xs = vars + (size_t) p->code->arg * stride,
+				   *ys = vars + (size_t) p->code->argc * stride;
+		int			k = p->code->op - OP_ADD_VV;
+
+		for (r = 0; r < nrows; r++)
+		{
+			if (LIKELY(xs[r].type == DUET_T_NUMBER && ys[r].type == DUET_T_NUMBER))
+			{
+				double		a = xs[r].u.num,
+							b = ys[r].u.num;
+
+				out[r] = !finite2(a, b) ? duet_null() : k == 3 ? arith4(3, a, b) : k == 2 ?
+					arith4(2, a, b) : k == 0 ? arith4(0, a, b) : arith4(1, a, b);
+			}
+			else
+			{
+				duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);
+
+				if (cls != DUET_OK)
+				{
+					if (done)
+						*done = r;
+					return cls;
+				}
+			}
+		}
+		if (done)
+			*done = nrows;
+		return DUET_OK;
+	}
 	for (r = 0; r < nrows; r++)
 	{
 		duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);

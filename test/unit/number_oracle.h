@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t
+static __attribute__((unused)) size_t
 oracle_format_number(double d, char *buf, size_t bufsize)
 {
 	char		sci[40],
@@ -87,19 +87,8 @@ oracle_format_number(double d, char *buf, size_t bufsize)
 	out[n] = '\0';
 	return (size_t) snprintf(buf, bufsize, "%s", out);
 }
-size_t
-duet_utf8_length(const char *s, size_t len)
-{
-	size_t		i,
-				n = 0;
 
-	for (i = 0; i < len; i++)
-		if (((unsigned char) s[i] & 0xC0) != 0x80)
-			n++;
-	return n;
-}
-
-static double
+static __attribute__((unused)) double
 oracle_round_decimal(double x, int n)
 {
 	char		text[40],
