@@ -137,18 +137,6 @@ static const bench benches[] = {
 };
 
 static duet_value
-baseline(int kind, const duet_value *v)
-{
-	switch (kind)
-	{
-		case 0: return c_div(&v[0], &v[1]);
-		case 1: return c_pacing(v);
-		case 2: return c_label(v);
-		default: return c_round(&v[0], &v[1]);
-	}
-}
-
-static duet_value
 field(const row *r, const char *name)
 {
 	if (!strcmp(name, "impressions")) return duet_number(r->impressions);
@@ -250,7 +238,8 @@ main(int argc, char **argv)
 				{
 					const duet_value *v = in + i * nv;
 
-					out = baseline(benches[b].kind, v);
+					out = benches[b].kind == 0 ? c_div(&v[0], &v[1]) : benches[b].kind == 1 ? c_pacing(v) :
+						benches[b].kind == 2 ? c_label(v) : c_round(&v[0], &v[1]);
 					consume(&out);
 				}
 			t_c = (now_ns() - t0) / ((double) (iters / 5) * ROWS);
@@ -307,7 +296,10 @@ main(int argc, char **argv)
 			for (int it = 0; it < iters / 5; it++)
 				for (int i = 0; i < ROWS; i++)
 				{
-					out = baseline(benches[b].kind, rowv + i * nv);
+					const duet_value *v = rowv + i * nv;
+
+					out = benches[b].kind == 0 ? c_div(&v[0], &v[1]) : benches[b].kind == 1 ? c_pacing(v) :
+						benches[b].kind == 2 ? c_label(v) : c_round(&v[0], &v[1]);
 					consume(&out);
 				}
 			t = (now_ns() - t0) / ((double) (iters / 5) * ROWS);

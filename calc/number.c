@@ -93,49 +93,55 @@ duet_shortest_digits(double d, char *digits, int *exp10)
 {
 	char		ryu[32];
 	int			len = double_to_shortest_decimal_bufn(d, ryu),
-				i = 0,
-				nraw = 0,
-				point = -1,
-				first = -1,
 				ndig = 0,
 				e = 0;
+	const char *p = ryu,
+			   *end = ryu + len;
 
-	if (i < len && ryu[i] == '-')
-		i++;
-	for (; i < len && ryu[i] != 'e'; i++)
+	/* Ryu writes [-]0.000ddd, [-]ddd[.ddd] or [-]d[.ddd]e±xx; no other leading zeros */
+	if (*p == '-')
+		p++;
+	if (p[0] == '0' && p + 1 < end && p[1] == '.')
 	{
-		if (ryu[i] == '.')
+		int			lead = 0;
+
+		for (p += 2; p < end && *p == '0'; p++)
+			lead++;
+		for (; p < end; p++)
+			digits[ndig++] = *p;
+		e = -lead - 1;
+	}
+	else
+	{
+		int			before = 0;
+
+		for (; p < end && *p >= '0' && *p <= '9'; p++)
+			digits[ndig++] = *p;
+		before = ndig;
+		if (p < end && *p == '.')
+			for (p++; p < end && *p >= '0' && *p <= '9'; p++)
+				digits[ndig++] = *p;
+		e = before - 1;
+		if (p < end && *p == 'e')
 		{
-			point = nraw;
-			continue;
-		}
-		if (first < 0 && ryu[i] != '0')
-			first = nraw;
-		if (first >= 0)
-			digits[ndig++] = ryu[i];
-		nraw++;
-	}
-	if (point < 0)
-		point = nraw;
-	if (i < len)
-	{
-		bool		neg = ryu[++i] == '-';
+			bool		neg = *++p == '-';
+			int			x = 0;
 
-		if (ryu[i] == '-' || ryu[i] == '+')
-			i++;
-		for (; i < len; i++)
-			e = e * 10 + (ryu[i] - '0');
-		if (neg)
-			e = -e;
+			for (p++; p < end; p++)
+				x = x * 10 + (*p - '0');
+			e += neg ? -x : x;
+		}
 	}
-	if (first < 0)
+	if (ndig == 0 || digits[0] == '0')
 	{
 		*exp10 = 0;
 		return 0;
 	}
 	while (ndig > 1 && digits[ndig - 1] == '0')
 		ndig--;
-	*exp10 = point - first - 1 + e;
+	*exp10 = e;
+	if (e < 15)					/* boundary cases are integers of 2^54 and more */
+		return ndig;
 	return boundary_digits(d, digits, ndig, exp10);
 }
 
