@@ -347,12 +347,11 @@ BEGIN
     END IF;
 
     check_name := 'outbox';
-    IF NOT has_table_privilege('duet.kafka_outbox', 'SELECT') THEN
-        status := 'skipped'; detail := 'reading the outbox needs duet_kafka_admin'; hint := NULL;
+    IF NOT has_table_privilege('duet.kafka_outbox_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox state needs duet_kafka_admin or pg_monitor'; hint := NULL;
     ELSE
-        SELECT count(*), now() - min(o.created_at) INTO n, oldest
-          FROM duet.kafka_outbox o WHERE o.sent_at IS NULL AND o.created_at < now() - interval '1 minute';
-        IF n > 0 THEN
+        SELECT s.pending, now() - s.oldest_pending_at INTO n, oldest FROM duet.kafka_outbox_status s;
+        IF n > 0 AND oldest > interval '1 minute' THEN
             status := 'error';
             detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
             hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');
@@ -400,3 +399,59 @@ SELECT pg_catalog.pg_extension_config_dump('duet.alerts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.alert_transitions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');
+
+-- A consumer admin saw every owner's consumers and read every tenant's outbox events.
+CREATE OR REPLACE VIEW duet.kafka_partition_status AS
+SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
+       GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at
+  FROM duet.kafka_consumers c
+  JOIN duet.kafka_offsets o ON o.consumer_id = c.id
+  LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark
+               FROM duet_kafka_worker_stats() WHERE partition IS NOT NULL
+              ORDER BY consumer_id, partition, started_at DESC) w
+         ON w.consumer_id = c.id AND w.partition = o.partition
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+CREATE OR REPLACE VIEW duet.kafka_status AS
+WITH w AS (
+    SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
+           sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
+           CASE WHEN bool_or(state = 'error') THEN 'error'
+                WHEN bool_or(state = 'broker unreachable') THEN 'broker unreachable'
+                WHEN bool_or(state = 'running') THEN 'running'
+                WHEN bool_or(state = 'starting') THEN 'starting'
+                ELSE 'idle' END AS state,
+           (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST))[1] AS last_error,
+           max(last_error_at) AS last_error_at
+      FROM (SELECT DISTINCT ON (pid) * FROM duet_kafka_worker_stats()) s
+     GROUP BY consumer_id),
+p AS (
+    SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
+           jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
+                                        'high_watermark', ps.high_watermark, 'lag', ps.lag)
+                     ORDER BY ps.partition) AS partitions
+      FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
+     GROUP BY c.id)
+SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
+       CASE WHEN NOT c.enabled THEN 'stopped' ELSE coalesce(w.state, 'starting') END AS state,
+       coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
+       coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
+       (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions
+  FROM duet.kafka_consumers c
+  LEFT JOIN w ON w.consumer_id = c.id
+  LEFT JOIN p ON p.consumer_id = c.id
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+REVOKE SELECT ON duet.kafka_outbox FROM duet_kafka_admin;
+COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
+-- The outbox carries every tenant's events (alert messages among them): admins see its state only.
+CREATE VIEW duet.kafka_outbox_status AS
+SELECT count(*) FILTER (WHERE o.sent_at IS NULL) AS pending,
+       min(o.created_at) FILTER (WHERE o.sent_at IS NULL) AS oldest_pending_at,
+       count(*) FILTER (WHERE o.sent_at > now() - interval '1 hour') AS sent_last_hour,
+       max(o.sent_at) AS last_sent_at
+  FROM duet.kafka_outbox o;
+COMMENT ON VIEW duet.kafka_outbox_status IS
+    'the outbox''s state without its content: events pending, the oldest pending, sent in the last hour, last sent';
+GRANT SELECT ON duet.kafka_outbox_status TO duet_kafka_admin, pg_monitor;

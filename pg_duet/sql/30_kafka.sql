@@ -134,7 +134,9 @@ SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
   LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark
                FROM duet_kafka_worker_stats() WHERE partition IS NOT NULL
               ORDER BY consumer_id, partition, started_at DESC) w
-         ON w.consumer_id = c.id AND w.partition = o.partition;
+         ON w.consumer_id = c.id AND w.partition = o.partition
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_partition_status
     IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
 
@@ -166,7 +168,9 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
        w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions
   FROM duet.kafka_consumers c
   LEFT JOIN w ON w.consumer_id = c.id
-  LEFT JOIN p ON p.consumer_id = c.id;
+  LEFT JOIN p ON p.consumer_id = c.id
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_status IS
     'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s and per-partition offsets';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
@@ -185,8 +189,18 @@ CREATE TABLE duet.kafka_outbox (
 );
 CREATE INDEX kafka_outbox_pending ON duet.kafka_outbox (id) WHERE sent_at IS NULL;
 REVOKE ALL ON duet.kafka_outbox FROM PUBLIC;
-GRANT SELECT ON duet.kafka_outbox TO duet_kafka_admin;
-COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them';
+COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
+
+-- The outbox carries every tenant's events (alert messages among them): admins see its state only.
+CREATE VIEW duet.kafka_outbox_status AS
+SELECT count(*) FILTER (WHERE o.sent_at IS NULL) AS pending,
+       min(o.created_at) FILTER (WHERE o.sent_at IS NULL) AS oldest_pending_at,
+       count(*) FILTER (WHERE o.sent_at > now() - interval '1 hour') AS sent_last_hour,
+       max(o.sent_at) AS last_sent_at
+  FROM duet.kafka_outbox o;
+COMMENT ON VIEW duet.kafka_outbox_status IS
+    'the outbox''s state without its content: events pending, the oldest pending, sent in the last hour, last sent';
+GRANT SELECT ON duet.kafka_outbox_status TO duet_kafka_admin, pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox_id_seq', '');
 
