@@ -432,6 +432,25 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 }
 
 /*
+ * Whether this worker's generation is still the consumer's and it is enabled, with the row
+ * locked FOR SHARE (SPI connected, in the transaction that writes): a committed stop, drop,
+ * reset or change ends the worker before it writes anything.
+ */
+static bool
+generation_current(Consumer *c)
+{
+	bool		isnull;
+
+	SPI_execute_with_args("SELECT generation OPERATOR(pg_catalog.=) $2 AND enabled FROM duet.kafka_consumers "
+						  "WHERE id OPERATOR(pg_catalog.=) $1 FOR SHARE",
+						  2, (Oid[]) {INT4OID, INT4OID},
+						  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
+						  NULL, false, 1);
+	return SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * One batch in one transaction: check we still own the offsets, load rows, write dead letters,
  * advance the offsets. Returns false when this worker must stop (consumer changed).
  */
@@ -482,13 +501,7 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	MemoryContextSwitchTo(batchcxt);
 
 	/* A committed stop, drop, reset or change ends this worker before it writes anything. */
-	SPI_execute_with_args("SELECT generation OPERATOR(pg_catalog.=) $2 AND enabled FROM duet.kafka_consumers "
-						  "WHERE id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-						  2, (Oid[]) {INT4OID, INT4OID},
-						  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
-						  NULL, false, 1);
-	if (SPI_processed != 1 ||
-		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	if (!generation_current(c))
 	{
 		SPI_finish();
 		PopActiveSnapshot();
@@ -616,13 +629,7 @@ handle_out_of_range(Consumer *c)
 			PushActiveSnapshot(GetTransactionSnapshot());
 			SPI_connect();
 			/* As a batch: only this generation's worker, from the offset it owns. */
-			SPI_execute_with_args("SELECT generation OPERATOR(pg_catalog.=) $2 AND enabled FROM duet.kafka_consumers "
-								  "WHERE id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-								  2, (Oid[]) {INT4OID, INT4OID},
-								  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
-								  NULL, false, 1);
-			if (SPI_processed != 1 ||
-				!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			if (!generation_current(c))
 			{
 				SPI_finish();
 				PopActiveSnapshot();
