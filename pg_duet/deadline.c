@@ -11,6 +11,9 @@
 
 #include "pg_duet.h"
 
+/* The deadline we armed (0: none). The timer's own indicator is reset by the cancel it causes. */
+static TimestampTz armed_deadline = 0;
+
 bool
 duet_deadline_arm(int ms, TimestampTz *previous)
 {
@@ -19,13 +22,15 @@ duet_deadline_arm(int ms, TimestampTz *previous)
 	*previous = get_timeout_active(STATEMENT_TIMEOUT) ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
 	if (*previous != 0 && *previous <= ours)
 		return false;
-	enable_timeout_at(STATEMENT_TIMEOUT, ours);	/* also clears the fired indicator */
+	enable_timeout_at(STATEMENT_TIMEOUT, ours);
+	armed_deadline = ours;
 	return true;
 }
 
 void
 duet_deadline_disarm(TimestampTz previous)
 {
+	armed_deadline = previous;	/* an outer deadline, ours or statement_timeout's */
 	if (previous != 0)
 		enable_timeout_at(STATEMENT_TIMEOUT, previous);
 	else
@@ -35,5 +40,5 @@ duet_deadline_disarm(TimestampTz previous)
 bool
 duet_deadline_fired(void)
 {
-	return get_timeout_indicator(STATEMENT_TIMEOUT, false);
+	return armed_deadline != 0 && GetCurrentTimestamp() >= armed_deadline;
 }

@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "pg_duet.h"
 #include "privileged.h"
 
 #define ERROR_BACKOFF_MS	5000
@@ -146,6 +147,34 @@ try_worker_lock(Consumer *c)
 }
 
 static void sleep_ms(long ms);
+
+/*
+ * A library newer than the database's pg_duet SQL (a rolling restart, before ALTER EXTENSION
+ * pg_duet UPDATE) writes columns and tables the old SQL lacks: wait for the update, saying so
+ * once. Nothing is lost meanwhile: the offsets stay where they are.
+ */
+static void
+wait_for_current_sql(Consumer *c)
+{
+	bool		logged = false;
+
+	for (;;)
+	{
+		bool		current;
+
+		StartTransactionCommand();
+		current = duet_sql_is_current();
+		CommitTransactionCommand();
+		if (current)
+			return;
+		if (!logged)
+			ereport(LOG,
+					(errmsg("Kafka consumer %d waits for ALTER EXTENSION pg_duet UPDATE: the database's pg_duet SQL is older than the library (%s)",
+							c->args.consumer_id, PG_DUET_VERSION)));
+		logged = true;
+		sleep_ms(5000);
+	}
+}
 
 /*
  * The partition group's session lock. After a reset the new generation starts while the old
@@ -727,6 +756,7 @@ duet_kafka_consumer_main(Datum arg)
 	duet_kafka_worker_signals();
 	BackgroundWorkerInitializeConnectionByOid(c.args.dboid, InvalidOid, 0);
 	duet_worker_pin_search_path();
+	wait_for_current_sql(&c);
 	load_consumer(&c);
 	c.slot = duet_kafka_slot_claim(c.args.dboid, c.args.consumer_id, c.args.group, c.name);
 	take_worker_lock(&c);

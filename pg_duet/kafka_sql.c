@@ -229,6 +229,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 	Jsonb	   *props = PG_ARGISNULL(10) ? NULL : PG_GETARG_JSONB_P(10);
 	DuetKafkaTarget t = {0};
 	Datum		secret_names;
+	bool		current;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("target must not be null")));
@@ -262,7 +263,9 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for table %s", get_rel_name(target)),
 				 errdetail("A consumer writes as its owner, who needs INSERT on the target.")));
 	duet_kafka_target_check(&t);
-	require_topic(topic, "consume");
+	current = duet_sql_is_current();
+	if (current)
+		require_topic(topic, "consume");
 
 	{
 		Oid			types[13] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
@@ -275,8 +278,13 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 		char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
 		props ? ' ' : 'n', ' ', ' '};
 
-		/* The secret properties ($13 names them) go to a table of their own, never dumped. */
+		/*
+		 * The secret properties ($13 names them) go to a table of their own, never dumped. SQL of
+		 * 0.1.0 (before ALTER EXTENSION UPDATE) has neither that table nor topic grants: there
+		 * the consumer is recorded as 0.1.0 did, and the update moves its secrets.
+		 */
 		CatalogChange c = {GetUserId(), name,
+			current ?
 			"WITH c AS (INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
 			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
 			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 OPERATOR(pg_catalog.-) $13, $12) "
@@ -285,8 +293,11 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 			"SELECT c.id, p.secret FROM c, (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) AS secret "
 			"FROM pg_catalog.jsonb_each($11) e WHERE e.key OPERATOR(pg_catalog.=) ANY ($13)) p "
 			"WHERE p.secret IS NOT NULL) "
-			"SELECT c.id FROM c",
-		13, types, values, nulls, false};
+			"SELECT c.id FROM c" :
+			"INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
+			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING",
+		current ? 13 : 12, types, values, nulls, false};
 
 		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 	}
@@ -383,7 +394,10 @@ reset_read(void *arg)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	r->id = consumer_for_update(r->name, r->caller);
-	if (SPI_execute_with_args("SELECT c.topic, c.brokers, " DUET_KAFKA_PROPERTIES_SQL " FROM duet.kafka_consumers c "
+	if (SPI_execute_with_args(duet_sql_is_current() ?
+							  "SELECT c.topic, c.brokers, " DUET_KAFKA_PROPERTIES_SQL " FROM duet.kafka_consumers c "
+							  "WHERE c.id OPERATOR(pg_catalog.=) $1" :
+							  "SELECT c.topic, c.brokers, c.properties FROM duet.kafka_consumers c "
 							  "WHERE c.id OPERATOR(pg_catalog.=) $1",
 							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(r->id)},
 							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)

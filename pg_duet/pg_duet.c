@@ -6,7 +6,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "fmgr.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -55,3 +63,35 @@ duet_version(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(PG_DUET_VERSION));
 }
 
+
+/*
+ * Whether the extension's SQL objects in this database are the library's version (after a new
+ * library is installed and before ALTER EXTENSION pg_duet UPDATE they are older). In a
+ * transaction; reads pg_extension, which everyone may read.
+ */
+bool
+duet_sql_is_current(void)
+{
+	Oid			ext = get_extension_oid("pg_duet", true);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		current = false;
+
+	if (!OidIsValid(ext))
+		return false;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		v = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+
+		current = !isnull && strcmp(TextDatumGetCString(v), PG_DUET_VERSION) == 0;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return current;
+}

@@ -17,6 +17,13 @@ extern char *duet_databases;
 extern bool duet_preloaded;
 
 /*
+ * pg_duet.c: whether this database's pg_duet SQL is the library's version. The library serves
+ * the previous version's SQL too (a rolling restart installs the library first): code that needs
+ * what an update adds asks this first.
+ */
+extern bool duet_sql_is_current(void);
+
+/*
  * doctor.c: why pg_duet's background workers do not serve this database (NULL when they do),
  * with the fix; and a WARNING saying so, at most once per transaction, for what needs them.
  */

@@ -117,9 +117,14 @@ like($err, qr/permission denied for function duet_kafka_consume/, 'non-admin can
 like($err, qr/permission denied for table events/, 'admin needs INSERT on the target');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT duet_kafka_consume('p1', 'priv', 'admin_target', '$b', 'jsonb', properties => '{\"plugin.library.paths\": \"/tmp/x.so\"}')", extra_params => [ '-U', 'kadmin' ]);
 like($err, qr/Kafka property "plugin.library.paths" cannot be set here/, 'admin cannot set file or code properties');
+($rc, $out, $err) = $node->psql('postgres', "SELECT duet_kafka_consume('p1', 'priv', 'admin_target', '$b', 'jsonb')", extra_params => [ '-U', 'kadmin' ]);
+like($err, qr/permission denied to consume Kafka topic "priv"/, 'admin needs a superuser\'s grant on the topic');
+$node->safe_psql('postgres', q{INSERT INTO duet.kafka_topic_grants (topic_pattern, grantee, may_consume) VALUES ('priv', 'kadmin', true)});
 produce($broker, 'priv', [ '{"p": 1}', 'not json' ]);
 $node->safe_psql('postgres', "SELECT duet_kafka_consume('p1', 'priv', 'admin_target', '$b', 'jsonb', flush_interval_ms => 50, properties => '{\"sasl.password\": \"s3cret\"}')", extra_params => [ '-U', 'kadmin' ]);
-wait_for($node, 'SELECT count(*) FROM admin_target', '1', 'admin consumer runs as its owner');
+wait_for($node, 'SELECT count(*) FROM admin_target', '1', 'admin consumer runs as its owner (its secret property kept apart and given back to librdkafka)');
+is($node->safe_psql('postgres', q{SELECT s.properties->>'sasl.password' FROM duet.kafka_consumer_secrets s JOIN duet.kafka_consumers c ON c.id = s.consumer_id WHERE c.name = 'p1'}),
+	's3cret', 'the secret property is in duet.kafka_consumer_secrets');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM duet.kafka_dead_letters', extra_params => [ '-U', 'kadmin' ]), '1', 'admin sees only its own dead letters');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT properties FROM duet.kafka_consumers", extra_params => [ '-U', 'kadmin' ]);
 like($err, qr/permission denied for table kafka_consumers/, 'consumer properties are superuser-only');
