@@ -97,10 +97,6 @@ static AuditShared *audit = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* This backend's last queued row: the position duet_ask_audit_flush waits for. */
-static int	my_slot = -1;
-static uint64 my_last_head = 0;
-
 static Size
 audit_ring_bytes(void)
 {
@@ -350,8 +346,6 @@ duet_audit_enqueue(const AskLogRow *r)
 			ring_write(slot, s->head, buf.data, buf.len);
 			s->head += buf.len;
 			s->rows_queued++;
-			my_slot = slot;
-			my_last_head = s->head;
 			latch = s->latch;
 			if (s->pid == 0 &&
 				(!s->starting || TimestampDifferenceExceeds(s->start_requested, now, AUDIT_RESTART_MS)))
@@ -681,8 +675,9 @@ duet_ask_audit_main(Datum arg)
 PG_FUNCTION_INFO_V1(duet_ask_audit_flush);
 
 /*
- * duet_ask_audit_flush(timeout) → boolean: waits until every audit row this session queued is
- * committed to duet.ask_log (true), or the timeout passes (false). True at once without a queue.
+ * duet_ask_audit_flush(timeout) → boolean: waits until every audit row queued in this database
+ * before the call (by any session) is committed to duet.ask_log (true), or the timeout passes
+ * (false). True at once without a queue.
  */
 Datum
 duet_ask_audit_flush(PG_FUNCTION_ARGS)
@@ -690,22 +685,34 @@ duet_ask_audit_flush(PG_FUNCTION_ARGS)
 	int32		timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
 	TimestampTz deadline;
 	bool		done = false;
+	int			slot = -1;
+	uint64		target = 0;
 
 	if (timeout_ms < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
-	if (audit == NULL || my_slot < 0)
+	if (audit == NULL)
+		PG_RETURN_BOOL(true);
+	LWLockAcquire(audit->lock, LW_SHARED);
+	for (int i = 0; i < AUDIT_SLOTS; i++)
+		if (audit->slots[i].dboid == MyDatabaseId)
+		{
+			slot = i;
+			target = audit->slots[i].head;
+		}
+	LWLockRelease(audit->lock);
+	if (slot < 0)
 		PG_RETURN_BOOL(true);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	ConditionVariablePrepareToSleep(&audit->drained);
 	for (;;)
 	{
-		AuditSlot  *s = &audit->slots[my_slot];
+		AuditSlot  *s = &audit->slots[slot];
 		long		left;
 
 		LWLockAcquire(audit->lock, LW_SHARED);
-		done = s->dboid != MyDatabaseId || s->tail >= my_last_head;
+		done = s->dboid != MyDatabaseId || s->tail >= target;
 		LWLockRelease(audit->lock);
 		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (done || left <= 0)

@@ -102,7 +102,7 @@ duet_ch_init(void)
 	DefineCustomIntVariable("duet.ask_clickhouse_schema_ttl",
 							"How long a backend reuses the schema it read from a ClickHouse server.",
 							"0 reads it for every ask.", &duet_ask_ch_schema_ttl_s, 300, 0, 86400,
-							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
 /* ---- the server and the tenant's access --------------------------------------------- */
@@ -471,6 +471,7 @@ duet_ch_context_build(ChServer *s, const char *question)
 	const char *db = NULL,
 			   *table = NULL;
 	char		hex[33];
+	const char *errstr = NULL;
 
 	initStringInfo(&out);
 	appendStringInfo(&out, "-- ClickHouse server \"%s\", time zone %s\n", s->name, cs->timezone);
@@ -500,8 +501,8 @@ duet_ch_context_build(ChServer *s, const char *question)
 		appendStringInfoString(&out, ")\n");
 	ctx->tables_sent = ctx->tables_visible;
 	ctx->schema_text = out.data;
-	if (!pg_md5_hash(out.data, out.len, hex, NULL))
-		elog(ERROR, "could not compute the schema fingerprint");
+	if (!pg_md5_hash(out.data, out.len, hex, &errstr))
+		elog(ERROR, "could not compute the schema fingerprint: %s", errstr ? errstr : "?");
 	ctx->fingerprint = psprintf("ch:%s:%s", s->name, hex);
 	return ctx;
 }
@@ -669,7 +670,7 @@ push_value(JsonbParseState **st, json_t *v, const char *type, RunState *rs, bool
 		Datum		tstz = DirectFunctionCall2(timestamp_zone, CStringGetTextDatum(tz ? tz : rs->timezone), ts);
 		char		buf[MAXDATELEN + 1];
 
-		push_string(st, JsonEncodeDateTime(buf, tstz, TIMESTAMPTZOID, NULL), is_elem);
+		push_string(st, pstrdup(JsonEncodeDateTime(buf, tstz, TIMESTAMPTZOID, NULL)), is_elem);
 	}
 	else if (json_is_string(v) &&
 			 (strncmp(t, "UInt64", 6) == 0 || strncmp(t, "Int64", 5) == 0 ||
@@ -754,8 +755,9 @@ put_row(RunState *rs, const char *line, size_t len)
 			push_value(&st, v, c->type, rs, false);
 	}
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	json_decref(obj);
+	/* The parse state points into obj's strings: free it only once the jsonb is built. */
 	value = JsonbPGetDatum(JsonbValueToJsonb(res));
+	json_decref(obj);
 	old = MemoryContextSwitchTo(rs->store_cxt);
 	tuplestore_putvalues(rs->store, rs->store_desc, &value, &isnull);
 	MemoryContextSwitchTo(old);

@@ -192,7 +192,7 @@ like($err, qr/pg_read_file/, '... with the last reason');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM campaigns'), '3', 'nothing was deleted');
 $node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');
 is($node->safe_psql('postgres', "SELECT status || ': ' || left(error, 30) FROM duet.ask_log WHERE question = 'q evil'"),
-   'rejected: only SELECT may run, found DEL', 'a refused ask is logged though its statement failed (audit worker)');
+   'rejected: function pg_catalog.pg_read_fi', 'a refused ask is logged with its last reason though its statement failed (audit worker)');
 
 # --- tenant isolation through duet_ask_run ---------------------------------------------------
 write_fixtures({ answers => { 'list campaigns' => ['SELECT name FROM campaigns ORDER BY name'],
