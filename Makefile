@@ -2,7 +2,10 @@
 #
 #   make             build pg_duet.so, libduetcalc.a and the ch_udfs executables
 #   make install     install the extension into the PostgreSQL found by $(PG_CONFIG)
-#   make check       everything: unit, pg_regress, TAP, harness, conformance (test/check.sh)
+#   make check       everything: unit, pg_regress, TAP, harness, conformance (test/check.sh), on a
+#                    private installation and a cluster of its own
+#   make installcheck        pg_regress suites (sql/, expected/) against an installed, running server
+#   make prove_installcheck  TAP tests (test/t/*.pl) on clusters of their own, from the installed server
 #   make demo        the main scenario on a local cluster (demo/run.sh); make demo-stop ends it
 #   make bench       benchmarks with ratios against baselines measured in the same run
 #
@@ -26,6 +29,13 @@ DATA_built = pg_duet--$(EXTVERSION).sql
 # The frozen install script of every released version and the update script between each pair.
 DATA       = $(wildcard pg_duet/pg_duet--*.sql)
 EXTRA_CLEAN = $(BUILD) pg_duet--$(EXTVERSION).sql
+
+# Tests against an installed server (PGXS conventions, as pgvector and pg_cron). pg_regress finds
+# the server through PGHOST/PGPORT/PGUSER and runs every sql/*.sql in name order in database
+# contrib_regression; mk/test.mk adds prove_installcheck for the TAP tests. REGRESS must be set
+# before PGXS is included.
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=$(EXTENSION)
 
 # PostgreSQL's own flags plus ours; unused-parameter is inherent to PG_FUNCTION_ARGS.
 PG_CPPFLAGS = -I$(CURDIR)/calc -I$(CURDIR)/pg_duet

@@ -22,7 +22,7 @@ UPDATE pg_catalog.pg_extension e
                       FROM pg_catalog.unnest(e.extconfig) WITH ORDINALITY AS c(oid, ord)
                      WHERE c.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass),
        extcondition = (SELECT pg_catalog.array_agg(w.cond ORDER BY w.ord)
-                         FROM pg_catalog.unnest(e.extconfig, e.extcondition) WITH ORDINALITY AS w(oid, cond, ord)
+                         FROM ROWS FROM (pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) WITH ORDINALITY AS w(oid, cond, ord)
                         WHERE w.oid OPERATOR(pg_catalog.<>) 'duet.llm_provider_keys'::pg_catalog.regclass)
  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_duet';
 
@@ -392,6 +392,14 @@ BEGIN
 END
 $$;
 
+-- pg_dump: the identity sequences of dumped tables, so a restored database continues their
+-- numbering (sql/20_config.sql, 40_rules.sql, 50_ask.sql).
+SELECT pg_catalog.pg_extension_config_dump('duet.config_history_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.rules_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alert_transitions_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');
 ------------------------------------------------------------------------------------------------
 -- duet_ask: audit that survives rollback, per-tenant limits, ClickHouse targets (issue 16)
 ------------------------------------------------------------------------------------------------

@@ -565,3 +565,6 @@ END $$;
 COMMENT ON FUNCTION duet_config_history_prune() IS
     'deletes config history older than duet.config_history_retention, keeping each key''s latest entry (admin); returns the count';
 REVOKE ALL ON FUNCTION duet_config_history_prune() FROM PUBLIC;
+
+-- pg_dump: the identity sequence of a dumped table, so a restored database continues its numbering.
+SELECT pg_catalog.pg_extension_config_dump('duet.config_history_id_seq', '');

@@ -582,3 +582,8 @@ COMMENT ON FUNCTION duet_rules_evaluate(timestamptz) IS
     'evaluates every tenant''s enabled query rules as of at (each query runs as its rule''s owner, in its tenant); returns the number of rules evaluated';
 -- Privileged: `at` moves alert clocks, so only the scheduler, pg_cron jobs and granted roles call it.
 REVOKE ALL ON FUNCTION duet_rules_evaluate(timestamptz) FROM PUBLIC;
+
+-- pg_dump: the identity sequences of the dumped tables, so a restored database continues their numbering.
+SELECT pg_catalog.pg_extension_config_dump('duet.rules_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.alert_transitions_id_seq', '');

@@ -217,3 +217,8 @@ COMMENT ON FUNCTION duet_ask_prune() IS
 -- Asking costs money and reveals the schema to a provider: granted, not public.
 REVOKE ALL ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int, jsonb), duet_ask_feedback(text, text, text),
     duet_ask_prune() FROM PUBLIC;
+
+-- pg_dump: the identity sequences of the dumped tables, so a restored database continues their
+-- numbering. duet.llm_provider_keys holds API keys and is not dumped (nor is the ask_cache).
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');
