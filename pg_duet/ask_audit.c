@@ -140,14 +140,15 @@ audit_shmem_startup(void)
 void
 duet_audit_shmem_init(void)
 {
+	/* A PGC_POSTMASTER setting and shared memory exist only when preloaded (else: no queue, no limits). */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("duet.ask_audit_queue_size",
 							"Shared memory for ask audit rows on their way to duet.ask_log.",
 							"Split between up to 4 databases; a full queue makes asks write their row "
 							"in their own transaction instead.",
 							&duet_ask_audit_queue_kb, 1024, 64, 1024 * 1024, PGC_POSTMASTER,
 							GUC_UNIT_KB, NULL, NULL, NULL);
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = audit_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;

@@ -121,13 +121,14 @@ budget_shmem_startup(void)
 void
 duet_budget_shmem_init(void)
 {
+	/* A PGC_POSTMASTER setting and shared memory exist only when preloaded (else: no queue, no limits). */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("duet.ask_budget_tenants",
 							"Tenants whose language-model limits are tracked in shared memory.",
 							"One slot per tenant with a limit, kept until the server restarts.",
 							&duet_ask_budget_tenants, 1024, 16, 1000000, PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = budget_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
