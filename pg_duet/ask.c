@@ -546,8 +546,11 @@ feedback_su(void *arg)
 	values[4] = fa->target ? CStringGetTextDatum(fa->target) : (Datum) 0;
 	nulls[4] = fa->target ? ' ' : 'n';
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO duet.ask_examples (tenant, question, sql, created_by, target)"
-							  " VALUES ($1, $2, $3, $4, $5)", 5, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	/* Without a target the 0.1.0 statement: the 0.2.0 library also serves a not yet updated schema. */
+	if (SPI_execute_with_args(fa->target ? "INSERT INTO duet.ask_examples (tenant, question, sql, created_by, target)"
+							  " VALUES ($1, $2, $3, $4, $5)" :
+							  "INSERT INTO duet.ask_examples (tenant, question, sql, created_by)"
+							  " VALUES ($1, $2, $3, $4)", fa->target ? 5 : 4, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write duet.ask_examples");
 	/* The cached answer to this question is superseded by the verified one. */
 	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE tenant IS NOT DISTINCT FROM $1"

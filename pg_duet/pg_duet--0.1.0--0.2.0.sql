@@ -413,22 +413,8 @@ ALTER TABLE duet.ask_log ADD CONSTRAINT ask_log_status_check
 COMMENT ON TABLE duet.ask_log IS
     'audit of every duet_ask call (answered, cached, rejected, failed, over budget, cancelled), written by the audit worker so it survives the caller''s rollback and session; rows older than duet.ask_log_retention_days are removed; each role sees its tenant''s rows (its own when no tenant)';
 
--- New arguments (target): the functions are replaced; EXECUTE must be granted again after the update.
-DROP FUNCTION duet_ask_run(text, int);
-CREATE FUNCTION duet_ask_run(question text, max_rows int DEFAULT NULL, options jsonb DEFAULT '{}') RETURNS SETOF jsonb
-    LANGUAGE c VOLATILE
-    AS 'MODULE_PATHNAME', 'duet_ask_run';
-COMMENT ON FUNCTION duet_ask_run(text, int, jsonb) IS
-    'answers a question: duet_ask, then runs the SQL read-only as the caller or on the ClickHouse target (row cap max_rows or duet.ask_max_rows, timeout duet.ask_run_timeout)';
-DROP FUNCTION duet_ask_feedback(text, text);
-CREATE FUNCTION duet_ask_feedback(question text, sql text, target text DEFAULT NULL) RETURNS void
-    LANGUAGE c VOLATILE
-    AS 'MODULE_PATHNAME', 'duet_ask_feedback';
-COMMENT ON FUNCTION duet_ask_feedback(text, text, text) IS
-    'records a verified question → SQL pair as an example for the current tenant and target (the SQL must pass that target''s guard)';
 COMMENT ON FUNCTION duet_ask(text, jsonb) IS
     'SQL answering a question, written by a language model and accepted by the guard (not executed); options: cache, max_corrections, target (a ClickHouse server)';
-REVOKE ALL ON FUNCTION duet_ask_run(text, int, jsonb), duet_ask_feedback(text, text, text) FROM PUBLIC;
 
 
 ------------------------------------------------------------------------------------------------
@@ -579,6 +565,19 @@ CREATE FUNCTION duet_ask_clickhouse_schema(target text, OUT fingerprint text, OU
     AS 'MODULE_PATHNAME', 'duet_ask_clickhouse_schema';
 COMMENT ON FUNCTION duet_ask_clickhouse_schema(text) IS
     'the ClickHouse schema the current tenant may see on the target, as sent to the model; cached says whether it came from this session''s cache';
+
+-- With a target (options of duet_ask): overloads, so the 0.1.0 signatures and their grants stay.
+CREATE FUNCTION duet_ask_run(question text, max_rows int, options jsonb) RETURNS SETOF jsonb
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'duet_ask_run';
+COMMENT ON FUNCTION duet_ask_run(text, int, jsonb) IS
+    'answers a question with duet_ask options (cache, max_corrections, target): runs the SQL read-only as the caller or on the ClickHouse target (row cap, duet.ask_run_timeout)';
+CREATE FUNCTION duet_ask_feedback(question text, sql text, target text) RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'duet_ask_feedback';
+COMMENT ON FUNCTION duet_ask_feedback(text, text, text) IS
+    'records a verified question → SQL pair as an example for the current tenant and a target (NULL: PostgreSQL; else a ClickHouse server, whose guard the SQL must pass)';
+REVOKE ALL ON FUNCTION duet_ask_run(text, int, jsonb), duet_ask_feedback(text, text, text) FROM PUBLIC;
 
 -- They reach a server: granted with duet_ask, not public.
 REVOKE ALL ON FUNCTION duet_ask_clickhouse_guard(text, text), duet_ask_clickhouse_schema(text) FROM PUBLIC;

@@ -196,17 +196,17 @@ CREATE FUNCTION duet_ask(question text, options jsonb DEFAULT '{}') RETURNS text
 COMMENT ON FUNCTION duet_ask(text, jsonb) IS
     'SQL answering a question, written by a language model and accepted by the guard (not executed); options: cache, max_corrections, target (a ClickHouse server)';
 
-CREATE FUNCTION duet_ask_run(question text, max_rows int DEFAULT NULL, options jsonb DEFAULT '{}') RETURNS SETOF jsonb
+CREATE FUNCTION duet_ask_run(question text, max_rows int DEFAULT NULL) RETURNS SETOF jsonb
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'duet_ask_run';
-COMMENT ON FUNCTION duet_ask_run(text, int, jsonb) IS
-    'answers a question: duet_ask, then runs the SQL read-only as the caller or on the ClickHouse target (row cap max_rows or duet.ask_max_rows, timeout duet.ask_run_timeout)';
+COMMENT ON FUNCTION duet_ask_run(text, int) IS
+    'answers a question: duet_ask, then runs the SQL read-only as the caller (row cap max_rows or duet.ask_max_rows, timeout duet.ask_run_timeout)';
 
-CREATE FUNCTION duet_ask_feedback(question text, sql text, target text DEFAULT NULL) RETURNS void
+CREATE FUNCTION duet_ask_feedback(question text, sql text) RETURNS void
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'duet_ask_feedback';
-COMMENT ON FUNCTION duet_ask_feedback(text, text, text) IS
-    'records a verified question → SQL pair as an example for the current tenant and target (the SQL must pass that target''s guard)';
+COMMENT ON FUNCTION duet_ask_feedback(text, text) IS
+    'records a verified question → SQL pair as an example for the current tenant (the SQL must pass the guard)';
 
 CREATE FUNCTION duet_ask_prune() RETURNS void
     LANGUAGE c VOLATILE
@@ -215,7 +215,7 @@ COMMENT ON FUNCTION duet_ask_prune() IS
     'deletes ask log rows past duet.ask_log_retention_days and expired cache entries now (admin)';
 
 -- Asking costs money and reveals the schema to a provider: granted, not public.
-REVOKE ALL ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int, jsonb), duet_ask_feedback(text, text, text),
+REVOKE ALL ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int), duet_ask_feedback(text, text),
     duet_ask_prune() FROM PUBLIC;
 
 -- pg_dump: the identity sequences of the dumped tables, so a restored database continues their

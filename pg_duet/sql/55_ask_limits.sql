@@ -150,5 +150,18 @@ CREATE FUNCTION duet_ask_clickhouse_schema(target text, OUT fingerprint text, OU
 COMMENT ON FUNCTION duet_ask_clickhouse_schema(text) IS
     'the ClickHouse schema the current tenant may see on the target, as sent to the model; cached says whether it came from this session''s cache';
 
+-- With a target (options of duet_ask): overloads, so the 0.1.0 signatures and their grants stay.
+CREATE FUNCTION duet_ask_run(question text, max_rows int, options jsonb) RETURNS SETOF jsonb
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'duet_ask_run';
+COMMENT ON FUNCTION duet_ask_run(text, int, jsonb) IS
+    'answers a question with duet_ask options (cache, max_corrections, target): runs the SQL read-only as the caller or on the ClickHouse target (row cap, duet.ask_run_timeout)';
+CREATE FUNCTION duet_ask_feedback(question text, sql text, target text) RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'duet_ask_feedback';
+COMMENT ON FUNCTION duet_ask_feedback(text, text, text) IS
+    'records a verified question → SQL pair as an example for the current tenant and a target (NULL: PostgreSQL; else a ClickHouse server, whose guard the SQL must pass)';
+REVOKE ALL ON FUNCTION duet_ask_run(text, int, jsonb), duet_ask_feedback(text, text, text) FROM PUBLIC;
+
 -- They reach a server: granted with duet_ask, not public.
 REVOKE ALL ON FUNCTION duet_ask_clickhouse_guard(text, text), duet_ask_clickhouse_schema(text) FROM PUBLIC;

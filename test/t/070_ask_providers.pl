@@ -65,8 +65,8 @@ $node->safe_psql('postgres', qq{
     SELECT duet_tenant_protect('campaigns');
     CREATE TABLE ask_secret (payroll int);
     GRANT SELECT ON campaigns TO alice, bob;
-    GRANT EXECUTE ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int, jsonb),
-                              duet_ask_feedback(text, text, text) TO alice, bob;
+    GRANT EXECUTE ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int),
+                              duet_ask_feedback(text, text) TO alice, bob;
     INSERT INTO duet.llm_providers (name, kind, base_url, model, priority, timeout_ms, max_retries)
         VALUES ('p1', 'openai', 'http://127.0.0.1:$port/p1/v1', 'mock-gpt', 1, 5000, 3);
     INSERT INTO duet.llm_provider_keys VALUES ('p1', '$OPENAI_KEY');
