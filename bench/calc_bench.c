@@ -4,6 +4,10 @@
  * measured in one run. The baselines are noinline functions over varying rows whose results
  * feed a checksum that is printed, so the compiler cannot drop or hoist them.
  *
+ * Then the same formulas through duet_eval_batch (column-major, one call per 1024 rows), and
+ * number text: duet_format_number against the search it replaced (test/unit/number_oracle.h) and
+ * printf("%.17g"); duet_parse_number against strtod.
+ *
  *   usage: calc_bench [iterations]     (default 2000 passes over 1024 rows)
  */
 #include <math.h>
@@ -13,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include "duet_calc.h"
+#include "../test/unit/number_oracle.h"
 
 #define ROWS 1024
 #define NOINLINE __attribute__((noinline))
@@ -75,6 +80,20 @@ c_pacing(const duet_value *v)
 	return duet_number((r < 0 ? 0 : r > 2 ? 2 : r) + 0.0);
 }
 
+/* round(x / y * 100, 2), as C code would write it: half away from zero on the binary value */
+static NOINLINE duet_value
+c_round(const duet_value *a, const duet_value *b)
+{
+	double		r;
+
+	if (a->type != DUET_T_NUMBER || b->type != DUET_T_NUMBER || b->u.num == 0)
+		return duet_null();
+	r = a->u.num / b->u.num * 100;
+	if (!isfinite(r))
+		return duet_null();
+	return num_or_null(round(r * 100) / 100);
+}
+
 /* lower(channel) || '/' || region */
 static char cbuf[256];
 
@@ -105,7 +124,7 @@ typedef struct bench
 {
 	const char *name;
 	const char *formula;
-	int			kind;			/* 0 div(var0, var1), 1 pacing, 2 label */
+	int			kind;			/* 0 div(var0, var1), 1 pacing, 2 label, 3 round */
 } bench;
 
 static const bench benches[] = {
@@ -114,6 +133,7 @@ static const bench benches[] = {
 	{"roas", "revenue / spend", 0},
 	{"pacing", "case when budget is null or budget = 0 then null else clamp(spend / (budget * elapsed / period), 0, 2) end", 1},
 	{"label", "lower(channel) || '/' || region", 2},
+	{"round", "round(x / y * 100, 2)", 3},
 };
 
 static duet_value
@@ -128,6 +148,8 @@ field(const row *r, const char *name)
 	if (!strcmp(name, "period")) return duet_number(r->period);
 	if (!strcmp(name, "channel")) return duet_string(r->channel, strlen(r->channel));
 	if (!strcmp(name, "region")) return duet_string(r->region, strlen(r->region));
+	if (!strcmp(name, "x")) return duet_number(r->revenue);
+	if (!strcmp(name, "y")) return r->spend == 0 ? duet_number(0) : duet_number(r->spend);
 	return duet_null();
 }
 
@@ -216,7 +238,8 @@ main(int argc, char **argv)
 				{
 					const duet_value *v = in + i * nv;
 
-					out = benches[b].kind == 0 ? c_div(&v[0], &v[1]) : benches[b].kind == 1 ? c_pacing(v) : c_label(v);
+					out = benches[b].kind == 0 ? c_div(&v[0], &v[1]) : benches[b].kind == 1 ? c_pacing(v) :
+						benches[b].kind == 2 ? c_label(v) : c_round(&v[0], &v[1]);
 					consume(&out);
 				}
 			t_c = (now_ns() - t0) / ((double) (iters / 5) * ROWS);
@@ -233,6 +256,106 @@ main(int argc, char **argv)
 		duet_vm_free(vm);
 		duet_program_free(p);
 	}
-	printf("worst ratio %.2fx (goal <= 1.5x); checksum %.6g\n", worst, checksum);
+	printf("worst ratio %.2fx (goal <= 1.5x; round <= 3x)\n", worst);
+
+	/* ---- the same, one duet_eval_batch call per 1024 rows (column-major input) ---- */
+	printf("\n%-8s %10s %10s %7s   (duet_eval_batch, column-major)\n", "expr", "batch ns", "C ns", "ratio");
+	for (size_t b = 0; b < sizeof(benches) / sizeof(benches[0]); b++)
+	{
+		duet_error	err;
+		duet_program *p = duet_compile(benches[b].formula, SIZE_MAX, NULL, &err);
+		duet_vm    *vm = duet_vm_new();
+		size_t		nv = duet_program_nvars(p),
+					done;
+		duet_value *cols = malloc(sizeof(duet_value) * nv * ROWS),
+				   *rowv = malloc(sizeof(duet_value) * nv * ROWS),
+				   *outs = malloc(sizeof(duet_value) * ROWS);
+		double		best_b = 1e30,
+					best_c = 1e30,
+					t0,
+					t;
+
+		for (int i = 0; i < ROWS; i++)
+			for (size_t k = 0; k < nv; k++)
+				cols[k * ROWS + i] = rowv[i * nv + k] = field(&rows[i], duet_program_var(p, k));
+		for (int round = 0; round < 5; round++)
+		{
+			duet_value	out;
+
+			t0 = now_ns();
+			for (int it = 0; it < iters / 5; it++)
+			{
+				if (duet_eval_batch(p, cols, ROWS, ROWS, vm, outs, &err, &done) != DUET_OK)
+					return 1;
+				for (int i = 0; i < ROWS; i++)
+					consume(&outs[i]);
+			}
+			t = (now_ns() - t0) / ((double) (iters / 5) * ROWS);
+			best_b = t < best_b ? t : best_b;
+			t0 = now_ns();
+			for (int it = 0; it < iters / 5; it++)
+				for (int i = 0; i < ROWS; i++)
+				{
+					const duet_value *v = rowv + i * nv;
+
+					out = benches[b].kind == 0 ? c_div(&v[0], &v[1]) : benches[b].kind == 1 ? c_pacing(v) :
+						benches[b].kind == 2 ? c_label(v) : c_round(&v[0], &v[1]);
+					consume(&out);
+				}
+			t = (now_ns() - t0) / ((double) (iters / 5) * ROWS);
+			best_c = t < best_c ? t : best_c;
+		}
+		printf("%-8s %10.2f %10.2f %6.2fx   %s\n", benches[b].name, best_b, best_c, best_b / best_c,
+			   benches[b].formula);
+		free(cols);
+		free(rowv);
+		free(outs);
+		duet_vm_free(vm);
+		duet_program_free(p);
+	}
+
+	/* ---- number text ---- */
+	{
+		static double nums[ROWS];
+		static char texts[ROWS][32];
+		char		buf[40];
+		double		t_new = 1e30,
+					t_old = 1e30,
+					t_printf = 1e30,
+					t_parse = 1e30,
+					t_strtod = 1e30,
+					t0,
+					t,
+					d;
+		int			reps = iters / 20 > 0 ? iters / 20 : 1;
+
+		for (int i = 0; i < ROWS; i++)
+		{
+			nums[i] = rows[i].spend ? rows[i].revenue / rows[i].spend : rows[i].clicks;
+			duet_format_number(nums[i], texts[i], sizeof(texts[i]));
+		}
+		for (int round = 0; round < 5; round++)
+		{
+#define TIME(dst, stmt) \
+			t0 = now_ns(); \
+			for (int it = 0; it < reps; it++) \
+				for (int i = 0; i < ROWS; i++) \
+				{ stmt; } \
+			t = (now_ns() - t0) / ((double) reps * ROWS); \
+			dst = t < dst ? t : dst;
+			TIME(t_new, checksum += (double) duet_format_number(nums[i], buf, sizeof(buf)));
+			TIME(t_old, checksum += (double) oracle_format_number(nums[i], buf, sizeof(buf)));
+			TIME(t_printf, checksum += snprintf(buf, sizeof(buf), "%.17g", nums[i]));
+			TIME(t_parse, duet_parse_number(texts[i], strlen(texts[i]), &d); checksum += d);
+			TIME(t_strtod, checksum += strtod(texts[i], NULL));
+		}
+		printf("\nnumber text (ns per number; revenue/spend results):\n");
+		printf("  duet_format_number (Ryu)        %8.1f\n", t_new);
+		printf("  previous %%.{p}e search          %8.1f   (%.1fx the new)\n", t_old, t_old / t_new);
+		printf("  snprintf %%.17g                  %8.1f   (%.1fx the new)\n", t_printf, t_printf / t_new);
+		printf("  duet_parse_number               %8.1f\n", t_parse);
+		printf("  strtod                          %8.1f   (%.1fx the new)\n", t_strtod, t_strtod / t_parse);
+	}
+	printf("checksum %.6g\n", checksum);
 	return 0;
 }

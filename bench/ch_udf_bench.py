@@ -8,6 +8,10 @@ Nullable(Float64) arguments, N rows, each pipeline `cat input | X | cat > /dev/n
   * executable_pool:    one duet_udf process, blocks with chunk headers (`executable_pool`)
   * python:             the usual ClickHouse Python UDF (TabSeparated, pool with chunk headers,
                         flushed per block), same formula and NULL handling
+  * baseline (optional): a second duet_udf (argv[2], e.g. an earlier build — bench/30 builds one
+                        from $DUET_BENCH_BASELINE_REV), timed as a pool in the same run
+
+usage: ch_udf_bench.py DUET_UDF [BASELINE_DUET_UDF]
 """
 import os
 import random
@@ -76,6 +80,7 @@ def timed(cmd, repeat):
 
 def main():
     udf = sys.argv[1]
+    baseline = sys.argv[2] if len(sys.argv) > 2 else None
     scripts = os.path.dirname(os.path.abspath(udf))
     rows = rows_data(ROWS)
     print('rows: %d, blocks of %d, best of %d; metric ctr = clicks / impressions (Nullable(Float64) x2)'
@@ -111,6 +116,15 @@ def main():
             t_pool = timed('cat %s | %s --chunk-header | cat > /dev/null' % (chunked, base), REPEAT)
             t_exec = timed('for b in %s/*; do cat "$b" | %s | cat > /dev/null; done' % (bdir, base), REPEAT)
             results[fmt] = (nbytes, t_cat, t_pool, t_exec)
+            if baseline:
+                # the baseline reads the definitions beside itself: the same file
+                bbase = '%s --metric ctr --format %s --definitions %s' % (
+                    baseline, fmt, os.path.join(scripts, 'duet_metrics.tsv'))
+                bout = subprocess.run(bbase.split() + ['--chunk-header'], stdin=open(chunked, 'rb'),
+                                      capture_output=True, check=True).stdout
+                assert bout == out, 'the baseline duet_udf disagrees'
+                results['baseline ' + fmt] = timed('cat %s | %s --chunk-header | cat > /dev/null' % (chunked, bbase),
+                                                   REPEAT)
             if fmt == 'TabSeparated':
                 pyout = subprocess.run([sys.executable, py], stdin=open(chunked, 'rb'), capture_output=True,
                                        check=True).stdout
@@ -128,10 +142,17 @@ def main():
                   t_cat / t_pool, ROWS / t_exec / 1e6, t_pool / t_exec))
     t_py = results['python']
     print('python UDF   TabSeparated pool %.2f M rows/s' % (ROWS / t_py / 1e6))
-    print('ratio duet_udf/python (TabSeparated pool): %.1fx   (goal >= 30x)' % (t_py / results['TabSeparated'][2]))
+    if baseline:
+        for fmt in ('TabSeparated', 'RowBinary'):
+            t_b = results['baseline ' + fmt]
+            print('baseline     %-12s pool %6.2f M rows/s; this build is %.2fx the baseline' % (
+                fmt, ROWS / t_b / 1e6, t_b / results[fmt][2]))
+    print('ratio duet_udf/python (TabSeparated pool): %.1fx   (goal >= 20x)' % (t_py / results['TabSeparated'][2]))
     print('ratio duet_udf/python (RowBinary pool vs Python TabSeparated): %.1fx' % (t_py / results['RowBinary'][2]))
-    print('ratio duet_udf/cat bytes/s (RowBinary pool): %.2fx   (goal >= 0.5x)' % (results['RowBinary'][1] / results['RowBinary'][2]))
-
+    print('ratio duet_udf/cat bytes/s (TabSeparated pool): %.2fx   (goal >= 0.25x)' % (
+        results['TabSeparated'][1] / results['TabSeparated'][2]))
+    print('ratio duet_udf/cat bytes/s (RowBinary pool): %.2fx   (goal >= 0.6x)' % (
+        results['RowBinary'][1] / results['RowBinary'][2]))
 
 if __name__ == '__main__':
     main()

@@ -69,28 +69,56 @@ typedef struct node
 	struct node **kids;			/* N_CASE: [when, then]* [else]; op = has else */
 } node;
 
-/* ---- bytecode ---- */
+/* ---- bytecode (docs/calc.md has the opcode table) ---- */
 typedef enum opcode
 {
 	OP_CONST, OP_VAR, OP_NEG, OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MOD, OP_POW, OP_CONCAT,
 	OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE,
 	OP_AND, OP_OR, OP_NOT, OP_ISNULL, OP_ISNOTNULL, OP_BETWEEN, OP_IN,
-	OP_JUMP, OP_JUMP_UNLESS_TRUE, OP_CALL, OP_RETURN
+	OP_JUMP, OP_JUMP_UNLESS_TRUE, OP_CALL, OP_RETURN,
+	/*
+	 * Superinstructions for + - * / with operands addressed in the instruction (V a variable,
+	 * C a number constant, S the top of the stack): VV pushes vars[arg] op vars[argc], VC
+	 * vars[arg] op consts[argc], CV consts[arg] op vars[argc]; SV and SC replace the top x with
+	 * x op vars[arg] / x op consts[arg]. Same results and errors as the OP_VAR/OP_CONST sequence.
+	 */
+	OP_ADD_VV, OP_SUB_VV, OP_MUL_VV, OP_DIV_VV,
+	OP_ADD_VC, OP_SUB_VC, OP_MUL_VC, OP_DIV_VC,
+	OP_ADD_CV, OP_SUB_CV, OP_MUL_CV, OP_DIV_CV,
+	OP_ADD_SV, OP_SUB_SV, OP_MUL_SV, OP_DIV_SV,
+	OP_ADD_SC, OP_SUB_SC, OP_MUL_SC, OP_DIV_SC,
+	OP_CMP_VC,					/* pushes vars[arg] <flags: OP_EQ..OP_GE> consts[argc] (a number) */
+	OP_ISNULL_V,				/* pushes vars[arg] is null (flags 1: is not null) */
+	OP_RETURN_VAR,				/* returns vars[arg] (a formula that is one variable) */
+	OP_CLAMP_CC,				/* top = clamp(top, consts[arg], consts[argc]), number constants */
+	OP_ROUND_C,					/* top = round(top, arg) with arg a constant digit count */
+	OP_NCODES
 } opcode;
+
+/* OP_CALL flags: every parameter is a number, so the call needs no generic argument check */
+#define CALL_NUMERIC 1
 
 typedef struct instr
 {
 	uint8_t		op;
-	uint8_t		flags;			/* OP_BETWEEN/OP_IN: negated */
-	uint16_t	argc;			/* OP_CALL, OP_IN: operand count */
+	uint8_t		flags;			/* OP_BETWEEN/OP_IN: negated; OP_CALL: CALL_NUMERIC; OP_CMP_VC: comparison */
+	uint16_t	argc;			/* OP_CALL, OP_IN: operand count; superinstructions: second operand */
 	uint16_t	line;			/* position for run-time errors (saturated) */
 	uint16_t	col;
 	int32_t		arg;			/* constant, variable, jump target or builtin index */
 } instr;
 
+/* Where a superinstruction's variable operands stand in the source (errors about their bindings) */
+typedef struct operand_pos
+{
+	uint16_t	line[2];
+	uint16_t	col[2];
+} operand_pos;
+
 struct duet_program
 {
 	instr	   *code;
+	operand_pos *opnd;			/* per instruction; NULL in constant-folding programs */
 	int			ncode;
 	duet_value *consts;
 	int			nconsts;
@@ -100,6 +128,8 @@ struct duet_program
 	int			max_stack;
 	duet_type	type;
 	size_t		max_string;
+	bool		uses_arena;		/* builds strings at run time (||, string builtins) */
+	bool		single_vv;		/* the whole program is one var/const superinstruction + return */
 };
 
 /* ---- builtins ---- */
@@ -141,6 +171,9 @@ void		duet_set_runtime_error(duet_error *err, duet_errclass cls, int line, int c
 
 /* run-time string space of a vm, reset per evaluation; NULL (with err) when over max */
 char	   *duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err);
+
+/* round(x, n): half away from zero on x's shortest decimal (number.c) */
+double		duet_round_decimal(double x, int n);
 
 /* value helpers shared by the vm and the builtins */
 bool		duet_value_comparable(duet_type a, duet_type b);

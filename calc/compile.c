@@ -3,6 +3,7 @@
  * (statically where known, leaving DUET_T_ANY for the VM to check), folds constant subtrees by
  * running the VM on them (one implementation of every operator), and emits stack bytecode.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,7 @@ typedef struct compiler
 	duet_error *err;
 	/* program under construction */
 	instr	   *code;
+	operand_pos *opnd;
 	int			ncode,
 				capcode;
 	duet_value *consts;
@@ -82,6 +84,7 @@ typedef struct compiler
 				capvars;
 	int			depth,
 				max_depth;
+	bool		uses_arena;
 	duet_vm    *fold_vm;
 } compiler;
 
@@ -350,12 +353,17 @@ emit(compiler *c, const node *at, opcode op, int arg, int argc, int flags, int s
 	{
 		int			cap = c->capcode ? c->capcode * 2 : 32;
 		instr	   *grown = realloc(c->code, (size_t) cap * sizeof(instr));
+		operand_pos *pgrown;
 
 		if (!grown)
 			return nomem(c);
 		c->code = grown;
+		if (!(pgrown = realloc(c->opnd, (size_t) cap * sizeof(operand_pos))))
+			return nomem(c);
+		c->opnd = pgrown;
 		c->capcode = cap;
 	}
+	memset(&c->opnd[c->ncode], 0, sizeof(operand_pos));
 	in = &c->code[c->ncode++];
 	in->op = (uint8_t) op;
 	in->flags = (uint8_t) flags;
@@ -411,11 +419,154 @@ add_const(compiler *c, const node *n, int *idx)
 	return true;
 }
 
+static uint16_t
+sat16(int v)
+{
+	return (uint16_t) (v > UINT16_MAX ? UINT16_MAX : v);
+}
+
+/* Records the source positions of the last instruction's variable operands. */
+static bool
+operands(compiler *c, const node *a, const node *b)
+{
+	operand_pos *o = &c->opnd[c->ncode - 1];
+
+	if (a)
+		o->line[0] = sat16(a->line), o->col[0] = sat16(a->col);
+	if (b)
+		o->line[1] = sat16(b->line), o->col[1] = sat16(b->col);
+	return true;
+}
+
+/* + - * / as an index into a superinstruction family, or -1 */
+static int
+arith_index(int tok)
+{
+	switch (tok)
+	{
+		case T_PLUS: return 0;
+		case T_MINUS: return 1;
+		case T_STAR: return 2;
+		case T_SLASH: return 3;
+		default: return -1;
+	}
+}
+
+static bool
+is_num_const(const node *n)
+{
+	return n->kind == N_CONST && n->value.type == DUET_T_NUMBER;
+}
+
+/* Operands a superinstruction can address: a variable or constant index that fits in argc. */
+static bool
+small_var(const node *n)
+{
+	return n->kind == N_VAR && n->var <= UINT16_MAX;
+}
+
+static bool
+gen(compiler *c, const node *n);
+
+/*
+ * Emits a superinstruction for var/const op var/const, x op var and x op const (docs/calc.md);
+ * *done is false when none applies and the generic code must be generated.
+ */
+static bool
+gen_super(compiler *c, const node *n, bool *done)
+{
+	const node *l,
+			   *r;
+	int			k,
+				idx;
+
+	*done = false;
+	if (n->nkids != 2)
+		return true;
+	l = n->kids[0];
+	r = n->kids[1];
+	if (n->kind == N_BINOP && (k = arith_index(n->op)) >= 0)
+	{
+		if (small_var(l) && small_var(r))
+			return (*done = true) && emit(c, n, OP_ADD_VV + k, l->var, r->var, 0, 1) &&
+				operands(c, l, r);
+		if (small_var(l) && is_num_const(r))
+		{
+			if (!add_const(c, r, &idx))
+				return false;
+			if (idx <= UINT16_MAX)
+				return (*done = true) && emit(c, n, OP_ADD_VC + k, l->var, idx, 0, 1) &&
+					operands(c, l, NULL);
+		}
+		if (is_num_const(l) && small_var(r))
+		{
+			if (!add_const(c, l, &idx))
+				return false;
+			return (*done = true) && emit(c, n, OP_ADD_CV + k, idx, r->var, 0, 1) &&
+				operands(c, NULL, r);
+		}
+		if (r->kind == N_VAR)
+			return (*done = true) && gen(c, l) && emit(c, n, OP_ADD_SV + k, r->var, 0, 0, 0) &&
+				operands(c, r, NULL);
+		if (is_num_const(r))
+			return (*done = true) && gen(c, l) && add_const(c, r, &idx) &&
+				emit(c, n, OP_ADD_SC + k, idx, 0, 0, 0);
+	}
+	if (n->kind == N_CMP && small_var(l) && is_num_const(r))
+	{
+		opcode		op;
+
+		switch (n->op)
+		{
+			case T_EQ: op = OP_EQ; break;
+			case T_NE: op = OP_NE; break;
+			case T_LT: op = OP_LT; break;
+			case T_LE: op = OP_LE; break;
+			case T_GT: op = OP_GT; break;
+			default: op = OP_GE; break;
+		}
+		if (!add_const(c, r, &idx))
+			return false;
+		if (idx <= UINT16_MAX)
+			return (*done = true) && emit(c, n, OP_CMP_VC, l->var, idx, op, 1) && operands(c, l, NULL);
+	}
+	return true;
+}
+
 static bool
 gen(compiler *c, const node *n)
 {
 	int			i,
 				idx = 0;
+	bool		done;
+
+	if (!gen_super(c, n, &done))
+		return false;
+	if (done)
+		return true;
+	/* typed fast paths: clamp(x, lo, hi) and round(x [, n]) with number constants */
+	if (n->kind == N_CALL && strcmp(n->fn->name, "clamp") == 0 && is_num_const(n->kids[1]) &&
+		is_num_const(n->kids[2]))
+	{
+		int			lo,
+					hi;
+
+		if (!add_const(c, n->kids[1], &lo) || !add_const(c, n->kids[2], &hi))
+			return false;
+		if (hi <= UINT16_MAX)
+			return gen(c, n->kids[0]) && emit(c, n, OP_CLAMP_CC, lo, hi, 0, 0);
+	}
+	if (n->kind == N_CALL && strcmp(n->fn->name, "round") == 0 &&
+		(n->nkids == 1 || is_num_const(n->kids[1])))
+	{
+		double		d = n->nkids == 1 ? 0 : trunc(n->kids[1]->value.u.num);
+		int			digits = d < -400 ? -400 : d > 400 ? 400 : (int) d;	/* as fn_round */
+
+		return gen(c, n->kids[0]) && emit(c, n, OP_ROUND_C, digits, 0, 0, 0);
+	}
+	if (n->kind == N_ISNULL && n->kids[0]->kind == N_VAR)
+		return emit(c, n, OP_ISNULL_V, n->kids[0]->var, 0, n->op ? 1 : 0, 1) &&
+			operands(c, n->kids[0], NULL);
 
 	switch (n->kind)
 	{
@@ -497,6 +648,8 @@ gen(compiler *c, const node *n)
 					case T_GT: op = OP_GT; break;
 					default: op = OP_GE; break;
 				}
+				if (op == OP_CONCAT)
+					c->uses_arena = true;
 				return emit(c, n, op, 0, 0, 0, -1);
 			}
 		case N_AND:
@@ -512,7 +665,15 @@ gen(compiler *c, const node *n)
 		case N_IN:
 			return emit(c, n, OP_IN, 0, n->nkids - 1, n->op, -(n->nkids - 1));
 		case N_CALL:
-			return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, 0, 1 - n->nkids);
+			{
+				/* all-number parameters: the VM checks the argument types inline */
+				int			flags = strspn(n->fn->params, "n") == strlen(n->fn->params) ? CALL_NUMERIC : 0;
+
+				if (n->fn->result == 's')
+					c->uses_arena = true;
+				return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, flags,
+							1 - n->nkids);
+			}
 		default:
 			return false;
 	}
@@ -553,6 +714,7 @@ fold(compiler *c, node *n)
 	sub.err = c->err;
 	if (!gen(&sub, n) || !emit(&sub, n, OP_RETURN, 0, 0, 0, 0))
 	{
+		free(sub.opnd);
 		free(sub.code);
 		free(sub.consts);
 		return false;
@@ -564,8 +726,10 @@ fold(compiler *c, node *n)
 	prog.nconsts = sub.nconsts;
 	prog.max_stack = sub.max_depth;
 	prog.max_string = c->lim->max_string;
+	prog.uses_arena = sub.uses_arena;
 	if (!c->fold_vm && !(c->fold_vm = duet_vm_new()))
 	{
+		free(sub.opnd);
 		free(sub.code);
 		free(sub.consts);
 		return nomem(c);
@@ -574,12 +738,14 @@ fold(compiler *c, node *n)
 	{
 		duet_set_error(c->err, suberr.cls, c->src, c->srclen, n->line, n->col, "", "%s",
 					   suberr.message);
+		free(sub.opnd);
 		free(sub.code);
 		free(sub.consts);
 		return false;
 	}
 	free(sub.code);
 	free(sub.consts);
+	free(sub.opnd);
 	if (result.type == DUET_T_STRING)
 	{
 		char	   *copy = arena_alloc(&c->ar, result.u.str.len + 1);
@@ -622,6 +788,25 @@ pool_strings(compiler *c, duet_program *p)
 			off += c->consts[i].u.str.len + 1;
 		}
 	return true;
+}
+
+/*
+ * After emission: a jump to a return is that return, and a formula that is one variable returns
+ * it directly (so `case … then null else x end` arms end without a jump).
+ */
+static void
+peephole(duet_program *p)
+{
+	for (int i = 0; i < p->ncode; i++)
+		if (p->code[i].op == OP_JUMP && p->code[p->code[i].arg].op == OP_RETURN)
+			p->code[i].op = OP_RETURN;
+	p->single_vv = p->ncode == 2 && p->code[0].op >= OP_ADD_VV && p->code[0].op <= OP_DIV_VV &&
+		p->code[1].op == OP_RETURN;
+	if (p->ncode == 2 && p->code[0].op == OP_VAR && p->code[1].op == OP_RETURN)
+	{
+		p->code[0].op = OP_RETURN_VAR;
+		p->ncode = 1;
+	}
 }
 
 duet_program *
@@ -676,6 +861,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 		if (p && pool_strings(&c, p))
 		{
 			p->code = c.code;
+			p->opnd = c.opnd;
 			p->ncode = c.ncode;
 			p->consts = c.consts;
 			p->nconsts = c.nconsts;
@@ -684,7 +870,10 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 			p->max_stack = c.max_depth > 0 ? c.max_depth : 1;
 			p->type = root->type;
 			p->max_string = c.lim->max_string;
+			p->uses_arena = c.uses_arena;
+			peephole(p);
 			c.code = NULL;
+			c.opnd = NULL;
 			c.consts = NULL;
 			c.vars = NULL;
 			c.nvars = 0;
@@ -702,6 +891,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	else if (err->cls == DUET_OK)
 		nomem(&c);				/* every failure above reports itself; this is allocation */
 	free(c.code);
+	free(c.opnd);
 	free(c.consts);
 	while (c.nvars > 0)
 		free(c.vars[--c.nvars]);
@@ -722,6 +912,7 @@ duet_program_free(duet_program *p)
 		free(p->vars[i]);
 	free(p->vars);
 	free(p->code);
+	free(p->opnd);
 	free(p->consts);
 	free(p->strings);
 	free(p);

@@ -123,6 +123,18 @@ void		duet_vm_free(duet_vm *vm);
 duet_errclass duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm,
 						duet_value *out, duet_error *err);
 
+/*
+ * Evaluates p over nrows rows at once, column-major: variable k of row r is vars[k * stride + r]
+ * (stride >= nrows; for one block of columns, stride = nrows), its result out[r]. The fixed cost
+ * of an evaluation is paid once per call; string results stay valid until the vm's next
+ * evaluation. Stops at the first row that fails: returns its class with err filled, *done = that
+ * row (out[0 .. *done-1] are results); *done = nrows on success. Resume with vars + *done + 1,
+ * out + *done + 1 and nrows - *done - 1 (earlier string results are then no longer valid).
+ */
+duet_errclass duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride,
+							  size_t nrows, duet_vm *vm, duet_value *out, duet_error *err,
+							  size_t *done);
+
 /* Value constructors for binders. */
 static inline duet_value
 duet_null(void)
@@ -169,12 +181,28 @@ const char *duet_errclass_name(duet_errclass cls);
 const char *duet_type_name(duet_type t);	/* "null", "number", "string", "boolean", "any" */
 
 /*
- * Shortest text that parses back (strtod) to exactly d, laid out as JSON writers do: "3", "0.1",
- * "1200", "1e+300", "1.5e-7". Every consumer
- * (PostgreSQL's jsonb, the ClickHouse UDFs, conformance output) prints numbers with it, so the two
- * databases show the same digits. buf needs at least 32 bytes. Returns the length written.
+ * Shortest text that parses back (strtod) to exactly d, laid out as JavaScript and JSON writers
+ * do: "3", "0.1", "1200", "1000000000000000", "1e+21", "1e-7", "1.5e+300"; "null" when d is not
+ * finite, "0" for -0. The digits are PostgreSQL's Ryu (the fewest that read back, the closest to d
+ * among those), so PostgreSQL's jsonb, the ClickHouse UDFs and conformance output print the same
+ * digits by construction (docs/calc.md). Returns the length (at most 25), writing at most
+ * bufsize - 1 bytes and a NUL.
  */
-size_t		duet_format_number(double d, char *buf, size_t bufsize);	/* needs 32 bytes */
+size_t		duet_format_number(double d, char *buf, size_t bufsize);	/* 32 bytes suffice */
+
+/*
+ * The same digits without layout: d (finite, non-zero) = digits[0].digits[1..n-1] × 10^exp10, no
+ * trailing zeros, n <= 17 returned (0 for 0). digits needs 24 bytes; the sign is not included.
+ */
+int			duet_shortest_digits(double d, char *digits, int *exp10);
+
+/*
+ * Reads a number as strtod does in the C locale, from s[0 .. len-1] (no NUL needed); returns the
+ * bytes read (0: none) and the value in *out. Decimal text of up to 19 significant digits whose
+ * value is m·10^e with m <= 2^53 and |e| <= 22 is converted exactly without strtod (Clinger's
+ * fast path); everything else by strtod_l in the C locale.
+ */
+size_t		duet_parse_number(const char *s, size_t len, double *out);
 
 #ifdef __cplusplus
 }

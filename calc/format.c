@@ -1,95 +1,14 @@
 /*
- * format.c — numbers as text, names of types and error classes, error messages with positions
+ * format.c — names of types and error classes, error messages with positions
  * and caret excerpts, and the value helpers (comparison, UTF-8 length, finiteness) shared by the
  * VM and the builtins.
  */
-#include <float.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "calc_int.h"
-
-/*
- * The fewest significant digits that parse back to exactly d, laid out as JavaScript (and JSON
- * writers) do: fixed notation for decimal exponents from -7 to 20, otherwise d.ddde±x.
- */
-size_t
-duet_format_number(double d, char *buf, size_t bufsize)
-{
-	char		sci[40],
-				digits[24],
-				out[48];
-	int			prec,
-				ndig = 0,
-				exp10,
-				point,
-				i;
-	size_t		n = 0;
-	const char *s;
-
-	if (d == 0)
-		d = 0;					/* -0 prints as 0 */
-	if (!isfinite(d))
-		return (size_t) snprintf(buf, bufsize, "null");
-	/*
-	 * Start at 15 digits: when the shortest round-trip text has k <= 15 digits, the correctly
-	 * rounded 15-digit text is that text padded with zeros (a normal double's half-ulp is below
-	 * half the 15-digit spacing), and the zeros are trimmed below: at most three rounds, not
-	 * seventeen. Subnormals carry fewer digits, so they search from one.
-	 */
-	for (prec = fabs(d) >= DBL_MIN ? 15 : 1; prec <= 17; prec++)
-	{
-		snprintf(sci, sizeof(sci), "%.*e", prec - 1, d);
-		if (strtod(sci, NULL) == d)
-			break;
-	}
-	/* sci is [-]d[.ddd]e±x */
-	s = sci;
-	if (*s == '-')
-		out[n++] = *s++;
-	for (; *s != 'e'; s++)
-		if (*s != '.')
-			digits[ndig++] = *s;
-	exp10 = atoi(s + 1);
-	while (ndig > 1 && digits[ndig - 1] == '0')
-		ndig--;
-	point = exp10 + 1;			/* digits before the decimal point */
-	if (point > 21 || point <= -6)
-	{
-		out[n++] = digits[0];
-		if (ndig > 1)
-		{
-			out[n++] = '.';
-			for (i = 1; i < ndig; i++)
-				out[n++] = digits[i];
-		}
-		n += (size_t) snprintf(out + n, sizeof(out) - n, "e%c%d", exp10 < 0 ? '-' : '+',
-							   exp10 < 0 ? -exp10 : exp10);
-	}
-	else if (point <= 0)
-	{
-		out[n++] = '0';
-		out[n++] = '.';
-		for (i = 0; i < -point; i++)
-			out[n++] = '0';
-		for (i = 0; i < ndig; i++)
-			out[n++] = digits[i];
-	}
-	else
-	{
-		for (i = 0; i < ndig || i < point; i++)
-		{
-			if (i == point)
-				out[n++] = '.';
-			out[n++] = i < ndig ? digits[i] : '0';
-		}
-	}
-	out[n] = '\0';
-	return (size_t) snprintf(buf, bufsize, "%s", out);
-}
 
 const char *
 duet_errclass_name(duet_errclass cls)

@@ -21,72 +21,6 @@ duet_errclass duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value
 
 /* ---- numbers ---- */
 
-/*
- * Rounds half away from zero at n decimal places, on the shortest decimal text of x — so
- * round(2.675, 2) is 2.68 as written, not 2.67 as the binary value 2.67499999… would give.
- */
-static double
-round_decimal(double x, int n)
-{
-	char		text[40],
-				digits[40],
-				buf[64];
-	int			ndig = 0,
-				exp10 = 0,
-				keep,
-				i;
-	bool		neg = x < 0,
-				seen_point = false;
-	const char *s;
-
-	duet_format_number(fabs(x), text, sizeof(text));
-	/* split "d.ddde±x" into digits and a decimal exponent with value = 0.digits × 10^exp10 */
-	for (s = text; *s && *s != 'e'; s++)
-	{
-		if (*s == '.')
-			seen_point = true;
-		else
-		{
-			if (ndig == 0 && *s == '0')
-			{
-				if (seen_point)
-					exp10--;
-				continue;
-			}
-			digits[ndig++] = *s;
-			if (!seen_point)
-				exp10++;
-		}
-	}
-	if (*s == 'e')
-		exp10 += atoi(s + 1);
-	if (ndig == 0)
-		return 0;
-	keep = exp10 + n;			/* digits that survive */
-	if (keep >= ndig)
-		return x;
-	if (keep < 0)
-		return 0;
-	if (digits[keep] >= '5')
-	{
-		for (i = keep - 1; i >= 0 && digits[i] == '9'; i--)
-			digits[i] = '0';
-		if (i >= 0)
-			digits[i]++;
-		else
-		{
-			memmove(digits + 1, digits, keep);
-			digits[0] = '1';
-			keep++;
-			exp10++;
-		}
-	}
-	if (keep == 0)
-		return 0;
-	snprintf(buf, sizeof(buf), "%s0.%.*se%d", neg ? "-" : "", keep, digits, exp10);
-	return strtod(buf, NULL);
-}
-
 /* An integer argument such as round's digits: truncated, clamped to a sane range. */
 static int
 int_arg(double d, int lo, int hi)
@@ -105,7 +39,7 @@ FN(fn_pow) { *out = duet_finite(pow(NUM(0), NUM(1))); return DUET_OK; }
 
 FN(fn_round)
 {
-	*out = duet_finite(round_decimal(NUM(0), argc > 1 ? int_arg(NUM(1), -400, 400) : 0));
+	*out = duet_finite(duet_round_decimal(NUM(0), argc > 1 ? int_arg(NUM(1), -400, 400) : 0));
 	return DUET_OK;
 }
 

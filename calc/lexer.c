@@ -179,8 +179,6 @@ lex_quoted(lexer *lx, char q, token *t)
 static bool
 lex_number(lexer *lx, token *t)
 {
-	char		buf[128];
-	char	   *end;
 	size_t		n;
 
 	while (lx->pos < lx->len && isdigit((unsigned char) lx->src[lx->pos]))
@@ -211,14 +209,11 @@ lex_number(lexer *lx, token *t)
 	n = lx->src + lx->pos - t->start;
 	if (n == 1 && t->start[0] == '.')
 		return lex_error(lx, t->line, t->col, "digits", "malformed number");
-	if (n >= sizeof(buf))
+	if (n >= 128)
 		return lex_error(lx, t->line, t->col, "", "number literal too long");
 	if (lx->pos < lx->len && (isalpha((unsigned char) lx->src[lx->pos]) || lx->src[lx->pos] == '_'))
 		return lex_error(lx, lx->line, lx->col, "operator", "trailing junk after number");
-	memcpy(buf, t->start, n);
-	buf[n] = '\0';
-	errno = 0;
-	t->num = strtod(buf, &end);
+	duet_parse_number(t->start, n, &t->num);
 	if (!isfinite(t->num))
 		return lex_error(lx, t->line, t->col, "", "number out of range");
 	t->len = n;

@@ -144,6 +144,17 @@ truth(const duet_value *v)
 	return v->type == DUET_T_NULL ? -1 : v->u.boolean;
 }
 
+/* The operator an instruction applies, superinstructions included, for error messages. */
+static uint8_t
+base_op(const instr *in)
+{
+	if (in->op >= OP_ADD_VV && in->op <= OP_DIV_SC)
+		return (uint8_t) (OP_ADD + (in->op - OP_ADD_VV) % 4);
+	if (in->op == OP_CMP_VC)
+		return in->flags;
+	return in->op;
+}
+
 static const char *
 opname(uint8_t op)
 {
@@ -157,12 +168,18 @@ opname(uint8_t op)
 	return op < sizeof(names) / sizeof(names[0]) && names[op] ? names[op] : "?";
 }
 
+static void
+runtime_type_error(duet_error *err, const instr *in, const duet_value *a, const duet_value *b)
+{
+	duet_set_runtime_error(err, DUET_ERR_TYPE, in->line, in->col,
+						   "operator %s cannot be applied to %s and %s", opname(base_op(in)),
+						   duet_type_name(a->type), duet_type_name(b->type));
+}
+
 #define RUNTIME_TYPE_ERROR(in, a, b) \
 	do { \
-		duet_set_runtime_error(err, DUET_ERR_TYPE, (in)->line, (in)->col, \
-							   "operator %s cannot be applied to %s and %s", opname((in)->op), \
-							   duet_type_name((a)->type), duet_type_name((b)->type)); \
-		return DUET_ERR_TYPE; \
+		runtime_type_error(err, (in), (a), (b)); \
+		FAIL(DUET_ERR_TYPE); \
 	} while (0)
 
 /* Checks the arguments of a builtin whose types were not all known at compile time. */
@@ -196,294 +213,264 @@ check_args(const builtin *fn, const duet_value *args, int argc, duet_error *err,
 	return true;
 }
 
-duet_errclass
-duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
-		  duet_error *err)
-{
-	const instr *code = p->code;
-	duet_value *sp;
-	duet_error	scratch;
-	int			pc;
+/*
+ * Inputs are checked where they enter: a non-finite number is NULL (as any non-finite result
+ * is), -0 is 0, and a value that is not one of the four value types (DUET_T_ANY, garbage, a
+ * string without bytes) is an error instead of flowing into the result.
+ */
+static bool invalid_var(const duet_program *p, int k, const instr *in, int which, duet_error *err);
 
-	if (!err)
-		err = &scratch;
+static inline bool
+load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int which,
+		 duet_value *dst, duet_error *err)
+{
+	switch (v->type)
+	{
+		case DUET_T_NUMBER:
+			*dst = duet_finite(v->u.num);
+			return true;
+		case DUET_T_NULL:
+		case DUET_T_BOOL:
+			*dst = *v;
+			return true;
+		case DUET_T_STRING:
+			if (v->u.str.ptr != NULL || v->u.str.len == 0)
+			{
+				*dst = *v;
+				return true;
+			}
+			/* fall through */
+		default:
+			return invalid_var(p, k, in, which, err);
+	}
+}
+
+/*
+ * The error for a bound value of no value type, at the variable's own position: the
+ * instruction's (which = -1: OP_VAR, OP_RETURN_VAR) or its operand's (0, 1: superinstructions).
+ */
+static bool
+invalid_var(const duet_program *p, int k, const instr *in, int which, duet_error *err)
+{
+	int			line = in->line,
+				col = in->col;
+
+	if (which >= 0 && p->opnd)
+	{
+		line = p->opnd[in - p->code].line[which];
+		col = p->opnd[in - p->code].col[which];
+	}
+	duet_set_runtime_error(err, DUET_ERR_TYPE, line, col,
+						   "variable %s is bound to an invalid value", p->vars[k]);
+	return false;
+}
+
+/* + - * / (k = 0..3) on two finite numbers; not finite (÷0 included) comes back as NULL. */
+static inline __attribute__((always_inline)) duet_value
+arith4(int k, double a, double b)
+{
+	switch (k)
+	{
+		case 0: return duet_finite(a + b);
+		case 1: return duet_finite(a - b);
+		case 2: return duet_finite(a * b);
+		default: return b == 0 ? duet_null() : duet_finite(a / b);
+	}
+}
+
+/* a op b for OP_ADD .. OP_POW on loaded values (a replaced); false on a type error. */
+static bool
+arith_values(const instr *in, int op, duet_value *a, const duet_value *b, duet_error *err)
+{
+	double		r;
+
+	if (a->type != DUET_T_NUMBER || b->type != DUET_T_NUMBER)
+	{
+		if ((a->type != DUET_T_NUMBER && a->type != DUET_T_NULL) ||
+			(b->type != DUET_T_NUMBER && b->type != DUET_T_NULL))
+		{
+			runtime_type_error(err, in, a, b);
+			return false;
+		}
+		*a = duet_null();
+		return true;
+	}
+	switch (op)
+	{
+		case OP_ADD: r = a->u.num + b->u.num; break;
+		case OP_SUB: r = a->u.num - b->u.num; break;
+		case OP_MUL: r = a->u.num * b->u.num; break;
+		case OP_DIV: r = b->u.num == 0 ? NAN : a->u.num / b->u.num; break;
+		case OP_MOD: r = b->u.num == 0 ? NAN : fmod(a->u.num, b->u.num); break;
+		default: r = pow(a->u.num, b->u.num); break;
+	}
+	*a = duet_finite(r);
+	return true;
+}
+
+static inline bool
+finite2(double a, double b)
+{
+	return (a - a) + (b - b) == 0;	/* inf - inf and NaN give NaN */
+}
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define FAIL(cls) do { *out = duet_null(); return (cls); } while (0)
+#define NEXT() do { in++; goto *labels[in->op]; } while (0)
+
+/* The interpreter (vm_run.h), instantiated for one row (stride 1) and for column-major batches. */
+#define RUN_NAME run_row
+#define VAR(k) (vars + (k))
+#include "vm_run.h"
+#undef RUN_NAME
+#undef VAR
+#define RUN_NAME run_batch
+#define VAR(k) (vars + (size_t) (k) * kstride)
+#include "vm_run.h"
+#undef RUN_NAME
+#undef VAR
+
+/* Per call, not per row: the stack grows to the program's needs, the string arena restarts. */
+static inline bool
+prepare(const duet_program *p, duet_vm *vm, duet_error *err)
+{
 	err->cls = DUET_OK;
-	*out = duet_null();			/* also the result reported with any error */
-	if (vm->stack_cap < p->max_stack)
+	if (__builtin_expect(vm->stack_cap < p->max_stack, 0))
 	{
 		duet_value *grown = realloc(vm->stack, (size_t) p->max_stack * sizeof(duet_value));
 
 		if (!grown)
 		{
 			duet_set_runtime_error(err, DUET_ERR_NOMEM, 0, 0, "out of memory");
-			return DUET_ERR_NOMEM;
+			return false;
 		}
 		vm->stack = grown;
 		vm->stack_cap = p->max_stack;
 	}
-	vm->cur = vm->chunks;
-	if (vm->cur)
-		vm->cur->used = 0;
-	vm->max_string = p->max_string;
-	sp = vm->stack;
-
-	for (pc = 0;; pc++)
+	if (p->uses_arena)
 	{
-		const instr *in = &code[pc];
-		duet_value *a,
-				   *b;
-		double		r;
+		vm->cur = vm->chunks;
+		if (vm->cur)
+			vm->cur->used = 0;
+		vm->max_string = p->max_string;
+	}
+	return true;
+}
 
-		switch ((opcode) in->op)
+/* Everything but the two-variable fast path; out of line so duet_eval's own frame stays empty. */
+static __attribute__((noinline)) duet_errclass
+eval_general(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
+			 duet_error *err)
+{
+	duet_error	scratch;
+
+	if (!err)
+		err = &scratch;
+	if (!prepare(p, vm, err))
+	{
+		*out = duet_null();
+		return DUET_ERR_NOMEM;
+	}
+	return run_row(p, vars, 1, vm, out, err);
+}
+
+duet_errclass
+duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
+		  duet_error *err)
+{
+	/*
+	 * A program that is one arithmetic superinstruction on two variables (clicks / impressions)
+	 * needs neither the stack nor dispatch when both are numbers.
+	 */
+	if (p->single_vv)
+	{
+		const instr *in = p->code;
+		const duet_value *x = &vars[in->arg],
+				   *y = &vars[in->argc];
+
+		if (LIKELY(x->type == DUET_T_NUMBER && y->type == DUET_T_NUMBER))
 		{
-			case OP_CONST:
-				*sp++ = p->consts[in->arg];
-				break;
-			case OP_VAR:
-				{
-					/*
-					 * Inputs are checked where they enter: a non-finite number is NULL (as any
-					 * non-finite result is), -0 is 0, and a value that is not one of the four
-					 * value types (DUET_T_ANY, garbage, a string without bytes) is an error
-					 * instead of flowing into the result.
-					 */
-					const duet_value *v = &vars[in->arg];
+			double		a = x->u.num,
+						b = y->u.num;
 
-					switch (v->type)
-					{
-						case DUET_T_NUMBER:
-							*sp++ = duet_finite(v->u.num);
-							break;
-						case DUET_T_NULL:
-						case DUET_T_BOOL:
-							*sp++ = *v;
-							break;
-						case DUET_T_STRING:
-							if (v->u.str.ptr != NULL || v->u.str.len == 0)
-							{
-								*sp++ = *v;
-								break;
-							}
-							/* fall through */
-						default:
-							duet_set_runtime_error(err, DUET_ERR_TYPE, in->line, in->col,
-												   "variable %s is bound to an invalid value",
-												   p->vars[in->arg]);
-							return DUET_ERR_TYPE;
-					}
-					break;
-				}
-			case OP_NEG:
-				a = sp - 1;
-				if (a->type == DUET_T_NUMBER)
-					*a = duet_finite(-a->u.num);
-				else if (a->type != DUET_T_NULL)
-					RUNTIME_TYPE_ERROR(in, a, a);
-				break;
-			case OP_ADD:
-			case OP_SUB:
-			case OP_MUL:
-			case OP_DIV:
-			case OP_MOD:
-			case OP_POW:
-				b = --sp;
-				a = sp - 1;
-				if (a->type != DUET_T_NUMBER || b->type != DUET_T_NUMBER)
-				{
-					if ((a->type != DUET_T_NUMBER && a->type != DUET_T_NULL) ||
-						(b->type != DUET_T_NUMBER && b->type != DUET_T_NULL))
-						RUNTIME_TYPE_ERROR(in, a, b);
-					*a = duet_null();
-					break;
-				}
-				switch ((opcode) in->op)
-				{
-					case OP_ADD: r = a->u.num + b->u.num; break;
-					case OP_SUB: r = a->u.num - b->u.num; break;
-					case OP_MUL: r = a->u.num * b->u.num; break;
-					case OP_DIV: r = b->u.num == 0 ? NAN : a->u.num / b->u.num; break;
-					case OP_MOD: r = b->u.num == 0 ? NAN : fmod(a->u.num, b->u.num); break;
-					default: r = pow(a->u.num, b->u.num); break;
-				}
-				*a = duet_finite(r);
-				break;
-			case OP_CONCAT:
-				b = --sp;
-				a = sp - 1;
-				if (a->type == DUET_T_NULL || b->type == DUET_T_NULL)
-					*a = duet_null();
-				else if (concat2(vm, a, b, err) != DUET_OK)
-				{
-					err->line = in->line;
-					err->column = in->col;
-					return err->cls;
-				}
-				break;
-			case OP_EQ:
-			case OP_NE:
-			case OP_LT:
-			case OP_LE:
-			case OP_GT:
-			case OP_GE:
-				{
-					int			cmp;
-
-					b = --sp;
-					a = sp - 1;
-					if (a->type == DUET_T_NULL || b->type == DUET_T_NULL)
-					{
-						*a = duet_null();
-						break;
-					}
-					if (!duet_value_comparable(a->type, b->type))
-						RUNTIME_TYPE_ERROR(in, a, b);
-					cmp = duet_value_cmp(a, b);
-					switch ((opcode) in->op)
-					{
-						case OP_EQ: *a = duet_bool(cmp == 0); break;
-						case OP_NE: *a = duet_bool(cmp != 0); break;
-						case OP_LT: *a = duet_bool(cmp < 0); break;
-						case OP_LE: *a = duet_bool(cmp <= 0); break;
-						case OP_GT: *a = duet_bool(cmp > 0); break;
-						default: *a = duet_bool(cmp >= 0); break;
-					}
-					break;
-				}
-			case OP_AND:
-			case OP_OR:
-				{
-					int			x,
-								y;
-
-					b = --sp;
-					a = sp - 1;
-					if ((a->type != DUET_T_BOOL && a->type != DUET_T_NULL) ||
-						(b->type != DUET_T_BOOL && b->type != DUET_T_NULL))
-						RUNTIME_TYPE_ERROR(in, a, b);
-					x = truth(a);
-					y = truth(b);
-					if (in->op == OP_AND)
-						*a = (x == 0 || y == 0) ? duet_bool(false) :
-							(x < 0 || y < 0) ? duet_null() : duet_bool(true);
-					else
-						*a = (x == 1 || y == 1) ? duet_bool(true) :
-							(x < 0 || y < 0) ? duet_null() : duet_bool(false);
-					break;
-				}
-			case OP_NOT:
-				a = sp - 1;
-				if (a->type == DUET_T_BOOL)
-					a->u.boolean = !a->u.boolean;
-				else if (a->type != DUET_T_NULL)
-					RUNTIME_TYPE_ERROR(in, a, a);
-				break;
-			case OP_ISNULL:
-			case OP_ISNOTNULL:
-				a = sp - 1;
-				*a = duet_bool((a->type == DUET_T_NULL) == (in->op == OP_ISNULL));
-				break;
-			case OP_BETWEEN:
-				{
-					duet_value *lo = sp - 2,
-							   *hi = sp - 1;
-					int			ge,
-								le,
-								res;
-
-					sp -= 2;
-					a = sp - 1;
-					if ((lo->type != DUET_T_NULL && a->type != DUET_T_NULL &&
-						 !duet_value_comparable(a->type, lo->type)))
-						RUNTIME_TYPE_ERROR(in, a, lo);
-					if ((hi->type != DUET_T_NULL && a->type != DUET_T_NULL &&
-						 !duet_value_comparable(a->type, hi->type)))
-						RUNTIME_TYPE_ERROR(in, a, hi);
-					ge = (a->type == DUET_T_NULL || lo->type == DUET_T_NULL) ? -1 :
-						duet_value_cmp(a, lo) >= 0;
-					le = (a->type == DUET_T_NULL || hi->type == DUET_T_NULL) ? -1 :
-						duet_value_cmp(a, hi) <= 0;
-					res = (ge == 0 || le == 0) ? 0 : (ge < 0 || le < 0) ? -1 : 1;
-					if (res >= 0 && in->flags)
-						res = !res;
-					*a = res < 0 ? duet_null() : duet_bool(res);
-					break;
-				}
-			case OP_IN:
-				{
-					duet_value *items = sp - in->argc;
-					bool		saw_null = false,
-								found = false;
-					int			i;
-
-					a = items - 1;
-					for (i = 0; i < in->argc; i++)
-					{
-						if (items[i].type == DUET_T_NULL || a->type == DUET_T_NULL)
-						{
-							saw_null = true;
-							continue;
-						}
-						if (!duet_value_comparable(a->type, items[i].type))
-							RUNTIME_TYPE_ERROR(in, a, &items[i]);
-						if (duet_value_cmp(a, &items[i]) == 0)
-							found = true;
-					}
-					sp = items;
-					if (found)
-						*a = duet_bool(!in->flags);
-					else if (saw_null || a->type == DUET_T_NULL)
-						*a = duet_null();
-					else
-						*a = duet_bool(in->flags);
-					break;
-				}
-			case OP_JUMP:
-				pc = in->arg - 1;
-				break;
-			case OP_JUMP_UNLESS_TRUE:
-				a = --sp;
-				if (a->type != DUET_T_BOOL && a->type != DUET_T_NULL)
-				{
-					duet_set_runtime_error(err, DUET_ERR_TYPE, in->line, in->col,
-										   "a when condition must be a boolean, not %s",
-										   duet_type_name(a->type));
-					return DUET_ERR_TYPE;
-				}
-				if (truth(a) != 1)
-					pc = in->arg - 1;
-				break;
-			case OP_CALL:
-				{
-					const builtin *fn = &duet_builtins[in->arg];
-					duet_value *args = sp - in->argc;
-					duet_value	res;
-					int			i;
-
-					if (!check_args(fn, args, in->argc, err, in))
-						return DUET_ERR_TYPE;
-					if (fn->strict)
-						for (i = 0; i < in->argc; i++)
-							if (args[i].type == DUET_T_NULL)
-								break;
-					if (fn->strict && i < in->argc)
-						res = duet_null();
-					else if (fn->fn(args, in->argc, vm, &res, err) != DUET_OK)
-					{
-						err->line = in->line;
-						err->column = in->col;
-						return err->cls;
-					}
-					sp = args;
-					*sp++ = res;
-					break;
-				}
-			case OP_RETURN:
-				*out = sp[-1];
-				if (out->type == DUET_T_NUMBER && out->u.num == 0)
-					out->u.num = 0;		/* never -0 */
-				return DUET_OK;
+			if (err)
+				err->cls = DUET_OK;
+			if (!((a - a) + (b - b) == 0))	/* an infinite or NaN input is NULL */
+				*out = duet_null();
+			else if (in->op == OP_DIV_VV)
+				*out = arith4(3, a, b);
+			else if (in->op == OP_MUL_VV)
+				*out = arith4(2, a, b);
+			else if (in->op == OP_ADD_VV)
+				*out = arith4(0, a, b);
+			else
+				*out = arith4(1, a, b);
+			return DUET_OK;
 		}
 	}
+	return eval_general(p, vars, vm, out, err);
+}
+
+duet_errclass
+duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, size_t nrows,
+				duet_vm *vm, duet_value *out, duet_error *err, size_t *done)
+{
+	duet_error	scratch;
+	size_t		r;
+
+	if (!err)
+		err = &scratch;
+	if (done)
+		*done = 0;
+	if (!prepare(p, vm, err))
+		return DUET_ERR_NOMEM;
+	if (p->single_vv)
+	{
+		/* x op y over two columns: a loop without dispatch; other rows take the general path */
+		const duet_value *xs = vars + (size_t) p->code->arg * stride,
+				   *ys = vars + (size_t) p->code->argc * stride;
+		int			k = p->code->op - OP_ADD_VV;
+
+		for (r = 0; r < nrows; r++)
+		{
+			if (LIKELY(xs[r].type == DUET_T_NUMBER && ys[r].type == DUET_T_NUMBER))
+			{
+				double		a = xs[r].u.num,
+							b = ys[r].u.num;
+
+				out[r] = !finite2(a, b) ? duet_null() : k == 3 ? arith4(3, a, b) : k == 2 ?
+					arith4(2, a, b) : k == 0 ? arith4(0, a, b) : arith4(1, a, b);
+			}
+			else
+			{
+				duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);
+
+				if (cls != DUET_OK)
+				{
+					if (done)
+						*done = r;
+					return cls;
+				}
+			}
+		}
+		if (done)
+			*done = nrows;
+		return DUET_OK;
+	}
+	for (r = 0; r < nrows; r++)
+	{
+		duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);
+
+		if (cls != DUET_OK)
+		{
+			if (done)
+				*done = r;
+			return cls;
+		}
+	}
+	if (done)
+		*done = nrows;
+	return DUET_OK;
 }
 
 /* concat(a, …): like ||, but NULL arguments are skipped (as in PostgreSQL). */

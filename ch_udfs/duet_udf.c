@@ -34,32 +34,6 @@ die(int code, const char *msg)
 	exit(code);
 }
 
-/* A relative definitions path is resolved next to the executable (ClickHouse's cwd is its own). */
-static void
-resolve_definitions(const char *given, char *path, size_t size)
-{
-	char		exe[PATH_MAX];
-	ssize_t		n;
-	char	   *slash;
-
-	if (given[0] == '/')
-	{
-		snprintf(path, size, "%s", given);
-		return;
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-	{
-		snprintf(path, size, "%s", given);
-		return;
-	}
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(path, size, "%s/%s", exe, given);
-}
-
 static void
 usage_error(const char *msg)
 {
@@ -163,7 +137,7 @@ main(int argc, char **argv)
 
 			if (arguments || returns)
 				usage_error("--metric takes its arguments and result type from the definitions file");
-			resolve_definitions(definitions, path, sizeof(path));
+			udf_resolve_definitions(argv[0], definitions, path, sizeof(path));
 			if (!udf_metric_load(path, metric, &m, &err))
 				die(2, err.message);
 			memcpy(ev.args, m.args, sizeof(m.args));

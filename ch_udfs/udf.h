@@ -272,6 +272,16 @@ void		udf_eval_free(udf_eval *ev);
 /* Evaluates one row into *result, checked against the result column's type. */
 bool		udf_eval_row(udf_eval *ev, const duet_value *args, duet_value *result, udf_error *err);
 
+/* The result check of udf_eval_row: the function's result type accepts the value. */
+bool		udf_eval_check(const udf_eval *ev, const duet_value *result, udf_error *err);
+/* err = "error:<class>[@line:col]: message" for a calc error; false. */
+bool		udf_eval_fail(udf_error *err, const duet_error *e);
+/*
+ * Metric mode whose variables are its first arguments in order, none a String: rows can be
+ * evaluated a block at a time with duet_eval_batch (udf_run does).
+ */
+bool		udf_eval_batchable(const udf_eval *ev);
+
 /* "error:<class>" or "error:<class>@line:col" for a calc error. */
 void		udf_error_tag(const duet_error *e, char *buf, size_t size);
 
@@ -323,6 +333,11 @@ typedef struct udf_metric
 	size_t		formula_len;
 } udf_metric;
 
+/*
+ * The definitions file's path: given as is when absolute, else beside the executable as ClickHouse
+ * ran it (argv[0]'s directory, symlinks not resolved), else beside /proc/self/exe.
+ */
+void		udf_resolve_definitions(const char *argv0, const char *given, char *path, size_t size);
 bool		udf_metric_load(const char *path, const char *name, udf_metric *m, udf_error *err);
 void		udf_metric_free(udf_metric *m);
 

@@ -8,9 +8,11 @@
  * The formula escapes \n, \t and \\ (as in test/conformance/*.tsv); '#' starts a comment line.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "udf.h"
 
@@ -120,4 +122,41 @@ udf_metric_free(udf_metric *m)
 {
 	free(m->formula);
 	m->formula = NULL;
+}
+
+/*
+ * A relative definitions path is resolved next to the executable as ClickHouse ran it: the
+ * directory of argv[0] when it has one (user_scripts/duet_udf may be a symlink to the installed
+ * binary; the definitions file sits beside the link), else the resolved /proc/self/exe.
+ */
+void
+udf_resolve_definitions(const char *argv0, const char *given, char *path, size_t size)
+{
+	char		exe[PATH_MAX];
+	ssize_t		n;
+	char	   *slash;
+
+	if (given[0] == '/')
+	{
+		snprintf(path, size, "%s", given);
+		return;
+	}
+	if (argv0 && strchr(argv0, '/'))
+	{
+		snprintf(exe, sizeof(exe), "%s", argv0);
+		*strrchr(exe, '/') = '\0';
+		snprintf(path, size, "%s/%s", exe[0] ? exe : "/", given);
+		return;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+	{
+		snprintf(path, size, "%s", given);
+		return;
+	}
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(path, size, "%s/%s", exe, given);
 }

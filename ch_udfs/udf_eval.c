@@ -293,7 +293,6 @@ udf_eval_row(udf_eval *ev, const duet_value *args, duet_value *result, udf_error
 	size_t		off = 0;
 	size_t		n;
 	duet_error	derr;
-	char		tn[64];
 
 	if (ev->direct)
 	{
@@ -335,11 +334,37 @@ udf_eval_row(udf_eval *ev, const duet_value *args, duet_value *result, udf_error
 	if (duet_eval(p, ev->vars, ev->vm, result, &derr) != DUET_OK)
 		return fail_calc(err, &derr);
 check:
+	return udf_eval_check(ev, result, err);
+}
+
+bool
+udf_eval_check(const udf_eval *ev, const duet_value *result, udf_error *err)
+{
+	char		tn[64];
+
 	if (!result_type_ok(&ev->result, result->type))
 		return udf_fail(err, "error:type: the formula returned a %s, the function returns %s",
 						duet_type_name(result->type), udf_type_name(ev->result.type, tn, sizeof(tn)));
 	if (result->type == DUET_T_NUMBER && ev->result.type.base == UDF_UINT8 &&
 		!(result->u.num >= 0 && result->u.num <= 255 && result->u.num == floor(result->u.num)))
 		return udf_fail(err, "error:type: the formula returned %g, which is not a UInt8", result->u.num);
+	return true;
+}
+
+bool
+udf_eval_fail(udf_error *err, const duet_error *e)
+{
+	return fail_calc(err, e);
+}
+
+bool
+udf_eval_batchable(const udf_eval *ev)
+{
+	if (!ev->direct || ev->formula_per_row || !ev->program)
+		return false;
+	/* string arguments point into the row buffer, which the next row overwrites */
+	for (size_t i = 0; i < duet_program_nvars(ev->program); i++)
+		if (ev->args[i].type.base == UDF_STRING)
+			return false;
 	return true;
 }

@@ -24,13 +24,29 @@ udf_fail(udf_error *err, const char *fmt,...)
 {
 	va_list		ap;
 
+	char		raw[sizeof(err->message)];
+	size_t		n = 0;
+
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* One line on stderr: fold any newline a formula or input brought in. */
-	for (char *p = err->message; *p; p++)
+	/*
+	 * One line on stderr: a newline or carriage return that a formula or input brought in is
+	 * shown escaped, \n and \r, so that CR LF input is visible as such in the message.
+	 */
+	for (const char *p = raw; *p && n + 1 < sizeof(err->message); p++)
+	{
 		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+		{
+			if (n + 2 >= sizeof(err->message))
+				break;
+			err->message[n++] = '\\';
+			err->message[n++] = *p == '\n' ? 'n' : 'r';
+		}
+		else
+			err->message[n++] = *p;
+	}
+	err->message[n] = '\0';
 	return false;
 }
 

@@ -6,19 +6,83 @@
  * row yields exactly one output row and output is flushed before any blocking read. With
  * send_chunk_header each block is "<rows>\n" then that many rows; the block's results are flushed
  * as soon as its last row is evaluated. A header that disagrees with the data is an error.
+ *
+ * Metric functions over non-String arguments are evaluated a batch at a time (duet_eval_batch over
+ * the batch's columns): up to BATCH_ROWS rows are collected, and the batch is evaluated and written
+ * when it is full, at the end of a chunk or input, before an error is reported, and whenever the
+ * input buffer is empty at a row boundary — the next read may block, and ClickHouse may be
+ * waiting for these rows' results first. The output bytes are those of row-at-a-time evaluation.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "udf.h"
 
+#define BATCH_ROWS 1024
+
+typedef struct batch
+{
+	duet_value *cols;			/* nvars columns of BATCH_ROWS values, column-major */
+	duet_value *res;
+	size_t		nvars;
+	size_t		n;				/* rows collected */
+	uint64_t	first;			/* input row number of the first */
+} batch;
+
 static bool
-row_error(udf_error *err, const udf_row *row)
+row_error_at(udf_error *err, uint64_t number)
 {
 	char		msg[sizeof(err->message)];
 
 	memcpy(msg, err->message, sizeof(msg));
-	return udf_fail(err, "row %llu: %s", (unsigned long long) row->number, msg);
+	return udf_fail(err, "row %llu: %s", (unsigned long long) number, msg);
+}
+
+static bool
+row_error(udf_error *err, const udf_row *row)
+{
+	return row_error_at(err, row->number);
+}
+
+/* Evaluates and writes the collected rows, in order; the first failing row's error. */
+static bool
+batch_flush(const udf_protocol *proto, udf_eval *ev, udf_out *out, batch *b, udf_error *err)
+{
+	duet_error	derr;
+	size_t		done = 0;
+	duet_errclass cls;
+
+	if (b->n == 0)
+		return true;
+	cls = duet_eval_batch(ev->program, b->cols, BATCH_ROWS, b->n, ev->vm, b->res, &derr, &done);
+	for (size_t k = 0; k < done; k++)
+	{
+		if (!udf_eval_check(ev, &b->res[k], err))
+			return row_error_at(err, b->first + k);
+		if (!proto->format->write_row(out, &ev->result, &b->res[k], 1))
+			return udf_fail(err, "%s", out->failure);
+	}
+	if (cls != DUET_OK)
+	{
+		udf_eval_fail(err, &derr);
+		return row_error_at(err, b->first + done);
+	}
+	b->n = 0;
+	return true;
+}
+
+/* Flushes pending rows before an error already in err is reported; theirs comes first. */
+static bool
+batch_flush_then_fail(const udf_protocol *proto, udf_eval *ev, udf_out *out, batch *b,
+					  udf_error *err)
+{
+	udf_error	saved = *err;
+
+	if (b && !batch_flush(proto, ev, out, b, err))
+		return false;
+	*err = saved;
+	return false;
 }
 
 static bool
@@ -33,9 +97,14 @@ one_row(const udf_protocol *proto, udf_eval *ev, udf_out *out, udf_row *row, udf
 	return true;
 }
 
-/* Reads "<digits>\n"; false at a clean EOF (*eof set) or on a malformed header. */
+/*
+ * Reads "<digits>\n"; false at a clean EOF (*eof set) or on a malformed header. prev_rows is the
+ * previous block's row count (-1 before the first): bytes where its successor's header should be
+ * are rows it did not announce.
+ */
 static bool
-read_chunk_header(udf_in *in, uint64_t max_rows, uint64_t *rows, bool *eof, udf_error *err)
+read_chunk_header(udf_in *in, uint64_t max_rows, long long prev_rows, uint64_t *rows, bool *eof,
+				  udf_error *err)
 {
 	uint64_t	n = 0;
 	int			digits = 0;
@@ -61,6 +130,9 @@ read_chunk_header(udf_in *in, uint64_t max_rows, uint64_t *rows, bool *eof, udf_
 	{
 		if (c < 0 && in->failed)
 			return udf_fail(err, "%s", in->failure);
+		if (prev_rows >= 0 && c >= 0)
+			return udf_fail(err, "more rows than the %lld its chunk header announced (expected the "
+							"next chunk header)", prev_rows);
 		return udf_fail(err, "chunk header: expected a row count and a newline, got %s",
 						c < 0 ? "end of input" : "other bytes (is send_chunk_header set on both sides?)");
 	}
@@ -71,29 +143,48 @@ read_chunk_header(udf_in *in, uint64_t max_rows, uint64_t *rows, bool *eof, udf_
 	return true;
 }
 
-bool
-udf_run(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_row *row,
-		udf_error *err)
+/* One row read: evaluated now, or collected into the batch (flushed when full or input runs dry). */
+static bool
+take_row(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_row *row,
+		 batch *b, udf_error *err)
+{
+	if (!b)
+		return one_row(proto, ev, out, row, err);
+	if (b->n == 0)
+		b->first = row->number;
+	for (size_t k = 0; k < b->nvars; k++)
+		b->cols[k * BATCH_ROWS + b->n] = row->vals[k];
+	b->n++;
+	if (b->n == BATCH_ROWS || in->pos == in->end)
+		return batch_flush(proto, ev, out, b, err);
+	return true;
+}
+
+static bool
+run_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_row *row,
+		 batch *b, udf_error *err)
 {
 	udf_read_status st;
 
 	if (!proto->chunk_header)
 	{
 		while ((st = proto->format->read_row(in, ev->args, ev->nargs, row, err)) == UDF_ROW)
-			if (!one_row(proto, ev, out, row, err))
+			if (!take_row(proto, ev, in, out, row, b, err))
 				return false;
 		if (st == UDF_FAIL)
+			return batch_flush_then_fail(proto, ev, out, b, err);
+		if (b && !batch_flush(proto, ev, out, b, err))
 			return false;
 		if (!udf_out_flush(out))
 			return udf_fail(err, "%s", out->failure);
 		return true;
 	}
-	for (uint64_t block = 1;; block++)
+	for (uint64_t block = 1, rows = 0;; block++)
 	{
-		uint64_t	rows = 0;
 		bool		eof;
+		long long	prev = block > 1 ? (long long) rows : -1;
 
-		if (!read_chunk_header(in, proto->max_chunk_rows, &rows, &eof, err))
+		if (!read_chunk_header(in, proto->max_chunk_rows, prev, &rows, &eof, err))
 		{
 			if (eof)
 				return true;
@@ -101,22 +192,51 @@ udf_run(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_r
 				char		msg[sizeof(err->message)];
 
 				memcpy(msg, err->message, sizeof(msg));
-				return udf_fail(err, "block %llu: %s", (unsigned long long) block, msg);
+				return udf_fail(err, "block %llu: %s", (unsigned long long) (prev >= 0 ? block - 1 : block),
+								msg);
 			}
 		}
 		for (uint64_t i = 0; i < rows; i++)
 		{
 			st = proto->format->read_row(in, ev->args, ev->nargs, row, err);
 			if (st == UDF_FAIL)
-				return false;
+				return batch_flush_then_fail(proto, ev, out, b, err);
 			if (st == UDF_END)
-				return udf_fail(err, "block %llu: chunk header announced %llu rows, input ended after %llu",
-								(unsigned long long) block, (unsigned long long) rows,
-								(unsigned long long) i);
-			if (!one_row(proto, ev, out, row, err))
+			{
+				udf_fail(err, "block %llu: chunk header announced %llu rows, input ended after %llu",
+						 (unsigned long long) block, (unsigned long long) rows,
+						 (unsigned long long) i);
+				return batch_flush_then_fail(proto, ev, out, b, err);
+			}
+			if (!take_row(proto, ev, in, out, row, b, err))
 				return false;
 		}
+		if (b && !batch_flush(proto, ev, out, b, err))
+			return false;
 		if (!udf_out_flush(out))
 			return udf_fail(err, "%s", out->failure);
 	}
+}
+
+bool
+udf_run(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_row *row,
+		udf_error *err)
+{
+	batch		b,
+			   *bp = NULL;
+	bool		ok;
+
+	memset(&b, 0, sizeof(b));
+	if (udf_eval_batchable(ev))
+	{
+		b.nvars = duet_program_nvars(ev->program);
+		b.cols = malloc((b.nvars ? b.nvars : 1) * BATCH_ROWS * sizeof(duet_value));
+		b.res = malloc(BATCH_ROWS * sizeof(duet_value));
+		if (b.cols && b.res)
+			bp = &b;			/* else row at a time: slower, same output */
+	}
+	ok = run_rows(proto, ev, in, out, row, bp, err);
+	free(b.cols);
+	free(b.res);
+	return ok;
 }

@@ -185,7 +185,6 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 {
 	double		d = 0;
 	bool		ok;
-	char	   *end;
 
 	if (col->type.base == UDF_STRING)
 	{
@@ -219,9 +218,9 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 	{
 		case UDF_FLOAT64:
 		case UDF_FLOAT32:
-			errno = 0;
-			d = len ? strtod(text, &end) : 0;
-			ok = len > 0 && *end == '\0' && !isspace((unsigned char) text[0]);
+			/* strtod's grammar in the C locale, decimal text without strtod (calc/number.c) */
+			ok = len > 0 && duet_parse_number(text, len, &d) == len &&
+				!isspace((unsigned char) text[0]);
 			/* the value ClickHouse holds is the float nearest the text, as RowBinary would carry */
 			if (col->type.base == UDF_FLOAT32)
 				d = (double) (float) d;
@@ -288,8 +287,8 @@ udf_write_number(udf_out *out, double d)
 	}
 	/*
 	 * Integral values below 1e15 are printed by duet_format_number in plain digits ("3", "-120",
-	 * never "-0"); doing that here skips its printf/strtod search, the dominant cost of text
-	 * output. test_udf_codecs checks this path against duet_format_number itself.
+	 * never "-0"); doing that here skips Ryu for the common counters. test_udf_codecs checks this
+	 * path against duet_format_number itself.
 	 */
 	if (d > -1e15 && d < 1e15 && d == (double) (int64_t) d)
 	{

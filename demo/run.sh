@@ -2,7 +2,11 @@
 # demo/run.sh — `make demo`: installs packages, builds, starts a cluster in demo/data (port
 # $DUET_DEMO_PORT, default 5499), creates the extension, loads the ad-tech sample (demo/sample.sql)
 # and runs the scenario: demo/steps/NN-*.sql (echoed through psql) and NN-*.sh, in name order.
-# `make demo-stop` (demo/run.sh stop) stops the cluster and whatever the steps started.
+# `make demo-stop` (demo/run.sh stop) stops the cluster and whatever the steps started; a second
+# `make demo` first stops what the first one left running, then starts over.
+#
+# Each step begins with a comment block saying what it shows; it is printed before the step runs.
+# An error a step shows on purpose is announced by a line "expected error: ..." just before it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
@@ -20,7 +24,7 @@ stop() {
 test/install-deps.sh
 make -s -j"$(nproc)" all
 duet_tmp_install
-duet_pg_stop "$DUET_DEMO_DATA/pg" 2>/dev/null || true
+stop >/dev/null 2>&1 || true   # whatever an earlier `make demo` left running
 pg_writable_dir "$DUET_DEMO_DATA"
 duet_pg_start "$DUET_DEMO_DATA/pg" "$DUET_DEMO_PORT" "duet.databases = 'duet_demo'" "duet.kafka_poll_interval = 200"
 as_pg "$DUET_BINDIR/createdb" -h 127.0.0.1 -p "$DUET_DEMO_PORT" -U postgres duet_demo
@@ -28,10 +32,23 @@ psql() { "$DUET_BINDIR/psql" -X -v ON_ERROR_STOP=1 "$@"; }
 export -f psql; export DUET_BINDIR
 psql -q -c "CREATE EXTENSION pg_duet" -f demo/sample.sql
 
+# The leading comment block of a step: its title, then what it shows.
+describe() {
+  local title=$1; shift
+  echo
+  echo "################################################################################"
+  echo "### $title"
+  [ $# -gt 0 ] && printf '#   %s\n' "$@"
+  echo "################################################################################"
+}
 for step in demo/steps/*; do
   case "$step" in
-    *.sql) echo; echo "### $(sed -n '1s/^-- *//p' "$step")"; psql -e -f "$step" ;;
-    *.sh)  echo; echo "### $(sed -n '2s/^# *//p' "$step")"; bash "$step" ;;
+    *.sql)
+      mapfile -t about < <(awk '/^--/ { sub(/^-- ?/, ""); print; next } { exit }' "$step")
+      describe "${about[@]}"; psql -e -f "$step" ;;
+    *.sh)
+      mapfile -t about < <(awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$step")
+      describe "${about[@]}"; bash "$step" ;;
   esac
 done
 

@@ -14,18 +14,23 @@ $(BUILD)/libduetcalc.a: $(CALC_OBJS)
 
 all: $(BUILD)/libduetcalc.a
 
+# Number digits come from PostgreSQL's Ryu (calc/number.c, docs/calc.md): pg_duet.so resolves
+# double_to_shortest_decimal_bufn in the postgres binary; executables and tests link libpgcommon.
+PG_PKGLIBDIR ?= $(shell $(PG_CONFIG) --pkglibdir)
+CALC_LIBS    := $(PG_PKGLIBDIR)/libpgcommon.a $(PG_PKGLIBDIR)/libpgport.a -lm
+
 # Unit tests (cmocka): API, limits, errors and allocation behaviour; the conformance vectors.
 # test/suites/10-unit.sh runs them plainly and under valgrind.
 CALC_TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -Icalc \
 	-DDUET_CONFORMANCE_DIR='"$(CURDIR)/test/conformance"'
-CALC_TESTS := $(BUILD)/unit/test_calc $(BUILD)/unit/test_conformance
+CALC_TESTS := $(BUILD)/unit/test_calc $(BUILD)/unit/test_conformance $(BUILD)/unit/test_number
 UNIT_TESTS += $(CALC_TESTS)
 
-$(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/alloc_count.h \
+$(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/alloc_count.h test/unit/number_oracle.h \
 		$(BUILD)/libduetcalc.a $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CALC_TEST_CFLAGS) $< test/unit/alloc_count.c -o $@ $(BUILD)/libduetcalc.a \
-		-lcmocka -ljansson -lm \
+		-lcmocka -ljansson $(CALC_LIBS) \
 		-Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc
 
 # libFuzzer target for compile + evaluate (clang-14, ASan + UBSan). `make fuzz` runs it for
@@ -38,7 +43,7 @@ CALC_FUZZ_SECONDS  = $(if $(filter command line environment,$(origin FUZZ_SECOND
 
 $(BUILD)/fuzz/fuzz_calc: test/fuzz/fuzz_calc.c $(CALC_SRCS) $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)
-	$(CALC_FUZZ_CC) $(CALC_FUZZ_CFLAGS) -Icalc -o $@ $< $(CALC_SRCS) -lm
+	$(CALC_FUZZ_CC) $(CALC_FUZZ_CFLAGS) -Icalc -o $@ $< $(CALC_SRCS) $(CALC_LIBS)
 
 .PHONY: fuzz fuzz-calc-build fuzz-calc-replay
 fuzz-calc-build: $(BUILD)/fuzz/fuzz_calc
@@ -53,4 +58,4 @@ fuzz-calc-replay: $(BUILD)/fuzz/fuzz_calc
 # Benchmark (bench/10-calc.sh): calc against hand-written C, same inputs, same run.
 $(BUILD)/bench/calc_bench: bench/calc_bench.c $(BUILD)/libduetcalc.a $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Icalc $< -o $@ $(BUILD)/libduetcalc.a -lm
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Icalc $< -o $@ $(BUILD)/libduetcalc.a $(CALC_LIBS)

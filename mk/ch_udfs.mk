@@ -11,7 +11,7 @@ UDF_SRCS     := $(filter-out ch_udfs/duet_udf.c,$(sort $(wildcard ch_udfs/*.c)))
 UDF_OBJS     := $(patsubst ch_udfs/%.c,$(BUILD)/ch_udfs/%.o,$(UDF_SRCS))
 UDF_CFLAGS   ?= -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-comment
 UDF_CALC_LIB ?= $(BUILD)/libduetcalc.a
-UDF_LIBS     := $(UDF_CALC_LIB) -ljansson -lm
+UDF_LIBS     := $(UDF_CALC_LIB) -ljansson $(CALC_LIBS)
 UDF_BIN      := $(BUILD)/ch_udfs/duet_udf
 UDF_FORMATS  := tsv csv json rowbinary
 
@@ -52,7 +52,7 @@ FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_udf_%,$(UDF_FORMATS))
 
 $(BUILD)/fuzz/fuzz_udf_%: test/fuzz/fuzz_udf.c $(UDF_SRCS) $(CALC_SRCS) ch_udfs/udf.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_FORMAT_$* -Icalc -Ich_udfs -o $@ $< $(UDF_SRCS) $(CALC_SRCS) -ljansson -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_FORMAT_$* -Icalc -Ich_udfs -o $@ $< $(UDF_SRCS) $(CALC_SRCS) -ljansson $(CALC_LIBS)
 
 .PHONY: fuzz-udf fuzz-udf-build fuzz-udf-replay
 fuzz-udf-build: $(FUZZ_BINS)

@@ -46,6 +46,7 @@ char	   *duet_ask_extra_allowed_functions = NULL;
 void
 duet_ask_init(void)
 {
+	duet_guard_init();
 	DefineCustomBoolVariable("duet.ask_enabled", "Allows duet_ask() to call language models.",
 							 NULL, &duet_ask_enabled, true, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("duet.ask_max_corrections",
@@ -369,28 +370,6 @@ duet_ask(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(ask_sql(text_to_cstring(PG_GETARG_TEXT_PP(0)), &opt, NULL)));
 }
 
-/* Arms statement_timeout's timer for our query unless an earlier deadline is already set. */
-bool
-duet_ask_timeout_arm(TimestampTz *previous)
-{
-	TimestampTz ours = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), duet_ask_run_timeout_ms);
-
-	*previous = get_timeout_active(STATEMENT_TIMEOUT) ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
-	if (*previous != 0 && *previous <= ours)
-		return false;
-	enable_timeout_at(STATEMENT_TIMEOUT, ours);
-	return true;
-}
-
-void
-duet_ask_timeout_disarm(TimestampTz previous)
-{
-	if (previous != 0)
-		enable_timeout_at(STATEMENT_TIMEOUT, previous);
-	else
-		disable_timeout(STATEMENT_TIMEOUT, false);
-}
-
 /* Executes sql read-only as the calling role; appends each row as jsonb to the tuplestore. */
 static void
 run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc store_desc,
@@ -413,7 +392,7 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 	{
 		TimestampTz prev;
 
-		armed = duet_ask_timeout_arm(&prev);
+		armed = duet_deadline_arm(duet_ask_run_timeout_ms, &prev);
 		previous = prev;
 	}
 	PG_TRY();
@@ -433,6 +412,7 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 					 errdetail("%s", reason)));
 		/* Second layer behind the guard: nothing can write, whatever slipped through. */
 		XactReadOnly = true;
+		duet_guard_enter();
 		SPI_connect();
 		rc = SPI_execute(sql, true, max_rows);
 		if (rc != SPI_OK_SELECT)
@@ -452,8 +432,9 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 			CHECK_FOR_INTERRUPTS();
 		}
 		SPI_finish();
+		duet_guard_leave();
 		if (armed)
-			duet_ask_timeout_disarm(previous);
+			duet_deadline_disarm(previous);
 		XactReadOnly = was_read_only;
 		/* The rows are in the store: nothing else the query did (set_config, NOTIFY) survives. */
 		RollbackAndReleaseCurrentSubTransaction();
@@ -462,8 +443,9 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 	}
 	PG_CATCH();
 	{
+		duet_guard_leave();
 		if (armed)
-			duet_ask_timeout_disarm(previous);
+			duet_deadline_disarm(previous);
 		XactReadOnly = was_read_only;
 		MemoryContextSwitchTo(caller);
 		RollbackAndReleaseCurrentSubTransaction();

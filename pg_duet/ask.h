@@ -45,6 +45,14 @@ extern void duet_ask_init(void);
  */
 extern char *duet_guard_check(const char *sql);
 
+/*
+ * ask_guard.c: the guard's rules enforced at every call of a non-built-in function, between
+ * duet_guard_enter() and duet_guard_leave() (nestable; the hook is installed by duet_guard_init).
+ */
+extern void duet_guard_init(void);
+extern void duet_guard_enter(void);
+extern void duet_guard_leave(void);
+
 /* Strips what models wrap SQL in: code fences, a leading "SQL:", a trailing semicolon. */
 extern char *duet_guard_extract_sql(const char *reply);
 
@@ -243,8 +251,5 @@ extern void duet_budget_settle(const BudgetTicket *t, int tokens, double cost);
 /* ask_secrets.c: whether text carries the key, as is, split, masked, base64 or hex. */
 extern bool duet_key_leaks(const char *key, const char *text);
 
-/* ask.c: statement_timeout's timer set to duet.ask_run_timeout from now, unless it ends sooner. */
-extern bool duet_ask_timeout_arm(TimestampTz *previous);
-extern void duet_ask_timeout_disarm(TimestampTz previous);
 
 #endif							/* DUET_ASK_H */

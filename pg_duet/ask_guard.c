@@ -44,6 +44,7 @@
 #include "utils/varlena.h"
 
 #include "ask.h"
+#include "pg_duet.h"
 
 /* Longer than any useful answer; keeps the parser's work bounded. */
 #define GUARD_MAX_SQL_LEN	(64 * 1024)
@@ -219,6 +220,53 @@ function_refused(Oid funcid, void *context)
 														 name), why);
 	ReleaseSysCache(tup);
 	return why != NULL;
+}
+
+/*
+ * The walk below gives the model a reason it can correct; this is the enforcement. While a guard
+ * check or a generated query runs, every function PostgreSQL looks up that is not built in (the
+ * built-ins take fmgr's fast path and never reach the hook) passes the same rules, wherever the
+ * call comes from: a domain CHECK reached through record_in or array_in while a literal is
+ * analysed, a negator the planner swaps in, a range type's subtype_diff during selectivity
+ * estimation, a view replaced between the check and the run.
+ */
+static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static int	guard_depth = 0;
+
+static bool
+guard_needs_fmgr_hook(Oid fn_oid)
+{
+	if (guard_depth > 0)
+	{
+		GuardWalk	gw = {NULL};
+
+		if (function_refused(fn_oid, &gw))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("%s", gw.reason),
+					 errdetail("It was called while the generated query was checked or run.")));
+	}
+	return prev_needs_fmgr_hook ? prev_needs_fmgr_hook(fn_oid) : false;
+}
+
+void
+duet_guard_init(void)
+{
+	prev_needs_fmgr_hook = needs_fmgr_hook;
+	needs_fmgr_hook = guard_needs_fmgr_hook;
+}
+
+void
+duet_guard_enter(void)
+{
+	guard_depth++;
+}
+
+void
+duet_guard_leave(void)
+{
+	if (guard_depth > 0)
+		guard_depth--;
 }
 
 /*
@@ -438,17 +486,20 @@ duet_guard_check(const char *sql)
 		TimestampTz prev;
 
 		/* Analysis and planning are bounded like the run (which may have armed this already). */
-		armed = duet_ask_timeout_arm(&prev);
+		armed = duet_deadline_arm(duet_ask_run_timeout_ms, &prev);
 		previous = prev;
 	}
 	PG_TRY();
 	{
-		char	   *r = check_statement(sql);
+		char	   *r;
 
+		duet_guard_enter();
+		r = check_statement(sql);
+		duet_guard_leave();
 		if (r)
 			reason = MemoryContextStrdup(caller, r);
 		if (armed)
-			duet_ask_timeout_disarm(previous);
+			duet_deadline_disarm(previous);
 		MemoryContextSwitchTo(caller);
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
@@ -458,8 +509,9 @@ duet_guard_check(const char *sql)
 	{
 		ErrorData  *edata;
 
+		duet_guard_leave();
 		if (armed)
-			duet_ask_timeout_disarm(previous);
+			duet_deadline_disarm(previous);
 		MemoryContextSwitchTo(caller);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -40,7 +40,7 @@ alnum_folded(const char *s, size_t len)
 /*
  * Whether text carries the key in any form we can recognise: as is; split, spaced or quoted
  * (any KEY_WINDOW letters and digits of the key in a row, once separators are dropped — which
- * also catches a masked form that shows that much of it); in base64 at any of the three byte
+ * also catches a masked form that shows that much of it), forwards or reversed; in base64 at any of the three byte
  * alignments (standard or URL-safe alphabet); or in hex. A reply that does is discarded whole:
  * redacting part of it would leave the rest.
  */
@@ -60,14 +60,18 @@ duet_key_leaks(const char *key, const char *text)
 	fkey = alnum_folded(key, klen);
 	ftext = alnum_folded(text, strlen(text));
 	fklen = strlen(fkey);
-	for (size_t i = 0; fklen >= KEY_WINDOW && i + KEY_WINDOW <= fklen; i++)
+	for (int reversed = 0; reversed < 2; reversed++)
 	{
-		char		window[KEY_WINDOW + 1];
+		for (size_t i = 0; fklen >= KEY_WINDOW && i + KEY_WINDOW <= fklen; i++)
+		{
+			char		window[KEY_WINDOW + 1];
 
-		memcpy(window, fkey + i, KEY_WINDOW);
-		window[KEY_WINDOW] = '\0';
-		if (strstr(ftext, window))
-			return true;
+			for (int j = 0; j < KEY_WINDOW; j++)
+				window[j] = reversed ? fkey[fklen - 1 - i - j] : fkey[i + j];
+			window[KEY_WINDOW] = '\0';
+			if (strstr(ftext, window))
+				return true;
+		}
 	}
 	for (int shift = 0; shift < 3; shift++)
 	{

@@ -16,7 +16,6 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "common/shortest_dec.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -37,76 +36,15 @@ PG_FUNCTION_INFO_V1(duet_formula_check);
 PG_FUNCTION_INFO_V1(duet_calc_cache_stats);
 
 /*
- * The text duet_format_number gives for d, as a numeric. Its digits are the correctly rounded
- * %.{p}e for the least precision p that reads back as d; searching p costs up to 17 snprintf and
- * strtod calls (microseconds a row). PostgreSQL's shortest round-trip conversion (Ryu) gives a
- * length L close to p: if %.{L}e reads back, p is L or (PostgreSQL prints large integers in
- * full) a little less, found by stepping down while shorter still reads back (reading back is
- * monotone in the precision) — usually two snprintf calls instead of the search, the same text.
- * If %.{L}e does not read back (rare: at a power of two a decimal that is not the correctly
- * rounded one can be shorter), duet_format_number searches itself. Checked against
- * duet_format_number on 3M doubles: identical.
- *
- * Most results need none of that: below 2^53 no decimal that short sits on a rounding tie, and
- * off powers of two the rounding interval is symmetric, so Ryu's digits (the closest of the
- * shortest) are exactly the correctly rounded ones — Ryu's text is used as is (checked identical
- * on 5M such doubles).
+ * The text duet_format_number gives for d, as a numeric: PostgreSQL's own Ryu digits laid out in
+ * Duet's notation (calc/number.c), the same text the ClickHouse UDFs print.
  */
-/* True when d's significand is a power of two (its rounding interval is asymmetric). */
-static bool
-is_power_of_two(double d)
-{
-	int			exp;
-
-	return fabs(frexp(d, &exp)) == 0.5;
-}
-
 static Numeric
 number_numeric(double d)
 {
-	char		ryu[DOUBLE_SHORTEST_DECIMAL_LEN];
-	char		text[64];
-	int			first = -1,
-				last = -1,
-				pos = 0;
+	char		text[32];
 
-	double_to_shortest_decimal_buf(d, ryu);
-	if (fabs(d) < 9007199254740992.0 && !is_power_of_two(d))
-		return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(ryu),
-												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	for (const char *c = ryu; *c != '\0' && *c != 'e'; c++, pos++)
-	{
-		if (*c >= '1' && *c <= '9')
-		{
-			if (first < 0)
-				first = pos;
-			last = pos;
-		}
-	}
-	if (first >= 0)
-	{
-		int			digits = 0;
-
-		for (int i = first; i <= last; i++)
-			digits += ryu[i] != '.';
-		snprintf(text, sizeof(text), "%.*e", digits - 1, d);
-		if (strtod(text, NULL) != d)
-			duet_format_number(d, text, sizeof(text));
-		else
-		{
-			char		shorter[64];
-
-			for (; digits > 1; digits--)
-			{
-				snprintf(shorter, sizeof(shorter), "%.*e", digits - 2, d);
-				if (strtod(shorter, NULL) != d)
-					break;
-				strcpy(text, shorter);
-			}
-		}
-	}
-	else
-		strcpy(text, "0");
+	duet_format_number(d, text, sizeof(text));
 	return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(text),
 											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 }

@@ -99,6 +99,14 @@ extern rd_kafka_conf_t *duet_kafka_conf_new(const char *brokers, Jsonb *props, c
 extern bool duet_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
 								char *errbuf, size_t errlen);
 
+/* kafka_position.c: a start position resolved against the broker. */
+extern int64 duet_kafka_position_time_ms(const char *position);
+extern bool duet_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+										int32 **parts, int *nparts, char *errbuf, size_t errlen);
+extern bool duet_kafka_resolve_position(rd_kafka_t *rk, const char *topic, int32 partition,
+										const char *position, int timeout_ms, int64 *offset,
+										int64 *skip_before_ms, char *errbuf, size_t errlen);
+
 /* Shared worker plumbing (kafka_launcher.c). */
 extern volatile sig_atomic_t duet_kafka_got_sigterm;
 extern volatile sig_atomic_t duet_kafka_got_sighup;

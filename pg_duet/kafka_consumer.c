@@ -9,6 +9,11 @@
  * meanwhile — or a second worker — can never commit a row twice. Errors that are not about a
  * message (permissions, a dropped table, lost broker) abort the batch; the worker reports them in
  * duet.kafka_status, waits, seeks back to its last committed offsets and tries again.
+ *
+ * Never a silent jump: auto.offset.reset is "error", so a stored offset the broker no longer has
+ * (retention deleted it before it was read) stops that partition with an error instead of
+ * librdkafka's default jump to the end. The worker then resumes at the low watermark and records
+ * the skipped range in duet.kafka_gaps, with a WARNING, in the same transaction as the new offset.
  */
 #include "postgres.h"
 
@@ -33,6 +38,8 @@
 
 #define ERROR_BACKOFF_MS	5000
 #define IDLE_POLL_MS		200
+#define LOCK_WAIT_MS		30000	/* for the previous worker of this partition group to end */
+#define BROKER_TIMEOUT_MS	5000
 
 typedef struct Consumer
 {
@@ -49,6 +56,8 @@ typedef struct Consumer
 	rd_kafka_t *rk;
 	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
 	int64	   *skip_before_ms; /* per assigned partition: skip older messages; -1 = off */
+	bool	   *out_of_range;	/* per assigned partition: the broker no longer has its offset */
+	bool		any_out_of_range;
 	DuetKafkaSlot *slot;
 } Consumer;
 
@@ -115,8 +124,8 @@ load_consumer(Consumer *c)
 	CommitTransactionCommand();
 }
 
-static void
-take_worker_lock(Consumer *c)
+static bool
+try_worker_lock(Consumer *c)
 {
 	bool		got;
 	bool		isnull;
@@ -133,12 +142,29 @@ take_worker_lock(Consumer *c)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (!got)
+	return got;
+}
+
+static void sleep_ms(long ms);
+
+/*
+ * The partition group's session lock. After a reset the new generation starts while the old
+ * worker is still ending (the supervisor signals it in the same pass): wait for it, briefly, so
+ * the hand-over takes milliseconds rather than a restart delay. The offsets it starts from were
+ * stored by the reset itself, so nothing depends on who wins.
+ */
+static void
+take_worker_lock(Consumer *c)
+{
+	for (int i = 0; i < LOCK_WAIT_MS / 50; i++)
 	{
-		ereport(LOG,
-				(errmsg("Kafka consumer \"%s\" group %d is already running", c->name, c->args.group)));
-		proc_exit(1);
+		if (try_worker_lock(c))
+			return;
+		sleep_ms(50);
 	}
+	ereport(LOG,
+			(errmsg("Kafka consumer \"%s\" group %d is already running", c->name, c->args.group)));
+	proc_exit(1);
 }
 
 static void
@@ -190,23 +216,17 @@ discover_partitions(Consumer *c)
 	rd_kafka_topic_destroy(rkt);
 }
 
-/* Stored next offsets; partitions without one start at start_position, stored right away. */
+/*
+ * Stored next offsets; partitions without one (a new consumer, a new partition) start at
+ * start_position, resolved now and stored right away. (A reset stores its offsets itself.)
+ */
 static void
 resolve_offsets(Consumer *c)
 {
 	rd_kafka_topic_partition_list_t *parts = c->assigned;
-	int64		ts_ms = -1;
 
-	if (strcmp(c->start_position, "earliest") != 0 && strcmp(c->start_position, "latest") != 0)
-	{
-		TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-																 CStringGetDatum(c->start_position),
-																 ObjectIdGetDatum(InvalidOid),
-																 Int32GetDatum(-1)));
-
-		ts_ms = (int64) ((ts - SetEpochTimestamp()) / 1000);
-	}
 	c->skip_before_ms = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(parts->cnt, 1));
+	c->out_of_range = MemoryContextAllocZero(TopMemoryContext, sizeof(bool) * Max(parts->cnt, 1));
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
@@ -215,6 +235,7 @@ resolve_offsets(Consumer *c)
 		rd_kafka_topic_partition_t *tp = &parts->elems[i];
 		Datum		vals[4] = {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition), 0, 0};
 		bool		isnull;
+		char		errbuf[DUET_KAFKA_ERRLEN];
 
 		SPI_execute_with_args("SELECT next_offset, (pg_catalog.date_part('epoch', skip_before) OPERATOR(pg_catalog.*) 1000)"
 							  "::pg_catalog.int8 FROM duet.kafka_offsets "
@@ -231,37 +252,11 @@ resolve_offsets(Consumer *c)
 				c->skip_before_ms[i] = DatumGetInt64(skip);
 			continue;
 		}
-		for (;;)
+		while (!duet_kafka_resolve_position(c->rk, c->topic, tp->partition, c->start_position,
+											BROKER_TIMEOUT_MS, &tp->offset, &c->skip_before_ms[i],
+											errbuf, sizeof(errbuf)))
 		{
-			int64		low,
-						high;
-			rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->rk, c->topic, tp->partition,
-																		&low, &high, 5000);
-
-			if (err == RD_KAFKA_RESP_ERR_NO_ERROR && ts_ms >= 0)
-			{
-				rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(1);
-
-				rd_kafka_topic_partition_list_add(q, c->topic, tp->partition)->offset = ts_ms;
-				err = rd_kafka_offsets_for_times(c->rk, q, 5000);
-
-				/*
-				 * Start at the broker's answer when it names a message; otherwise (no such
-				 * message, or a broker without timestamp lookup such as the mock) scan from the
-				 * start. Either way older messages are skipped until one at or after the
-				 * timestamp, and that state is stored with the offset.
-				 */
-				if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-					low = (q->elems[0].offset >= low && q->elems[0].offset < high) ? q->elems[0].offset : low;
-				rd_kafka_topic_partition_list_destroy(q);
-				c->skip_before_ms[i] = ts_ms;
-			}
-			if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			{
-				tp->offset = strcmp(c->start_position, "latest") == 0 ? high : low;
-				break;
-			}
-			duet_kafka_slot_error(c->slot, rd_kafka_err2str(err));
+			duet_kafka_slot_error(c->slot, errbuf);
 			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
 			sleep_ms(1000);
 		}
@@ -344,6 +339,25 @@ gather(Consumer *c, rd_kafka_message_t **msgs)
 				break;
 			continue;
 		}
+		if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+			m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
+		{
+			/*
+			 * The broker no longer has (or does not yet have) the next offset of a partition, whose
+			 * fetching has stopped (auto.offset.reset = error): end the batch here; the main loop
+			 * commits it, then settles the partition's position (handle_out_of_range).
+			 */
+			rd_kafka_topic_partition_t *tp = assigned_partition(c, m->partition);
+
+			if (tp)
+			{
+				c->out_of_range[tp - c->assigned->elems] = true;
+				c->any_out_of_range = true;
+			}
+			duet_kafka_slot_error(c->slot, rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			break;
+		}
 		if (m->err)
 		{
 			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -371,23 +385,27 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 	if (dead == NIL)
 		return;
 	plan = SPI_prepare("INSERT INTO duet.kafka_dead_letters (consumer_id, consumer, topic, partition, "
-					   "\"offset\", key, value, error, detail, owner) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-					   10, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
-					   TEXTOID, OIDOID});
+					   "\"offset\", key, value, error, detail, owner, tombstone) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					   11, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
+					   TEXTOID, OIDOID, BOOLOID});
 	foreach(lc, dead)
 	{
 		DuetKafkaDeadLetter *dl = lfirst(lc);
 		rd_kafka_message_t *m = msgs[dl->msgidx];
 		bytea	   *key = NULL;
-		bytea	   *value = palloc(VARHDRSZ + m->len);
-		Datum		vals[10];
-		char		nulls[10];
+		bytea	   *value = NULL;
+		Datum		vals[11];
+		char		nulls[11];
 
 		memset(nulls, ' ', sizeof(nulls));
-		SET_VARSIZE(value, VARHDRSZ + m->len);
-		if (m->len)
-			memcpy(VARDATA(value), m->payload, m->len);
+		if (m->payload)
+		{
+			value = palloc(VARHDRSZ + m->len);
+			SET_VARSIZE(value, VARHDRSZ + m->len);
+			if (m->len)
+				memcpy(VARDATA(value), m->payload, m->len);
+		}
 		if (m->key)
 		{
 			key = palloc(VARHDRSZ + m->key_len);
@@ -402,10 +420,12 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 		vals[5] = PointerGetDatum(key);
 		nulls[5] = key ? ' ' : 'n';
 		vals[6] = PointerGetDatum(value);
+		nulls[6] = value ? ' ' : 'n';	/* a tombstone */
 		vals[7] = CStringGetTextDatum(dl->error);
 		vals[8] = dl->detail ? CStringGetTextDatum(dl->detail) : (Datum) 0;
 		nulls[8] = dl->detail ? ' ' : 'n';
 		vals[9] = ObjectIdGetDatum(c->target.owner);
+		vals[10] = BoolGetDatum(m->payload == NULL);
 		if (SPI_execute_plan(plan, vals, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not write a dead letter");
 	}
@@ -540,6 +560,153 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	return true;
 }
 
+/*
+ * Partitions whose next offset the broker does not have. Below the low watermark (retention
+ * deleted messages before they were read): resume there, and record the skipped range in
+ * duet.kafka_gaps in the same transaction as the new offset, with a WARNING and in the status.
+ * Beyond the high watermark (the partition was truncated or the topic recreated): re-read from the
+ * low watermark, recorded too, so nothing new is skipped. Otherwise (the broker has it after all):
+ * just fetch again. Returns false when this worker must stop (consumer changed).
+ */
+static bool
+handle_out_of_range(Consumer *c)
+{
+	bool		isnull;
+
+	for (int i = 0; i < c->assigned->cnt; i++)
+	{
+		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
+		int64		low,
+					high,
+					stored = tp->offset,
+					resume,
+					gap_to;
+		const char *reason = NULL;
+		rd_kafka_resp_err_t err;
+
+		if (!c->out_of_range[i])
+			continue;
+		err = rd_kafka_query_watermark_offsets(c->rk, c->topic, tp->partition, &low, &high, BROKER_TIMEOUT_MS);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			duet_kafka_slot_error(c->slot, psprintf("cannot read the offsets of partition %d: %s",
+													tp->partition, rd_kafka_err2str(err)));
+			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
+			sleep_ms(1000);
+			return true;		/* still flagged: tried again after the next batch */
+		}
+		if (stored < low)
+		{
+			resume = gap_to = low;
+			reason = "offsets out of range: deleted by the broker before they were ingested";
+		}
+		else if (stored > high)
+		{
+			resume = low;
+			gap_to = stored;	/* nothing skipped: every offset the broker has is read again */
+			reason = "offset beyond the high watermark: partition truncated or topic recreated, re-read from the low watermark";
+		}
+		else
+			resume = stored;
+
+		if (reason)
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			SPI_connect();
+			/* As a batch: only this generation's worker, from the offset it owns. */
+			SPI_execute_with_args("SELECT generation OPERATOR(pg_catalog.=) $2 AND enabled FROM duet.kafka_consumers "
+								  "WHERE id OPERATOR(pg_catalog.=) $1 FOR SHARE",
+								  2, (Oid[]) {INT4OID, INT4OID},
+								  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
+								  NULL, false, 1);
+			if (SPI_processed != 1 ||
+				!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			{
+				SPI_finish();
+				PopActiveSnapshot();
+				AbortCurrentTransaction();
+				return false;
+			}
+			SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets WHERE consumer_id OPERATOR(pg_catalog.=) $1 "
+								  "AND partition OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+								  2, (Oid[]) {INT4OID, INT4OID},
+								  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition)},
+								  NULL, false, 1);
+			if (SPI_processed != 1 ||
+				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != stored)
+			{
+				SPI_finish();
+				PopActiveSnapshot();
+				AbortCurrentTransaction();
+				ereport(LOG,
+						(errmsg("Kafka consumer \"%s\": stored offset of partition %d moved; restarting",
+								c->name, tp->partition)));
+				return false;
+			}
+			SPI_execute_with_args("INSERT INTO duet.kafka_gaps (consumer_id, consumer, owner, topic, partition, "
+								  "from_offset, to_offset, resume_offset, reason) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9,
+								  (Oid[]) {INT4OID, TEXTOID, OIDOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, TEXTOID},
+								  (Datum[]) {Int32GetDatum(c->args.consumer_id), CStringGetTextDatum(c->name),
+								  ObjectIdGetDatum(c->target.owner), CStringGetTextDatum(c->topic),
+								  Int32GetDatum(tp->partition), Int64GetDatum(stored), Int64GetDatum(gap_to),
+								  Int64GetDatum(resume), CStringGetTextDatum(reason)},
+								  NULL, false, 0);
+			SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = pg_catalog.now() "
+								  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2", 3,
+								  (Oid[]) {INT4OID, INT4OID, INT8OID},
+								  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition),
+								  Int64GetDatum(resume)},
+								  NULL, false, 0);
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+
+			if (stored < low)
+			{
+				ereport(WARNING,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("Kafka consumer \"%s\" skipped offsets " INT64_FORMAT " to " INT64_FORMAT
+								" of partition %d of topic \"%s\"", c->name, stored, low - 1, tp->partition, c->topic),
+						 errdetail("The broker deleted these " INT64_FORMAT " messages (retention) before they were ingested; "
+								   "ingestion resumes at its low watermark " INT64_FORMAT ".", low - stored, low),
+						 errhint("The range is recorded in duet.kafka_gaps. Keep the consumer running, or raise the topic's "
+								 "retention, so messages are read before they expire.")));
+				duet_kafka_slot_error(c->slot, psprintf("partition %d: offsets " INT64_FORMAT " to " INT64_FORMAT
+														" deleted by the broker before they were ingested (see duet.kafka_gaps)",
+														tp->partition, stored, low - 1));
+			}
+			else
+			{
+				ereport(WARNING,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("Kafka consumer \"%s\": stored offset " INT64_FORMAT " of partition %d of topic \"%s\" "
+								"is beyond the broker's high watermark " INT64_FORMAT, c->name, stored, tp->partition,
+								c->topic, high),
+						 errdetail("The partition was truncated or the topic recreated; ingestion starts again at the low "
+								   "watermark " INT64_FORMAT ", so messages already ingested may be ingested again.", low),
+						 errhint("This is recorded in duet.kafka_gaps.")));
+				duet_kafka_slot_error(c->slot, psprintf("partition %d: stored offset " INT64_FORMAT
+														" beyond the high watermark " INT64_FORMAT "; re-reading from " INT64_FORMAT,
+														tp->partition, stored, high, low));
+			}
+		}
+		else
+			ereport(LOG,
+					(errmsg("Kafka consumer \"%s\": offset " INT64_FORMAT " of partition %d reported out of range, "
+							"but the broker holds " INT64_FORMAT " to " INT64_FORMAT "; fetching again",
+							c->name, stored, tp->partition, low, high)));
+		tp->offset = resume;
+		c->out_of_range[i] = false;
+	}
+	c->any_out_of_range = false;
+	/* Fetching stopped for those partitions: assign again, every partition at its committed offset. */
+	assign(c);
+	return true;
+}
+
 void
 duet_kafka_consumer_main(Datum arg)
 {
@@ -562,6 +729,8 @@ duet_kafka_consumer_main(Datum arg)
 	if (conf == NULL ||
 		!duet_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) ||
 		!duet_kafka_conf_set(conf, "enable.partition.eof", "false", errstr, sizeof(errstr)) ||
+		/* Never librdkafka's silent jump to the end: an offset out of range is an error we handle. */
+		!duet_kafka_conf_set(conf, "auto.offset.reset", "error", errstr, sizeof(errstr)) ||
 		!duet_kafka_conf_set(conf, "client.id", psprintf("pg_duet-%s", c.name), errstr, sizeof(errstr)) ||
 		/* librdkafka wants a group for assign(); nothing is committed to it. */
 		!duet_kafka_conf_set(conf, "group.id", psprintf("pg_duet-%u-%s", MyDatabaseId, c.name), errstr, sizeof(errstr)) ||
@@ -599,6 +768,8 @@ duet_kafka_consumer_main(Datum arg)
 		report_watermarks(&c);
 		if (n == 0)
 		{
+			if (c.any_out_of_range && !handle_out_of_range(&c))
+				break;
 			if (c.slot->state != DUET_KAFKA_BROKER_DOWN)
 				duet_kafka_slot_set_state(c.slot, DUET_KAFKA_IDLE);
 			continue;
@@ -635,6 +806,8 @@ duet_kafka_consumer_main(Datum arg)
 		for (int i = 0; i < n; i++)
 			rd_kafka_message_destroy(msgs[i]);
 		MemoryContextReset(batchcxt);
+		if (c.any_out_of_range && !duet_kafka_got_sigterm && !handle_out_of_range(&c))
+			break;
 	}
 	rd_kafka_consumer_close(c.rk);
 	rd_kafka_destroy(c.rk);

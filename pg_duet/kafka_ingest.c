@@ -4,13 +4,19 @@
  * Messages are rendered as COPY input (text format for json/jsonb/text, csv for csv) and loaded
  * with BeginCopyFrom/CopyFrom, so the target's defaults, constraints, indexes, row and statement
  * triggers (with transition tables) and partition routing all apply, with COPY's multi-insert speed.
+ * Every message is framed on its own: json/jsonb/text values are escaped, and a csv message is
+ * split into fields here and written again with every field quoted, so nothing a message holds
+ * (a line "\.", an open quote, a line break) reaches past its own line of the COPY stream.
  *
  * No message loses its batch: a message that cannot be rendered (invalid UTF-8, malformed JSON)
  * is set aside before COPY; a row that COPY rejects (type conversion, constraint, trigger) is
  * found from COPY's error context line, set aside, and the rows before it are loaded again —
  * each attempt in a subtransaction. An error that names no line (a statement trigger) is narrowed
- * by bisection. Errors that are not about the data (permissions, a dropped table, shutdown) are
- * re-thrown: the batch is retried later rather than sent to the dead letters.
+ * by bisection. Deferred constraints (DEFERRABLE INITIALLY DEFERRED unique keys, foreign keys,
+ * constraint triggers) are made immediate for the COPY: checked at its end, inside its
+ * subtransaction, their violations are bisected to the offending messages like any other bad row.
+ * Errors that are not about the data (permissions, a dropped table, shutdown) are re-thrown: the
+ * batch is retried later rather than sent to the dead letters.
  *
  * Runs inside the caller's transaction; COPY itself runs as the consumer's owner, restricted.
  */
@@ -21,6 +27,7 @@
 #include "catalog/catalog.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
+#include "commands/trigger.h"
 #include "common/jsonapi.h"
 #include "executor/executor.h"
 #include "mb/pg_wchar.h"
@@ -323,6 +330,107 @@ append_csv_quoted(StringInfo buf, const char *s, int len)
 	appendStringInfoChar(buf, '"');
 }
 
+/*
+ * csv: splits one message into its fields by COPY's CSV rules (delimiter ',', quote and escape
+ * '"'; an unquoted empty field is NULL) and appends them to buf, each non-null field quoted, so
+ * the message is exactly one line of the COPY stream whatever it holds. One trailing line break
+ * ends the row. Returns an error message (and *detail) for a message that is not one CSV row of
+ * nfields fields; buf is then left as it was.
+ */
+static const char *
+render_csv_fields(const char *p, int len, int nfields, StringInfo buf, char **detail)
+{
+	int			start_len = buf->len;
+	int			count = 0;
+	int			i = 0;
+
+	if (len > 0 && p[len - 1] == '\n')
+		len--;
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	for (;;)
+	{
+		int			field_start = buf->len;
+		bool		saw_quote = false;
+		bool		in_quote = false;
+		int			quote_at = -1;
+
+		if (count > 0)
+		{
+			appendStringInfoChar(buf, ',');
+			field_start = buf->len;
+		}
+		appendStringInfoChar(buf, '"');
+		while (i < len)
+		{
+			char		ch = p[i];
+
+			if (in_quote)
+			{
+				if (ch == '"' && i + 1 < len && p[i + 1] == '"')
+				{
+					appendStringInfoString(buf, "\"\"");
+					i += 2;
+					continue;
+				}
+				if (ch == '"')
+					in_quote = false;
+				else
+					appendStringInfoChar(buf, ch);
+				i++;
+				continue;
+			}
+			if (ch == ',')
+				break;
+			if (ch == '"')
+			{
+				in_quote = saw_quote = true;
+				quote_at = i;
+				i++;
+				continue;
+			}
+			if (ch == '\n' || ch == '\r')
+			{
+				buf->len = start_len;
+				buf->data[buf->len] = '\0';
+				*detail = psprintf("An unquoted line break at byte %d ends the first row. A message is one row; "
+								   "quote a field that holds a line break.", i + 1);
+				return "message holds more than one CSV row";
+			}
+			appendStringInfoChar(buf, ch);
+			i++;
+		}
+		if (in_quote)
+		{
+			buf->len = start_len;
+			buf->data[buf->len] = '\0';
+			*detail = psprintf("The quoted field of field %d, opened at byte %d, is not closed.",
+							   count + 1, quote_at + 1);
+			return "message is not valid CSV: unterminated quoted field";
+		}
+		if (!saw_quote && buf->len == field_start + 1)
+			buf->len = field_start;	/* unquoted and empty: NULL */
+		else
+			appendStringInfoChar(buf, '"');
+		buf->data[buf->len] = '\0';
+		count++;
+		if (i < len)
+		{
+			i++;				/* the delimiter; a field (maybe empty) follows */
+			continue;
+		}
+		break;
+	}
+	if (count != nfields)
+	{
+		buf->len = start_len;
+		buf->data[buf->len] = '\0';
+		*detail = psprintf("The target takes %d field%s per message.", nfields, nfields == 1 ? "" : "s");
+		return psprintf("message has %d CSV field%s, %d expected", count, count == 1 ? "" : "s", nfields);
+	}
+	return NULL;
+}
+
 /* json format: top-level key values of one message, gathered by PostgreSQL's JSON parser. */
 typedef struct JsonFields
 {
@@ -396,13 +504,19 @@ static const char *
 render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, StringInfo buf,
 			   char **detail)
 {
-	char	   *payload = m->payload ? (char *) m->payload : "";
-	int			len = m->payload ? (int) m->len : 0;
+	char	   *payload = (char *) m->payload;
+	int			len = (int) m->len;
 	bool		csv = (t->format == DUET_FORMAT_CSV);
 	char	  **vals = NULL;
 	int			start_len = buf->len;
 	int			first = 0;
 
+	/* A tombstone (a key with no value) is not an empty message: it says "delete this key". */
+	if (payload == NULL)
+	{
+		*detail = pstrdup("A message with no value deletes its key in a compacted topic; this consumer only inserts rows.");
+		return "message is a tombstone (null value)";
+	}
 	if (!pg_verifymbstr(payload, len, true))
 		return "message is not valid UTF-8";
 	if (m->key && !pg_verifymbstr(m->key, m->key_len, true))
@@ -448,14 +562,11 @@ render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, StringInfo 
 
 	if (csv)
 	{
-		/* The message's own fields, then metadata fields; one trailing newline is dropped. */
-		int			n = len;
+		/* The message's own fields, then metadata fields. */
+		const char *err = render_csv_fields(payload, len, l->ncsv, buf, detail);
 
-		if (n > 0 && payload[n - 1] == '\n')
-			n--;
-		if (n > 0 && payload[n - 1] == '\r')
-			n--;
-		appendBinaryStringInfo(buf, payload, n);
+		if (err)
+			return err;
 		first = l->ncsv;
 	}
 	for (int i = first; i < l->ncols; i++)
@@ -655,6 +766,22 @@ copy_as_owner(void *arg)
 	if (c->t->format == DUET_FORMAT_CSV)
 		options = list_make1(makeDefElem("format", (Node *) makeString("csv"), -1));
 
+	/*
+	 * SET CONSTRAINTS ALL IMMEDIATE: the checks of deferred constraints (unique, foreign key,
+	 * constraint triggers) run at the end of this COPY, as the owner and inside this
+	 * subtransaction, where a violation is a bad row like any other. Deferred past the restricted
+	 * section they could not run at all ("cannot fire deferred trigger within security-restricted
+	 * operation", which would fail the batch again and again), and at commit they could not be
+	 * traced to a message.
+	 */
+	{
+		ConstraintsSetStmt *stmt = makeNode(ConstraintsSetStmt);
+
+		stmt->constraints = NIL;
+		stmt->deferred = false;
+		AfterTriggerSetState(stmt);
+	}
+
 	source_data = c->r->data.data;
 	source_pos = c->from;
 	source_end = c->to;
@@ -740,6 +867,50 @@ copy_slice(DuetKafkaTarget *t, Layout *l, Rendered *r, int s, int e, uint64 *pro
 			*failed = lo;
 	}
 	return false;
+}
+
+/*
+ * A rejected row's detail: the error's own detail, then its context with COPY's column and value
+ * ("COPY events, column cost: \"lots\""). COPY's line number is left out: it counts lines of this
+ * batch's COPY input, not messages (the dead letter has the offset).
+ */
+static char *
+copy_error_detail(ErrorData *edata)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	if (edata->detail)
+		appendStringInfoString(&s, edata->detail);
+	if (edata->context)
+	{
+		char	   *ctx = pstrdup(edata->context);
+		char	   *line = ctx;
+
+		while (line && *line)
+		{
+			char	   *next = strchr(line, '\n');
+			char	   *at;
+
+			if (next)
+				*next++ = '\0';
+			if (s.len > 0)
+				appendStringInfoChar(&s, '\n');
+			if (strncmp(line, "COPY ", 5) == 0 && (at = strstr(line, ", line ")) != NULL)
+			{
+				char	   *rest = at + 7;
+
+				while (isdigit((unsigned char) *rest))
+					rest++;
+				appendBinaryStringInfo(&s, line, at - line);
+				appendStringInfoString(&s, rest);
+			}
+			else
+				appendStringInfoString(&s, line);
+			line = next;
+		}
+	}
+	return s.len > 0 ? s.data : NULL;
 }
 
 static DuetKafkaDeadLetter *
@@ -831,7 +1002,7 @@ duet_kafka_ingest(DuetKafkaTarget *t, rd_kafka_message_t **msgs, int n, List **d
 		if (failed == s)
 		{
 			*dead_letters = lappend(*dead_letters,
-									dead_letter(r.msgidx[s], edata->message, edata->detail));
+									dead_letter(r.msgidx[s], edata->message, copy_error_detail(edata)));
 			s++;
 			e = r.n;
 		}

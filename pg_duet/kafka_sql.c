@@ -25,6 +25,8 @@
 #include "pg_duet.h"
 #include "privileged.h"
 
+#define RESET_TIMEOUT_MS	5000	/* per broker request of duet_kafka_reset */
+
 static bool
 valid_chars(const char *s, const char *extra)
 {
@@ -341,21 +343,143 @@ duet_kafka_drop(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(duet_kafka_reset);
 
+/* duet_kafka_reset, first step as the bootstrap superuser: lock the consumer, read how to reach it. */
+typedef struct ResetTarget
+{
+	Oid			caller;
+	const char *name;
+	MemoryContext cxt;			/* where the results go */
+	int32		id;				/* out */
+	char	   *topic;
+	char	   *brokers;
+	Jsonb	   *properties;
+} ResetTarget;
+
+static void
+reset_read(void *arg)
+{
+	ResetTarget *r = arg;
+	bool		isnull;
+	Datum		d;
+	MemoryContext old;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	r->id = consumer_for_update(r->name, r->caller);
+	if (SPI_execute_with_args("SELECT topic, brokers, properties FROM duet.kafka_consumers "
+							  "WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(r->id)},
+							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read duet.kafka_consumers");
+	old = MemoryContextSwitchTo(r->cxt);
+	r->topic = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	r->brokers = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	r->properties = isnull ? NULL : DatumGetJsonbPCopy(d);
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+}
+
+/* Second step: the new generation and its concrete offsets, in the caller's transaction. */
+typedef struct ResetWrite
+{
+	int32		id;
+	const char *position;
+	int			nparts;
+	int32	   *parts;
+	int64	   *offsets;
+	int64	   *skip_ms;
+} ResetWrite;
+
+static void
+reset_write(void *arg)
+{
+	ResetWrite *w = arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("UPDATE duet.kafka_consumers SET start_position = $2, "
+							  "generation = generation OPERATOR(pg_catalog.+) 1 WHERE id OPERATOR(pg_catalog.=) $1",
+							  2, (Oid[]) {INT4OID, TEXTOID},
+							  (Datum[]) {Int32GetDatum(w->id), CStringGetTextDatum(w->position)},
+							  NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("DELETE FROM duet.kafka_offsets WHERE consumer_id OPERATOR(pg_catalog.=) $1",
+							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(w->id)},
+							  NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not reset Kafka consumer %d", w->id);
+	for (int i = 0; i < w->nparts; i++)
+		if (SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset, skip_before) "
+								  "VALUES ($1, $2, $3, CASE WHEN $4 OPERATOR(pg_catalog.>=) 0 "
+								  "THEN pg_catalog.to_timestamp($4 OPERATOR(pg_catalog./) 1000.0) END)", 4,
+								  (Oid[]) {INT4OID, INT4OID, INT8OID, INT8OID},
+								  (Datum[]) {Int32GetDatum(w->id), Int32GetDatum(w->parts[i]),
+								  Int64GetDatum(w->offsets[i]), Int64GetDatum(w->skip_ms[i])},
+								  NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the offsets of Kafka consumer %d", w->id);
+	SPI_finish();
+}
+
 /*
- * duet_kafka_reset(name, position): forget the committed offsets; the workers restart (new
- * generation) and begin at position. Takes effect when the caller commits; a batch in flight
- * either commits before (and is then forgotten) or sees the new generation and is discarded.
+ * duet_kafka_reset(name, position): move the consumer to position. The position is resolved here,
+ * against the brokers, into an offset per partition, stored in this transaction with a new
+ * generation: the workers of the old generation end (a batch in flight either commits before, and
+ * is then overridden, or sees the new generation and is discarded), the new ones start from these
+ * offsets. So what is produced after the reset commits is always read, however long the hand-over
+ * takes. The brokers must be reachable.
  */
 Datum
 duet_kafka_reset(PG_FUNCTION_ARGS)
 {
 	char	   *name = arg_text(fcinfo, 0, "name");
 	char	   *position = check_position(arg_text(fcinfo, 1, "start_at"));
+	ResetTarget r = {GetUserId(), name, CurrentMemoryContext};
+	ResetWrite	w = {0};
+	char		errbuf[512];
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *volatile rk = NULL;
+	volatile bool ok = true;
 
-	consumer_update(name,
-					"WITH c AS (UPDATE duet.kafka_consumers SET start_position = $2, "
-					"generation = generation OPERATOR(pg_catalog.+) 1 WHERE id OPERATOR(pg_catalog.=) $1 "
-					"RETURNING id) "
-					"DELETE FROM duet.kafka_offsets o USING c WHERE o.consumer_id OPERATOR(pg_catalog.=) c.id", position);
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, reset_read, &r);
+
+	conf = duet_kafka_conf_new(r.brokers, r.properties, errbuf, sizeof(errbuf));
+	if (conf == NULL ||
+		!duet_kafka_conf_set(conf, "client.id", psprintf("pg_duet-%s-reset", name), errbuf, sizeof(errbuf)) ||
+		(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, sizeof(errbuf))) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot create a Kafka client for consumer \"%s\"", name),
+				 errdetail("%s", errbuf)));
+	PG_TRY();
+	{
+		ok = duet_kafka_topic_partitions(rk, r.topic, RESET_TIMEOUT_MS, &w.parts, &w.nparts,
+										 errbuf, sizeof(errbuf));
+		if (ok)
+		{
+			w.offsets = palloc(sizeof(int64) * w.nparts);
+			w.skip_ms = palloc(sizeof(int64) * w.nparts);
+		}
+		for (int i = 0; ok && i < w.nparts; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			ok = duet_kafka_resolve_position(rk, r.topic, w.parts[i], position, RESET_TIMEOUT_MS,
+											 &w.offsets[i], &w.skip_ms[i], errbuf, sizeof(errbuf));
+		}
+	}
+	PG_FINALLY();
+	{
+		rd_kafka_destroy(rk);
+	}
+	PG_END_TRY();
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("cannot resolve position \"%s\" of Kafka consumer \"%s\"", position, name),
+				 errdetail("%s", errbuf),
+				 errhint("duet_kafka_reset asks the brokers for the offsets of the new position and stores them "
+						 "with the reset; try again when they are reachable.")));
+
+	w.id = r.id;
+	w.position = position;
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, reset_write, &w);
 	PG_RETURN_VOID();
 }

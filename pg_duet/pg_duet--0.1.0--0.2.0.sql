@@ -244,6 +244,55 @@ CREATE FUNCTION duet_ask_provider_has_key(provider text) RETURNS boolean
 COMMENT ON FUNCTION duet_ask_provider_has_key(text) IS
     'whether a provider has a stored key (for the provider guard trigger; only roles that may change duet.llm_providers may ask)';
 
+-- Kafka (issue 12, silent loss): tombstones in dead letters, the gaps table, gaps in the status.
+ALTER TABLE duet.kafka_dead_letters ALTER COLUMN value DROP NOT NULL;
+-- Added without a default, then filled: the column is then stored as in a fresh install (no
+-- "missing value" for old rows, which a binary-upgrade dump would show).
+ALTER TABLE duet.kafka_dead_letters ADD COLUMN tombstone boolean;
+UPDATE duet.kafka_dead_letters SET tombstone = false;
+ALTER TABLE duet.kafka_dead_letters ALTER COLUMN tombstone SET DEFAULT false;
+ALTER TABLE duet.kafka_dead_letters ALTER COLUMN tombstone SET NOT NULL;
+ALTER TABLE duet.kafka_dead_letters ADD CONSTRAINT kafka_dead_letters_tombstone CHECK (tombstone = (value IS NULL));
+COMMENT ON COLUMN duet.kafka_dead_letters.tombstone IS 'the message had no value (a tombstone: delete the key); value is then NULL';
+COMMENT ON COLUMN duet.kafka_dead_letters.detail IS 'the error''s detail and context: COPY''s column and value for a rejected field';
+
+-- Offsets a consumer passed over without ingesting them (the broker had deleted them), and why.
+-- Nothing is skipped silently: each range is here, in the server log and in duet.kafka_status.
+CREATE TABLE duet.kafka_gaps (
+    id            bigserial PRIMARY KEY,
+    consumer_id   integer NOT NULL,
+    consumer      text NOT NULL,
+    owner         regrole NOT NULL,
+    topic         text NOT NULL,
+    partition     integer NOT NULL,
+    from_offset   bigint NOT NULL,
+    to_offset     bigint NOT NULL,
+    messages      bigint GENERATED ALWAYS AS (to_offset - from_offset) STORED,
+    resume_offset bigint NOT NULL,
+    reason        text NOT NULL,
+    at            timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT kafka_gaps_range CHECK (from_offset <= to_offset)
+);
+CREATE INDEX kafka_gaps_consumer ON duet.kafka_gaps (consumer_id, at);
+REVOKE ALL ON duet.kafka_gaps FROM PUBLIC;
+GRANT SELECT, DELETE ON duet.kafka_gaps TO duet_kafka_admin;
+ALTER TABLE duet.kafka_gaps ENABLE ROW LEVEL SECURITY;
+-- Admins see the gaps of consumers they own, as with dead letters.
+CREATE POLICY kafka_gaps_owner ON duet.kafka_gaps
+    USING (pg_catalog.pg_has_role(current_user, owner, 'USAGE'));
+COMMENT ON TABLE duet.kafka_gaps IS 'Kafka offsets a consumer skipped because the broker no longer had them (retention): consumer, partition, range, where it resumed, why';
+COMMENT ON COLUMN duet.kafka_gaps.from_offset IS 'first offset not ingested';
+COMMENT ON COLUMN duet.kafka_gaps.to_offset IS 'end of the skipped range (exclusive); equal to from_offset when nothing was skipped';
+COMMENT ON COLUMN duet.kafka_gaps.messages IS 'offsets skipped: to_offset - from_offset';
+COMMENT ON COLUMN duet.kafka_gaps.resume_offset IS 'the offset ingestion resumed at (the broker''s low watermark)';
+COMMENT ON INDEX duet.kafka_gaps_consumer IS 'gaps of one consumer in time order (duet.kafka_status)';
+COMMENT ON POLICY kafka_gaps_owner ON duet.kafka_gaps IS 'Kafka admins see the gaps of the consumers they own';
+COMMENT ON SEQUENCE duet.kafka_gaps_id_seq IS 'ids of duet.kafka_gaps';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps_id_seq', '');
+
+-- (duet.kafka_status gets its gaps and gap_messages columns below, with the admin filter.)
+
 -- Loud failure (issue 17): duet_doctor(), and a WARNING where something needs the workers.
 CREATE FUNCTION duet_workers_status(OUT problem text, OUT hint text)
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_workers_status';
@@ -347,12 +396,11 @@ BEGIN
     END IF;
 
     check_name := 'outbox';
-    IF NOT has_table_privilege('duet.kafka_outbox', 'SELECT') THEN
-        status := 'skipped'; detail := 'reading the outbox needs duet_kafka_admin'; hint := NULL;
+    IF NOT has_table_privilege('duet.kafka_outbox_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox state needs duet_kafka_admin or pg_monitor'; hint := NULL;
     ELSE
-        SELECT count(*), now() - min(o.created_at) INTO n, oldest
-          FROM duet.kafka_outbox o WHERE o.sent_at IS NULL AND o.created_at < now() - interval '1 minute';
-        IF n > 0 THEN
+        SELECT s.pending, now() - s.oldest_pending_at INTO n, oldest FROM duet.kafka_outbox_status s;
+        IF n > 0 AND oldest > interval '1 minute' THEN
             status := 'error';
             detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
             hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');
@@ -400,6 +448,424 @@ SELECT pg_catalog.pg_extension_config_dump('duet.alerts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.alert_transitions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.ask_examples_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.ask_log_id_seq', '');
+
+-- A consumer admin saw every owner's consumers and read every tenant's outbox events.
+CREATE OR REPLACE VIEW duet.kafka_partition_status WITH (security_barrier = true) AS
+SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
+       GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at
+  FROM duet.kafka_consumers c
+  JOIN duet.kafka_offsets o ON o.consumer_id = c.id
+  LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark
+               FROM duet_kafka_worker_stats() WHERE partition IS NOT NULL
+              ORDER BY consumer_id, partition, started_at DESC) w
+         ON w.consumer_id = c.id AND w.partition = o.partition
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+CREATE OR REPLACE VIEW duet.kafka_status WITH (security_barrier = true) AS
+WITH w AS (
+    SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
+           sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
+           CASE WHEN bool_or(state = 'error') THEN 'error'
+                WHEN bool_or(state = 'broker unreachable') THEN 'broker unreachable'
+                WHEN bool_or(state = 'running') THEN 'running'
+                WHEN bool_or(state = 'starting') THEN 'starting'
+                ELSE 'idle' END AS state,
+           (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST))[1] AS last_error,
+           max(last_error_at) AS last_error_at
+      FROM (SELECT DISTINCT ON (pid) * FROM duet_kafka_worker_stats()) s
+     GROUP BY consumer_id),
+p AS (
+    SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
+           jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
+                                        'high_watermark', ps.high_watermark, 'lag', ps.lag)
+                     ORDER BY ps.partition) AS partitions
+      FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
+     GROUP BY c.id)
+SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
+       CASE WHEN NOT c.enabled THEN 'stopped' ELSE coalesce(w.state, 'starting') END AS state,
+       coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
+       coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
+       (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
+       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages
+  FROM duet.kafka_consumers c
+  LEFT JOIN w ON w.consumer_id = c.id
+  LEFT JOIN p ON p.consumer_id = c.id
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW duet.kafka_status IS
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, and the gaps (ranges and messages skipped, see duet.kafka_gaps)';
+REVOKE SELECT ON duet.kafka_outbox FROM duet_kafka_admin;
+COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
+-- The outbox carries every tenant's events (alert messages among them): admins see its state only.
+CREATE VIEW duet.kafka_outbox_status WITH (security_barrier = true) AS
+SELECT count(*) FILTER (WHERE o.sent_at IS NULL) AS pending,
+       min(o.created_at) FILTER (WHERE o.sent_at IS NULL) AS oldest_pending_at,
+       count(*) FILTER (WHERE o.sent_at > now() - interval '1 hour') AS sent_last_hour,
+       max(o.sent_at) AS last_sent_at
+  FROM duet.kafka_outbox o;
+COMMENT ON VIEW duet.kafka_outbox_status IS
+    'the outbox''s state without its content: events pending, the oldest pending, sent in the last hour, last sent';
+GRANT SELECT ON duet.kafka_outbox_status TO duet_kafka_admin, pg_monitor;
+
+-- Documentation (issue 18): a comment on every column (pg_duet/sql/90_comments.sql) ----------------
+
+
+-- duet.tenants
+COMMENT ON COLUMN duet.tenants.name IS 'tenant identifier: lower case, [a-z0-9][a-z0-9_.-]*, at most 63 characters';
+COMMENT ON COLUMN duet.tenants.display_name IS 'human-readable name';
+COMMENT ON COLUMN duet.tenants.enabled IS 'false after duet_tenant_disable: no member can act for the tenant';
+COMMENT ON COLUMN duet.tenants.created_at IS 'when the tenant was created';
+COMMENT ON COLUMN duet.tenants.created_by IS 'session user who created the tenant';
+
+-- duet.tenant_members
+COMMENT ON COLUMN duet.tenant_members.tenant IS 'the tenant';
+COMMENT ON COLUMN duet.tenant_members.member IS 'a role that may act for the tenant (and every role having its privileges); stored as the role''s OID, so it survives a rename';
+COMMENT ON COLUMN duet.tenant_members.added_at IS 'when the role was added';
+COMMENT ON COLUMN duet.tenant_members.added_by IS 'session user who added the role';
+
+-- duet.config_definitions
+COMMENT ON COLUMN duet.config_definitions.key IS 'config key: lower case, [a-z][a-z0-9_.-]*, at most 128 characters';
+COMMENT ON COLUMN duet.config_definitions.schema IS 'JSON-Schema subset every value of the key must satisfy (type, enum, minimum, pattern, required, properties, items, ...)';
+COMMENT ON COLUMN duet.config_definitions.description IS 'what the key is for';
+COMMENT ON COLUMN duet.config_definitions.updated_at IS 'when the definition was last written';
+COMMENT ON COLUMN duet.config_definitions.updated_by IS 'role that last wrote the definition';
+
+-- duet.config
+COMMENT ON COLUMN duet.config.key IS 'config key';
+COMMENT ON COLUMN duet.config.tenant IS 'the tenant whose override this is; NULL for the global default';
+COMMENT ON COLUMN duet.config.value IS 'the value (jsonb, at most 1 MiB)';
+COMMENT ON COLUMN duet.config.version IS 'version of this (key, tenant): strictly increasing, an unset is a version too';
+COMMENT ON COLUMN duet.config.updated_at IS 'when the value was last written';
+COMMENT ON COLUMN duet.config.updated_by IS 'role that last wrote the value';
+
+-- duet.config_history
+COMMENT ON COLUMN duet.config_history.id IS 'history row id; the payload of NOTIFY duet_config';
+COMMENT ON COLUMN duet.config_history.key IS 'config key';
+COMMENT ON COLUMN duet.config_history.tenant IS 'the tenant whose override changed; NULL for the global default';
+COMMENT ON COLUMN duet.config_history.version IS 'version of (key, tenant) this change created';
+COMMENT ON COLUMN duet.config_history.operation IS 'set, unset or rollback';
+COMMENT ON COLUMN duet.config_history.value IS 'the value from this version on; NULL when unset';
+COMMENT ON COLUMN duet.config_history.previous_value IS 'the value before this change; NULL when there was none';
+COMMENT ON COLUMN duet.config_history.rolled_back_to IS 'for a rollback: the version whose value was restored';
+COMMENT ON COLUMN duet.config_history.changed_at IS 'when the change was made (pruned past duet.config_history_retention)';
+COMMENT ON COLUMN duet.config_history.changed_by IS 'role that made the change';
+
+-- duet.config_effective
+COMMENT ON COLUMN duet.config_effective.key IS 'config key';
+COMMENT ON COLUMN duet.config_effective.value IS 'effective value for the current tenant';
+COMMENT ON COLUMN duet.config_effective.source IS 'where the value comes from: tenant (an override) or default';
+COMMENT ON COLUMN duet.config_effective.tenant IS 'the tenant of an override; NULL for a default';
+COMMENT ON COLUMN duet.config_effective.version IS 'version of the value';
+COMMENT ON COLUMN duet.config_effective.updated_at IS 'when the value was last written';
+COMMENT ON COLUMN duet.config_effective.updated_by IS 'role that last wrote the value';
+
+-- duet.kafka_consumers
+COMMENT ON COLUMN duet.kafka_consumers.id IS 'consumer id';
+COMMENT ON COLUMN duet.kafka_consumers.name IS 'consumer name, as given to duet_kafka_consume';
+COMMENT ON COLUMN duet.kafka_consumers.topic IS 'Kafka topic consumed';
+COMMENT ON COLUMN duet.kafka_consumers.target IS 'table the rows are written to';
+COMMENT ON COLUMN duet.kafka_consumers.brokers IS 'bootstrap servers (host:port,...)';
+COMMENT ON COLUMN duet.kafka_consumers.format IS 'message format: json (keys to columns), jsonb (whole message in one column), csv or text';
+COMMENT ON COLUMN duet.kafka_consumers.batch_size IS 'most messages per transaction';
+COMMENT ON COLUMN duet.kafka_consumers.flush_interval_ms IS 'longest wait, in milliseconds, before a partial batch is committed';
+COMMENT ON COLUMN duet.kafka_consumers.start_position IS 'where partitions without a stored offset start: earliest, latest or a timestamp';
+COMMENT ON COLUMN duet.kafka_consumers.parallelism IS 'number of workers sharing the topic''s partitions';
+COMMENT ON COLUMN duet.kafka_consumers.column_map IS 'message field to column mapping, when names differ';
+COMMENT ON COLUMN duet.kafka_consumers.properties IS 'librdkafka properties passed through (security.protocol, sasl.*, ssl.*); may hold secrets, hence superuser only';
+COMMENT ON COLUMN duet.kafka_consumers.owner IS 'role the rows are written as (the creator of the consumer)';
+COMMENT ON COLUMN duet.kafka_consumers.enabled IS 'false after duet_kafka_stop';
+COMMENT ON COLUMN duet.kafka_consumers.generation IS 'bumped by every stop, start, reset or change: workers of an older generation exit';
+COMMENT ON COLUMN duet.kafka_consumers.created_at IS 'when the consumer was created';
+
+-- duet.kafka_offsets
+COMMENT ON COLUMN duet.kafka_offsets.consumer_id IS 'the consumer (duet.kafka_consumers.id)';
+COMMENT ON COLUMN duet.kafka_offsets.partition IS 'Kafka partition';
+COMMENT ON COLUMN duet.kafka_offsets.next_offset IS 'offset of the next message to ingest, committed in the transaction that wrote the rows before it';
+COMMENT ON COLUMN duet.kafka_offsets.skip_before IS 'after duet_kafka_reset to a timestamp: messages older than this are passed over';
+COMMENT ON COLUMN duet.kafka_offsets.updated_at IS 'when the offset was last committed';
+
+-- duet.kafka_dead_letters
+COMMENT ON COLUMN duet.kafka_dead_letters.id IS 'dead letter id';
+COMMENT ON COLUMN duet.kafka_dead_letters.consumer_id IS 'the consumer that read the message (kept after the consumer is dropped)';
+COMMENT ON COLUMN duet.kafka_dead_letters.consumer IS 'the consumer''s name at the time';
+COMMENT ON COLUMN duet.kafka_dead_letters.owner IS 'owner of the consumer: roles with its privileges see the row';
+COMMENT ON COLUMN duet.kafka_dead_letters.topic IS 'Kafka topic';
+COMMENT ON COLUMN duet.kafka_dead_letters.partition IS 'Kafka partition';
+COMMENT ON COLUMN duet.kafka_dead_letters.offset IS 'offset of the message';
+COMMENT ON COLUMN duet.kafka_dead_letters.key IS 'message key, raw bytes';
+COMMENT ON COLUMN duet.kafka_dead_letters.value IS 'message value, raw bytes';
+COMMENT ON COLUMN duet.kafka_dead_letters.error IS 'why the message could not be ingested (parse error or constraint violation)';
+COMMENT ON COLUMN duet.kafka_dead_letters.detail IS 'the error''s detail, when there is one';
+COMMENT ON COLUMN duet.kafka_dead_letters.failed_at IS 'when the message was set aside';
+
+-- duet.kafka_partition_status
+COMMENT ON COLUMN duet.kafka_partition_status.name IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_partition_status.partition IS 'Kafka partition';
+COMMENT ON COLUMN duet.kafka_partition_status.committed_offset IS 'next offset to ingest, as committed with the rows';
+COMMENT ON COLUMN duet.kafka_partition_status.high_watermark IS 'the partition''s high watermark as last seen by a running worker; NULL when none runs';
+COMMENT ON COLUMN duet.kafka_partition_status.lag IS 'messages not yet ingested: high watermark minus committed offset';
+COMMENT ON COLUMN duet.kafka_partition_status.committed_at IS 'when the offset was last committed';
+
+-- duet.kafka_status
+COMMENT ON COLUMN duet.kafka_status.name IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_status.topic IS 'Kafka topic';
+COMMENT ON COLUMN duet.kafka_status.target IS 'target table';
+COMMENT ON COLUMN duet.kafka_status.format IS 'message format';
+COMMENT ON COLUMN duet.kafka_status.parallelism IS 'workers configured';
+COMMENT ON COLUMN duet.kafka_status.owner IS 'role the rows are written as';
+COMMENT ON COLUMN duet.kafka_status.state IS 'stopped, starting, running, idle, broker unreachable or error';
+COMMENT ON COLUMN duet.kafka_status.workers IS 'workers running now';
+COMMENT ON COLUMN duet.kafka_status.rows IS 'rows ingested since the workers started';
+COMMENT ON COLUMN duet.kafka_status.bytes IS 'message bytes ingested since the workers started';
+COMMENT ON COLUMN duet.kafka_status.batches IS 'batches committed since the workers started';
+COMMENT ON COLUMN duet.kafka_status.errors IS 'errors since the workers started (messages sent to dead letters included)';
+COMMENT ON COLUMN duet.kafka_status.dead_letters IS 'rows of duet.kafka_dead_letters for this consumer';
+COMMENT ON COLUMN duet.kafka_status.last_error IS 'the most recent error of any of its workers';
+COMMENT ON COLUMN duet.kafka_status.last_error_at IS 'when the most recent error happened';
+COMMENT ON COLUMN duet.kafka_status.lag IS 'messages not yet ingested, summed over partitions';
+COMMENT ON COLUMN duet.kafka_status.rate IS 'rows per second ingested recently';
+COMMENT ON COLUMN duet.kafka_status.partitions IS 'per partition: committed_offset, high_watermark, lag (a jsonb array)';
+
+-- duet.kafka_outbox
+COMMENT ON COLUMN duet.kafka_outbox.id IS 'event id: events are published in this order';
+COMMENT ON COLUMN duet.kafka_outbox.topic IS 'Kafka topic to publish to';
+COMMENT ON COLUMN duet.kafka_outbox.key IS 'message key';
+COMMENT ON COLUMN duet.kafka_outbox.value IS 'message value';
+COMMENT ON COLUMN duet.kafka_outbox.headers IS 'message headers, a JSON object of strings';
+COMMENT ON COLUMN duet.kafka_outbox.created_at IS 'when duet_kafka_publish was called';
+COMMENT ON COLUMN duet.kafka_outbox.sent_at IS 'when the broker acknowledged the message; NULL while pending';
+COMMENT ON COLUMN duet.kafka_outbox.partition IS 'partition the broker wrote the message to';
+COMMENT ON COLUMN duet.kafka_outbox.offset IS 'offset the broker gave the message';
+
+-- duet.kafka_outbox_status
+COMMENT ON COLUMN duet.kafka_outbox_status.pending IS 'events written but not yet acknowledged by the broker';
+COMMENT ON COLUMN duet.kafka_outbox_status.oldest_pending_at IS 'when the oldest pending event was written; NULL when none is pending';
+COMMENT ON COLUMN duet.kafka_outbox_status.sent_last_hour IS 'events the broker acknowledged in the last hour';
+COMMENT ON COLUMN duet.kafka_outbox_status.last_sent_at IS 'when the broker last acknowledged an event';
+
+-- duet.rules
+COMMENT ON COLUMN duet.rules.id IS 'rule id';
+COMMENT ON COLUMN duet.rules.tenant IS 'tenant the rule belongs to';
+COMMENT ON COLUMN duet.rules.name IS 'rule name, unique per tenant';
+COMMENT ON COLUMN duet.rules.target IS 'row rules: the table whose inserts are evaluated; NULL for a query rule';
+COMMENT ON COLUMN duet.rules.query IS 'query rules: SQL returning label and metric columns, run as owner; NULL for a row rule';
+COMMENT ON COLUMN duet.rules.condition IS 'Duet formula; true means the alert condition holds';
+COMMENT ON COLUMN duet.rules.value IS 'optional Duet formula: the value reported with the alert';
+COMMENT ON COLUMN duet.rules.severity IS 'info, warning, error or critical';
+COMMENT ON COLUMN duet.rules.labels IS 'columns identifying an alert instance (one alert per distinct label set)';
+COMMENT ON COLUMN duet.rules.message IS 'message template with {column} and {value} placeholders';
+COMMENT ON COLUMN duet.rules.for_period IS 'how long the condition must hold before the alert fires (pending until then)';
+COMMENT ON COLUMN duet.rules.keep_firing_for IS 'how long an alert keeps firing after the condition stops holding (recovering until then)';
+COMMENT ON COLUMN duet.rules.topic IS 'outbox topic for firing and resolved events, e.g. rules.alerts; NULL for none';
+COMMENT ON COLUMN duet.rules.enabled IS 'false after duet_rule_disable';
+COMMENT ON COLUMN duet.rules.owner IS 'the rule''s author: its query runs with this role''s privileges';
+COMMENT ON COLUMN duet.rules.version IS 'incremented by every change of the rule';
+COMMENT ON COLUMN duet.rules.created_at IS 'when the rule was created';
+COMMENT ON COLUMN duet.rules.updated_at IS 'when the rule was last changed';
+
+-- duet.alerts
+COMMENT ON COLUMN duet.alerts.id IS 'alert id';
+COMMENT ON COLUMN duet.alerts.rule_id IS 'the rule (duet.rules.id)';
+COMMENT ON COLUMN duet.alerts.tenant IS 'tenant of the rule';
+COMMENT ON COLUMN duet.alerts.labels IS 'label set identifying this instance: the rule''s label columns and their values';
+COMMENT ON COLUMN duet.alerts.state IS 'normal, pending, firing, recovering, resolved, error or nodata';
+COMMENT ON COLUMN duet.alerts.pending_since IS 'when the condition started to hold';
+COMMENT ON COLUMN duet.alerts.firing_since IS 'when the alert fired; set while it is active (firing or recovering)';
+COMMENT ON COLUMN duet.alerts.recovering_since IS 'when the condition stopped holding while the alert was firing';
+COMMENT ON COLUMN duet.alerts.last_eval_at IS 'when the instance was last evaluated';
+COMMENT ON COLUMN duet.alerts.value IS 'the value formula''s result at the last evaluation';
+COMMENT ON COLUMN duet.alerts.message IS 'the rendered message at the last evaluation';
+COMMENT ON COLUMN duet.alerts.error IS 'the evaluation error, in state error';
+
+-- duet.alert_transitions
+COMMENT ON COLUMN duet.alert_transitions.id IS 'transition id; the payload of NOTIFY duet_alerts';
+COMMENT ON COLUMN duet.alert_transitions.alert_id IS 'the alert instance (duet.alerts.id)';
+COMMENT ON COLUMN duet.alert_transitions.rule_id IS 'the rule (duet.rules.id)';
+COMMENT ON COLUMN duet.alert_transitions.tenant IS 'tenant of the rule';
+COMMENT ON COLUMN duet.alert_transitions.labels IS 'label set of the alert';
+COMMENT ON COLUMN duet.alert_transitions.from_state IS 'state before the transition';
+COMMENT ON COLUMN duet.alert_transitions.to_state IS 'state after the transition';
+COMMENT ON COLUMN duet.alert_transitions.at IS 'evaluation time of the transition (pruned past duet.rules_history_retention)';
+COMMENT ON COLUMN duet.alert_transitions.value IS 'value that caused the transition';
+COMMENT ON COLUMN duet.alert_transitions.message IS 'rendered message';
+COMMENT ON COLUMN duet.alert_transitions.error IS 'evaluation error, for a transition to error';
+
+-- duet.alerts_active
+COMMENT ON COLUMN duet.alerts_active.alert_id IS 'alert id (duet.alerts.id)';
+COMMENT ON COLUMN duet.alerts_active.tenant IS 'tenant of the rule';
+COMMENT ON COLUMN duet.alerts_active.rule IS 'rule name';
+COMMENT ON COLUMN duet.alerts_active.severity IS 'rule severity';
+COMMENT ON COLUMN duet.alerts_active.labels IS 'label set of the alert';
+COMMENT ON COLUMN duet.alerts_active.state IS 'pending, firing, recovering, error or nodata';
+COMMENT ON COLUMN duet.alerts_active.pending_since IS 'when the condition started to hold';
+COMMENT ON COLUMN duet.alerts_active.firing_since IS 'when the alert fired';
+COMMENT ON COLUMN duet.alerts_active.recovering_since IS 'when the condition stopped holding while firing';
+COMMENT ON COLUMN duet.alerts_active.last_eval_at IS 'when the instance was last evaluated';
+COMMENT ON COLUMN duet.alerts_active.value IS 'value at the last evaluation';
+COMMENT ON COLUMN duet.alerts_active.message IS 'rendered message at the last evaluation';
+COMMENT ON COLUMN duet.alerts_active.error IS 'evaluation error, in state error';
+
+-- duet.alert_history
+COMMENT ON COLUMN duet.alert_history.id IS 'transition id (duet.alert_transitions.id; the payload of NOTIFY duet_alerts)';
+COMMENT ON COLUMN duet.alert_history.tenant IS 'tenant of the rule';
+COMMENT ON COLUMN duet.alert_history.rule IS 'rule name';
+COMMENT ON COLUMN duet.alert_history.severity IS 'rule severity';
+COMMENT ON COLUMN duet.alert_history.labels IS 'label set of the alert';
+COMMENT ON COLUMN duet.alert_history.from_state IS 'state before the transition';
+COMMENT ON COLUMN duet.alert_history.to_state IS 'state after the transition';
+COMMENT ON COLUMN duet.alert_history.at IS 'evaluation time of the transition';
+COMMENT ON COLUMN duet.alert_history.value IS 'value that caused the transition';
+COMMENT ON COLUMN duet.alert_history.message IS 'rendered message';
+COMMENT ON COLUMN duet.alert_history.error IS 'evaluation error, for a transition to error';
+
+-- duet.llm_providers
+COMMENT ON COLUMN duet.llm_providers.name IS 'provider name';
+COMMENT ON COLUMN duet.llm_providers.kind IS 'wire format: openai (POST base_url/chat/completions, Bearer key) or anthropic (POST base_url/messages, x-api-key)';
+COMMENT ON COLUMN duet.llm_providers.base_url IS 'API base URL, e.g. https://api.openai.com/v1';
+COMMENT ON COLUMN duet.llm_providers.model IS 'model name sent to the provider';
+COMMENT ON COLUMN duet.llm_providers.priority IS 'order of the fallback chain: lowest first';
+COMMENT ON COLUMN duet.llm_providers.timeout_ms IS 'time limit of one HTTP request, in milliseconds (100 to 600000)';
+COMMENT ON COLUMN duet.llm_providers.max_retries IS 'retries on the same provider after a retryable failure (0 to 10)';
+COMMENT ON COLUMN duet.llm_providers.max_tokens IS 'most tokens the model may answer with';
+COMMENT ON COLUMN duet.llm_providers.headers IS 'extra HTTP headers, a JSON object';
+COMMENT ON COLUMN duet.llm_providers.api_key_env IS 'name of the server''s environment variable holding the key (instead of duet.llm_provider_keys)';
+COMMENT ON COLUMN duet.llm_providers.enabled IS 'false: the provider is skipped';
+COMMENT ON COLUMN duet.llm_providers.updated_at IS 'when the row was written';
+COMMENT ON COLUMN duet.llm_providers.updated_by IS 'role that wrote the row';
+
+-- duet.llm_provider_keys
+COMMENT ON COLUMN duet.llm_provider_keys.provider IS 'the provider (duet.llm_providers.name)';
+COMMENT ON COLUMN duet.llm_provider_keys.api_key IS 'the API key (superuser only; never dumped, logged or shown in errors)';
+
+-- duet.ask_examples
+COMMENT ON COLUMN duet.ask_examples.id IS 'example id';
+COMMENT ON COLUMN duet.ask_examples.tenant IS 'tenant the example belongs to; NULL for a global example (made by a superuser)';
+COMMENT ON COLUMN duet.ask_examples.question IS 'the question in natural language';
+COMMENT ON COLUMN duet.ask_examples.sql IS 'the verified SQL answer';
+COMMENT ON COLUMN duet.ask_examples.created_at IS 'when the example was added';
+COMMENT ON COLUMN duet.ask_examples.created_by IS 'session user who added it';
+
+-- duet.ask_cache
+COMMENT ON COLUMN duet.ask_cache.cache_key IS 'md5 of (tenant, question, schema fingerprint, model)';
+COMMENT ON COLUMN duet.ask_cache.tenant IS 'tenant of the asker';
+COMMENT ON COLUMN duet.ask_cache.question IS 'the question';
+COMMENT ON COLUMN duet.ask_cache.fingerprint IS 'fingerprint of the schema context the model saw';
+COMMENT ON COLUMN duet.ask_cache.model IS 'model that answered';
+COMMENT ON COLUMN duet.ask_cache.sql IS 'the accepted SQL (re-checked by the guard on every hit)';
+COMMENT ON COLUMN duet.ask_cache.created_at IS 'when the answer was cached (expires after duet.ask_cache_ttl)';
+
+-- duet.ask_log
+COMMENT ON COLUMN duet.ask_log.id IS 'log row id';
+COMMENT ON COLUMN duet.ask_log.at IS 'when the ask started';
+COMMENT ON COLUMN duet.ask_log.tenant IS 'tenant of the asker';
+COMMENT ON COLUMN duet.ask_log.role IS 'role that asked';
+COMMENT ON COLUMN duet.ask_log.question IS 'the question';
+COMMENT ON COLUMN duet.ask_log.sql IS 'the SQL answered (the last one tried when rejected)';
+COMMENT ON COLUMN duet.ask_log.provider IS 'provider that answered';
+COMMENT ON COLUMN duet.ask_log.model IS 'model that answered';
+COMMENT ON COLUMN duet.ask_log.attempts IS 'HTTP requests sent, retries and fallbacks included';
+COMMENT ON COLUMN duet.ask_log.corrections IS 'rejected answers sent back to the model';
+COMMENT ON COLUMN duet.ask_log.tokens_in IS 'prompt tokens, as reported by the provider';
+COMMENT ON COLUMN duet.ask_log.tokens_out IS 'answer tokens, as reported by the provider';
+COMMENT ON COLUMN duet.ask_log.latency_ms IS 'wall time of the ask, in milliseconds';
+COMMENT ON COLUMN duet.ask_log.status IS 'ok, cached, rejected (the guard refused every answer) or failed (no provider answered)';
+COMMENT ON COLUMN duet.ask_log.error IS 'the error of a rejected or failed ask (keys scrubbed)';
+
+-- duet.ask_stats
+COMMENT ON COLUMN duet.ask_stats.tenant IS 'tenant of the askers';
+COMMENT ON COLUMN duet.ask_stats.model IS 'model';
+COMMENT ON COLUMN duet.ask_stats.providers IS 'providers that answered';
+COMMENT ON COLUMN duet.ask_stats.asks IS 'asks logged';
+COMMENT ON COLUMN duet.ask_stats.answered IS 'asks with status ok';
+COMMENT ON COLUMN duet.ask_stats.cache_hits IS 'asks answered from the cache';
+COMMENT ON COLUMN duet.ask_stats.rejected IS 'asks whose answers the guard refused';
+COMMENT ON COLUMN duet.ask_stats.failed IS 'asks no provider answered';
+COMMENT ON COLUMN duet.ask_stats.avg_latency_ms IS 'mean latency, in milliseconds';
+COMMENT ON COLUMN duet.ask_stats.p95_latency_ms IS '95th percentile latency, in milliseconds';
+COMMENT ON COLUMN duet.ask_stats.http_requests IS 'HTTP requests sent';
+COMMENT ON COLUMN duet.ask_stats.corrections IS 'rejected answers sent back to the model';
+COMMENT ON COLUMN duet.ask_stats.tokens_in IS 'prompt tokens';
+COMMENT ON COLUMN duet.ask_stats.tokens_out IS 'answer tokens';
+COMMENT ON COLUMN duet.ask_stats.last_ask IS 'time of the latest ask';
+
+-- duet.metrics (arguments, argument_types and return_type are commented in part 60)
+COMMENT ON COLUMN duet.metrics.name IS 'metric name: the ClickHouse function''s name';
+COMMENT ON COLUMN duet.metrics.formula IS 'the Duet formula';
+COMMENT ON COLUMN duet.metrics.description IS 'what the metric measures';
+COMMENT ON COLUMN duet.metrics.defined_by IS 'session user who defined the metric';
+COMMENT ON COLUMN duet.metrics.defined_at IS 'when the metric was defined';
+
+-- Uninstalling (issue 18): duet_uninstall() (pg_duet/sql/95_cleanup.sql) ----------------------------
+
+CREATE FUNCTION duet_uninstall(cascade boolean DEFAULT false) RETURNS text[]
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    roles     text[] := ARRAY['duet_kafka_admin', 'duet_kafka_publisher'];
+    done      text[] := '{}';
+    protected regclass[];
+    t         regclass;
+    r         text;
+    elsewhere text;
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'permission denied for function duet_uninstall',
+            HINT = 'Only a superuser may remove pg_duet and its cluster-wide roles.';
+    END IF;
+
+    -- Tables duet_tenant_protect() protected: their isolation policy depends on the extension.
+    SELECT pg_catalog.array_agg(DISTINCT p.polrelid::regclass ORDER BY p.polrelid::regclass) INTO protected
+      FROM pg_catalog.pg_policy p
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = p.oid
+     WHERE p.polname = 'duet_tenant_isolation'
+       AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND d.refobjid = '@extschema@.duet_current_tenant()'::pg_catalog.regprocedure
+       AND p.polrelid NOT IN (SELECT e.objid FROM pg_catalog.pg_depend e
+                               WHERE e.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                                 AND e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.deptype = 'e');
+
+    IF cascade THEN
+        DROP EXTENSION pg_duet CASCADE;
+    ELSE
+        DROP EXTENSION pg_duet;     -- refuses, naming them, while user objects depend on it
+    END IF;
+    done := done || 'extension pg_duet'::text;
+
+    -- Fail closed: without its restrictive partner, duet_tenant_access (USING true) would open
+    -- the table to every grantee. Row-level security stays forced, so only the owner's policies
+    -- (none yet) and superusers can reach the rows until the DBA decides.
+    FOREACH t IN ARRAY coalesce(protected, '{}') LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_policy WHERE polrelid = t AND polname = 'duet_tenant_access') THEN
+            EXECUTE pg_catalog.format('DROP POLICY duet_tenant_access ON %s', t);
+            done := done || pg_catalog.format('policy duet_tenant_access on %s (row-level security stays forced)', t);
+        END IF;
+    END LOOP;
+
+    -- The roles, unless another database still uses them (pg_shdepend is shared by the cluster).
+    SELECT pg_catalog.string_agg(DISTINCT db.datname, ', ' ORDER BY db.datname) INTO elsewhere
+      FROM pg_catalog.pg_shdepend s JOIN pg_catalog.pg_database db ON db.oid = s.dbid
+     WHERE s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+       AND s.refobjid IN (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ANY (roles))
+       AND db.datname <> pg_catalog.current_database();
+    IF elsewhere IS NOT NULL THEN
+        RAISE NOTICE 'roles duet_kafka_admin and duet_kafka_publisher kept: still used in database %', elsewhere
+            USING HINT = 'Run SELECT duet_uninstall() there too; the last one drops the roles.';
+        RETURN done;
+    END IF;
+    FOREACH r IN ARRAY roles LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('DROP ROLE %I', r);
+            done := done || pg_catalog.format('role %s', r);
+        END IF;
+    END LOOP;
+    RETURN done;
+END $$;
+COMMENT ON FUNCTION duet_uninstall(boolean) IS
+    'superuser: DROP EXTENSION pg_duet [CASCADE], then what it leaves behind: duet_tenant_protect''s permissive policies (fail closed) and, unless another database still uses them, the roles duet_kafka_admin and duet_kafka_publisher; returns what it removed';
+REVOKE ALL ON FUNCTION duet_uninstall(boolean) FROM PUBLIC;
 ------------------------------------------------------------------------------------------------
 -- duet_ask: audit that survives rollback, per-tenant limits, ClickHouse targets (issue 16)
 ------------------------------------------------------------------------------------------------

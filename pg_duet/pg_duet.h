@@ -4,6 +4,8 @@
 #ifndef PG_DUET_H
 #define PG_DUET_H
 
+#include "datatype/timestamp.h"
+
 #define PG_DUET_VERSION "0.2.0"
 
 void		_PG_init(void);
@@ -23,6 +25,14 @@ extern void duet_workers_warn(const char *what);
 
 /* privileged.h: running as the extension owner or another role (the one way to switch users). */
 #include "privileged.h"
+
+/*
+ * deadline.c: statement_timeout's timer armed ms from now unless the statement ends sooner
+ * (returns whether it was armed; disarm puts the previous deadline back), and whether it fired.
+ */
+extern bool duet_deadline_arm(int ms, TimestampTz *previous);
+extern void duet_deadline_disarm(TimestampTz previous);
+extern bool duet_deadline_fired(void);
 
 /* Per-concern initialisation, called from _PG_init (pg_duet.c). */
 extern void duet_calc_init(void);	/* calc_cache.c */

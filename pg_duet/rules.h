@@ -124,6 +124,7 @@ extern TupleDesc rules_query_describe(const char *query);
 
 /* duet.rules_max_rows (rules_worker.c). */
 extern int	duet_rules_max_rows;
+extern int	duet_rules_query_timeout_ms;
 
 /* Defines duet.rules_interval and registers the scheduler (rules_worker.c). */
 extern void duet_rules_init(void);

@@ -245,9 +245,19 @@ evaluate_query_rules(void *arg)
 		ResourceOwner oldowner = CurrentResourceOwner;
 		RuleQueryRun qr = {r, NULL, false};
 		char	   *volatile failure = NULL;
+		ErrorData  *volatile cancel = NULL;
+		volatile TimestampTz previous = 0;
+		volatile bool armed;
 
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(callcxt);
+		{
+			TimestampTz prev;
+
+			/* One rule's time limit, so that no rule (a sleep, a lock wait) stalls the others. */
+			armed = duet_deadline_arm(duet_rules_query_timeout_ms, &prev);
+			previous = prev;
+		}
 		PG_TRY();
 		{
 			/* The query is the rule author's: it runs with that role's rights, not the owner's. */
@@ -260,14 +270,24 @@ evaluate_query_rules(void *arg)
 			MemoryContextSwitchTo(callcxt);
 			edata = CopyErrorData();
 			FlushErrorState();
-			failure = edata->message;
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && armed && duet_deadline_fired())
+				failure = psprintf("rule query ran longer than duet.rules_query_timeout (%d ms)",
+								   duet_rules_query_timeout_ms);
+			else if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+				cancel = edata; /* a cancel or shutdown of the whole evaluation, not this rule's */
+			else
+				failure = edata->message;
 		}
 		PG_END_TRY();
+		if (armed)
+			duet_deadline_disarm(previous);
 		/* Nothing the query did survives: its subtransaction ends in a rollback either way. */
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(callcxt);
 		CurrentResourceOwner = oldowner;
 		LockReleaseSession(USER_LOCKMETHOD);
+		if (cancel)
+			ReThrowError(cancel);
 
 		if (failure)
 			rules_observe(r->id, empty, "error", NULL, NULL, failure, at);

@@ -38,6 +38,9 @@ static int	duet_rules_interval = 60;
 /* duet.rules_max_rows: the most rows a rule query may return (rules_query.c). */
 int			duet_rules_max_rows = 100000;
 
+/* duet.rules_query_timeout: one query rule's time limit (ms), so no rule stalls the others. */
+int			duet_rules_query_timeout_ms = 30000;
+
 /* duet.rules_history_retention: days of alert history the scheduler keeps; 0 keeps all. */
 static int	duet_rules_history_retention = 90;
 
@@ -62,6 +65,15 @@ duet_rules_init(void)
 							100000, 1, INT_MAX,
 							PGC_SUSET,
 							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("duet.rules_query_timeout",
+							"Time limit for one query rule's query.",
+							"A query running longer is that rule's evaluation error (its Error "
+							"state); the other rules still run.",
+							&duet_rules_query_timeout_ms,
+							30000, 1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("duet.rules_history_retention",
 							"Days of alert history (duet.alert_transitions) the rule scheduler keeps.",

@@ -42,12 +42,20 @@ SELECT c.oid::regclass, a.privilege_type
             AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid
                          AND p.polcmd = lower(left(a.privilege_type, 1))::"char"));
 
--- views PUBLIC may read run as the reader (security_invoker), so row-level security applies,
--- or are listed here as deliberately aggregate-only
+-- views PUBLIC may read run as the reader (security_invoker), so row-level security applies
 SELECT c.oid::regclass
   FROM pg_class c JOIN ext_objects e ON e.classid = 'pg_class'::regclass AND e.objid = c.oid
  WHERE c.relkind = 'v' AND has_table_privilege('public', c.oid, 'SELECT')
    AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false);
+
+-- a view that runs as its owner and is granted to anyone is a security barrier: a cheap leaky
+-- function in the reader's WHERE must not see the rows the view's own filter hides
+SELECT c.oid::regclass
+  FROM pg_class c JOIN ext_objects e ON e.classid = 'pg_class'::regclass AND e.objid = c.oid
+ WHERE c.relkind = 'v'
+   AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)
+   AND NOT coalesce('security_barrier=true' = ANY (c.reloptions), false)
+   AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner);
 
 -- secret-holding columns are readable by no one but their owner
 SELECT c.oid::regclass, a.attname

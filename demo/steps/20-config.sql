@@ -34,10 +34,14 @@ RESET ROLE;
 -- Bad values are refused with the key and the violated constraint; nothing is lost.
 \set ON_ERROR_STOP 0
 SET ROLE acme_analyst;
+\echo 'expected error: 1.5 is above the definition''s maximum of 1'
 SELECT duet_config_set('alerts.min_ctr', '1.5');
+\echo 'expected error: "dollars" does not match the pattern ^[A-Z]{3}$'
 SELECT duet_config_set('report.currency', '"dollars"');
 -- ... and acme cannot act for globex, whatever it tries.
+\echo 'expected error: acme_analyst is not a member of globex'
 SELECT duet_set_tenant('globex');
+\echo 'expected error: only superusers may set duet.tenant directly'
 SET duet.tenant = 'globex';
 RESET ROLE;
 \set ON_ERROR_STOP 1

@@ -16,6 +16,7 @@ SELECT duet_rule_create('roas_below_1', 'revenue / spend < 1',
                         for_period => '1 hour');
 -- Conditions are Duet formulas, checked at creation against the table's columns.
 \set ON_ERROR_STOP 0
+\echo 'expected error: the condition names a column campaign_daily does not have (budgett)'
 SELECT duet_rule_create('broken', 'spend > budgett', target => 'campaign_daily');
 \set ON_ERROR_STOP 1
 -- Dry run on one row.

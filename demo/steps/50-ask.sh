@@ -62,6 +62,7 @@ RESET ROLE;
 
 -- Destructive answers never run: DML, a second statement, a file read - then a clear error.
 \set ON_ERROR_STOP 0
+\echo 'expected error: the model answers with a DELETE, then two statements, then a file read; the guard refuses all three'
 SELECT duet_ask('Clean up: remove the October data');
 \set ON_ERROR_STOP 1
 SELECT count(*) AS october_rows_still_there FROM campaign_daily;

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # ClickHouse: metrics defined once in PostgreSQL, computed by duet_udf through ClickHouse's UDF protocol and a real ClickHouse server
+# Defines four metrics in PostgreSQL, writes the ClickHouse <functions> XML and duet_udf definitions it
+# generates, calls the UDF as ClickHouse would, then asks a real ClickHouse 18.16 server (dictionary mode)
+# for ROAS and compares the digits with PostgreSQL's.
 set -euo pipefail
 dir=demo/data/clickhouse
 mkdir -p "$dir"

@@ -61,10 +61,12 @@ CREATE TABLE duet.kafka_dead_letters (
     partition   integer NOT NULL,
     "offset"    bigint NOT NULL,
     key         bytea,
-    value       bytea NOT NULL,
+    value       bytea,          -- NULL for a tombstone
     error       text NOT NULL,
     detail      text,
-    failed_at   timestamptz NOT NULL DEFAULT now()
+    failed_at   timestamptz NOT NULL DEFAULT now(),
+    tombstone   boolean NOT NULL DEFAULT false,
+    CONSTRAINT kafka_dead_letters_tombstone CHECK (tombstone = (value IS NULL))
 );
 CREATE INDEX ON duet.kafka_dead_letters (consumer_id, failed_at);
 REVOKE ALL ON duet.kafka_dead_letters FROM PUBLIC;
@@ -74,8 +76,45 @@ ALTER TABLE duet.kafka_dead_letters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY kafka_dead_letters_owner ON duet.kafka_dead_letters
     USING (pg_catalog.pg_has_role(current_user, owner, 'USAGE'));
 COMMENT ON TABLE duet.kafka_dead_letters IS 'Kafka messages that failed to parse or violated a constraint: raw bytes, offset and error';
+COMMENT ON COLUMN duet.kafka_dead_letters.tombstone IS 'the message had no value (a tombstone: delete the key); value is then NULL';
+COMMENT ON COLUMN duet.kafka_dead_letters.detail IS 'the error''s detail and context: COPY''s column and value for a rejected field';
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_dead_letters_id_seq', '');
+
+-- Offsets a consumer passed over without ingesting them (the broker had deleted them), and why.
+-- Nothing is skipped silently: each range is here, in the server log and in duet.kafka_status.
+CREATE TABLE duet.kafka_gaps (
+    id            bigserial PRIMARY KEY,
+    consumer_id   integer NOT NULL,
+    consumer      text NOT NULL,
+    owner         regrole NOT NULL,
+    topic         text NOT NULL,
+    partition     integer NOT NULL,
+    from_offset   bigint NOT NULL,
+    to_offset     bigint NOT NULL,
+    messages      bigint GENERATED ALWAYS AS (to_offset - from_offset) STORED,
+    resume_offset bigint NOT NULL,
+    reason        text NOT NULL,
+    at            timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT kafka_gaps_range CHECK (from_offset <= to_offset)
+);
+CREATE INDEX kafka_gaps_consumer ON duet.kafka_gaps (consumer_id, at);
+REVOKE ALL ON duet.kafka_gaps FROM PUBLIC;
+GRANT SELECT, DELETE ON duet.kafka_gaps TO duet_kafka_admin;
+ALTER TABLE duet.kafka_gaps ENABLE ROW LEVEL SECURITY;
+-- Admins see the gaps of consumers they own, as with dead letters.
+CREATE POLICY kafka_gaps_owner ON duet.kafka_gaps
+    USING (pg_catalog.pg_has_role(current_user, owner, 'USAGE'));
+COMMENT ON TABLE duet.kafka_gaps IS 'Kafka offsets a consumer skipped because the broker no longer had them (retention): consumer, partition, range, where it resumed, why';
+COMMENT ON COLUMN duet.kafka_gaps.from_offset IS 'first offset not ingested';
+COMMENT ON COLUMN duet.kafka_gaps.to_offset IS 'end of the skipped range (exclusive); equal to from_offset when nothing was skipped';
+COMMENT ON COLUMN duet.kafka_gaps.messages IS 'offsets skipped: to_offset - from_offset';
+COMMENT ON COLUMN duet.kafka_gaps.resume_offset IS 'the offset ingestion resumed at (the broker''s low watermark)';
+COMMENT ON INDEX duet.kafka_gaps_consumer IS 'gaps of one consumer in time order (duet.kafka_status)';
+COMMENT ON POLICY kafka_gaps_owner ON duet.kafka_gaps IS 'Kafka admins see the gaps of the consumers they own';
+COMMENT ON SEQUENCE duet.kafka_gaps_id_seq IS 'ids of duet.kafka_gaps';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_gaps_id_seq', '');
 
 CREATE FUNCTION duet_kafka_consume(name text, topic text, target regclass, brokers text,
                                    format text DEFAULT 'json',
@@ -126,7 +165,7 @@ COMMENT ON FUNCTION duet_kafka_worker_stats()
 REVOKE ALL ON FUNCTION duet_kafka_worker_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION duet_kafka_worker_stats() TO duet_kafka_admin, pg_monitor;
 
-CREATE VIEW duet.kafka_partition_status AS
+CREATE VIEW duet.kafka_partition_status WITH (security_barrier = true) AS
 SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
        GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at
   FROM duet.kafka_consumers c
@@ -134,11 +173,13 @@ SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
   LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark
                FROM duet_kafka_worker_stats() WHERE partition IS NOT NULL
               ORDER BY consumer_id, partition, started_at DESC) w
-         ON w.consumer_id = c.id AND w.partition = o.partition;
+         ON w.consumer_id = c.id AND w.partition = o.partition
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_partition_status
     IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
 
-CREATE VIEW duet.kafka_status AS
+CREATE VIEW duet.kafka_status WITH (security_barrier = true) AS
 WITH w AS (
     SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
            sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
@@ -163,12 +204,16 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
        coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
        coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
        (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
-       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
+       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages
   FROM duet.kafka_consumers c
   LEFT JOIN w ON w.consumer_id = c.id
-  LEFT JOIN p ON p.consumer_id = c.id;
+  LEFT JOIN p ON p.consumer_id = c.id
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_status IS
-    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s and per-partition offsets';
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, and the gaps (ranges and messages skipped, see duet.kafka_gaps)';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
 
 -- The outbox: rows written in the caller's transaction, published by a worker once committed.
@@ -185,8 +230,18 @@ CREATE TABLE duet.kafka_outbox (
 );
 CREATE INDEX kafka_outbox_pending ON duet.kafka_outbox (id) WHERE sent_at IS NULL;
 REVOKE ALL ON duet.kafka_outbox FROM PUBLIC;
-GRANT SELECT ON duet.kafka_outbox TO duet_kafka_admin;
-COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them';
+COMMENT ON TABLE duet.kafka_outbox IS 'events to publish to Kafka; sent_at is set once the broker acknowledged them (superuser only: events of every tenant)';
+
+-- The outbox carries every tenant's events (alert messages among them): admins see its state only.
+CREATE VIEW duet.kafka_outbox_status WITH (security_barrier = true) AS
+SELECT count(*) FILTER (WHERE o.sent_at IS NULL) AS pending,
+       min(o.created_at) FILTER (WHERE o.sent_at IS NULL) AS oldest_pending_at,
+       count(*) FILTER (WHERE o.sent_at > now() - interval '1 hour') AS sent_last_hour,
+       max(o.sent_at) AS last_sent_at
+  FROM duet.kafka_outbox o;
+COMMENT ON VIEW duet.kafka_outbox_status IS
+    'the outbox''s state without its content: events pending, the oldest pending, sent in the last hour, last sent';
+GRANT SELECT ON duet.kafka_outbox_status TO duet_kafka_admin, pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox_id_seq', '');
 

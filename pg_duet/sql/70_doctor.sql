@@ -103,12 +103,11 @@ BEGIN
     END IF;
 
     check_name := 'outbox';
-    IF NOT has_table_privilege('duet.kafka_outbox', 'SELECT') THEN
-        status := 'skipped'; detail := 'reading the outbox needs duet_kafka_admin'; hint := NULL;
+    IF NOT has_table_privilege('duet.kafka_outbox_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox state needs duet_kafka_admin or pg_monitor'; hint := NULL;
     ELSE
-        SELECT count(*), now() - min(o.created_at) INTO n, oldest
-          FROM duet.kafka_outbox o WHERE o.sent_at IS NULL AND o.created_at < now() - interval '1 minute';
-        IF n > 0 THEN
+        SELECT s.pending, now() - s.oldest_pending_at INTO n, oldest FROM duet.kafka_outbox_status s;
+        IF n > 0 AND oldest > interval '1 minute' THEN
             status := 'error';
             detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
             hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');

@@ -10,7 +10,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 use Test::More;
 
-our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce kafka_node wait_for wait_until);
+our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce produce_msgs kafka_node wait_for wait_until);
 
 my $devbroker = ($ENV{DUET_BUILD} // "$ENV{DUET_ROOT}/build") . '/devbroker';
 my %running;    # pid → 1, so a test that dies still stops its brokers
@@ -66,11 +66,37 @@ sub produce
 	my ($fh, $path) = File::Temp::tempfile(DIR => $b->{dir}, UNLINK => 1);
 	print $fh map { "$_\n" } @$lines;
 	close $fh;
-	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-X', 'linger.ms=20');
+	# sticky.partitioning.linger.ms=0: keyless messages spread over the partitions one by one, not
+	# in runs of 40 ms (twice linger.ms) to one partition, which a fast producer fills alone.
+	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-X', 'linger.ms=20',
+		'-X', 'sticky.partitioning.linger.ms=0');
 	push @cmd, '-p', $opt{partition} if defined $opt{partition};
 	push @cmd, '-k', $opt{key} if defined $opt{key};
 	push @cmd, map { ('-H', $_) } @{ $opt{headers} // [] };
 	push @cmd, '-K', $opt{delimiter} if defined $opt{delimiter};
+	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
+}
+
+# produce_msgs($broker, $topic, \@msgs [, partition => N, key => K]): each element is one message,
+# whatever bytes it holds (newlines, quotes, a lone "\."); undef is a tombstone (NULL value). Every
+# message has a key (K, default "m<index>"): kcat sends a NULL value only with a key (-K, -Z), as
+# tombstones are in compacted topics. Framed by kcat -D '\x1e' -K '\x1f', so no message may hold
+# those bytes; with a tombstone in the list an empty string is sent as NULL too.
+sub produce_msgs
+{
+	my ($b, $topic, $msgs, %opt) = @_;
+	my ($fh, $path) = File::Temp::tempfile(DIR => $b->{dir}, UNLINK => 1);
+	binmode $fh;
+	for my $i (0 .. $#$msgs)
+	{
+		my $m = $msgs->[$i];
+		die "produce_msgs: a message holds a \\x1e or \\x1f delimiter" if defined $m && $m =~ /[\x1e\x1f]/;
+		print $fh ($opt{key} // "m$i"), "\x1f", (defined $m ? $m : ''), "\x1e";
+	}
+	close $fh;
+	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-D', '\x1e', '-K', '\x1f', '-X', 'linger.ms=20');
+	push @cmd, '-p', $opt{partition} if defined $opt{partition};
+	push @cmd, '-Z' if grep { !defined } @$msgs;
 	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
 }
 
@@ -92,6 +118,7 @@ sub kafka_node
 }
 
 # wait_for($node, $sql, $expected, $name [, $timeout]): polls until the query returns $expected.
+# A query that fails (say, a column not there yet) is a failed test, not the end of the file.
 sub wait_for
 {
 	my ($node, $sql, $expected, $name, $timeout) = @_;
@@ -100,7 +127,8 @@ sub wait_for
 	my $got;
 	while (time() < $deadline)
 	{
-		$got = $node->safe_psql('postgres', $sql);
+		my ($rc, $out, $err) = $node->psql('postgres', $sql);
+		$got = $rc == 0 ? $out : "ERROR: $err";
 		last if $got eq $expected;
 		usleep(200_000);
 	}

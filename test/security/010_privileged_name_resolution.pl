@@ -15,6 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use SecurityHelper;
+use DuetKafka;
 
 my $node = new_node('sec_names');
 
@@ -36,7 +37,9 @@ INSERT INTO $r.t VALUES ('$tenant', 100, 'x');
 SELECT duet_config_set('own.key', '1'), duet_config_set('own.key', '2');
 }, extra_params => [ '-U', $r ]);
 }
-$node->safe_psql('postgres', q{SELECT duet_kafka_consume('own_c', 'own-topic', 'kadmin.t', '127.0.0.1:1')},
+# duet_kafka_reset asks the brokers for the position: own_c reads a real (dev) broker.
+my $broker = start_broker('own-topic:1');
+$node->safe_psql('postgres', qq{SELECT duet_kafka_consume('own_c', 'own-topic', 'kadmin.t', '$broker->{bootstrap}')},
 	extra_params => [ '-U', 'kadmin' ]);
 reset_kit($node);
 
@@ -159,5 +162,6 @@ for my $e (@entries)
 	}
 }
 
+stop_broker($broker);
 $node->stop;
 done_testing();

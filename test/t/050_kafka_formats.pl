@@ -75,7 +75,8 @@ $node->safe_psql('postgres', "SELECT duet_kafka_consume('bronze', 'bronze', 'bro
 wait_for($node, q{SELECT string_agg(payload::text, ';' ORDER BY _offset) FROM bronze},
 	'{"a": 1};[1, 2];{"nested": {"x": "y"}};"str"', 'jsonb: messages land whole');
 wait_for($node, q{SELECT "offset", error, detail FROM duet.kafka_dead_letters WHERE consumer = 'bronze'},
-	'2|invalid input syntax for type json|Token "oops" is invalid.', 'jsonb: invalid JSON dead-lettered by the column\'s own input check');
+	qq{2|invalid input syntax for type json|Token "oops" is invalid.\nJSON data, line 1: oops\nCOPY bronze, column payload: "oops"},
+	'jsonb: invalid JSON dead-lettered by the column\'s own input check, COPY\'s column and value in the detail');
 is($node->safe_psql('postgres', 'SELECT count(DISTINCT id) FROM bronze'), '4', 'jsonb: serial default applied');
 
 # csv: quoted fields, an embedded newline, a short row.

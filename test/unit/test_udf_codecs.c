@@ -421,6 +421,221 @@ test_number_text(void **state)
 	}
 }
 
+/* ---- udf_run: batched evaluation, chunk headers, errors ---- */
+
+typedef struct run_result
+{
+	bool		ok;
+	char		message[512];
+	char	   *out;
+	size_t		outlen;
+} run_result;
+
+static run_result
+run_metric(const char *formula, const char *args, const char *returns, bool chunk_header,
+		   const char *data, size_t len)
+{
+	static udf_eval ev;
+	udf_protocol proto;
+	udf_row		row;
+	udf_in		in;
+	udf_out		out;
+	udf_error	err;
+	run_result	r;
+
+	memset(&ev, 0, sizeof(ev));
+	memset(&proto, 0, sizeof(proto));
+	proto.format = &udf_format_tsv;
+	proto.chunk_header = chunk_header;
+	proto.max_chunk_rows = 1 << 20;
+	assert_true(udf_columns_parse(args, ev.args, &ev.nargs, &err));
+	assert_true(udf_type_parse(returns, strlen(returns), &ev.result.type, &err));
+	snprintf(ev.result.name, sizeof(ev.result.name), "result");
+	assert_true(udf_eval_init_metric(&ev, formula, strlen(formula), &err));
+	udf_row_init(&row, 1 << 20);
+	udf_in_init_mem(&in, data, len);
+	memset(&out, 0, sizeof(out));
+	out.fd = UDF_OUT_MEMORY;
+	memset(&r, 0, sizeof(r));
+	r.ok = udf_run(&proto, &ev, &in, &out, &row, &err);
+	if (!r.ok)
+		snprintf(r.message, sizeof(r.message), "%s", err.message);
+	r.out = (char *) out.buf;
+	r.outlen = out.len;
+	udf_eval_free(&ev);
+	udf_row_free(&row);
+	return r;
+}
+
+static size_t
+count_lines(const char *s, size_t n)
+{
+	size_t		k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += s[i] == '\n';
+	return k;
+}
+
+/* Many rows through the batched path: each output line is the formula's value for its row. */
+static void
+test_run_batched(void **state)
+{
+	const size_t rows = 3000;	/* crosses the 1024-row batches */
+	char	   *data = malloc(rows * 48),
+			   *want = malloc(rows * 48);
+	size_t		n = 0,
+				wn = 0;
+	run_result	r;
+
+	(void) state;
+	for (size_t i = 0; i < rows; i++)
+	{
+		double		a = (double) (i * 7 % 1000) / 8,
+					b = (double) (i % 13);
+
+		if (i % 17 == 0)
+			n += (size_t) sprintf(data + n, "\\N\t%g\n", b);
+		else
+			n += (size_t) sprintf(data + n, "%g\t%g\n", a, b);
+		if (i % 17 == 0 || b == 0)
+			wn += (size_t) sprintf(want + wn, "\\N\n");
+		else
+		{
+			wn += duet_format_number(a / b, want + wn, 32);
+			want[wn++] = '\n';
+		}
+	}
+	r = run_metric("clicks / impressions", "clicks:Nullable(Float64),impressions:Nullable(Float64)",
+				   "Nullable(Float64)", false, data, n);
+	assert_true(r.ok);
+	assert_int_equal(r.outlen, wn);
+	assert_memory_equal(r.out, want, wn);
+	free(r.out);
+
+	/* the same rows in chunks of 1000: the same bytes */
+	{
+		char	   *chunked = malloc(n + 64);
+		size_t		cn = 0,
+					pos = 0;
+
+		for (size_t i = 0; i < rows; i++)
+		{
+			const char *eol = memchr(data + pos, '\n', n - pos);
+
+			if (i % 1000 == 0)
+				cn += (size_t) sprintf(chunked + cn, "%zu\n", rows - i < 1000 ? rows - i : (size_t) 1000);
+			memcpy(chunked + cn, data + pos, (size_t) (eol - (data + pos)) + 1);
+			cn += (size_t) (eol - (data + pos)) + 1;
+			pos = (size_t) (eol - data) + 1;
+		}
+		r = run_metric("clicks / impressions", "clicks:Nullable(Float64),impressions:Nullable(Float64)",
+					   "Nullable(Float64)", true, chunked, cn);
+		assert_true(r.ok);
+		assert_int_equal(r.outlen, wn);
+		assert_memory_equal(r.out, want, wn);
+		free(r.out);
+		free(chunked);
+	}
+	free(data);
+	free(want);
+}
+
+/* A failing row in the middle of a batch: the rows before it are written, its number reported. */
+static void
+test_run_batched_error(void **state)
+{
+	char		data[64 * 1600];
+	size_t		n = 0;
+	run_result	r;
+
+	(void) state;
+	for (int i = 1; i <= 1500; i++)
+		n += (size_t) sprintf(data + n, "%d\t%d\n", i == 1300 ? 1 : 2 * (i % 200), 2);
+	r = run_metric("clicks / impressions", "clicks:Float64,impressions:Float64", "UInt8", false, data, n);
+	assert_false(r.ok);
+	if (!strstr(r.message, "row 1300: error:type"))
+		fail_msg("%s", r.message);
+	assert_int_equal(count_lines(r.out, r.outlen), 1299);
+	free(r.out);
+	/* a read error after pending rows: their results first, then the read error */
+	r = run_metric("clicks / impressions", "clicks:Float64,impressions:Float64", "Float64", false,
+				   "4\t2\n6\t3\nx\t1\n", 13);
+	assert_false(r.ok);
+	assert_non_null(strstr(r.message, "row 3:"));
+	assert_int_equal(r.outlen, 4);
+	assert_memory_equal(r.out, "2\n2\n", 4);
+	free(r.out);
+}
+
+/* Rows beyond what a chunk header announced are reported as such, not as a bad header. */
+static void
+test_run_surplus_rows(void **state)
+{
+	static const char data[] = "1\n1\t2\n3\t4\n";
+	run_result	r;
+
+	(void) state;
+	r = run_metric("clicks / impressions", "clicks:Float64,impressions:Float64", "Float64", true,
+				   data, sizeof(data) - 1);
+	assert_false(r.ok);
+	assert_non_null(strstr(r.message, "block 1: more rows than the 1 its chunk header announced"));
+	assert_int_equal(count_lines(r.out, r.outlen), 1);
+	free(r.out);
+	/* a first header that is not one stays a header error */
+	r = run_metric("clicks / impressions", "clicks:Float64,impressions:Float64", "Float64", true,
+				   "1\t2\n", 4);
+	assert_false(r.ok);
+	assert_non_null(strstr(r.message, "block 1: chunk header: expected a row count"));
+	free(r.out);
+}
+
+/* CR LF input: the carriage return is visible in the message, and it stays one line. */
+static void
+test_crlf_in_errors(void **state)
+{
+	run_result	r;
+	udf_error	err;
+
+	(void) state;
+	udf_fail(&err, "invalid value \"%s\"", "12\r\nx");
+	assert_string_equal(err.message, "invalid value \"12\\r\\nx\"");
+	r = run_metric("clicks / impressions", "clicks:Float64,impressions:Float64", "Float64", false,
+				   "1\t2\r\n", 5);
+	assert_false(r.ok);
+	assert_non_null(strstr(r.message, "\"2\\r\""));
+	assert_null(strchr(r.message, '\r'));
+	free(r.out);
+}
+
+/* The definitions file sits beside the path ClickHouse ran (a symlink is not resolved). */
+static void
+test_resolve_definitions(void **state)
+{
+	char		path[4096],
+				exe[4096];
+	ssize_t		n;
+
+	(void) state;
+	udf_resolve_definitions("/var/lib/clickhouse/user_scripts/duet_udf", "duet_metrics.tsv", path,
+							sizeof(path));
+	assert_string_equal(path, "/var/lib/clickhouse/user_scripts/duet_metrics.tsv");
+	udf_resolve_definitions("./duet_udf", "m.tsv", path, sizeof(path));
+	assert_string_equal(path, "./m.tsv");
+	udf_resolve_definitions("/duet_udf", "m.tsv", path, sizeof(path));
+	assert_string_equal(path, "//m.tsv");
+	udf_resolve_definitions("/x/duet_udf", "/etc/m.tsv", path, sizeof(path));
+	assert_string_equal(path, "/etc/m.tsv");
+	/* run by name from PATH: beside the binary itself */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	assert_true(n > 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0';
+	strcat(exe, "/m.tsv");
+	udf_resolve_definitions("duet_udf", "m.tsv", path, sizeof(path));
+	assert_string_equal(path, exe);
+}
+
 int
 main(void)
 {
@@ -436,6 +651,11 @@ main(void)
 		cmocka_unit_test(test_roundtrip_bytes),
 		cmocka_unit_test(test_row_limit),
 		cmocka_unit_test(test_number_text),
+		cmocka_unit_test(test_run_batched),
+		cmocka_unit_test(test_run_batched_error),
+		cmocka_unit_test(test_run_surplus_rows),
+		cmocka_unit_test(test_crlf_in_errors),
+		cmocka_unit_test(test_resolve_definitions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
