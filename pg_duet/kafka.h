@@ -95,6 +95,13 @@ PGDLLEXPORT void duet_kafka_publisher_main(Datum arg);
 
 /* kafka_conf.c: librdkafka configuration from a jsonb object of properties. */
 extern bool duet_kafka_property_allowed(const char *name, bool superuser);
+extern bool duet_kafka_property_secret(const char *name);
+
+/* A consumer c's properties with its secret ones put back (SQL text, for the superuser readers). */
+#define DUET_KAFKA_PROPERTIES_SQL \
+	"(SELECT coalesce(c.properties, '{}') OPERATOR(pg_catalog.||) coalesce(s.properties, '{}') " \
+	"FROM (SELECT) AS one LEFT JOIN duet.kafka_consumer_secrets s " \
+	"ON s.consumer_id OPERATOR(pg_catalog.=) c.id)"
 extern rd_kafka_conf_t *duet_kafka_conf_new(const char *brokers, Jsonb *props, char *errbuf, size_t errlen);
 extern bool duet_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
 								char *errbuf, size_t errlen);

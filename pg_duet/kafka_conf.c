@@ -51,6 +51,17 @@ duet_kafka_property_allowed(const char *name, bool superuser)
 	return false;
 }
 
+/*
+ * Properties that hold a secret (passwords, client secrets, private keys): kept apart from the
+ * consumer's other properties, in duet.kafka_consumer_secrets, which pg_dump does not write.
+ */
+bool
+duet_kafka_property_secret(const char *name)
+{
+	return strstr(name, "password") != NULL || strstr(name, "secret") != NULL ||
+		strcmp(name, "ssl.key.pem") == 0 || strcmp(name, "sasl.oauthbearer.config") == 0;
+}
+
 bool
 duet_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
 					size_t errlen)

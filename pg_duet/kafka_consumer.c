@@ -25,6 +25,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/pmsignal.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -77,10 +78,10 @@ load_consumer(Consumer *c)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT name, topic, target::pg_catalog.oid, brokers, format, batch_size, "
-							  "flush_interval_ms, start_position, parallelism, column_map, properties, "
-							  "owner::pg_catalog.oid, generation, enabled FROM duet.kafka_consumers "
-							  "WHERE id OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args("SELECT c.name, c.topic, c.target::pg_catalog.oid, c.brokers, c.format, "
+							  "c.batch_size, c.flush_interval_ms, c.start_position, c.parallelism, c.column_map, "
+							  DUET_KAFKA_PROPERTIES_SQL ", c.owner::pg_catalog.oid, c.generation, c.enabled "
+							  "FROM duet.kafka_consumers c WHERE c.id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.kafka_consumers");
 	if (SPI_processed == 0)
@@ -124,23 +125,22 @@ load_consumer(Consumer *c)
 	CommitTransactionCommand();
 }
 
+/*
+ * Advisory locks taken from SQL have 1 or 2 in the tag's fourth field; ours has this, so no
+ * session (any role may take advisory locks) can hold a consumer's lock and keep it from running.
+ */
+#define KAFKA_WORKER_LOCK_SPACE 0x6475	/* "du" */
+
 static bool
 try_worker_lock(Consumer *c)
 {
+	LOCKTAG		tag;
 	bool		got;
-	bool		isnull;
 
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) c->args.consumer_id, (uint32) c->args.group,
+						 KAFKA_WORKER_LOCK_SPACE);
 	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT pg_catalog.pg_try_advisory_lock($1, $2)", 2,
-							  (Oid[]) {INT4OID, INT4OID},
-							  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(-1 - c->args.group)},
-							  NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not take the consumer's advisory lock");
-	got = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	PopActiveSnapshot();
+	got = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 	CommitTransactionCommand();
 	return got;
 }

@@ -15,6 +15,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/jsonb.h"
@@ -126,9 +127,11 @@ check_column_map(Jsonb *map, DuetKafkaFormat format)
 	}
 }
 
-static void
+/* Checks props; returns the names of those that hold secrets (text[] Datum, maybe empty). */
+static Datum
 check_properties(Jsonb *props, const char *brokers)
 {
+	ArrayBuildState *secrets = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -136,7 +139,7 @@ check_properties(Jsonb *props, const char *brokers)
 	rd_kafka_conf_t *conf;
 
 	if (props == NULL)
-		return;
+		return makeArrayResult(secrets, CurrentMemoryContext);
 	if (!JB_ROOT_IS_OBJECT(props))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -157,6 +160,8 @@ check_properties(Jsonb *props, const char *brokers)
 					 errdetail(duet_kafka_property_allowed(name, true) ?
 							   "Only superusers may set properties that reach the server's files or load code." :
 							   "pg_duet sets this property itself.")));
+		if (duet_kafka_property_secret(name))
+			accumArrayResult(secrets, CStringGetTextDatum(name), false, TEXTOID, CurrentMemoryContext);
 	}
 	conf = duet_kafka_conf_new(brokers, props, errbuf, sizeof(errbuf));
 	if (conf == NULL)
@@ -165,6 +170,7 @@ check_properties(Jsonb *props, const char *brokers)
 				 errmsg("invalid Kafka property"),
 				 errdetail("%s", errbuf)));
 	rd_kafka_conf_destroy(conf);
+	return makeArrayResult(secrets, CurrentMemoryContext);
 }
 
 /* A consumer catalog change, run as the bootstrap superuser: consumer admins cannot read it. */
@@ -181,6 +187,7 @@ typedef struct CatalogChange
 } CatalogChange;
 
 static int32 consumer_for_update(const char *name, Oid caller);
+static void require_topic(const char *topic, const char *action);
 
 static void
 catalog_change(void *arg)
@@ -221,6 +228,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 	Jsonb	   *column_map = PG_ARGISNULL(9) ? NULL : PG_GETARG_JSONB_P(9);
 	Jsonb	   *props = PG_ARGISNULL(10) ? NULL : PG_GETARG_JSONB_P(10);
 	DuetKafkaTarget t = {0};
+	Datum		secret_names;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("target must not be null")));
@@ -246,7 +254,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 	t.column_map = column_map;
 	t.topic = topic;
 	check_column_map(column_map, t.format);
-	check_properties(props, brokers);
+	secret_names = check_properties(props, brokers);
 	if (pg_class_aclcheck(target, GetUserId(), ACL_INSERT) != ACLCHECK_OK &&
 		pg_attribute_aclcheck_all(target, GetUserId(), ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -254,22 +262,31 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for table %s", get_rel_name(target)),
 				 errdetail("A consumer writes as its owner, who needs INSERT on the target.")));
 	duet_kafka_target_check(&t);
+	require_topic(topic, "consume");
 
 	{
-		Oid			types[12] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
-		INT4OID, JSONBOID, JSONBOID, OIDOID};
-		Datum		values[12] = {CStringGetTextDatum(name), CStringGetTextDatum(topic),
+		Oid			types[13] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
+		INT4OID, JSONBOID, JSONBOID, OIDOID, TEXTARRAYOID};
+		Datum		values[13] = {CStringGetTextDatum(name), CStringGetTextDatum(topic),
 			ObjectIdGetDatum(target), CStringGetTextDatum(brokers), CStringGetTextDatum(format_name),
 			Int32GetDatum(batch_size), Int32GetDatum(flush_ms), CStringGetTextDatum(position),
 			Int32GetDatum(parallelism), JsonbPGetDatum(column_map), JsonbPGetDatum(props),
-		ObjectIdGetDatum(GetUserId())};
-		char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
-		props ? ' ' : 'n', ' '};
+		ObjectIdGetDatum(GetUserId()), secret_names};
+		char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
+		props ? ' ' : 'n', ' ', ' '};
+
+		/* The secret properties ($13 names them) go to a table of their own, never dumped. */
 		CatalogChange c = {GetUserId(), name,
-			"INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
+			"WITH c AS (INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
 			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING",
-		12, types, values, nulls, false};
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 OPERATOR(pg_catalog.-) $13, $12) "
+			"ON CONFLICT (name) DO NOTHING RETURNING id), "
+			"s AS (INSERT INTO duet.kafka_consumer_secrets (consumer_id, properties) "
+			"SELECT c.id, p.secret FROM c, (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) AS secret "
+			"FROM pg_catalog.jsonb_each($11) e WHERE e.key OPERATOR(pg_catalog.=) ANY ($13)) p "
+			"WHERE p.secret IS NOT NULL) "
+			"SELECT c.id FROM c",
+		13, types, values, nulls, false};
 
 		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 	}
@@ -366,8 +383,8 @@ reset_read(void *arg)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	r->id = consumer_for_update(r->name, r->caller);
-	if (SPI_execute_with_args("SELECT topic, brokers, properties FROM duet.kafka_consumers "
-							  "WHERE id OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args("SELECT c.topic, c.brokers, " DUET_KAFKA_PROPERTIES_SQL " FROM duet.kafka_consumers c "
+							  "WHERE c.id OPERATOR(pg_catalog.=) $1",
 							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(r->id)},
 							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read duet.kafka_consumers");
@@ -482,4 +499,96 @@ duet_kafka_reset(PG_FUNCTION_ARGS)
 	w.position = position;
 	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, reset_write, &w);
 	PG_RETURN_VOID();
+}
+
+/* ---- topic grants ------------------------------------------------------------------------- */
+
+typedef struct TopicCheck
+{
+	Oid			role;
+	const char *topic;
+	const char *action;			/* "publish" or "consume" */
+	bool		allowed;
+} TopicCheck;
+
+static void
+topic_check(void *arg)
+{
+	TopicCheck *t = arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* Joined to pg_roles: a grant of a dropped role matches no one (and does not fail). */
+	if (SPI_execute_with_args("SELECT FROM duet.kafka_topic_grants g JOIN pg_catalog.pg_roles r "
+							  "ON r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid "
+							  "WHERE pg_catalog.pg_has_role($1, r.oid, 'USAGE') "
+							  "AND CASE $3 WHEN 'publish' THEN g.may_publish ELSE g.may_consume END "
+							  "AND (g.topic_pattern OPERATOR(pg_catalog.=) $2 OR "
+							  "(pg_catalog.right(g.topic_pattern, 1) OPERATOR(pg_catalog.=) '*' AND "
+							  "pg_catalog.starts_with($2, pg_catalog.rtrim(g.topic_pattern, '*'))))",
+							  3, (Oid[]) {OIDOID, TEXTOID, TEXTOID},
+							  (Datum[]) {ObjectIdGetDatum(t->role), CStringGetTextDatum(t->topic),
+							  CStringGetTextDatum(t->action)}, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read duet.kafka_topic_grants");
+	t->allowed = SPI_processed > 0;
+	SPI_finish();
+}
+
+/* Whether role may publish to or consume (action) topic: a superuser, or a grant says so. */
+static bool
+topic_allowed(Oid role, const char *topic, const char *action)
+{
+	TopicCheck	t = {role, topic, action, false};
+
+	if (superuser_arg(role))
+		return true;
+	/* The grants of every role are read; what the caller learns is only this one answer. */
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, topic_check, &t);
+	return t.allowed;
+}
+
+static void
+require_topic(const char *topic, const char *action)
+{
+	if (!topic_allowed(GetUserId(), topic, action))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s Kafka topic \"%s\"", action, topic),
+				 errdetail("Topics are shared by every tenant; a superuser grants them in duet.kafka_topic_grants."),
+				 errhint("For example: INSERT INTO duet.kafka_topic_grants (topic_pattern, grantee, may_%s) "
+						 "VALUES ('%s', '%s', true);", action, topic, GetUserNameFromId(GetUserId(), false))));
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_topic_allowed);
+
+/* duet.duet_kafka_topic_allowed(role, topic, action) → bool, for the rules' topic check. */
+Datum
+duet_kafka_topic_allowed(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(topic_allowed(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								 text_to_cstring(PG_GETARG_TEXT_PP(2))));
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_publish);
+
+/*
+ * duet_kafka_publish(topic, key, value, headers) → the outbox id. The caller's grant on the topic
+ * is checked here, as the caller; the event is then written as the owner.
+ */
+Datum
+duet_kafka_publish(PG_FUNCTION_ARGS)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[4];
+	char		nulls[4];
+
+	for (int i = 0; i < 4; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	if (!PG_ARGISNULL(0))
+		require_topic(text_to_cstring(PG_GETARG_TEXT_PP(0)), "publish");
+	PG_RETURN_INT64(duet_run_as_owner("SELECT duet.duet_kafka_outbox_insert($1, $2, $3, $4)",
+									  4, types, values, nulls));
 }

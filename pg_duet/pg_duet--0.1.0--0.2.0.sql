@@ -1047,3 +1047,176 @@ REVOKE ALL ON FUNCTION duet_ask_run(text, int, jsonb), duet_ask_feedback(text, t
 
 -- They reach a server: granted with duet_ask, not public.
 REVOKE ALL ON FUNCTION duet_ask_clickhouse_guard(text, text), duet_ask_clickhouse_schema(text) FROM PUBLIC;
+
+
+-- pg_dump wrote Kafka secrets (sasl.password…) with duet.kafka_consumers: they move apart.
+-- Properties that hold secrets (passwords, client secrets, private keys: duet_kafka_property_secret
+-- in kafka_conf.c decides) are kept apart from duet.kafka_consumers, which pg_dump writes: this
+-- table it does not (back it up with COPY as a superuser, like duet.llm_provider_keys).
+CREATE TABLE duet.kafka_consumer_secrets (
+    consumer_id integer PRIMARY KEY REFERENCES duet.kafka_consumers ON DELETE CASCADE,
+    properties  jsonb NOT NULL CHECK (jsonb_typeof(properties) = 'object')
+);
+REVOKE ALL ON duet.kafka_consumer_secrets FROM PUBLIC;
+COMMENT ON TABLE duet.kafka_consumer_secrets IS
+    'secret librdkafka properties of Kafka consumers (superuser only; not written by pg_dump)';
+COMMENT ON COLUMN duet.kafka_consumer_secrets.consumer_id IS 'the consumer (duet.kafka_consumers.id)';
+COMMENT ON COLUMN duet.kafka_consumer_secrets.properties IS 'its properties that hold secrets, e.g. sasl.password';
+-- The secret names, as duet_kafka_property_secret() has them (this one-time move only).
+INSERT INTO duet.kafka_consumer_secrets (consumer_id, properties)
+SELECT c.id, p.secret
+  FROM duet.kafka_consumers c,
+       LATERAL (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) AS secret
+                  FROM pg_catalog.jsonb_each(c.properties) e
+                 WHERE e.key ~ '(password|secret)' OR e.key IN ('ssl.key.pem', 'sasl.oauthbearer.config')) p
+ WHERE p.secret IS NOT NULL;
+UPDATE duet.kafka_consumers c
+   SET properties = c.properties OPERATOR(pg_catalog.-)
+                    ARRAY(SELECT pg_catalog.jsonb_object_keys(s.properties))
+  FROM duet.kafka_consumer_secrets s
+ WHERE s.consumer_id OPERATOR(pg_catalog.=) c.id;
+
+-- duet.kafka_gaps, and the gap columns of duet.kafka_status
+COMMENT ON COLUMN duet.kafka_gaps.id IS 'gap id';
+COMMENT ON COLUMN duet.kafka_gaps.consumer_id IS 'the consumer (duet.kafka_consumers.id)';
+COMMENT ON COLUMN duet.kafka_gaps.consumer IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_gaps.owner IS 'the consumer''s owner (its admins see its gaps)';
+COMMENT ON COLUMN duet.kafka_gaps.topic IS 'Kafka topic';
+COMMENT ON COLUMN duet.kafka_gaps.partition IS 'Kafka partition';
+COMMENT ON COLUMN duet.kafka_gaps.reason IS 'why the range was skipped (e.g. retention deleted it)';
+COMMENT ON COLUMN duet.kafka_gaps.at IS 'when the gap was found';
+COMMENT ON COLUMN duet.kafka_status.gaps IS 'ranges of offsets skipped (duet.kafka_gaps)';
+COMMENT ON COLUMN duet.kafka_status.gap_messages IS 'messages in those ranges';
+
+-- Topic grants: a publisher could feed another tenant's consumer, an admin consume its topics.
+-- Topics are the broker's, not a tenant's: which role may publish to or consume which topics is a
+-- superuser's grant, so one tenant cannot feed another tenant's consumer or read its topics.
+CREATE TABLE duet.kafka_topic_grants (
+    topic_pattern text NOT NULL CHECK (topic_pattern ~ '^([A-Za-z0-9._-]{1,249}|[A-Za-z0-9._-]{0,248}[*])$'),
+    grantee       regrole NOT NULL,
+    may_publish   boolean NOT NULL DEFAULT false,
+    may_consume   boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (topic_pattern, grantee)
+);
+REVOKE ALL ON duet.kafka_topic_grants FROM PUBLIC;
+GRANT SELECT ON duet.kafka_topic_grants TO duet_kafka_admin, duet_kafka_publisher;
+ALTER TABLE duet.kafka_topic_grants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.kafka_topic_grants FORCE ROW LEVEL SECURITY;
+CREATE POLICY kafka_topic_grants_own ON duet.kafka_topic_grants FOR SELECT
+    USING (EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.oid = grantee AND pg_catalog.pg_has_role(r.oid, 'USAGE')));
+COMMENT ON TABLE duet.kafka_topic_grants IS
+    'which roles may publish to (duet_kafka_publish, rule topics) and consume (duet_kafka_consume) which Kafka topics; superusers need none; managed by superusers';
+COMMENT ON COLUMN duet.kafka_topic_grants.topic_pattern IS 'a topic name, or a prefix followed by * (acme.* matches acme.clicks)';
+COMMENT ON COLUMN duet.kafka_topic_grants.grantee IS 'the role (and its members) the grant is for';
+COMMENT ON COLUMN duet.kafka_topic_grants.may_publish IS 'may publish to the topics';
+COMMENT ON COLUMN duet.kafka_topic_grants.may_consume IS 'may consume the topics';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_topic_grants', '');
+
+CREATE FUNCTION duet.duet_kafka_topic_allowed(role oid, topic text, action text) RETURNS boolean
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'duet_kafka_topic_allowed';
+COMMENT ON FUNCTION duet.duet_kafka_topic_allowed(oid, text, text) IS
+    'internal: whether role may publish to or consume (action) the topic (superusers always)';
+REVOKE ALL ON FUNCTION duet.duet_kafka_topic_allowed(oid, text, text) FROM PUBLIC;
+-- Nothing changes for existing users on update: the roles that could publish or consume before
+-- keep every topic. Replace these grants with narrower ones to separate tenants.
+INSERT INTO duet.kafka_topic_grants (topic_pattern, grantee, may_publish, may_consume)
+VALUES ('*', 'duet_kafka_publisher', true, false), ('*', 'duet_kafka_admin', true, true);
+
+-- duet_kafka_publish checks the caller's grant (C, as the caller), then writes as the owner.
+CREATE FUNCTION duet.duet_kafka_outbox_insert(topic text, key text, value text, headers jsonb)
+    RETURNS bigint LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF topic IS NULL OR topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name', MESSAGE = format('invalid Kafka topic name %L', topic),
+            DETAIL = 'A topic has 1 to 249 letters, digits, ''_'', ''.'' or ''-''.';
+    END IF;
+    IF value IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed', MESSAGE = 'value must not be null';
+    END IF;
+    IF headers IS NOT NULL AND (jsonb_typeof(headers) <> 'object' OR EXISTS (
+            SELECT FROM jsonb_each(headers) h WHERE jsonb_typeof(h.value) NOT IN ('string', 'null'))) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'headers must be a JSON object of strings',
+            HINT = 'For example {"source": "rules"}.';
+    END IF;
+    INSERT INTO duet.kafka_outbox (topic, key, value, headers)
+    VALUES (topic, key, value, headers) RETURNING id INTO new_id;
+    PERFORM duet.duet_workers_warn('publishing to the Kafka outbox');
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION duet.duet_kafka_outbox_insert(text, text, text, jsonb)
+    IS 'internal: checks and writes one outbox event, as the owner (duet_kafka_publish checked the caller''s topic grant)';
+REVOKE ALL ON FUNCTION duet.duet_kafka_outbox_insert(text, text, text, jsonb) FROM PUBLIC;
+DROP FUNCTION duet_kafka_publish(text, text, jsonb, jsonb);
+DROP FUNCTION duet_kafka_publish(text, text, text, jsonb);
+CREATE FUNCTION duet_kafka_publish(topic text, key text, value text, headers jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_publish';
+COMMENT ON FUNCTION duet_kafka_publish(text, text, text, jsonb)
+    IS 'publish a message to Kafka if and only if the calling transaction commits (outbox); the caller needs a publish grant on the topic (duet.kafka_topic_grants)';
+CREATE FUNCTION duet_kafka_publish(topic text, key text, value jsonb, headers jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT duet_kafka_publish(topic, key, value::text, headers); END;
+COMMENT ON FUNCTION duet_kafka_publish(text, text, jsonb, jsonb)
+    IS 'publish a JSON message to Kafka if and only if the calling transaction commits (outbox)';
+REVOKE ALL ON FUNCTION duet_kafka_publish(text, text, text, jsonb), duet_kafka_publish(text, text, jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_publish(text, text, text, jsonb), duet_kafka_publish(text, text, jsonb, jsonb)
+    TO duet_kafka_publisher;
+
+CREATE OR REPLACE FUNCTION duet.duet_rule_check_target(caller oid, tbl regclass, topic text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NOT NULL THEN
+        IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
+            RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+                MESSAGE = format('"%s" is not a table', tbl),
+                DETAIL = 'Row rules are evaluated by an insert trigger on a table or partitioned table.';
+        END IF;
+        IF NOT has_table_privilege(caller, tbl, 'SELECT') OR NOT has_table_privilege(caller, tbl, 'TRIGGER') THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('permission denied for table %s', tbl),
+                DETAIL = 'A row rule needs the SELECT and TRIGGER privileges on its table.';
+        END IF;
+        -- The trigger sees every inserted row. On a table with row-level security it keeps a rule to
+        -- its tenant's rows through a text column "tenant"; without one it could not, so refuse.
+        IF (SELECT relrowsecurity FROM pg_class WHERE oid = tbl) AND NOT EXISTS (
+               SELECT FROM pg_attribute
+                WHERE attrelid = tbl AND attname = 'tenant' AND NOT attisdropped
+                  AND atttypid IN ('text'::regtype, 'character varying'::regtype)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = format('row rules on %s need its tenant in a text column named "tenant"', tbl),
+                DETAIL = 'The table has row-level security; a rule must see only its own tenant''s rows.',
+                HINT = 'Use a query rule on this table instead: its query runs under row-level security.';
+        END IF;
+    END IF;
+    IF topic IS NOT NULL THEN
+        IF topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('invalid topic name "%s"', topic),
+                DETAIL = 'A Kafka topic name has 1-249 characters among letters, digits, ".", "_" and "-".';
+        END IF;
+        IF to_regprocedure('@extschema@.duet_kafka_publish(text,text,jsonb,jsonb)') IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = 'rule topics need the Kafka outbox',
+                DETAIL = 'duet_kafka_publish() is not installed.';
+        END IF;
+        -- Publishing is a privilege: a rule publishes only where its author may publish.
+        IF NOT has_function_privilege(caller, '@extschema@.duet_kafka_publish(text,text,jsonb,jsonb)', 'EXECUTE') THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('permission denied to publish rule events to topic "%s"', topic),
+                DETAIL = 'A rule with a topic needs the EXECUTE privilege on duet_kafka_publish().',
+                HINT = 'An administrator grants the role duet_kafka_publisher.';
+        END IF;
+        IF NOT duet.duet_kafka_topic_allowed(caller, topic, 'publish') THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('permission denied to publish rule events to topic "%s"', topic),
+                DETAIL = 'Topics are shared by every tenant; a superuser grants them in duet.kafka_topic_grants.';
+        END IF;
+    END IF;
+END $$;

@@ -126,6 +126,9 @@ extern TupleDesc rules_query_describe(const char *query);
 extern int	duet_rules_max_rows;
 extern int	duet_rules_query_timeout_ms;
 
+/* rules_query.c: installs the check that keeps a rule's query from turning exit_on_error on. */
+extern void rules_query_init(void);
+
 /* Defines duet.rules_interval and registers the scheduler (rules_worker.c). */
 extern void duet_rules_init(void);
 

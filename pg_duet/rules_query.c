@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/resowner.h"
@@ -129,6 +130,44 @@ load_query_rules(void)
 	return rules;
 }
 
+/*
+ * exit_on_error turns every ERROR into FATAL: a rule's query that turned it on would end the
+ * session that evaluates every tenant's rules before its error could be caught. PostgreSQL has
+ * no other way to keep a role from a user-settable setting, so while a rule's query runs a check
+ * hook on the setting (installed once, chained to any hook already there) refuses "on".
+ */
+static bool rule_query_running = false;
+static GucBoolCheckHook prev_exit_on_error_check = NULL;
+
+static bool
+check_exit_on_error(bool *newval, void **extra, GucSource source)
+{
+	if (*newval && rule_query_running)
+	{
+		GUC_check_errdetail("A query rule may not turn it on: its error would end the evaluation of every tenant's rules.");
+		return false;
+	}
+	return prev_exit_on_error_check ? prev_exit_on_error_check(newval, extra, source) : true;
+}
+
+void
+rules_query_init(void)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+
+	for (int i = 0; i < n; i++)
+		if (strcmp(vars[i]->name, "exit_on_error") == 0 && vars[i]->vartype == PGC_BOOL)
+		{
+			struct config_bool *b = (struct config_bool *) vars[i];
+
+			prev_exit_on_error_check = b->check_hook;
+			b->check_hook = check_exit_on_error;
+			return;
+		}
+	elog(ERROR, "setting exit_on_error not found");
+}
+
 typedef struct RuleQueryRun
 {
 	QueryRule  *rule;
@@ -154,6 +193,7 @@ run_query_rule(void *arg)
 
 	(void) set_config_option("duet.tenant", r->tenant, PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	rule_query_running = true;	/* until evaluate_query_rules ends this rule, error or not */
 	tenant = duet_current_tenant_name();
 	if (tenant == NULL || strcmp(tenant, r->tenant) != 0)
 		ereport(ERROR,
@@ -279,6 +319,7 @@ evaluate_query_rules(void *arg)
 				failure = edata->message;
 		}
 		PG_END_TRY();
+		rule_query_running = false;
 		if (armed)
 			duet_deadline_disarm(previous);
 		/* Nothing the query did survives: its subtransaction ends in a rollback either way. */

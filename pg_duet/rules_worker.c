@@ -49,6 +49,7 @@ duet_rules_init(void)
 {
 	BackgroundWorker worker;
 
+	rules_query_init();
 	DefineCustomIntVariable("duet.rules_interval",
 							"Interval between evaluations of query rules by the rule scheduler.",
 							"0 turns the scheduler off (call duet_rules_evaluate() from pg_cron instead).",

@@ -82,6 +82,11 @@ SELECT duet_rule_alter('over_budget', '{"topic": "no topic"}');
 RESET ROLE;
 GRANT duet_kafka_publisher TO rules_api_owner;
 SET ROLE rules_api_owner;
+-- the EXECUTE privilege is not enough: topics are a superuser's grant
+SELECT duet_rule_alter('over_budget', '{"topic": "rules.alerts"}');
+RESET ROLE;
+INSERT INTO duet.kafka_topic_grants (topic_pattern, grantee, may_publish) VALUES ('rules.*', 'rules_api_owner', true);
+SET ROLE rules_api_owner;
 SELECT duet_rule_alter('over_budget', '{"topic": "rules.alerts"}');
 SELECT topic FROM duet.rules WHERE name = 'over_budget';
 SELECT duet_rule_alter('nosuch', '{"enabled": false}');
@@ -106,4 +111,5 @@ RESET ROLE;
 
 DROP TABLE rules_api_spend, rules_api_secret;
 DELETE FROM duet.tenants WHERE name = 'rules-api';
+DELETE FROM duet.kafka_topic_grants;
 DROP ROLE rules_api_owner, rules_api_stranger;

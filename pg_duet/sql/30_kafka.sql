@@ -38,6 +38,49 @@ COMMENT ON TABLE duet.kafka_consumers IS 'Kafka consumers run by pg_duet workers
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_consumers', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_consumers_id_seq', '');
 
+-- Properties that hold secrets (passwords, client secrets, private keys: duet_kafka_property_secret
+-- in kafka_conf.c decides) are kept apart from duet.kafka_consumers, which pg_dump writes: this
+-- table it does not (back it up with COPY as a superuser, like duet.llm_provider_keys).
+CREATE TABLE duet.kafka_consumer_secrets (
+    consumer_id integer PRIMARY KEY REFERENCES duet.kafka_consumers ON DELETE CASCADE,
+    properties  jsonb NOT NULL CHECK (jsonb_typeof(properties) = 'object')
+);
+REVOKE ALL ON duet.kafka_consumer_secrets FROM PUBLIC;
+COMMENT ON TABLE duet.kafka_consumer_secrets IS
+    'secret librdkafka properties of Kafka consumers (superuser only; not written by pg_dump)';
+COMMENT ON COLUMN duet.kafka_consumer_secrets.consumer_id IS 'the consumer (duet.kafka_consumers.id)';
+COMMENT ON COLUMN duet.kafka_consumer_secrets.properties IS 'its properties that hold secrets, e.g. sasl.password';
+
+-- Topics are the broker's, not a tenant's: which role may publish to or consume which topics is a
+-- superuser's grant, so one tenant cannot feed another tenant's consumer or read its topics.
+CREATE TABLE duet.kafka_topic_grants (
+    topic_pattern text NOT NULL CHECK (topic_pattern ~ '^([A-Za-z0-9._-]{1,249}|[A-Za-z0-9._-]{0,248}[*])$'),
+    grantee       regrole NOT NULL,
+    may_publish   boolean NOT NULL DEFAULT false,
+    may_consume   boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (topic_pattern, grantee)
+);
+REVOKE ALL ON duet.kafka_topic_grants FROM PUBLIC;
+GRANT SELECT ON duet.kafka_topic_grants TO duet_kafka_admin, duet_kafka_publisher;
+ALTER TABLE duet.kafka_topic_grants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.kafka_topic_grants FORCE ROW LEVEL SECURITY;
+CREATE POLICY kafka_topic_grants_own ON duet.kafka_topic_grants FOR SELECT
+    USING (EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.oid = grantee AND pg_catalog.pg_has_role(r.oid, 'USAGE')));
+COMMENT ON TABLE duet.kafka_topic_grants IS
+    'which roles may publish to (duet_kafka_publish, rule topics) and consume (duet_kafka_consume) which Kafka topics; superusers need none; managed by superusers';
+COMMENT ON COLUMN duet.kafka_topic_grants.topic_pattern IS 'a topic name, or a prefix followed by * (acme.* matches acme.clicks)';
+COMMENT ON COLUMN duet.kafka_topic_grants.grantee IS 'the role (and its members) the grant is for';
+COMMENT ON COLUMN duet.kafka_topic_grants.may_publish IS 'may publish to the topics';
+COMMENT ON COLUMN duet.kafka_topic_grants.may_consume IS 'may consume the topics';
+SELECT pg_catalog.pg_extension_config_dump('duet.kafka_topic_grants', '');
+
+CREATE FUNCTION duet.duet_kafka_topic_allowed(role oid, topic text, action text) RETURNS boolean
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'duet_kafka_topic_allowed';
+COMMENT ON FUNCTION duet.duet_kafka_topic_allowed(oid, text, text) IS
+    'internal: whether role may publish to or consume (action) the topic (superusers always)';
+REVOKE ALL ON FUNCTION duet.duet_kafka_topic_allowed(oid, text, text) FROM PUBLIC;
+
 -- Next offset per partition, committed in the same transaction as the rows: exactly once.
 CREATE TABLE duet.kafka_offsets (
     consumer_id integer NOT NULL REFERENCES duet.kafka_consumers (id) ON DELETE CASCADE,
@@ -245,8 +288,8 @@ GRANT SELECT ON duet.kafka_outbox_status TO duet_kafka_admin, pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox_id_seq', '');
 
-CREATE FUNCTION duet_kafka_publish(topic text, key text, value text, headers jsonb DEFAULT NULL)
-    RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+CREATE FUNCTION duet.duet_kafka_outbox_insert(topic text, key text, value text, headers jsonb)
+    RETURNS bigint LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -271,8 +314,14 @@ BEGIN
     RETURN new_id;
 END
 $$;
+COMMENT ON FUNCTION duet.duet_kafka_outbox_insert(text, text, text, jsonb)
+    IS 'internal: checks and writes one outbox event, as the owner (duet_kafka_publish checked the caller''s topic grant)';
+REVOKE ALL ON FUNCTION duet.duet_kafka_outbox_insert(text, text, text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION duet_kafka_publish(topic text, key text, value text, headers jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_publish';
 COMMENT ON FUNCTION duet_kafka_publish(text, text, text, jsonb)
-    IS 'publish a message to Kafka if and only if the calling transaction commits (outbox)';
+    IS 'publish a message to Kafka if and only if the calling transaction commits (outbox); the caller needs a publish grant on the topic (duet.kafka_topic_grants)';
 CREATE FUNCTION duet_kafka_publish(topic text, key text, value jsonb, headers jsonb DEFAULT NULL)
     RETURNS bigint LANGUAGE sql VOLATILE
     BEGIN ATOMIC SELECT duet_kafka_publish(topic, key, value::text, headers); END;

@@ -208,6 +208,11 @@ BEGIN
                 DETAIL = 'A rule with a topic needs the EXECUTE privilege on duet_kafka_publish().',
                 HINT = 'An administrator grants the role duet_kafka_publisher.';
         END IF;
+        IF NOT duet.duet_kafka_topic_allowed(caller, topic, 'publish') THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('permission denied to publish rule events to topic "%s"', topic),
+                DETAIL = 'Topics are shared by every tenant; a superuser grants them in duet.kafka_topic_grants.';
+        END IF;
     END IF;
 END $$;
 COMMENT ON FUNCTION duet.duet_rule_check_target(oid, regclass, text) IS

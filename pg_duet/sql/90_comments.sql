@@ -286,3 +286,15 @@ COMMENT ON COLUMN duet.metrics.formula IS 'the Duet formula';
 COMMENT ON COLUMN duet.metrics.description IS 'what the metric measures';
 COMMENT ON COLUMN duet.metrics.defined_by IS 'session user who defined the metric';
 COMMENT ON COLUMN duet.metrics.defined_at IS 'when the metric was defined';
+
+-- duet.kafka_gaps, and the gap columns of duet.kafka_status
+COMMENT ON COLUMN duet.kafka_gaps.id IS 'gap id';
+COMMENT ON COLUMN duet.kafka_gaps.consumer_id IS 'the consumer (duet.kafka_consumers.id)';
+COMMENT ON COLUMN duet.kafka_gaps.consumer IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_gaps.owner IS 'the consumer''s owner (its admins see its gaps)';
+COMMENT ON COLUMN duet.kafka_gaps.topic IS 'Kafka topic';
+COMMENT ON COLUMN duet.kafka_gaps.partition IS 'Kafka partition';
+COMMENT ON COLUMN duet.kafka_gaps.reason IS 'why the range was skipped (e.g. retention deleted it)';
+COMMENT ON COLUMN duet.kafka_gaps.at IS 'when the gap was found';
+COMMENT ON COLUMN duet.kafka_status.gaps IS 'ranges of offsets skipped (duet.kafka_gaps)';
+COMMENT ON COLUMN duet.kafka_status.gap_messages IS 'messages in those ranges';

@@ -23,7 +23,7 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
-SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b")   # SQL in C is upper case
+SQL_START = re.compile(r"^\s*\(?\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b")   # SQL in C is upper case
 KEYWORDS = {
     "select", "from", "where", "and", "or", "not", "in", "is", "null", "as", "on", "join", "left",
     "right", "inner", "outer", "full", "cross", "using", "order", "by", "group", "having", "limit",

@@ -110,6 +110,10 @@ sub new_node
 CREATE EXTENSION pg_duet;
 CREATE ROLE nobody LOGIN; CREATE ROLE alice LOGIN; CREATE ROLE kadmin LOGIN; CREATE ROLE bob LOGIN;
 GRANT duet_kafka_admin TO kadmin, bob;
+-- each tenant's Kafka admin has its own topics (a superuser's grant); no one has another's
+INSERT INTO duet.kafka_topic_grants (topic_pattern, grantee, may_publish, may_consume) VALUES
+    ('own-*', 'kadmin', true, true), ('topic-*', 'kadmin', true, true), ('kdef', 'kadmin', true, true),
+    ('globex-*', 'bob', true, true), ('glive', 'bob', true, true);
 SELECT duet_tenant_create('acme'), duet_tenant_create('globex'), duet_tenant_create('initech');
 SELECT duet_tenant_add_member('acme', 'alice'), duet_tenant_add_member('globex', 'bob'),
        duet_tenant_add_member('initech', 'kadmin');
