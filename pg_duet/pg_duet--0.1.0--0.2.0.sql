@@ -770,7 +770,7 @@ COMMENT ON COLUMN duet.ask_log.corrections IS 'rejected answers sent back to the
 COMMENT ON COLUMN duet.ask_log.tokens_in IS 'prompt tokens, as reported by the provider';
 COMMENT ON COLUMN duet.ask_log.tokens_out IS 'answer tokens, as reported by the provider';
 COMMENT ON COLUMN duet.ask_log.latency_ms IS 'wall time of the ask, in milliseconds';
-COMMENT ON COLUMN duet.ask_log.status IS 'ok, cached, rejected (the guard refused every answer) or failed (no provider answered)';
+COMMENT ON COLUMN duet.ask_log.status IS 'ok, cached, rejected (the guard refused every answer), failed (no provider answered, or another error), over_budget (an ask.limit.* limit refused a request) or cancelled (cancelled, timed out, or its session ended during the ask)';
 COMMENT ON COLUMN duet.ask_log.error IS 'the error of a rejected or failed ask (keys scrubbed)';
 
 -- duet.ask_stats
