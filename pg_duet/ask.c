@@ -78,12 +78,16 @@ duet_ask_init(void)
 							   "run SQL text, sleep or touch sequences stay refused.",
 							   &duet_ask_extra_allowed_functions, "", PGC_SUSET, GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
+	duet_audit_shmem_init();	/* the audit queue and its workers (ask_audit.c) */
+	duet_budget_shmem_init();	/* per-tenant limits (ask_budget.c) */
+	duet_ch_init();				/* ClickHouse settings (ask_clickhouse.c) */
 }
 
 typedef struct AskOptions
 {
 	bool		use_cache;
 	int			max_corrections;
+	char	   *target;			/* a ClickHouse server of duet.clickhouse_servers, or NULL */
 } AskOptions;
 
 static void
@@ -92,7 +96,7 @@ bad_option(const char *key)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid duet_ask option \"%s\"", key),
-			 errhint("Options are \"cache\" (boolean) and \"max_corrections\" (0 to 10).")));
+			 errhint("Options are \"cache\" (boolean), \"max_corrections\" (0 to 10) and \"target\" (a ClickHouse server name).")));
 }
 
 static void
@@ -105,6 +109,7 @@ parse_options(Jsonb *options, AskOptions *o)
 
 	o->use_cache = true;
 	o->max_corrections = duet_ask_max_corrections;
+	o->target = NULL;
 	if (options == NULL)
 		return;
 	if (!JB_ROOT_IS_OBJECT(options))
@@ -129,6 +134,10 @@ parse_options(Jsonb *options, AskOptions *o)
 					bad_option(key);
 				o->max_corrections = n;
 			}
+			else if (strcmp(key, "target") == 0 && v.type == jbvString)
+				o->target = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (strcmp(key, "target") == 0 && v.type == jbvNull)
+				o->target = NULL;
 			else
 				bad_option(key);
 		}
@@ -159,42 +168,41 @@ ms_since(TimestampTz start)
 	return (double) (GetCurrentTimestamp() - start) / 1000.0;
 }
 
+/* The guard of the target: PostgreSQL's (as the calling role) or the ClickHouse server's. */
+static char *
+guard(ChServer *ch, const char *sql)
+{
+	return ch ? duet_ch_guard_check(ch, sql, NULL) : duet_guard_check(sql);
+}
+
 /* Asks, guards and corrects; returns accepted SQL or raises an error. */
 static char *
-ask_sql(const char *question, const AskOptions *opt)
+ask_sql_tracked(const char *question, const AskOptions *opt, ChServer *ch, AskLogEntry *entry,
+				AskReply *reply, TimestampTz start, const char *tenant)
 {
-	TimestampTz start = GetCurrentTimestamp();
 	List	   *providers;
-	const char *tenant_now;
-	char	   *tenant;
 	AskContext *ctx;
 	const char *model;
 	StringInfoData system;
 	List	   *messages;
-	AskReply	reply = {0};
-	AskLogEntry entry = {0};
 	char	   *reason = NULL;
 	char	   *sql = NULL;
 	int			round;
 
-	if (!duet_ask_enabled)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("duet_ask is disabled"),
-				 errhint("A superuser can enable it with duet.ask_enabled.")));
-	check_question(question);
 	providers = duet_providers_load();
 	if (providers == NIL)
+	{
+		entry->status = "failed";
+		entry->error = "no language-model provider is configured";
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no language-model provider is configured"),
 				 errhint("A superuser adds one to duet.llm_providers (see README, \"duet_ask\").")));
-	tenant_now = duet_current_tenant_name();
-	tenant = tenant_now ? pstrdup(tenant_now) : NULL;
-	ctx = duet_context_build(question);
+	}
+	ctx = ch ? duet_ch_context_build(ch, question) : duet_context_build(question);
 	model = duet_provider_model(linitial(providers));
+	entry->model = model;
 
-	entry.question = question;
 	if (opt->use_cache)
 	{
 		List	   *models = NIL;
@@ -206,23 +214,23 @@ ask_sql(const char *question, const AskOptions *opt)
 		cached = duet_cache_lookup(question, ctx->fingerprint, tenant, models);
 
 		/* Privileges may have changed since: a cached answer passes the guard again. */
-		if (cached && duet_guard_check(cached) == NULL)
+		if (cached && guard(ch, cached) == NULL)
 		{
-			entry.sql = cached;
-			entry.model = model;
-			entry.status = "cached";
-			entry.latency_ms = ms_since(start);
-			duet_log_write(&entry, tenant);
+			entry->sql = cached;
+			entry->status = "cached";
+			entry->latency_ms = ms_since(start);
+			duet_audit_untrack();
+			duet_log_write(entry, tenant);
 			return cached;
 		}
 	}
 
 	initStringInfo(&system);
-	appendStringInfoString(&system, duet_context_system_prompt());
+	appendStringInfoString(&system, ch ? duet_ch_system_prompt() : duet_context_system_prompt());
 	appendStringInfo(&system, "\nSchema (%d of %d tables shown):\n%s", ctx->tables_sent,
 					 ctx->tables_visible, ctx->schema_text);
 	{
-		char	   *examples = duet_context_examples(question);
+		char	   *examples = duet_context_examples(question, opt->target);
 
 		if (examples[0])
 			appendStringInfo(&system, "\nVerified examples:\n%s", examples);
@@ -234,63 +242,117 @@ ask_sql(const char *question, const AskOptions *opt)
 	{
 		AskMessage *m;
 
-		duet_provider_complete(providers, system.data, messages, &reply);
-		if (reply.text == NULL)
+		entry->corrections = round;
+		duet_provider_complete(providers, system.data, messages, reply);
+		if (reply->text == NULL)
 			break;
-		sql = duet_guard_extract_sql(reply.text);
-		reason = duet_guard_check(sql);
+		sql = duet_guard_extract_sql(reply->text);
+		entry->sql = sql;
+		reason = guard(ch, sql);
 		if (reason == NULL)
 			break;
 		ereport(DEBUG1, (errmsg_internal("duet_ask: rejected (round %d): %s", round + 1, reason)));
 		if (round == opt->max_corrections)
 			break;
 		m = palloc(sizeof(AskMessage));
-		*m = (AskMessage) {"assistant", reply.text};
+		*m = (AskMessage) {"assistant", reply->text};
 		messages = lappend(messages, m);
 		m = palloc(sizeof(AskMessage));
-		*m = (AskMessage) {"user", psprintf("PostgreSQL rejected that query: %s\n"
+		*m = (AskMessage) {"user", psprintf("%s rejected that query: %s\n"
 											"Answer the original question again with one corrected "
-											"SELECT statement, SQL only.", reason)};
+											"SELECT statement, SQL only.",
+											ch ? "ClickHouse" : "PostgreSQL", reason)};
 		messages = lappend(messages, m);
 	}
 
-	entry.provider = reply.provider;
-	entry.model = reply.model ? reply.model : model;
-	entry.attempts = reply.http_attempts;
-	entry.corrections = Max(round, 0);
-	entry.tokens_in = reply.tokens_in;
-	entry.tokens_out = reply.tokens_out;
-	entry.latency_ms = ms_since(start);
+	entry->provider = reply->provider;
+	entry->model = reply->model ? reply->model : model;
+	entry->attempts = reply->http_attempts;
+	entry->corrections = Max(round, 0);
+	entry->tokens_in = reply->tokens_in;
+	entry->tokens_out = reply->tokens_out;
+	entry->cost = reply->cost;
+	entry->latency_ms = ms_since(start);
 
-	if (reply.text == NULL)
+	if (reply->text == NULL)
 	{
-		/* The ERROR below would roll back a log row written now: defer it. */
-		entry.status = "failed";
-		entry.error = reply.error;
-		duet_log_defer(&entry, tenant);
+		/* Recorded by the PG_CATCH of ask_sql (ask_audit.c), which survives this ERROR. */
+		entry->status = "failed";
+		entry->error = reply->error;
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("no language-model provider answered"),
-				 errdetail("Last error: %s", reply.error ? reply.error : "none"),
+				 errdetail("Last error: %s", reply->error ? reply->error : "none"),
 				 errhint("Check duet.llm_providers and the server log.")));
 	}
-	entry.sql = sql;
+	entry->sql = sql;
 	if (reason != NULL)
 	{
-		entry.status = "rejected";
-		entry.error = reason;
-		duet_log_defer(&entry, tenant);
+		entry->status = "rejected";
+		entry->error = reason;
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION),
 				 errmsg("the model did not produce an acceptable query"),
 				 errdetail("After %d correction(s) the guard still refused it: %s",
-						   entry.corrections, reason),
+						   entry->corrections, reason),
 				 errhint("Rephrase the question, or add a verified example with duet_ask_feedback().")));
 	}
-	entry.status = "ok";
-	duet_log_write(&entry, tenant);
+	entry->status = "ok";
+	duet_audit_untrack();
+	duet_log_write(entry, tenant);
 	if (opt->use_cache)
-		duet_cache_store(question, ctx->fingerprint, tenant, reply.model, sql);
+		duet_cache_store(question, ctx->fingerprint, tenant, reply->model, sql);
+	return sql;
+}
+
+/*
+ * The ask, tracked by the audit from here on: whatever ends it (an answer, the guard, the
+ * providers, a budget, a cancel, the session's end) leaves a row in duet.ask_log.
+ */
+static char *
+ask_sql(const char *question, const AskOptions *opt, ChServer **ch_out)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+	AskLogEntry *entry = palloc0(sizeof(AskLogEntry));
+	AskReply   *reply = palloc0(sizeof(AskReply));
+	const char *tenant_now;
+	char	   *tenant;
+	char	   *volatile sql = NULL;
+	ChServer   *volatile ch = NULL;
+
+	if (!duet_ask_enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("duet_ask is disabled"),
+				 errhint("A superuser can enable it with duet.ask_enabled.")));
+	check_question(question);
+	tenant_now = duet_current_tenant_name();
+	tenant = tenant_now ? pstrdup(tenant_now) : NULL;
+	entry->question = question;
+	entry->target = opt->target;
+	entry->role = pstrdup(GetUserNameFromId(GetUserId(), false));
+	reply->tenant = tenant;
+	duet_audit_track(entry, reply, tenant, start);
+	PG_TRY();
+	{
+		if (opt->target)
+			ch = duet_ch_server_for_tenant(opt->target, tenant);
+		sql = ask_sql_tracked(question, opt, ch, entry, reply, start, tenant);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		duet_audit_fail(ed);
+		FreeErrorData(ed);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (ch_out)
+		*ch_out = ch;
 	return sql;
 }
 
@@ -305,7 +367,7 @@ duet_ask(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	parse_options(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &opt);
-	PG_RETURN_TEXT_P(cstring_to_text(ask_sql(text_to_cstring(PG_GETARG_TEXT_PP(0)), &opt)));
+	PG_RETURN_TEXT_P(cstring_to_text(ask_sql(text_to_cstring(PG_GETARG_TEXT_PP(0)), &opt, NULL)));
 }
 
 /* Executes sql read-only as the calling role; appends each row as jsonb to the tuplestore. */
@@ -396,13 +458,14 @@ run_read_only(const char *sql, int max_rows, Tuplestorestate *store, TupleDesc s
 
 PG_FUNCTION_INFO_V1(duet_ask_run);
 
-/* duet_ask_run(question text, max_rows int) → setof jsonb: the answer's rows, one object each. */
+/* duet_ask_run(question text, max_rows int, options jsonb) → setof jsonb: the answer's rows, one object each. */
 Datum
 duet_ask_run(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	AskOptions	opt = {true, duet_ask_max_corrections};
+	AskOptions	opt;
 	int			max_rows = PG_ARGISNULL(1) ? duet_ask_max_rows : PG_GETARG_INT32(1);
+	ChServer   *ch = NULL;
 	MemoryContext per_query;
 	MemoryContext old;
 	TupleDesc	desc;
@@ -421,6 +484,7 @@ duet_ask_run(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_rows must be at least 1")));
 
+	parse_options(PG_NARGS() > 2 && !PG_ARGISNULL(2) ? PG_GETARG_JSONB_P(2) : NULL, &opt);
 	per_query = rsinfo->econtext->ecxt_per_query_memory;
 	old = MemoryContextSwitchTo(per_query);
 	desc = CreateTemplateTupleDesc(1);
@@ -428,8 +492,11 @@ duet_ask_run(PG_FUNCTION_ARGS)
 	store = tuplestore_begin_heap(true, false, work_mem);
 	MemoryContextSwitchTo(old);
 
-	sql = ask_sql(text_to_cstring(PG_GETARG_TEXT_PP(0)), &opt);
-	run_read_only(sql, max_rows, store, desc, per_query);
+	sql = ask_sql(text_to_cstring(PG_GETARG_TEXT_PP(0)), &opt, &ch);
+	if (ch)
+		duet_ch_run(ch, sql, max_rows, store, desc, per_query);
+	else
+		run_read_only(sql, max_rows, store, desc, per_query);
 
 	rsinfo->returnMode = SFRM_Materialize;
 	rsinfo->setResult = store;
@@ -442,24 +509,30 @@ typedef struct FeedbackArgs
 	const char *tenant;
 	const char *question;
 	const char *sql;
+	const char *target;
 } FeedbackArgs;
 
 static void
 feedback_su(void *arg)
 {
 	FeedbackArgs *fa = (FeedbackArgs *) arg;
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
 
 	values[0] = fa->tenant ? CStringGetTextDatum(fa->tenant) : (Datum) 0;
 	nulls[0] = fa->tenant ? ' ' : 'n';
 	values[1] = CStringGetTextDatum(fa->question);
 	values[2] = CStringGetTextDatum(fa->sql);
 	values[3] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
+	values[4] = fa->target ? CStringGetTextDatum(fa->target) : (Datum) 0;
+	nulls[4] = fa->target ? ' ' : 'n';
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO duet.ask_examples (tenant, question, sql, created_by)"
-							  " VALUES ($1, $2, $3, $4)", 4, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	/* Without a target the 0.1.0 statement: the 0.2.0 library also serves a not yet updated schema. */
+	if (SPI_execute_with_args(fa->target ? "INSERT INTO duet.ask_examples (tenant, question, sql, created_by, target)"
+							  " VALUES ($1, $2, $3, $4, $5)" :
+							  "INSERT INTO duet.ask_examples (tenant, question, sql, created_by)"
+							  " VALUES ($1, $2, $3, $4)", fa->target ? 5 : 4, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write duet.ask_examples");
 	/* The cached answer to this question is superseded by the verified one. */
 	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE tenant IS NOT DISTINCT FROM $1"
@@ -469,7 +542,7 @@ feedback_su(void *arg)
 
 PG_FUNCTION_INFO_V1(duet_ask_feedback);
 
-/* duet_ask_feedback(question, sql) → void: a verified pair becomes a few-shot example. */
+/* duet_ask_feedback(question, sql, target) → void: a verified pair becomes a few-shot example. */
 Datum
 duet_ask_feedback(PG_FUNCTION_ARGS)
 {
@@ -485,14 +558,18 @@ duet_ask_feedback(PG_FUNCTION_ARGS)
 	fa.question = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_question(fa.question);
 	sql = duet_guard_extract_sql(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	fa.target = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? text_to_cstring(PG_GETARG_TEXT_PP(2)) : NULL;
+	tenant = duet_current_tenant_name();
 	/* Checked as the calling role: an example must be something the guard would run. */
-	reason = duet_guard_check(sql);
+	if (fa.target)
+		reason = duet_ch_guard_check(duet_ch_server_for_tenant(fa.target, tenant), sql, NULL);
+	else
+		reason = duet_guard_check(sql);
 	if (reason)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION),
 				 errmsg("example SQL is not acceptable"),
 				 errdetail("%s", reason)));
-	tenant = duet_current_tenant_name();
 	/* An example without a tenant is shown to every role without one: only a superuser adds it. */
 	if (tenant == NULL && !superuser())
 		ereport(ERROR,

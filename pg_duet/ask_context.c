@@ -12,6 +12,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "utils/lsyscache.h"
+
 #include "catalog/pg_type.h"
 #include "common/md5.h"
 #include "executor/spi.h"
@@ -278,12 +281,12 @@ render_schema(const char *question, int *sent)
 
 /* The tenant's verified examples most similar to the question (RLS scopes the read). */
 static char *
-render_examples(const char *question)
+render_examples(const char *question, const char *target)
 {
 	StringInfoData out;
 	StringInfoData qwords;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1] = {Int32GetDatum(MAX_EXAMPLES_READ)};
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		args[2] = {Int32GetDatum(MAX_EXAMPLES_READ), target ? CStringGetTextDatum(target) : (Datum) 0};
 	Scored	   *scores;
 	uint64		i,
 				n;
@@ -295,8 +298,23 @@ render_examples(const char *question)
 	initStringInfo(&qwords);
 	append_words(&qwords, question);
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT question, sql FROM duet.ask_examples"
-							   " ORDER BY created_at DESC LIMIT $1", 1, argtypes, args, NULL, true, 0);
+	/* The examples of the target asked about: PostgreSQL's (target NULL) or a ClickHouse server's. */
+	{
+		Oid			rel = get_relname_relid("ask_examples", get_namespace_oid("duet", false));
+		bool		has_target = OidIsValid(rel) && get_attnum(rel, "target") != InvalidAttrNumber;
+
+		/* A schema not yet updated to 0.2.0 has no target column: its examples are PostgreSQL's. */
+		if (!has_target && target)
+			rc = SPI_execute("SELECT question, sql FROM duet.ask_examples WHERE false", true, 0);
+		else if (!has_target)
+			rc = SPI_execute_with_args("SELECT question, sql FROM duet.ask_examples"
+									   " ORDER BY created_at DESC LIMIT $1", 1, argtypes, args, NULL, true, 0);
+		else
+			rc = SPI_execute_with_args("SELECT question, sql FROM duet.ask_examples"
+									   " WHERE target IS NOT DISTINCT FROM $2"
+									   " ORDER BY created_at DESC LIMIT $1", 2, argtypes, args,
+									   target ? NULL : " n", true, 0);
+	}
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.ask_examples: %s", SPI_result_code_string(rc));
 	n = SPI_processed;
@@ -325,9 +343,9 @@ render_examples(const char *question)
 }
 
 char *
-duet_context_examples(const char *question)
+duet_context_examples(const char *question, const char *target)
 {
-	return render_examples(question);
+	return render_examples(question, target);
 }
 
 AskContext *

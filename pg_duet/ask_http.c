@@ -134,6 +134,18 @@ HttpOutcome
 duet_http_post(const char *url, List *headers, const char *body, int timeout_ms,
 			   HttpResponse *resp)
 {
+	return duet_http_post_stream(url, headers, body, timeout_ms, resp, NULL, NULL);
+}
+
+/*
+ * As duet_http_post, and between waits (in backend context, where errors may be raised) calls
+ * drain(resp, arg) whenever body bytes arrived; drain consumes what it can from resp->body and
+ * returns false to end the transfer early (the outcome is then HTTP_OK).
+ */
+HttpOutcome
+duet_http_post_stream(const char *url, List *headers, const char *body, int timeout_ms,
+					  HttpResponse *resp, HttpDrain drain, void *drain_arg)
+{
 	CURLM	   *volatile multi = NULL;
 	CURL	   *volatile easy = NULL;
 	struct curl_slist *volatile hdrs = NULL;
@@ -197,6 +209,16 @@ duet_http_post(const char *url, List *headers, const char *body, int timeout_ms,
 					rc = msg->data.result;
 					done = true;
 				}
+			if (drain && resp->body.len > 0)
+			{
+				if (resp->status == 0)
+					curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
+				if (!drain(resp, drain_arg))
+				{
+					rc = CURLE_OK;
+					done = true;
+				}
+			}
 			if (done || running == 0)
 				break;
 			curl_multi_poll(multi, NULL, 0, HTTP_POLL_SLICE_MS, &numfds);

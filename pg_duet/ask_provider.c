@@ -20,6 +20,8 @@
 #include "executor/spi.h"
 #include "utils/memutils.h"
 
+#include <limits.h>
+
 #include "ask.h"
 #include "privileged.h"
 
@@ -37,6 +39,8 @@ struct AskProvider
 	int			max_tokens;
 	char	   *headers_json;	/* extra headers, a JSON object */
 	char	   *key;			/* NULL when the endpoint needs none */
+	double		price_in;		/* per million input tokens, duet.llm_prices; 0 when unpriced */
+	double		price_out;		/* per million output tokens */
 };
 
 typedef struct LoadArgs
@@ -62,9 +66,13 @@ load_as_superuser(void *arg)
 
 	SPI_connect();
 	rc = SPI_execute("SELECT p.name, p.kind, p.base_url, p.model, p.timeout_ms, p.max_retries,"
-					 "       p.max_tokens, p.headers::pg_catalog.text, p.api_key_env, k.api_key"
+					 "       p.max_tokens, p.headers::pg_catalog.text, p.api_key_env, k.api_key,"
+					 "       coalesce(pr.input_per_mtok, 0)::pg_catalog.float8,"
+					 "       coalesce(pr.output_per_mtok, 0)::pg_catalog.float8"
 					 "  FROM duet.llm_providers p"
 					 "  LEFT JOIN duet.llm_provider_keys k ON k.provider OPERATOR(pg_catalog.=) p.name"
+					 "  LEFT JOIN duet.llm_prices pr ON pr.provider OPERATOR(pg_catalog.=) p.name"
+					 "       AND pr.model OPERATOR(pg_catalog.=) p.model"
 					 " WHERE p.enabled ORDER BY p.priority, p.name", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.llm_providers: %s", SPI_result_code_string(rc));
@@ -85,6 +93,8 @@ load_as_superuser(void *arg)
 		p->max_retries = atoi(SPI_getvalue(tup, desc, 6));
 		p->max_tokens = atoi(SPI_getvalue(tup, desc, 7));
 		p->headers_json = col_text(tup, desc, 8, la->cxt);
+		p->price_in = strtod(SPI_getvalue(tup, desc, 11), NULL);
+		p->price_out = strtod(SPI_getvalue(tup, desc, 12), NULL);
 		if (stored)
 			p->key = pstrdup(stored);
 		else if (env)
@@ -305,20 +315,51 @@ ask_one(const AskProvider *p, const char *system, List *messages, AskReply *repl
 	char	   *body = build_request(p, system, messages, &headers, &url);
 	int			attempt;
 
+	/* What a request may cost at most: the prompt (about 4 bytes a token) and max_tokens. */
+	int			est_tokens = (int) Min((int64) strlen(body) / 4 + p->max_tokens, INT_MAX / 2);
+	double		est_cost = ((double) strlen(body) / 4 * p->price_in + (double) p->max_tokens * p->price_out) / 1e6;
+
 	for (attempt = 0; attempt <= p->max_retries; attempt++)
 	{
 		HttpResponse resp;
 		char	   *answer;
 		char	   *error = NULL;
 		bool		retry;
+		BudgetTicket ticket;
+		int			tokens_before = reply->tokens_in + reply->tokens_out;
+		int			in_before = reply->tokens_in;
+		int			out_before = reply->tokens_out;
+		volatile HttpOutcome outcome;
 
+		/* Every request is admitted by the tenant's limits first: retries and corrections too. */
+		duet_budget_admit(reply->tenant, est_tokens, est_cost, &ticket);
 		reply->http_attempts++;
-		switch (duet_http_post(url, headers, body, p->timeout_ms, &resp))
+		PG_TRY();
+		{
+			outcome = duet_http_post(url, headers, body, p->timeout_ms, &resp);
+		}
+		PG_CATCH();
+		{
+			/* Cancelled in flight: the request counts, its reservation is given back. */
+			duet_budget_settle(&ticket, 0, 0);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		switch (outcome)
 		{
 			case HTTP_OK:
 				if (resp.status == 200)
 				{
 					answer = parse_reply(p, resp.body.data, reply, &error);
+					{
+						int			din = reply->tokens_in - in_before;
+						int			dout = reply->tokens_out - out_before;
+						double		cost = ((double) din * p->price_in + (double) dout * p->price_out) / 1e6;
+
+						reply->cost += cost;
+						duet_budget_settle(&ticket, reply->tokens_in + reply->tokens_out - tokens_before, cost);
+						ticket.slot = -1;
+					}
 					if (answer && duet_key_leaks(p->key, answer))
 					{
 						/* Echoed (or made to echo) its key: never an answer, never retried. */
@@ -348,6 +389,8 @@ ask_one(const AskProvider *p, const char *system, List *messages, AskReply *repl
 				retry = false;
 				break;
 		}
+		if (ticket.slot >= 0)
+			duet_budget_settle(&ticket, 0, 0);
 		reply->error = psprintf("provider \"%s\": %s", p->name, scrub(p, error));
 		ereport(DEBUG1, (errmsg_internal("duet_ask: %s (attempt %d)", reply->error, attempt + 1)));
 		if (!retry || attempt == p->max_retries)

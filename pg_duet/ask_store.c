@@ -181,32 +181,16 @@ duet_cache_store(const char *question, const char *fingerprint, const char *tena
 /* ---- log ---------------------------------------------------------------------------- */
 
 /*
- * A failed or rejected ask ends in an ERROR, which would roll its log row back with the
- * statement. Those rows are therefore kept in this backend (TopMemoryContext, at most
- * MAX_DEFERRED) and written, with their original time, by the backend's next log write; they are
- * dropped from memory only when that write commits.
+ * Rows go to the audit queue (ask_audit.c), written by the database's audit worker in its own
+ * transaction. Without a queue (not preloaded, or the queue full) they are written here in the
+ * caller's transaction; then a failed or rejected ask, which ends in an ERROR, would roll its row
+ * back, so those rows are kept in this backend (TopMemoryContext, at most MAX_DEFERRED) and written,
+ * with their original time, by the backend's next log write; they are dropped from memory only
+ * when that write commits.
  */
 #define MAX_DEFERRED 100
 
-typedef struct LogRow
-{
-	TimestampTz at;
-	char	   *tenant;
-	char	   *role;
-	char	   *question;
-	char	   *sql;
-	char	   *provider;
-	char	   *model;
-	int			attempts;
-	int			corrections;
-	int			tokens_in;
-	int			tokens_out;
-	double		latency_ms;
-	char	   *status;
-	char	   *error;
-} LogRow;
-
-static List *deferred = NIL;	/* LogRow *, in TopMemoryContext */
+static List *deferred = NIL;	/* AskLogRow *, in TopMemoryContext */
 static bool deferred_written = false;	/* inserted by the current transaction */
 static SubTransactionId deferred_subid = InvalidSubTransactionId;
 static bool xact_callbacks_registered = false;
@@ -217,14 +201,15 @@ copy_in(MemoryContext cxt, const char *s)
 	return s ? MemoryContextStrdup(cxt, s) : NULL;
 }
 
-static LogRow *
-make_row(const AskLogEntry *e, const char *tenant, MemoryContext cxt)
+AskLogRow *
+duet_log_make_row(const AskLogEntry *e, const char *tenant, MemoryContext cxt)
 {
-	LogRow	   *r = MemoryContextAllocZero(cxt, sizeof(LogRow));
+	AskLogRow  *r = MemoryContextAllocZero(cxt, sizeof(AskLogRow));
 
 	r->at = GetCurrentTimestamp();
 	r->tenant = copy_in(cxt, tenant);
 	r->role = copy_in(cxt, GetUserNameFromId(GetUserId(), false));
+	r->target = copy_in(cxt, e->target);
 	r->question = copy_in(cxt, e->question);
 	r->sql = copy_in(cxt, e->sql);
 	r->provider = copy_in(cxt, e->provider);
@@ -234,16 +219,17 @@ make_row(const AskLogEntry *e, const char *tenant, MemoryContext cxt)
 	r->tokens_in = e->tokens_in;
 	r->tokens_out = e->tokens_out;
 	r->latency_ms = e->latency_ms;
+	r->cost = e->cost;
 	r->status = copy_in(cxt, e->status);
 	r->error = copy_in(cxt, e->error);
 	return r;
 }
 
 static void
-free_row(LogRow *r)
+free_row(AskLogRow *r)
 {
-	char	   *fields[] = {r->tenant, r->role, r->question, r->sql, r->provider, r->model,
-	r->status, r->error};
+	char	   *fields[] = {r->tenant, r->role, r->target, r->question, r->sql, r->provider,
+	r->model, r->status, r->error};
 	int			i;
 
 	for (i = 0; i < lengthof(fields); i++)
@@ -253,17 +239,21 @@ free_row(LogRow *r)
 }
 
 static void
+free_deferred(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, deferred)
+		free_row((AskLogRow *) lfirst(lc));
+	list_free(deferred);
+	deferred = NIL;
+}
+
+static void
 on_xact(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT && deferred_written)
-	{
-		ListCell   *lc;
-
-		foreach(lc, deferred)
-			free_row((LogRow *) lfirst(lc));
-		list_free(deferred);
-		deferred = NIL;
-	}
+		free_deferred();
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
 		deferred_written = false;
 }
@@ -283,13 +273,13 @@ text_or_null(const char *s, char *null)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
-static void
-insert_row(const LogRow *r)
+void
+duet_log_insert(const AskLogRow *r)
 {
-	Oid			types[14] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT4OID, INT4OID, INT4OID, INT4OID, FLOAT8OID, TEXTOID, TEXTOID};
-	Datum		values[14];
-	char		nulls[15] = "              ";
+	Oid			types[16] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT4OID, INT4OID, INT4OID, INT4OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID};
+	Datum		values[16];
+	char		nulls[17] = "                ";
 	int			rc;
 
 	values[0] = TimestampTzGetDatum(r->at);
@@ -306,12 +296,36 @@ insert_row(const LogRow *r)
 	values[11] = Float8GetDatum(r->latency_ms);
 	values[12] = text_or_null(r->status, &nulls[12]);
 	values[13] = text_or_null(r->error, &nulls[13]);
+	values[14] = text_or_null(r->target, &nulls[14]);
+	values[15] = Float8GetDatum(r->cost);
 	rc = SPI_execute_with_args("INSERT INTO duet.ask_log (at, tenant, role, question, sql, provider, model,"
-							   " attempts, corrections, tokens_in, tokens_out, latency_ms, status, error)"
-							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-							   14, types, values, nulls, false, 0);
+							   " attempts, corrections, tokens_in, tokens_out, latency_ms, status, error,"
+							   " target, cost)"
+							   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+							   " $16::pg_catalog.numeric)",
+							   16, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not write duet.ask_log: %s", SPI_result_code_string(rc));
+	if (r->attempts == 0 && r->tokens_in == 0 && r->tokens_out == 0)
+		return;
+	/* The durable usage the budgets start from after a restart (ask_budget.c), per UTC day. */
+	rc = SPI_execute_with_args("INSERT INTO duet.ask_usage AS u (tenant, day, requests, tokens_in, tokens_out, cost)"
+							   " VALUES ($2, (pg_catalog.timezone('UTC', $1))::pg_catalog.date, $8, $10, $11,"
+							   "         $16::pg_catalog.numeric)"
+							   " ON CONFLICT (tenant, day) DO UPDATE"
+							   "   SET requests = (u.requests OPERATOR(pg_catalog.+) excluded.requests),"
+							   "       tokens_in = (u.tokens_in OPERATOR(pg_catalog.+) excluded.tokens_in),"
+							   "       tokens_out = (u.tokens_out OPERATOR(pg_catalog.+) excluded.tokens_out),"
+							   "       cost = (u.cost OPERATOR(pg_catalog.+) excluded.cost)",
+							   16, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not write duet.ask_usage: %s", SPI_result_code_string(rc));
+}
+
+void
+duet_log_prune_spi(void)
+{
+	maybe_prune_su();
 }
 
 static void
@@ -323,14 +337,14 @@ log_write_su(void *arg)
 	if (!deferred_written)
 	{
 		foreach(lc, deferred)
-			insert_row((LogRow *) lfirst(lc));
+			duet_log_insert((AskLogRow *) lfirst(lc));
 		if (deferred != NIL)
 		{
 			deferred_written = true;
 			deferred_subid = GetCurrentSubTransactionId();
 		}
 	}
-	insert_row((const LogRow *) arg);
+	duet_log_insert((const AskLogRow *) arg);
 	maybe_prune_su();
 	SPI_finish();
 }
@@ -338,9 +352,21 @@ log_write_su(void *arg)
 void
 duet_log_write(const AskLogEntry *e, const char *tenant)
 {
+	AskLogRow  *row = duet_log_make_row(e, tenant, CurrentMemoryContext);
+
+	if (duet_audit_enqueue(row))
+	{
+		/* Rows kept from before the queue had room go the same way, oldest first. */
+		while (deferred != NIL && !deferred_written && duet_audit_enqueue(linitial(deferred)))
+		{
+			free_row((AskLogRow *) linitial(deferred));
+			deferred = list_delete_first(deferred);
+		}
+		return;
+	}
 	if (!can_write())
 		return;
-	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, log_write_su, make_row(e, tenant, CurrentMemoryContext));
+	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, log_write_su, row);
 }
 
 void
@@ -354,18 +380,35 @@ duet_log_defer(const AskLogEntry *e, const char *tenant)
 	}
 	if (list_length(deferred) >= MAX_DEFERRED)
 	{
-		free_row((LogRow *) linitial(deferred));
+		free_row((AskLogRow *) linitial(deferred));
 		deferred = list_delete_first(deferred);
 	}
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		AskLogRow  *r = palloc0(sizeof(AskLogRow));
 
-		deferred = lappend(deferred, make_row(e, tenant, TopMemoryContext));
+		/* No catalog access: this may run in error recovery (the role was resolved earlier). */
+		r->at = GetCurrentTimestamp();
+		r->tenant = copy_in(TopMemoryContext, tenant);
+		r->role = copy_in(TopMemoryContext, e->role ? e->role : "?");
+		r->target = copy_in(TopMemoryContext, e->target);
+		r->question = copy_in(TopMemoryContext, e->question);
+		r->sql = copy_in(TopMemoryContext, e->sql);
+		r->provider = copy_in(TopMemoryContext, e->provider);
+		r->model = copy_in(TopMemoryContext, e->model);
+		r->attempts = e->attempts;
+		r->corrections = e->corrections;
+		r->tokens_in = e->tokens_in;
+		r->tokens_out = e->tokens_out;
+		r->latency_ms = e->latency_ms;
+		r->cost = e->cost;
+		r->status = copy_in(TopMemoryContext, e->status);
+		r->error = copy_in(TopMemoryContext, e->error);
+		deferred = lappend(deferred, r);
 		MemoryContextSwitchTo(old);
 	}
 	ereport(LOG,
-			(errmsg("duet_ask %s for role \"%s\"", e->status,
-					GetUserNameFromId(GetUserId(), false)),
+			(errmsg("duet_ask %s for role \"%s\"", e->status, e->role ? e->role : "?"),
 			 errdetail_internal("%s", e->error ? e->error : "")));
 }
 

@@ -95,7 +95,8 @@ CREATE TABLE duet.ask_examples (
     question   text NOT NULL,
     sql        text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
-    created_by name NOT NULL DEFAULT session_user
+    created_by name NOT NULL DEFAULT session_user,
+    target     text                 -- NULL: PostgreSQL; else a ClickHouse server (duet.clickhouse_servers)
 );
 CREATE INDEX ON duet.ask_examples (tenant, created_at DESC);
 COMMENT ON TABLE duet.ask_examples IS
@@ -138,13 +139,17 @@ CREATE TABLE duet.ask_log (
     tokens_in   int NOT NULL,
     tokens_out  int NOT NULL,
     latency_ms  double precision NOT NULL,
-    status      text NOT NULL CHECK (status IN ('ok', 'cached', 'rejected', 'failed')),
-    error       text
+    status      text NOT NULL,
+    error       text,
+    target      text,               -- NULL: this database; else the ClickHouse server asked about
+    cost        numeric NOT NULL DEFAULT 0,  -- from duet.llm_prices
+    CONSTRAINT ask_log_status_check
+        CHECK (status IN ('ok', 'cached', 'rejected', 'failed', 'over_budget', 'cancelled'))
 );
 CREATE INDEX ON duet.ask_log (at);
 CREATE INDEX ON duet.ask_log (tenant, at);
 COMMENT ON TABLE duet.ask_log IS
-    'audit of every duet_ask call; rows older than duet.ask_log_retention_days are removed; each role sees its tenant''s rows (its own when no tenant)';
+    'audit of every duet_ask call (answered, cached, rejected, failed, over budget, cancelled), written by the audit worker so it survives the caller''s rollback and session; rows older than duet.ask_log_retention_days are removed; each role sees its tenant''s rows (its own when no tenant)';
 ALTER TABLE duet.ask_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE duet.ask_log FORCE ROW LEVEL SECURITY;
 CREATE POLICY duet_tenant_isolation ON duet.ask_log FOR SELECT
@@ -189,7 +194,7 @@ CREATE FUNCTION duet_ask(question text, options jsonb DEFAULT '{}') RETURNS text
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'duet_ask';
 COMMENT ON FUNCTION duet_ask(text, jsonb) IS
-    'SQL answering a question, written by a language model and accepted by the guard (not executed); options: cache, max_corrections';
+    'SQL answering a question, written by a language model and accepted by the guard (not executed); options: cache, max_corrections, target (a ClickHouse server)';
 
 CREATE FUNCTION duet_ask_run(question text, max_rows int DEFAULT NULL) RETURNS SETOF jsonb
     LANGUAGE c VOLATILE

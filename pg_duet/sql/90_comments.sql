@@ -260,7 +260,7 @@ COMMENT ON COLUMN duet.ask_log.corrections IS 'rejected answers sent back to the
 COMMENT ON COLUMN duet.ask_log.tokens_in IS 'prompt tokens, as reported by the provider';
 COMMENT ON COLUMN duet.ask_log.tokens_out IS 'answer tokens, as reported by the provider';
 COMMENT ON COLUMN duet.ask_log.latency_ms IS 'wall time of the ask, in milliseconds';
-COMMENT ON COLUMN duet.ask_log.status IS 'ok, cached, rejected (the guard refused every answer) or failed (no provider answered)';
+COMMENT ON COLUMN duet.ask_log.status IS 'ok, cached, rejected (the guard refused every answer), failed (no provider answered, or another error), over_budget (an ask.limit.* limit refused a request) or cancelled (cancelled, timed out, or its session ended during the ask)';
 COMMENT ON COLUMN duet.ask_log.error IS 'the error of a rejected or failed ask (keys scrubbed)';
 
 -- duet.ask_stats
@@ -298,3 +298,49 @@ COMMENT ON COLUMN duet.kafka_gaps.reason IS 'why the range was skipped (e.g. ret
 COMMENT ON COLUMN duet.kafka_gaps.at IS 'when the gap was found';
 COMMENT ON COLUMN duet.kafka_status.gaps IS 'ranges of offsets skipped (duet.kafka_gaps)';
 COMMENT ON COLUMN duet.kafka_status.gap_messages IS 'messages in those ranges';
+
+-- duet_ask's audit, limits and ClickHouse targets (part 55): the columns 0.2.0 added
+COMMENT ON COLUMN duet.ask_examples.target IS 'what the example is for: NULL for PostgreSQL, else a ClickHouse server (duet.clickhouse_servers.name)';
+COMMENT ON COLUMN duet.ask_log.target IS 'what was asked about: NULL for this database, else the ClickHouse server (duet.clickhouse_servers.name)';
+COMMENT ON COLUMN duet.ask_log.cost IS 'cost of the ask''s language-model requests at duet.llm_prices (0 when the model has no price)';
+
+-- duet.llm_prices
+COMMENT ON COLUMN duet.llm_prices.provider IS 'the provider (duet.llm_providers.name)';
+COMMENT ON COLUMN duet.llm_prices.model IS 'model name, as in duet.llm_providers.model';
+COMMENT ON COLUMN duet.llm_prices.input_per_mtok IS 'price of one million prompt tokens';
+COMMENT ON COLUMN duet.llm_prices.output_per_mtok IS 'price of one million answer tokens';
+COMMENT ON COLUMN duet.llm_prices.currency IS 'ISO 4217 code of the prices; informational: costs add up as they are, without conversion';
+
+-- duet.ask_usage
+COMMENT ON COLUMN duet.ask_usage.tenant IS 'tenant of the askers; NULL for asks without a tenant';
+COMMENT ON COLUMN duet.ask_usage.day IS 'UTC day';
+COMMENT ON COLUMN duet.ask_usage.requests IS 'HTTP requests sent to providers, retries, fallbacks and corrections included';
+COMMENT ON COLUMN duet.ask_usage.tokens_in IS 'prompt tokens, as reported by the providers';
+COMMENT ON COLUMN duet.ask_usage.tokens_out IS 'answer tokens, as reported by the providers';
+COMMENT ON COLUMN duet.ask_usage.cost IS 'cost at duet.llm_prices';
+
+-- duet.llm_usage
+COMMENT ON COLUMN duet.llm_usage.tenant IS 'tenant (the viewer''s)';
+COMMENT ON COLUMN duet.llm_usage.day IS 'UTC day';
+COMMENT ON COLUMN duet.llm_usage.requests IS 'HTTP requests sent to providers, retries, fallbacks and corrections included';
+COMMENT ON COLUMN duet.llm_usage.tokens_in IS 'prompt tokens';
+COMMENT ON COLUMN duet.llm_usage.tokens_out IS 'answer tokens';
+COMMENT ON COLUMN duet.llm_usage.tokens IS 'prompt and answer tokens together (what ask.limit.tokens_per_day counts)';
+COMMENT ON COLUMN duet.llm_usage.cost IS 'cost of the day at duet.llm_prices';
+COMMENT ON COLUMN duet.llm_usage.month_to_date_cost IS 'cost of the UTC month up to and including this day (what ask.limit.cost_per_month counts)';
+
+-- duet.clickhouse_servers
+COMMENT ON COLUMN duet.clickhouse_servers.name IS 'server name, the target option of duet_ask and the key in ask.clickhouse.access';
+COMMENT ON COLUMN duet.clickhouse_servers.url IS 'base URL of the server''s HTTP interface, e.g. http://127.0.0.1:8123';
+COMMENT ON COLUMN duet.clickhouse_servers.database IS 'database the queries run in: unqualified table names are its tables';
+COMMENT ON COLUMN duet.clickhouse_servers.user_name IS 'ClickHouse user of the requests (HTTP basic authentication)';
+COMMENT ON COLUMN duet.clickhouse_servers.timeout_ms IS 'time limit of a schema or guard request, in milliseconds (100 to 600000); a run has duet.ask_run_timeout';
+COMMENT ON COLUMN duet.clickhouse_servers.max_memory_usage IS 'ClickHouse setting max_memory_usage of every run, in bytes';
+COMMENT ON COLUMN duet.clickhouse_servers.max_rows_to_read IS 'ClickHouse setting max_rows_to_read of every run (read_overflow_mode=throw)';
+COMMENT ON COLUMN duet.clickhouse_servers.enabled IS 'false: the server cannot be a target';
+COMMENT ON COLUMN duet.clickhouse_servers.updated_at IS 'when the row was written';
+COMMENT ON COLUMN duet.clickhouse_servers.updated_by IS 'role that wrote the row';
+
+-- duet.clickhouse_server_passwords
+COMMENT ON COLUMN duet.clickhouse_server_passwords.server IS 'the server (duet.clickhouse_servers.name)';
+COMMENT ON COLUMN duet.clickhouse_server_passwords.password IS 'password of the server''s user_name (superuser only; never dumped, logged or shown in errors)';

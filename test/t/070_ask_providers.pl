@@ -124,6 +124,7 @@ $node->safe_psql('postgres', "SELECT duet_ask('q retry', $nocache)");
 @r = since($n0);
 is(join(',', map { $_->{prefix} } @r), '/p1/v1,/p1/v1,/p1/v1,/p1/v1', '429, 500, 529 retried on the same provider');
 cmp_ok($r[1]{t} - $r[0]{t}, '>=', 0.95, 'Retry-After: 1 honoured');
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');    # the audit worker committed
 is($node->safe_psql('postgres', "SELECT attempts FROM duet.ask_log WHERE question = 'q retry'"), '4', 'log counts HTTP attempts');
 
 write_fixtures({ faults => { '/p1/v1' => ['429ms:400', '408', '409'] } });
@@ -181,6 +182,7 @@ is(scalar(@r), 3, 'three rounds');
 like($r[1]{body}{messages}[3]{content}, qr/column "nope" does not exist/, 'analysis error sent back to the model');
 is($r[1]{body}{messages}[2]{content}, 'SELECT nope FROM campaigns', 'with its wrong answer as the assistant turn');
 like($r[2]{body}{messages}[5]{content}, qr/only SELECT may run, found DELETE/, 'guard refusal sent back');
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');    # the audit worker committed
 is($node->safe_psql('postgres', "SELECT corrections || ' ' || status FROM duet.ask_log WHERE question = 'q correct'"), '2 ok', 'log: corrections');
 
 write_fixtures({ answers => { 'q evil' => ['DELETE FROM campaigns', 'SELECT pg_read_file($$/etc/passwd$$)'] } });
@@ -188,14 +190,9 @@ write_fixtures({ answers => { 'q evil' => ['DELETE FROM campaigns', 'SELECT pg_r
 like($err, qr/the model did not produce an acceptable query/, 'refused after max_corrections');
 like($err, qr/pg_read_file/, '... with the last reason');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM campaigns'), '3', 'nothing was deleted');
-is($node->safe_psql('postgres', "SELECT count(*) FROM duet.ask_log WHERE question = 'q evil'"), '0',
-   'the refused ask is not in the log yet (its statement failed)');
-# The next ask of that session writes it, with its own time and reason.
-($rc, $out, $err) = $node->psql('postgres', qq{SELECT duet_ask('q evil', '{"cache": false, "max_corrections": 0}');
-    SELECT duet_ask('how many campaigns?', $nocache);}, on_error_stop => 0);
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');
 is($node->safe_psql('postgres', "SELECT status || ': ' || left(error, 30) FROM duet.ask_log WHERE question = 'q evil'"),
-   'rejected: only SELECT may run, found DEL', 'a refused ask is logged by the next ask of its session');
-like(slurp_file($node->logfile), qr/LOG:  duet_ask rejected for role "postgres"/, 'and reported in the server log at once');
+   'rejected: function pg_catalog.pg_read_fi', 'a refused ask is logged with its last reason though its statement failed (audit worker)');
 
 # --- tenant isolation through duet_ask_run ---------------------------------------------------
 write_fixtures({ answers => { 'list campaigns' => ['SELECT name FROM campaigns ORDER BY name'],
@@ -208,6 +205,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM duet_ask_run('globex campa
    '0', "asking for another tenant's rows returns none");
 is($node->safe_psql('postgres', "SELECT count(*) FROM duet_ask_run('list campaigns', 1)", connstr => $alice),
    '1', 'row cap');
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');    # the audit worker committed
 is($node->safe_psql('postgres', "SELECT count(*) FROM duet.ask_log", connstr => $bob),
    '1', "bob's log shows his tenant's asks only");
 
@@ -250,8 +248,10 @@ $node->safe_psql('postgres', q{
          VALUES (now() - interval '400 days', 'alice', 'ancient question', 1, 0, 0, 0, 1, 'ok');
     SELECT duet_ask_prune();
 });
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');    # the audit worker committed
 is($node->safe_psql('postgres', "SELECT count(*) FROM duet.ask_log WHERE question = 'ancient question'"), '0',
    'rows past duet.ask_log_retention_days are pruned');
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');    # the audit worker committed
 cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM duet.ask_log'), '>', 10, 'recent rows stay');
 
 # --- cache ----------------------------------------------------------------------------------
@@ -260,6 +260,7 @@ $n0 = () = requests();
 $node->safe_psql('postgres', "SELECT duet_ask('cached q')", connstr => $alice);
 $node->safe_psql('postgres', "SELECT duet_ask('cached q')", connstr => $alice);
 is(scalar(() = requests()) - $n0, 1, 'second identical ask served from the cache');
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');    # the audit worker committed
 is($node->safe_psql('postgres', "SELECT string_agg(status, ',' ORDER BY id) FROM duet.ask_log WHERE question = 'cached q'"),
    'ok,cached', 'log shows ok then cached');
 $node->safe_psql('postgres', "SELECT duet_ask('cached q')", connstr => $bob);
@@ -267,6 +268,7 @@ is(scalar(() = requests()) - $n0, 2, 'another tenant does not share the cache en
 $node->safe_psql('postgres', 'ALTER TABLE campaigns ADD COLUMN clicks int');
 $node->safe_psql('postgres', "SELECT duet_ask('cached q')", connstr => $alice);
 is(scalar(() = requests()) - $n0, 3, 'a schema change (new fingerprint) misses the cache');
+$node->safe_psql('postgres', 'SELECT duet_ask_audit_flush()');    # the audit worker committed
 is($node->safe_psql('postgres', "SELECT cache_hits >= 1 FROM duet.ask_stats WHERE model = 'mock-gpt'", connstr => $alice),
    't', 'duet.ask_stats counts cache hits');
 
