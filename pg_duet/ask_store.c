@@ -201,14 +201,15 @@ copy_in(MemoryContext cxt, const char *s)
 	return s ? MemoryContextStrdup(cxt, s) : NULL;
 }
 
-AskLogRow *
-duet_log_make_row(const AskLogEntry *e, const char *tenant, MemoryContext cxt)
+/* A log row of e in cxt: every string copied, so that it outlives the ask. */
+static AskLogRow *
+log_row(const AskLogEntry *e, const char *tenant, const char *role, MemoryContext cxt)
 {
 	AskLogRow  *r = MemoryContextAllocZero(cxt, sizeof(AskLogRow));
 
 	r->at = GetCurrentTimestamp();
 	r->tenant = copy_in(cxt, tenant);
-	r->role = copy_in(cxt, GetUserNameFromId(GetUserId(), false));
+	r->role = copy_in(cxt, role);
 	r->target = copy_in(cxt, e->target);
 	r->question = copy_in(cxt, e->question);
 	r->sql = copy_in(cxt, e->sql);
@@ -223,6 +224,12 @@ duet_log_make_row(const AskLogEntry *e, const char *tenant, MemoryContext cxt)
 	r->status = copy_in(cxt, e->status);
 	r->error = copy_in(cxt, e->error);
 	return r;
+}
+
+AskLogRow *
+duet_log_make_row(const AskLogEntry *e, const char *tenant, MemoryContext cxt)
+{
+	return log_row(e, tenant, GetUserNameFromId(GetUserId(), false), cxt);
 }
 
 static void
@@ -385,25 +392,9 @@ duet_log_defer(const AskLogEntry *e, const char *tenant)
 	}
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		AskLogRow  *r = palloc0(sizeof(AskLogRow));
-
 		/* No catalog access: this may run in error recovery (the role was resolved earlier). */
-		r->at = GetCurrentTimestamp();
-		r->tenant = copy_in(TopMemoryContext, tenant);
-		r->role = copy_in(TopMemoryContext, e->role ? e->role : "?");
-		r->target = copy_in(TopMemoryContext, e->target);
-		r->question = copy_in(TopMemoryContext, e->question);
-		r->sql = copy_in(TopMemoryContext, e->sql);
-		r->provider = copy_in(TopMemoryContext, e->provider);
-		r->model = copy_in(TopMemoryContext, e->model);
-		r->attempts = e->attempts;
-		r->corrections = e->corrections;
-		r->tokens_in = e->tokens_in;
-		r->tokens_out = e->tokens_out;
-		r->latency_ms = e->latency_ms;
-		r->cost = e->cost;
-		r->status = copy_in(TopMemoryContext, e->status);
-		r->error = copy_in(TopMemoryContext, e->error);
+		AskLogRow  *r = log_row(e, tenant, e->role ? e->role : "?", TopMemoryContext);
+
 		deferred = lappend(deferred, r);
 		MemoryContextSwitchTo(old);
 	}
