@@ -615,7 +615,7 @@ COMMENT ON COLUMN duet.kafka_status.target IS 'target table';
 COMMENT ON COLUMN duet.kafka_status.format IS 'message format';
 COMMENT ON COLUMN duet.kafka_status.parallelism IS 'workers configured';
 COMMENT ON COLUMN duet.kafka_status.owner IS 'role the rows are written as';
-COMMENT ON COLUMN duet.kafka_status.state IS 'stopped, starting, running, idle, broker unreachable or error';
+COMMENT ON COLUMN duet.kafka_status.state IS 'stopped, starting, running, idle, broker unreachable, error, or not running (no worker serves this database: see reason)';
 COMMENT ON COLUMN duet.kafka_status.workers IS 'workers running now';
 COMMENT ON COLUMN duet.kafka_status.rows IS 'rows ingested since the workers started';
 COMMENT ON COLUMN duet.kafka_status.bytes IS 'message bytes ingested since the workers started';
@@ -1266,3 +1266,164 @@ COMMENT ON COLUMN duet.clickhouse_servers.updated_by IS 'role that wrote the row
 -- duet.clickhouse_server_passwords
 COMMENT ON COLUMN duet.clickhouse_server_passwords.server IS 'the server (duet.clickhouse_servers.name)';
 COMMENT ON COLUMN duet.clickhouse_server_passwords.password IS 'password of the server''s user_name (superuser only; never dumped, logged or shown in errors)';
+
+-- Loud failure (issue 17): duet.kafka_status says not running and why; duet_doctor() checks
+-- that the LLM endpoints and Kafka brokers accept connections.
+CREATE OR REPLACE VIEW duet.kafka_status WITH (security_barrier = true) AS
+WITH w AS (
+    SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
+           sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
+           CASE WHEN bool_or(state = 'error') THEN 'error'
+                WHEN bool_or(state = 'broker unreachable') THEN 'broker unreachable'
+                WHEN bool_or(state = 'running') THEN 'running'
+                WHEN bool_or(state = 'starting') THEN 'starting'
+                ELSE 'idle' END AS state,
+           (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST))[1] AS last_error,
+           max(last_error_at) AS last_error_at
+      FROM (SELECT DISTINCT ON (pid) * FROM duet_kafka_worker_stats()) s
+     GROUP BY consumer_id),
+p AS (
+    SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
+           jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
+                                        'high_watermark', ps.high_watermark, 'lag', ps.lag)
+                     ORDER BY ps.partition) AS partitions
+      FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
+     GROUP BY c.id)
+SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
+       CASE WHEN NOT c.enabled THEN 'stopped'
+            WHEN w.state IS NULL AND ws.problem IS NOT NULL THEN 'not running'
+            ELSE coalesce(w.state, 'starting') END AS state,
+       coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
+       coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
+       (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
+       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages,
+       CASE WHEN c.enabled AND w.state IS NULL THEN ws.problem END AS reason
+  FROM duet.kafka_consumers c
+  LEFT JOIN w ON w.consumer_id = c.id
+  LEFT JOIN p ON p.consumer_id = c.id
+  -- no worker runs a consumer in a database the workers do not serve: say so, and why
+  CROSS JOIN duet_workers_status() ws
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW duet.kafka_status IS
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
+COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases); duet_doctor() gives the fix';
+
+CREATE FUNCTION duet_doctor_reachability()
+    RETURNS TABLE (check_name text, status text, detail text, hint text)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_doctor_reachability';
+COMMENT ON FUNCTION duet_doctor_reachability() IS
+    'the reachability checks of duet_doctor(): whether the enabled LLM providers'' endpoints (superusers only) and the brokers of the caller''s enabled Kafka consumers accept a TCP connection, within two seconds';
+
+CREATE OR REPLACE FUNCTION duet_doctor()
+    RETURNS TABLE (check_name text, status text, detail text, hint text)
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w        record;
+    r        record;
+    ndb      int;
+    needed   int;
+    max_w    int := current_setting('max_worker_processes')::int;
+    n        bigint;
+    oldest   interval;
+BEGIN
+    -- Runs as the caller: it reports what the caller may see (rules under row-level security,
+    -- Kafka for duet_kafka_admin and pg_monitor).
+    SELECT * INTO w FROM @extschema@.duet_workers_status();
+    check_name := 'background workers';
+    IF w.problem IS NULL THEN
+        status := 'ok'; detail := 'pg_duet is preloaded and this database is in duet.databases'; hint := NULL;
+    ELSE
+        status := 'error'; detail := w.problem; hint := w.hint;
+    END IF;
+    RETURN NEXT;
+
+    -- Two launchers, three workers per served database, one per consumer partition group here.
+    ndb := array_length(string_to_array(current_setting('duet.databases'), ','), 1);
+    needed := 2 + 3 * coalesce(ndb, 0);
+    IF has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        needed := needed + coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
+                                      WHERE s.state <> 'stopped'), 0)::int;
+    END IF;
+    check_name := 'worker slots';
+    IF needed > max_w THEN
+        status := 'error';
+        detail := format('pg_duet needs at least %s background workers; max_worker_processes is %s', needed, max_w);
+        hint := format('Raise max_worker_processes to %s or more (it also bounds parallel query workers) and restart.',
+                       needed + current_setting('max_parallel_workers')::int);
+    ELSE
+        status := 'ok';
+        detail := format('pg_duet needs at least %s of max_worker_processes = %s', needed, max_w);
+        hint := NULL;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'kafka consumers';
+    IF NOT has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading consumer state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.name, s.state, s.last_error, s.reason FROM duet.kafka_status s
+                  WHERE s.state NOT IN ('running', 'stopped', 'idle') ORDER BY s.name LOOP
+            n := n + 1;
+            status := CASE WHEN r.state = 'starting' THEN 'warning' ELSE 'error' END;
+            detail := format('consumer %s is %s%s', r.name, r.state, coalesce(': ' || coalesce(r.reason, r.last_error), ''));
+            hint := CASE WHEN r.state = 'not running' THEN w.hint
+                         WHEN r.state = 'broker unreachable' THEN 'Check the brokers and the consumer''s security properties; it retries on its own.'
+                         WHEN r.state = 'starting' THEN 'A consumer that stays starting means no worker slot was free: see "worker slots".'
+                         ELSE 'See duet.kafka_dead_letters and the server log; duet_kafka_stop/start restarts it.' END;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok'; detail := 'every enabled consumer is running'; hint := NULL;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
+    check_name := 'rules';
+    n := 0;
+    FOR r IN SELECT ru.tenant, ru.name, a.error, count(*) AS instances
+               FROM duet.alerts a JOIN duet.rules ru ON ru.id OPERATOR(pg_catalog.=) a.rule_id
+              WHERE a.state = 'error' AND ru.enabled
+              GROUP BY ru.tenant, ru.name, a.error ORDER BY ru.tenant, ru.name LOOP
+        n := n + 1;
+        status := 'warning';
+        detail := format('rule %s of tenant %s fails: %s', r.name, r.tenant, r.error);
+        hint := 'Fix the rule with duet_rule_alter (duet_rule_test tries it on a row); duet.alert_history keeps the errors.';
+        RETURN NEXT;
+    END LOOP;
+    IF (SELECT count(*) FROM duet.rules ru WHERE ru.enabled AND ru.query IS NOT NULL) > 0 AND w.problem IS NOT NULL THEN
+        n := n + 1;
+        status := 'error'; detail := 'query rules are never evaluated: ' || w.problem; hint := w.hint;
+        RETURN NEXT;
+    END IF;
+    IF n = 0 THEN
+        status := 'ok'; detail := 'no enabled rule is failing'; hint := NULL;
+        RETURN NEXT;
+    END IF;
+
+    check_name := 'outbox';
+    IF NOT has_table_privilege('duet.kafka_outbox_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+    ELSE
+        SELECT s.pending, now() - s.oldest_pending_at INTO n, oldest FROM duet.kafka_outbox_status s;
+        IF n > 0 AND oldest > interval '1 minute' THEN
+            status := 'error';
+            detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
+            hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');
+        ELSE
+            status := 'ok'; detail := 'no event waits longer than a minute'; hint := NULL;
+        END IF;
+    END IF;
+    RETURN NEXT;
+
+    -- Reachability of the LLM endpoints and Kafka brokers: one TCP connection each, all at once,
+    -- at most two seconds in all (C: pg_duet/doctor.c).
+    RETURN QUERY SELECT x.check_name, x.status, x.detail, x.hint FROM @extschema@.duet_doctor_reachability() x;
+END $$;
+COMMENT ON FUNCTION duet_doctor() IS
+    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable LLM endpoints and Kafka brokers), each with its fix';

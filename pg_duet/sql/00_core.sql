@@ -11,3 +11,10 @@ CREATE FUNCTION duet_version() RETURNS text
     LANGUAGE c IMMUTABLE PARALLEL SAFE STRICT
     AS 'MODULE_PATHNAME', 'duet_version';
 COMMENT ON FUNCTION duet_version() IS 'version of the loaded pg_duet library';
+
+-- Whether the background workers serve this database (C: pg_duet/doctor.c); duet.kafka_status
+-- and duet_doctor() (part 70) say why not.
+CREATE FUNCTION duet_workers_status(OUT problem text, OUT hint text)
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_workers_status';
+COMMENT ON FUNCTION duet_workers_status() IS
+    'why pg_duet''s background workers do not serve this database, and the fix (NULLs when they do)';

@@ -243,20 +243,26 @@ p AS (
       FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
      GROUP BY c.id)
 SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
-       CASE WHEN NOT c.enabled THEN 'stopped' ELSE coalesce(w.state, 'starting') END AS state,
+       CASE WHEN NOT c.enabled THEN 'stopped'
+            WHEN w.state IS NULL AND ws.problem IS NOT NULL THEN 'not running'
+            ELSE coalesce(w.state, 'starting') END AS state,
        coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
        coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
        (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
        w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
        (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
-       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages,
+       CASE WHEN c.enabled AND w.state IS NULL THEN ws.problem END AS reason
   FROM duet.kafka_consumers c
   LEFT JOIN w ON w.consumer_id = c.id
   LEFT JOIN p ON p.consumer_id = c.id
+  -- no worker runs a consumer in a database the workers do not serve: say so, and why
+  CROSS JOIN duet_workers_status() ws
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_status IS
-    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, and the gaps (ranges and messages skipped, see duet.kafka_gaps)';
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
+COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases); duet_doctor() gives the fix';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
 
 -- The outbox: rows written in the caller's transaction, published by a worker once committed.

@@ -1,19 +1,22 @@
 -- pg_duet install script, part 70: duet_doctor() — what keeps pg_duet from working here, with
 -- the fix for each. (C: pg_duet/doctor.c)
 
-CREATE FUNCTION duet_workers_status(OUT problem text, OUT hint text)
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_workers_status';
-COMMENT ON FUNCTION duet_workers_status() IS
-    'why pg_duet''s background workers do not serve this database, and the fix (NULLs when they do)';
+-- duet_workers_status() is in part 00: duet.kafka_status uses it too.
 CREATE FUNCTION duet.duet_workers_warn(what text) RETURNS void
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'duet_workers_warn_sql';
 COMMENT ON FUNCTION duet.duet_workers_warn(text) IS
     'internal: a WARNING (once per transaction) that what needs the background workers will not run here';
 REVOKE ALL ON FUNCTION duet.duet_workers_warn(text) FROM PUBLIC;
 
+CREATE FUNCTION duet_doctor_reachability()
+    RETURNS TABLE (check_name text, status text, detail text, hint text)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_doctor_reachability';
+COMMENT ON FUNCTION duet_doctor_reachability() IS
+    'the reachability checks of duet_doctor(): whether the enabled LLM providers'' endpoints (superusers only) and the brokers of the caller''s enabled Kafka consumers accept a TCP connection, within two seconds';
+
 CREATE FUNCTION duet_doctor()
     RETURNS TABLE (check_name text, status text, detail text, hint text)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     w        record;
@@ -61,14 +64,12 @@ BEGIN
         RETURN NEXT;
     ELSE
         n := 0;
-        FOR r IN SELECT s.name, s.state, s.last_error FROM duet.kafka_status s
+        FOR r IN SELECT s.name, s.state, s.last_error, s.reason FROM duet.kafka_status s
                   WHERE s.state NOT IN ('running', 'stopped', 'idle') ORDER BY s.name LOOP
             n := n + 1;
-            status := CASE WHEN r.state = 'starting' AND w.problem IS NULL THEN 'warning' ELSE 'error' END;
-            detail := format('consumer %s is %s%s', r.name,
-                             CASE WHEN r.state = 'starting' AND w.problem IS NOT NULL THEN 'not running' ELSE r.state END,
-                             coalesce(': ' || r.last_error, ''));
-            hint := CASE WHEN w.problem IS NOT NULL THEN w.hint
+            status := CASE WHEN r.state = 'starting' THEN 'warning' ELSE 'error' END;
+            detail := format('consumer %s is %s%s', r.name, r.state, coalesce(': ' || coalesce(r.reason, r.last_error), ''));
+            hint := CASE WHEN r.state = 'not running' THEN w.hint
                          WHEN r.state = 'broker unreachable' THEN 'Check the brokers and the consumer''s security properties; it retries on its own.'
                          WHEN r.state = 'starting' THEN 'A consumer that stays starting means no worker slot was free: see "worker slots".'
                          ELSE 'See duet.kafka_dead_letters and the server log; duet_kafka_stop/start restarts it.' END;
@@ -116,6 +117,10 @@ BEGIN
         END IF;
     END IF;
     RETURN NEXT;
+
+    -- Reachability of the LLM endpoints and Kafka brokers: one TCP connection each, all at once,
+    -- at most two seconds in all (C: pg_duet/doctor.c).
+    RETURN QUERY SELECT x.check_name, x.status, x.detail, x.hint FROM @extschema@.duet_doctor_reachability() x;
 END $$;
 COMMENT ON FUNCTION duet_doctor() IS
-    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox), each with its fix';
+    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable LLM endpoints and Kafka brokers), each with its fix';

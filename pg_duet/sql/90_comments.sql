@@ -105,7 +105,7 @@ COMMENT ON COLUMN duet.kafka_status.target IS 'target table';
 COMMENT ON COLUMN duet.kafka_status.format IS 'message format';
 COMMENT ON COLUMN duet.kafka_status.parallelism IS 'workers configured';
 COMMENT ON COLUMN duet.kafka_status.owner IS 'role the rows are written as';
-COMMENT ON COLUMN duet.kafka_status.state IS 'stopped, starting, running, idle, broker unreachable or error';
+COMMENT ON COLUMN duet.kafka_status.state IS 'stopped, starting, running, idle, broker unreachable, error, or not running (no worker serves this database: see reason)';
 COMMENT ON COLUMN duet.kafka_status.workers IS 'workers running now';
 COMMENT ON COLUMN duet.kafka_status.rows IS 'rows ingested since the workers started';
 COMMENT ON COLUMN duet.kafka_status.bytes IS 'message bytes ingested since the workers started';
