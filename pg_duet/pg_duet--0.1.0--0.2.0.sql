@@ -1427,3 +1427,25 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION duet_doctor() IS
     'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable LLM endpoints and Kafka brokers), each with its fix';
+
+-- Alert history pruning on demand (a pg_cron job, docs/pg_cron.md): the rules scheduler also
+-- prunes after each evaluation, but only where it runs.
+CREATE FUNCTION duet_rules_prune() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retention int;
+    n bigint;
+BEGIN
+    PERFORM @extschema@.duet_version();     -- loads the library, which defines the setting
+    retention := coalesce(current_setting('duet.rules_history_retention', true), '90')::int;
+    IF retention = 0 THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM duet.alert_transitions t WHERE t.at < now() - make_interval(days => retention);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION duet_rules_prune() IS
+    'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention days (admin); returns the count';
+REVOKE ALL ON FUNCTION duet_rules_prune() FROM PUBLIC;

@@ -6,6 +6,7 @@ packages=(
   build-essential postgresql-15 postgresql-server-dev-15
   librdkafka-dev libjansson-dev libcurl4-openssl-dev libcmocka-dev kcat libipc-run-perl
   clickhouse-server clickhouse-client clang libclang-rt-14-dev valgrind python3
+  postgresql-15-cron
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -44,6 +44,9 @@ duet_tmp_install() {
     cp -a "$PG_SYS_PREFIX" "$DUET_TMP_INSTALL${PG_SYS_PREFIX%/*}/"
     cp -a "$PG_SYS_SHAREDIR" "$DUET_TMP_INSTALL${PG_SYS_SHAREDIR%/*}/"
   fi
+  # Extensions installed on the system after the copy was made (pg_cron, for test/t/003_cron.pl).
+  cp -an "$PG_SYS_PREFIX/lib/." "$DUET_TMP_INSTALL$PG_SYS_PREFIX/lib/"
+  cp -an "$PG_SYS_SHAREDIR/extension/." "$DUET_TMP_INSTALL$PG_SYS_SHAREDIR/extension/"
   make -C "$DUET_ROOT" -s install DESTDIR="$DUET_TMP_INSTALL" >/dev/null
   chmod -R a+rX "$DUET_BUILD" 2>/dev/null || true
 }

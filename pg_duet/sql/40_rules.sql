@@ -592,3 +592,25 @@ REVOKE ALL ON FUNCTION duet_rules_evaluate(timestamptz) FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('duet.rules_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.alerts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.alert_transitions_id_seq', '');
+
+-- Alert history pruning on demand (a pg_cron job, docs/pg_cron.md): the rules scheduler also
+-- prunes after each evaluation, but only where it runs.
+CREATE FUNCTION duet_rules_prune() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retention int;
+    n bigint;
+BEGIN
+    PERFORM @extschema@.duet_version();     -- loads the library, which defines the setting
+    retention := coalesce(current_setting('duet.rules_history_retention', true), '90')::int;
+    IF retention = 0 THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM duet.alert_transitions t WHERE t.at < now() - make_interval(days => retention);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION duet_rules_prune() IS
+    'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention days (admin); returns the count';
+REVOKE ALL ON FUNCTION duet_rules_prune() FROM PUBLIC;
