@@ -95,6 +95,38 @@ typedef enum opcode
 	OP_NCODES
 } opcode;
 
+/* What an instruction's operand addresses (the opcode table, opcodes.c) */
+typedef enum opnd_kind
+{
+	OPND_NONE,					/* unused */
+	OPND_CONST,					/* index into consts */
+	OPND_VAR,					/* index into vars */
+	OPND_TARGET,				/* instruction index (a forward jump) */
+	OPND_BUILTIN,				/* index into duet_builtins */
+	OPND_COUNT,					/* number of stack operands */
+	OPND_DIGITS					/* an immediate integer */
+} opnd_kind;
+
+/* What an instruction's flags mean */
+typedef enum flag_kind
+{
+	FLG_NONE,
+	FLG_NEGATED,				/* 1: not between / not in / is not null */
+	FLG_NUMERIC,				/* CALL_NUMERIC */
+	FLG_CMP						/* a comparison opcode, OP_EQ..OP_GE */
+} flag_kind;
+
+typedef struct opcode_info
+{
+	const char *name;			/* without OP_ */
+	uint8_t		arg;			/* opnd_kind of instr.arg */
+	uint8_t		argc;			/* opnd_kind of instr.argc */
+	uint8_t		flags;			/* flag_kind of instr.flags */
+	const char *doc;			/* one line: what it does to the stack */
+} opcode_info;
+
+extern const opcode_info duet_opcodes[OP_NCODES];
+
 /* OP_CALL flags: every parameter is a number, so the call needs no generic argument check */
 #define CALL_NUMERIC 1
 

@@ -1266,3 +1266,12 @@ COMMENT ON COLUMN duet.clickhouse_servers.updated_by IS 'role that wrote the row
 -- duet.clickhouse_server_passwords
 COMMENT ON COLUMN duet.clickhouse_server_passwords.server IS 'the server (duet.clickhouse_servers.name)';
 COMMENT ON COLUMN duet.clickhouse_server_passwords.password IS 'password of the server''s user_name (superuser only; never dumped, logged or shown in errors)';
+
+-- Code health (issue 18): the formula disassembler ----------------------------------------------
+
+-- The disassembler: the compiled program as text, one line per instruction (docs/calc.md).
+CREATE FUNCTION duet_formula_explain(formula text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'duet_formula_explain';
+COMMENT ON FUNCTION duet_formula_explain(text) IS
+'the bytecode listing of a Duet formula, as luac -l prints Lua: one line per instruction with its index, source position, opcode, operands and the constant, variable, builtin or jump target they name; an invalid formula raises its error';
