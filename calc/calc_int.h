@@ -4,7 +4,9 @@
  *
  * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
  * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
- * funcs.c holds the builtin functions, format.c numbers and error text.
+ * funcs.c holds the builtin functions, format.c numbers and error text, arena.c the compile-time
+ * arena (the parser allocates from it, the compiler frees it), opcodes.c the opcode table and
+ * explain.c the disassembler built on it.
  */
 #ifndef DUET_CALC_INT_H
 #define DUET_CALC_INT_H
@@ -189,10 +191,17 @@ void		lexer_init(lexer *lx, const char *src, size_t len, duet_error *err);
 bool		lexer_next(lexer *lx);	/* false on a lexical error (err filled) */
 const char *tok_describe(tok_kind k);
 
-node	   *duet_parse(lexer *lx, const duet_limits *lim, void *arena, duet_error *err);
+/* compile-time arena (arena.c): blocks freed in one go after compilation */
+typedef struct arena_block arena_block;
+typedef struct calc_arena
+{
+	arena_block *head;
+} calc_arena;
 
-/* compile-time arena (freed in one go after compilation) */
-void	   *arena_alloc(void *arena, size_t size);
+void	   *arena_alloc(calc_arena *ar, size_t size);	/* NULL when out of memory */
+void		arena_free(calc_arena *ar);
+
+node	   *duet_parse(lexer *lx, const duet_limits *lim, calc_arena *arena, duet_error *err);
 
 /* error reporting: fills message, position and the caret excerpt */
 void		duet_set_error(duet_error *err, duet_errclass cls, const char *src, size_t srclen,
