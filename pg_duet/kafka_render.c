@@ -26,75 +26,6 @@
 
 #include "kafka_ingest_int.h"
 
-/* ---- step 5: one value, framed ---- */
-
-static void
-append_text_escaped(StringInfo buf, const char *s, int len)
-{
-	const char *start = s;
-	const char *end = s + len;
-
-	enlargeStringInfo(buf, len + 8);
-	for (; s < end; s++)
-	{
-		char		c = *s;
-		const char *esc;
-
-		switch (c)
-		{
-			case '\\':
-				esc = "\\\\";
-				break;
-			case '\n':
-				esc = "\\n";
-				break;
-			case '\r':
-				esc = "\\r";
-				break;
-			case '\t':
-				esc = "\\t";
-				break;
-			default:
-				continue;
-		}
-		appendBinaryStringInfo(buf, start, s - start);
-		appendStringInfoString(buf, esc);
-		start = s + 1;
-	}
-	appendBinaryStringInfo(buf, start, end - start);
-}
-
-static void
-append_csv_quoted(StringInfo buf, const char *s, int len)
-{
-	appendStringInfoChar(buf, '"');
-	for (int i = 0; i < len; i++)
-	{
-		if (s[i] == '"')
-			appendStringInfoChar(buf, '"');
-		appendStringInfoChar(buf, s[i]);
-	}
-	appendStringInfoChar(buf, '"');
-}
-
-/* Appends one column's value: escaped for text, quoted for csv; v NULL is SQL NULL. */
-static void
-append_value(StringInfo buf, bool csv, const char *v, int vlen)
-{
-	if (v == NULL)
-	{
-		if (!csv)
-			appendStringInfoString(buf, "\\N");
-		return;
-	}
-	if (vlen < 0)
-		vlen = strlen(v);
-	if (csv)
-		append_csv_quoted(buf, v, vlen);
-	else
-		append_text_escaped(buf, v, vlen);
-}
-
 /* ---- step 1: what every message must be ---- */
 
 static const char *
@@ -418,6 +349,75 @@ column_value(DuetKafkaTarget *t, const Col *c, rd_kafka_message_t *m, char *fiel
 			return headers_json(m, v, vlen);
 	}
 	return NULL;
+}
+
+/* ---- step 5: one value, framed ---- */
+
+static void
+append_text_escaped(StringInfo buf, const char *s, int len)
+{
+	const char *start = s;
+	const char *end = s + len;
+
+	enlargeStringInfo(buf, len + 8);
+	for (; s < end; s++)
+	{
+		char		c = *s;
+		const char *esc;
+
+		switch (c)
+		{
+			case '\\':
+				esc = "\\\\";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			default:
+				continue;
+		}
+		appendBinaryStringInfo(buf, start, s - start);
+		appendStringInfoString(buf, esc);
+		start = s + 1;
+	}
+	appendBinaryStringInfo(buf, start, end - start);
+}
+
+static void
+append_csv_quoted(StringInfo buf, const char *s, int len)
+{
+	appendStringInfoChar(buf, '"');
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] == '"')
+			appendStringInfoChar(buf, '"');
+		appendStringInfoChar(buf, s[i]);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/* Appends one column's value: escaped for text, quoted for csv; v NULL is SQL NULL. */
+static void
+append_value(StringInfo buf, bool csv, const char *v, int vlen)
+{
+	if (v == NULL)
+	{
+		if (!csv)
+			appendStringInfoString(buf, "\\N");
+		return;
+	}
+	if (vlen < 0)
+		vlen = strlen(v);
+	if (csv)
+		append_csv_quoted(buf, v, vlen);
+	else
+		append_text_escaped(buf, v, vlen);
 }
 
 /* ---- the steps together ---- */
