@@ -4,7 +4,9 @@
  *
  * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
  * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
- * funcs.c holds the builtin functions, format.c numbers and error text.
+ * funcs.c holds the builtin functions, format.c numbers and error text, arena.c the compile-time
+ * arena (the parser allocates from it, the compiler frees it), opcodes.c the opcode table and
+ * explain.c the disassembler built on it.
  */
 #ifndef DUET_CALC_INT_H
 #define DUET_CALC_INT_H
@@ -95,6 +97,38 @@ typedef enum opcode
 	OP_NCODES
 } opcode;
 
+/* What an instruction's operand addresses (the opcode table, opcodes.c) */
+typedef enum opnd_kind
+{
+	OPND_NONE,					/* unused */
+	OPND_CONST,					/* index into consts */
+	OPND_VAR,					/* index into vars */
+	OPND_TARGET,				/* instruction index (a forward jump) */
+	OPND_BUILTIN,				/* index into duet_builtins */
+	OPND_COUNT,					/* number of stack operands */
+	OPND_DIGITS					/* an immediate integer */
+} opnd_kind;
+
+/* What an instruction's flags mean */
+typedef enum flag_kind
+{
+	FLG_NONE,
+	FLG_NEGATED,				/* 1: not between / not in / is not null */
+	FLG_NUMERIC,				/* CALL_NUMERIC */
+	FLG_CMP						/* a comparison opcode, OP_EQ..OP_GE */
+} flag_kind;
+
+typedef struct opcode_info
+{
+	const char *name;			/* without OP_ */
+	uint8_t		arg;			/* opnd_kind of instr.arg */
+	uint8_t		argc;			/* opnd_kind of instr.argc */
+	uint8_t		flags;			/* flag_kind of instr.flags */
+	const char *doc;			/* one line: what it does to the stack */
+} opcode_info;
+
+extern const opcode_info duet_opcodes[OP_NCODES];
+
 /* OP_CALL flags: every parameter is a number, so the call needs no generic argument check */
 #define CALL_NUMERIC 1
 
@@ -157,10 +191,17 @@ void		lexer_init(lexer *lx, const char *src, size_t len, duet_error *err);
 bool		lexer_next(lexer *lx);	/* false on a lexical error (err filled) */
 const char *tok_describe(tok_kind k);
 
-node	   *duet_parse(lexer *lx, const duet_limits *lim, void *arena, duet_error *err);
+/* compile-time arena (arena.c): blocks freed in one go after compilation */
+typedef struct arena_block arena_block;
+typedef struct calc_arena
+{
+	arena_block *head;
+} calc_arena;
 
-/* compile-time arena (freed in one go after compilation) */
-void	   *arena_alloc(void *arena, size_t size);
+void	   *arena_alloc(calc_arena *ar, size_t size);	/* NULL when out of memory */
+void		arena_free(calc_arena *ar);
+
+node	   *duet_parse(lexer *lx, const duet_limits *lim, calc_arena *arena, duet_error *err);
 
 /* error reporting: fills message, position and the caret excerpt */
 void		duet_set_error(duet_error *err, duet_errclass cls, const char *src, size_t srclen,

@@ -13,55 +13,6 @@
 
 static const duet_limits default_limits = {65536, 256, 4096, 1024 * 1024};
 
-/* ---- compile-time arena: blocks freed together ---- */
-typedef struct arena_block
-{
-	struct arena_block *next;
-	size_t		used,
-				cap;
-	max_align_t data[];
-} arena_block;
-
-typedef struct arena
-{
-	arena_block *head;
-} arena;
-
-void *
-arena_alloc(void *a, size_t size)
-{
-	arena	   *ar = a;
-	arena_block *b = ar->head;
-
-	size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-	if (!b || b->cap - b->used < size)
-	{
-		size_t		cap = size > 16384 ? size : 16384;
-
-		b = malloc(sizeof(arena_block) + cap);
-		if (!b)
-			return NULL;
-		b->next = ar->head;
-		b->used = 0;
-		b->cap = cap;
-		ar->head = b;
-	}
-	b->used += size;
-	return (char *) b->data + b->used - size;
-}
-
-static void
-arena_free(arena *ar)
-{
-	while (ar->head)
-	{
-		arena_block *next = ar->head->next;
-
-		free(ar->head);
-		ar->head = next;
-	}
-}
-
 /* ---- compiler state ---- */
 typedef struct compiler
 {
@@ -69,7 +20,7 @@ typedef struct compiler
 	size_t		srclen;
 	const duet_compile_options *opts;
 	const duet_limits *lim;
-	arena		ar;
+	calc_arena	ar;
 	duet_error *err;
 	/* program under construction */
 	instr	   *code;

@@ -112,6 +112,14 @@ const char *duet_program_var(const duet_program *p, size_t i);	/* NUL-terminated
 /* Static result type: DUET_T_NUMBER, _STRING, _BOOL, _NULL (always null), or DUET_T_ANY. */
 duet_type	duet_program_type(const duet_program *p);
 
+/*
+ * The program listing, as `luac -l` prints Lua bytecode: a header (instructions, variables,
+ * constants, stack depth, result type), then one line per instruction with its index, source
+ * position, opcode, operands and what they name. malloc'd, NUL-terminated, ends with a newline;
+ * NULL when out of memory. The format is for people and may change between versions.
+ */
+char	   *duet_program_explain(const duet_program *p);
+
 duet_vm    *duet_vm_new(void);
 void		duet_vm_free(duet_vm *vm);
 

@@ -26,7 +26,7 @@ typedef struct parser
 {
 	lexer	   *lx;
 	const duet_limits *lim;
-	void	   *arena;
+	calc_arena *arena;
 	duet_error *err;
 	int			depth;
 } parser;
@@ -620,7 +620,7 @@ parse_expr(parser *p)
 }
 
 node *
-duet_parse(lexer *lx, const duet_limits *lim, void *arena, duet_error *err)
+duet_parse(lexer *lx, const duet_limits *lim, calc_arena *arena, duet_error *err)
 {
 	parser		p = {lx, lim, arena, err, 0};
 	node	   *root;

@@ -316,7 +316,20 @@ finite2(double a, double b)
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define FAIL(cls) do { *out = duet_null(); return (cls); } while (0)
-#define NEXT() do { in++; goto *labels[in->op]; } while (0)
+/*
+ * Debug builds (DUET_DEBUG: mk/calc.mk sets it for PostgreSQL builds with assertions, CALC_DEBUG=1
+ * and the fuzzer) check the stack depth after every instruction against the compiler's max_stack:
+ * never below the bottom, never above the capacity prepare() made, exactly one value at RETURN.
+ */
+#ifdef DUET_DEBUG
+#include <assert.h>
+#define STACK_CHECK() assert(sp >= stack_base && sp - stack_base <= p->max_stack)
+#define STACK_CHECK_RETURN() assert(sp - stack_base == 1)
+#else
+#define STACK_CHECK() ((void) 0)
+#define STACK_CHECK_RETURN() ((void) 0)
+#endif
+#define NEXT() do { STACK_CHECK(); in++; goto *labels[in->op]; } while (0)
 
 /* The interpreter (vm_run.h), instantiated for one row (stride 1) and for column-major batches. */
 #define RUN_NAME run_row

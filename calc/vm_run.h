@@ -37,6 +37,12 @@ RUN_NAME(const duet_program *p, const duet_value *vars, size_t kstride, duet_vm 
 			   *a,
 			   *b;
 
+#ifdef DUET_DEBUG
+	const duet_value *const stack_base = vm->stack;
+
+	assert(vm->stack_cap >= p->max_stack);
+#endif
+
 	(void) kstride;
 
 	goto *labels[in->op];
@@ -346,6 +352,7 @@ L_IN:
 		NEXT();
 	}
 L_JUMP:
+	STACK_CHECK();
 	in = code + in->arg;
 	goto *labels[in->op];
 L_JUMP_UNLESS_TRUE:
@@ -359,6 +366,7 @@ L_JUMP_UNLESS_TRUE:
 							   duet_type_name(a->type));
 		FAIL(DUET_ERR_TYPE);
 	}
+	STACK_CHECK();
 	in = code + in->arg;
 	goto *labels[in->op];
 L_CALL:
@@ -421,6 +429,7 @@ round_generic:
 		FAIL(DUET_ERR_TYPE);
 	}
 L_RETURN:
+	STACK_CHECK_RETURN();
 	*out = sp[-1];
 	if (out->type == DUET_T_NUMBER && out->u.num == 0)
 		out->u.num = 0;			/* never -0 */

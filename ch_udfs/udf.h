@@ -193,7 +193,7 @@ udf_row_putc(udf_row *row, char c, udf_error *err)
 	return udf_row_append(row, &c, 1, err);
 }
 
-/* Text formats: converts the collected fields (start/flen/is_null) into vals. */
+/* Text formats: converts the collected fields (start/flen/is_null) into vals (udf_types.c). */
 bool		udf_row_convert(udf_row *row, const udf_column *cols, size_t ncols, udf_error *err);
 
 /* ---- formats ---- */

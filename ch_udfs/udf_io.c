@@ -1,5 +1,7 @@
 /*
- * udf_io.c — buffered pipe I/O and the row buffer.
+ * udf_io.c — buffered pipe I/O and the row buffer. Knows nothing of column types: converting a
+ * row's text fields to values is udf_types.c's (udf_row_convert), so the dependency goes one way,
+ * types → io.
  *
  * ClickHouse writes a block and reads our output concurrently, and in a pool it waits for exactly
  * N rows before sending the next block. So the reader flushes pending output before any read()
@@ -285,30 +287,6 @@ udf_row_append(udf_row *row, const void *data, size_t n, udf_error *err)
 	if (n > 0)
 		memcpy(row->text + row->len, data, n);
 	row->len += n;
-	return true;
-}
-
-bool
-udf_row_convert(udf_row *row, const udf_column *cols, size_t ncols, udf_error *err)
-{
-	for (size_t i = 0; i < ncols; i++)
-	{
-		if (row->is_null[i])
-		{
-			if (!cols[i].type.nullable)
-				return udf_fail(err, "row %llu: NULL in column %s of non-Nullable type",
-								(unsigned long long) row->number, cols[i].name);
-			row->vals[i] = duet_null();
-			continue;
-		}
-		if (!udf_parse_text(&cols[i], row->text + row->start[i], row->flen[i], &row->vals[i], err))
-		{
-			char		msg[sizeof(err->message)];
-
-			memcpy(msg, err->message, sizeof(msg));
-			return udf_fail(err, "row %llu: %s", (unsigned long long) row->number, msg);
-		}
-	}
 	return true;
 }
 

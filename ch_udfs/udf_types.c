@@ -1,5 +1,6 @@
 /*
- * udf_types.c — ClickHouse column types and their text form.
+ * udf_types.c — ClickHouse column types and their text form, and a text row's fields converted to
+ * values (udf_row_convert). Uses udf_io.c's buffers; udf_io.c does not call back here.
  *
  * Integers become doubles for the formula engine (whose only number is an IEEE double); values
  * beyond 2^53 lose precision exactly as they would in PostgreSQL's duet_calc.
@@ -271,6 +272,31 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 	}
 	/* ClickHouse sends inf and nan; the engine's numbers are finite, so they arrive as NULL. */
 	*out = isfinite(d) ? duet_number(d) : duet_null();
+	return true;
+}
+
+/* Text formats: the row's collected fields (start/flen/is_null) as values of their columns. */
+bool
+udf_row_convert(udf_row *row, const udf_column *cols, size_t ncols, udf_error *err)
+{
+	for (size_t i = 0; i < ncols; i++)
+	{
+		if (row->is_null[i])
+		{
+			if (!cols[i].type.nullable)
+				return udf_fail(err, "row %llu: NULL in column %s of non-Nullable type",
+								(unsigned long long) row->number, cols[i].name);
+			row->vals[i] = duet_null();
+			continue;
+		}
+		if (!udf_parse_text(&cols[i], row->text + row->start[i], row->flen[i], &row->vals[i], err))
+		{
+			char		msg[sizeof(err->message)];
+
+			memcpy(msg, err->message, sizeof(msg));
+			return udf_fail(err, "row %llu: %s", (unsigned long long) row->number, msg);
+		}
+	}
 	return true;
 }
 

@@ -3,6 +3,13 @@
 CALC_SRCS   := $(sort $(wildcard calc/*.c))
 CALC_OBJS   := $(patsubst calc/%.c,$(BUILD)/calc/%.o,$(CALC_SRCS))
 CALC_CFLAGS ?= -std=c11 -O2 -g -fPIC -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+# Debug builds: DUET_DEBUG turns on calc's internal asserts (the VM's stack depth, vm.c). On when
+# the PostgreSQL it builds against has assertions (--enable-cassert, USE_ASSERT_CHECKING) or with
+# `make CALC_DEBUG=1`; never in a release build. The fuzzer always has them.
+ifeq ($(origin CALC_DEBUG),undefined)
+CALC_DEBUG  := $(if $(findstring --enable-cassert,$(shell $(PG_CONFIG) --configure 2>/dev/null)),1,)
+endif
+CALC_CFLAGS += $(if $(filter 1,$(CALC_DEBUG)),-DDUET_DEBUG)
 
 $(BUILD)/calc/%.o: calc/%.c $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)
@@ -38,7 +45,7 @@ $(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/
 # added there) plus a scratch corpus in build/fuzz/corpus_calc. test/suites/15-fuzz-replay.sh
 # replays test/fuzz/calc in `make check`.
 CALC_FUZZ_CC      ?= clang-14
-CALC_FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+CALC_FUZZ_CFLAGS  := -std=c11 -g -O1 -DDUET_DEBUG -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 CALC_FUZZ_SECONDS  = $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),60)
 
 $(BUILD)/fuzz/fuzz_calc: test/fuzz/fuzz_calc.c $(CALC_SRCS) $(wildcard calc/*.h)

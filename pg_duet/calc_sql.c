@@ -8,6 +8,7 @@
  *                                            variables bound positionally (the planner's rewrite
  *                                            of the row form, calc_support.c)
  *   duet_formula_check(formula text) → (valid, error_class, message, line, col, ...)
+ *   duet_formula_explain(formula text) → text               the bytecode listing
  *   duet_calc_cache_stats() → the backend cache's counters
  *
  * Binding and caching are in calc_bind.c and calc_cache.c; this file converts results.
@@ -34,6 +35,7 @@ PG_FUNCTION_INFO_V1(duet_calc_args);
 PG_FUNCTION_INFO_V1(duet_calc_number_args);
 PG_FUNCTION_INFO_V1(duet_formula_check);
 PG_FUNCTION_INFO_V1(duet_calc_cache_stats);
+PG_FUNCTION_INFO_V1(duet_formula_explain);
 
 /*
  * The text duet_format_number gives for d, as a numeric: PostgreSQL's own Ryu digits laid out in
@@ -250,6 +252,45 @@ duet_formula_check(PG_FUNCTION_ARGS)
 		nulls[7] = nulls[8] = true;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * duet_formula_explain(formula) → the program listing (duet_program_explain, calc/explain.c).
+ * Compiled untyped, as duet_formula_check does; an invalid formula raises its error.
+ */
+Datum
+duet_formula_explain(PG_FUNCTION_ARGS)
+{
+	text	   *formula = PG_GETARG_TEXT_PP(0);
+	size_t		len;
+	const char *src;
+	duet_program *prog;
+	duet_error	err;
+	char	   *listing;
+	text	   *volatile result = NULL;
+
+	src = pgcalc_to_utf8(VARDATA_ANY(formula), VARSIZE_ANY_EXHDR(formula), &len);
+	prog = duet_compile(src, len, NULL, &err);
+	if (prog == NULL)
+		pgcalc_report(&err, false);
+	listing = duet_program_explain(prog);
+	duet_program_free(prog);
+	if (listing == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	PG_TRY();
+	{
+		size_t		n = strlen(listing);
+
+		if (n > 0 && listing[n - 1] == '\n')
+			n--;				/* one text value: no empty last line */
+		result = utf8_text(listing, n);
+	}
+	PG_FINALLY();
+	{
+		free(listing);
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(result);
 }
 
 /* duet_calc_cache_stats() → (entries, lookups, compiles, evictions) of this backend's cache. */

@@ -1449,3 +1449,12 @@ END $$;
 COMMENT ON FUNCTION duet_rules_prune() IS
     'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention days (admin); returns the count';
 REVOKE ALL ON FUNCTION duet_rules_prune() FROM PUBLIC;
+
+-- Code health (issue 18): the formula disassembler ----------------------------------------------
+
+-- The disassembler: the compiled program as text, one line per instruction (docs/calc.md).
+CREATE FUNCTION duet_formula_explain(formula text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'duet_formula_explain';
+COMMENT ON FUNCTION duet_formula_explain(text) IS
+'the bytecode listing of a Duet formula, as luac -l prints Lua: one line per instruction with its index, source position, opcode, operands and the constant, variable, builtin or jump target they name; an invalid formula raises its error';

@@ -61,3 +61,10 @@ CREATE FUNCTION duet_calc_cache_stats(
     AS 'MODULE_PATHNAME', 'duet_calc_cache_stats';
 COMMENT ON FUNCTION duet_calc_cache_stats() IS
 'this backend''s cache of compiled formulas: programs cached, lookups, compiles (misses) and evictions since the backend started';
+
+-- The disassembler: the compiled program as text, one line per instruction (docs/calc.md).
+CREATE FUNCTION duet_formula_explain(formula text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'duet_formula_explain';
+COMMENT ON FUNCTION duet_formula_explain(text) IS
+'the bytecode listing of a Duet formula, as luac -l prints Lua: one line per instruction with its index, source position, opcode, operands and the constant, variable, builtin or jump target they name; an invalid formula raises its error';

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "duet_calc.h"
+#include "calc_int.h"				/* the opcode table */
 
 #include "alloc_count.h"
 
@@ -447,6 +448,44 @@ test_two_vms_share_a_program(void **state)
 	duet_vm_free(NULL);
 }
 
+/* Every opcode has a name and a line of documentation; the listing names operands. */
+static void
+test_explain(void **state)
+{
+	static const struct
+	{
+		const char *formula;
+		const char *expect[4];
+	}			cases[] = {
+		{"clicks / impressions", {"2 instructions, 2 variables", "DIV_VV            0 1        ; clicks / impressions", "RETURN\n"}},
+		{"x", {"RETURN_VAR        0          ; x\n"}},
+		{"round(x * 2, 2) || 'it''s'", {"MUL_VC", "; x * 2", "ROUND_C           2          ; round(top, 2)", "'it''s'"}},
+		{"case when budget is null or budget = 0 then null else clamp(spend / (budget * elapsed / period), 0, 2) end",
+		 {"ISNULL_V          0 0        ; budget is null", "CMP_VC            0 0 10     ; budget = 0", "JUMP_UNLESS_TRUE  6          ; to 6", "CLAMP_CC"}},
+		{"a not in (1, 2) and b between 1 and 2 and abs(a) > 1", {"IN                2 1        ; not in, 2 items", "BETWEEN           0", "CALL              ", "; abs/1 numeric"}},
+	};
+
+	(void) state;
+	for (int op = 0; op < OP_NCODES; op++)
+	{
+		assert_non_null(duet_opcodes[op].name);
+		assert_non_null(duet_opcodes[op].doc);
+	}
+	assert_string_equal(duet_opcodes[OP_JUMP_UNLESS_TRUE].name, "JUMP_UNLESS_TRUE");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		duet_program *p = compile_ok(cases[i].formula);
+		char	   *text = duet_program_explain(p);
+
+		assert_non_null(text);
+		for (int k = 0; k < 4 && cases[i].expect[k]; k++)
+			if (!strstr(text, cases[i].expect[k]))
+				fail_msg("explain of \"%s\" lacks \"%s\":\n%s", cases[i].formula, cases[i].expect[k], text);
+		free(text);
+		duet_program_free(p);
+	}
+}
+
 int
 main(void)
 {
@@ -463,6 +502,7 @@ main(void)
 		cmocka_unit_test(test_format_number),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_two_vms_share_a_program),
+		cmocka_unit_test(test_explain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

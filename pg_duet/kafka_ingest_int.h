@@ -1,0 +1,57 @@
+/*
+ * kafka_ingest_int.h — internals shared by the files of the Kafka ingest path:
+ *
+ *   kafka_layout.c  the COPY column list of a target table (which column takes which part of a
+ *                   message), the format names, the target check
+ *   kafka_render.c  one message as one line of COPY input, in named steps
+ *   kafka_ingest.c  a batch through COPY, bad rows isolated and set aside
+ *
+ * The public entry points are in kafka.h. Not used outside these three files.
+ */
+#ifndef DUET_KAFKA_INGEST_INT_H
+#define DUET_KAFKA_INGEST_INT_H
+
+#include "lib/stringinfo.h"
+#include "utils/relcache.h"
+
+#include "kafka.h"
+
+typedef enum ColKind
+{
+	COL_FIELD,					/* json: the value of a key */
+	COL_VALUE,					/* jsonb/text: the whole message */
+	COL_TOPIC,
+	COL_PARTITION,
+	COL_OFFSET,
+	COL_TIMESTAMP,
+	COL_KEY,
+	COL_HEADERS
+} ColKind;
+
+typedef struct Col
+{
+	char	   *attname;
+	AttrNumber	attnum;
+	ColKind		kind;
+	char	   *jsonkey;		/* COL_FIELD */
+} Col;
+
+/* The COPY column list of this batch, derived from the target's columns and the format. */
+typedef struct Layout
+{
+	int			ncols;
+	Col		   *cols;
+	int			ncsv;			/* csv: leading columns filled by the message's own fields */
+} Layout;
+
+/* kafka_layout.c: the layout of a batch for target t, whose table rel is open. */
+extern Layout *duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel);
+
+/*
+ * kafka_render.c: appends message m to buf as one COPY line of layout l; on a message that cannot
+ * be rendered returns the dead-letter error (and *detail, or NULL) and leaves buf as it was.
+ */
+extern const char *duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m,
+											 StringInfo buf, char **detail);
+
+#endif							/* DUET_KAFKA_INGEST_INT_H */
