@@ -37,6 +37,7 @@
 #include "kafka.h"
 #include "pg_duet.h"
 #include "privileged.h"
+#include "worker.h"
 
 #define ERROR_BACKOFF_MS	5000
 #define IDLE_POLL_MS		200
@@ -199,10 +200,7 @@ take_worker_lock(Consumer *c)
 static void
 sleep_ms(long ms)
 {
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	if (duet_kafka_got_sigterm)
-		proc_exit(0);
+	duet_worker_wait(ms);		/* SIGTERM ends the worker here (die) */
 }
 
 /* Partitions of the topic in this worker's group, waiting while the broker is unreachable. */
@@ -337,7 +335,7 @@ report_watermarks(Consumer *c)
 
 /*
  * Gathers up to batch_size messages, waiting at most flush_interval after the first; returns the
- * number gathered (0 when idle or asked to stop).
+ * number gathered (0 when idle). SIGTERM ends the worker inside (die): nothing is committed yet.
  */
 static int
 gather(Consumer *c, rd_kafka_message_t **msgs)
@@ -345,10 +343,12 @@ gather(Consumer *c, rd_kafka_message_t **msgs)
 	int			n = 0;
 	TimestampTz first = 0;
 
-	while (n < c->batch_size && !duet_kafka_got_sigterm)
+	while (n < c->batch_size)
 	{
 		long		wait = IDLE_POLL_MS;
 		rd_kafka_message_t *m;
+
+		CHECK_FOR_INTERRUPTS();	/* a fast shutdown does not wait for a full batch */
 
 		if (n > 0)
 		{
@@ -427,6 +427,7 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 		Datum		vals[11];
 		char		nulls[11];
 
+		CHECK_FOR_INTERRUPTS();
 		memset(nulls, ' ', sizeof(nulls));
 		if (m->payload)
 		{
@@ -752,10 +753,16 @@ duet_kafka_consumer_main(Datum arg)
 	rd_kafka_message_t **msgs;
 	MemoryContext batchcxt;
 
+	volatile bool stop = false;
+
 	memcpy(&c.args, MyBgworkerEntry->bgw_extra, sizeof(c.args));
-	duet_kafka_worker_signals();
-	BackgroundWorkerInitializeConnectionByOid(c.args.dboid, InvalidOid, 0);
-	duet_worker_pin_search_path();
+	/*
+	 * SIGTERM is die(): it ends the worker at the next CHECK_FOR_INTERRUPTS, inside a batch too
+	 * (COPY checks per row); the batch's transaction aborts with its offsets, so the next worker
+	 * reads those messages again and nothing is lost or doubled.
+	 */
+	duet_worker_init(DUET_WORKER_DIE);
+	duet_worker_connect(NULL, c.args.dboid);
 	wait_for_current_sql(&c);
 	load_consumer(&c);
 	c.slot = duet_kafka_slot_claim(c.args.dboid, c.args.consumer_id, c.args.group, c.name);
@@ -777,9 +784,8 @@ duet_kafka_consumer_main(Datum arg)
 		duet_kafka_slot_set_state(c.slot, DUET_KAFKA_ERROR);
 		ereport(LOG, (errmsg("Kafka consumer \"%s\": %s", c.name, errstr)));
 		/* A bad configuration does not heal: stay visible in the status, idle, until changed. */
-		while (!duet_kafka_got_sigterm)
+		for (;;)
 			sleep_ms(60000);
-		proc_exit(0);
 	}
 	rd_kafka_poll_set_consumer(c.rk);
 	discover_partitions(&c);
@@ -788,19 +794,12 @@ duet_kafka_consumer_main(Datum arg)
 	duet_kafka_slot_set_state(c.slot, DUET_KAFKA_IDLE);
 
 	msgs = MemoryContextAlloc(TopMemoryContext, sizeof(rd_kafka_message_t *) * c.batch_size);
-	batchcxt = AllocSetContextCreate(TopMemoryContext, "duet kafka batch", ALLOCSET_DEFAULT_SIZES);
-	while (!duet_kafka_got_sigterm)
+	batchcxt = duet_worker_loop_context("duet kafka batch");
+	while (!stop && duet_worker_loop(batchcxt, NULL))
 	{
 		volatile int n;
 
-		if (duet_kafka_got_sighup)
-		{
-			duet_kafka_got_sighup = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		CHECK_FOR_INTERRUPTS();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		MemoryContextSwitchTo(batchcxt);
 		n = gather(&c, msgs);
 		report_watermarks(&c);
 		if (n == 0)
@@ -817,7 +816,7 @@ duet_kafka_consumer_main(Datum arg)
 			bool		carry_on = process_batch(&c, msgs, n, batchcxt);
 
 			if (!carry_on)
-				duet_kafka_got_sigterm = true;
+				stop = true;
 		}
 		PG_CATCH();
 		{
@@ -843,7 +842,7 @@ duet_kafka_consumer_main(Datum arg)
 		for (int i = 0; i < n; i++)
 			rd_kafka_message_destroy(msgs[i]);
 		MemoryContextReset(batchcxt);
-		if (c.any_out_of_range && !duet_kafka_got_sigterm && !handle_out_of_range(&c))
+		if (c.any_out_of_range && !stop && !handle_out_of_range(&c))
 			break;
 	}
 	rd_kafka_consumer_close(c.rk);
