@@ -57,6 +57,7 @@
 
 #include "ask.h"
 #include "pg_duet.h"
+#include "worker.h"
 
 #define AUDIT_SLOTS			4
 #define AUDIT_IDLE_EXIT_MS	(5 * 60 * 1000)
@@ -275,20 +276,24 @@ ring_read(int slot, uint64 pos, char *dst, Size n)
 static void
 start_worker(int slot)
 {
-	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
+	char		name[BGW_MAXLEN];
+	DuetWorkerSpec spec = {
+		.function = "duet_ask_audit_main",
+		.name = name,
+		.type = "pg_duet ask audit",
+		.connect = true,
+		.restart_s = BGW_NEVER_RESTART,
+		.main_arg = Int32GetDatum(slot),
+		.extra = &MyDatabaseId,
+		.extra_len = sizeof(Oid),
+	};
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	worker.bgw_main_arg = Int32GetDatum(slot);
-	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
-	strlcpy(worker.bgw_library_name, "pg_duet", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "duet_ask_audit_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_duet ask audit for database %u", MyDatabaseId);
-	strlcpy(worker.bgw_type, "pg_duet ask audit", BGW_MAXLEN);
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	snprintf(name, sizeof(name), "pg_duet ask audit for database %u", MyDatabaseId);
+	handle = duet_worker_start(&spec, true);
+	if (handle != NULL)
+		pfree(handle);			/* the worker finds its ring through the slot, not the handle */
+	else
 	{
 		LWLockAcquire(audit->lock, LW_EXCLUSIVE);
 		audit->slots[slot].starting = false;
@@ -598,6 +603,7 @@ duet_ask_audit_main(Datum arg)
 	Oid			dboid;
 	AuditSlot  *s;
 	TimestampTz idle_since;
+	MemoryContext loopcxt;
 
 	worker_slot = DatumGetInt32(arg);
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
@@ -605,9 +611,7 @@ duet_ask_audit_main(Datum arg)
 	 * SIGTERM asks for a drain, then exit (a shutdown must not drop queued rows); interrupts are
 	 * still served between batches (CHECK_FOR_INTERRUPTS) for cancels and pg_terminate_backend.
 	 */
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
+	duet_worker_init(DUET_WORKER_DRAIN);
 
 	s = &audit->slots[worker_slot];
 	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
@@ -623,21 +627,17 @@ duet_ask_audit_main(Datum arg)
 	LWLockRelease(audit->lock);
 	before_shmem_exit(worker_detach, (Datum) 0);
 
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	duet_worker_pin_search_path();
+	duet_worker_connect(NULL, dboid);
 	pgstat_report_appname("pg_duet ask audit");
+	loopcxt = duet_worker_loop_context("duet ask audit");
 
 	idle_since = GetCurrentTimestamp();
 	for (;;)
 	{
 		bool		wrote;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		/* A drain: SIGTERM only sets duet_worker_stopping(), checked once the ring is empty. */
+		(void) duet_worker_loop(loopcxt, NULL);
 		ResetLatch(MyLatch);
 		wrote = drain_batch();
 		if (wrote)
@@ -645,7 +645,7 @@ duet_ask_audit_main(Datum arg)
 			idle_since = GetCurrentTimestamp();
 			continue;
 		}
-		if (ShutdownRequestPending)
+		if (duet_worker_stopping())
 			break;
 		if (TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), AUDIT_IDLE_EXIT_MS))
 		{
@@ -665,8 +665,7 @@ duet_ask_audit_main(Datum arg)
 				break;
 			continue;
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 AUDIT_IDLE_EXIT_MS, PG_WAIT_EXTENSION);
+		duet_worker_wait(AUDIT_IDLE_EXIT_MS);
 	}
 	proc_exit(0);
 }

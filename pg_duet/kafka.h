@@ -114,10 +114,6 @@ extern bool duet_kafka_resolve_position(rd_kafka_t *rk, const char *topic, int32
 										const char *position, int timeout_ms, int64 *offset,
 										int64 *skip_before_ms, char *errbuf, size_t errlen);
 
-/* Shared worker plumbing (kafka_launcher.c). */
-extern volatile sig_atomic_t duet_kafka_got_sigterm;
-extern volatile sig_atomic_t duet_kafka_got_sighup;
-extern void duet_kafka_worker_signals(void);
 
 
 /* kafka_ingest.c: one batch of messages into the target through COPY, bad messages set aside. */

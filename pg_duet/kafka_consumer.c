@@ -37,31 +37,12 @@
 #include "kafka.h"
 #include "pg_duet.h"
 #include "privileged.h"
+#include "worker.h"
+#include "kafka_consumer.h"
 
 #define ERROR_BACKOFF_MS	5000
 #define IDLE_POLL_MS		200
 #define LOCK_WAIT_MS		30000	/* for the previous worker of this partition group to end */
-#define BROKER_TIMEOUT_MS	5000
-
-typedef struct Consumer
-{
-	DuetKafkaWorkerArgs args;
-	char	   *name;
-	char	   *topic;
-	char	   *brokers;
-	char	   *start_position;
-	int			batch_size;
-	int			flush_ms;
-	int			parallelism;
-	Jsonb	   *properties;
-	DuetKafkaTarget target;
-	rd_kafka_t *rk;
-	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
-	int64	   *skip_before_ms; /* per assigned partition: skip older messages; -1 = off */
-	bool	   *out_of_range;	/* per assigned partition: the broker no longer has its offset */
-	bool		any_out_of_range;
-	DuetKafkaSlot *slot;
-} Consumer;
 
 /* Reads the consumer's row; exits quietly when it is gone, stopped or of another generation. */
 static void
@@ -146,8 +127,6 @@ try_worker_lock(Consumer *c)
 	return got;
 }
 
-static void sleep_ms(long ms);
-
 /*
  * A library newer than the database's pg_duet SQL (a rolling restart, before ALTER EXTENSION
  * pg_duet UPDATE) writes columns and tables the old SQL lacks: wait for the update, saying so
@@ -172,7 +151,7 @@ wait_for_current_sql(Consumer *c)
 					(errmsg("Kafka consumer %d waits for ALTER EXTENSION pg_duet UPDATE: the database's pg_duet SQL is older than the library (%s)",
 							c->args.consumer_id, PG_DUET_VERSION)));
 		logged = true;
-		sleep_ms(5000);
+		duet_kafka_consumer_sleep(5000);
 	}
 }
 
@@ -189,20 +168,17 @@ take_worker_lock(Consumer *c)
 	{
 		if (try_worker_lock(c))
 			return;
-		sleep_ms(50);
+		duet_kafka_consumer_sleep(50);
 	}
 	ereport(LOG,
 			(errmsg("Kafka consumer \"%s\" group %d is already running", c->name, c->args.group)));
 	proc_exit(1);
 }
 
-static void
-sleep_ms(long ms)
+void
+duet_kafka_consumer_sleep(long ms)
 {
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	if (duet_kafka_got_sigterm)
-		proc_exit(0);
+	duet_worker_wait(ms);		/* SIGTERM ends the worker here (die) */
 }
 
 /* Partitions of the topic in this worker's group, waiting while the broker is unreachable. */
@@ -240,7 +216,7 @@ discover_partitions(Consumer *c)
 		}
 		if (md)
 			rd_kafka_metadata_destroy(md);
-		sleep_ms(1000);
+		duet_kafka_consumer_sleep(1000);
 	}
 	rd_kafka_topic_destroy(rkt);
 }
@@ -287,7 +263,7 @@ resolve_offsets(Consumer *c)
 		{
 			duet_kafka_slot_error(c->slot, errbuf);
 			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
-			sleep_ms(1000);
+			duet_kafka_consumer_sleep(1000);
 		}
 		vals[2] = Int64GetDatum(tp->offset);
 		vals[3] = Int64GetDatum(c->skip_before_ms[i]);
@@ -301,8 +277,8 @@ resolve_offsets(Consumer *c)
 	CommitTransactionCommand();
 }
 
-static void
-assign(Consumer *c)
+void
+duet_kafka_consumer_assign(Consumer *c)
 {
 	rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, c->assigned);
 
@@ -337,7 +313,7 @@ report_watermarks(Consumer *c)
 
 /*
  * Gathers up to batch_size messages, waiting at most flush_interval after the first; returns the
- * number gathered (0 when idle or asked to stop).
+ * number gathered (0 when idle). SIGTERM ends the worker inside (die): nothing is committed yet.
  */
 static int
 gather(Consumer *c, rd_kafka_message_t **msgs)
@@ -345,10 +321,12 @@ gather(Consumer *c, rd_kafka_message_t **msgs)
 	int			n = 0;
 	TimestampTz first = 0;
 
-	while (n < c->batch_size && !duet_kafka_got_sigterm)
+	while (n < c->batch_size)
 	{
 		long		wait = IDLE_POLL_MS;
 		rd_kafka_message_t *m;
+
+		CHECK_FOR_INTERRUPTS();	/* a fast shutdown does not wait for a full batch */
 
 		if (n > 0)
 		{
@@ -427,6 +405,7 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 		Datum		vals[11];
 		char		nulls[11];
 
+		CHECK_FOR_INTERRUPTS();
 		memset(nulls, ' ', sizeof(nulls));
 		if (m->payload)
 		{
@@ -465,8 +444,8 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
  * locked FOR SHARE (SPI connected, in the transaction that writes): a committed stop, drop,
  * reset or change ends the worker before it writes anything.
  */
-static bool
-generation_current(Consumer *c)
+bool
+duet_kafka_generation_current(Consumer *c)
 {
 	bool		isnull;
 
@@ -530,7 +509,7 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	MemoryContextSwitchTo(batchcxt);
 
 	/* A committed stop, drop, reset or change ends this worker before it writes anything. */
-	if (!generation_current(c))
+	if (!duet_kafka_generation_current(c))
 	{
 		SPI_finish();
 		PopActiveSnapshot();
@@ -602,147 +581,6 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	return true;
 }
 
-/*
- * Partitions whose next offset the broker does not have. Below the low watermark (retention
- * deleted messages before they were read): resume there, and record the skipped range in
- * duet.kafka_gaps in the same transaction as the new offset, with a WARNING and in the status.
- * Beyond the high watermark (the partition was truncated or the topic recreated): re-read from the
- * low watermark, recorded too, so nothing new is skipped. Otherwise (the broker has it after all):
- * just fetch again. Returns false when this worker must stop (consumer changed).
- */
-static bool
-handle_out_of_range(Consumer *c)
-{
-	bool		isnull;
-
-	for (int i = 0; i < c->assigned->cnt; i++)
-	{
-		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
-		int64		low,
-					high,
-					stored = tp->offset,
-					resume,
-					gap_to;
-		const char *reason = NULL;
-		rd_kafka_resp_err_t err;
-
-		if (!c->out_of_range[i])
-			continue;
-		err = rd_kafka_query_watermark_offsets(c->rk, c->topic, tp->partition, &low, &high, BROKER_TIMEOUT_MS);
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			duet_kafka_slot_error(c->slot, psprintf("cannot read the offsets of partition %d: %s",
-													tp->partition, rd_kafka_err2str(err)));
-			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
-			sleep_ms(1000);
-			return true;		/* still flagged: tried again after the next batch */
-		}
-		if (stored < low)
-		{
-			resume = gap_to = low;
-			reason = "offsets out of range: deleted by the broker before they were ingested";
-		}
-		else if (stored > high)
-		{
-			resume = low;
-			gap_to = stored;	/* nothing skipped: every offset the broker has is read again */
-			reason = "offset beyond the high watermark: partition truncated or topic recreated, re-read from the low watermark";
-		}
-		else
-			resume = stored;
-
-		if (reason)
-		{
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			SPI_connect();
-			/* As a batch: only this generation's worker, from the offset it owns. */
-			if (!generation_current(c))
-			{
-				SPI_finish();
-				PopActiveSnapshot();
-				AbortCurrentTransaction();
-				return false;
-			}
-			SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets WHERE consumer_id OPERATOR(pg_catalog.=) $1 "
-								  "AND partition OPERATOR(pg_catalog.=) $2 FOR UPDATE",
-								  2, (Oid[]) {INT4OID, INT4OID},
-								  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition)},
-								  NULL, false, 1);
-			if (SPI_processed != 1 ||
-				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != stored)
-			{
-				SPI_finish();
-				PopActiveSnapshot();
-				AbortCurrentTransaction();
-				ereport(LOG,
-						(errmsg("Kafka consumer \"%s\": stored offset of partition %d moved; restarting",
-								c->name, tp->partition)));
-				return false;
-			}
-			SPI_execute_with_args("INSERT INTO duet.kafka_gaps (consumer_id, consumer, owner, topic, partition, "
-								  "from_offset, to_offset, resume_offset, reason) "
-								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9,
-								  (Oid[]) {INT4OID, TEXTOID, OIDOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, TEXTOID},
-								  (Datum[]) {Int32GetDatum(c->args.consumer_id), CStringGetTextDatum(c->name),
-								  ObjectIdGetDatum(c->target.owner), CStringGetTextDatum(c->topic),
-								  Int32GetDatum(tp->partition), Int64GetDatum(stored), Int64GetDatum(gap_to),
-								  Int64GetDatum(resume), CStringGetTextDatum(reason)},
-								  NULL, false, 0);
-			SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = pg_catalog.now() "
-								  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2", 3,
-								  (Oid[]) {INT4OID, INT4OID, INT8OID},
-								  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition),
-								  Int64GetDatum(resume)},
-								  NULL, false, 0);
-			SPI_finish();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-
-			if (stored < low)
-			{
-				ereport(WARNING,
-						(errcode(ERRCODE_DATA_EXCEPTION),
-						 errmsg("Kafka consumer \"%s\" skipped offsets " INT64_FORMAT " to " INT64_FORMAT
-								" of partition %d of topic \"%s\"", c->name, stored, low - 1, tp->partition, c->topic),
-						 errdetail("The broker deleted these " INT64_FORMAT " messages (retention) before they were ingested; "
-								   "ingestion resumes at its low watermark " INT64_FORMAT ".", low - stored, low),
-						 errhint("The range is recorded in duet.kafka_gaps. Keep the consumer running, or raise the topic's "
-								 "retention, so messages are read before they expire.")));
-				duet_kafka_slot_error(c->slot, psprintf("partition %d: offsets " INT64_FORMAT " to " INT64_FORMAT
-														" deleted by the broker before they were ingested (see duet.kafka_gaps)",
-														tp->partition, stored, low - 1));
-			}
-			else
-			{
-				ereport(WARNING,
-						(errcode(ERRCODE_DATA_EXCEPTION),
-						 errmsg("Kafka consumer \"%s\": stored offset " INT64_FORMAT " of partition %d of topic \"%s\" "
-								"is beyond the broker's high watermark " INT64_FORMAT, c->name, stored, tp->partition,
-								c->topic, high),
-						 errdetail("The partition was truncated or the topic recreated; ingestion starts again at the low "
-								   "watermark " INT64_FORMAT ", so messages already ingested may be ingested again.", low),
-						 errhint("This is recorded in duet.kafka_gaps.")));
-				duet_kafka_slot_error(c->slot, psprintf("partition %d: stored offset " INT64_FORMAT
-														" beyond the high watermark " INT64_FORMAT "; re-reading from " INT64_FORMAT,
-														tp->partition, stored, high, low));
-			}
-		}
-		else
-			ereport(LOG,
-					(errmsg("Kafka consumer \"%s\": offset " INT64_FORMAT " of partition %d reported out of range, "
-							"but the broker holds " INT64_FORMAT " to " INT64_FORMAT "; fetching again",
-							c->name, stored, tp->partition, low, high)));
-		tp->offset = resume;
-		c->out_of_range[i] = false;
-	}
-	c->any_out_of_range = false;
-	/* Fetching stopped for those partitions: assign again, every partition at its committed offset. */
-	assign(c);
-	return true;
-}
-
 void
 duet_kafka_consumer_main(Datum arg)
 {
@@ -752,10 +590,16 @@ duet_kafka_consumer_main(Datum arg)
 	rd_kafka_message_t **msgs;
 	MemoryContext batchcxt;
 
+	volatile bool stop = false;
+
 	memcpy(&c.args, MyBgworkerEntry->bgw_extra, sizeof(c.args));
-	duet_kafka_worker_signals();
-	BackgroundWorkerInitializeConnectionByOid(c.args.dboid, InvalidOid, 0);
-	duet_worker_pin_search_path();
+	/*
+	 * SIGTERM is die(): it ends the worker at the next CHECK_FOR_INTERRUPTS, inside a batch too
+	 * (COPY checks per row); the batch's transaction aborts with its offsets, so the next worker
+	 * reads those messages again and nothing is lost or doubled.
+	 */
+	duet_worker_init(DUET_WORKER_DIE);
+	duet_worker_connect(NULL, c.args.dboid);
 	wait_for_current_sql(&c);
 	load_consumer(&c);
 	c.slot = duet_kafka_slot_claim(c.args.dboid, c.args.consumer_id, c.args.group, c.name);
@@ -777,35 +621,27 @@ duet_kafka_consumer_main(Datum arg)
 		duet_kafka_slot_set_state(c.slot, DUET_KAFKA_ERROR);
 		ereport(LOG, (errmsg("Kafka consumer \"%s\": %s", c.name, errstr)));
 		/* A bad configuration does not heal: stay visible in the status, idle, until changed. */
-		while (!duet_kafka_got_sigterm)
-			sleep_ms(60000);
-		proc_exit(0);
+		for (;;)
+			duet_kafka_consumer_sleep(60000);
 	}
 	rd_kafka_poll_set_consumer(c.rk);
 	discover_partitions(&c);
 	resolve_offsets(&c);
-	assign(&c);
+	duet_kafka_consumer_assign(&c);
 	duet_kafka_slot_set_state(c.slot, DUET_KAFKA_IDLE);
 
 	msgs = MemoryContextAlloc(TopMemoryContext, sizeof(rd_kafka_message_t *) * c.batch_size);
-	batchcxt = AllocSetContextCreate(TopMemoryContext, "duet kafka batch", ALLOCSET_DEFAULT_SIZES);
-	while (!duet_kafka_got_sigterm)
+	batchcxt = duet_worker_loop_context("duet kafka batch");
+	while (!stop && duet_worker_loop(batchcxt, NULL))
 	{
 		volatile int n;
 
-		if (duet_kafka_got_sighup)
-		{
-			duet_kafka_got_sighup = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		CHECK_FOR_INTERRUPTS();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		MemoryContextSwitchTo(batchcxt);
 		n = gather(&c, msgs);
 		report_watermarks(&c);
 		if (n == 0)
 		{
-			if (c.any_out_of_range && !handle_out_of_range(&c))
+			if (c.any_out_of_range && !duet_kafka_handle_out_of_range(&c))
 				break;
 			if (c.slot->state != DUET_KAFKA_BROKER_DOWN)
 				duet_kafka_slot_set_state(c.slot, DUET_KAFKA_IDLE);
@@ -817,7 +653,7 @@ duet_kafka_consumer_main(Datum arg)
 			bool		carry_on = process_batch(&c, msgs, n, batchcxt);
 
 			if (!carry_on)
-				duet_kafka_got_sigterm = true;
+				stop = true;
 		}
 		PG_CATCH();
 		{
@@ -836,14 +672,14 @@ duet_kafka_consumer_main(Datum arg)
 			for (int i = 0; i < n; i++)
 				rd_kafka_message_destroy(msgs[i]);
 			n = 0;
-			sleep_ms(ERROR_BACKOFF_MS);
-			assign(&c);
+			duet_kafka_consumer_sleep(ERROR_BACKOFF_MS);
+			duet_kafka_consumer_assign(&c);
 		}
 		PG_END_TRY();
 		for (int i = 0; i < n; i++)
 			rd_kafka_message_destroy(msgs[i]);
 		MemoryContextReset(batchcxt);
-		if (c.any_out_of_range && !duet_kafka_got_sigterm && !handle_out_of_range(&c))
+		if (c.any_out_of_range && !stop && !duet_kafka_handle_out_of_range(&c))
 			break;
 	}
 	rd_kafka_consumer_close(c.rk);

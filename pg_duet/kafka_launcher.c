@@ -7,6 +7,10 @@
  * group, generation), ends workers whose consumer was stopped, dropped, reset or changed (their
  * generation moves on), restarts workers that exited (after a pause), and runs the outbox publisher
  * when duet.outbox_brokers is set. So SQL changes take effect without a server restart.
+ *
+ * Both are built on the worker skeleton (worker.c): SIGTERM is die(), and a before_shmem_exit
+ * callback terminates the children however the process ends. A database that does not exist, or
+ * lacks the extension, is logged once, not every loop.
  */
 #include "postgres.h"
 
@@ -28,40 +32,10 @@
 
 #include "kafka.h"
 #include "pg_duet.h"
+#include "worker.h"
 
 #define RESTART_DELAY_MS	5000	/* before restarting a worker or supervisor that exited */
 #define MAX_CHILDREN		(DUET_KAFKA_MAX_SLOTS + 1)
-
-volatile sig_atomic_t duet_kafka_got_sigterm = false;
-volatile sig_atomic_t duet_kafka_got_sighup = false;
-
-static void
-handle_sigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	duet_kafka_got_sigterm = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
-static void
-handle_sighup(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	duet_kafka_got_sighup = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
-void
-duet_kafka_worker_signals(void)
-{
-	pqsignal(SIGTERM, handle_sigterm);
-	pqsignal(SIGHUP, handle_sighup);
-	BackgroundWorkerUnblockSignals();
-}
 
 /* A child worker the launcher or a supervisor started. */
 typedef struct Child
@@ -78,34 +52,26 @@ static Child children[MAX_CHILDREN];
 static BackgroundWorkerHandle *
 start_worker(const char *function, const char *title, DuetKafkaWorkerArgs *args)
 {
-	BackgroundWorker worker = {0};
-	BackgroundWorkerHandle *handle;
-	MemoryContext oldcxt;
-	bool		ok;
+	DuetWorkerSpec spec = {
+		.function = function,
+		.name = title,
+		.connect = true,
+		.restart_s = BGW_NEVER_RESTART,
+		.extra = args,
+		.extra_len = sizeof(DuetKafkaWorkerArgs),
+	};
 
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "pg_duet", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
-	strlcpy(worker.bgw_name, title, BGW_MAXLEN);
-	strlcpy(worker.bgw_type, title, BGW_MAXLEN);
-	worker.bgw_notify_pid = MyProcPid;
 	StaticAssertStmt(sizeof(DuetKafkaWorkerArgs) <= BGW_EXTRALEN, "worker args too large");
-	memcpy(worker.bgw_extra, args, sizeof(DuetKafkaWorkerArgs));
-	/* The handle outlives this poll's transaction and SPI context. */
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
-	MemoryContextSwitchTo(oldcxt);
-	if (!ok)
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start \"%s\": no background worker slot free", title),
-				 errhint("Raise max_worker_processes.")));
-		return NULL;
-	}
-	return handle;
+	return duet_worker_start(&spec, false);
+}
+
+/* Our children notice our exit only through their own SIGTERM: send it, however we end. */
+static void
+children_terminate(int code, Datum arg)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i].used && children[i].handle)
+			TerminateBackgroundWorker(children[i].handle);
 }
 
 static bool
@@ -189,58 +155,57 @@ children_reap_unwanted(void)
 void
 duet_kafka_register_launcher(void)
 {
-	BackgroundWorker worker = {0};
+	DuetWorkerSpec spec = {
+		.function = "duet_kafka_launcher_main",
+		.name = "pg_duet kafka launcher",
+		.connect = true,		/* to no database: it reads the shared catalog pg_database */
+		.restart_s = 10,
+	};
 
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	strlcpy(worker.bgw_library_name, "pg_duet", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "duet_kafka_launcher_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "pg_duet kafka launcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "pg_duet kafka launcher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	duet_worker_register(&spec);
 }
 
 void
 duet_kafka_launcher_main(Datum arg)
 {
-	duet_kafka_worker_signals();
+	MemoryContext loopcxt;
+	bool		bad_list_logged = false;
 
-	while (!duet_kafka_got_sigterm)
+	duet_worker_init(DUET_WORKER_DIE);
+	before_shmem_exit(children_terminate, (Datum) 0);
+	duet_worker_connect(NULL, InvalidOid);	/* no database: pg_database only */
+	loopcxt = duet_worker_loop_context("duet kafka launcher");
+
+	while (duet_worker_loop(loopcxt, NULL))
 	{
-		char	   *rawlist;
+		char	   *rawlist = pstrdup(duet_databases ? duet_databases : "");
 		List	   *dbs = NIL;
 		ListCell   *lc;
 
-		if (duet_kafka_got_sighup)
-		{
-			duet_kafka_got_sighup = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		rawlist = pstrdup(duet_databases ? duet_databases : "");
 		if (!SplitIdentifierString(rawlist, ',', &dbs))
-			ereport(LOG, (errmsg("invalid list syntax in duet.databases: \"%s\"", duet_databases)));
+		{
+			if (!bad_list_logged)
+				ereport(LOG,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid list syntax in duet.databases: \"%s\"", duet_databases)));
+			bad_list_logged = true;
+		}
+		else
+			bad_list_logged = false;
 		foreach(lc, dbs)
 		{
 			DuetKafkaWorkerArgs a = {0};
 			char		title[BGW_MAXLEN];
 
+			if (!duet_worker_database_exists(lfirst(lc), "pg_duet kafka launcher"))
+				continue;
 			strlcpy(a.dbname, lfirst(lc), NAMEDATALEN);
 			snprintf(title, sizeof(title), "pg_duet kafka supervisor %s", a.dbname);
 			child_want(&a, "duet_kafka_supervisor_main", title);
 		}
 		children_reap_unwanted();
-		list_free(dbs);
-		pfree(rawlist);
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 RESTART_DELAY_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		duet_worker_wait(RESTART_DELAY_MS);
 	}
-	/* The supervisors notice our exit only through their own SIGTERM: send it. */
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (children[i].used && children[i].handle)
-			TerminateBackgroundWorker(children[i].handle);
 	proc_exit(0);
 }
 
@@ -251,26 +216,20 @@ duet_kafka_supervisor_main(Datum arg)
 {
 	DuetKafkaWorkerArgs self;
 	MemoryContext loopcxt;
+	bool		missing_logged_here = false;
 
 	memcpy(&self, MyBgworkerEntry->bgw_extra, sizeof(self));
-	duet_kafka_worker_signals();
-	BackgroundWorkerInitializeConnection(self.dbname, NULL, 0);
-	duet_worker_pin_search_path();
+	duet_worker_init(DUET_WORKER_DIE);
+	before_shmem_exit(children_terminate, (Datum) 0);
+	duet_worker_connect(self.dbname, InvalidOid);
 	pgstat_report_appname("pg_duet kafka supervisor");
 	duet_kafka_terminate_db_workers(MyDatabaseId);
-	loopcxt = AllocSetContextCreate(TopMemoryContext, "duet kafka supervisor", ALLOCSET_DEFAULT_SIZES);
+	loopcxt = duet_worker_loop_context("duet kafka supervisor");
 
-	while (!duet_kafka_got_sigterm)
+	while (duet_worker_loop(loopcxt, NULL))
 	{
 		bool		installed;
 
-		if (duet_kafka_got_sighup)
-		{
-			duet_kafka_got_sighup = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		MemoryContextSwitchTo(loopcxt);
-		MemoryContextReset(loopcxt);
 		pgstat_report_activity(STATE_RUNNING, "reading duet.kafka_consumers");
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
@@ -278,6 +237,13 @@ duet_kafka_supervisor_main(Datum arg)
 		SPI_connect();
 		installed = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_duet'",
 								true, 1) == SPI_OK_SELECT && SPI_processed == 1;
+		if (!installed && !missing_logged_here)
+			ereport(LOG,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("pg_duet kafka supervisor skips database \"%s\": extension pg_duet is not installed there",
+							self.dbname),
+					 errhint("Run CREATE EXTENSION pg_duet in it, or remove it from duet.databases.")));
+		missing_logged_here = !installed;
 		if (installed &&
 			SPI_execute("SELECT id, name, generation, parallelism FROM duet.kafka_consumers "
 						"WHERE enabled ORDER BY id", true, 0) == SPI_OK_SELECT)
@@ -322,14 +288,7 @@ duet_kafka_supervisor_main(Datum arg)
 		children_reap_unwanted();
 		pgstat_report_stat(true);
 		pgstat_report_activity(STATE_IDLE, NULL);
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 duet_kafka_poll_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		duet_worker_wait(duet_kafka_poll_ms);
 	}
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (children[i].used && children[i].handle)
-			TerminateBackgroundWorker(children[i].handle);
 	proc_exit(0);
 }

@@ -27,6 +27,7 @@
 
 #include "kafka.h"
 #include "privileged.h"
+#include "worker.h"
 
 #define OUTBOX_BATCH		1000
 #define OUTBOX_IDLE_MS		200
@@ -226,29 +227,24 @@ duet_kafka_publisher_main(Datum arg)
 	TimestampTz last_prune = 0;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	duet_kafka_worker_signals();
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-	duet_worker_pin_search_path();
+	/* SIGTERM is die(): rows not yet marked sent are sent again by the next publisher. */
+	duet_worker_init(DUET_WORKER_DIE);
+	duet_worker_connect(NULL, args.dboid);
 	pgstat_report_appname("pg_duet kafka outbox publisher");
 	brokers = MemoryContextStrdup(TopMemoryContext, duet_outbox_brokers);
 	rk = producer_new();
 	rows = MemoryContextAlloc(TopMemoryContext, sizeof(OutboxRow) * OUTBOX_BATCH);
-	loopcxt = AllocSetContextCreate(TopMemoryContext, "duet outbox", ALLOCSET_DEFAULT_SIZES);
+	loopcxt = duet_worker_loop_context("duet outbox");
 
-	while (!duet_kafka_got_sigterm)
+	for (;;)
 	{
 		int			n;
 		int			sent = 0;
+		bool		reloaded;
 
-		if (duet_kafka_got_sighup)
-		{
-			duet_kafka_got_sighup = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(brokers, duet_outbox_brokers) != 0)
-				break;			/* the supervisor starts a publisher for the new brokers */
-		}
-		MemoryContextSwitchTo(loopcxt);
-		MemoryContextReset(loopcxt);
+		(void) duet_worker_loop(loopcxt, &reloaded);
+		if (reloaded && strcmp(brokers, duet_outbox_brokers) != 0)
+			break;				/* the supervisor starts a publisher for the new brokers */
 		pgstat_report_activity(STATE_RUNNING, "reading duet.kafka_outbox");
 		n = fetch_pending(rows);
 		for (int i = 0; i < n; i++)
@@ -272,6 +268,7 @@ duet_kafka_publisher_main(Datum arg)
 							 errmsg("could not queue outbox message %lld: %s",
 									(long long) rows[i].id, rd_kafka_err2str(err))));
 				rd_kafka_poll(rk, 100);
+				CHECK_FOR_INTERRUPTS();
 			}
 		}
 		/* Wait for every acknowledgement or timeout, staying responsive. */
@@ -279,9 +276,7 @@ duet_kafka_publisher_main(Datum arg)
 		while (rd_kafka_outq_len(rk) > 0)
 		{
 			rd_kafka_flush(rk, 500);
-			if (duet_kafka_got_sigterm)
-				proc_exit(0);	/* unmarked rows are sent again by the next publisher */
-			CHECK_FOR_INTERRUPTS();
+			CHECK_FOR_INTERRUPTS();	/* unmarked rows are sent again by the next publisher */
 		}
 		for (int i = 0; i < n; i++)
 		{
@@ -308,11 +303,7 @@ duet_kafka_publisher_main(Datum arg)
 		pgstat_report_stat(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		if (n < OUTBOX_BATCH)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 OUTBOX_IDLE_MS, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+			duet_worker_wait(OUTBOX_IDLE_MS);
 	}
 	rd_kafka_destroy(rk);
 	proc_exit(0);

@@ -28,6 +28,7 @@
 
 #include "pg_duet.h"
 #include "rules.h"
+#include "worker.h"
 
 PGDLLEXPORT void duet_rules_scheduler_main(Datum arg);
 PGDLLEXPORT void duet_rules_evaluator_main(Datum arg);
@@ -47,7 +48,12 @@ static int	duet_rules_history_retention = 90;
 void
 duet_rules_init(void)
 {
-	BackgroundWorker worker;
+	DuetWorkerSpec spec = {
+		.function = "duet_rules_scheduler_main",
+		.name = "pg_duet rule scheduler",
+		.connect = true,
+		.restart_s = 10,
+	};
 
 	rules_query_init();
 	DefineCustomIntVariable("duet.rules_interval",
@@ -88,64 +94,53 @@ duet_rules_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_duet");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "duet_rules_scheduler_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_duet rule scheduler");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_duet rule scheduler");
-	RegisterBackgroundWorker(&worker);
+	duet_worker_register(&spec);
 }
 
 /* Starts the evaluator for one database and waits for it to finish. */
 static void
 evaluate_database(const char *dbname)
 {
-	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
+	char		name[BGW_MAXLEN];
+	DuetWorkerSpec spec = {
+		.function = "duet_rules_evaluator_main",
+		.name = name,
+		.type = "pg_duet rule evaluation",
+		.connect = true,
+		.restart_s = BGW_NEVER_RESTART,
+		.extra = dbname,
+		.extra_len = Min(strlen(dbname) + 1, BGW_EXTRALEN),
+	};
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	worker.bgw_notify_pid = MyProcPid;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_duet");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "duet_rules_evaluator_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_duet rule evaluation in %s", dbname);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_duet rule evaluation");
-	strlcpy(worker.bgw_extra, dbname, BGW_EXTRALEN);
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-	{
-		ereport(LOG,
-				(errmsg("pg_duet rule scheduler could not start an evaluation in database \"%s\"", dbname),
-				 errhint("Raise max_worker_processes.")));
+	snprintf(name, sizeof(name), "pg_duet rule evaluation in %s", dbname);
+	handle = duet_worker_start(&spec, true);
+	if (handle == NULL)
 		return;
-	}
-	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
-		return;
-	(void) WaitForBackgroundWorkerShutdown(handle);
+	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
+		(void) WaitForBackgroundWorkerShutdown(handle);
+	pfree(handle);
 }
 
 void
 duet_rules_scheduler_main(Datum arg)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
+	MemoryContext loopcxt;
 
-	while (!ShutdownRequestPending)
+	/*
+	 * SIGTERM is die(): it ends the scheduler at the next CHECK_FOR_INTERRUPTS, also while it
+	 * waits for an evaluation (WaitForBackgroundWorkerShutdown serves interrupts); the evaluation
+	 * itself gets its own SIGTERM from the postmaster and rolls back.
+	 */
+	duet_worker_init(DUET_WORKER_DIE);
+	duet_worker_connect(NULL, InvalidOid);	/* no database: pg_database only */
+	loopcxt = duet_worker_loop_context("duet rule scheduler");
+
+	while (duet_worker_loop(loopcxt, NULL))
 	{
 		long		wait_ms;
 
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
 		if (duet_rules_interval > 0 && duet_databases != NULL)
 		{
 			char	   *list = pstrdup(duet_databases);
@@ -158,18 +153,13 @@ duet_rules_scheduler_main(Datum arg)
 			else
 				foreach(lc, names)
 				{
-					if (ShutdownRequestPending)
-						break;
-					evaluate_database((const char *) lfirst(lc));
+					CHECK_FOR_INTERRUPTS();
+					if (duet_worker_database_exists(lfirst(lc), "pg_duet rule scheduler"))
+						evaluate_database((const char *) lfirst(lc));
 				}
-			list_free(names);
-			pfree(list);
 		}
 		wait_ms = (duet_rules_interval > 0 ? duet_rules_interval : 60) * 1000L;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		duet_worker_wait(wait_ms);
 	}
 	proc_exit(0);
 }
@@ -182,10 +172,8 @@ duet_rules_evaluator_main(Datum arg)
 	int			ret;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
-	duet_worker_pin_search_path();
+	duet_worker_init(DUET_WORKER_DIE);
+	duet_worker_connect(dbname, InvalidOid);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
