@@ -114,9 +114,11 @@ extern bool duet_kafka_resolve_position(rd_kafka_t *rk, const char *topic, int32
 										const char *position, int timeout_ms, int64 *offset,
 										int64 *skip_before_ms, char *errbuf, size_t errlen);
 
-
-
-/* kafka_ingest.c: one batch of messages into the target through COPY, bad messages set aside. */
+/*
+ * One batch of messages into the target through COPY, bad messages set aside: kafka_ingest.c
+ * (the COPY and its bisection), kafka_render.c (each message rendered as one row),
+ * kafka_layout.c (which column takes which part of a message; formats; the target check).
+ */
 typedef enum DuetKafkaFormat
 {
 	DUET_FORMAT_JSON,
