@@ -458,6 +458,44 @@ duet_kafka_generation_current(Consumer *c)
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* Ends the transaction of a batch that must not be written (SPI connected); returns false. */
+bool
+duet_kafka_batch_abandon(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	AbortCurrentTransaction();
+	return false;
+}
+
+/* Locks the partition's committed offset (FOR UPDATE); false when it has none. SPI connected. */
+bool
+duet_kafka_offset_lock(Consumer *c, int32 partition, int64 *stored)
+{
+	bool		isnull;
+
+	SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets "
+						  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+						  2, (Oid[]) {INT4OID, INT4OID},
+						  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(partition)},
+						  NULL, false, 1);
+	if (SPI_processed != 1)
+		return false;
+	*stored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
+}
+
+/* Another worker moved the partition's offset: abandon the batch, say so; returns false. */
+bool
+duet_kafka_offset_moved(Consumer *c, int32 partition)
+{
+	(void) duet_kafka_batch_abandon();
+	ereport(LOG,
+			(errmsg("Kafka consumer \"%s\": stored offset of partition %d moved; restarting",
+					c->name, partition)));
+	return false;
+}
+
 /*
  * One batch in one transaction: check we still own the offsets, load rows, write dead letters,
  * advance the offsets. Returns false when this worker must stop (consumer changed).
@@ -472,7 +510,6 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 	List	   *dead = NIL;
 	uint64		rows;
 	uint64		bytes = 0;
-	bool		isnull;
 	TimestampTz start = GetCurrentTimestamp();
 
 	for (int i = 0; i < c->assigned->cnt; i++)
@@ -510,34 +547,17 @@ process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batch
 
 	/* A committed stop, drop, reset or change ends this worker before it writes anything. */
 	if (!duet_kafka_generation_current(c))
-	{
-		SPI_finish();
-		PopActiveSnapshot();
-		AbortCurrentTransaction();
-		return false;
-	}
+		return duet_kafka_batch_abandon();
 	for (int i = 0; i < c->assigned->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
+		int64		stored;
+		bool		found = duet_kafka_offset_lock(c, tp->partition, &stored);
 
-		SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets "
-							  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2 FOR UPDATE",
-							  2, (Oid[]) {INT4OID, INT4OID},
-							  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition)},
-							  NULL, false, 1);
 		if (next[i] == tp->offset)
 			continue;			/* untouched by this batch */
-		if (SPI_processed != 1 ||
-			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != tp->offset)
-		{
-			SPI_finish();
-			PopActiveSnapshot();
-			AbortCurrentTransaction();
-			ereport(LOG,
-					(errmsg("Kafka consumer \"%s\": stored offset of partition %d moved; restarting",
-							c->name, tp->partition)));
-			return false;
-		}
+		if (!found || stored != tp->offset)
+			return duet_kafka_offset_moved(c, tp->partition);
 	}
 
 	/* SPI calls leave SPI's own context current; batch data must outlive SPI_finish. */

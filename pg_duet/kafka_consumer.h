@@ -32,6 +32,9 @@ typedef struct Consumer
 extern void duet_kafka_consumer_sleep(long ms);	/* SIGTERM ends the worker here (die) */
 extern void duet_kafka_consumer_assign(Consumer *c);
 extern bool duet_kafka_generation_current(Consumer *c);
+extern bool duet_kafka_batch_abandon(void);
+extern bool duet_kafka_offset_lock(Consumer *c, int32 partition, int64 *stored);
+extern bool duet_kafka_offset_moved(Consumer *c, int32 partition);
 
 /* kafka_gaps.c: settles flagged partitions; false when this worker must stop. */
 extern bool duet_kafka_handle_out_of_range(Consumer *c);

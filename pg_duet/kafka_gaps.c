@@ -26,14 +26,13 @@
 bool
 duet_kafka_handle_out_of_range(Consumer *c)
 {
-	bool		isnull;
-
 	for (int i = 0; i < c->assigned->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
 		int64		low,
 					high,
 					stored = tp->offset,
+					now_stored,
 					resume,
 					gap_to;
 		const char *reason = NULL;
@@ -72,28 +71,9 @@ duet_kafka_handle_out_of_range(Consumer *c)
 			SPI_connect();
 			/* As a batch: only this generation's worker, from the offset it owns. */
 			if (!duet_kafka_generation_current(c))
-			{
-				SPI_finish();
-				PopActiveSnapshot();
-				AbortCurrentTransaction();
-				return false;
-			}
-			SPI_execute_with_args("SELECT next_offset FROM duet.kafka_offsets WHERE consumer_id OPERATOR(pg_catalog.=) $1 "
-								  "AND partition OPERATOR(pg_catalog.=) $2 FOR UPDATE",
-								  2, (Oid[]) {INT4OID, INT4OID},
-								  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition)},
-								  NULL, false, 1);
-			if (SPI_processed != 1 ||
-				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) != stored)
-			{
-				SPI_finish();
-				PopActiveSnapshot();
-				AbortCurrentTransaction();
-				ereport(LOG,
-						(errmsg("Kafka consumer \"%s\": stored offset of partition %d moved; restarting",
-								c->name, tp->partition)));
-				return false;
-			}
+				return duet_kafka_batch_abandon();
+			if (!duet_kafka_offset_lock(c, tp->partition, &now_stored) || now_stored != stored)
+				return duet_kafka_offset_moved(c, tp->partition);
 			SPI_execute_with_args("INSERT INTO duet.kafka_gaps (consumer_id, consumer, owner, topic, partition, "
 								  "from_offset, to_offset, resume_offset, reason) "
 								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9,
