@@ -112,28 +112,6 @@ duet_key_leaks(const char *key, const char *text)
 	return false;
 }
 
-
-typedef struct HasKeyArgs
-{
-	text	   *provider;
-	bool		found;
-} HasKeyArgs;
-
-static void
-has_key_su(void *arg)
-{
-	HasKeyArgs *a = arg;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT FROM duet.llm_provider_keys k WHERE k.provider OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {TEXTOID}, (Datum[]) {PointerGetDatum(a->provider)}, NULL,
-							  true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read duet.llm_provider_keys");
-	a->found = SPI_processed > 0;
-	SPI_finish();
-}
-
 PG_FUNCTION_INFO_V1(duet_ask_provider_has_key);
 
 /*
@@ -145,13 +123,14 @@ Datum
 duet_ask_provider_has_key(PG_FUNCTION_ARGS)
 {
 	Oid			providers = get_relname_relid("llm_providers", get_namespace_oid("duet", false));
-	HasKeyArgs	a = {PG_GETARG_TEXT_PP(0), false};
 
 	if (pg_class_aclmask(providers, GetUserId(), ACL_INSERT | ACL_UPDATE | ACL_DELETE, ACLMASK_ANY) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function duet_ask_provider_has_key"),
 				 errdetail("Only roles that may change duet.llm_providers may ask whether a provider has a key.")));
-	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, has_key_su, &a);
-	PG_RETURN_BOOL(a.found);
+	PG_RETURN_BOOL(duet_privileged_exists(BOOTSTRAP_SUPERUSERID,
+										  "SELECT FROM duet.llm_provider_keys k "
+										  "WHERE k.provider OPERATOR(pg_catalog.=) $1",
+										  1, (Oid[]) {TEXTOID}, (Datum[]) {PG_GETARG_DATUM(0)}));
 }

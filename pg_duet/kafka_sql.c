@@ -517,48 +517,28 @@ duet_kafka_reset(PG_FUNCTION_ARGS)
 
 /* ---- topic grants ------------------------------------------------------------------------- */
 
-typedef struct TopicCheck
-{
-	Oid			role;
-	const char *topic;
-	const char *action;			/* "publish" or "consume" */
-	bool		allowed;
-} TopicCheck;
-
-static void
-topic_check(void *arg)
-{
-	TopicCheck *t = arg;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	/* Joined to pg_roles: a grant of a dropped role matches no one (and does not fail). */
-	if (SPI_execute_with_args("SELECT FROM duet.kafka_topic_grants g JOIN pg_catalog.pg_roles r "
-							  "ON r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid "
-							  "WHERE pg_catalog.pg_has_role($1, r.oid, 'USAGE') "
-							  "AND CASE $3 WHEN 'publish' THEN g.may_publish ELSE g.may_consume END "
-							  "AND (g.topic_pattern OPERATOR(pg_catalog.=) $2 OR "
-							  "(pg_catalog.right(g.topic_pattern, 1) OPERATOR(pg_catalog.=) '*' AND "
-							  "pg_catalog.starts_with($2, pg_catalog.rtrim(g.topic_pattern, '*'))))",
-							  3, (Oid[]) {OIDOID, TEXTOID, TEXTOID},
-							  (Datum[]) {ObjectIdGetDatum(t->role), CStringGetTextDatum(t->topic),
-							  CStringGetTextDatum(t->action)}, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read duet.kafka_topic_grants");
-	t->allowed = SPI_processed > 0;
-	SPI_finish();
-}
-
 /* Whether role may publish to or consume (action) topic: a superuser, or a grant says so. */
 static bool
 topic_allowed(Oid role, const char *topic, const char *action)
 {
-	TopicCheck	t = {role, topic, action, false};
-
 	if (superuser_arg(role))
 		return true;
-	/* The grants of every role are read; what the caller learns is only this one answer. */
-	duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, topic_check, &t);
-	return t.allowed;
+
+	/*
+	 * The grants of every role are read, as the bootstrap superuser; what the caller learns is
+	 * only this one answer. Joined to pg_roles: a grant of a dropped role matches no one.
+	 */
+	return duet_privileged_exists(BOOTSTRAP_SUPERUSERID,
+								  "SELECT FROM duet.kafka_topic_grants g JOIN pg_catalog.pg_roles r "
+								  "ON r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid "
+								  "WHERE pg_catalog.pg_has_role($1, r.oid, 'USAGE') "
+								  "AND CASE $3 WHEN 'publish' THEN g.may_publish ELSE g.may_consume END "
+								  "AND (g.topic_pattern OPERATOR(pg_catalog.=) $2 OR "
+								  "(pg_catalog.right(g.topic_pattern, 1) OPERATOR(pg_catalog.=) '*' AND "
+								  "pg_catalog.starts_with($2, pg_catalog.rtrim(g.topic_pattern, '*'))))",
+								  3, (Oid[]) {OIDOID, TEXTOID, TEXTOID},
+								  (Datum[]) {ObjectIdGetDatum(role), CStringGetTextDatum(topic),
+								  CStringGetTextDatum(action)});
 }
 
 static void

@@ -102,6 +102,37 @@ owner_call(void *arg)
 	SPI_finish();
 }
 
+typedef struct ExistsCall
+{
+	const char *sql;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *values;
+	bool		found;
+} ExistsCall;
+
+static void
+exists_call(void *arg)
+{
+	ExistsCall *c = arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(c->sql, c->nargs, c->types, c->values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "internal query \"%s\" failed", c->sql);
+	c->found = SPI_processed > 0;
+	SPI_finish();
+}
+
+bool
+duet_privileged_exists(Oid role, const char *sql, int nargs, Oid *types, Datum *values)
+{
+	ExistsCall	c = {sql, nargs, types, values, false};
+
+	duet_run_privileged(role, NULL, exists_call, &c);
+	return c.found;
+}
+
 /*
  * Errors are re-raised without the internal functions' context lines: the caller called the
  * public function, not them.

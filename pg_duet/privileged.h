@@ -49,4 +49,10 @@ extern Oid	duet_extension_owner(void);
 extern int64 duet_run_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 							   const char *nulls);
 
+/*
+ * Whether a read-only query (SQL text naming every object with its schema, no NULL arguments)
+ * returns a row when run as role: one answer from a table the caller may not read.
+ */
+extern bool duet_privileged_exists(Oid role, const char *sql, int nargs, Oid *types, Datum *values);
+
 #endif							/* DUET_PRIVILEGED_H */
