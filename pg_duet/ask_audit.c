@@ -56,6 +56,7 @@
 #include "utils/timestamp.h"
 
 #include "ask.h"
+#include "monitor.h"
 #include "pg_duet.h"
 #include "worker.h"
 
@@ -444,6 +445,8 @@ record_tracked(const char *status, const char *error)
 	row.latency_ms = (double) (row.at - tracked_start) / 1000.0;
 	row.status = (char *) (e->status ? e->status : status);
 	row.error = (char *) (e->error ? e->error : error);
+	duet_monitor_count_ask(row.tenant, row.status, row.attempts, row.corrections, row.tokens_in,
+						   row.tokens_out, row.latency_ms);
 	if (!duet_audit_enqueue(&row))
 	{
 		AskLogEntry copy = *e;

@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "ask.h"
+#include "monitor.h"
 #include "privileged.h"
 
 #define PRUNE_EVERY 64
@@ -361,6 +362,9 @@ duet_log_write(const AskLogEntry *e, const char *tenant)
 {
 	AskLogRow  *row = duet_log_make_row(e, tenant, CurrentMemoryContext);
 
+	/* Every ask that returns is counted here, every ask that raises in record_tracked(). */
+	duet_monitor_count_ask(tenant, e->status, e->attempts, e->corrections, e->tokens_in,
+						   e->tokens_out, e->latency_ms);
 	if (duet_audit_enqueue(row))
 	{
 		/* Rows kept from before the queue had room go the same way, oldest first. */

@@ -12,6 +12,11 @@
  * Under REPEATABLE READ or SERIALIZABLE the transaction's snapshot decides what is visible, which
  * may be older than the cache: such reads bypass the cache and use that snapshot. Parallel
  * workers cannot take snapshots of their own and read through too.
+ *
+ * For monitoring (duet_metrics_config_cache, duet.health) each lookup is counted as a hit, a miss
+ * or a bypass (read past the cache: such a snapshot, or no shared memory). A backend counts in
+ * local variables and adds them to shared atomics every CACHE_COUNT_FLUSH lookups and at the end
+ * of each transaction, so a hit costs no shared cache line.
  */
 #include "postgres.h"
 
@@ -21,6 +26,11 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -30,6 +40,7 @@
 
 #include "change_epoch.h"
 #include "duet_config.h"
+#include "monitor.h"
 #include "tenant.h"
 
 /* A cache larger than this is dropped and refilled: config has few keys, lookups are bounded. */
@@ -51,6 +62,116 @@ static MemoryContext cache_cxt = NULL;
 static HTAB *cache = NULL;
 static DuetCacheToken cache_token;
 static SPIPlanPtr lookup_plan = NULL;
+
+/* ---- counting lookups ------------------------------------------------------------------- */
+
+#define CACHE_COUNT_FLUSH 256
+
+typedef struct CacheCounters
+{
+	pg_atomic_uint64 hits;
+	pg_atomic_uint64 misses;
+	pg_atomic_uint64 bypasses;
+} CacheCounters;
+
+static CacheCounters *cache_counters = NULL;
+static uint64 local_hits = 0;
+static uint64 local_misses = 0;
+static uint64 local_bypasses = 0;
+static bool count_callbacks = false;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+counters_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(CacheCounters)));
+}
+
+static void
+counters_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	cache_counters = ShmemInitStruct("pg_duet config cache counters", sizeof(CacheCounters), &found);
+	if (!found)
+	{
+		pg_atomic_init_u64(&cache_counters->hits, 0);
+		pg_atomic_init_u64(&cache_counters->misses, 0);
+		pg_atomic_init_u64(&cache_counters->bypasses, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* From duet_monitor_init (_PG_init): the shared counters exist only when preloaded. */
+void
+duet_config_cache_shmem_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = counters_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = counters_shmem_startup;
+}
+
+static void
+counters_flush(void)
+{
+	if (cache_counters == NULL)
+		return;
+	if (local_hits)
+		pg_atomic_fetch_add_u64(&cache_counters->hits, local_hits);
+	if (local_misses)
+		pg_atomic_fetch_add_u64(&cache_counters->misses, local_misses);
+	if (local_bypasses)
+		pg_atomic_fetch_add_u64(&cache_counters->bypasses, local_bypasses);
+	local_hits = local_misses = local_bypasses = 0;
+}
+
+static void
+counters_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		counters_flush();
+}
+
+static void
+counters_exit(int code, Datum arg)
+{
+	counters_flush();
+}
+
+/* Counts one lookup: *counter is local_hits, local_misses or local_bypasses. */
+static inline void
+count_lookup(uint64 *counter)
+{
+	if (!count_callbacks)
+	{
+		RegisterXactCallback(counters_xact_callback, NULL);
+		before_shmem_exit(counters_exit, (Datum) 0);
+		count_callbacks = true;
+	}
+	(*counter)++;
+	if (local_hits + local_misses + local_bypasses >= CACHE_COUNT_FLUSH)
+		counters_flush();
+}
+
+void
+duet_config_cache_counts(uint64 *hits, uint64 *misses, uint64 *bypasses)
+{
+	counters_flush();
+	*hits = cache_counters ? pg_atomic_read_u64(&cache_counters->hits) : 0;
+	*misses = cache_counters ? pg_atomic_read_u64(&cache_counters->misses) : 0;
+	*bypasses = cache_counters ? pg_atomic_read_u64(&cache_counters->bypasses) : 0;
+}
 
 static void
 cache_reset(void)
@@ -165,7 +286,11 @@ duet_config_lookup(const char *key)
 	t = duet_current_tenant_name();
 
 	if (IsolationUsesXactSnapshot() || IsInParallelMode())
+	{
+		if (!IsInParallelMode())
+			count_lookup(&local_bypasses);
 		return fetch_value(t, key, InvalidSnapshot, CurrentMemoryContext);
+	}
 
 	if (cache == NULL || !duet_epoch_token_valid(&cache_token) ||
 		hash_get_num_entries(cache) >= CONFIG_CACHE_MAX_ENTRIES)
@@ -176,6 +301,7 @@ duet_config_lookup(const char *key)
 			Jsonb	   *v;
 
 			/* No shared memory (not preloaded): no cache, every read goes to the table. */
+			count_lookup(&local_bypasses);
 			snapshot = RegisterSnapshot(GetLatestSnapshot());
 			v = fetch_value(t, key, snapshot, CurrentMemoryContext);
 			UnregisterSnapshot(snapshot);
@@ -190,6 +316,7 @@ duet_config_lookup(const char *key)
 	strlcpy(id.key, key, sizeof(id.key));
 
 	entry = hash_search(cache, &id, HASH_FIND, NULL);
+	count_lookup(entry ? &local_hits : &local_misses);
 	if (entry == NULL)
 	{
 		/* A fresh snapshot: commits that completed before this call are visible. */

@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "monitor.h"
 #include "pg_duet.h"
 
 PG_MODULE_MAGIC;
@@ -49,6 +50,7 @@ _PG_init(void)
 	duet_kafka_init();			/* kafka: settings, shared memory, the worker launcher */
 	duet_rules_init();			/* rules: duet.rules_interval and the rule scheduler */
 	duet_ask_init();			/* ask: duet_ask settings */
+	duet_monitor_init();		/* monitor: counters for Prometheus and duet.health */
 	/* metrics: duet_metrics_init(); */
 
 	MarkGUCPrefixReserved("duet");

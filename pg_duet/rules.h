@@ -92,6 +92,7 @@ typedef struct RuleRun
 	duet_value *vars;			/* scratch, sized for the larger formula */
 	struct HTAB *instances;		/* label key → RuleInstance */
 	List	   *order;			/* RuleInstance, in order of first row */
+	int64		nrows;			/* rows fed, for the monitoring counters */
 } RuleRun;
 
 /*

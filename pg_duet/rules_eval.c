@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "monitor.h"
 #include "rules.h"
 
 typedef struct RuleInstance
@@ -259,6 +260,7 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 	bool		found;
 	MemoryContext old;
 
+	run->nrows++;
 	if (run->setup_error)
 		return;
 
@@ -421,6 +423,12 @@ rules_run_observe(RuleRun *run, TimestampTz at)
 {
 	ListCell   *lc;
 	HTAB	   *active = NULL;
+	bool		failed = run->setup_error != NULL;
+
+	foreach(lc, run->order)
+		failed |= ((RuleInstance *) lfirst(lc))->outcome == 'e';
+	/* One evaluation of the rule, whatever its outcome (monitor_stats.c). */
+	duet_monitor_count_rule(run->rule_id, run->nrows, failed);
 
 	if (run->setup_error)
 	{

@@ -31,6 +31,7 @@
 #include "catalog/namespace.h"
 
 #include "pg_duet.h"
+#include "monitor.h"
 #include "rules.h"
 #include "tenant.h"
 
@@ -331,7 +332,10 @@ evaluate_query_rules(void *arg)
 			ReThrowError(cancel);
 
 		if (failure)
+		{
+			duet_monitor_count_rule(r->id, 0, true);
 			rules_observe(r->id, empty, "error", NULL, NULL, failure, at);
+		}
 		else
 		{
 			RuleRun    *run = qr.run;

@@ -1,7 +1,7 @@
 -- pg_duet install script, part 95: removing pg_duet completely (docs/design.md, "Uninstalling").
 --
 -- DROP EXTENSION removes every object of the extension in this database, but not
---   - the roles duet_kafka_admin and duet_kafka_publisher: roles are cluster-wide, and another
+--   - the roles duet_kafka_admin, duet_kafka_publisher and duet_monitor: roles are cluster-wide, and another
 --     database of the cluster may have the extension too;
 --   - with CASCADE, the permissive policy duet_tenant_access that duet_tenant_protect() put on a
 --     user's table next to the restrictive duet_tenant_isolation (which CASCADE drops, as it calls
@@ -13,7 +13,7 @@ CREATE FUNCTION duet_uninstall(cascade boolean DEFAULT false) RETURNS text[]
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    roles     text[] := ARRAY['duet_kafka_admin', 'duet_kafka_publisher'];
+    roles     text[] := ARRAY['duet_kafka_admin', 'duet_kafka_publisher', 'duet_monitor'];
     done      text[] := '{}';
     protected regclass[];
     t         regclass;
@@ -61,7 +61,7 @@ BEGIN
        AND s.refobjid IN (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ANY (roles))
        AND db.datname <> pg_catalog.current_database();
     IF elsewhere IS NOT NULL THEN
-        RAISE NOTICE 'roles duet_kafka_admin and duet_kafka_publisher kept: still used in database %', elsewhere
+        RAISE NOTICE 'roles % kept: still used in database %', pg_catalog.array_to_string(roles, ', '), elsewhere
             USING HINT = 'Run SELECT duet_uninstall() there too; the last one drops the roles.';
         RETURN done;
     END IF;
@@ -74,5 +74,5 @@ BEGIN
     RETURN done;
 END $$;
 COMMENT ON FUNCTION duet_uninstall(boolean) IS
-    'superuser: DROP EXTENSION pg_duet [CASCADE], then what it leaves behind: duet_tenant_protect''s permissive policies (fail closed) and, unless another database still uses them, the roles duet_kafka_admin and duet_kafka_publisher; returns what it removed';
+    'superuser: DROP EXTENSION pg_duet [CASCADE], then what it leaves behind: duet_tenant_protect''s permissive policies (fail closed) and, unless another database still uses them, the roles duet_kafka_admin, duet_kafka_publisher and duet_monitor; returns what it removed';
 REVOKE ALL ON FUNCTION duet_uninstall(boolean) FROM PUBLIC;

@@ -1,0 +1,278 @@
+/*
+ * monitor_stats.c — counters of rule evaluations and asks, in shared memory, for monitoring.
+ *
+ * Two fixed-size shared hash tables under one LWLock, like pg_stat_statements keeps its entries:
+ *
+ *   - per (database, rule id): evaluations, evaluations that failed, rows evaluated, last time;
+ *     bumped once per evaluation (a statement's transition table for a row rule, a run of a query
+ *     rule), never per row, so the lock is taken once per batch;
+ *   - per (database, tenant, status): duet_ask calls, HTTP requests, corrections (answers the
+ *     guard rejected and sent back to the model), tokens and latency; bumped once per ask.
+ *
+ * Counters start at zero when the server starts (Prometheus treats a restart as a counter reset)
+ * and only grow. A full table counts what it could not keep in `dropped` (duet_metrics_overview).
+ * Without shared_preload_libraries there are no counters; the functions say so (NULLs, no rows).
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+#include "monitor.h"
+
+#define MONITOR_MAX_RULES	8192
+#define MONITOR_MAX_ASKS	4096
+
+typedef struct RuleStatKey
+{
+	Oid			dboid;
+	int64		rule_id;
+} RuleStatKey;
+
+typedef struct RuleStat
+{
+	RuleStatKey key;			/* hash key, must be first */
+	uint64		evaluations;
+	uint64		errors;
+	uint64		rows;
+	TimestampTz last_at;
+} RuleStat;
+
+typedef struct AskStatKey
+{
+	Oid			dboid;
+	bool		has_tenant;
+	char		tenant[TENANT_NAME_MAXLEN + 1];
+	char		status[16];
+} AskStatKey;
+
+typedef struct AskStat
+{
+	AskStatKey	key;			/* hash key, must be first */
+	uint64		calls;
+	uint64		attempts;
+	uint64		corrections;
+	uint64		tokens_in;
+	uint64		tokens_out;
+	double		latency_ms;
+} AskStat;
+
+typedef struct MonitorShared
+{
+	LWLock	   *lock;
+	pg_atomic_uint64 dropped;
+} MonitorShared;
+
+static MonitorShared *monitor = NULL;
+static HTAB *rule_stats = NULL;
+static HTAB *ask_stats = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+monitor_shmem_size(void)
+{
+	Size		size = MAXALIGN(sizeof(MonitorShared));
+
+	size = add_size(size, hash_estimate_size(MONITOR_MAX_RULES, sizeof(RuleStat)));
+	return add_size(size, hash_estimate_size(MONITOR_MAX_ASKS, sizeof(AskStat)));
+}
+
+static void
+monitor_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(monitor_shmem_size());
+	RequestNamedLWLockTranche("pg_duet_monitor", 1);
+}
+
+static void
+monitor_shmem_startup(void)
+{
+	bool		found;
+	HASHCTL		ctl;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	monitor = ShmemInitStruct("pg_duet monitor", sizeof(MonitorShared), &found);
+	if (!found)
+	{
+		monitor->lock = &(GetNamedLWLockTranche("pg_duet_monitor"))->lock;
+		pg_atomic_init_u64(&monitor->dropped, 0);
+	}
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RuleStatKey);
+	ctl.entrysize = sizeof(RuleStat);
+	rule_stats = ShmemInitHash("pg_duet monitor rules", MONITOR_MAX_RULES, MONITOR_MAX_RULES,
+							   &ctl, HASH_ELEM | HASH_BLOBS);
+	ctl.keysize = sizeof(AskStatKey);
+	ctl.entrysize = sizeof(AskStat);
+	ask_stats = ShmemInitHash("pg_duet monitor asks", MONITOR_MAX_ASKS, MONITOR_MAX_ASKS,
+							  &ctl, HASH_ELEM | HASH_BLOBS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+duet_monitor_init(void)
+{
+	duet_config_cache_shmem_init();
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = monitor_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = monitor_shmem_startup;
+}
+
+bool
+duet_monitor_available(void)
+{
+	return monitor != NULL;
+}
+
+uint64
+duet_monitor_dropped(void)
+{
+	return monitor ? pg_atomic_read_u64(&monitor->dropped) : 0;
+}
+
+void
+duet_monitor_count_rule(int64 rule_id, int64 rows, bool error)
+{
+	RuleStatKey key;
+	RuleStat   *s;
+	bool		found;
+
+	if (monitor == NULL)
+		return;
+	memset(&key, 0, sizeof(key));
+	key.dboid = MyDatabaseId;
+	key.rule_id = rule_id;
+	LWLockAcquire(monitor->lock, LW_EXCLUSIVE);
+	s = hash_search(rule_stats, &key, HASH_ENTER_NULL, &found);
+	if (s)
+	{
+		if (!found)
+		{
+			s->evaluations = s->errors = s->rows = 0;
+			s->last_at = 0;
+		}
+		s->evaluations++;
+		s->errors += error ? 1 : 0;
+		s->rows += rows > 0 ? rows : 0;
+		s->last_at = GetCurrentTimestamp();
+	}
+	LWLockRelease(monitor->lock);
+	if (s == NULL)
+		pg_atomic_fetch_add_u64(&monitor->dropped, 1);
+}
+
+void
+duet_monitor_count_ask(const char *tenant, const char *status, int attempts, int corrections,
+					   int tokens_in, int tokens_out, double latency_ms)
+{
+	AskStatKey	key;
+	AskStat    *s;
+	bool		found;
+
+	if (monitor == NULL)
+		return;
+	memset(&key, 0, sizeof(key));
+	key.dboid = MyDatabaseId;
+	key.has_tenant = tenant != NULL;
+	if (tenant)
+		strlcpy(key.tenant, tenant, sizeof(key.tenant));
+	strlcpy(key.status, status ? status : "failed", sizeof(key.status));
+	LWLockAcquire(monitor->lock, LW_EXCLUSIVE);
+	s = hash_search(ask_stats, &key, HASH_ENTER_NULL, &found);
+	if (s)
+	{
+		if (!found)
+		{
+			s->calls = s->attempts = s->corrections = s->tokens_in = s->tokens_out = 0;
+			s->latency_ms = 0;
+		}
+		s->calls++;
+		s->attempts += Max(attempts, 0);
+		s->corrections += Max(corrections, 0);
+		s->tokens_in += Max(tokens_in, 0);
+		s->tokens_out += Max(tokens_out, 0);
+		s->latency_ms += latency_ms > 0 ? latency_ms : 0;
+	}
+	LWLockRelease(monitor->lock);
+	if (s == NULL)
+		pg_atomic_fetch_add_u64(&monitor->dropped, 1);
+}
+
+MonitorRuleCount *
+duet_monitor_rule_counts(int *n)
+{
+	MonitorRuleCount *out;
+	HASH_SEQ_STATUS seq;
+	RuleStat   *s;
+	int			size;
+
+	*n = 0;
+	if (monitor == NULL)
+		return NULL;
+	LWLockAcquire(monitor->lock, LW_SHARED);
+	size = Max(hash_get_num_entries(rule_stats), 1);
+	out = palloc(sizeof(MonitorRuleCount) * size);
+	hash_seq_init(&seq, rule_stats);
+	while ((s = hash_seq_search(&seq)) != NULL)
+	{
+		if (s->key.dboid != MyDatabaseId)
+			continue;
+		out[*n].rule_id = s->key.rule_id;
+		out[*n].evaluations = s->evaluations;
+		out[*n].errors = s->errors;
+		out[*n].rows = s->rows;
+		out[*n].last_at = s->last_at;
+		(*n)++;
+	}
+	LWLockRelease(monitor->lock);
+	return out;
+}
+
+MonitorAskCount *
+duet_monitor_ask_counts(int *n)
+{
+	MonitorAskCount *out;
+	HASH_SEQ_STATUS seq;
+	AskStat    *s;
+	int			size;
+
+	*n = 0;
+	if (monitor == NULL)
+		return NULL;
+	LWLockAcquire(monitor->lock, LW_SHARED);
+	size = Max(hash_get_num_entries(ask_stats), 1);
+	out = palloc(sizeof(MonitorAskCount) * size);
+	hash_seq_init(&seq, ask_stats);
+	while ((s = hash_seq_search(&seq)) != NULL)
+	{
+		MonitorAskCount *c;
+
+		if (s->key.dboid != MyDatabaseId)
+			continue;
+		c = &out[(*n)++];
+		c->has_tenant = s->key.has_tenant;
+		memcpy(c->tenant, s->key.tenant, sizeof(c->tenant));
+		memcpy(c->status, s->key.status, sizeof(c->status));
+		c->calls = s->calls;
+		c->attempts = s->attempts;
+		c->corrections = s->corrections;
+		c->tokens_in = s->tokens_in;
+		c->tokens_out = s->tokens_out;
+		c->latency_ms = s->latency_ms;
+	}
+	LWLockRelease(monitor->lock);
+	return out;
+}
