@@ -7,6 +7,8 @@ packages=(
   librdkafka-dev libjansson-dev libcurl4-openssl-dev libcmocka-dev kcat libipc-run-perl
   clickhouse-server clickhouse-client clang libclang-rt-14-dev valgrind python3
   postgresql-15-cron
+  # Prometheus metrics (issue 17): the real exporter, scraped by test/t/080_exporter.pl
+  prometheus-postgres-exporter
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -67,14 +67,14 @@ UNION ALL
 SELECT a.tenant, 'ask', m.metric, pg_catalog.jsonb_build_object('status', a.status), m.value
   FROM duet_metrics_ask() a
  CROSS JOIN LATERAL (VALUES ('calls', a.calls::float8), ('http_requests', a.http_requests::float8),
-                            ('corrections', a.corrections::float8), ('tokens_in', a.tokens_in::float8),
-                            ('tokens_out', a.tokens_out::float8), ('latency_ms_sum', a.latency_ms_sum))
+                            ('guard_rejections', a.corrections::float8), ('tokens_in', a.tokens_in::float8),
+                            ('tokens_out', a.tokens_out::float8), ('latency_seconds', a.latency_ms_sum / 1000))
        AS m(metric, value)
 UNION ALL
 SELECT NULL, 'kafka', m.metric,
        pg_catalog.jsonb_build_object('consumer', k.consumer, 'topic', k.topic, 'state', k.state), m.value
   FROM duet_metrics_kafka() k
- CROSS JOIN LATERAL (VALUES ('running', CASE WHEN k.state = 'running' THEN 1 ELSE 0 END::float8),
+ CROSS JOIN LATERAL (VALUES ('up', CASE WHEN k.state = 'running' THEN 1 ELSE 0 END::float8),
                             ('workers', k.workers::float8), ('rows', k.rows::float8),
                             ('bytes', k.bytes::float8), ('batches', k.batches::float8),
                             ('errors', k.errors::float8), ('dead_letters', k.dead_letters::float8),
