@@ -237,16 +237,16 @@ def test_troubleshooting():
 
 def test_uninstall():
     users = psql("SELECT string_agg(DISTINCT d.datname, ', ') FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid "
-                 "WHERE s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname IN ('duet_kafka_admin', 'duet_kafka_publisher')) "
+                 "WHERE s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname IN ('duet_kafka_admin', 'duet_kafka_publisher', 'duet_monitor')) "
                  "AND d.datname <> '" + SCRATCH + "'").strip()
     if users:
         return ["cannot check: database %s already uses the roles (run this suite before 30-regress)" % users]
     out = psql("SELECT array_to_string(duet_uninstall(), ', ')", db=SCRATCH)
     problems = []
-    for what in ("extension pg_duet", "role duet_kafka_admin", "role duet_kafka_publisher"):
+    for what in ("extension pg_duet", "role duet_kafka_admin", "role duet_kafka_publisher", "role duet_monitor"):
         if what not in out:
             problems.append("duet_uninstall() did not remove %s: %s" % (what, out.strip()))
-    left = psql("SELECT count(*) FROM pg_roles WHERE rolname IN ('duet_kafka_admin', 'duet_kafka_publisher')").strip()
+    left = psql("SELECT count(*) FROM pg_roles WHERE rolname IN ('duet_kafka_admin', 'duet_kafka_publisher', 'duet_monitor')").strip()
     if left != "0":
         problems.append("%s roles left after the last duet_uninstall()" % left)
     return problems
