@@ -130,6 +130,37 @@ int8_array(const int64 *v, int n)
 										   TYPALIGN_DOUBLE));
 }
 
+typedef struct StaleRules
+{
+	Datum		ids;			/* int8[] of the counted rules */
+	int64	   *stale;			/* out: those that no longer exist */
+	int			nstale;
+} StaleRules;
+
+static void
+stale_rules_fn(void *arg)
+{
+	StaleRules *st = arg;
+	Oid			type = INT8ARRAYOID;
+	uint64		i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT s.id FROM pg_catalog.unnest($1) AS s(id) "
+							  "WHERE NOT EXISTS (SELECT FROM duet.rules r WHERE r.id OPERATOR(pg_catalog.=) s.id)",
+							  1, &type, &st->ids, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "monitoring query failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			st->stale[st->nstale++] = DatumGetInt64(d);
+	}
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(duet_metrics_rules);
 
 /*
@@ -201,6 +232,19 @@ duet_metrics_rules(PG_FUNCTION_ARGS)
 				  " WHERE $1 OR r.tenant OPERATOR(pg_catalog.=) $2 "
 				  " GROUP BY r.tenant, r.severity ORDER BY r.tenant, r.severity",
 				  7, types, values, nulls);
+
+	/* Counters of rules dropped since (not counted for a minute: see duet_monitor_forget_rules). */
+	if (n > 0)
+	{
+		StaleRules	st;
+
+		st.ids = values[2];
+		st.stale = palloc(sizeof(int64) * n);
+		st.nstale = 0;
+		duet_run_privileged(duet_extension_owner(), NULL, stale_rules_fn, &st);
+		duet_monitor_forget_rules(st.stale, st.nstale,
+								  GetCurrentTimestamp() - 60 * USECS_PER_SEC);
+	}
 	return (Datum) 0;
 }
 

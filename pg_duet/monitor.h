@@ -58,6 +58,13 @@ typedef struct MonitorAskCount
 extern MonitorRuleCount *duet_monitor_rule_counts(int *n);
 extern MonitorAskCount *duet_monitor_ask_counts(int *n);
 
+/*
+ * Forgets the counters of this database's rules among ids[0..n-1] (rules that no longer exist)
+ * last counted before `before`: a rule created by a transaction still open is counted under an id
+ * other snapshots cannot see yet, and must keep its counts.
+ */
+extern void duet_monitor_forget_rules(const int64 *ids, int n, TimestampTz before);
+
 /* Evaluations and asks not counted because the tables were full, since the server started. */
 extern uint64 duet_monitor_dropped(void);
 

@@ -10,7 +10,9 @@
  *     guard rejected and sent back to the model), tokens and latency; bumped once per ask.
  *
  * Counters start at zero when the server starts (Prometheus treats a restart as a counter reset)
- * and only grow. A full table counts what it could not keep in `dropped` (duet_metrics_overview).
+ * and only grow. A full table counts what it could not keep in `dropped` (duet_metrics_server).
+ * The entries of dropped rules are removed when duet_metrics_rules() finds them (every scrape),
+ * so a workload that creates and drops rules does not fill the table.
  * Without shared_preload_libraries there are no counters; the functions say so (NULLs, no rows).
  */
 #include "postgres.h"
@@ -209,6 +211,29 @@ duet_monitor_count_ask(const char *tenant, const char *status, int attempts, int
 	LWLockRelease(monitor->lock);
 	if (s == NULL)
 		pg_atomic_fetch_add_u64(&monitor->dropped, 1);
+}
+
+void
+duet_monitor_forget_rules(const int64 *ids, int n, TimestampTz before)
+{
+	int			i;
+
+	if (monitor == NULL || n == 0)
+		return;
+	LWLockAcquire(monitor->lock, LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+	{
+		RuleStatKey key;
+		RuleStat   *s;
+
+		memset(&key, 0, sizeof(key));
+		key.dboid = MyDatabaseId;
+		key.rule_id = ids[i];
+		s = hash_search(rule_stats, &key, HASH_FIND, NULL);
+		if (s && s->last_at < before)
+			hash_search(rule_stats, &key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(monitor->lock);
 }
 
 MonitorRuleCount *
