@@ -252,7 +252,8 @@ PG_FUNCTION_INFO_V1(duet_metrics_ask);
 
 /*
  * duet_metrics_ask() → per tenant and status (ok, cached, rejected, failed, over_budget,
- * cancelled): calls, HTTP requests, corrections, tokens in and out, total latency (ms).
+ * cancelled): calls, HTTP requests, corrections, tokens in and out, total latency (ms), and the
+ * latency histogram as Prometheus has it: bucket bounds (s) and cumulative counts per bound.
  */
 Datum
 duet_metrics_ask(PG_FUNCTION_ARGS)
@@ -269,8 +270,12 @@ duet_metrics_ask(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		MonitorAskCount *c = &counts[i];
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		Datum		bounds[MONITOR_LATENCY_BUCKETS];
+		Datum		cumulative[MONITOR_LATENCY_BUCKETS];
+		uint64		sum = 0;
+		int			b;
 
 		if (!scope.all && !(c->has_tenant && scope.tenant && strcmp(c->tenant, scope.tenant) == 0))
 			continue;
@@ -283,6 +288,16 @@ duet_metrics_ask(PG_FUNCTION_ARGS)
 		values[5] = Int64GetDatum((int64) c->tokens_in);
 		values[6] = Int64GetDatum((int64) c->tokens_out);
 		values[7] = Float8GetDatum(c->latency_ms);
+		for (b = 0; b < MONITOR_LATENCY_BUCKETS; b++)
+		{
+			sum += c->latency_buckets[b];
+			bounds[b] = Float8GetDatum(duet_monitor_latency_bounds[b]);
+			cumulative[b] = Int64GetDatum((int64) sum);
+		}
+		values[8] = PointerGetDatum(construct_array(bounds, MONITOR_LATENCY_BUCKETS, FLOAT8OID,
+													sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[9] = PointerGetDatum(construct_array(cumulative, MONITOR_LATENCY_BUCKETS, INT8OID,
+													sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

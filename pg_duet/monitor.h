@@ -41,6 +41,10 @@ typedef struct MonitorRuleCount
 	TimestampTz last_at;
 } MonitorRuleCount;
 
+/* Upper bounds (seconds) of the ask latency histogram's buckets; the last bucket is +Inf. */
+#define MONITOR_LATENCY_BUCKETS 9
+extern const double duet_monitor_latency_bounds[MONITOR_LATENCY_BUCKETS];
+
 typedef struct MonitorAskCount
 {
 	bool		has_tenant;
@@ -52,6 +56,7 @@ typedef struct MonitorAskCount
 	uint64		tokens_in;
 	uint64		tokens_out;
 	double		latency_ms;
+	uint64		latency_buckets[MONITOR_LATENCY_BUCKETS];	/* asks per bucket, not cumulative */
 } MonitorAskCount;
 
 /* Copies of this database's counters (palloc'd; *n entries). */

@@ -62,7 +62,11 @@ typedef struct AskStat
 	uint64		tokens_in;
 	uint64		tokens_out;
 	double		latency_ms;
+	uint64		latency_buckets[MONITOR_LATENCY_BUCKETS];
 } AskStat;
+
+/* Buckets for LLM round trips: from a cached answer to a slow model with corrections. */
+const double duet_monitor_latency_bounds[MONITOR_LATENCY_BUCKETS] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
 typedef struct MonitorShared
 {
@@ -183,9 +187,12 @@ duet_monitor_count_ask(const char *tenant, const char *status, int attempts, int
 	AskStatKey	key;
 	AskStat    *s;
 	bool		found;
+	int			b = 0;
 
 	if (monitor == NULL)
 		return;
+	while (b < MONITOR_LATENCY_BUCKETS && latency_ms / 1000.0 > duet_monitor_latency_bounds[b])
+		b++;
 	memset(&key, 0, sizeof(key));
 	key.dboid = MyDatabaseId;
 	key.has_tenant = tenant != NULL;
@@ -200,7 +207,10 @@ duet_monitor_count_ask(const char *tenant, const char *status, int attempts, int
 		{
 			s->calls = s->attempts = s->corrections = s->tokens_in = s->tokens_out = 0;
 			s->latency_ms = 0;
+			memset(s->latency_buckets, 0, sizeof(s->latency_buckets));
 		}
+		if (b < MONITOR_LATENCY_BUCKETS)
+			s->latency_buckets[b]++;	/* beyond the last bound: only in calls (+Inf) */
 		s->calls++;
 		s->attempts += Max(attempts, 0);
 		s->corrections += Max(corrections, 0);
@@ -297,6 +307,7 @@ duet_monitor_ask_counts(int *n)
 		c->tokens_in = s->tokens_in;
 		c->tokens_out = s->tokens_out;
 		c->latency_ms = s->latency_ms;
+		memcpy(c->latency_buckets, s->latency_buckets, sizeof(c->latency_buckets));
 	}
 	LWLockRelease(monitor->lock);
 	return out;

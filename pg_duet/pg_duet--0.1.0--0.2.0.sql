@@ -1480,10 +1480,11 @@ COMMENT ON FUNCTION duet_metrics_rules() IS
 
 CREATE FUNCTION duet_metrics_ask(OUT tenant text, OUT status text, OUT calls bigint,
         OUT http_requests bigint, OUT corrections bigint, OUT tokens_in bigint, OUT tokens_out bigint,
-        OUT latency_ms_sum double precision)
+        OUT latency_ms_sum double precision, OUT latency_bounds double precision[],
+        OUT latency_buckets bigint[])
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_ask';
 COMMENT ON FUNCTION duet_metrics_ask() IS
-    'duet_ask calls per tenant and status since the server started: calls, HTTP requests, corrections (answers the guard rejected), tokens, total latency (monitors: every tenant; others: their tenant)';
+    'duet_ask calls per tenant and status since the server started: calls, HTTP requests, corrections (answers the guard rejected), tokens, total latency, and a latency histogram (bucket upper bounds in seconds, cumulative counts) (monitors: every tenant; others: their tenant)';
 
 CREATE FUNCTION duet_metrics_kafka(OUT consumer text, OUT topic text, OUT state text,
         OUT workers bigint, OUT rows bigint, OUT bytes bigint, OUT batches bigint, OUT errors bigint,

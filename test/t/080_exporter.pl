@@ -39,7 +39,7 @@ sub yaml_metrics
 		next if /^\s*#/;
 		if (/^([a-z_]+):\s*$/) { $flush->() if $ns; $ns = $1; next }
 		if (/^    - ([a-z_]+):\s*$/) { $col = $1; next }
-		if (/^        usage: "(LABEL|GAUGE|COUNTER)"/)
+		if (/^        usage: "(LABEL|GAUGE|COUNTER|HISTOGRAM)"/)
 		{
 			if ($1 eq 'LABEL') { push @labels, $col } else { push @cols, [ $col, lc $1 ] }
 		}
@@ -53,7 +53,7 @@ sub doc_metrics
 	my %m;
 	for (split /\n/, slurp_file("$root/docs/metrics.md"))
 	{
-		next unless /^\| (pg_duet_[a-z_]+) \| (gauge|counter) \|\s*([a-z_, ]*?)\s*\|/;
+		next unless /^\| (pg_duet_[a-z_]+) \| (gauge|counter|histogram) \|\s*([a-z_, ]*?)\s*\|/;
 		$m{$1} = { type => $2, labels => join(',', sort split /,\s*/, $3) };
 	}
 	return \%m;
@@ -69,7 +69,7 @@ is_deeply($doc, $yaml, 'docs/metrics.md lists every metric of the queries file, 
 # ---- the cluster, the broker, the mock LLM -----------------------------------------------------
 
 my $broker = start_broker('clicks:2');
-my $b = $broker->{bootstrap};
+my $bootstrap = $broker->{bootstrap};
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my ($port_file, $fixtures) = ("$dir/mock.port", "$dir/fixtures.json");
 {
@@ -183,7 +183,7 @@ my $hits0 = value($m, 'pg_duet_server_config_cache_hits_total');
 
 produce($broker, 'clicks', [ (map { "{\"tenant\": \"acme\", \"campaign\": \"k$_\", \"n\": $_}" } 1 .. 10),
 	'{"tenant": "acme", "campaign": "bad", "n": -1}' ]);
-$node->safe_psql('postgres', "SELECT duet_kafka_consume('kc', 'clicks', 'kclicks', '$b', 'json', flush_interval_ms => 50)");
+$node->safe_psql('postgres', "SELECT duet_kafka_consume('kc', 'clicks', 'kclicks', '$bootstrap', 'json', flush_interval_ms => 50)");
 wait_for($node, 'SELECT count(*) FROM kclicks', '10', 'the consumer ingests 10 rows');
 wait_for($node, q{SELECT count(*) FROM duet.kafka_dead_letters}, '1', 'the bad message is a dead letter');
 
@@ -215,13 +215,19 @@ $m = scrape_until(sub {
 	  && (value($m, 'pg_duet_kafka_consumer_dead_letters', consumer => 'kc') // 0) >= 1
 }, 60);
 
-# Every metric of the queries file is there, with exactly its labels (+ server).
+# Every metric of the queries file is there, with exactly its labels (+ server; + le for a
+# histogram's buckets).
 for my $name (sort keys %$yaml)
 {
-	my @s = @{ $m->{$name} // [] };
-	my $want = join(',', sort(split(/,/, $yaml->{$name}{labels}), 'server'));
-	ok(@s && !grep({ join(',', sort keys %{ $_->[0] }) ne $want } @s), "$name is scraped with labels $want")
-	  or diag(explain(\@s));
+	my @parts = $yaml->{$name}{type} eq 'histogram' ? ([ '_bucket', 'le' ], [ '_sum' ], [ '_count' ]) : ([ '' ]);
+	for my $part (@parts)
+	{
+		my ($suffix, @extra) = @$part;
+		my @s = @{ $m->{"$name$suffix"} // [] };
+		my $want = join(',', sort(split(/,/, $yaml->{$name}{labels}), 'server', @extra));
+		ok(@s && !grep({ join(',', sort keys %{ $_->[0] }) ne $want } @s), "$name$suffix is scraped with labels $want")
+		  or diag(explain(\@s));
+	}
 }
 
 # ... and the values follow the activity.
@@ -243,7 +249,14 @@ is(value($m, 'pg_duet_ask_calls_total', tenant => 'acme', status => 'rejected'),
 ok(value($m, 'pg_duet_ask_guard_rejections_total', tenant => 'acme', status => 'rejected') >= 1, 'ask: the guard sent answers back');
 ok(value($m, 'pg_duet_ask_http_requests_total', tenant => 'acme', status => 'rejected') >= 2, 'ask: requests counted');
 ok(value($m, 'pg_duet_ask_tokens_in_total', tenant => 'acme', status => 'ok') > 0, 'ask: tokens counted');
-ok(value($m, 'pg_duet_ask_latency_seconds_total', tenant => 'acme', status => 'ok') > 0, 'ask: latency counted');
+ok(value($m, 'pg_duet_ask_latency_seconds_sum', tenant => 'acme', status => 'ok') > 0, 'ask: latency summed');
+is(value($m, 'pg_duet_ask_latency_seconds_count', tenant => 'acme', status => 'ok'), '1', 'ask: latency histogram counts the ask');
+is(value($m, 'pg_duet_ask_latency_seconds_bucket', tenant => 'acme', status => 'ok', le => '+Inf'), '1', 'ask: +Inf bucket');
+is(value($m, 'pg_duet_ask_latency_seconds_bucket', tenant => 'acme', status => 'ok', le => '60'), '1',
+	'ask: the mock\'s answer is in the 60 s bucket (cumulative)');
+my @buckets = map { value($m, 'pg_duet_ask_latency_seconds_bucket', tenant => 'acme', status => 'ok', le => $_) }
+	qw(0.1 0.25 0.5 1 2.5 5 10 30 60);
+is(join(",", @buckets), join(",", sort { $a <=> $b } @buckets), 'ask: buckets are cumulative');
 is(value($m, 'pg_duet_outbox_pending'), '2', 'outbox: 2 events pending (no broker for the outbox)');
 ok(value($m, 'pg_duet_outbox_oldest_pending_age_seconds') > 0, 'outbox: the oldest pending event has an age');
 ok(value($m, 'pg_duet_server_config_cache_hits_total') >= $hits0 + 299, 'config cache: 299 hits of 300 reads');
