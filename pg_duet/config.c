@@ -32,4 +32,5 @@ duet_config_init(void)
 							NULL, NULL, NULL);
 	duet_tenant_init();
 	duet_epoch_init();
+	duet_config_cache_shmem_init();	/* counters of cache hits and misses */
 }

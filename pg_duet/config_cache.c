@@ -108,7 +108,7 @@ counters_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* From duet_monitor_init (_PG_init): the shared counters exist only when preloaded. */
+/* From duet_config_init (_PG_init): the shared counters exist only when preloaded. */
 void
 duet_config_cache_shmem_init(void)
 {

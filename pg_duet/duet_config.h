@@ -21,4 +21,7 @@ extern bool duet_config_key_valid(const char *key);
 /* config_cache.c: the effective value of key for the current tenant, or NULL. */
 extern Jsonb *duet_config_lookup(const char *key);
 
+/* config_cache.c: requests the shared counters of cache lookups when preloaded (duet_config_init). */
+extern void duet_config_cache_shmem_init(void);
+
 #endif							/* DUET_CONFIG_H */

@@ -75,6 +75,5 @@ extern uint64 duet_monitor_dropped(void);
 
 /* config_cache.c: lookups answered from the cache, read from the table, and read past it. */
 extern void duet_config_cache_counts(uint64 *hits, uint64 *misses, uint64 *bypasses);
-extern void duet_config_cache_shmem_init(void);
 
 #endif							/* DUET_MONITOR_H */

@@ -128,13 +128,33 @@ monitor_shmem_startup(void)
 void
 duet_monitor_init(void)
 {
-	duet_config_cache_shmem_init();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = monitor_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = monitor_shmem_startup;
+}
+
+/*
+ * The entry of key in htab, created (zeroed) when there is room; NULL when the table holds max
+ * entries already. Never past max: a shared hash would otherwise take shared memory others need.
+ * Caller holds the lock exclusively.
+ */
+static void *
+stat_entry(HTAB *htab, const void *key, long max, Size keysize, Size entrysize)
+{
+	bool		found;
+	char	   *e = hash_search(htab, key, HASH_FIND, NULL);
+
+	if (e)
+		return e;
+	if (hash_get_num_entries(htab) >= max)
+		return NULL;
+	e = hash_search(htab, key, HASH_ENTER_NULL, &found);
+	if (e && !found)
+		memset(e + keysize, 0, entrysize - keysize);
+	return e;
 }
 
 bool
@@ -154,7 +174,6 @@ duet_monitor_count_rule(int64 rule_id, int64 rows, bool error)
 {
 	RuleStatKey key;
 	RuleStat   *s;
-	bool		found;
 
 	if (monitor == NULL)
 		return;
@@ -162,14 +181,9 @@ duet_monitor_count_rule(int64 rule_id, int64 rows, bool error)
 	key.dboid = MyDatabaseId;
 	key.rule_id = rule_id;
 	LWLockAcquire(monitor->lock, LW_EXCLUSIVE);
-	s = hash_search(rule_stats, &key, HASH_ENTER_NULL, &found);
+	s = stat_entry(rule_stats, &key, MONITOR_MAX_RULES, sizeof(RuleStatKey), sizeof(RuleStat));
 	if (s)
 	{
-		if (!found)
-		{
-			s->evaluations = s->errors = s->rows = 0;
-			s->last_at = 0;
-		}
 		s->evaluations++;
 		s->errors += error ? 1 : 0;
 		s->rows += rows > 0 ? rows : 0;
@@ -186,7 +200,6 @@ duet_monitor_count_ask(const char *tenant, const char *status, int attempts, int
 {
 	AskStatKey	key;
 	AskStat    *s;
-	bool		found;
 	int			b = 0;
 
 	if (monitor == NULL)
@@ -200,15 +213,9 @@ duet_monitor_count_ask(const char *tenant, const char *status, int attempts, int
 		strlcpy(key.tenant, tenant, sizeof(key.tenant));
 	strlcpy(key.status, status ? status : "failed", sizeof(key.status));
 	LWLockAcquire(monitor->lock, LW_EXCLUSIVE);
-	s = hash_search(ask_stats, &key, HASH_ENTER_NULL, &found);
+	s = stat_entry(ask_stats, &key, MONITOR_MAX_ASKS, sizeof(AskStatKey), sizeof(AskStat));
 	if (s)
 	{
-		if (!found)
-		{
-			s->calls = s->attempts = s->corrections = s->tokens_in = s->tokens_out = 0;
-			s->latency_ms = 0;
-			memset(s->latency_buckets, 0, sizeof(s->latency_buckets));
-		}
 		if (b < MONITOR_LATENCY_BUCKETS)
 			s->latency_buckets[b]++;	/* beyond the last bound: only in calls (+Inf) */
 		s->calls++;
@@ -257,13 +264,19 @@ duet_monitor_rule_counts(int *n)
 	*n = 0;
 	if (monitor == NULL)
 		return NULL;
+	/*
+	 * Allocated before the lock is taken (an error under it would be an error in error recovery
+	 * for an ask counting at the same time); entries added meanwhile wait for the next call.
+	 */
 	LWLockAcquire(monitor->lock, LW_SHARED);
 	size = Max(hash_get_num_entries(rule_stats), 1);
+	LWLockRelease(monitor->lock);
 	out = palloc(sizeof(MonitorRuleCount) * size);
+	LWLockAcquire(monitor->lock, LW_SHARED);
 	hash_seq_init(&seq, rule_stats);
 	while ((s = hash_seq_search(&seq)) != NULL)
 	{
-		if (s->key.dboid != MyDatabaseId)
+		if (s->key.dboid != MyDatabaseId || *n >= size)
 			continue;
 		out[*n].rule_id = s->key.rule_id;
 		out[*n].evaluations = s->evaluations;
@@ -289,13 +302,15 @@ duet_monitor_ask_counts(int *n)
 		return NULL;
 	LWLockAcquire(monitor->lock, LW_SHARED);
 	size = Max(hash_get_num_entries(ask_stats), 1);
+	LWLockRelease(monitor->lock);
 	out = palloc(sizeof(MonitorAskCount) * size);
+	LWLockAcquire(monitor->lock, LW_SHARED);
 	hash_seq_init(&seq, ask_stats);
 	while ((s = hash_seq_search(&seq)) != NULL)
 	{
 		MonitorAskCount *c;
 
-		if (s->key.dboid != MyDatabaseId)
+		if (s->key.dboid != MyDatabaseId || *n >= size)
 			continue;
 		c = &out[(*n)++];
 		c->has_tenant = s->key.has_tenant;
