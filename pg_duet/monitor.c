@@ -233,7 +233,7 @@ duet_metrics_rules(PG_FUNCTION_ARGS)
 				  " GROUP BY r.tenant, r.severity ORDER BY r.tenant, r.severity",
 				  7, types, values, nulls);
 
-	/* Counters of rules dropped since (not counted for a minute: see duet_monitor_forget_rules). */
+	/* Counters of rules dropped since (not counted for 10 s: see duet_monitor_forget_rules). */
 	if (n > 0)
 	{
 		StaleRules	st;
@@ -243,7 +243,7 @@ duet_metrics_rules(PG_FUNCTION_ARGS)
 		st.nstale = 0;
 		duet_run_privileged(duet_extension_owner(), NULL, stale_rules_fn, &st);
 		duet_monitor_forget_rules(st.stale, st.nstale,
-								  GetCurrentTimestamp() - 60 * USECS_PER_SEC);
+								  GetCurrentTimestamp() - 10 * USECS_PER_SEC);
 	}
 	return (Datum) 0;
 }

@@ -9,6 +9,8 @@
  *   - per (database, tenant, status): duet_ask calls, HTTP requests, corrections (answers the
  *     guard rejected and sent back to the model), tokens and latency; bumped once per ask.
  *
+ * Their sizes are duet.monitor_max_rules and duet.monitor_max_tenants (x 6 statuses).
+ *
  * Counters start at zero when the server starts (Prometheus treats a restart as a counter reset)
  * and only grow. A full table counts what it could not keep in `dropped` (duet_metrics_server).
  * The entries of dropped rules are removed when duet_metrics_rules() finds them (every scrape),
@@ -22,13 +24,21 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "monitor.h"
 
-#define MONITOR_MAX_RULES	8192
-#define MONITOR_MAX_ASKS	4096
+/* An ask ends in one of these statuses (duet.ask_log's check): entries per tenant. */
+#define ASK_STATUSES		6
+
+/* duet.monitor_max_rules, duet.monitor_max_tenants: the tables' sizes (postmaster settings). */
+static int	monitor_max_rules = 8192;
+static int	monitor_max_tenants = 1024;
+
+#define MONITOR_MAX_RULES	((long) monitor_max_rules)
+#define MONITOR_MAX_ASKS	((long) monitor_max_tenants * ASK_STATUSES)
 
 typedef struct RuleStatKey
 {
@@ -130,6 +140,18 @@ duet_monitor_init(void)
 {
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+	DefineCustomIntVariable("duet.monitor_max_rules",
+							"Rules whose evaluations are counted for monitoring.",
+							"Each counted rule takes about 100 bytes of shared memory; evaluations of "
+							"rules beyond are counted in duet_metrics_server().counters_dropped.",
+							&monitor_max_rules, 8192, 16, 1000000, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("duet.monitor_max_tenants",
+							"Tenants whose duet_ask calls are counted for monitoring.",
+							"Each counted tenant takes about 1.5 kB of shared memory; asks of tenants "
+							"beyond are counted in duet_metrics_server().counters_dropped.",
+							&monitor_max_tenants, 1024, 16, 1000000, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = monitor_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
