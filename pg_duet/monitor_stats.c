@@ -179,6 +179,20 @@ stat_entry(HTAB *htab, const void *key, long max, Size keysize, Size entrysize)
 	return e;
 }
 
+/*
+ * Counts a count that found no room; the first of the server's life says so in the log (once, not
+ * for every evaluation: this runs inside inserts and asks, also in error recovery).
+ */
+static void
+count_dropped(const char *what, const char *setting)
+{
+	if (pg_atomic_fetch_add_u64(&monitor->dropped, 1) == 0)
+		ereport(LOG,
+				(errmsg("pg_duet monitoring counters are full: %s are no longer all counted", what),
+				 errdetail("pg_duet_server_counters_dropped_total counts what was not."),
+				 errhint("Raise %s (it needs a server restart).", setting)));
+}
+
 bool
 duet_monitor_available(void)
 {
@@ -213,7 +227,7 @@ duet_monitor_count_rule(int64 rule_id, int64 rows, bool error)
 	}
 	LWLockRelease(monitor->lock);
 	if (s == NULL)
-		pg_atomic_fetch_add_u64(&monitor->dropped, 1);
+		count_dropped("rule evaluations", "duet.monitor_max_rules");
 }
 
 void
@@ -249,7 +263,7 @@ duet_monitor_count_ask(const char *tenant, const char *status, int attempts, int
 	}
 	LWLockRelease(monitor->lock);
 	if (s == NULL)
-		pg_atomic_fetch_add_u64(&monitor->dropped, 1);
+		count_dropped("duet_ask calls", "duet.monitor_max_tenants");
 }
 
 void

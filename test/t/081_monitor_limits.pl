@@ -39,6 +39,9 @@ SELECT count(duet_rule_create('n' || i, 'v > 0', target => 't')) FROM generate_s
 INSERT INTO t VALUES ('acme', 2);});
 my ($evals, $dropped) = split /\|/, $node->safe_psql('postgres', $SQL);
 ok($dropped > 1, "entries of dropped rules are kept for 10 s: new rules' evaluations dropped ($dropped)");
+my @said = slurp_file($node->logfile) =~ /LOG:  pg_duet monitoring counters are full: rule evaluations are no longer all counted/g;
+is(scalar(@said), 1, 'the server log says once that the counters are full, with what to raise');
+like(slurp_file($node->logfile), qr/HINT:  Raise duet.monitor_max_rules/, 'the hint names the setting');
 
 sleep 11;
 $node->safe_psql('postgres', 'SELECT count(*) FROM duet_metrics_rules()');    # frees the dropped rules' entries
