@@ -13,8 +13,8 @@
  * may be older than the cache: such reads bypass the cache and use that snapshot. Parallel
  * workers cannot take snapshots of their own and read through too.
  *
- * For monitoring (duet_metrics_config_cache, duet.health) each lookup is counted as a hit, a miss
- * or a bypass (read past the cache: such a snapshot, or no shared memory). A backend counts in
+ * For monitoring (duet_metrics_server, duet.health) each lookup is counted as a hit, a miss or a
+ * bypass (read past the cache under such a snapshot). A backend counts in
  * local variables and adds them to shared atomics every CACHE_COUNT_FLUSH lookups and at the end
  * of each transaction, so a hit costs no shared cache line.
  */
@@ -25,12 +25,12 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "utils/builtins.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -301,7 +301,6 @@ duet_config_lookup(const char *key)
 			Jsonb	   *v;
 
 			/* No shared memory (not preloaded): no cache, every read goes to the table. */
-			count_lookup(&local_bypasses);
 			snapshot = RegisterSnapshot(GetLatestSnapshot());
 			v = fetch_value(t, key, snapshot, CurrentMemoryContext);
 			UnregisterSnapshot(snapshot);
