@@ -395,3 +395,32 @@ duet_metrics_server(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }
+
+PG_FUNCTION_INFO_V1(duet_metrics_workers);
+
+/*
+ * duet_metrics_workers() → for monitors, the background workers of each kind running for this
+ * database (the rule scheduler serves the whole server). pg_stat_activity shows other sessions'
+ * backend type only to superusers and pg_read_all_stats, hence the bootstrap superuser; a client
+ * naming its application "pg_duet ..." is not a worker and is not counted.
+ */
+Datum
+duet_metrics_workers(PG_FUNCTION_ARGS)
+{
+	MonitorScope scope;
+
+	InitMaterializedSRF(fcinfo, 0);
+	monitor_scope(&scope);
+	if (!scope.all)
+		return (Datum) 0;
+	monitor_query(fcinfo, BOOTSTRAP_SUPERUSERID,
+				  "SELECT w.worker, "
+				  "       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a "
+				  "         WHERE pg_catalog.starts_with(a.backend_type, 'pg_duet ' OPERATOR(pg_catalog.||) w.worker) "
+				  "           AND (a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+				  "                OR w.worker OPERATOR(pg_catalog.=) 'rule scheduler')) "
+				  "  FROM (VALUES ('kafka supervisor'), ('kafka consumer'), ('kafka outbox publisher'), "
+				  "               ('rule scheduler'), ('rule evaluation'), ('ask audit')) AS w(worker)",
+				  0, NULL, NULL, NULL);
+	return (Datum) 0;
+}

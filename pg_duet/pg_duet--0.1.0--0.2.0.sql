@@ -1507,9 +1507,14 @@ CREATE FUNCTION duet_metrics_server(OUT counters_available boolean, OUT workers_
 COMMENT ON FUNCTION duet_metrics_server() IS
     'the server: whether the counters exist (preloaded), whether the workers serve this database, config cache hits, misses and bypasses of the whole server, counts lost to full counter tables (monitors only; no row for others)';
 
+CREATE FUNCTION duet_metrics_workers(OUT worker text, OUT running bigint)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_workers';
+COMMENT ON FUNCTION duet_metrics_workers() IS
+    'pg_duet''s background workers running for this database, by kind (the rule scheduler: the server''s), from pg_stat_activity (monitors only; no row for others)';
+
 -- Everyone may call them: each returns only what its caller may see (pg_duet/monitor.c).
 GRANT EXECUTE ON FUNCTION duet_metrics_rules(), duet_metrics_ask(), duet_metrics_kafka(),
-    duet_metrics_outbox(), duet_metrics_server() TO PUBLIC;
+    duet_metrics_outbox(), duet_metrics_server(), duet_metrics_workers() TO PUBLIC;
 
 CREATE VIEW duet.health WITH (security_invoker = true) AS
 SELECT r.tenant, 'rules'::text AS subsystem, m.metric,
@@ -1552,14 +1557,17 @@ SELECT NULL, 'server', m.metric, '{}'::jsonb, m.value
                             ('config_cache_misses', s.config_cache_misses::float8),
                             ('config_cache_bypasses', s.config_cache_bypasses::float8),
                             ('config_cache_hit_ratio', s.config_cache_hit_ratio),
-                            ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value);
+                            ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
+  FROM duet_metrics_workers() w;
 COMMENT ON VIEW duet.health IS
-    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/metrics.md): rules, ask, Kafka consumers, outbox, server; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/metrics.md): rules, ask, Kafka consumers, outbox, server, workers; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
 GRANT SELECT ON duet.health TO PUBLIC;
 
 -- Documentation: the columns of duet.health (pg_duet/sql/90_comments.sql)
-COMMENT ON COLUMN duet.health.tenant IS 'the tenant the figure is about; NULL for figures of no tenant (Kafka consumers, the outbox, the server)';
-COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox or server';
+COMMENT ON COLUMN duet.health.tenant IS 'the tenant the figure is about; NULL for figures of no tenant (Kafka consumers, the outbox, the server, workers)';
+COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server or workers';
 COMMENT ON COLUMN duet.health.metric IS 'the figure''s name within its subsystem, as docs/metrics.md lists it (evaluations, firing, calls, lag, ...)';
 COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state; the Prometheus labels of the same metric';
 COMMENT ON COLUMN duet.health.value IS 'the figure: a count since the server started (counters) or a current value (gauges)';

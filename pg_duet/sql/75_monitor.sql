@@ -51,9 +51,14 @@ CREATE FUNCTION duet_metrics_server(OUT counters_available boolean, OUT workers_
 COMMENT ON FUNCTION duet_metrics_server() IS
     'the server: whether the counters exist (preloaded), whether the workers serve this database, config cache hits, misses and bypasses of the whole server, counts lost to full counter tables (monitors only; no row for others)';
 
+CREATE FUNCTION duet_metrics_workers(OUT worker text, OUT running bigint)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_workers';
+COMMENT ON FUNCTION duet_metrics_workers() IS
+    'pg_duet''s background workers running for this database, by kind (the rule scheduler: the server''s), from pg_stat_activity (monitors only; no row for others)';
+
 -- Everyone may call them: each returns only what its caller may see (pg_duet/monitor.c).
 GRANT EXECUTE ON FUNCTION duet_metrics_rules(), duet_metrics_ask(), duet_metrics_kafka(),
-    duet_metrics_outbox(), duet_metrics_server() TO PUBLIC;
+    duet_metrics_outbox(), duet_metrics_server(), duet_metrics_workers() TO PUBLIC;
 
 CREATE VIEW duet.health WITH (security_invoker = true) AS
 SELECT r.tenant, 'rules'::text AS subsystem, m.metric,
@@ -96,7 +101,10 @@ SELECT NULL, 'server', m.metric, '{}'::jsonb, m.value
                             ('config_cache_misses', s.config_cache_misses::float8),
                             ('config_cache_bypasses', s.config_cache_bypasses::float8),
                             ('config_cache_hit_ratio', s.config_cache_hit_ratio),
-                            ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value);
+                            ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
+  FROM duet_metrics_workers() w;
 COMMENT ON VIEW duet.health IS
-    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/metrics.md): rules, ask, Kafka consumers, outbox, server; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/metrics.md): rules, ask, Kafka consumers, outbox, server, workers; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
 GRANT SELECT ON duet.health TO PUBLIC;

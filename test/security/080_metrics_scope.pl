@@ -40,6 +40,7 @@ UNION ALL SELECT 'ask', row_to_json(a)::text FROM duet_metrics_ask() a
 UNION ALL SELECT 'kafka', row_to_json(k)::text FROM duet_metrics_kafka() k
 UNION ALL SELECT 'outbox', row_to_json(o)::text FROM duet_metrics_outbox() o
 UNION ALL SELECT 'server', row_to_json(s)::text FROM duet_metrics_server() s
+UNION ALL SELECT 'workers', row_to_json(w)::text FROM duet_metrics_workers() w
 UNION ALL SELECT 'health', row_to_json(h)::text FROM duet.health h;
 };
 
@@ -52,7 +53,8 @@ for my $r (@ATTACKERS)
 	unlike($out, qr/globex/, "$KIND{$r}: no figure of tenant globex, no globex consumer")
 	  or diag($out);
 	no_canary($out, "$KIND{$r}: nothing of globex's content through the metrics");
-	unlike($out, qr/^(outbox|server)\|/m, "$KIND{$r}: no outbox or server row (monitors only)")
+	unlike($out, qr/^(server|workers)\|/m, "$KIND{$r}: no server or workers row (monitors only)");
+	unlike($out, qr/^outbox\|/m, "$KIND{$r}: no outbox row (monitors and Kafka admins only)")
 	  unless $r eq 'kadmin';
 
 	# Spoofing the tenant: a plain SET of the underlying setting, then the functions.
@@ -89,8 +91,9 @@ SELECT sum(calls) FROM duet_metrics_ask() WHERE tenant = 'globex';
 SELECT count(*) FROM duet_metrics_kafka();
 SELECT pending FROM duet_metrics_outbox();
 SELECT count(*) FROM duet_metrics_server();
+SELECT count(*) FROM duet_metrics_workers() WHERE worker = 'rule scheduler' AND running = 1;
 SELECT count(DISTINCT tenant) FROM duet.health WHERE tenant IS NOT NULL;});
-is($out, "2\n1\n2\n1\n1\n1", 'duet_monitor: every tenant\'s counts (globex firing 2, asks 1; 2 consumers; outbox; server)')
+is($out, "2\n1\n2\n1\n1\n1\n1", 'duet_monitor: every tenant\'s counts (globex firing 2, asks 1; 2 consumers; outbox; server; workers)')
   or diag($err);
 
 # ...and none of their content: the functions carry no text of it, and the tables stay closed.

@@ -263,6 +263,10 @@ ok(value($m, 'pg_duet_server_config_cache_hits_total') >= $hits0 + 299, 'config 
 ok(value($m, 'pg_duet_server_config_cache_misses_total') >= 1, 'config cache: the first read missed');
 ok(value($m, 'pg_duet_server_config_cache_hit_ratio') > 0.5, 'config cache: hit ratio');
 is(value($m, 'pg_duet_server_counters_dropped_total'), '0', 'nothing dropped');
+is(value($m, 'pg_duet_workers_running', worker => 'kafka supervisor'), '1', 'workers: the Kafka supervisor of the database runs');
+is(value($m, 'pg_duet_workers_running', worker => 'kafka consumer'), '1', 'workers: the consumer\'s worker runs');
+is(value($m, 'pg_duet_workers_running', worker => 'rule scheduler'), '1', 'workers: the rule scheduler runs');
+is(value($m, 'pg_duet_workers_running', worker => 'kafka outbox publisher'), '0', 'workers: no outbox publisher without duet.outbox_brokers');
 
 # ---- duet.health: the same figures, for the viewer's tenant ------------------------------------
 
@@ -282,7 +286,7 @@ SELECT value FROM duet.health WHERE subsystem = 'outbox' AND metric = 'pending';
 is($health, "1\n10\n2", 'duet.health as the monitor: every tenant, Kafka and the outbox');
 # Each metric of the queries file is a row of duet.health (name without prefix and _total).
 my %prefix = (pg_duet_rules_ => 'rules', pg_duet_ask_ => 'ask', pg_duet_kafka_consumer_ => 'kafka',
-	pg_duet_outbox_ => 'outbox', pg_duet_server_ => 'server');
+	pg_duet_outbox_ => 'outbox', pg_duet_server_ => 'server', pg_duet_workers_ => 'workers');
 my %rows = map { $_ => 1 } split /\n/, $node->safe_psql('postgres',
 	q{SELECT DISTINCT subsystem || '.' || metric FROM duet.health}, connstr => $node->connstr('postgres') . ' user=prom');
 my @missing;
