@@ -1,4 +1,4 @@
-# Prometheus metrics: the queries file for prometheus-postgres-exporter (docs/metrics.md).
+# Prometheus metrics: the queries file for prometheus-postgres-exporter (docs/monitoring.md).
 #
 #   make install-exporter-queries   installs exporter/pg_duet_queries.yaml into
 #                                   $(DESTDIR)$(EXPORTER_QUERIES_DIR) (default /etc/prometheus),

@@ -1460,7 +1460,7 @@ COMMENT ON FUNCTION duet_formula_explain(text) IS
 'the bytecode listing of a Duet formula, as luac -l prints Lua: one line per instruction with its index, source position, opcode, operands and the constant, variable, builtin or jump target they name; an invalid formula raises its error';
 
 -- Prometheus metrics (issue 17 item 3): duet_metrics_*(), duet.health, the duet_monitor role ------
--- (pg_duet/sql/75_monitor.sql; C: pg_duet/monitor.c, monitor_stats.c; docs/metrics.md)
+-- (pg_duet/sql/75_monitor.sql; C: pg_duet/monitor.c, monitor_stats.c; docs/monitoring.md)
 
 DO $$
 BEGIN
@@ -1562,13 +1562,13 @@ UNION ALL
 SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
   FROM duet_metrics_workers() w;
 COMMENT ON VIEW duet.health IS
-    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/metrics.md): rules, ask, Kafka consumers, outbox, server, workers; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
 GRANT SELECT ON duet.health TO PUBLIC;
 
 -- Documentation: the columns of duet.health (pg_duet/sql/90_comments.sql)
 COMMENT ON COLUMN duet.health.tenant IS 'the tenant the figure is about; NULL for figures of no tenant (Kafka consumers, the outbox, the server, workers)';
 COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server or workers';
-COMMENT ON COLUMN duet.health.metric IS 'the figure''s name within its subsystem, as docs/metrics.md lists it (evaluations, firing, calls, lag, ...)';
+COMMENT ON COLUMN duet.health.metric IS 'the figure''s name within its subsystem, as docs/monitoring.md lists it (evaluations, firing, calls, lag, ...)';
 COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state; the Prometheus labels of the same metric';
 COMMENT ON COLUMN duet.health.value IS 'the figure: a count since the server started (counters) or a current value (gauges)';
 

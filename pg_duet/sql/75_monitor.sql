@@ -1,4 +1,4 @@
--- pg_duet install script, part 75: figures for monitoring (docs/metrics.md). (C: pg_duet/monitor.c)
+-- pg_duet install script, part 75: figures for monitoring (docs/monitoring.md). (C: pg_duet/monitor.c)
 --
 -- The duet_metrics_*() functions return counts and names only, never tenant content, and decide
 -- themselves what the caller sees: monitors (superusers, pg_monitor, duet_monitor) every tenant,
@@ -106,5 +106,5 @@ UNION ALL
 SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
   FROM duet_metrics_workers() w;
 COMMENT ON VIEW duet.health IS
-    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/metrics.md): rules, ask, Kafka consumers, outbox, server, workers; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
 GRANT SELECT ON duet.health TO PUBLIC;

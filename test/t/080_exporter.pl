@@ -3,7 +3,7 @@
 # Kafka consumer ingests (dev broker), row and query rules fire and fail, asks go to the mock LLM
 # (answered and rejected by the guard), the outbox fills and config is read. Every metric of the
 # queries file must be on /metrics with its labels, the counters must move with the activity,
-# docs/metrics.md must list exactly the file's metrics, and duet.health must show a tenant member
+# docs/monitoring.md must list exactly the file's metrics, and duet.health must show a tenant member
 # the same figures for its own tenant only.
 use strict;
 use warnings;
@@ -22,7 +22,7 @@ my $queries = "$root/exporter/pg_duet_queries.yaml";
 my $exporter_bin = '/usr/bin/prometheus-postgres-exporter';
 plan skip_all => "$exporter_bin not installed (test/install-deps.sh installs it)" unless -x $exporter_bin;
 
-# ---- the queries file and docs/metrics.md ------------------------------------------------------
+# ---- the queries file and docs/monitoring.md ------------------------------------------------------
 
 # { metric name => { type => gauge|counter, labels => 'a,b' } } from the queries file: the
 # exporter names a metric <key>_<column>; LABEL columns are labels of every metric of the key.
@@ -51,7 +51,7 @@ sub yaml_metrics
 sub doc_metrics
 {
 	my %m;
-	for (split /\n/, slurp_file("$root/docs/metrics.md"))
+	for (split /\n/, slurp_file("$root/docs/monitoring.md"))
 	{
 		next unless /^\| (pg_duet_[a-z_]+) \| (gauge|counter|histogram) \|\s*([a-z_, ]*?)\s*\|/;
 		$m{$1} = { type => $2, labels => join(',', sort split /,\s*/, $3) };
@@ -62,7 +62,7 @@ sub doc_metrics
 my $yaml = yaml_metrics();
 my $doc = doc_metrics();
 ok(keys %$yaml >= 30, 'the queries file defines the metrics (' . scalar(keys %$yaml) . ')');
-is_deeply($doc, $yaml, 'docs/metrics.md lists every metric of the queries file, with its type and labels')
+is_deeply($doc, $yaml, 'docs/monitoring.md lists every metric of the queries file, with its type and labels')
   or diag(explain({ only_in_doc => [ grep { !$yaml->{$_} } sort keys %$doc ],
 		only_in_yaml => [ grep { !$doc->{$_} } sort keys %$yaml ] }));
 
