@@ -76,11 +76,14 @@ duet_pipeline_drop(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* The id of the caller's pipeline argument 0 names (an error unless it may change it). */
+/*
+ * The id of the caller's pipeline argument 0 names (an error unless it may change it), through
+ * duet.<internal>(tenant, caller, <the function's arguments>).
+ */
 static int64
-pipeline_id(FunctionCallInfo fcinfo)
+pipeline_id(FunctionCallInfo fcinfo, const char *internal)
 {
-	return forward(fcinfo, "duet_pipeline_id_apply");
+	return forward(fcinfo, internal);
 }
 
 static char *
@@ -93,7 +96,7 @@ text_arg(FunctionCallInfo fcinfo, int i)
 Datum
 duet_pipeline_run(PG_FUNCTION_ARGS)
 {
-	int64		id = pipeline_id(fcinfo);
+	int64		id = pipeline_id(fcinfo, "duet_pipeline_run_apply");
 	int64		total = 0;
 	bool		full = true;
 
@@ -108,7 +111,8 @@ duet_pipeline_run(PG_FUNCTION_ARGS)
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("pipeline \"%s\" stopped in state error: %s", text_arg(fcinfo, 0), error),
+					 errmsg("pipeline \"%s\" stopped in state error", text_arg(fcinfo, 0)),
+					 errdetail("%s", error),
 					 errhint("duet.pipeline_status shows the error; fix its cause, then call duet_pipeline_resume().")));
 			break;
 		}
@@ -121,7 +125,7 @@ duet_pipeline_run(PG_FUNCTION_ARGS)
 Datum
 duet_pipeline_backfill(PG_FUNCTION_ARGS)
 {
-	int64		id = pipeline_id(fcinfo);
+	int64		id = pipeline_id(fcinfo, "duet_pipeline_backfill_apply");
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -136,7 +140,7 @@ duet_pipeline_backfill(PG_FUNCTION_ARGS)
 Datum
 duet_pipeline_replay(PG_FUNCTION_ARGS)
 {
-	int64		id = pipeline_id(fcinfo);
+	int64		id = pipeline_id(fcinfo, "duet_pipeline_replay_apply");
 
 	PG_RETURN_INT64(pipeline_run(id, PIPELINE_REPLAY, NULL, NULL, NULL, false, PIPELINE_RAISE, NULL, NULL));
 }

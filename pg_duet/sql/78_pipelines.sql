@@ -777,6 +777,27 @@ COMMENT ON FUNCTION duet.duet_pipeline_id_apply(text, oid, text) IS
     'internal: the id of a pipeline the caller owns';
 REVOKE ALL ON FUNCTION duet.duet_pipeline_id_apply(text, oid, text) FROM PUBLIC;
 
+CREATE FUNCTION duet.duet_pipeline_run_apply(p_tenant text, p_caller oid, p_name text) RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT duet.duet_pipeline_id_apply(p_tenant, p_caller, p_name) $$;
+COMMENT ON FUNCTION duet.duet_pipeline_run_apply(text, oid, text) IS
+    'internal: the id of the pipeline duet_pipeline_run runs, checking that the caller may';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_run_apply(text, oid, text) FROM PUBLIC;
+
+CREATE FUNCTION duet.duet_pipeline_replay_apply(p_tenant text, p_caller oid, p_name text) RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT duet.duet_pipeline_id_apply(p_tenant, p_caller, p_name) $$;
+COMMENT ON FUNCTION duet.duet_pipeline_replay_apply(text, oid, text) IS
+    'internal: the id of the pipeline duet_pipeline_replay runs, checking that the caller may';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_replay_apply(text, oid, text) FROM PUBLIC;
+
+CREATE FUNCTION duet.duet_pipeline_backfill_apply(p_tenant text, p_caller oid, p_name text, p_from text, p_to text, p_partition text) RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT duet.duet_pipeline_id_apply(p_tenant, p_caller, p_name) $$;
+COMMENT ON FUNCTION duet.duet_pipeline_backfill_apply(text, oid, text, text, text, text) IS
+    'internal: the id of the pipeline duet_pipeline_backfill runs, checking that the caller may';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_backfill_apply(text, oid, text, text, text, text) FROM PUBLIC;
+
 -- A successful run: position, quarantine, replayed entries, outbox rows and history, in the
 -- run's transaction.
 CREATE FUNCTION duet.duet_pipeline_commit(p_id bigint, p_kind text, p_started timestamptz, p_in bigint,
