@@ -173,9 +173,15 @@ validate_as_caller(void *arg)
 	}
 	else
 	{
+		MemoryContext outer = CurrentMemoryContext;
+		TupleDesc	spi_desc;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		desc = rules_query_describe(text_to_cstring(PG_GETARG_TEXT_PP(6)));
+		spi_desc = rules_query_describe(text_to_cstring(PG_GETARG_TEXT_PP(6)));
+		/* SPI_finish frees the SPI context the description was copied into: copy it out first. */
+		MemoryContextSwitchTo(outer);
+		desc = CreateTupleDescCopy(spi_desc);
 		SPI_finish();
 	}
 
