@@ -57,11 +57,11 @@ my @injections = (
 for my $inj (@injections)
 {
 	my ($rc, $out, $err) = create_as('alice', qq{{"id": "id", "v": "$inj"}});
-	isnt($rc, 0, "transform injection refused: $inj");
+	like($err, qr/ERROR/, "transform injection refused: $inj");
 	like($err, qr/invalid pipeline transform of column "v"/, "the error names the column: $inj");
 	my ($rc2, $out2, $err2) = create_as('alice', '{"id": "id", "v": "v"}',
 		qq{[{"name": "e", "predicate": "$inj", "action": "warn"}]});
-	isnt($rc2, 0, "predicate injection refused: $inj");
+	like($err2, qr/ERROR/, "predicate injection refused: $inj");
 	like($err2, qr/invalid pipeline expectation "e"/, "the error names the expectation: $inj");
 }
 is($node->safe_psql('postgres', q{SELECT count(*) FROM duet.pipelines WHERE tenant = 'acme'}), '0',
@@ -77,17 +77,18 @@ for my $case (
 {
 	my ($what, $t, $e, $s) = @$case;
 	my ($rc, $out, $err) = create_as('alice', $t, $e, $s);
-	isnt($rc, 0, "victim's table in the $what is refused");
+	like($err, qr/ERROR/, "victim's table in the $what is refused");
 	like($err, qr/permission denied/, "permission denied for the $what");
 	no_canary($err, "the error of the $what shows none of the victim's data");
 }
+my ($rc, $out, $err);
 my ($rc_nt, $out_nt, $err_nt) = create_as('nobody', '{"id": "id", "v": "v"}');
 like($err_nt, qr/no tenant is selected/, 'a role in no tenant creates no pipeline');
 
 # 3. Code in the transform and in a formula-free predicate runs in the worker as alice, restricted.
-my ($rc, $out, $err) = create_as('alice', q{{"id": "id", "v": "CASE WHEN alice.ran('transform') THEN v END"}},
+($rc, $out, $err) = create_as('alice', q{{"id": "id", "v": "CASE WHEN alice.ran('transform') THEN v END"}},
 	q{[{"name": "e", "predicate": "alice.mark('predicate')", "action": "warn"}]});
-is($rc, 0, 'a pipeline calling alice\'s functions is created') or diag($err);
+unlike($err, qr/ERROR/, 'a pipeline calling alice\'s functions is created');
 $node->safe_psql('postgres', q{SET ROLE alice; INSERT INTO alice.src VALUES (3, 30);});
 ok(wait_until(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM alice.dst}) eq '3' }, 60),
 	'the worker ran alice\'s pipeline');
@@ -105,7 +106,7 @@ INSERT INTO alice.src VALUES (4, 40);
 SELECT duet_pipeline_run('p');});
 like($err, qr/stopped in state error/, 'a transform that tries SET ROLE fails the run');
 like($node->safe_psql('postgres', q{SELECT last_error FROM duet.pipelines WHERE name = 'p'}),
-	qr/permission denied to set role|cannot set parameter "role" within security-restricted operation/,
+	qr/cannot set parameter "role" within security-(restricted operation|definer function)/,
 	'the status says why');
 
 # 4. The victim's pipelines, quarantine and history are invisible and out of reach.
@@ -118,11 +119,11 @@ SELECT * FROM duet.pipeline_runs; SELECT * FROM duet.pipeline_expectations;});
 	for my $call (qw(duet_pipeline_run duet_pipeline_pause duet_pipeline_resume duet_pipeline_drop duet_pipeline_replay))
 	{
 		my ($rc2, $o2, $e2) = as_role($node, $r, "SELECT $call('canary_globex_7731_p');");
-		isnt($rc2, 0, "$r cannot $call globex's pipeline");
+		like($e2, qr/ERROR:  (pipeline "canary_globex_7731_p" does not exist|no tenant is selected)/, "$r cannot $call globex's pipeline");
 	}
 	my ($rc3, $o3, $e3) = as_role($node, $r,
 		q{SELECT duet_pipeline_alter('canary_globex_7731_p', '{"transform": {"id": "id", "note": "''pwned''"}}');});
-	isnt($rc3, 0, "$r cannot alter globex's pipeline");
+	like($e3, qr/ERROR:  (pipeline "canary_globex_7731_p" does not exist|no tenant is selected)/, "$r cannot alter globex's pipeline");
 }
 is($node->safe_psql('postgres', q{SELECT state || ' ' || transform::text FROM duet.pipelines WHERE tenant = 'globex'}),
 	'active {"id": "id", "note": "note"}', 'globex\'s pipeline is unchanged');
@@ -132,7 +133,7 @@ for my $f ("duet.duet_pipeline_commit((SELECT id FROM duet.pipelines WHERE name 
 	"duet.duet_pipeline_failed(1, 'incremental', now(), 'x')",
 	"duet.duet_pipeline_state_apply('globex', 'bob'::regrole, 'canary_globex_7731_p', 'drop')",
 	"duet.duet_pipeline_validate('bob'::regrole, 'SELECT 1')",
-	"duet.duet_pipeline_create_apply('globex', 'bob'::regrole, 'x', 'globex.bronze', 'alice.dst', '{\"id\": \"id\"}', 'id', NULL, '{}', 'append', '[]', 10, NULL, NULL)")
+	"duet.duet_pipeline_create_apply('globex', 'bob'::regrole, 'x', 'alice.src', 'alice.dst', '{\"id\": \"id\"}', 'id', NULL, '{}', 'append', '[]', 10, NULL, NULL)")
 {
 	my ($rc4, $o4, $e4) = as_role($node, 'alice', "SELECT $f;");
 	like($e4, qr/permission denied for function/, "alice cannot call " . (split /\(/, $f)[0]);
