@@ -5,7 +5,7 @@
 # events to typed columns with expectations (rows breaking them go to the quarantine with the
 # reason), gold keeps daily spend, revenue, CTR and ROAS per campaign. Both run in the background
 # workers, woken by each commit. Then produces conversions, a poison event and a late event to
-# Kafka: the poison event is quarantined, the late one updates only its day's gold row.
+# Kafka: the poison event is quarantined, the late one updates only its campaign's gold row.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source test/lib.sh
@@ -80,13 +80,13 @@ SELECT part, pos, failed, source_row->'payload' AS payload FROM duet.pipeline_qu
 SELECT * FROM dsp_gold ORDER BY campaign_id, day;
 SQL
 
-echo 'c2:{"event": "conversion", "campaign_id": 3, "ts": "2026-11-22T23:59:00Z", "revenue_micros": 9000000, "country": "FR"}' \
+echo 'c2:{"event": "conversion", "campaign_id": 3, "ts": "2026-11-23T09:00:00Z", "revenue_micros": 9000000, "country": "FR"}' \
   | kcat -P -b "$boot" -t dsp-events -K:
-echo "produced a late conversion (2026-11-22) to dsp-events"
+echo "produced a late conversion of campaign 3 (09:00, before everything else of 2026-11-23) to dsp-events"
 wait_caught_up 3032
 psql -e <<'SQL'
 SELECT duet_set_tenant('acme');
--- the late event updated (here: created) only the gold row of its campaign and day
-SELECT * FROM dsp_gold WHERE day = '2026-11-22';
+-- the late event updated only the gold row of its campaign and day: campaign 3's revenue and ROAS
+SELECT * FROM dsp_gold ORDER BY campaign_id, day;
 SELECT kind, status, rows_in, rows_out, rows_dropped, failures, error FROM duet.pipeline_runs ORDER BY id DESC LIMIT 4;
 SQL
