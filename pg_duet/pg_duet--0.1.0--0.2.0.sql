@@ -1618,7 +1618,7 @@ CREATE POLICY pipeline_runs_tenant ON duet.pipeline_runs
 ------------------------------------------------------------------------------------------------
 
 -- Rows of the source past the position, counted as the caller (RLS applies to what it counts).
-CREATE FUNCTION duet.duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
+CREATE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1640,14 +1640,14 @@ BEGIN
     END IF;
     RETURN n;
 END $$;
-COMMENT ON FUNCTION duet.duet_pipeline_backlog(duet.pipelines) IS
+COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
     'source rows past a pipeline''s position that the caller can see (NULL when it may not read the source)';
 
 CREATE VIEW duet.pipeline_status WITH (security_invoker = true) AS
 SELECT p.tenant, p.name, p.state, p.mode, p.source, p.target, p.position,
-       duet.duet_pipeline_backlog(p) AS lag_rows,
+       b.n AS lag_rows,
        CASE WHEN p.last_success_at IS NULL THEN NULL
-            WHEN duet.duet_pipeline_backlog(p) > 0 THEN now() - p.last_success_at
+            WHEN b.n > 0 THEN now() - p.last_success_at
             ELSE interval '0' END AS lag_time,
        p.last_run_at, p.last_success_at, p.last_error,
        w.runs_5m, w.rows_in_5m, w.rows_out_5m, w.rows_dropped_5m,
@@ -1658,6 +1658,7 @@ SELECT p.tenant, p.name, p.state, p.mode, p.source, p.target, p.position,
        (SELECT count(*) FROM duet.pipeline_quarantine q
          WHERE q.pipeline_id = p.id AND q.replayed_at IS NULL) AS quarantined
   FROM duet.pipelines p
+  CROSS JOIN LATERAL (SELECT @extschema@.duet_pipeline_backlog(p) AS n) b
   LEFT JOIN LATERAL (
        SELECT count(*) FILTER (WHERE r.finished_at > now() - interval '5 minutes') AS runs_5m,
               coalesce(sum(r.rows_in) FILTER (WHERE r.finished_at > now() - interval '5 minutes'), 0) AS rows_in_5m,
@@ -2032,6 +2033,26 @@ COMMENT ON FUNCTION duet.duet_pipeline_check(duet.pipelines, oid) IS
     'internal: checks a pipeline''s fields and plans its statements as the caller, raising the first problem';
 REVOKE ALL ON FUNCTION duet.duet_pipeline_check(duet.pipelines, oid) FROM PUBLIC;
 
+-- The fields a table constraint would otherwise refuse with a less helpful message.
+CREATE FUNCTION duet.duet_pipeline_check_fields(p_mode text, p_batch_size integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_mode NOT IN ('append', 'upsert', 'aggregate') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid pipeline mode "%s"', p_mode),
+            HINT = 'A pipeline appends, upserts (by key) or aggregates (by key).';
+    END IF;
+    IF p_batch_size NOT BETWEEN 1 AND 10000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('pipeline batch_size %s is out of range', p_batch_size),
+            HINT = 'One run reads 1 to 10000000 source rows.';
+    END IF;
+END $$;
+COMMENT ON FUNCTION duet.duet_pipeline_check_fields(text, integer) IS
+    'internal: checks a pipeline''s mode and batch size';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_check_fields(text, integer) FROM PUBLIC;
+
 -- expectations: [{"name": ..., "predicate": ..., "action": "warn" | "drop" | "fail"}, ...]
 CREATE FUNCTION duet.duet_pipeline_set_expectations(p duet.pipelines, expectations jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -2114,6 +2135,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'pipeline name, source, target, transform and order_by must not be NULL';
     END IF;
+    PERFORM duet.duet_pipeline_check_fields(coalesce(p_mode, 'append'), coalesce(p_batch_size, 10000));
     IF EXISTS (SELECT FROM duet.pipelines WHERE tenant = p_tenant AND name = p_name) THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
             MESSAGE = format('pipeline "%s" already exists', p_name),
@@ -2180,6 +2202,7 @@ BEGIN
         p.drift_column := p_changes ->> 'drift_column';
         p.drift_schema := NULL;
     END IF;
+    PERFORM duet.duet_pipeline_check_fields(p.mode, p.batch_size);
     UPDATE duet.pipelines SET name = p.name, transform = p.transform, key = p.key, mode = p.mode,
            batch_size = p.batch_size, topic = p.topic, drift_column = p.drift_column,
            drift_schema = p.drift_schema, version = version + 1, updated_at = now()
@@ -2359,6 +2382,7 @@ CREATE FUNCTION duet.duet_pipeline_wake() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'duet_pipeline_wake';
 COMMENT ON FUNCTION duet.duet_pipeline_wake() IS
     'internal: statement trigger on pipeline sources; wakes the pipeline worker when the transaction commits';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_wake() FROM PUBLIC;
 
 CREATE FUNCTION duet_pipeline_create(name text, source regclass, target regclass, transform jsonb,
                                      order_by text, partition_by text DEFAULT NULL, key text[] DEFAULT '{}',
