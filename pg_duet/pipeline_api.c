@@ -233,7 +233,26 @@ Datum
 duet_pipeline_validate(PG_FUNCTION_ARGS)
 {
 	ValidateCall v = {text_to_cstring(PG_GETARG_TEXT_PP(1))};
+	MemoryContext cxt = CurrentMemoryContext;
 
-	duet_run_privileged(PG_GETARG_OID(0), DUET_USER_SEARCH_PATH, validate_as_caller, &v);
+	PG_TRY();
+	{
+		duet_run_privileged(PG_GETARG_OID(0), DUET_USER_SEARCH_PATH, validate_as_caller, &v);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* The problem is the user's column or expression, not the generated statement around it. */
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		edata->cursorpos = 0;
+		edata->context = NULL;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
 	PG_RETURN_VOID();
 }
