@@ -27,7 +27,7 @@ SELECT i % 4, i / 4, jsonb_build_object(
            'campaign', i % 40, 'ts', '2026-01-01'::date + (i % 30)::int,
            'cost', CASE WHEN i % 50 = 0 THEN -1 ELSE (i % 17) + 1 END,
            'revenue', (i % 23) * 1.5, 'clicks', i % 7, 'impressions', 10 + i % 13)
-  FROM generate_series(0, :n - 1) i;
+  FROM generate_series(0::bigint, :n - 1) i;
 CREATE SEQUENCE bp_seq;
 CREATE TABLE bp_silver (event_id text PRIMARY KEY, campaign int, day date, cost numeric, revenue numeric,
                         clicks int, impressions int, seq bigint NOT NULL);

@@ -1626,8 +1626,8 @@ DECLARE
     typ text := (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
                   WHERE attrelid = p.source AND attname = p.order_by AND NOT attisdropped);
 BEGIN
-    IF NOT has_table_privilege(p.source, 'SELECT') THEN
-        RETURN NULL;
+    IF typ IS NULL OR NOT has_table_privilege(p.source, 'SELECT') THEN
+        RETURN NULL;            -- the source or its column was dropped, or the caller may not read it
     END IF;
     IF p.partition_by IS NULL THEN
         EXECUTE format('SELECT count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) '''') IS NULL '
@@ -1641,7 +1641,7 @@ BEGIN
     RETURN n;
 END $$;
 COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
-    'source rows past a pipeline''s position that the caller can see (NULL when it may not read the source)';
+    'source rows past a pipeline''s position that the caller can see (NULL when it may not read the source, or it was dropped)';
 
 CREATE VIEW duet.pipeline_status WITH (security_invoker = true) AS
 SELECT p.tenant, p.name, p.state, p.mode, p.source, p.target, p.position,
@@ -1733,6 +1733,11 @@ AS $$
 DECLARE
     typ text;
 BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_table',
+            MESSAGE = 'a table of this pipeline was dropped',
+            HINT = 'Drop the pipeline with duet_pipeline_drop() and create it again on the new table.';
+    END IF;
     SELECT format_type(atttypid, atttypmod) INTO typ FROM pg_attribute
      WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped;
     IF typ IS NULL THEN

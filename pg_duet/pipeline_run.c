@@ -6,7 +6,8 @@
  *
  *   1. as the extension owner: lock the pipeline's row (FOR UPDATE: runs of one pipeline are
  *      serialized, so a target sequence assigned during a run is commit-ordered for the next
- *      stage) and generate the run's statement (duet.duet_pipeline_sql);
+ *      stage) and, inside the subtransaction, generate the run's statement
+ *      (duet.duet_pipeline_sql: a pipeline whose table was dropped fails alone, recorded);
  *   2. as the pipeline's owner, restricted, under its tenant (duet.tenant) and row-level
  *      security, within duet.pipeline_run_timeout: the statement reads the rows past the
  *      position, transforms, checks and writes them, and returns the figures, the new position
@@ -82,18 +83,18 @@ static void
 fetch_pipeline(void *arg)
 {
 	Run		   *r = arg;
-	Datum		values[2] = {Int64GetDatum(r->id), CStringGetTextDatum(kind_names[r->kind])};
-	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[1] = {Int64GetDatum(r->id)};
+	Oid			types[1] = {INT8OID};
 	bool		isnull;
 	int			ret;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute_with_args(psprintf("SELECT (p.owner)::pg_catalog.oid, p.tenant, p.name, p.state, p.batch_size, "
-										 "p.position, p.drift_schema, duet.duet_pipeline_sql(p, $2) "
+										 "p.position, p.drift_schema "
 										 "FROM duet.pipelines p WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE%s",
 										 r->skip_locked ? " SKIP LOCKED" : ""),
-								2, types, values, NULL, false, 1);
+								1, types, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pipeline lookup failed: %s", SPI_result_code_string(ret));
 	r->found = SPI_processed == 1;
@@ -106,7 +107,6 @@ fetch_pipeline(void *arg)
 		r->name = getvalue_copy(r, 3);
 		r->state = getvalue_copy(r, 4);
 		r->batch_size = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-		r->sql = getvalue_copy(r, 8);
 		old = MemoryContextSwitchTo(r->cxt);
 		r->position = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull), false, -1);
 		r->schema = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &r->schema_null);
@@ -114,6 +114,29 @@ fetch_pipeline(void *arg)
 			r->schema = datumCopy(r->schema, false, -1);
 		MemoryContextSwitchTo(old);
 	}
+	SPI_finish();
+}
+
+/*
+ * The run's statement, as the extension owner: generated from the pipeline's current definition
+ * (inside the run's subtransaction, so a pipeline whose table was dropped or changed fails alone).
+ */
+static void
+generate_sql(void *arg)
+{
+	Run		   *r = arg;
+	Datum		values[2] = {Int64GetDatum(r->id), CStringGetTextDatum(kind_names[r->kind])};
+	Oid			types[2] = {INT8OID, TEXTOID};
+	int			ret;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args("SELECT duet.duet_pipeline_sql(p, $2) FROM duet.pipelines p "
+								"WHERE p.id OPERATOR(pg_catalog.=) $1",
+								2, types, values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pipeline statement generation failed: %s", SPI_result_code_string(ret));
+	r->sql = getvalue_copy(r, 1);
 	SPI_finish();
 }
 
@@ -250,6 +273,7 @@ pipeline_run(int64 id, PipelineKind kind, const char *lo, const char *hi, const 
 	}
 	PG_TRY();
 	{
+		duet_run_privileged(duet_extension_owner(), NULL, generate_sql, r);
 		duet_run_privileged(r->owner, DUET_USER_SEARCH_PATH, execute_run, r);
 		if (!r->result_null[R_FAIL])
 			ereport(ERROR,

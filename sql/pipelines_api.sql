@@ -112,6 +112,19 @@ SELECT duet_pipeline_drop('silver');
 SELECT duet_pipeline_run('silver');
 RESET ROLE;
 
+-- a pipeline whose source was dropped fails alone, saying why; the status still shows it
+RESET ROLE;
+CREATE TABLE pipes_api_gone (id bigint PRIMARY KEY);
+GRANT SELECT ON pipes_api_gone TO pipes_api_owner;
+SET ROLE pipes_api_owner;
+SELECT duet_pipeline_create('gone', 'pipes_api_gone', 'pipes_api_log', '{"id": "id"}', order_by => 'id') > 0 AS created;
+RESET ROLE;
+DROP TABLE pipes_api_gone;
+SET ROLE pipes_api_owner;
+SELECT duet_pipeline_run('gone');
+SELECT name, state, lag_rows, last_error FROM duet.pipeline_status ORDER BY name;
+SELECT duet_pipeline_drop('gone');
+
 SET ROLE pipes_api_owner;
 SELECT duet_pipeline_drop('silver');
 SELECT duet_pipeline_drop('silver');

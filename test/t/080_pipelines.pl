@@ -238,5 +238,35 @@ is(alice(q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ads.silver'::regclas
 is(alice(q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ads.bronze'::regclass AND tgname = 'duet_pipeline_wake'}), '1',
 	'the trigger of a source still read stays');
 
+# 7. One tenant's backlog does not hold another tenant's pipeline back beyond one batch: the runner
+# gives every pipeline one batch per pass, and a run reads as its creator under its own tenant.
+$node->safe_psql('postgres', q{
+SELECT duet_tenant_create('beta');
+CREATE ROLE carol LOGIN;
+SELECT duet_tenant_add_member('beta', 'carol');
+CREATE SCHEMA beta AUTHORIZATION carol;
+});
+$node->safe_psql('postgres', q{SET ROLE carol;
+CREATE TABLE beta.src (id bigint PRIMARY KEY, v int);
+CREATE TABLE beta.dst (id bigint PRIMARY KEY, v int, who text);
+SELECT duet_pipeline_create('b', 'beta.src', 'beta.dst', '{"id": "id", "v": "v", "who": "current_user || ''@'' || duet_current_tenant()"}',
+                            order_by => 'id');});
+alice(q{CREATE TABLE ads.big (id bigint PRIMARY KEY, v int);
+CREATE TABLE ads.big_out (id bigint PRIMARY KEY, v int);
+SELECT duet_pipeline_create('big', 'ads.big', 'ads.big_out', '{"id": "id", "v": "v"}', order_by => 'id', batch_size => 1000);});
+$node->safe_psql('postgres', q{BEGIN;
+INSERT INTO ads.big SELECT i, i FROM generate_series(1, 20000) i;
+INSERT INTO beta.src VALUES (1, 1);
+COMMIT;});
+ok(wait_until(sub { $node->safe_psql('postgres', q{SELECT (SELECT count(*) FROM ads.big_out) = 20000 AND (SELECT count(*) FROM beta.dst) = 1}) eq 't' }),
+	'both tenants\' pipelines ran');
+is($node->safe_psql('postgres', q{SELECT count(*) <= 1 FROM duet.pipeline_runs r JOIN duet.pipelines p ON p.id = r.pipeline_id
+    WHERE p.name = 'big' AND r.id < (SELECT min(r2.id) FROM duet.pipeline_runs r2 JOIN duet.pipelines p2 ON p2.id = r2.pipeline_id
+                                      WHERE p2.name = 'b')}), 't',
+	'beta\'s pipeline ran after at most one of the 20 batches of acme\'s');
+is($node->safe_psql('postgres', q{SELECT who FROM beta.dst}), 'carol@beta', 'it ran as its creator, under its tenant');
+is($node->safe_psql('postgres', q{SET ROLE carol; SELECT count(*) FROM duet.pipeline_status}), '1',
+	'a tenant sees only its own pipelines');
+
 $node->stop;
 done_testing();
