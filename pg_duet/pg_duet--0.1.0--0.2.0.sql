@@ -1766,8 +1766,9 @@ REVOKE ALL ON FUNCTION duet.duet_pipeline_expr(text, text, text) FROM PUBLIC;
 -- The statement of one run, executed as the pipeline's owner with
 --   $1 jsonb position, $2 integer row limit (NULL: none), $3 text lower bound, $4 text upper bound,
 --   $5 text partition (backfill), $6 bigint pipeline id (replay), $7 jsonb drift schema.
--- kind: incremental (rows past $1), backfill (order value between $3 and $4, of partition $5 when
--- given) or replay (quarantined rows not yet replayed, by id). It returns one row: rows_in,
+-- kind: incremental (at most $2 rows past $1, in order), tail (every row past $1: used when a count
+-- found no more than $2), count (how many rows are past $1, up to $2 + 1), backfill (order value
+-- between $3 and $4, of partition $5 when given) or replay (quarantined rows not yet replayed). It returns one row: rows_in,
 -- rows_out, rows_dropped, failures (name -> rows), position (partition -> greatest order value),
 -- quarantine (jsonb array of [part, pos, failed, row]), fail (the first row failing a fail
 -- expectation, or NULL), replayed (quarantine ids read), published (target rows as jsonb when
@@ -1799,6 +1800,7 @@ DECLARE
     c         text;
     src       text;
     rows_sql  text;
+    past      text;
     write     text;
     quarantine text := 'NULL::pg_catalog.jsonb';
     failure   text := 'NULL::pg_catalog.text';
@@ -1819,11 +1821,20 @@ BEGIN
         src := format('SELECT %s s.*, %s AS __duet_part, s.%I AS __duet_ord, NULL::pg_catalog.int8 AS __duet_qid, '
                       's.ctid AS __duet_ctid FROM %s s WHERE ',
                       CASE WHEN formulas THEN 's AS __duet_src,' ELSE '' END, part_sql, p.order_by, p.source);
-        IF kind = 'incremental' THEN
-            -- Ordered by the raw columns: each partition's rows of the batch are a prefix of its rows.
-            src := src || format('(($1 OPERATOR(pg_catalog.->>) %1$s) IS NULL OR s.%2$I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) %1$s)::%3$s) '
-                                 'ORDER BY s.%2$I%4$s LIMIT $2', part_sql, p.order_by, ord_type,
-                                 CASE WHEN p.partition_by IS NULL THEN '' ELSE format(', s.%I', p.partition_by) END);
+        IF kind IN ('incremental', 'tail', 'count') THEN
+            past := format('(($1 OPERATOR(pg_catalog.->>) %1$s) IS NULL OR s.%2$I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) %1$s)::%3$s)',
+                           part_sql, p.order_by, ord_type);
+            src := src || past;
+            IF kind = 'count' THEN
+                -- How many rows are past the position, counting no further than one batch and one.
+                RETURN format('SELECT pg_catalog.count(*) FROM (SELECT FROM %s s WHERE %s LIMIT $2 OPERATOR(pg_catalog.+) 1) c',
+                              p.source, past);
+            ELSIF kind = 'incremental' THEN
+                -- A batch: ordered by the raw columns, each partition's rows are a prefix of its rows.
+                -- ('tail': every row past the position fits in the batch, so no order is needed.)
+                src := src || format(' ORDER BY s.%1$I%2$s LIMIT $2', p.order_by,
+                                     CASE WHEN p.partition_by IS NULL THEN '' ELSE format(', s.%I', p.partition_by) END);
+            END IF;
         ELSE
             src := src || format('s.%1$I OPERATOR(pg_catalog.>=) $3::%2$s AND s.%1$I OPERATOR(pg_catalog.<=) $4::%2$s '
                                  'AND ($5 IS NULL OR %3$s OPERATOR(pg_catalog.=) $5)', p.order_by, ord_type, part_sql);
@@ -2029,6 +2040,8 @@ BEGIN
         PERFORM duet.duet_rule_check_target(p_caller, NULL, p.topic);
     END IF;
     PERFORM duet.duet_pipeline_validate(p_caller, duet.duet_pipeline_sql(p, 'incremental'));
+    PERFORM duet.duet_pipeline_validate(p_caller, duet.duet_pipeline_sql(p, 'tail'));
+    PERFORM duet.duet_pipeline_validate(p_caller, duet.duet_pipeline_sql(p, 'count'));
     PERFORM duet.duet_pipeline_validate(p_caller, duet.duet_pipeline_sql(p, 'backfill'));
     IF EXISTS (SELECT FROM duet.pipeline_expectations WHERE pipeline_id = p.id AND action = 'drop') THEN
         PERFORM duet.duet_pipeline_validate(p_caller, duet.duet_pipeline_sql(p, 'replay'));

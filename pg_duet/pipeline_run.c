@@ -65,6 +65,8 @@ typedef struct Run
 	Datum		schema;
 	bool		schema_null;
 	char	   *sql;
+	char	   *tail_sql;		/* incremental: the statement when the backlog fits one batch */
+	char	   *count_sql;		/* incremental: counts the backlog up to one batch and one */
 	/* step 2 */
 	Datum		result[R_NCOLS];
 	bool		result_null[R_NCOLS];
@@ -131,12 +133,16 @@ generate_sql(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args("SELECT duet.duet_pipeline_sql(p, $2) FROM duet.pipelines p "
-								"WHERE p.id OPERATOR(pg_catalog.=) $1",
+	ret = SPI_execute_with_args("SELECT duet.duet_pipeline_sql(p, $2), "
+								"CASE WHEN $2 OPERATOR(pg_catalog.=) 'incremental' THEN duet.duet_pipeline_sql(p, 'tail') END, "
+								"CASE WHEN $2 OPERATOR(pg_catalog.=) 'incremental' THEN duet.duet_pipeline_sql(p, 'count') END "
+								"FROM duet.pipelines p WHERE p.id OPERATOR(pg_catalog.=) $1",
 								2, types, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pipeline statement generation failed: %s", SPI_result_code_string(ret));
 	r->sql = getvalue_copy(r, 1);
+	r->tail_sql = getvalue_copy(r, 2);
+	r->count_sql = getvalue_copy(r, 3);
 	SPI_finish();
 }
 
@@ -149,6 +155,7 @@ execute_run(void *arg)
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', 'n', 'n', 'n', ' ', 'n'};
 	MemoryContext old;
+	const char *sql;
 	int			ret;
 	int			i;
 
@@ -184,7 +191,22 @@ execute_run(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args(r->sql, 7, types, values, nulls, false, 1);
+	sql = r->sql;
+	if (r->count_sql)
+	{
+		/*
+		 * A backlog that fits one batch is read whole, without sorting it to cut a batch: the
+		 * same rows, since every row past the position is read (one committed meanwhile too).
+		 */
+		bool		isnull;
+
+		ret = SPI_execute_with_args(r->count_sql, 2, types, values, nulls, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "pipeline \"%s\" backlog count failed: %s", r->name, SPI_result_code_string(ret));
+		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) <= r->batch_size)
+			sql = r->tail_sql;
+	}
+	ret = SPI_execute_with_args(sql, 7, types, values, nulls, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1 || SPI_tuptable->tupdesc->natts != R_NCOLS)
 		elog(ERROR, "pipeline \"%s\" statement failed: %s", r->name, SPI_result_code_string(ret));
 	old = MemoryContextSwitchTo(r->cxt);
