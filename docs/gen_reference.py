@@ -65,6 +65,7 @@ SECTIONS = [
     ("Configuration", ("duet_config",)),
     ("Kafka ingestion and outbox", ("duet_kafka",)),
     ("Rules and alerts", ("duet_rule", "duet_alert")),
+    ("Pipelines", ("duet_pipeline",)),
     ("duet_ask (text-to-SQL)", ("duet_ask",)),
     ("Metrics and ClickHouse", ("duet_metric", "duet_clickhouse")),
     ("Installation and health", ("duet_version", "duet_doctor", "duet_workers", "duet_uninstall", "duet_changed")),

@@ -51,6 +51,7 @@ _PG_init(void)
 	duet_rules_init();			/* rules: duet.rules_interval and the rule scheduler */
 	duet_ask_init();			/* ask: duet_ask settings */
 	duet_monitor_init();		/* monitor: counters for Prometheus and duet.health */
+	duet_pipelines_init();		/* pipelines: settings, the wake latch, the pipeline scheduler */
 	/* metrics: duet_metrics_init(); */
 
 	MarkGUCPrefixReserved("duet");

@@ -47,6 +47,7 @@ extern void duet_config_init(void);	/* config.c */
 extern void duet_kafka_init(void);	/* kafka_shmem.c */
 extern void duet_rules_init(void);	/* rules_worker.c */
 extern void duet_ask_init(void);	/* ask.c */
+extern void duet_pipelines_init(void);	/* pipeline_worker.c */
 /* metrics: extern void duet_metrics_init(void); */
 
 #endif							/* PG_DUET_H */

@@ -55,4 +55,14 @@ extern int64 duet_run_as_owner(const char *sql, int nargs, Oid *types, Datum *va
  */
 extern bool duet_privileged_exists(Oid role, const char *sql, int nargs, Oid *types, Datum *values);
 
+/*
+ * The public SQL API of a tenant's objects (rules_api.c): identifies the caller and its verified
+ * tenant (an error naming `what`, e.g. "Pipelines", when it has none), then calls
+ * duet.<internal>(tenant, caller oid, <the function's arguments>[, extra_value]) as the extension
+ * owner and returns its bigint result (0 for void).
+ */
+struct FunctionCallInfoBaseData;
+extern int64 duet_forward_as_owner(struct FunctionCallInfoBaseData *fcinfo, const char *internal,
+								   int extra, bool extra_value, const char *what);
+
 #endif							/* DUET_PRIVILEGED_H */

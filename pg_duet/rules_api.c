@@ -37,7 +37,7 @@ PG_FUNCTION_INFO_V1(duet_rule_validate);
 PG_FUNCTION_INFO_V1(duet_rule_test);
 
 static const char *
-required_tenant(void)
+required_tenant(const char *what)
 {
 	const char *tenant = duet_current_tenant_name();
 
@@ -45,8 +45,8 @@ required_tenant(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no tenant is selected"),
-				 errdetail("Rules belong to a tenant, and role \"%s\" acts for none.",
-						   GetUserNameFromId(GetUserId(), false)),
+				 errdetail("%s belong to a tenant, and role \"%s\" acts for none.",
+						   what, GetUserNameFromId(GetUserId(), false)),
 				 errhint("Call duet_set_tenant() first.")));
 	return tenant;
 }
@@ -54,11 +54,13 @@ required_tenant(void)
 /*
  * Calls duet.<internal>(tenant, caller, <this function's arguments>, <extra bool>) as the owner
  * and returns its int8 result (0 for void). Errors are re-raised without the internal context.
+ * what names the objects ("Rules", "Pipelines") in the error for a caller without a tenant.
  */
-static int64
-forward_as_owner(FunctionCallInfo fcinfo, const char *internal, int extra, bool extra_value)
+int64
+duet_forward_as_owner(FunctionCallInfo fcinfo, const char *internal, int extra, bool extra_value,
+					  const char *what)
 {
-	const char *tenant = required_tenant();
+	const char *tenant = required_tenant(what);
 	Oid			caller = GetUserId();
 	Oid		   *argtypes;
 	int			nargs;
@@ -96,6 +98,9 @@ forward_as_owner(FunctionCallInfo fcinfo, const char *internal, int extra, bool 
 
 	return duet_run_as_owner(sql.data, n, types, values, nulls);
 }
+
+#define forward_as_owner(fcinfo, internal, extra, extra_value) \
+	duet_forward_as_owner(fcinfo, internal, extra, extra_value, "Rules")
 
 /* duet_rule_create(name, condition, target, query, value, severity, labels, message, for_period,
  * keep_firing_for, topic, enabled) → bigint */
@@ -168,9 +173,15 @@ validate_as_caller(void *arg)
 	}
 	else
 	{
+		MemoryContext outer = CurrentMemoryContext;
+		TupleDesc	spi_desc;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		desc = rules_query_describe(text_to_cstring(PG_GETARG_TEXT_PP(6)));
+		spi_desc = rules_query_describe(text_to_cstring(PG_GETARG_TEXT_PP(6)));
+		/* SPI_finish frees the SPI context the description was copied into: copy it out first. */
+		MemoryContextSwitchTo(outer);
+		desc = CreateTupleDescCopy(spi_desc);
 		SPI_finish();
 	}
 
@@ -264,7 +275,7 @@ duet_rule_test(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the row to test must be a JSON object"),
 				 errhint("For example: {\"spend\": 120, \"budget\": 100}.")));
-	args[1] = CStringGetTextDatum(required_tenant());
+	args[1] = CStringGetTextDatum(required_tenant("Rules"));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
