@@ -11,7 +11,7 @@
 
 #include "calc_int.h"
 
-static const duet_limits default_limits = {65536, 256, 4096, 1024 * 1024};
+const duet_limits duet_default_limits = {65536, 256, 4096, 1024 * 1024};
 
 /* ---- compiler state ---- */
 typedef struct compiler
@@ -876,7 +876,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	memset(err, 0, sizeof(*err));
 	memset(&c, 0, sizeof(c));
 	/* a zero (or negative) field of the caller's limits keeps its default */
-	lim = default_limits;
+	lim = duet_default_limits;
 	if (opts && opts->limits)
 	{
 		if (opts->limits->max_length > 0)

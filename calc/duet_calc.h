@@ -127,6 +127,14 @@ typedef struct duet_compile_options
 /* True when name is a builtin function (or `if`): a metric of that name could never be called. */
 bool		duet_is_builtin(const char *name, size_t len);
 
+/*
+ * Calls fn for every call in the formula of a function that is not a builtin (the metrics it
+ * would call), in source order, repeats included. False with *err filled when it does not parse.
+ */
+bool		duet_formula_calls(const char *src, size_t len,
+							   void (*fn) (void *arg, const char *name, size_t len), void *arg,
+							   duet_error *err);
+
 typedef struct duet_program duet_program;
 typedef struct duet_vm duet_vm;
 

@@ -86,3 +86,36 @@ duet_is_builtin(const char *name, size_t len)
 		return true;
 	return duet_builtin_lookup(name, len) != NULL;
 }
+
+static void
+walk_calls(const node *n, void (*fn) (void *arg, const char *name, size_t len), void *arg)
+{
+	if (n->kind == N_CALL && !duet_is_builtin(n->value.u.str.ptr, n->value.u.str.len))
+		fn(arg, n->value.u.str.ptr, n->value.u.str.len);
+	for (int i = 0; i < n->nkids; i++)
+		walk_calls(n->kids[i], fn, arg);
+}
+
+bool
+duet_formula_calls(const char *src, size_t len, void (*fn) (void *arg, const char *name, size_t len),
+				   void *arg, duet_error *err)
+{
+	const duet_limits lim = duet_default_limits;
+	calc_arena	ar = {NULL};
+	lexer		lx;
+	node	   *root;
+
+	memset(err, 0, sizeof(*err));
+	if (len > lim.max_length)
+	{
+		duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0, "formula is %zu bytes long (limit %zu)",
+							   len, lim.max_length);
+		return false;
+	}
+	lexer_init(&lx, src, len, err);
+	root = duet_parse(&lx, &lim, &ar, err);
+	if (root)
+		walk_calls(root, fn, arg);
+	arena_free(&ar);
+	return root != NULL;
+}

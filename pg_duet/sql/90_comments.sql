@@ -284,8 +284,8 @@ COMMENT ON COLUMN duet.ask_stats.last_ask IS 'time of the latest ask';
 COMMENT ON COLUMN duet.metrics.name IS 'metric name: the ClickHouse function''s name';
 COMMENT ON COLUMN duet.metrics.formula IS 'the Duet formula';
 COMMENT ON COLUMN duet.metrics.description IS 'what the metric measures';
-COMMENT ON COLUMN duet.metrics.defined_by IS 'session user who defined the metric';
-COMMENT ON COLUMN duet.metrics.defined_at IS 'when the metric was defined';
+COMMENT ON COLUMN duet.metrics.defined_by IS 'the role that made the current version';
+COMMENT ON COLUMN duet.metrics.defined_at IS 'when the current version was made';
 
 -- duet.kafka_gaps, and the gap columns of duet.kafka_status
 COMMENT ON COLUMN duet.kafka_gaps.id IS 'gap id';
@@ -344,3 +344,41 @@ COMMENT ON COLUMN duet.clickhouse_servers.updated_by IS 'role that wrote the row
 -- duet.clickhouse_server_passwords
 COMMENT ON COLUMN duet.clickhouse_server_passwords.server IS 'the server (duet.clickhouse_servers.name)';
 COMMENT ON COLUMN duet.clickhouse_server_passwords.password IS 'password of the server''s user_name (superuser only; never dumped, logged or shown in errors)';
+
+-- Metrics layer (issue 13): versions, tenants, history, catalog ----------------------------------
+COMMENT ON COLUMN duet.metrics.tenant IS 'the tenant whose metric this is (an override of the global metric of that name, or its own); NULL for a global metric';
+COMMENT ON COLUMN duet.metrics.version IS 'version of this metric in its scope, increasing with every change (duet.metrics_history)';
+COMMENT ON COLUMN duet.metrics.unit IS 'display unit: ratio, percent, currency or integer; NULL when unspecified';
+COMMENT ON COLUMN duet.metrics.owner IS 'who answers for the metric (a team or a person), for catalogs; free text';
+COMMENT ON COLUMN duet.metrics.depends_on IS 'the metrics the formula calls directly';
+COMMENT ON COLUMN duet.metrics_history.id IS 'history entry id';
+COMMENT ON COLUMN duet.metrics_history.name IS 'metric name';
+COMMENT ON COLUMN duet.metrics_history.tenant IS 'the metric''s tenant; NULL for a global metric';
+COMMENT ON COLUMN duet.metrics_history.version IS 'the version this change made';
+COMMENT ON COLUMN duet.metrics_history.operation IS 'define, drop, or rollback (to rolled_back_to)';
+COMMENT ON COLUMN duet.metrics_history.formula IS 'the formula from this version on; NULL after a drop';
+COMMENT ON COLUMN duet.metrics_history.description IS 'the description from this version on';
+COMMENT ON COLUMN duet.metrics_history.arguments IS 'the parameters from this version on';
+COMMENT ON COLUMN duet.metrics_history.argument_types IS 'their ClickHouse types';
+COMMENT ON COLUMN duet.metrics_history.return_type IS 'the ClickHouse result type';
+COMMENT ON COLUMN duet.metrics_history.unit IS 'the display unit';
+COMMENT ON COLUMN duet.metrics_history.owner IS 'the owner label';
+COMMENT ON COLUMN duet.metrics_history.depends_on IS 'the metrics the formula called';
+COMMENT ON COLUMN duet.metrics_history.rolled_back_to IS 'for a rollback: the version restored';
+COMMENT ON COLUMN duet.metrics_history.reason IS 'why the change was made, as its author gave it';
+COMMENT ON COLUMN duet.metrics_history.changed_at IS 'when';
+COMMENT ON COLUMN duet.metrics_history.changed_by IS 'the role that made the change';
+COMMENT ON COLUMN duet.metrics_catalog.name IS 'metric name: call it as name(arguments) in any formula';
+COMMENT ON COLUMN duet.metrics_catalog.description IS 'what the metric measures';
+COMMENT ON COLUMN duet.metrics_catalog.unit IS 'display unit: ratio, percent, currency or integer';
+COMMENT ON COLUMN duet.metrics_catalog.owner IS 'who answers for the metric';
+COMMENT ON COLUMN duet.metrics_catalog.source IS 'global, or tenant (the current tenant''s own or override)';
+COMMENT ON COLUMN duet.metrics_catalog.tenant IS 'the tenant of a tenant metric; NULL for a global one';
+COMMENT ON COLUMN duet.metrics_catalog.version IS 'current version in its scope';
+COMMENT ON COLUMN duet.metrics_catalog.formula IS 'the Duet formula';
+COMMENT ON COLUMN duet.metrics_catalog.arguments IS 'parameters, in call order';
+COMMENT ON COLUMN duet.metrics_catalog.argument_types IS 'their ClickHouse types (Nullable(Float64) for numbers)';
+COMMENT ON COLUMN duet.metrics_catalog.return_type IS 'ClickHouse result type';
+COMMENT ON COLUMN duet.metrics_catalog.depends_on IS 'the metrics it calls';
+COMMENT ON COLUMN duet.metrics_catalog.defined_by IS 'who made the current version';
+COMMENT ON COLUMN duet.metrics_catalog.defined_at IS 'when the current version was made';
