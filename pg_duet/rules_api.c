@@ -168,9 +168,17 @@ validate_as_caller(void *arg)
 	}
 	else
 	{
+		MemoryContext cxt = CurrentMemoryContext;
+		MemoryContext old;
+		TupleDesc	spi_desc;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		desc = rules_query_describe(text_to_cstring(PG_GETARG_TEXT_PP(6)));
+		spi_desc = rules_query_describe(text_to_cstring(PG_GETARG_TEXT_PP(6)));
+		/* out of SPI's context, which SPI_finish frees */
+		old = MemoryContextSwitchTo(cxt);
+		desc = CreateTupleDescCopy(spi_desc);
+		MemoryContextSwitchTo(old);
 		SPI_finish();
 	}
 

@@ -97,9 +97,9 @@ DECLARE
     scope        text := CASE WHEN p_tenant IS NULL THEN 'global metric' ELSE format('metric of tenant "%s"', p_tenant) END;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('duet.metrics'));
-    SELECT * INTO cur FROM duet.metrics m WHERE m.name = p_name AND m.tenant IS NOT DISTINCT FROM p_tenant FOR UPDATE;
+    SELECT * INTO cur FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL)) FOR UPDATE;
     SELECT max(h.version) INTO last_version FROM duet.metrics_history h
-     WHERE h.name = p_name AND h.tenant IS NOT DISTINCT FROM p_tenant;
+     WHERE h.name = p_name AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));
     new_version := greatest(coalesce(cur.version, 0), coalesce(last_version, 0)) + 1;
 
     -- Who would see a different metric: metrics calling this one in the scopes that resolve the
@@ -109,8 +109,8 @@ BEGIN
       INTO users
       FROM duet.metrics d
      WHERE p_name = ANY (d.depends_on)
-       AND NOT (d.name = p_name AND d.tenant IS NOT DISTINCT FROM p_tenant)
-       AND (d.tenant IS NOT DISTINCT FROM p_tenant
+       AND NOT (d.name = p_name AND (d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL)))
+       AND ((d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL))
             OR (p_tenant IS NULL AND NOT EXISTS (SELECT FROM duet.metrics o
                                                   WHERE o.name = p_name AND o.tenant = d.tenant)));
 
@@ -125,7 +125,7 @@ BEGIN
                 DETAIL = 'Used by: ' || users || '.',
                 HINT = 'Drop or redefine those metrics first.';
         END IF;
-        DELETE FROM duet.metrics m WHERE m.name = p_name AND m.tenant IS NOT DISTINCT FROM p_tenant;
+        DELETE FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL));
     ELSE
         IF cur.name IS NOT NULL AND users IS NOT NULL
            AND (cur.arguments, cur.argument_types, cur.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type) THEN
