@@ -1479,7 +1479,7 @@ ALTER TABLE duet.metrics ALTER COLUMN depends_on SET DEFAULT '{}';
 ALTER TABLE duet.metrics ALTER COLUMN depends_on SET NOT NULL;
 ALTER TABLE duet.metrics ADD CONSTRAINT metrics_name_tenant UNIQUE NULLS NOT DISTINCT (name, tenant);
 COMMENT ON TABLE duet.metrics IS
-    'named Duet formulas: global (tenant NULL) and tenant overrides, callable in every formula, as duet_metrics.* SQL functions and as ClickHouse functions; written by duet_metric_define/duet_metric_set';
+    'named Duet formulas: global (tenant NULL) and tenant overrides, callable in every formula and as ClickHouse functions; written by duet_metric_define/duet_metric_set';
 DROP POLICY metrics_global_read ON duet.metrics;
 CREATE POLICY metrics_tenant_read ON duet.metrics FOR SELECT
     USING (tenant IS NULL OR tenant = @extschema@.duet_current_tenant());

@@ -23,7 +23,7 @@ CREATE TABLE duet.metrics (
     CONSTRAINT metrics_name_tenant UNIQUE NULLS NOT DISTINCT (name, tenant)
 );
 COMMENT ON TABLE duet.metrics IS
-    'named Duet formulas: global (tenant NULL) and tenant overrides, callable in every formula, as duet_metrics.* SQL functions and as ClickHouse functions; written by duet_metric_define/duet_metric_set';
+    'named Duet formulas: global (tenant NULL) and tenant overrides, callable in every formula and as ClickHouse functions; written by duet_metric_define/duet_metric_set';
 COMMENT ON COLUMN duet.metrics.arguments IS 'the formula''s variables, in order of first appearance: the ClickHouse function''s arguments';
 COMMENT ON COLUMN duet.metrics.argument_types IS 'ClickHouse types of the arguments (Nullable(Float64) unless declared)';
 COMMENT ON COLUMN duet.metrics.return_type IS 'ClickHouse result type: Nullable(Float64), Nullable(UInt8) for conditions, Nullable(String)';

@@ -284,8 +284,8 @@ COMMENT ON COLUMN duet.ask_stats.last_ask IS 'time of the latest ask';
 COMMENT ON COLUMN duet.metrics.name IS 'metric name: the ClickHouse function''s name';
 COMMENT ON COLUMN duet.metrics.formula IS 'the Duet formula';
 COMMENT ON COLUMN duet.metrics.description IS 'what the metric measures';
-COMMENT ON COLUMN duet.metrics.defined_by IS 'the role that made the current version';
-COMMENT ON COLUMN duet.metrics.defined_at IS 'when the current version was made';
+COMMENT ON COLUMN duet.metrics.defined_by IS 'session user who defined the metric';
+COMMENT ON COLUMN duet.metrics.defined_at IS 'when the metric was defined';
 
 -- duet.kafka_gaps, and the gap columns of duet.kafka_status
 COMMENT ON COLUMN duet.kafka_gaps.id IS 'gap id';
@@ -382,3 +382,5 @@ COMMENT ON COLUMN duet.metrics_catalog.return_type IS 'ClickHouse result type';
 COMMENT ON COLUMN duet.metrics_catalog.depends_on IS 'the metrics it calls';
 COMMENT ON COLUMN duet.metrics_catalog.defined_by IS 'who made the current version';
 COMMENT ON COLUMN duet.metrics_catalog.defined_at IS 'when the current version was made';
+COMMENT ON COLUMN duet.metrics.defined_by IS 'the role that made the current version';
+COMMENT ON COLUMN duet.metrics.defined_at IS 'when the current version was made';
