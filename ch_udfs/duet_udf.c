@@ -132,19 +132,27 @@ main(int argc, char **argv)
 		snprintf(ev.result.name, sizeof(ev.result.name), "%s", return_name);
 		if (metric)
 		{
-			udf_metric	m;
+			udf_metric_file file;
+			const udf_metric *m;
 			char		path[PATH_MAX + 64];
 
 			if (arguments || returns)
 				usage_error("--metric takes its arguments and result type from the definitions file");
 			udf_resolve_definitions(argv[0], definitions, path, sizeof(path));
-			if (!udf_metric_load(path, metric, &m, &err))
+			if (!udf_metrics_read(path, &file, &err))
 				die(2, err.message);
-			memcpy(ev.args, m.args, sizeof(m.args));
-			ev.nargs = m.nargs;
-			ev.result.type = m.result.type;
-			ok = udf_eval_init_metric(&ev, m.formula, m.formula_len, &err);
-			udf_metric_free(&m);
+			if (!(m = udf_metrics_find(&file, metric, strlen(metric))) || strcmp(m->name, metric) != 0)
+			{
+				udf_fail(&err, "metric \"%s\" is not defined in \"%.300s\"", metric, path);
+				die(2, err.message);
+			}
+			memcpy(ev.args, m->args, sizeof(m->args));
+			ev.nargs = m->nargs;
+			ev.result.type = m->result.type;
+			ev.metrics = &file;
+			ok = udf_eval_init_metric(&ev, m->formula, m->formula_len, &err);
+			ev.metrics = NULL;
+			udf_metrics_free(&file);
 			if (!ok)
 			{
 				char		msg[sizeof(err.message) + 64];

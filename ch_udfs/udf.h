@@ -256,6 +256,7 @@ typedef struct udf_eval
 	udf_column	result;
 	bool		formula_per_row;	/* args[0] is the formula text */
 	duet_program *program;		/* metric mode: the one program */
+	const struct udf_metric_file *metrics;	/* metric mode: the metrics it may call, or NULL */
 	size_t	   *binding;		/* metric mode: program var i ← args[binding[i]] */
 	bool		direct;			/* metric mode: binding is the identity, args go in as they are */
 	udf_cache  *cache;			/* formula mode: compiled formulas of this process */
@@ -326,19 +327,34 @@ bool		udf_run_dictionary(udf_in *in, udf_out *out, udf_row *row, udf_error *err)
 /* Metric definitions file: name, return type, arguments, formula (see udf_defs.c). */
 typedef struct udf_metric
 {
+	char		name[UDF_MAX_NAME];
 	udf_column	result;
 	udf_column	args[UDF_MAX_COLUMNS];
 	size_t		nargs;
 	char	   *formula;
 	size_t		formula_len;
+	/* the arguments as the compiler sees a metric's parameters (duet_metric) */
+	const char *params[UDF_MAX_COLUMNS];
+	duet_type	param_types[UDF_MAX_COLUMNS];
 } udf_metric;
+
+/* Every metric of a definitions file: metrics call metrics, expanded when compiled. */
+typedef struct udf_metric_file
+{
+	udf_metric *items;
+	size_t		n;
+} udf_metric_file;
+
+bool		udf_metrics_read(const char *path, udf_metric_file *f, udf_error *err);
+const udf_metric *udf_metrics_find(const udf_metric_file *f, const char *name, size_t len);
+void		udf_metrics_free(udf_metric_file *f);
+/* duet_compile_options.metric over a file (arg: the udf_metric_file) */
+bool		udf_metrics_resolve(void *arg, const char *name, size_t len, duet_metric *m);
 
 /*
  * The definitions file's path: given as is when absolute, else beside the executable as ClickHouse
  * ran it (argv[0]'s directory, symlinks not resolved), else beside /proc/self/exe.
  */
 void		udf_resolve_definitions(const char *argv0, const char *given, char *path, size_t size);
-bool		udf_metric_load(const char *path, const char *name, udf_metric *m, udf_error *err);
-void		udf_metric_free(udf_metric *m);
 
 #endif							/* DUET_UDF_H */

@@ -234,6 +234,11 @@ udf_eval_init_metric(udf_eval *ev, const char *formula, size_t len, udf_error *e
 	memset(&opts, 0, sizeof(opts));
 	opts.var_type = arg_type;
 	opts.var_type_arg = ev;
+	if (ev->metrics)
+	{
+		opts.metric = udf_metrics_resolve;
+		opts.metric_arg = (void *) ev->metrics;
+	}
 	ev->program = duet_compile(formula, len, &opts, &derr);
 	if (!ev->program)
 		return fail_calc(err, &derr);
