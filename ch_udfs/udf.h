@@ -267,6 +267,11 @@ typedef struct udf_eval
 
 /* Metric mode: compiles `formula` once, binding its variables to the argument names. */
 bool		udf_eval_init_metric(udf_eval *ev, const char *formula, size_t len, udf_error *err);
+/*
+ * Metric mode, between blocks: the same metric's new formula (same arguments and result), compiled
+ * and swapped in; false (ev unchanged) when it does not compile or would bind differently.
+ */
+bool		udf_eval_replace_metric(udf_eval *ev, const char *formula, size_t len, udf_error *err);
 /* Formula mode: args[0] (String) carries the formula of each row. */
 bool		udf_eval_init_formula(udf_eval *ev, udf_error *err);
 void		udf_eval_free(udf_eval *ev);
@@ -315,6 +320,9 @@ typedef struct udf_protocol
 	const udf_format *format;
 	bool		chunk_header;	/* executable_pool send_chunk_header: "<rows>\n" before each block */
 	uint64_t	max_chunk_rows;
+	/* chunk_header mode: called before each block's rows (a metric pool re-reads its definitions) */
+	void		(*next_block) (void *arg, udf_eval *ev);
+	void	   *next_block_arg;
 } udf_protocol;
 
 /* The block loop: reads rows (per chunk header when set), writes exactly one result per row. */
@@ -346,6 +354,29 @@ typedef struct udf_metric_file
 } udf_metric_file;
 
 bool		udf_metrics_read(const char *path, udf_metric_file *f, udf_error *err);
+
+/*
+ * A metric pool follows its definitions file (udf_reload.c): duet-ch-sync replaces the file by
+ * rename(2); before each block the pool stats the path and, when it is another file, reads it and
+ * compiles the metric's new formula — every row of a block is computed by one definition.
+ */
+typedef struct udf_metric_source
+{
+	char		path[4200];
+	char		name[UDF_MAX_NAME];
+	unsigned long long dev,
+				ino,
+				size;
+	long long	mtime_sec,
+				mtime_nsec;
+	unsigned	reloads;		/* definitions taken up since the start */
+} udf_metric_source;
+
+/* Reads path, sets ev's arguments and result type from metric name, compiles it. */
+bool		udf_metric_source_open(udf_metric_source *src, const char *path, const char *name,
+								   udf_eval *ev, udf_error *err);
+/* udf_protocol.next_block: takes up a changed file; keeps the loaded definition when it cannot. */
+void		udf_metric_source_refresh(void *arg, udf_eval *ev);
 const udf_metric *udf_metrics_find(const udf_metric_file *f, const char *name, size_t len);
 void		udf_metrics_free(udf_metric_file *f);
 /* duet_compile_options.metric over a file (arg: the udf_metric_file) */

@@ -8,6 +8,8 @@ packages=(
   clickhouse-server clickhouse-client clang libclang-rt-14-dev valgrind python3
   postgresql-15-cron
 )
+# metrics (issue 13): duet-ch-sync links libpq
+packages+=(libpq-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
