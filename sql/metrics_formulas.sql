@@ -77,9 +77,19 @@ SELECT duet_rule_create('mf_unprofitable', 'not mf_profitable()', target => 'mf_
 SELECT duet_rule_create('mf_bad', 'mf_roas(revenue) < 1', target => 'mf_rule_rows');
 INSERT INTO mf_rule_rows (campaign, revenue, spend) VALUES ('x', 50, 100), ('y', 300, 100);
 SELECT labels, state, value, message FROM duet.alerts_active WHERE rule = 'mf_unprofitable';
+-- a query rule calling the tenant's own metric, evaluated without a tenant (as the scheduler does)
+SELECT name, tenant FROM duet_metric_set('mf_t_double', 'x * 2', 'the tenant''s own metric');
+SELECT duet_rule_create('mf_query', 'mf_t_double(v) > 5', query => 'SELECT 3 AS v', value => 'mf_t_double(v)') > 0 AS created;
+SELECT duet_set_tenant(NULL);
+SELECT duet_rules_evaluate() >= 1 AS evaluated;
+SELECT state, value FROM duet.alerts WHERE rule_id = (SELECT id FROM duet.rules WHERE name = 'mf_query');
+SELECT duet_set_tenant('mf-rules');
+SELECT duet_rule_drop('mf_query');
+SELECT duet_metric_unset('mf_t_double');
 SELECT duet_rule_drop('mf_unprofitable');
 DROP TABLE mf_rule_rows;
 SELECT duet_set_tenant(NULL);
+DELETE FROM duet.metrics_history WHERE tenant = 'mf-rules';
 DELETE FROM duet.tenants WHERE name = 'mf-rules';
 
 -- the catalog for dashboards
