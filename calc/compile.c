@@ -132,6 +132,27 @@ param_type_ok(duet_type want, duet_type t)
 	}
 }
 
+/* Nodes of the tree under n, a shared subtree counted at each use; stops counting past cap. */
+static size_t
+tree_size(const node *n, size_t cap)
+{
+	size_t		size = 1;
+
+	for (int i = 0; i < n->nkids && size <= cap; i++)
+		size += tree_size(n->kids[i], cap - size + 1);
+	return size;
+}
+
+static bool
+metric_size_ok(compiler *c, const node *tree, const node *at)
+{
+	if (tree_size(tree, DUET_METRIC_MAX_NODES) <= DUET_METRIC_MAX_NODES)
+		return true;
+	duet_set_error(c->err, DUET_ERR_LIMIT, c->src, c->srclen, at->line, at->col, "",
+				   "metrics expand to more than %d operations (limit)", DUET_METRIC_MAX_NODES);
+	return false;
+}
+
 /*
  * A call of metric m: checks arity and argument types against its parameters, then replaces
  * the call by the metric's formula (metric.c) and checks that, with the metric on the stack of
@@ -201,6 +222,9 @@ check_metric(compiler *c, node *n, const duet_metric *m)
 		}
 	}
 	if (!(body = duet_metric_body(c->src, c->srclen, n, name, m, c->lim, &c->ar, c->err)))
+		return false;
+	/* before checking it: an argument the metric uses k times is k subtrees to check and emit */
+	if (!metric_size_ok(c, body, n))
 		return false;
 	c->expanding[c->nexpanding++] = name;
 	c->nexpansions++;
@@ -906,7 +930,8 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	c.err = err;
 	lexer_init(&lx, src, len, err);
 	root = duet_parse(&lx, c.lim, &c.ar, err);
-	if (root && check(&c, root) && fold(&c, root) && gen(&c, root) &&
+	if (root && check(&c, root) && (c.nexpansions == 0 || metric_size_ok(&c, root, root)) &&
+		fold(&c, root) && gen(&c, root) &&
 		emit(&c, root, OP_RETURN, 0, 0, 0, 0))
 	{
 		p = calloc(1, sizeof(duet_program));

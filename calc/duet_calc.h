@@ -101,9 +101,14 @@ typedef struct duet_metric
 	const duet_type *param_types;	/* per parameter: DUET_T_NUMBER, _STRING, _BOOL or _ANY */
 } duet_metric;
 
-/* Metrics calling metrics: at most this many nested expansions, and this many per formula. */
+/*
+ * Metrics calling metrics: at most this many nested expansions, this many per formula, and this
+ * many operations in the expanded formula (an argument a metric uses twice counts twice), so
+ * that no formula compiles to an unbounded program.
+ */
 #define DUET_METRIC_MAX_NESTING 16
-#define DUET_METRIC_MAX_EXPANSIONS 4096
+#define DUET_METRIC_MAX_EXPANSIONS 1024
+#define DUET_METRIC_MAX_NODES 16384
 
 typedef struct duet_compile_options
 {

@@ -247,6 +247,54 @@ test_nesting_is_bounded(void **state)
 	assert_non_null(strstr(err.message, "metrics nested too deeply"));
 }
 
+static bool
+wide_resolve(void *arg, const char *name, size_t len, duet_metric *m)
+{
+	static const char *const params[] = {"x"};
+	static const duet_type types[] = {DUET_T_ANY};
+	static const char formula[] = "x + x + x + x + x + x + x + x";
+
+	(void) arg;
+	if (len != 1 || name[0] != 'w')
+		return false;
+	m->formula = formula;
+	m->formula_len = strlen(formula);
+	m->nparams = 1;
+	m->params = params;
+	m->param_types = types;
+	return true;
+}
+
+/* w(x) uses its argument 8 times: w(w(w(w(w(a))))) would be 8^5 operations */
+static void
+test_expanded_size_is_bounded(void **state)
+{
+	duet_compile_options opts;
+	duet_error	err;
+	duet_program *p;
+
+	(void) state;
+	memset(&opts, 0, sizeof(opts));
+	opts.metric = wide_resolve;
+	p = duet_compile("w(w(w(a)))", SIZE_MAX, &opts, &err);	/* 8^3 uses of a */
+	assert_non_null(p);
+	duet_program_free(p);
+	assert_null(duet_compile("w(w(w(w(w(w(w(w(w(w(w(w(a))))))))))))", SIZE_MAX, &opts, &err));
+	assert_int_equal(err.cls, DUET_ERR_LIMIT);
+	assert_non_null(strstr(err.message, "metrics expand to more than"));
+	/* many calls, each small: the whole formula is bounded too */
+	{
+		char		src[40000];
+		size_t		o = 0;
+
+		for (int i = 0; i < 200; i++)
+			o += (size_t) snprintf(src + o, sizeof(src) - o, "%sw(w(a))", i ? " + " : "");
+		assert_null(duet_compile(src, SIZE_MAX, &opts, &err));
+		assert_int_equal(err.cls, DUET_ERR_LIMIT);
+		assert_non_null(strstr(err.message, "metrics expand to more than"));
+	}
+}
+
 int
 main(void)
 {
@@ -254,6 +302,7 @@ main(void)
 		cmocka_unit_test(test_calls_expand_inline),
 		cmocka_unit_test(test_errors_point_at_the_call),
 		cmocka_unit_test(test_nesting_is_bounded),
+		cmocka_unit_test(test_expanded_size_is_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
