@@ -203,6 +203,14 @@ void		arena_free(calc_arena *ar);
 
 node	   *duet_parse(lexer *lx, const duet_limits *lim, calc_arena *arena, duet_error *err);
 
+/* the limits of a compile whose options give none (compile.c) */
+extern const duet_limits duet_default_limits;
+
+/* metric.c: metric m's formula for call (named name), parameters substituted; NULL with err set */
+node	   *duet_metric_body(const char *src, size_t srclen, const node *call, const char *name,
+							 const duet_metric *m, const duet_limits *lim, calc_arena *ar,
+							 duet_error *err);
+
 /* error reporting: fills message, position and the caret excerpt */
 void		duet_set_error(duet_error *err, duet_errclass cls, const char *src, size_t srclen,
 						   int line, int col, const char *expected, const char *fmt,...)

@@ -11,7 +11,7 @@
 
 #include "calc_int.h"
 
-static const duet_limits default_limits = {65536, 256, 4096, 1024 * 1024};
+const duet_limits duet_default_limits = {65536, 256, 4096, 1024 * 1024};
 
 /* ---- compiler state ---- */
 typedef struct compiler
@@ -37,6 +37,10 @@ typedef struct compiler
 				max_depth;
 	bool		uses_arena;
 	duet_vm    *fold_vm;
+	/* metrics being expanded (outermost first), and expansions so far (metric.c) */
+	const char *expanding[DUET_METRIC_MAX_NESTING];
+	int			nexpanding;
+	int			nexpansions;
 } compiler;
 
 static bool
@@ -117,13 +121,134 @@ op_text(int op)
 static bool check(compiler *c, node *n);
 
 static bool
+param_type_ok(duet_type want, duet_type t)
+{
+	switch (want)
+	{
+		case DUET_T_NUMBER: return numeric_ok(t);
+		case DUET_T_BOOL: return bool_ok(t);
+		case DUET_T_STRING: return t == DUET_T_STRING || t == DUET_T_NULL || t == DUET_T_ANY;
+		default: return true;
+	}
+}
+
+/* Nodes of the tree under n, a shared subtree counted at each use; stops counting past cap. */
+static size_t
+tree_size(const node *n, size_t cap)
+{
+	size_t		size = 1;
+
+	for (int i = 0; i < n->nkids && size <= cap; i++)
+		size += tree_size(n->kids[i], cap - size + 1);
+	return size;
+}
+
+static bool
+metric_size_ok(compiler *c, const node *tree, const node *at)
+{
+	if (tree_size(tree, DUET_METRIC_MAX_NODES) <= DUET_METRIC_MAX_NODES)
+		return true;
+	duet_set_error(c->err, DUET_ERR_LIMIT, c->src, c->srclen, at->line, at->col, "",
+				   "metrics expand to more than %d operations (limit)", DUET_METRIC_MAX_NODES);
+	return false;
+}
+
+/*
+ * A call of metric m: checks arity and argument types against its parameters, then replaces
+ * the call by the metric's formula (metric.c) and checks that, with the metric on the stack of
+ * expansions so that a cycle is an error naming it.
+ */
+static bool
+check_metric(compiler *c, node *n, const duet_metric *m)
+{
+	const char *name = n->value.u.str.ptr;
+	node	   *body;
+	bool		ok;
+
+	if (n->nkids != 0 && (size_t) n->nkids != m->nparams)
+	{
+		char		params[160] = "";
+
+		for (size_t i = 0; i < m->nparams && strlen(params) < sizeof(params) - 70; i++)
+			snprintf(params + strlen(params), sizeof(params) - strlen(params), "%s%s",
+					 i ? ", " : "", m->params[i]);
+		duet_set_error(c->err, DUET_ERR_ARITY, c->src, c->srclen, n->line, n->col, "",
+					   "metric %s takes %zu argument%s (%s), got %d", name, m->nparams,
+					   m->nparams == 1 ? "" : "s", params, n->nkids);
+		return false;
+	}
+	for (int i = 0; i < c->nexpanding; i++)
+		if (strcmp(c->expanding[i], name) == 0)
+		{
+			char		path[200] = "";
+
+			for (int k = i; k < c->nexpanding && strlen(path) < sizeof(path) - 70; k++)
+				snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s -> ", c->expanding[k]);
+			duet_set_error(c->err, DUET_ERR_LIMIT, c->src, c->srclen, n->line, n->col, "",
+						   "metric cycle: %s%s", path, name);
+			return false;
+		}
+	if (c->nexpanding == DUET_METRIC_MAX_NESTING || c->nexpansions == DUET_METRIC_MAX_EXPANSIONS)
+	{
+		duet_set_error(c->err, DUET_ERR_LIMIT, c->src, c->srclen, n->line, n->col, "",
+					   "metrics nested too deeply (limit %d levels, %d expansions)",
+					   DUET_METRIC_MAX_NESTING, DUET_METRIC_MAX_EXPANSIONS);
+		return false;
+	}
+	for (size_t i = 0; i < m->nparams; i++)
+	{
+		duet_type	t;
+
+		if (n->nkids > 0)
+		{
+			if (!check(c, n->kids[i]))
+				return false;
+			t = n->kids[i]->type;
+		}
+		else
+			t = c->opts->var_type ?
+				c->opts->var_type(c->opts->var_type_arg, m->params[i], strlen(m->params[i])) :
+				DUET_T_ANY;
+		if (!param_type_ok(m->param_types[i], t))
+		{
+			const node *at = n->nkids > 0 ? n->kids[i] : n;
+
+			duet_set_error(c->err, DUET_ERR_TYPE, c->src, c->srclen, at->line, at->col, "",
+						   "metric %s expects %s for %s, not %s", name,
+						   m->param_types[i] == DUET_T_NUMBER ? "a number" :
+						   m->param_types[i] == DUET_T_STRING ? "a string" : "a boolean",
+						   m->params[i], duet_type_name(t));
+			return false;
+		}
+	}
+	if (!(body = duet_metric_body(c->src, c->srclen, n, name, m, c->lim, &c->ar, c->err)))
+		return false;
+	/* before checking it: an argument the metric uses k times is k subtrees to check and emit */
+	if (!metric_size_ok(c, body, n))
+		return false;
+	c->expanding[c->nexpanding++] = name;
+	c->nexpansions++;
+	*n = *body;
+	ok = check(c, n);
+	c->nexpanding--;
+	return ok;
+}
+
+static bool
 check_call(compiler *c, node *n)
 {
 	const char *name = n->value.u.str.ptr;
 	const builtin *fn = duet_builtin_lookup(name, n->value.u.str.len);
 	duet_type	common = DUET_T_NULL;
+	duet_metric m;
 	int			i;
 
+	if (!fn && c->opts && c->opts->metric)
+	{
+		memset(&m, 0, sizeof(m));
+		if (c->opts->metric(c->opts->metric_arg, name, n->value.u.str.len, &m))
+			return check_metric(c, n, &m);
+	}
 	if (!fn)
 	{
 		duet_set_error(c->err, DUET_ERR_UNKNOWN_FUNCTION, c->src, c->srclen, n->line, n->col,
@@ -775,7 +900,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	memset(err, 0, sizeof(*err));
 	memset(&c, 0, sizeof(c));
 	/* a zero (or negative) field of the caller's limits keeps its default */
-	lim = default_limits;
+	lim = duet_default_limits;
 	if (opts && opts->limits)
 	{
 		if (opts->limits->max_length > 0)
@@ -805,7 +930,8 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	c.err = err;
 	lexer_init(&lx, src, len, err);
 	root = duet_parse(&lx, c.lim, &c.ar, err);
-	if (root && check(&c, root) && fold(&c, root) && gen(&c, root) &&
+	if (root && check(&c, root) && (c.nexpansions == 0 || metric_size_ok(&c, root, root)) &&
+		fold(&c, root) && gen(&c, root) &&
 		emit(&c, root, OP_RETURN, 0, 0, 0, 0))
 	{
 		p = calloc(1, sizeof(duet_program));

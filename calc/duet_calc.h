@@ -86,6 +86,30 @@ typedef struct duet_limits
 	/* a zero field keeps its default */
 } duet_limits;
 
+/*
+ * A named metric (docs/calc.md, "Metrics"): a formula whose only variables are its parameters.
+ * Where a formula calls it the compiler expands it inline — name(a, b) is the metric's formula
+ * with parameter i replaced by argument i, name() binds every parameter to the variable of the
+ * same name — so a metric call costs what the formula written out costs.
+ */
+typedef struct duet_metric
+{
+	const char *formula;		/* UTF-8, formula_len bytes */
+	size_t		formula_len;
+	size_t		nparams;
+	const char *const *params;	/* NUL-terminated parameter names */
+	const duet_type *param_types;	/* per parameter: DUET_T_NUMBER, _STRING, _BOOL or _ANY */
+} duet_metric;
+
+/*
+ * Metrics calling metrics: at most this many nested expansions, this many per formula, and this
+ * many operations in the expanded formula (an argument a metric uses twice counts twice), so
+ * that no formula compiles to an unbounded program.
+ */
+#define DUET_METRIC_MAX_NESTING 16
+#define DUET_METRIC_MAX_EXPANSIONS 1024
+#define DUET_METRIC_MAX_NODES 16384
+
 typedef struct duet_compile_options
 {
 	/*
@@ -95,7 +119,26 @@ typedef struct duet_compile_options
 	duet_type	(*var_type) (void *arg, const char *name, size_t len);
 	void	   *var_type_arg;
 	const duet_limits *limits;	/* NULL: the defaults above */
+
+	/*
+	 * Optional metrics: called for a function name that is not a builtin. Returns true with *m
+	 * filled when the name is a metric (its pointers valid until duet_compile returns), false
+	 * when it is not (an unknown function). Must not fail otherwise.
+	 */
+	bool		(*metric) (void *arg, const char *name, size_t len, duet_metric *m);
+	void	   *metric_arg;
 } duet_compile_options;
+
+/* True when name is a builtin function (or `if`): a metric of that name could never be called. */
+bool		duet_is_builtin(const char *name, size_t len);
+
+/*
+ * Calls fn for every call in the formula of a function that is not a builtin (the metrics it
+ * would call), in source order, repeats included. False with *err filled when it does not parse.
+ */
+bool		duet_formula_calls(const char *src, size_t len,
+							   void (*fn) (void *arg, const char *name, size_t len), void *arg,
+							   duet_error *err);
 
 typedef struct duet_program duet_program;
 typedef struct duet_vm duet_vm;

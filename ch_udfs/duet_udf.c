@@ -59,6 +59,7 @@ main(int argc, char **argv)
 	bool		dictionary = false;
 	size_t		max_row_bytes = (size_t) 256 << 20;
 	udf_protocol proto;
+	udf_metric_source source;
 	static udf_eval ev;
 	static udf_row row;
 	udf_error	err;
@@ -132,19 +133,15 @@ main(int argc, char **argv)
 		snprintf(ev.result.name, sizeof(ev.result.name), "%s", return_name);
 		if (metric)
 		{
-			udf_metric	m;
 			char		path[PATH_MAX + 64];
 
 			if (arguments || returns)
 				usage_error("--metric takes its arguments and result type from the definitions file");
 			udf_resolve_definitions(argv[0], definitions, path, sizeof(path));
-			if (!udf_metric_load(path, metric, &m, &err))
-				die(2, err.message);
-			memcpy(ev.args, m.args, sizeof(m.args));
-			ev.nargs = m.nargs;
-			ev.result.type = m.result.type;
-			ok = udf_eval_init_metric(&ev, m.formula, m.formula_len, &err);
-			udf_metric_free(&m);
+			ok = udf_metric_source_open(&source, path, metric, &ev, &err);
+			/* a pool follows its definitions file between blocks (udf_reload.c) */
+			proto.next_block = udf_metric_source_refresh;
+			proto.next_block_arg = &source;
 			if (!ok)
 			{
 				char		msg[sizeof(err.message) + 64];

@@ -256,6 +256,7 @@ typedef struct udf_eval
 	udf_column	result;
 	bool		formula_per_row;	/* args[0] is the formula text */
 	duet_program *program;		/* metric mode: the one program */
+	const struct udf_metric_file *metrics;	/* metric mode: the metrics it may call, or NULL */
 	size_t	   *binding;		/* metric mode: program var i ← args[binding[i]] */
 	bool		direct;			/* metric mode: binding is the identity, args go in as they are */
 	udf_cache  *cache;			/* formula mode: compiled formulas of this process */
@@ -266,6 +267,11 @@ typedef struct udf_eval
 
 /* Metric mode: compiles `formula` once, binding its variables to the argument names. */
 bool		udf_eval_init_metric(udf_eval *ev, const char *formula, size_t len, udf_error *err);
+/*
+ * Metric mode, between blocks: the same metric's new formula (same arguments and result), compiled
+ * and swapped in; false (ev unchanged) when it does not compile or would bind differently.
+ */
+bool		udf_eval_replace_metric(udf_eval *ev, const char *formula, size_t len, udf_error *err);
 /* Formula mode: args[0] (String) carries the formula of each row. */
 bool		udf_eval_init_formula(udf_eval *ev, udf_error *err);
 void		udf_eval_free(udf_eval *ev);
@@ -314,6 +320,9 @@ typedef struct udf_protocol
 	const udf_format *format;
 	bool		chunk_header;	/* executable_pool send_chunk_header: "<rows>\n" before each block */
 	uint64_t	max_chunk_rows;
+	/* chunk_header mode: called before each block's rows (a metric pool re-reads its definitions) */
+	void		(*next_block) (void *arg, udf_eval *ev);
+	void	   *next_block_arg;
 } udf_protocol;
 
 /* The block loop: reads rows (per chunk header when set), writes exactly one result per row. */
@@ -326,19 +335,57 @@ bool		udf_run_dictionary(udf_in *in, udf_out *out, udf_row *row, udf_error *err)
 /* Metric definitions file: name, return type, arguments, formula (see udf_defs.c). */
 typedef struct udf_metric
 {
+	char		name[UDF_MAX_NAME];
 	udf_column	result;
 	udf_column	args[UDF_MAX_COLUMNS];
 	size_t		nargs;
 	char	   *formula;
 	size_t		formula_len;
+	/* the arguments as the compiler sees a metric's parameters (duet_metric) */
+	const char *params[UDF_MAX_COLUMNS];
+	duet_type	param_types[UDF_MAX_COLUMNS];
 } udf_metric;
+
+/* Every metric of a definitions file: metrics call metrics, expanded when compiled. */
+typedef struct udf_metric_file
+{
+	udf_metric *items;
+	size_t		n;
+} udf_metric_file;
+
+bool		udf_metrics_read(const char *path, udf_metric_file *f, udf_error *err);
+
+/*
+ * A metric pool follows its definitions file (udf_reload.c): duet-ch-sync replaces the file by
+ * rename(2); before each block the pool stats the path and, when it is another file, reads it and
+ * compiles the metric's new formula — every row of a block is computed by one definition.
+ */
+typedef struct udf_metric_source
+{
+	char		path[4200];
+	char		name[UDF_MAX_NAME];
+	unsigned long long dev,
+				ino,
+				size;
+	long long	mtime_sec,
+				mtime_nsec;
+	unsigned	reloads;		/* definitions taken up since the start */
+} udf_metric_source;
+
+/* Reads path, sets ev's arguments and result type from metric name, compiles it. */
+bool		udf_metric_source_open(udf_metric_source *src, const char *path, const char *name,
+								   udf_eval *ev, udf_error *err);
+/* udf_protocol.next_block: takes up a changed file; keeps the loaded definition when it cannot. */
+void		udf_metric_source_refresh(void *arg, udf_eval *ev);
+const udf_metric *udf_metrics_find(const udf_metric_file *f, const char *name, size_t len);
+void		udf_metrics_free(udf_metric_file *f);
+/* duet_compile_options.metric over a file (arg: the udf_metric_file) */
+bool		udf_metrics_resolve(void *arg, const char *name, size_t len, duet_metric *m);
 
 /*
  * The definitions file's path: given as is when absolute, else beside the executable as ClickHouse
  * ran it (argv[0]'s directory, symlinks not resolved), else beside /proc/self/exe.
  */
 void		udf_resolve_definitions(const char *argv0, const char *given, char *path, size_t size);
-bool		udf_metric_load(const char *path, const char *name, udf_metric *m, udf_error *err);
-void		udf_metric_free(udf_metric *m);
 
 #endif							/* DUET_UDF_H */

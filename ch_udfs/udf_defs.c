@@ -6,12 +6,15 @@
  *     name <TAB> return type <TAB> arguments (name:Type,…, names %XX-escaped) <TAB> formula
  *
  * The formula escapes \n, \t and \\ (as in test/conformance/*.tsv); '#' starts a comment line.
+ * A metric's formula may call the other metrics of the file (pg_duet writes them all): duet_udf
+ * reads the whole file and the compiler expands the calls (udf_metrics_resolve).
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "udf.h"
@@ -54,22 +57,23 @@ unescape_formula(char *s)
 }
 
 bool
-udf_metric_load(const char *path, const char *name, udf_metric *m, udf_error *err)
+udf_metrics_read(const char *path, udf_metric_file *out, udf_error *err)
 {
 	FILE	   *f = fopen(path, "r");
 	char	   *line = NULL;
-	size_t		cap = 0;
+	size_t		cap = 0,
+				itemcap = 0;
 	ssize_t		len;
 	unsigned	lineno = 0;
-	bool		found = false;
 
-	memset(m, 0, sizeof(*m));
+	memset(out, 0, sizeof(*out));
 	if (!f)
 		return udf_fail(err, "could not open metric definitions \"%s\": %s", path, strerror(errno));
-	while (!found && (len = getline(&line, &cap, f)) >= 0)
+	while ((len = getline(&line, &cap, f)) >= 0)
 	{
 		char	   *fields[5];
 		int			n;
+		udf_metric *m;
 
 		lineno++;
 		if (len > 0 && line[len - 1] == '\n')
@@ -82,18 +86,34 @@ udf_metric_load(const char *path, const char *name, udf_metric *m, udf_error *er
 			udf_fail(err, "%s:%u: expected 4 tab-separated fields, found %d", path, lineno, n);
 			goto fail;
 		}
-		if (strcmp(fields[0], name) != 0)
-			continue;
-		found = true;
-		if (!udf_type_parse(fields[1], strlen(fields[1]), &m->result.type, err) ||
+		if (out->n == itemcap)
+		{
+			size_t		c = itemcap ? itemcap * 2 : 16;
+			udf_metric *grown = realloc(out->items, c * sizeof(udf_metric));
+
+			if (!grown)
+			{
+				udf_fail(err, "out of memory");
+				goto fail;
+			}
+			out->items = grown;
+			itemcap = c;
+		}
+		m = &out->items[out->n];
+		memset(m, 0, sizeof(*m));
+		if (strlen(fields[0]) >= sizeof(m->name) ||
+			!udf_type_parse(fields[1], strlen(fields[1]), &m->result.type, err) ||
 			!udf_columns_parse(fields[2], m->args, &m->nargs, err))
 		{
 			char		msg[sizeof(err->message)];
 
+			if (strlen(fields[0]) >= sizeof(m->name))
+				udf_fail(err, "metric name too long");
 			memcpy(msg, err->message, sizeof(msg));
 			udf_fail(err, "%s:%u: %s", path, lineno, msg);
 			goto fail;
 		}
+		strcpy(m->name, fields[0]);
 		m->formula_len = unescape_formula(fields[3]);
 		m->formula = malloc(m->formula_len + 1);
 		if (!m->formula)
@@ -102,26 +122,60 @@ udf_metric_load(const char *path, const char *name, udf_metric *m, udf_error *er
 			goto fail;
 		}
 		memcpy(m->formula, fields[3], m->formula_len + 1);
-	}
-	if (!found)
-	{
-		udf_fail(err, "metric \"%s\" is not defined in \"%s\"", name, path);
-		goto fail;
+		out->n++;
 	}
 	free(line);
 	fclose(f);
+	/* pointers into items only now that the array no longer moves */
+	for (size_t i = 0; i < out->n; i++)
+		for (size_t k = 0; k < out->items[i].nargs; k++)
+		{
+			out->items[i].params[k] = out->items[i].args[k].name;
+			out->items[i].param_types[k] = udf_type_duet(out->items[i].args[k].type);
+		}
 	return true;
 fail:
 	free(line);
 	fclose(f);
+	udf_metrics_free(out);
 	return false;
 }
 
-void
-udf_metric_free(udf_metric *m)
+const udf_metric *
+udf_metrics_find(const udf_metric_file *f, const char *name, size_t len)
 {
-	free(m->formula);
-	m->formula = NULL;
+	for (size_t i = 0; i < f->n; i++)
+		if (strlen(f->items[i].name) == len && memcmp(f->items[i].name, name, len) == 0)
+			return &f->items[i];
+	for (size_t i = 0; i < f->n; i++)
+		if (strlen(f->items[i].name) == len && strncasecmp(f->items[i].name, name, len) == 0)
+			return &f->items[i];
+	return NULL;
+}
+
+bool
+udf_metrics_resolve(void *arg, const char *name, size_t len, duet_metric *out)
+{
+	const udf_metric *m = udf_metrics_find(arg, name, len);
+
+	if (!m)
+		return false;
+	out->formula = m->formula;
+	out->formula_len = m->formula_len;
+	out->nparams = m->nargs;
+	out->params = m->params;
+	out->param_types = m->param_types;
+	return true;
+}
+
+void
+udf_metrics_free(udf_metric_file *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->items[i].formula);
+	free(f->items);
+	f->items = NULL;
+	f->n = 0;
 }
 
 /*

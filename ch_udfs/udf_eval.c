@@ -220,39 +220,85 @@ common_init(udf_eval *ev, udf_error *err)
 	return true;
 }
 
-bool
-udf_eval_init_metric(udf_eval *ev, const char *formula, size_t len, udf_error *err)
+/* Compiles a metric's formula against ev's arguments and result; the program in *out. */
+static bool
+compile_metric(const udf_eval *ev, const char *formula, size_t len, udf_eval *out, udf_error *err)
 {
 	duet_compile_options opts;
 	duet_error	derr;
 	udf_compiled uc;
 	char		tn[64];
 
-	ev->formula_per_row = false;
-	if (!common_init(ev, err))
-		return false;
 	memset(&opts, 0, sizeof(opts));
 	opts.var_type = arg_type;
-	opts.var_type_arg = ev;
-	ev->program = duet_compile(formula, len, &opts, &derr);
-	if (!ev->program)
+	opts.var_type_arg = (void *) ev;
+	if (ev->metrics)
+	{
+		opts.metric = udf_metrics_resolve;
+		opts.metric_arg = (void *) ev->metrics;
+	}
+	out->program = duet_compile(formula, len, &opts, &derr);
+	if (!out->program)
 		return fail_calc(err, &derr);
 	memset(&uc, 0, sizeof(uc));
-	uc.program = ev->program;
+	uc.program = out->program;
 	if (!bind_columns(&uc, ev->args, ev->nargs))
 		return udf_fail(err, "out of memory");
-	ev->binding = uc.binding;
+	out->binding = uc.binding;
 	if (uc.failed)
 		return fail_calc(err, &uc.error);
 	/* the usual metric: its variables are exactly its arguments, in order — no per-row copy */
-	ev->direct = true;
-	for (size_t i = 0; i < duet_program_nvars(ev->program); i++)
-		if (ev->binding[i] != i)
-			ev->direct = false;
-	if (!result_type_ok(&ev->result, duet_program_type(ev->program)))
+	out->direct = true;
+	for (size_t i = 0; i < duet_program_nvars(out->program); i++)
+		if (out->binding[i] != i)
+			out->direct = false;
+	if (!result_type_ok(&ev->result, duet_program_type(out->program)))
 		return udf_fail(err, "error:type: the formula returns %s, the function returns %s",
-						duet_type_name(duet_program_type(ev->program)),
+						duet_type_name(duet_program_type(out->program)),
 						udf_type_name(ev->result.type, tn, sizeof(tn)));
+	return true;
+}
+
+bool
+udf_eval_init_metric(udf_eval *ev, const char *formula, size_t len, udf_error *err)
+{
+	udf_eval	c;
+	bool		ok;
+
+	ev->formula_per_row = false;
+	if (!common_init(ev, err))
+		return false;
+	memset(&c, 0, sizeof(c));
+	ok = compile_metric(ev, formula, len, &c, err);
+	ev->program = c.program;
+	ev->binding = c.binding;
+	ev->direct = c.direct;
+	return ok;
+}
+
+bool
+udf_eval_replace_metric(udf_eval *ev, const char *formula, size_t len, udf_error *err)
+{
+	udf_eval	c;
+
+	memcpy(&c, ev, sizeof(c));
+	c.program = NULL;
+	c.binding = NULL;
+	if (!compile_metric(ev, formula, len, &c, err) ||
+		duet_program_nvars(c.program) != duet_program_nvars(ev->program) ||
+		udf_eval_batchable(&c) != udf_eval_batchable(ev))
+	{
+		if (c.program && err->message[0] == '\0')
+			udf_fail(err, "the new definition binds its arguments differently");
+		duet_program_free(c.program);
+		free(c.binding);
+		return false;
+	}
+	duet_program_free(ev->program);
+	free(ev->binding);
+	ev->program = c.program;
+	ev->binding = c.binding;
+	ev->direct = c.direct;
 	return true;
 }
 

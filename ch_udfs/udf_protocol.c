@@ -196,6 +196,8 @@ run_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_
 								msg);
 			}
 		}
+		if (proto->next_block)
+			proto->next_block(proto->next_block_arg, ev);
 		for (uint64_t i = 0; i < rows; i++)
 		{
 			st = proto->format->read_row(in, ev->args, ev->nargs, row, err);

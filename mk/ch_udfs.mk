@@ -7,7 +7,7 @@
 #       the `definitions` column of duet_clickhouse_config()) and, when FUNCTIONS_DIR is given,
 #       the example *_function.xml files
 #   make fuzz-udf [FUZZ_SECONDS=20]        libFuzzer (clang-14, ASan+UBSan), one target per format
-UDF_SRCS     := $(filter-out ch_udfs/duet_udf.c,$(sort $(wildcard ch_udfs/*.c)))
+UDF_SRCS     := $(filter-out ch_udfs/duet_udf.c ch_udfs/duet_ch_sync.c,$(sort $(wildcard ch_udfs/*.c)))
 UDF_OBJS     := $(patsubst ch_udfs/%.c,$(BUILD)/ch_udfs/%.o,$(UDF_SRCS))
 UDF_CFLAGS   ?= -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-comment
 UDF_CALC_LIB ?= $(BUILD)/libduetcalc.a
@@ -27,7 +27,13 @@ $(UDF_BIN): $(BUILD)/ch_udfs/duet_udf.o $(BUILD)/ch_udfs/libduetudf.a $(UDF_CALC
 
 # Until the engine's sources exist (calc/*.c), there is nothing to link the executable against.
 ifneq ($(CALC_SRCS),)
-all: $(UDF_BIN)
+# duet-ch-sync: pulls the metrics from PostgreSQL into a user_scripts directory (libpq)
+CH_SYNC_BIN  := $(BUILD)/ch_udfs/duet-ch-sync
+$(CH_SYNC_BIN): ch_udfs/duet_ch_sync.c
+	@mkdir -p $(dir $@)
+	$(CC) $(UDF_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
+
+all: $(UDF_BIN) $(CH_SYNC_BIN)
 UNIT_TESTS += $(BUILD)/ch_udfs/test_udf_codecs
 endif
 

@@ -19,12 +19,14 @@
 #include "common/md5.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "ask.h"
+#include "pg_duet.h"
 
 #define MAX_EXAMPLES_READ	200
 #define MAX_EXAMPLES_SENT	5
@@ -348,15 +350,82 @@ duet_context_examples(const char *question, const char *target)
 	return render_examples(question, target);
 }
 
+/*
+ * The named metrics the caller may use (duet.metrics_catalog, read as the caller: global ones and
+ * its tenant's), with how to compute one in SQL; "" when there are none. Read at every ask (a few
+ * rows), so a change is in the next prompt; the fingerprint covers it.
+ */
+static char *
+render_metrics(void)
+{
+	StringInfoData out;
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *result;
+
+	initStringInfo(&out);
+	if (!duet_sql_is_current())
+		return out.data;
+	SPI_connect();
+	if (SPI_execute("SELECT c.name, c.description, c.unit, c.return_type, c.arguments, c.argument_types "
+					"FROM duet.metrics_catalog c ORDER BY c.name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read duet.metrics_catalog");
+	if (SPI_processed > 0)
+		appendStringInfoString(&out, "\nNamed metrics (Duet formulas). Compute one with "
+							   "duet_calc_number_args('name(a, b)', <expression for a>, <expression for b>), "
+							   "the expressions bound to the formula's variables in order; "
+							   "string results: duet_calc_args(...) #>> '{}':\n");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *description = SPI_getvalue(tup, desc, 2);
+		char	   *unit = SPI_getvalue(tup, desc, 3);
+		bool		isnull;
+		Datum	   *names,
+				   *types;
+		int			n,
+					nt;
+
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull)), TEXTOID, -1, false,
+						  TYPALIGN_INT, &names, NULL, &n);
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 6, &isnull)), TEXTOID, -1, false,
+						  TYPALIGN_INT, &types, NULL, &nt);
+		appendStringInfo(&out, "metric %s(", SPI_getvalue(tup, desc, 1));
+		for (int k = 0; k < n; k++)
+			appendStringInfo(&out, "%s%s %s", k ? ", " : "", TextDatumGetCString(names[k]),
+							 k < nt ? TextDatumGetCString(types[k]) : "");
+		appendStringInfo(&out, ") returns %s%s%s%s%s\n", SPI_getvalue(tup, desc, 4),
+						 unit ? ", unit " : "", unit ? unit : "",
+						 description ? " -- " : "", description ? description : "");
+	}
+	result = MemoryContextStrdup(caller, out.data);
+	SPI_finish();
+	return result;
+}
+
 AskContext *
 duet_context_build(const char *question)
 {
 	AskContext *ctx = palloc0(sizeof(AskContext));
+	char	   *metrics;
+	char		digest[33];
 
 	if (!catalog_valid || catalog_role != GetUserId())
 		load_catalog();
 	ctx->schema_text = render_schema(question, &ctx->tables_sent);
-	ctx->fingerprint = pstrdup(catalog_fingerprint);
+	metrics = render_metrics();
+	if (metrics[0] != '\0')
+	{
+		char	   *both = psprintf("%s%s", catalog_fingerprint, metrics);
+		const char *errstr = NULL;
+
+		ctx->schema_text = psprintf("%s%s", ctx->schema_text, metrics);
+		if (!pg_md5_hash(both, strlen(both), digest, &errstr))
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		ctx->fingerprint = pstrdup(digest);
+	}
+	else
+		ctx->fingerprint = pstrdup(catalog_fingerprint);
 	ctx->tables_visible = catalog_ntables;
 	return ctx;
 }

@@ -15,6 +15,7 @@
 #include "utils/memutils.h"
 
 #include "calc_pg.h"
+#include "metrics.h"
 #include "pg_duet.h"
 
 int			pgcalc_cache_size = 256;
@@ -191,6 +192,7 @@ pgcalc_program_get(const char *formula, size_t formula_len, const PgcalcProgram 
 	duet_compile_options opts;
 	SigTypes	st;
 	duet_error	err;
+	uint64		metrics_stamp;
 
 	cache_init();
 	pgcalc_cache_stats.lookups++;
@@ -206,6 +208,12 @@ pgcalc_program_get(const char *formula, size_t formula_len, const PgcalcProgram 
 		if (prog->hash == hash && prog->key_len == key_len &&
 			memcmp(prog->key, key, key_len) == 0)
 		{
+			/* a metric it expanded may have changed since: compile it again */
+			if (prog->metrics_stamp != 0 && prog->metrics_stamp != duet_metrics_load(false))
+			{
+				cache_remove(prog);
+				break;
+			}
 			pfree(key);
 			dlist_move_head(&lru, &prog->lru_node);
 			prog->pins++;
@@ -225,6 +233,8 @@ pgcalc_program_get(const char *formula, size_t formula_len, const PgcalcProgram 
 		opts.var_type = sig_var_type;
 		opts.var_type_arg = &st;
 	}
+	metrics_stamp = duet_metrics_load(false);
+	duet_metrics_options(&opts);
 	compiled = duet_compile(formula, formula_len, &opts, &err);
 	if (compiled == NULL)
 	{
@@ -246,6 +256,7 @@ pgcalc_program_get(const char *formula, size_t formula_len, const PgcalcProgram 
 	prog->program = compiled;
 	prog->nvars = (int) duet_program_nvars(compiled);
 	prog->result_type = duet_program_type(compiled);
+	prog->metrics_stamp = duet_metrics_used() ? metrics_stamp : 0;
 	prog->pins = 1;
 
 	if (pgcalc_cache_size > 0)

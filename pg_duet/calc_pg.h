@@ -41,6 +41,7 @@ typedef struct PgcalcProgram
 	duet_program *program;
 	int			nvars;
 	duet_type	result_type;
+	uint64		metrics_stamp;	/* expanded metrics as of this duet_metrics_load stamp; 0: none */
 } PgcalcProgram;
 
 /* duet.calc_cache_size: programs kept per backend. */

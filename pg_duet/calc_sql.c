@@ -26,6 +26,7 @@
 #include <math.h>
 
 #include "calc_pg.h"
+#include "metrics.h"
 
 PG_FUNCTION_INFO_V1(duet_calc_jsonb);
 PG_FUNCTION_INFO_V1(duet_calc_row);
@@ -210,6 +211,7 @@ duet_formula_check(PG_FUNCTION_ARGS)
 	const char *src;
 	duet_program *prog;
 	duet_error	err;
+	duet_compile_options opts;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "duet_formula_check must return a composite type");
@@ -217,7 +219,10 @@ duet_formula_check(PG_FUNCTION_ARGS)
 	memset(nulls, 0, sizeof(nulls));
 
 	src = pgcalc_to_utf8(VARDATA_ANY(formula), VARSIZE_ANY_EXHDR(formula), &len);
-	prog = duet_compile(src, len, NULL, &err);
+	memset(&opts, 0, sizeof(opts));
+	(void) duet_metrics_load(false);
+	duet_metrics_options(&opts);
+	prog = duet_compile(src, len, &opts, &err);
 	if (prog != NULL)
 	{
 		size_t		n = duet_program_nvars(prog);
@@ -266,11 +271,15 @@ duet_formula_explain(PG_FUNCTION_ARGS)
 	const char *src;
 	duet_program *prog;
 	duet_error	err;
+	duet_compile_options opts;
 	char	   *listing;
 	text	   *volatile result = NULL;
 
 	src = pgcalc_to_utf8(VARDATA_ANY(formula), VARSIZE_ANY_EXHDR(formula), &len);
-	prog = duet_compile(src, len, NULL, &err);
+	memset(&opts, 0, sizeof(opts));
+	(void) duet_metrics_load(false);
+	duet_metrics_options(&opts);
+	prog = duet_compile(src, len, &opts, &err);
 	if (prog == NULL)
 		pgcalc_report(&err, false);
 	listing = duet_program_explain(prog);

@@ -7,7 +7,8 @@
  * sql/60_metrics.sql) stores the metric with that signature; duet_clickhouse_config() turns the
  * table into the <functions> XML and the definitions file duet_udf reads.
  *
- * Variables without a declared type are numbers (Nullable(Float64)): declaring them lets the
+ * The formula may call other metrics (metrics_resolve.c expands them); metrics_write.c stores
+ * versions. Variables without a declared type are numbers (Nullable(Float64)): declaring them lets the
  * compiler reject `clicks || 'x'` here, in PostgreSQL, instead of in a ClickHouse query.
  */
 #include "postgres.h"
@@ -20,6 +21,7 @@
 #include "utils/lsyscache.h"
 
 #include "calc_pg.h"
+#include "metrics.h"
 #include "pg_duet.h"
 
 PG_FUNCTION_INFO_V1(duet_metric_signature);
@@ -126,32 +128,28 @@ return_type_for(duet_type t)
 }
 
 /*
- * duet_metric_signature(formula text, typed_names text[], typed_types text[],
- *                       OUT arguments text[], OUT argument_types text[], OUT return_type text)
+ * The signature of a metric's formula (database encoding) compiled against the metrics loaded
+ * (duet_metrics_load) with the declared argument types: its variables — the metric's parameters,
+ * in order of first appearance — their ClickHouse types, and its ClickHouse result type.
  */
-Datum
-duet_metric_signature(PG_FUNCTION_ARGS)
+void
+duet_metric_signature_of(const char *formula, size_t formula_len, ArrayType *typed_names,
+						 ArrayType *typed_types, DuetMetricSignature *sig)
 {
-	text	   *formula = PG_GETARG_TEXT_PP(0);
 	declared_types declared;
 	duet_compile_options opts;
 	duet_error	err;
 	duet_program *prog;
-	TupleDesc	tupdesc;
-	Datum	   *names;
-	Datum	   *types;
-	size_t		nvars;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	const char *src;
+	size_t		len;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	read_declared(PG_GETARG_ARRAYTYPE_P(1), PG_GETARG_ARRAYTYPE_P(2), &declared);
-
+	read_declared(typed_names, typed_types, &declared);
 	memset(&opts, 0, sizeof(opts));
 	opts.var_type = declared_var_type;
 	opts.var_type_arg = &declared;
-	prog = duet_compile(VARDATA_ANY(formula), VARSIZE_ANY_EXHDR(formula), &opts, &err);
+	duet_metrics_options(&opts);
+	src = pgcalc_to_utf8(formula, formula_len, &len);
+	prog = duet_compile(src, len, &opts, &err);
 	if (!prog)
 		ereport(ERROR,
 				(errcode(pgcalc_errcode(err.cls)),
@@ -159,34 +157,66 @@ duet_metric_signature(PG_FUNCTION_ARGS)
 				 err.line > 0 ? errdetail("At line %d, column %d:\n%s", err.line, err.column, err.excerpt) : 0));
 
 	/* Copy out of the calc program (malloc'd) before anything here can throw. */
-	nvars = duet_program_nvars(prog);
-	names = palloc(sizeof(Datum) * Max(nvars, 1));
-	types = palloc(sizeof(Datum) * Max(nvars, 1));
-	for (size_t i = 0; i < nvars; i++)
+	sig->nargs = (int) duet_program_nvars(prog);
+	sig->args = palloc(sizeof(char *) * Max(sig->nargs, 1));
+	sig->ch_types = palloc(sizeof(char *) * Max(sig->nargs, 1));
+	for (int i = 0; i < sig->nargs; i++)
+		sig->args[i] = pstrdup(duet_program_var(prog, i));
+	sig->return_type = pstrdup(return_type_for(duet_program_type(prog)));
+	duet_program_free(prog);
+
+	for (int i = 0; i < sig->nargs; i++)
 	{
-		const char *v = duet_program_var(prog, i);
 		const char *t = "Float64";
 
 		for (int k = 0; k < declared.n; k++)
-			if (strcmp(declared.items[k].name, v) == 0)
+			if (strcmp(declared.items[k].name, sig->args[i]) == 0)
 			{
 				t = declared.items[k].ch_type;
 				declared.items[k].used = true;
 			}
-		names[i] = CStringGetTextDatum(v);
-		types[i] = CStringGetTextDatum(psprintf("Nullable(%s)", t));
+		sig->ch_types[i] = psprintf("Nullable(%s)", t);
+		sig->args[i] = pgcalc_from_utf8(sig->args[i], strlen(sig->args[i]));
 	}
-	values[2] = CStringGetTextDatum(return_type_for(duet_program_type(prog)));
-	duet_program_free(prog);
-
 	for (int k = 0; k < declared.n; k++)
 		if (!declared.items[k].used)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("argument type given for \"%s\", which the formula does not use",
 							declared.items[k].name)));
+}
 
-	values[0] = PointerGetDatum(construct_array(names, (int) nvars, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(types, (int) nvars, TEXTOID, -1, false, TYPALIGN_INT));
+ArrayType *
+duet_text_array(char **items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(items[i]);
+	return construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/*
+ * duet_metric_signature(formula text, typed_names text[], typed_types text[],
+ *                       OUT arguments text[], OUT argument_types text[], OUT return_type text)
+ * The formula may call the metrics the caller sees.
+ */
+Datum
+duet_metric_signature(PG_FUNCTION_ARGS)
+{
+	text	   *formula = PG_GETARG_TEXT_PP(0);
+	TupleDesc	tupdesc;
+	DuetMetricSignature sig;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	(void) duet_metrics_load(false);
+	duet_metric_signature_of(VARDATA_ANY(formula), VARSIZE_ANY_EXHDR(formula),
+							 PG_GETARG_ARRAYTYPE_P(1), PG_GETARG_ARRAYTYPE_P(2), &sig);
+	values[0] = PointerGetDatum(duet_text_array(sig.args, sig.nargs));
+	values[1] = PointerGetDatum(duet_text_array(sig.ch_types, sig.nargs));
+	values[2] = CStringGetTextDatum(sig.return_type);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

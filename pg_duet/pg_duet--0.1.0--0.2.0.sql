@@ -2636,3 +2636,363 @@ CREATE FUNCTION duet.duet_pipeline_wake() RETURNS trigger
 COMMENT ON FUNCTION duet.duet_pipeline_wake() IS
     'internal: statement trigger on pipeline sources; wakes the pipeline worker when the transaction commits';
 REVOKE ALL ON FUNCTION duet.duet_pipeline_wake() FROM PUBLIC;
+-- Metrics layer (issue 13): metrics in every formula, versioned and tenant-aware ------------------
+-- (pg_duet/sql/60_metrics.sql; docs/metrics.md)
+
+-- Global metrics and tenant overrides: (name, tenant) is the key. Columns added without a default,
+-- then filled (no "missing value" for old rows, as a fresh install stores them).
+ALTER TABLE duet.metrics DROP CONSTRAINT metrics_pkey;
+ALTER TABLE duet.metrics ADD COLUMN tenant text REFERENCES duet.tenants ON UPDATE CASCADE ON DELETE CASCADE;
+ALTER TABLE duet.metrics ADD COLUMN version bigint;
+UPDATE duet.metrics SET version = 1;
+ALTER TABLE duet.metrics ALTER COLUMN version SET DEFAULT 1;
+ALTER TABLE duet.metrics ALTER COLUMN version SET NOT NULL;
+ALTER TABLE duet.metrics ADD CONSTRAINT metrics_version_positive CHECK (version > 0);
+ALTER TABLE duet.metrics ADD COLUMN unit text CONSTRAINT metrics_unit CHECK (unit IN ('ratio', 'percent', 'currency', 'integer'));
+ALTER TABLE duet.metrics ADD COLUMN owner text;
+ALTER TABLE duet.metrics ADD COLUMN depends_on text[];
+UPDATE duet.metrics SET depends_on = '{}';
+ALTER TABLE duet.metrics ALTER COLUMN depends_on SET DEFAULT '{}';
+ALTER TABLE duet.metrics ALTER COLUMN depends_on SET NOT NULL;
+ALTER TABLE duet.metrics ADD CONSTRAINT metrics_name_tenant UNIQUE NULLS NOT DISTINCT (name, tenant);
+COMMENT ON TABLE duet.metrics IS
+    'named Duet formulas: global (tenant NULL) and tenant overrides, callable in every formula and as ClickHouse functions; written by duet_metric_define/duet_metric_set';
+DROP POLICY metrics_global_read ON duet.metrics;
+CREATE POLICY metrics_tenant_read ON duet.metrics FOR SELECT
+    USING (tenant IS NULL OR tenant = @extschema@.duet_current_tenant());
+CREATE TRIGGER duet_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON duet.metrics
+    FOR EACH STATEMENT EXECUTE FUNCTION duet_changed_trigger();
+
+-- Append-only: one row per change of a metric of a scope (global or one tenant).
+CREATE TABLE duet.metrics_history (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name           text NOT NULL,
+    tenant         text REFERENCES duet.tenants ON UPDATE CASCADE ON DELETE CASCADE,
+    version        bigint NOT NULL,
+    operation      text NOT NULL CHECK (operation IN ('define', 'drop', 'rollback')),
+    formula        text,            -- the definition from this version on; NULL after a drop
+    description    text,
+    arguments      text[],
+    argument_types text[],
+    return_type    text,
+    unit           text,
+    owner          text,
+    depends_on     text[],
+    rolled_back_to bigint,
+    reason         text,
+    changed_at     timestamptz NOT NULL DEFAULT now(),
+    changed_by     name NOT NULL,
+    CONSTRAINT metrics_history_version UNIQUE NULLS NOT DISTINCT (name, tenant, version)
+);
+COMMENT ON TABLE duet.metrics_history IS
+    'every change of every metric: who changed which metric of which scope, when, why, and the definition from then on (readable per tenant)';
+SELECT pg_catalog.pg_extension_config_dump('duet.metrics_history', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.metrics_history_id_seq', '');
+COMMENT ON SEQUENCE duet.metrics_history_id_seq IS 'ids of duet.metrics_history';
+REVOKE ALL ON duet.metrics_history FROM PUBLIC;
+GRANT SELECT ON duet.metrics_history TO PUBLIC;
+ALTER TABLE duet.metrics_history ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.metrics_history FORCE ROW LEVEL SECURITY;
+CREATE POLICY metrics_history_tenant_read ON duet.metrics_history FOR SELECT
+    USING (tenant IS NULL OR tenant = @extschema@.duet_current_tenant());
+
+-- The signature compiles calls of other metrics: it reads the table.
+ALTER FUNCTION duet_metric_signature(text, text[], text[]) STABLE;
+COMMENT ON FUNCTION duet_metric_signature(text, text[], text[]) IS
+    'compiles a metric formula (calling the metrics the caller sees) and returns its ClickHouse signature: arguments, their types, result type';
+
+-- The old write functions are replaced by versioned, tenant-aware ones (C: metrics_write.c).
+DROP FUNCTION duet_metric_define(text, text, text, jsonb);
+DROP FUNCTION duet_metric_drop(text);
+
+-- Internal: stores a change already compiled and authorized by metrics_write.c (as the caller),
+-- run as the owner. Checks what needs every scope: dependents of a drop or a signature change,
+-- and that a tenant override keeps the global metric's signature.
+CREATE FUNCTION duet.duet_metric_apply(p_op text, p_tenant text, p_name text, p_formula text, p_description text,
+                                       p_arguments text[], p_argument_types text[], p_return_type text,
+                                       p_depends_on text[], p_unit text, p_owner text, p_reason text,
+                                       p_rolled_back_to bigint, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur          duet.metrics;
+    glob         duet.metrics;
+    last_version bigint;
+    new_version  bigint;
+    users        text;
+    scope        text := CASE WHEN p_tenant IS NULL THEN 'global metric' ELSE format('metric of tenant "%s"', p_tenant) END;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('duet.metrics'));
+    SELECT * INTO cur FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL)) FOR UPDATE;
+    SELECT max(h.version) INTO last_version FROM duet.metrics_history h
+     WHERE h.name = p_name AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));
+    new_version := greatest(coalesce(cur.version, 0), coalesce(last_version, 0)) + 1;
+
+    -- Who would see a different metric: metrics calling this one in the scopes that resolve the
+    -- name to this row (for a global row: every tenant without an override of its own).
+    SELECT string_agg(CASE WHEN d.tenant IS NULL THEN d.name ELSE d.name || ' (tenant ' || d.tenant || ')' END,
+                      ', ' ORDER BY d.tenant NULLS FIRST, d.name)
+      INTO users
+      FROM duet.metrics d
+     WHERE p_name = ANY (d.depends_on)
+       AND NOT (d.name = p_name AND (d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL)))
+       AND ((d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL))
+            OR (p_tenant IS NULL AND NOT EXISTS (SELECT FROM duet.metrics o
+                                                  WHERE o.name = p_name AND o.tenant = d.tenant)));
+
+    IF p_op = 'drop' THEN
+        IF cur.name IS NULL THEN
+            RETURN 0;
+        END IF;
+        IF users IS NOT NULL AND (p_tenant IS NULL OR NOT EXISTS (SELECT FROM duet.metrics g
+                                                                  WHERE g.name = p_name AND g.tenant IS NULL)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot drop %s "%s": other metrics use it', scope, p_name),
+                DETAIL = 'Used by: ' || users || '.',
+                HINT = 'Drop or redefine those metrics first.';
+        END IF;
+        DELETE FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL));
+    ELSE
+        IF cur.name IS NOT NULL AND users IS NOT NULL
+           AND (cur.arguments, cur.argument_types, cur.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot change the signature of %s "%s": other metrics use it', scope, p_name),
+                DETAIL = format('It is %s(%s) returning %s; the new definition is %s(%s) returning %s. Used by: %s.',
+                                p_name, array_to_string(cur.arguments, ', '), cur.return_type,
+                                p_name, array_to_string(p_arguments, ', '), p_return_type, users),
+                HINT = 'Keep the parameters, their types and the result type, or change those metrics first.';
+        END IF;
+        IF p_tenant IS NULL AND cur.name IS NOT NULL
+           AND (cur.arguments, cur.argument_types, cur.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type)
+           AND EXISTS (SELECT FROM duet.metrics o WHERE o.name = p_name AND o.tenant IS NOT NULL) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot change the signature of global metric "%s": tenants override it', p_name),
+                DETAIL = 'Overridden by: ' || (SELECT string_agg(o.tenant, ', ' ORDER BY o.tenant) FROM duet.metrics o
+                                                WHERE o.name = p_name AND o.tenant IS NOT NULL) || '.',
+                HINT = 'An override has the global metric''s signature; keep it, or have the tenants drop their overrides first.';
+        END IF;
+        IF p_tenant IS NOT NULL THEN
+            SELECT * INTO glob FROM duet.metrics g WHERE g.name = p_name AND g.tenant IS NULL;
+            IF glob.name IS NOT NULL
+               AND (glob.arguments, glob.argument_types, glob.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type) THEN
+                RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                    MESSAGE = format('an override of global metric "%s" must keep its signature', p_name),
+                    DETAIL = format('The global metric is %s(%s) returning %s; the override is %s(%s) returning %s.',
+                                    p_name, array_to_string(glob.arguments, ', '), glob.return_type,
+                                    p_name, array_to_string(p_arguments, ', '), p_return_type),
+                    HINT = 'Metrics of every tenant call it with those arguments: use the same parameters and result type.';
+            END IF;
+        END IF;
+        INSERT INTO duet.metrics AS m (name, tenant, formula, description, arguments, argument_types, return_type,
+                                       depends_on, unit, owner, version, defined_by, defined_at)
+             VALUES (p_name, p_tenant, p_formula, p_description, p_arguments, p_argument_types, p_return_type,
+                     p_depends_on, p_unit, p_owner, new_version, p_actor, now())
+        ON CONFLICT ON CONSTRAINT metrics_name_tenant DO UPDATE
+           SET formula = excluded.formula, description = excluded.description, arguments = excluded.arguments,
+               argument_types = excluded.argument_types, return_type = excluded.return_type,
+               depends_on = excluded.depends_on, unit = excluded.unit, owner = excluded.owner,
+               version = excluded.version, defined_by = excluded.defined_by, defined_at = excluded.defined_at;
+    END IF;
+    INSERT INTO duet.metrics_history (name, tenant, version, operation, formula, description, arguments, argument_types,
+                                      return_type, unit, owner, depends_on, rolled_back_to, reason, changed_at, changed_by)
+         VALUES (p_name, p_tenant, new_version, p_op,
+                 CASE WHEN p_op <> 'drop' THEN p_formula END, CASE WHEN p_op <> 'drop' THEN p_description END,
+                 CASE WHEN p_op <> 'drop' THEN p_arguments END, CASE WHEN p_op <> 'drop' THEN p_argument_types END,
+                 CASE WHEN p_op <> 'drop' THEN p_return_type END, CASE WHEN p_op <> 'drop' THEN p_unit END,
+                 CASE WHEN p_op <> 'drop' THEN p_owner END, CASE WHEN p_op <> 'drop' THEN p_depends_on END,
+                 p_rolled_back_to, p_reason, now(), p_actor);
+    RETURN new_version;
+END $$;
+COMMENT ON FUNCTION duet.duet_metric_apply(text, text, text, text, text, text[], text[], text, text[], text, text, text, bigint, text) IS
+    'internal: stores a metric change already compiled and authorized by the calling duet_metric_* function';
+REVOKE ALL ON FUNCTION duet.duet_metric_apply(text, text, text, text, text, text[], text[], text, text[], text, text, text, bigint, text) FROM PUBLIC;
+
+-- The API (C: metrics_write.c). Global metrics are the admin's; a tenant's members change the
+-- tenant's overrides, the tenant being their verified duet_current_tenant().
+CREATE FUNCTION duet_metric_define(name text, formula text, description text DEFAULT NULL,
+                                   argument_types jsonb DEFAULT NULL, unit text DEFAULT NULL,
+                                   owner text DEFAULT NULL, reason text DEFAULT NULL)
+    RETURNS duet.metrics
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metric_define';
+COMMENT ON FUNCTION duet_metric_define(text, text, text, jsonb, text, text, text) IS
+    'defines or changes a global metric as a new version after compiling it (composition, types, cycles); argument_types maps variables to ClickHouse types (admin)';
+REVOKE ALL ON FUNCTION duet_metric_define(text, text, text, jsonb, text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION duet_metric_set(name text, formula text, description text DEFAULT NULL,
+                                argument_types jsonb DEFAULT NULL, unit text DEFAULT NULL,
+                                owner text DEFAULT NULL, reason text DEFAULT NULL)
+    RETURNS duet.metrics
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metric_set';
+COMMENT ON FUNCTION duet_metric_set(text, text, text, jsonb, text, text, text) IS
+    'defines or changes the current tenant''s metric (an override of a global one keeps its signature), as a new version';
+
+CREATE FUNCTION duet_metric_drop(name text, reason text DEFAULT NULL) RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metric_drop';
+COMMENT ON FUNCTION duet_metric_drop(text, text) IS
+    'drops a global metric; refused while other metrics use it; false when it did not exist (admin)';
+REVOKE ALL ON FUNCTION duet_metric_drop(text, text) FROM PUBLIC;
+
+CREATE FUNCTION duet_metric_unset(name text, reason text DEFAULT NULL) RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metric_unset';
+COMMENT ON FUNCTION duet_metric_unset(text, text) IS
+    'drops the current tenant''s metric (the global one, if any, applies again); false when it had none';
+
+CREATE FUNCTION duet_metric_rollback(name text, version bigint, reason text DEFAULT NULL) RETURNS bigint
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metric_rollback';
+COMMENT ON FUNCTION duet_metric_rollback(text, bigint, text) IS
+    'restores the current tenant''s metric as of an earlier version (compiled and checked again), as a new version';
+
+CREATE FUNCTION duet_metric_rollback_default(name text, version bigint, reason text DEFAULT NULL) RETURNS bigint
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metric_rollback_default';
+COMMENT ON FUNCTION duet_metric_rollback_default(text, bigint, text) IS
+    'restores a global metric as of an earlier version, as a new version (admin)';
+REVOKE ALL ON FUNCTION duet_metric_rollback_default(text, bigint, text) FROM PUBLIC;
+
+-- Reads run as the caller: row-level security scopes them to the global metrics and its tenant's.
+CREATE FUNCTION duet_metric_history(name text)
+    RETURNS TABLE (version bigint, tenant text, operation text, formula text, description text,
+                   arguments text[], return_type text, unit text, rolled_back_to bigint, reason text,
+                   changed_at timestamptz, changed_by name)
+    LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT h.version, h.tenant, h.operation, h.formula, h.description, h.arguments, h.return_type, h.unit,
+           h.rolled_back_to, h.reason, h.changed_at, h.changed_by
+      FROM duet.metrics_history h
+     WHERE h.name = duet_metric_history.name
+     ORDER BY h.tenant NULLS FIRST, h.version;
+END;
+COMMENT ON FUNCTION duet_metric_history(text) IS
+    'the versions of a metric the caller may see (global and its tenant''s), oldest first';
+
+CREATE FUNCTION duet_metric_at(name text, at timestamptz)
+    RETURNS TABLE (name text, tenant text, version bigint, formula text, description text, arguments text[],
+                   argument_types text[], return_type text, unit text, owner text, changed_at timestamptz,
+                   changed_by name)
+    LANGUAGE sql STABLE
+BEGIN ATOMIC
+    -- the latest change at or before "at" per scope; the tenant's wins unless it was a drop
+    SELECT s.name, s.tenant, s.version, s.formula, s.description, s.arguments, s.argument_types, s.return_type,
+           s.unit, s.owner, s.changed_at, s.changed_by
+      FROM (SELECT DISTINCT ON (h.tenant) h.*
+              FROM duet.metrics_history h
+             WHERE h.name = duet_metric_at.name AND h.changed_at <= duet_metric_at.at
+               AND (h.tenant IS NULL OR h.tenant = @extschema@.duet_current_tenant())
+             ORDER BY h.tenant, h.version DESC) s
+     WHERE s.operation <> 'drop'
+     ORDER BY s.tenant NULLS LAST
+     LIMIT 1;
+END;
+COMMENT ON FUNCTION duet_metric_at(text, timestamptz) IS
+    'the definition of a metric the current tenant used at a point in time (its override, else the global metric); no row if none existed';
+
+CREATE VIEW duet.metrics_catalog WITH (security_invoker = true) AS
+    SELECT DISTINCT ON (m.name)
+           m.name, m.description, m.unit, m.owner,
+           CASE WHEN m.tenant IS NULL THEN 'global' ELSE 'tenant' END AS source,
+           m.tenant, m.version, m.formula, m.arguments, m.argument_types, m.return_type, m.depends_on,
+           m.defined_by, m.defined_at
+      FROM duet.metrics m
+     WHERE m.tenant IS NULL OR m.tenant = @extschema@.duet_current_tenant()
+     ORDER BY m.name, m.tenant NULLS LAST;
+COMMENT ON VIEW duet.metrics_catalog IS
+    'the metrics the current tenant uses (its overrides, else the global ones) with display metadata, for dashboards';
+GRANT SELECT ON duet.metrics_catalog TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION duet_clickhouse_config(format text DEFAULT 'RowBinary', pool boolean DEFAULT true,
+                                       OUT xml text, OUT definitions text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF format IS NULL OR format NOT IN ('TabSeparated', 'CSV', 'JSONEachRow', 'RowBinary') THEN
+        RAISE EXCEPTION 'unsupported ClickHouse format "%"', format
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use TabSeparated, CSV, JSONEachRow or RowBinary.';
+    END IF;
+    -- XML escaping, and %XX escaping of argument names for duet_udf's --arguments syntax
+    -- the metrics the caller uses: its tenant's over the global ones (RLS shows no other tenant's)
+    WITH m AS (
+        SELECT DISTINCT ON (mt.name) mt.*,
+               -- inside an XML comment only "--" is special
+               regexp_replace(replace(coalesce(mt.description, ''), '--', '- -'), '-$', '- ') AS comment_text
+          FROM duet.metrics mt
+         WHERE mt.tenant IS NULL OR mt.tenant = @extschema@.duet_current_tenant()
+         ORDER BY mt.name, mt.tenant NULLS LAST
+    ), args AS (
+        SELECT m.name, a.ord,
+               '        <argument><type>' || a.typ || '</type><name>'
+               || replace(replace(replace(a.arg, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+               || '</name></argument>' AS xml_arg,
+               (SELECT string_agg(CASE WHEN c.ch ~ '^[A-Za-z0-9_]$' THEN c.ch
+                                       ELSE upper(regexp_replace(encode(convert_to(c.ch, 'UTF8'), 'hex'), '(..)', '%\1', 'g')) END,
+                                  '' ORDER BY c.i)
+                  FROM regexp_split_to_table(a.arg, '') WITH ORDINALITY c(ch, i)) || ':' || a.typ AS spec
+          FROM m, unnest(m.arguments, m.argument_types) WITH ORDINALITY a(arg, typ, ord)
+    )
+    SELECT '<functions>' || E'\n'
+           || coalesce(string_agg(
+                '    <!-- pg_duet metric ' || m.name || CASE WHEN m.comment_text <> '' THEN ': ' || m.comment_text ELSE '' END || ' -->' || E'\n'
+                || '    <function>' || E'\n'
+                || '        <type>' || CASE WHEN pool THEN 'executable_pool' ELSE 'executable' END || '</type>' || E'\n'
+                || '        <name>' || m.name || '</name>' || E'\n'
+                || '        <return_type>' || m.return_type || '</return_type>' || E'\n'
+                || coalesce((SELECT string_agg(a.xml_arg, E'\n' ORDER BY a.ord) FROM args a WHERE a.name = m.name) || E'\n', '')
+                || '        <format>' || format || '</format>' || E'\n'
+                || '        <command>duet_udf --metric ' || m.name || ' --format ' || format
+                || CASE WHEN pool THEN ' --chunk-header' ELSE '' END || '</command>' || E'\n'
+                || CASE WHEN pool THEN '        <send_chunk_header>true</send_chunk_header>' || E'\n' ELSE '' END
+                || '        <deterministic>true</deterministic>' || E'\n'
+                || '    </function>' || E'\n', '' ORDER BY m.name), '')
+           || '</functions>' || E'\n',
+           '# duet_udf metric definitions, generated by pg_duet duet_clickhouse_config()' || E'\n'
+           || '# name<TAB>return type<TAB>arguments<TAB>formula' || E'\n'
+           || coalesce(string_agg(m.name || E'\t' || m.return_type || E'\t'
+                || coalesce((SELECT string_agg(a.spec, ',' ORDER BY a.ord) FROM args a WHERE a.name = m.name), '')
+                || E'\t' || replace(replace(replace(m.formula, '\', '\\'), E'\n', '\n'), E'\t', '\t') || E'\n',
+                '' ORDER BY m.name), '')
+      INTO xml, definitions
+      FROM m;
+END
+$$;
+COMMENT ON FUNCTION duet_clickhouse_config(text, boolean) IS
+    'ClickHouse <functions> XML declaring one executable UDF per metric the caller uses, and the duet_udf definitions file content';
+
+-- Metrics layer (issue 13): versions, tenants, history, catalog ----------------------------------
+COMMENT ON COLUMN duet.metrics.tenant IS 'the tenant whose metric this is (an override of the global metric of that name, or its own); NULL for a global metric';
+COMMENT ON COLUMN duet.metrics.version IS 'version of this metric in its scope, increasing with every change (duet.metrics_history)';
+COMMENT ON COLUMN duet.metrics.unit IS 'display unit: ratio, percent, currency or integer; NULL when unspecified';
+COMMENT ON COLUMN duet.metrics.owner IS 'who answers for the metric (a team or a person), for catalogs; free text';
+COMMENT ON COLUMN duet.metrics.depends_on IS 'the metrics the formula calls directly';
+COMMENT ON COLUMN duet.metrics_history.id IS 'history entry id';
+COMMENT ON COLUMN duet.metrics_history.name IS 'metric name';
+COMMENT ON COLUMN duet.metrics_history.tenant IS 'the metric''s tenant; NULL for a global metric';
+COMMENT ON COLUMN duet.metrics_history.version IS 'the version this change made';
+COMMENT ON COLUMN duet.metrics_history.operation IS 'define, drop, or rollback (to rolled_back_to)';
+COMMENT ON COLUMN duet.metrics_history.formula IS 'the formula from this version on; NULL after a drop';
+COMMENT ON COLUMN duet.metrics_history.description IS 'the description from this version on';
+COMMENT ON COLUMN duet.metrics_history.arguments IS 'the parameters from this version on';
+COMMENT ON COLUMN duet.metrics_history.argument_types IS 'their ClickHouse types';
+COMMENT ON COLUMN duet.metrics_history.return_type IS 'the ClickHouse result type';
+COMMENT ON COLUMN duet.metrics_history.unit IS 'the display unit';
+COMMENT ON COLUMN duet.metrics_history.owner IS 'the owner label';
+COMMENT ON COLUMN duet.metrics_history.depends_on IS 'the metrics the formula called';
+COMMENT ON COLUMN duet.metrics_history.rolled_back_to IS 'for a rollback: the version restored';
+COMMENT ON COLUMN duet.metrics_history.reason IS 'why the change was made, as its author gave it';
+COMMENT ON COLUMN duet.metrics_history.changed_at IS 'when';
+COMMENT ON COLUMN duet.metrics_history.changed_by IS 'the role that made the change';
+COMMENT ON COLUMN duet.metrics_catalog.name IS 'metric name: call it as name(arguments) in any formula';
+COMMENT ON COLUMN duet.metrics_catalog.description IS 'what the metric measures';
+COMMENT ON COLUMN duet.metrics_catalog.unit IS 'display unit: ratio, percent, currency or integer';
+COMMENT ON COLUMN duet.metrics_catalog.owner IS 'who answers for the metric';
+COMMENT ON COLUMN duet.metrics_catalog.source IS 'global, or tenant (the current tenant''s own or override)';
+COMMENT ON COLUMN duet.metrics_catalog.tenant IS 'the tenant of a tenant metric; NULL for a global one';
+COMMENT ON COLUMN duet.metrics_catalog.version IS 'current version in its scope';
+COMMENT ON COLUMN duet.metrics_catalog.formula IS 'the Duet formula';
+COMMENT ON COLUMN duet.metrics_catalog.arguments IS 'parameters, in call order';
+COMMENT ON COLUMN duet.metrics_catalog.argument_types IS 'their ClickHouse types (Nullable(Float64) for numbers)';
+COMMENT ON COLUMN duet.metrics_catalog.return_type IS 'ClickHouse result type';
+COMMENT ON COLUMN duet.metrics_catalog.depends_on IS 'the metrics it calls';
+COMMENT ON COLUMN duet.metrics_catalog.defined_by IS 'who made the current version';
+COMMENT ON COLUMN duet.metrics_catalog.defined_at IS 'when the current version was made';
+COMMENT ON COLUMN duet.metrics.defined_by IS 'the role that made the current version';
+COMMENT ON COLUMN duet.metrics.defined_at IS 'when the current version was made';

@@ -173,15 +173,17 @@ validate_as_caller(void *arg)
 	}
 	else
 	{
-		MemoryContext outer = CurrentMemoryContext;
+		MemoryContext cxt = CurrentMemoryContext;
+		MemoryContext old;
 		TupleDesc	spi_desc;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		spi_desc = rules_query_describe(text_to_cstring(PG_GETARG_TEXT_PP(6)));
-		/* SPI_finish frees the SPI context the description was copied into: copy it out first. */
-		MemoryContextSwitchTo(outer);
+		/* out of SPI's context, which SPI_finish frees */
+		old = MemoryContextSwitchTo(cxt);
 		desc = CreateTupleDescCopy(spi_desc);
+		MemoryContextSwitchTo(old);
 		SPI_finish();
 	}
 

@@ -22,6 +22,7 @@
 #include "utils/resowner.h"
 
 #include "monitor.h"
+#include "metrics.h"
 #include "rules.h"
 
 typedef struct RuleInstance
@@ -56,8 +57,18 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 	int			i;
 	int			nvars;
 
-	run->cond = rules_formula_compile(condition, "condition", desc, true);
-	run->value = value ? rules_formula_compile(value, "value", desc, false) : NULL;
+	/* the rule's tenant's metrics, whoever's statement fires it (metrics_resolve.c) */
+	duet_metrics_rule_scope(true, run->tenant);
+	PG_TRY();
+	{
+		run->cond = rules_formula_compile(condition, "condition", desc, true);
+		run->value = value ? rules_formula_compile(value, "value", desc, false) : NULL;
+	}
+	PG_FINALLY();
+	{
+		duet_metrics_rule_scope(false, NULL);
+	}
+	PG_END_TRY();
 	run->tmpl = rules_template_parse(message, desc, value != NULL);
 	if (!labels_null)
 	{

@@ -24,6 +24,7 @@
 #include "utils/syscache.h"
 
 #include "calc_pg.h"
+#include "metrics.h"
 #include "rules.h"
 
 /* How a column becomes a formula value. */
@@ -145,6 +146,8 @@ rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool mu
 	opts.var_type = var_type;
 	opts.var_type_arg = desc;
 	memset(&err, 0, sizeof(err));
+	(void) duet_metrics_load(false);
+	duet_metrics_options(&opts);
 	prog = duet_compile(src, strlen(src), &opts, &err);
 	if (prog == NULL)
 	{

@@ -560,6 +560,8 @@ def postgres(env, res, psql):
         sql("SELECT duet_metric_define('over_budget', 'spend > budget', 'spend beyond budget')")
         sql("SELECT duet_metric_define('label', 'campaign || '' #'' || \"ad group\"', 'label', "
             "'{\"campaign\": \"String\", \"ad group\": \"String\"}')")
+        # a metric calling a metric: duet_udf expands ctr from the same definitions file
+        sql("SELECT duet_metric_define('ctr_pct', 'round(ctr() * 100, 2)', 'CTR in percent')")
         scripts = os.path.join(env.work, 'pg_scripts')
         os.makedirs(scripts, exist_ok=True)
         shutil.copy2(env.udf, os.path.join(scripts, 'duet_udf'))
@@ -576,9 +578,10 @@ def postgres(env, res, psql):
                 try:
                     got = [h.call('ctr', [[3.0, 40.0], [None, 2.0], [1.0, 0.0]], block_size=2),
                            h.call('over_budget', [[120.0, 100.0], [80.0, 100.0], [None, 1.0]]),
-                           h.call('label', [['brand', 'exact\tmatch'], ['x', None]])]
+                           h.call('label', [['brand', 'exact\tmatch'], ['x', None]]),
+                           h.call('ctr_pct', [[3.0, 40.0], [1.0, 0.0], [None, 1.0]])]
                     h.close()
-                    want = [[3 / 40, None, None], [1, 0, None], [b'brand #exact\tmatch', None]]
+                    want = [[3 / 40, None, None], [1, 0, None], [b'brand #exact\tmatch', None], [7.5, None, None]]
                     types = [h.functions[n].return_type for n in ('ctr', 'over_budget', 'label')]
                     res.check('duet_clickhouse_config(%s, pool %s) runs in the harness: %s' % (fmt, pool, ', '.join(types)),
                               got == want and types == ['Nullable(Float64)', 'Nullable(UInt8)', 'Nullable(String)'],

@@ -10,6 +10,8 @@ packages=(
   # Prometheus metrics (issue 17): the real exporter, scraped by test/t/080_exporter.pl
   prometheus-postgres-exporter
 )
+# metrics (issue 13): duet-ch-sync links libpq
+packages+=(libpq-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

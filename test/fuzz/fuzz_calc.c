@@ -153,7 +153,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *nul = memchr(data, 0, size);
 	size_t		flen = nul ? (size_t) (nul - data) : size;
 	duet_limits small = {4096, 24, 16, 256};
-	duet_compile_options opts = {NULL, NULL, NULL};
+	duet_compile_options opts = {0};
 	duet_compile_options typed;
 	bound		b;
 	duet_error	err;

@@ -23,8 +23,8 @@ my $node = new_node('sec_names');
 # history, a Kafka consumer; kadmin is also granted the privileged scheduler entry point and the
 # metric functions (grants an operator would make; they must not make it a superuser).
 $node->safe_psql('postgres', q{
-GRANT EXECUTE ON FUNCTION duet_rules_evaluate(timestamptz), duet_metric_define(text, text, text, jsonb),
-                          duet_metric_drop(text), duet_config_define(text, jsonb, text),
+GRANT EXECUTE ON FUNCTION duet_rules_evaluate(timestamptz), duet_metric_define(text, text, text, jsonb, text, text, text),
+                          duet_metric_drop(text, text), duet_config_define(text, jsonb, text),
                           duet_config_set_default(text, jsonb) TO kadmin;
 });
 for my $r (qw(alice kadmin))

@@ -199,7 +199,7 @@ static void
 test_limits(void **state)
 {
 	duet_limits lim = {100, 10, 3, 16};
-	duet_compile_options opts = {NULL, NULL, &lim};
+	duet_compile_options opts = {.limits = &lim};
 	duet_error	err;
 	duet_program *p;
 	duet_vm    *vm = duet_vm_new();
@@ -263,7 +263,7 @@ test_deep_nesting(void **state)
 		}
 		src[o++] = '1';
 		src[o] = '\0';
-		assert_null(duet_compile(src, o, &(duet_compile_options) {NULL, NULL, &(duet_limits) {1 << 20, 0, 0, 0}}, &err));
+		assert_null(duet_compile(src, o, &(duet_compile_options) {.limits = &(duet_limits) {1 << 20, 0, 0, 0}}, &err));
 		assert_int_equal(err.cls, DUET_ERR_LIMIT);
 		assert_non_null(strstr(err.message, "nested too deeply (limit 256)"));
 	}
@@ -277,7 +277,7 @@ test_deep_nesting(void **state)
 			o += (size_t) sprintf(src + o, "x+");
 		src[o++] = 'x';
 		src[o] = '\0';
-		p = duet_compile(src, o, &(duet_compile_options) {NULL, NULL, &(duet_limits) {1 << 20, 0, 0, 0}}, &err);
+		p = duet_compile(src, o, &(duet_compile_options) {.limits = &(duet_limits) {1 << 20, 0, 0, 0}}, &err);
 		if (p)
 		{
 			duet_vm    *vm = duet_vm_new();
@@ -309,7 +309,7 @@ typed_vars(void *arg, const char *name, size_t len)
 static void
 test_static_types(void **state)
 {
-	duet_compile_options opts = {typed_vars, NULL, NULL};
+	duet_compile_options opts = {.var_type = typed_vars};
 	duet_error	err;
 	duet_program *p;
 	duet_vm    *vm = duet_vm_new();

@@ -108,7 +108,7 @@ bind(const duet_program *p, json_t *inputs, duet_value *vars, outcome *o)
 static void
 run(const char *formula, json_t *inputs, bool typed, outcome *o)
 {
-	duet_compile_options opts = {var_type_from_json, inputs, NULL};
+	duet_compile_options opts = {.var_type = var_type_from_json, .var_type_arg = inputs};
 	duet_error	err;
 	duet_program *p;
 	duet_value	vars[256];
