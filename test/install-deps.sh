@@ -7,6 +7,8 @@ packages=(
   librdkafka-dev libjansson-dev libcurl4-openssl-dev libcmocka-dev kcat libipc-run-perl
   clickhouse-server clickhouse-client clang libclang-rt-14-dev valgrind python3
   postgresql-15-cron
+  # make deb and test/suites/60-deb.sh (the Debian packages, debian/)
+  debhelper postgresql-server-dev-all dpkg-dev fakeroot
 )
 missing=()
 for p in "${packages[@]}"; do
