@@ -1458,3 +1458,26 @@ CREATE FUNCTION duet_formula_explain(formula text) RETURNS text
     AS 'MODULE_PATHNAME', 'duet_formula_explain';
 COMMENT ON FUNCTION duet_formula_explain(text) IS
 'the bytecode listing of a Duet formula, as luac -l prints Lua: one line per instruction with its index, source position, opcode, operands and the constant, variable, builtin or jump target they name; an invalid formula raises its error';
+
+-- Packaging (issue 18): retention settings in minutes (GUC_UNIT_MIN) -------------------------------
+
+CREATE OR REPLACE FUNCTION duet_rules_prune() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retention int;
+    n bigint;
+BEGIN
+    PERFORM @extschema@.duet_version();     -- loads the library, which defines the setting
+    -- minutes (GUC_UNIT_MIN): pg_settings gives the number, current_setting() the text '90d'
+    SELECT s.setting::int INTO retention FROM pg_catalog.pg_settings s
+     WHERE s.name OPERATOR(pg_catalog.=) 'duet.rules_history_retention';
+    IF coalesce(retention, 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM duet.alert_transitions t WHERE t.at < now() - make_interval(mins => retention);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION duet_rules_prune() IS
+    'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention (admin); returns the count';
