@@ -1481,3 +1481,17 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION duet_rules_prune() IS
     'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention (admin); returns the count';
+
+-- Packaging (issue 18): Kafka workers woken at commit -----------------------------------------------
+
+-- Workers woken at commit instead of polling (kafka_wake.c): a committed change of the consumers
+-- wakes this database's supervisor, a committed outbox row its publisher.
+CREATE FUNCTION duet_kafka_changed_trigger() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'duet_kafka_changed_trigger';
+COMMENT ON FUNCTION duet_kafka_changed_trigger() IS
+    'statement trigger on duet.kafka_consumers (''consumers'') and duet.kafka_outbox (''outbox''): wakes this database''s Kafka supervisor or outbox publisher when the transaction commits';
+REVOKE ALL ON FUNCTION duet_kafka_changed_trigger() FROM PUBLIC;
+CREATE TRIGGER duet_kafka_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON duet.kafka_consumers
+    FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers');
+CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('outbox');
