@@ -67,6 +67,11 @@ like($err, qr/function duet_kafka_changed_trigger\(\) does not exist|must be cal
 	CREATE TRIGGER bad AFTER INSERT ON other FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('nobody');
 	INSERT INTO other VALUES (1)});
 like($err, qr/unknown argument "nobody" of duet_kafka_changed_trigger\(\)/, 'an unknown argument is refused');
+# Nobody but a superuser may attach it: a plain role cannot make its own writes wake the workers.
+$node->safe_psql('postgres', q{CREATE ROLE wake_mallory LOGIN; CREATE TABLE mallory_t (n int) ; ALTER TABLE mallory_t OWNER TO wake_mallory;});
+($rc, $out, $err) = $node->psql('postgres', q{SET ROLE wake_mallory;
+	CREATE TRIGGER mine AFTER INSERT ON mallory_t FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers')});
+like($err, qr/permission denied for function duet_kafka_changed_trigger/, 'a plain role cannot attach the wake-up trigger');
 
 $node->stop('fast');
 stop_broker($broker);
