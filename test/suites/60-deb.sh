@@ -5,8 +5,8 @@
 # shared_preload_libraries = pg_duet), runs `make installcheck` against it — so the regression
 # suite runs on the package's files, not on build/tmp_install — updates a 0.1.0 installation with
 # the packaged scripts, runs the packaged duet_udf, and removes the packages again (dpkg -r), checking
-# nothing is left. Installing into the system needs root, and a system PostgreSQL without a pg_duet
-# of its own: otherwise the suite prints a "skipped" line.
+# nothing is left. Installing into the system needs root: any other user gets a "skipped" line.
+# A system with a pg_duet of its own (make install) is tested in a private mount namespace.
 # CI machines are throwaway; on a shared machine the packages are installed only while this runs.
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -39,14 +39,31 @@ cleanup() {
 trap cleanup EXIT
 
 # A pg_duet that someone installed into the system with `make install` belongs to no package:
-# dpkg would overwrite it and dpkg -r delete it, so the suite leaves it alone and is skipped (a
-# fresh CI machine has none). A package left by an interrupted run of this suite is ours and is
-# removed first.
+# dpkg would overwrite it and dpkg -r delete it. The suite leaves it alone: it runs again in a
+# private mount namespace (unshare) where the system's PostgreSQL directories and dpkg database
+# are copies without those files, so dpkg -i/-r act on the copies only; where no namespace can be
+# made, it is skipped. A fresh CI machine has no such files. A package left by an interrupted run
+# of this suite is ours and is removed first.
+if [ -n "${DUET_DEB_PRIVATE:-}" ]; then
+  priv=$DUET_BUILD/check/deb-private
+  rm -rf "$priv" && mkdir -p "$priv/doc" || exit 1
+  cp -a /usr/lib/postgresql/15/lib "$priv/lib" && cp -a /usr/share/postgresql/15/extension "$priv/ext" &&
+    cp -a /var/lib/dpkg "$priv/dpkg" || exit 1
+  rm -rf "$priv"/lib/pg_duet.so "$priv"/lib/bitcode/pg_duet "$priv"/lib/bitcode/pg_duet.index.bc "$priv"/ext/pg_duet*
+  for m in "lib /usr/lib/postgresql/15/lib" "ext /usr/share/postgresql/15/extension" "dpkg /var/lib/dpkg" "doc /usr/share/doc"; do
+    mount --bind "$priv/${m%% *}" "${m#* }" || exit 1
+  done
+  chmod a+rx "$priv" "$priv"/*
+  echo "60-deb: in a private mount namespace: the system's pg_duet files (not from a package) are hidden, not touched"
+fi
 cleanup
 stray=$(ls /usr/lib/postgresql/15/lib/pg_duet.so /usr/share/postgresql/15/extension/pg_duet* 2>/dev/null)
 if [ -n "$stray" ]; then
-  echo "60-deb: skipped: the system PostgreSQL has pg_duet files no package owns (a make install?): $(echo $stray)"
-  echo "60-deb: remove them (or run on a machine without them) to test the Debian package"
+  echo "60-deb: the system PostgreSQL has pg_duet files no package owns (a make install?): $(echo $stray)"
+  if [ -z "${DUET_DEB_PRIVATE:-}" ] && unshare -m --propagation private true 2>/dev/null; then
+    DUET_DEB_PRIVATE=1 exec unshare -m --propagation private bash "$0"
+  fi
+  echo "60-deb: skipped: remove them, or allow unshare -m, to test the Debian package"
   finish
 fi
 
