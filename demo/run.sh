@@ -26,7 +26,7 @@ make -s -j"$(nproc)" all
 duet_tmp_install
 stop >/dev/null 2>&1 || true   # whatever an earlier `make demo` left running
 pg_writable_dir "$DUET_DEMO_DATA"
-duet_pg_start "$DUET_DEMO_DATA/pg" "$DUET_DEMO_PORT" "duet.databases = 'duet_demo'" "duet.kafka_poll_interval = 200"
+duet_pg_start "$DUET_DEMO_DATA/pg" "$DUET_DEMO_PORT" "duet.databases = 'duet_demo'"
 as_pg "$DUET_BINDIR/createdb" -h 127.0.0.1 -p "$DUET_DEMO_PORT" -U postgres duet_demo
 psql() { "$DUET_BINDIR/psql" -X -v ON_ERROR_STOP=1 "$@"; }
 export -f psql; export DUET_BINDIR

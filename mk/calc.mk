@@ -10,6 +10,9 @@ ifeq ($(origin CALC_DEBUG),undefined)
 CALC_DEBUG  := $(if $(findstring --enable-cassert,$(shell $(PG_CONFIG) --configure 2>/dev/null)),1,)
 endif
 CALC_CFLAGS += $(if $(filter 1,$(CALC_DEBUG)),-DDUET_DEBUG)
+# COPT: PGXS's extra compiler flags, which pg_buildext sets to dpkg-buildflags' CFLAGS (hardening)
+# in a Debian build (debian/rules); empty otherwise.
+CALC_CFLAGS += $(COPT)
 
 $(BUILD)/calc/%.o: calc/%.c $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)

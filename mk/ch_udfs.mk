@@ -10,6 +10,7 @@
 UDF_SRCS     := $(filter-out ch_udfs/duet_udf.c ch_udfs/duet_ch_sync.c,$(sort $(wildcard ch_udfs/*.c)))
 UDF_OBJS     := $(patsubst ch_udfs/%.c,$(BUILD)/ch_udfs/%.o,$(UDF_SRCS))
 UDF_CFLAGS   ?= -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-comment
+UDF_CFLAGS   += $(COPT)		# as CALC_CFLAGS (calc.mk): the Debian build's hardening flags
 UDF_CALC_LIB ?= $(BUILD)/libduetcalc.a
 UDF_LIBS     := $(UDF_CALC_LIB) -ljansson $(CALC_LIBS)
 UDF_BIN      := $(BUILD)/ch_udfs/duet_udf

@@ -40,7 +40,7 @@ int			duet_ask_run_timeout_ms = 10000;
 int			duet_ask_max_context_tables = 40;
 int			duet_ask_max_retry_wait_ms = 30000;
 int			duet_ask_cache_ttl_s = 86400;
-int			duet_ask_log_retention_days = 30;
+int			duet_ask_log_retention = 30 * DUET_MINS_PER_DAY;	/* minutes */
 char	   *duet_ask_extra_allowed_functions = NULL;
 
 void
@@ -69,9 +69,10 @@ duet_ask_init(void)
 	DefineCustomIntVariable("duet.ask_cache_ttl", "How long duet_ask() reuses an answer; 0 disables the cache.",
 							NULL, &duet_ask_cache_ttl_s, 86400, 0, INT_MAX, PGC_SUSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomIntVariable("duet.ask_log_retention_days", "Days duet.ask_log keeps its rows.",
-							NULL, &duet_ask_log_retention_days, 30, 1, 36500, PGC_SUSET, 0,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable("duet.ask_log_retention_days", "How long duet.ask_log keeps its rows.",
+							"In minutes like every duration setting, at least one day: '30d'.",
+							&duet_ask_log_retention, 30 * DUET_MINS_PER_DAY, 1, 36500 * DUET_MINS_PER_DAY,
+							PGC_SUSET, GUC_UNIT_MIN, duet_check_retention, NULL, NULL);
 	DefineCustomStringVariable("duet.ask_allowed_functions",
 							   "Volatile functions the duet_ask guard allows in model output.",
 							   "Comma-separated function names. Functions that read files or settings, "

@@ -30,7 +30,7 @@ extern int	duet_ask_run_timeout_ms;
 extern int	duet_ask_max_context_tables;
 extern int	duet_ask_max_retry_wait_ms;
 extern int	duet_ask_cache_ttl_s;
-extern int	duet_ask_log_retention_days;
+extern int	duet_ask_log_retention;	/* minutes */
 extern char *duet_ask_extra_allowed_functions;
 
 extern void duet_ask_init(void);

@@ -113,10 +113,10 @@ static void
 prune_su(void)
 {
 	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(duet_ask_log_retention_days), Int32GetDatum(duet_ask_cache_ttl_s)};
+	Datum		values[2] = {Int32GetDatum(duet_ask_log_retention), Int32GetDatum(duet_ask_cache_ttl_s)};
 
 	SPI_execute_with_args("DELETE FROM duet.ask_log WHERE at OPERATOR(pg_catalog.<) "
-						  "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+						  "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(mins => $1))",
 						  1, types, values, NULL, false, 0);
 	SPI_execute_with_args("DELETE FROM duet.ask_cache WHERE created_at OPERATOR(pg_catalog.<) "
 						  "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))",

@@ -82,6 +82,21 @@ extern void duet_kafka_slot_batch(DuetKafkaSlot *slot, uint64 rows, uint64 bytes
 extern void duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high);
 extern void duet_kafka_terminate_db_workers(Oid dboid);
 
+/*
+ * Wake-ups at commit (kafka_shmem.c keeps the waiters, kafka_wake.c the trigger): a supervisor
+ * waits for committed changes of duet.kafka_consumers, a publisher for new duet.kafka_outbox rows,
+ * on its latch; the statement trigger duet_kafka_changed_trigger() sets it when the writing
+ * transaction commits. The poll interval stays as the fallback (a PREPAREd transaction, whose
+ * COMMIT PREPARED runs elsewhere; a 0.1.0 schema, which has no trigger).
+ */
+typedef enum DuetKafkaWaitFor
+{
+	DUET_WAIT_CONSUMERS = 1 << 0,	/* the supervisor of the database */
+	DUET_WAIT_OUTBOX = 1 << 1		/* its outbox publisher */
+} DuetKafkaWaitFor;
+extern void duet_kafka_waiter_register(DuetKafkaWaitFor what);
+extern void duet_kafka_wake(int what, Oid dboid);
+
 /* kafka_launcher.c */
 extern void duet_kafka_register_launcher(void);
 PGDLLEXPORT void duet_kafka_launcher_main(Datum arg);

@@ -3,8 +3,9 @@
  *
  * The launcher is a static background worker without a database: it keeps one supervisor running
  * per database in duet.databases (re-read on SIGHUP). A supervisor connects to its database and
- * polls duet.kafka_consumers: it starts one consumer worker per (enabled consumer, partition
- * group, generation), ends workers whose consumer was stopped, dropped, reset or changed (their
+ * reads duet.kafka_consumers whenever a change to it commits (its latch is set at commit,
+ * kafka_wake.c; duet.kafka_poll_interval is the fallback): it starts one consumer worker per
+ * (enabled consumer, partition group, generation), ends workers whose consumer was stopped, dropped, reset or changed (their
  * generation moves on), restarts workers that exited (after a pause), and runs the outbox publisher
  * when duet.outbox_brokers is set. So SQL changes take effect without a server restart.
  *
@@ -150,6 +151,27 @@ children_reap_unwanted(void)
 	}
 }
 
+/*
+ * How long a supervisor may sleep: until a change wakes it, or the poll interval, or the end of
+ * the restart pause of a child that exited (whose exit set the latch: bgw_notify_pid).
+ */
+static long
+children_wait_ms(long poll_ms)
+{
+	long		wait_ms = poll_ms;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i].used && children[i].handle == NULL && children[i].stopped_at != 0)
+		{
+			long		left = RESTART_DELAY_MS -
+				TimestampDifferenceMilliseconds(children[i].stopped_at, now);
+
+			wait_ms = Min(wait_ms, Max(left, 1));
+		}
+	return wait_ms;
+}
+
 /* ---- launcher ---- */
 
 void
@@ -224,6 +246,7 @@ duet_kafka_supervisor_main(Datum arg)
 	duet_worker_connect(self.dbname, InvalidOid);
 	pgstat_report_appname("pg_duet kafka supervisor");
 	duet_kafka_terminate_db_workers(MyDatabaseId);
+	duet_kafka_waiter_register(DUET_WAIT_CONSUMERS);	/* woken when a consumer change commits */
 	loopcxt = duet_worker_loop_context("duet kafka supervisor");
 
 	while (duet_worker_loop(loopcxt, NULL))
@@ -288,7 +311,7 @@ duet_kafka_supervisor_main(Datum arg)
 		children_reap_unwanted();
 		pgstat_report_stat(true);
 		pgstat_report_activity(STATE_IDLE, NULL);
-		duet_worker_wait(duet_kafka_poll_ms);
+		duet_worker_wait(children_wait_ms(duet_kafka_poll_ms));
 	}
 	proc_exit(0);
 }

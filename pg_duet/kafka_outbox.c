@@ -30,7 +30,7 @@
 #include "worker.h"
 
 #define OUTBOX_BATCH		1000
-#define OUTBOX_IDLE_MS		200
+#define OUTBOX_RETRY_MS		1000	/* before producing rows again that were not acknowledged */
 #define OUTBOX_PRUNE_MS		60000
 
 typedef struct OutboxRow
@@ -231,6 +231,7 @@ duet_kafka_publisher_main(Datum arg)
 	duet_worker_init(DUET_WORKER_DIE);
 	duet_worker_connect(NULL, args.dboid);
 	pgstat_report_appname("pg_duet kafka outbox publisher");
+	duet_kafka_waiter_register(DUET_WAIT_OUTBOX);	/* woken when new outbox rows commit */
 	brokers = MemoryContextStrdup(TopMemoryContext, duet_outbox_brokers);
 	rk = producer_new();
 	rows = MemoryContextAlloc(TopMemoryContext, sizeof(OutboxRow) * OUTBOX_BATCH);
@@ -302,8 +303,9 @@ duet_kafka_publisher_main(Datum arg)
 		}
 		pgstat_report_stat(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
+		/* Idle until an insert commits (kafka_wake.c); the poll interval is the fallback. */
 		if (n < OUTBOX_BATCH)
-			duet_worker_wait(OUTBOX_IDLE_MS);
+			duet_worker_wait(sent < n ? OUTBOX_RETRY_MS : duet_kafka_poll_ms);
 	}
 	rd_kafka_destroy(rk);
 	proc_exit(0);

@@ -14,6 +14,8 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -24,18 +26,33 @@
 
 char	   *duet_outbox_brokers = NULL;
 char	   *duet_outbox_properties = NULL;
-int			duet_kafka_poll_ms = 1000;
+int			duet_kafka_poll_ms = 60000;
+
+/* A process waiting on its latch for committed changes (kafka.h); a supervisor or a publisher. */
+typedef struct DuetKafkaWaiter
+{
+	bool		in_use;
+	int			what;			/* DuetKafkaWaitFor */
+	Oid			dboid;
+	pid_t		pid;
+	Latch	   *latch;
+} DuetKafkaWaiter;
+
+/* At most one supervisor and one publisher per database the launcher serves. */
+#define DUET_KAFKA_MAX_WAITERS	(2 * (DUET_KAFKA_MAX_SLOTS + 1))
 
 typedef struct DuetKafkaShared
 {
 	LWLock	   *lock;
 	DuetKafkaSlot slots[DUET_KAFKA_MAX_SLOTS];
+	DuetKafkaWaiter waiters[DUET_KAFKA_MAX_WAITERS];
 } DuetKafkaShared;
 
 static DuetKafkaShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static DuetKafkaSlot *my_slot = NULL;
+static DuetKafkaWaiter *my_waiter = NULL;
 
 static const char *const state_names[] = {"starting", "running", "idle", "broker unreachable", "error"};
 
@@ -79,8 +96,10 @@ duet_kafka_init(void)
 							   &duet_outbox_properties, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("duet.kafka_poll_interval",
-							"How often supervisors look for consumer changes.",
-							NULL, &duet_kafka_poll_ms, 1000, 100, 60000, PGC_SIGHUP, GUC_UNIT_MS,
+							"How often the Kafka supervisors and outbox publishers look for changes nobody woke them for.",
+							"Committed changes of duet.kafka_consumers and new outbox rows wake them at "
+							"once; this is the fallback (PREPAREd transactions, a 0.1.0 schema).",
+							&duet_kafka_poll_ms, 60000, 100, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -196,6 +215,56 @@ duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high)
 	}
 	if (i < DUET_KAFKA_MAX_PARTITIONS)
 		slot->high_watermark[i] = high;
+	LWLockRelease(shared->lock);
+}
+
+static void
+waiter_release(int code, Datum arg)
+{
+	if (my_waiter == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (my_waiter->pid == MyProcPid)
+		my_waiter->in_use = false;
+	LWLockRelease(shared->lock);
+	my_waiter = NULL;
+}
+
+/* This process (connected to its database) waits for what; duet_kafka_wake() sets its latch. */
+void
+duet_kafka_waiter_register(DuetKafkaWaitFor what)
+{
+	if (shared == NULL)
+		elog(ERROR, "pg_duet Kafka shared memory is not initialised");
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < DUET_KAFKA_MAX_WAITERS && my_waiter == NULL; i++)
+		if (!shared->waiters[i].in_use)
+		{
+			my_waiter = &shared->waiters[i];
+			my_waiter->in_use = true;
+			my_waiter->what = what;
+			my_waiter->dboid = MyDatabaseId;
+			my_waiter->pid = MyProcPid;
+			my_waiter->latch = &MyProc->procLatch;
+		}
+	LWLockRelease(shared->lock);
+	/* Sized for every supervisor and publisher the launcher can run: never full. */
+	if (my_waiter == NULL)
+		elog(ERROR, "no free pg_duet Kafka wake-up entry");
+	before_shmem_exit(waiter_release, 0);
+}
+
+/* Sets the latch of every process of database dboid waiting for one of what (a bit mask). */
+void
+duet_kafka_wake(int what, Oid dboid)
+{
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < DUET_KAFKA_MAX_WAITERS; i++)
+		if (shared->waiters[i].in_use && (shared->waiters[i].what & what) &&
+			shared->waiters[i].dboid == dboid)
+			SetLatch(shared->waiters[i].latch);
 	LWLockRelease(shared->lock);
 }
 

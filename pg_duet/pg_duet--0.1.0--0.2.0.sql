@@ -2996,3 +2996,39 @@ COMMENT ON COLUMN duet.metrics_catalog.defined_by IS 'who made the current versi
 COMMENT ON COLUMN duet.metrics_catalog.defined_at IS 'when the current version was made';
 COMMENT ON COLUMN duet.metrics.defined_by IS 'the role that made the current version';
 COMMENT ON COLUMN duet.metrics.defined_at IS 'when the current version was made';
+-- Packaging (issue 18): retention settings in minutes (GUC_UNIT_MIN) -------------------------------
+
+CREATE OR REPLACE FUNCTION duet_rules_prune() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retention int;
+    n bigint;
+BEGIN
+    PERFORM @extschema@.duet_version();     -- loads the library, which defines the setting
+    -- minutes (GUC_UNIT_MIN): pg_settings gives the number, current_setting() the text '90d'
+    SELECT s.setting::int INTO retention FROM pg_catalog.pg_settings s
+     WHERE s.name OPERATOR(pg_catalog.=) 'duet.rules_history_retention';
+    IF coalesce(retention, 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM duet.alert_transitions t WHERE t.at < now() - make_interval(mins => retention);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION duet_rules_prune() IS
+    'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention (admin); returns the count';
+
+-- Packaging (issue 18): Kafka workers woken at commit -----------------------------------------------
+
+-- Workers woken at commit instead of polling (kafka_wake.c): a committed change of the consumers
+-- wakes this database's supervisor, a committed outbox row its publisher.
+CREATE FUNCTION duet_kafka_changed_trigger() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'duet_kafka_changed_trigger';
+COMMENT ON FUNCTION duet_kafka_changed_trigger() IS
+    'statement trigger on duet.kafka_consumers (''consumers'') and duet.kafka_outbox (''outbox''): wakes this database''s Kafka supervisor or outbox publisher when the transaction commits';
+REVOKE ALL ON FUNCTION duet_kafka_changed_trigger() FROM PUBLIC;
+CREATE TRIGGER duet_kafka_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON duet.kafka_consumers
+    FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers');
+CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('outbox');

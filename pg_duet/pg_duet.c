@@ -98,3 +98,22 @@ duet_sql_is_current(void)
 	table_close(rel, AccessShareLock);
 	return current;
 }
+
+/*
+ * Check hook of duet.ask_log_retention_days and duet.rules_history_retention. Before 0.2.0 they
+ * were a bare number of days; now they are minutes, so a line such as "= 90" left in
+ * postgresql.conf would mean 90 minutes and prune nearly everything. Every retention shorter than
+ * a day is refused with the way to write it instead (0, where allowed, keeps everything).
+ */
+bool
+duet_check_retention(int *newval, void **extra, GucSource source)
+{
+	if (*newval > 0 && *newval < DUET_MINS_PER_DAY)
+	{
+		GUC_check_errdetail("Retention settings are in minutes since pg_duet 0.2.0 and are at least one day; "
+							"a value without a unit is minutes.");
+		GUC_check_errhint("Write the retention with its unit, for example '90d'.");
+		return false;
+	}
+	return true;
+}

@@ -5,6 +5,7 @@
 #define PG_DUET_H
 
 #include "datatype/timestamp.h"
+#include "utils/guc.h"
 
 #define PG_DUET_VERSION "0.2.0"
 
@@ -40,6 +41,14 @@ extern void duet_workers_warn(const char *what);
 extern bool duet_deadline_arm(int ms, TimestampTz *previous);
 extern void duet_deadline_disarm(TimestampTz previous);
 extern bool duet_deadline_fired(void);
+
+/*
+ * pg_duet.c: check hook of the retention settings, which were days without a unit before 0.2.0
+ * and are minutes (GUC_UNIT_MIN, so '90d' works) at least a day long: an old bare number of days
+ * is refused loudly instead of being read as minutes.
+ */
+#define DUET_MINS_PER_DAY (24 * 60)
+extern bool duet_check_retention(int *newval, void **extra, GucSource source);
 
 /* Per-concern initialisation, called from _PG_init (pg_duet.c). */
 extern void duet_calc_init(void);	/* calc_cache.c */

@@ -42,8 +42,8 @@ int			duet_rules_max_rows = 100000;
 /* duet.rules_query_timeout: one query rule's time limit (ms), so no rule stalls the others. */
 int			duet_rules_query_timeout_ms = 30000;
 
-/* duet.rules_history_retention: days of alert history the scheduler keeps; 0 keeps all. */
-static int	duet_rules_history_retention = 90;
+/* duet.rules_history_retention: minutes of alert history the scheduler keeps; 0 keeps all. */
+static int	duet_rules_history_retention = 90 * DUET_MINS_PER_DAY;
 
 void
 duet_rules_init(void)
@@ -83,13 +83,14 @@ duet_rules_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("duet.rules_history_retention",
-							"Days of alert history (duet.alert_transitions) the rule scheduler keeps.",
-							"0 keeps everything. Pruning runs after each scheduled evaluation.",
+							"How long the rule scheduler keeps alert history (duet.alert_transitions).",
+							"In minutes, at least one day ('90d'); 0 keeps everything. Pruning runs "
+							"after each scheduled evaluation.",
 							&duet_rules_history_retention,
-							90, 0, 36500,
+							90 * DUET_MINS_PER_DAY, 0, 36500 * DUET_MINS_PER_DAY,
 							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
+							GUC_UNIT_MIN,
+							duet_check_retention, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -196,7 +197,7 @@ duet_rules_evaluator_main(Datum arg)
 		if (duet_rules_history_retention > 0)
 		{
 			ret = SPI_execute(psprintf("DELETE FROM duet.alert_transitions WHERE at OPERATOR(pg_catalog.<) "
-									   "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => %d))",
+									   "(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(mins => %d))",
 									   duet_rules_history_retention), false, 0);
 			if (ret != SPI_OK_DELETE)
 				elog(ERROR, "alert history pruning failed: %s", SPI_result_code_string(ret));

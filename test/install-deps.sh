@@ -9,6 +9,8 @@ packages=(
   postgresql-15-cron
   # Prometheus metrics (issue 17): the real exporter, scraped by test/t/080_exporter.pl
   prometheus-postgres-exporter
+  # make deb and test/suites/60-deb.sh (the Debian packages, debian/)
+  debhelper postgresql-server-dev-all dpkg-dev fakeroot
 )
 # metrics (issue 13): duet-ch-sync links libpq
 packages+=(libpq-dev)

@@ -38,6 +38,16 @@ COMMENT ON TABLE duet.kafka_consumers IS 'Kafka consumers run by pg_duet workers
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_consumers', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_consumers_id_seq', '');
 
+-- Workers woken at commit instead of polling (kafka_wake.c): a committed change of the consumers
+-- wakes this database's supervisor, a committed outbox row its publisher.
+CREATE FUNCTION duet_kafka_changed_trigger() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'duet_kafka_changed_trigger';
+COMMENT ON FUNCTION duet_kafka_changed_trigger() IS
+    'statement trigger on duet.kafka_consumers (''consumers'') and duet.kafka_outbox (''outbox''): wakes this database''s Kafka supervisor or outbox publisher when the transaction commits';
+REVOKE ALL ON FUNCTION duet_kafka_changed_trigger() FROM PUBLIC;
+CREATE TRIGGER duet_kafka_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON duet.kafka_consumers
+    FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers');
+
 -- Properties that hold secrets (passwords, client secrets, private keys: duet_kafka_property_secret
 -- in kafka_conf.c decides) are kept apart from duet.kafka_consumers, which pg_dump writes: this
 -- table it does not (back it up with COPY as a superuser, like duet.llm_provider_keys).
@@ -293,6 +303,8 @@ COMMENT ON VIEW duet.kafka_outbox_status IS
 GRANT SELECT ON duet.kafka_outbox_status TO duet_kafka_admin, pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.kafka_outbox_id_seq', '');
+CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('outbox');
 
 CREATE FUNCTION duet.duet_kafka_outbox_insert(topic text, key text, value text, headers jsonb)
     RETURNS bigint LANGUAGE plpgsql VOLATILE

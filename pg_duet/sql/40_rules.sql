@@ -603,14 +603,16 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM @extschema@.duet_version();     -- loads the library, which defines the setting
-    retention := coalesce(current_setting('duet.rules_history_retention', true), '90')::int;
-    IF retention = 0 THEN
+    -- minutes (GUC_UNIT_MIN): pg_settings gives the number, current_setting() the text '90d'
+    SELECT s.setting::int INTO retention FROM pg_catalog.pg_settings s
+     WHERE s.name OPERATOR(pg_catalog.=) 'duet.rules_history_retention';
+    IF coalesce(retention, 0) = 0 THEN
         RETURN 0;
     END IF;
-    DELETE FROM duet.alert_transitions t WHERE t.at < now() - make_interval(days => retention);
+    DELETE FROM duet.alert_transitions t WHERE t.at < now() - make_interval(mins => retention);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
 COMMENT ON FUNCTION duet_rules_prune() IS
-    'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention days (admin); returns the count';
+    'deletes alert history (duet.alert_transitions) older than duet.rules_history_retention (admin); returns the count';
 REVOKE ALL ON FUNCTION duet_rules_prune() FROM PUBLIC;

@@ -100,7 +100,8 @@ sub produce_msgs
 	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
 }
 
-# A started node with pg_duet preloaded, serving database postgres, polling consumers quickly.
+# A started node with pg_duet preloaded, serving database postgres. The supervisor and the
+# publisher poll only hourly, so every Kafka test relies on their wake-ups at commit (kafka_wake.c).
 sub kafka_node
 {
 	my ($name, @conf) = @_;
@@ -109,7 +110,7 @@ sub kafka_node
 	$node->append_conf('postgresql.conf', join("\n",
 		"shared_preload_libraries = 'pg_duet'",
 		"duet.databases = 'postgres'",
-		"duet.kafka_poll_interval = 200",
+		"duet.kafka_poll_interval = '1h'",
 		"max_worker_processes = 32",
 		@conf) . "\n");
 	$node->start;

@@ -17,7 +17,7 @@ cron.use_background_workers = on
 max_worker_processes = 20
 duet.databases = 'postgres'
 duet.config_history_retention = 1
-duet.rules_history_retention = 1
+duet.rules_history_retention = '1d'
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE app');
