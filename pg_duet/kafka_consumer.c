@@ -518,14 +518,18 @@ open_step(Consumer *c)
 	if (c->rk == NULL)
 	{
 		char		errstr[512];
+		bool		transient;
 
-		if (!duet_kafka_handle_new(c, errstr, sizeof(errstr)))
+		if (!duet_kafka_handle_new(c, errstr, sizeof(errstr), &transient))
 		{
 			duet_kafka_slot_error(c->slot, errstr);
 			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
 			ereport(LOG, (errmsg("Kafka consumer \"%s\": %s", c->name, errstr)));
 			/* A bad configuration does not heal: stay visible in the status until changed. */
-			c->phase = CONSUMER_BROKEN;
+			if (transient)
+				c->not_before = TimestampTzPlusMilliseconds(now, ERROR_BACKOFF_MS);
+			else
+				c->phase = CONSUMER_BROKEN;
 			return;
 		}
 	}

@@ -70,7 +70,7 @@ extern bool duet_kafka_offset_moved(Consumer *c, int32 partition);
  * event_fd[0] when it gets something, and whose error and log callbacks run on the pool
  * worker's thread, inside rd_kafka_consumer_poll.
  */
-extern bool duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen);
+extern bool duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient);
 extern void duet_kafka_handle_event(Consumer *c);	/* event_fd[0] is readable */
 extern void duet_kafka_handle_watermarks(Consumer *c);
 extern void duet_kafka_handle_destroy(Consumer *c);

@@ -70,9 +70,11 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 }
 
 bool
-duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen)
+duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient)
 {
 	rd_kafka_conf_t *conf = duet_kafka_conf_new(c->brokers, c->properties, errstr, errlen);
+
+	*transient = false;
 
 	if (conf == NULL ||
 		!duet_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errlen) ||
@@ -105,6 +107,7 @@ duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen)
 		snprintf(errstr, errlen, "could not create a pipe: %m");
 		c->event_fd[0] = c->event_fd[1] = -1;
 		duet_kafka_handle_destroy(c);
+		*transient = true;		/* out of file descriptors: not the consumer's fault */
 		return false;
 	}
 	rd_kafka_queue_io_event_enable(c->queue, c->event_fd[1], "1", 1);

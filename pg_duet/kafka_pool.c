@@ -22,6 +22,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/discard.h"
@@ -75,6 +77,25 @@ wait_for_current_sql(void)
 		logged = true;
 		duet_worker_wait(5000);
 	}
+}
+
+/*
+ * Each partition group's librdkafka client holds about ten file descriptors (its broker sockets,
+ * its threads' wake-up pipes, the queue event pipe), none of them PostgreSQL's: raise the soft
+ * limit to the hard one, or a worker serving a hundred groups runs out. PostgreSQL's own files stay
+ * within max_files_per_process, as before.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		ereport(LOG,
+				(errmsg("Kafka consumer pool worker %d could not raise its open files limit: %m", my_index)));
 }
 
 void
@@ -293,6 +314,7 @@ duet_kafka_pool_main(Datum arg)
 	 */
 	duet_worker_init(DUET_WORKER_DIE);
 	duet_worker_connect(NULL, self.dboid);
+	raise_fd_limit();
 	wait_for_current_sql();
 	duet_kafka_pool_join(my_index);
 	loopcxt = duet_worker_loop_context("duet kafka pool");

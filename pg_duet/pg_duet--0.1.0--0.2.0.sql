@@ -1525,14 +1525,14 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
 COMMENT ON VIEW duet.kafka_status IS
     'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
 COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases, no background worker slot for the pool); duet_doctor() gives the fix';
+COMMENT ON COLUMN duet.kafka_status.parallelism IS 'partition groups configured (each read by one pool worker at a time)';
+COMMENT ON COLUMN duet.kafka_status.workers IS 'partition groups served now by the pool workers';
 COMMENT ON COLUMN duet.kafka_status.pool_workers IS 'indexes of the pool workers (duet.kafka_pool) serving its partition groups now';
 COMMENT ON COLUMN duet.kafka_pool.pool_worker IS 'index of the pool worker in this database''s pool, from 0';
 COMMENT ON COLUMN duet.kafka_pool.pid IS 'process id of the pool worker; NULL when it is not running';
 COMMENT ON COLUMN duet.kafka_pool.started_at IS 'when the pool worker started';
 COMMENT ON COLUMN duet.kafka_pool.groups IS 'consumer partition groups the pool worker serves now';
 COMMENT ON COLUMN duet.kafka_pool.problem IS 'why the pool worker is not running (no background worker slot: raise max_worker_processes); NULL when it runs';
-COMMENT ON COLUMN duet.kafka_status.parallelism IS 'partition groups configured (each read by one pool worker at a time)';
-COMMENT ON COLUMN duet.kafka_status.workers IS 'partition groups served now by the pool workers';
 
 -- duet_doctor(): the pool's workers, not one per partition group, in the worker slots needed
 CREATE OR REPLACE FUNCTION duet_doctor()

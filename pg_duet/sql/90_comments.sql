@@ -103,10 +103,10 @@ COMMENT ON COLUMN duet.kafka_status.name IS 'consumer name';
 COMMENT ON COLUMN duet.kafka_status.topic IS 'Kafka topic';
 COMMENT ON COLUMN duet.kafka_status.target IS 'target table';
 COMMENT ON COLUMN duet.kafka_status.format IS 'message format';
-COMMENT ON COLUMN duet.kafka_status.parallelism IS 'partition groups configured (each read by one pool worker at a time)';
+COMMENT ON COLUMN duet.kafka_status.parallelism IS 'workers configured';
 COMMENT ON COLUMN duet.kafka_status.owner IS 'role the rows are written as';
 COMMENT ON COLUMN duet.kafka_status.state IS 'stopped, starting, running, idle, broker unreachable, error, or not running (no worker serves this database: see reason)';
-COMMENT ON COLUMN duet.kafka_status.workers IS 'partition groups served now by the pool workers';
+COMMENT ON COLUMN duet.kafka_status.workers IS 'workers running now';
 COMMENT ON COLUMN duet.kafka_status.rows IS 'rows ingested since the workers started';
 COMMENT ON COLUMN duet.kafka_status.bytes IS 'message bytes ingested since the workers started';
 COMMENT ON COLUMN duet.kafka_status.batches IS 'batches committed since the workers started';
@@ -346,6 +346,8 @@ COMMENT ON COLUMN duet.clickhouse_server_passwords.server IS 'the server (duet.c
 COMMENT ON COLUMN duet.clickhouse_server_passwords.password IS 'password of the server''s user_name (superuser only; never dumped, logged or shown in errors)';
 
 -- The Kafka ingestion pool (issue 12, "consumers are not processes") ---------------------------
+COMMENT ON COLUMN duet.kafka_status.parallelism IS 'partition groups configured (each read by one pool worker at a time)';
+COMMENT ON COLUMN duet.kafka_status.workers IS 'partition groups served now by the pool workers';
 COMMENT ON COLUMN duet.kafka_status.pool_workers IS 'indexes of the pool workers (duet.kafka_pool) serving its partition groups now';
 COMMENT ON COLUMN duet.kafka_pool.pool_worker IS 'index of the pool worker in this database''s pool, from 0';
 COMMENT ON COLUMN duet.kafka_pool.pid IS 'process id of the pool worker; NULL when it is not running';

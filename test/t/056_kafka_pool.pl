@@ -11,7 +11,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $nmany = 200;
-my $broker = start_broker('ta:1', 'tb:1', 'late:1', map { "m$_:1" } 1 .. $nmany);
+# The 200 consumers all read one topic (each with its own client), into a table each.
+my $broker = start_broker('ta:1', 'tb:1', 'late:1', 'many:2');
 my $b = $broker->{bootstrap};
 
 # ---- 1. Isolation: tenant A's and tenant B's consumers on one pool worker (pool size 1) ----
@@ -34,7 +35,7 @@ BEGIN
     PERFORM nextval('a.secret_seq');
     BEGIN
         EXECUTE 'PREPARE a_secret_stmt AS SELECT 42';
-    EXCEPTION WHEN duplicate_prepared_statement THEN NULL;
+    EXCEPTION WHEN others THEN NULL;   -- refused in a security-restricted operation, too
     END;
     BEGIN
         CREATE TEMP TABLE a_secret_temp (x int);
@@ -91,10 +92,11 @@ $node->stop;
 # ---- 2. Many consumers on a default-sized server: 200 consumers, max_worker_processes = 8 ----
 my $big = kafka_node('many', 'max_worker_processes = 8');
 $big->safe_psql('postgres', join("\n", map {
-	"CREATE TABLE m$_ (n int); SELECT duet_kafka_consume('m$_', 'm$_', 'm$_', '$b', 'json', flush_interval_ms => 50);" } 1 .. $nmany));
-for my $i (1 .. $nmany) { produce($broker, "m$i", [ "{\"n\": $i}" ]); }
-wait_for($big, join(' + ', map { "(SELECT count(*) FROM m$_)" } 1 .. $nmany), "$nmany",
-	"$nmany consumers ingest on a server with max_worker_processes = 8", 240);
+	"CREATE TABLE m$_ (n int); SELECT duet_kafka_consume('m$_', 'many', 'm$_', '$b', 'json', flush_interval_ms => 50);" } 1 .. $nmany));
+my $rows = sub { my ($want) = @_; "SELECT count(*) FILTER (WHERE c = $want) FROM (" .
+	join(' UNION ALL ', map { "SELECT count(*) AS c FROM m$_" } 1 .. $nmany) . ") x" };
+produce($broker, 'many', [ map { "{\"n\": $_}" } 1 .. 4 ]);
+wait_for($big, $rows->(4), "$nmany", "$nmany consumers ingest on a server with max_worker_processes = 8", 240);
 is($big->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka pool'}),
 	'2', 'by two pool workers (duet.kafka_pool_size = 2)');
 is($big->safe_psql('postgres', q{SELECT string_agg(pool_worker || ':' || groups, ' ' ORDER BY pool_worker) FROM duet.kafka_pool}),
@@ -105,22 +107,21 @@ is($big->safe_psql('postgres', q{SELECT count(*) FROM duet.kafka_status WHERE st
 # A pool worker dies: its consumers move to the other one, then come back when it is restarted.
 my $victim = $big->safe_psql('postgres', q{SELECT pid FROM duet.kafka_pool WHERE pool_worker = 1});
 $big->safe_psql('postgres', "SELECT pg_terminate_backend($victim)");
-wait_for($big, q{SELECT string_agg(pool_worker || ':' || groups, ' ' ORDER BY pool_worker) FROM duet.kafka_pool}, '0:200 1:0',
-	'a dead pool worker\'s consumers are taken over', 60);
-for my $i (1 .. 10) { produce($broker, "m$i", [ "{\"n\": $i}" ]); }
-wait_for($big, join(' + ', map { "(SELECT count(*) FROM m$_)" } 1 .. 10), '20', 'ingestion goes on meanwhile');
+wait_for($big, q{SELECT groups FROM duet.kafka_pool WHERE pool_worker = 0}, '200',
+	'a dead pool worker\'s consumers are taken over (before the supervisor restarts it, 5 s later)', 30);
+produce($broker, 'many', [ map { "{\"n\": $_}" } 5 .. 6 ]);
 wait_for($big, q{SELECT string_agg(pool_worker || ':' || groups, ' ' ORDER BY pool_worker) FROM duet.kafka_pool}, '0:100 1:100',
 	'and are given back once it runs again', 60);
-for my $i (1 .. $nmany) { produce($broker, "m$i", [ "{\"n\": $i}" ]) if $i % 20 == 0; }
-wait_for($big, join(' + ', map { "(SELECT count(*) FROM m$_)" } 1 .. $nmany), $nmany + 10 + $nmany / 20,
-	'every message once across the hand-overs', 120);
+produce($broker, 'many', [ map { "{\"n\": $_}" } 7 .. 8 ]);
+wait_for($big, $rows->(8), "$nmany", 'every message once in every table across the hand-overs', 120);
+is($big->safe_psql('postgres', $rows->(8) =~ s/count\(\*\) AS c/count(DISTINCT n) AS c/gr), "$nmany", 'no message twice');
 
 # A consumer added later moves nobody: the new unit is the last.
 $big->safe_psql('postgres', "CREATE TABLE late (n int); SELECT duet_kafka_consume('late', 'late', 'late', '$b', 'json', flush_interval_ms => 50)");
 produce($broker, 'late', [ '{"n": 1}' ]);
 wait_for($big, 'SELECT count(*) FROM late', '1', 'a consumer added later runs');
 is($big->safe_psql('postgres', q{SELECT pool_workers FROM duet.kafka_status WHERE name = 'late'}), '{0}',
-	'on the worker its position names (unit 200 % 2)');
+	'on the worker its position names (unit 200 % 2 = 0)');
 $big->stop;
 
 # ---- 3. No background worker slot for the pool: loud at duet_kafka_consume and in the status ----
