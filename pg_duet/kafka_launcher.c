@@ -239,7 +239,7 @@ run_pool(DuetKafkaWorkerArgs *self)
 	int			no_slot = 0;
 	bool		isnull;
 
-	if (SPI_execute("SELECT coalesce(sum(parallelism), 0)::pg_catalog.int4 FROM duet.kafka_consumers WHERE enabled",
+	if (SPI_execute("SELECT coalesce(pg_catalog.sum(parallelism), 0)::pg_catalog.int4 FROM duet.kafka_consumers WHERE enabled",
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 		groups = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	for (int k = 0; k < Min(size, groups); k++)

@@ -232,7 +232,7 @@ COMMENT ON FUNCTION duet_kafka_pool_stats()
 REVOKE ALL ON FUNCTION duet_kafka_pool_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION duet_kafka_pool_stats() TO duet_kafka_admin, pg_monitor;
 
-CREATE VIEW duet.kafka_pool AS
+CREATE VIEW duet.kafka_pool WITH (security_barrier = true) AS
 SELECT pool_worker, pid, started_at, groups, problem FROM duet_kafka_pool_stats();
 COMMENT ON VIEW duet.kafka_pool
     IS 'the pool of Kafka ingestion workers of this database (duet.kafka_pool_size): which run, since when, how many consumer partition groups each serves, and why one cannot run';
