@@ -249,7 +249,10 @@ duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high)
 	LWLockRelease(shared->lock);
 }
 
-/* A restarted supervisor ends the workers its predecessor left, so no partition has two readers. */
+/*
+ * A restarted supervisor ends the pool workers its predecessor left (those serving a group and
+ * idle ones), so no index runs twice.
+ */
 void
 duet_kafka_terminate_db_workers(Oid dboid)
 {
@@ -258,6 +261,11 @@ duet_kafka_terminate_db_workers(Oid dboid)
 		if (shared->slots[i].in_use && shared->slots[i].dboid == dboid &&
 			shared->slots[i].pid != MyProcPid)
 			kill(shared->slots[i].pid, SIGTERM);
+	for (int i = 0; i < DUET_KAFKA_MAX_DBS; i++)
+		if (shared->pools[i].dboid == dboid)
+			for (int k = 0; k < DUET_KAFKA_MAX_POOL; k++)
+				if (shared->pools[i].pid[k] != 0 && shared->pools[i].pid[k] != MyProcPid)
+					kill(shared->pools[i].pid[k], SIGTERM);
 	LWLockRelease(shared->lock);
 }
 
