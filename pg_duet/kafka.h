@@ -82,6 +82,7 @@ extern char *duet_outbox_brokers;
 extern char *duet_outbox_properties;
 extern int	duet_kafka_poll_ms;
 extern int	duet_kafka_pool_size;
+extern bool duet_kafka_group_mode;	/* kafka_group.c */
 
 /* kafka_shmem.c */
 extern void duet_kafka_shmem_init(void);
@@ -94,6 +95,7 @@ extern void duet_kafka_slot_error(DuetKafkaSlot *slot, const char *msg);
 extern void duet_kafka_slot_batch(DuetKafkaSlot *slot, uint64 rows, uint64 bytes, uint64 errors,
 								  double seconds);
 extern void duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high);
+extern void duet_kafka_slot_forget_partitions(DuetKafkaSlot *slot);
 extern void duet_kafka_terminate_db_workers(Oid dboid);
 
 /*

@@ -149,8 +149,8 @@ discover_partitions(Consumer *c, rd_kafka_topic_partition_list_t **parts)
  * at position, resolved now and stored right away. (A reset stores its offsets itself.) False
  * when the broker did not answer: the offsets stored so far stay, the rest is tried again.
  */
-static bool
-resolve_offsets(Consumer *c, rd_kafka_topic_partition_list_t *parts, const char *position)
+bool
+duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts, const char *position)
 {
 	bool		ok = true;
 	int64	   *skip = MemoryContextAlloc(c->cxt, sizeof(int64) * Max(parts->cnt, 1));
@@ -460,13 +460,14 @@ duet_kafka_consumer_new(const DuetKafkaWorkerArgs *unit, int32 pool_worker)
 	c->cxt = cxt;
 	c->args = *unit;
 	c->pool_worker = pool_worker;
+	c->group_mode = duet_kafka_group_mode;
 	c->event_fd[0] = c->event_fd[1] = -1;
 	c->phase = CONSUMER_OPENING;
 	return c;
 }
 
-static void
-drop_messages(Consumer *c)
+void
+duet_kafka_consumer_drop_messages(Consumer *c)
 {
 	for (int i = 0; i < c->nmsgs; i++)
 		rd_kafka_message_destroy(c->msgs[i]);
@@ -476,7 +477,7 @@ drop_messages(Consumer *c)
 void
 duet_kafka_consumer_close(Consumer *c)
 {
-	drop_messages(c);
+	duet_kafka_consumer_drop_messages(c);
 	duet_kafka_handle_destroy(c);
 	if (c->assigned)
 		rd_kafka_topic_partition_list_destroy(c->assigned);
@@ -533,12 +534,19 @@ open_step(Consumer *c)
 			return;
 		}
 	}
+	if (c->group_mode)
+	{
+		duet_kafka_group_join(c);	/* partitions come through the rebalance callback */
+		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_IDLE);
+		c->phase = CONSUMER_RUNNING;
+		return;
+	}
 	if (!discover_partitions(c, &parts))
 	{
 		c->not_before = TimestampTzPlusMilliseconds(now, RETRY_MS);
 		return;
 	}
-	if (!resolve_offsets(c, parts, c->start_position))
+	if (!duet_kafka_consumer_resolve(c, parts, c->start_position))
 	{
 		rd_kafka_topic_partition_list_destroy(parts);
 		c->not_before = TimestampTzPlusMilliseconds(now, RETRY_MS);
@@ -566,7 +574,7 @@ refresh_partitions(Consumer *c)
 		rd_kafka_topic_partition_list_destroy(parts);
 		return;
 	}
-	if (!resolve_offsets(c, parts, "earliest"))
+	if (!duet_kafka_consumer_resolve(c, parts, "earliest"))
 	{
 		rd_kafka_topic_partition_list_destroy(parts);
 		return;
@@ -641,6 +649,8 @@ run_batch(Consumer *c, MemoryContext batchcxt)
 	{
 		if (!process_batch(c, c->msgs, c->nmsgs, batchcxt))
 			c->phase = CONSUMER_DONE;
+		else if (c->group_mode)
+			duet_kafka_group_committed(c);
 	}
 	PG_CATCH();
 	{
@@ -656,12 +666,12 @@ run_batch(Consumer *c, MemoryContext batchcxt)
 		ereport(LOG,
 				(errmsg("Kafka consumer \"%s\" batch failed: %s", c->name, edata->message),
 				 errhint("The batch is retried from the last committed offsets.")));
-		drop_messages(c);
+		duet_kafka_consumer_drop_messages(c);
 		c->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_BACKOFF_MS);
 		duet_kafka_consumer_assign(c);	/* seek back to the committed offsets */
 	}
 	PG_END_TRY();
-	drop_messages(c);
+	duet_kafka_consumer_drop_messages(c);
 }
 
 void
@@ -686,7 +696,7 @@ duet_kafka_consumer_turn(Consumer *c)
 	duet_kafka_handle_watermarks(c);
 	if (c->nmsgs == 0 && c->any_out_of_range && !duet_kafka_handle_out_of_range(c))
 		c->phase = CONSUMER_DONE;
-	else if (c->nmsgs == 0 && !c->pending &&
+	else if (c->nmsgs == 0 && !c->pending && !c->group_mode &&
 			 TimestampDifferenceExceeds(c->metadata_at, now, METADATA_EVERY_MS))
 		refresh_partitions(c);
 	if (c->nmsgs == 0 && !c->pending && c->slot->state == DUET_KAFKA_RUNNING)

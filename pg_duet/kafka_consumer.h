@@ -21,6 +21,7 @@ typedef struct Consumer
 {
 	DuetKafkaWorkerArgs args;
 	int32		pool_worker;	/* index of the pool worker serving it */
+	bool		group_mode;		/* a member of Kafka group "pg_duet.<name>" (kafka_group.c) */
 	MemoryContext cxt;			/* everything of this consumer; deleted at close */
 	char	   *name;
 	char	   *topic;
@@ -60,6 +61,9 @@ extern long duet_kafka_consumer_timeout(Consumer *c, TimestampTz now);	/* -1: on
 extern void duet_kafka_consumer_close(Consumer *c);
 extern void duet_kafka_consumer_sleep(long ms);	/* SIGTERM ends the worker here (die) */
 extern void duet_kafka_consumer_assign(Consumer *c);
+extern bool duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
+										const char *position);
+extern void duet_kafka_consumer_drop_messages(Consumer *c);
 extern bool duet_kafka_generation_current(Consumer *c);
 extern bool duet_kafka_batch_abandon(void);
 extern bool duet_kafka_offset_lock(Consumer *c, int32 partition, int64 *stored);
@@ -74,6 +78,11 @@ extern bool duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool
 extern void duet_kafka_handle_event(Consumer *c);	/* event_fd[0] is readable */
 extern void duet_kafka_handle_watermarks(Consumer *c);
 extern void duet_kafka_handle_destroy(Consumer *c);
+
+/* kafka_group.c: several servers, one consumer group. */
+extern bool duet_kafka_group_conf(Consumer *c, rd_kafka_conf_t *conf, char *errstr, size_t errlen);
+extern void duet_kafka_group_join(Consumer *c);
+extern void duet_kafka_group_committed(Consumer *c);
 
 /* kafka_pool.c: called before a batch runs the target's code (triggers, defaults, checks). */
 extern void duet_kafka_pool_session_for(Consumer *c);

@@ -83,7 +83,8 @@ duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient)
 		!duet_kafka_conf_set(conf, "auto.offset.reset", "error", errstr, errlen) ||
 		!duet_kafka_conf_set(conf, "client.id", psprintf("pg_duet-%s", c->name), errstr, errlen) ||
 		/* librdkafka wants a group for assign(); nothing is committed to it. */
-		!duet_kafka_conf_set(conf, "group.id", psprintf("pg_duet-%u-%s", MyDatabaseId, c->name), errstr, errlen) ||
+		(c->group_mode ? !duet_kafka_group_conf(c, conf, errstr, errlen) :
+		 !duet_kafka_conf_set(conf, "group.id", psprintf("pg_duet-%u-%s", MyDatabaseId, c->name), errstr, errlen)) ||
 		!duet_kafka_conf_set(conf, "log.queue", "true", errstr, errlen))
 	{
 		if (conf)

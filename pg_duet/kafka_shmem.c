@@ -105,6 +105,11 @@ duet_kafka_init(void)
 							"fewer run when there are fewer partition groups.",
 							&duet_kafka_pool_size, 2, 1, DUET_KAFKA_MAX_POOL, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("duet.kafka_group_mode",
+							 "Kafka consumers join the consumer group pg_duet.<name>, shared with other servers.",
+							 "Consumers of the same name on several servers then split the topic's partitions; "
+							 "applies to consumers opened after the change.",
+							 &duet_kafka_group_mode, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -246,6 +251,15 @@ duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high)
 	}
 	if (i < DUET_KAFKA_MAX_PARTITIONS)
 		slot->high_watermark[i] = high;
+	LWLockRelease(shared->lock);
+}
+
+/* The group's partitions were revoked (consumer group mode): they are another server's now. */
+void
+duet_kafka_slot_forget_partitions(DuetKafkaSlot *slot)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->npartitions = 0;
 	LWLockRelease(shared->lock);
 }
 

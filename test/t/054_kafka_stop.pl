@@ -36,7 +36,7 @@ $node->stop('fast');    # dies if pg_ctl gives up (its own 60 s wait)
 my $stop_s = time() - $t0;
 note(sprintf('pg_ctl stop -m fast during a batch took %.2f s (%d rows committed before it)', $stop_s, $before));
 cmp_ok($stop_s, '<', 30, 'fast shutdown does not wait for the batch to finish');
-like(slurp_file($node->logfile), qr/terminating background worker "pg_duet kafka pool postgres\/0" due to administrator command/,
+like(slurp_file($node->logfile), qr/terminating background worker "pg_duet kafka pool" due to administrator command/,
 	'the consumer ended through die() at an interrupt check');
 
 my $log_from = -s $node->logfile;

@@ -1,0 +1,80 @@
+# Several servers, one consumer group (duet.kafka_group_mode, issue 12): two PostgreSQL clusters on
+# one machine against one dev broker. The consumers named "shared" on both join the Kafka consumer
+# group pg_duet.shared and split the topic's partitions; the offsets stay in each database with its
+# rows; at every rebalance (a consumer stopped, started again) the partitions are handed over
+# cleanly, and every message lands exactly once across the union of the two databases.
+use strict;
+use warnings;
+use lib "$ENV{DUET_ROOT}/test/perl";
+use DuetKafka;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $broker = start_broker('shared:6');
+my $b = $broker->{bootstrap};
+my @nodes = map { kafka_node("server$_", 'duet.kafka_group_mode = on') } 1 .. 2;
+for my $n (@nodes)
+{
+	$n->safe_psql('postgres', "CREATE TABLE t (n int, _partition int, _offset bigint);
+		SELECT duet_kafka_consume('shared', 'shared', 't', '$b', 'json', flush_interval_ms => 50)");
+}
+sub msgs { my ($from, $to) = @_; return [ map { "{\"n\": $_}" } $from .. $to ]; }
+sub counts { return map { $_->safe_psql('postgres', 'SELECT count(*) FROM t') } @nodes; }
+# Every (partition, offset) of both databases: how many rows, how many distinct.
+sub union_check
+{
+	my %seen;
+	my $rows = 0;
+	for my $n (@nodes)
+	{
+		for (split /\n/, $n->safe_psql('postgres', q{SELECT _partition || ':' || _offset FROM t}))
+		{
+			$rows++;
+			$seen{$_}++;
+		}
+	}
+	return "$rows|" . scalar(keys %seen);
+}
+sub wait_union
+{
+	my ($want, $name) = @_;
+	my $got;
+	ok(wait_until(sub { $got = union_check(); $got eq "$want|$want" }, 120), $name) or diag("rows|distinct: $got");
+}
+sub assigned_log
+{
+	my ($n, $parts) = @_;
+	return wait_until(sub { slurp_file($n->logfile) =~ /Kafka consumer "shared" group 0 was assigned $parts partitions of topic "shared" by consumer group "pg_duet.shared"/ }, 90);
+}
+
+ok(assigned_log($nodes[0], 3) && assigned_log($nodes[1], 3), 'the two servers split the six partitions, three each');
+produce($broker, 'shared', msgs(1, 600));
+wait_union(600, 'every message once across the two databases');
+my @c = counts();
+ok($c[0] > 0 && $c[1] > 0, "both servers ingest their share ($c[0] + $c[1])");
+
+# A clean hand-over: the consumer stops on server 1 (its member leaves, committing its offsets to
+# the group first); server 2 gets all six partitions and starts where server 1 stopped.
+my $log2 = -s $nodes[1]->logfile;
+$nodes[0]->safe_psql('postgres', "SELECT duet_kafka_stop('shared')");
+produce($broker, 'shared', msgs(601, 1200));
+ok(wait_until(sub { substr(slurp_file($nodes[1]->logfile), $log2) =~ /group 0 was assigned 6 partitions/ }, 90),
+	'server 2 takes over all partitions');
+wait_union(1200, 'after the hand-over: every message once, none repeated by the new owner');
+
+# And back: server 1 joins again, gets three partitions, resumes at the later of the group's and its
+# own offsets.
+my $log1 = -s $nodes[0]->logfile;
+$nodes[0]->safe_psql('postgres', "SELECT duet_kafka_start('shared')");
+ok(wait_until(sub { substr(slurp_file($nodes[0]->logfile), $log1) =~ /group 0 was assigned 3 partitions/ }, 90),
+	'server 1 rejoins and gets its share back');
+produce($broker, 'shared', msgs(1201, 1800));
+wait_union(1800, 'after the second hand-over: every message once');
+my %n;
+for my $node (@nodes) { $n{$_}++ for split /\n/, $node->safe_psql('postgres', 'SELECT n FROM t'); }
+is(scalar(grep { $n{$_} != 1 } 1 .. 1800), 0, 'each of the 1800 values exactly once');
+
+$_->stop for @nodes;
+stop_broker($broker);
+done_testing();
