@@ -25,7 +25,7 @@ for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
 boot=$(cat "$work/bootstrap")
 
 now() { date +%s.%N; }
-ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f\n", (b - a) * 1000 }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 maxof() { sort -n | tail -1; }
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo $t; }
@@ -74,7 +74,7 @@ for fw in 500 50; do
 done
 
 # Idle: N consumers caught up on one topic, nothing arriving; the pool's CPU over IDLE_S seconds.
-for i in $(seq "$N_IDLE"); do echo "DROP TABLE IF EXISTS idle_$i; CREATE TABLE idle_$i (n int);"; done | $PSQL >/dev/null
+{ echo "SET client_min_messages = warning;"; for i in $(seq "$N_IDLE"); do echo "DROP TABLE IF EXISTS idle_$i; CREATE TABLE idle_$i (n int);"; done; } | $PSQL >/dev/null
 $PSQL -c "SELECT duet_kafka_consume('idle_' || i, 'idle', ('idle_' || i)::regclass, '$boot', 'json') FROM generate_series(1, $N_IDLE) i" >/dev/null
 produce1 1 idle
 for _ in $(seq 600); do
