@@ -209,11 +209,29 @@ duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
 	return true;
 }
 
+/*
+ * Every assigned partition (again) at its committed offset: after a failed batch, a gap. In
+ * consumer group mode the group owns the assignment, so there the partitions are sought instead.
+ */
 void
 duet_kafka_consumer_assign(Consumer *c)
 {
-	rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, c->assigned);
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
+	if (!c->group_mode)
+		err = rd_kafka_assign(c->rk, c->assigned);
+	else if (c->assigned->cnt > 0)
+	{
+		rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_copy(c->assigned);
+		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, seek, BROKER_TIMEOUT_MS);
+
+		if (e)
+		{
+			err = rd_kafka_error_code(e);
+			rd_kafka_error_destroy(e);
+		}
+		rd_kafka_topic_partition_list_destroy(seek);
+	}
 	if (err)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),

@@ -86,7 +86,11 @@ group_adopt(Consumer *c, const rd_kafka_topic_partition_list_t *given)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("cannot resolve the start of the partitions assigned to Kafka consumer \"%s\"", c->name)));
 	}
-	duet_kafka_consumer_assign(c);
+	err = rd_kafka_assign(c->rk, c->assigned);
+	if (err)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("cannot assign Kafka partitions: %s", rd_kafka_err2str(err))));
 	ereport(LOG,
 			(errmsg("Kafka consumer \"%s\" group %d was assigned %d partitions of topic \"%s\" by consumer group \"pg_duet.%s\"",
 					c->name, c->args.group, c->assigned->cnt, c->topic, c->name)));
