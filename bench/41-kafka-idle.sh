@@ -25,53 +25,51 @@ for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
 boot=$(cat "$work/bootstrap")
 
 now() { date +%s.%N; }
-ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f\n", (b - a) * 1000 }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-maxof() { sort -n | tail -1; }
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo $t; }
 produce1() { echo "{\"n\": $1}" | kcat -P -b "$boot" -t "$2" -X linger.ms=0; }
 
 $PSQL -c "CREATE EXTENSION IF NOT EXISTS pg_duet" -c "DROP TABLE IF EXISTS lat_500, lat_50" \
-      -c "CREATE TABLE lat_500 (n int)" -c "CREATE TABLE lat_50 (n int)"
+      -c "CREATE TABLE lat_500 (n int, _timestamp timestamptz, at timestamptz DEFAULT clock_timestamp())" \
+      -c "CREATE TABLE lat_50 (n int, _timestamp timestamptz, at timestamptz DEFAULT clock_timestamp())"
 
-# produce → visible through pg_duet: one consumer, the message committed and visible to a query.
-pg_latency() {
-  local fw=$1 t0 t1 r props="NULL"
+# Latency = when the row was written (clock_timestamp() in the batch; visible at its commit, a few
+# ms later) minus the message's Kafka timestamp (producer create time), over ROUNDS messages sent
+# one by one at random phases. The baseline is kcat's consumer on the same topic at the same time:
+# when it printed the message minus the same timestamp.
+latency() {
+  local fw=$1 props="NULL" r
   [ "$fw" != 500 ] && props="'{\"fetch.wait.max.ms\": \"$fw\"}'"
   $PSQL -c "SELECT duet_kafka_consume('lat_$fw', 'lat', 'lat_$fw', '$boot', 'json', start_offset => 'latest', properties => $props)" >/dev/null
   for _ in $(seq 300); do
     [ "$($PSQL -At -c "SELECT state FROM duet.kafka_status WHERE name = 'lat_$fw'")" = idle ] && break
     sleep 0.1
   done
-  sleep 1
+  kcat -C -b "$boot" -t lat -o end -u -q -f '%T\n' -X fetch.wait.max.ms="$fw" 2>/dev/null \
+    > >(while read -r ts; do echo $(( $(date +%s%3N) - ts )); done > "$work/kcat_$fw") &
+  kc=$!    # kcat itself
+  sleep 2
   for r in $(seq "$ROUNDS"); do
     sleep 0.$((RANDOM % 10))    # a random phase against the fetch cycle
-    t0=$(now); produce1 "$r" lat
-    until [ "$($PSQL -At -c "SELECT count(*) FROM lat_$fw")" -ge "$r" ]; do sleep 0.002; done
-    t1=$(now); ms "$t0" "$t1"
+    produce1 "$r" lat
   done
+  for _ in $(seq 300); do
+    [ "$($PSQL -At -c "SELECT count(*) FROM lat_$fw")" -ge "$ROUNDS" ] && break
+    sleep 0.1
+  done
+  sleep 1
+  kill $kc 2>/dev/null || true; kc=""
   $PSQL -c "SELECT duet_kafka_drop('lat_$fw')" >/dev/null
-}
-# produce → delivered to kcat's consumer.
-kcat_latency() {
-  local fw=$1 t0 t1 r
-  for r in $(seq "$ROUNDS"); do
-    kcat -C -b "$boot" -t lat -o end -c 1 -e -q -X fetch.wait.max.ms="$fw" >/dev/null &
-    local k=$!
-    sleep 1.$((RANDOM % 10))
-    t0=$(now); produce1 "$r" lat
-    wait $k || true
-    t1=$(now); ms "$t0" "$t1"
-  done
+  local pg base
+  pg=$($PSQL -At -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)) || ' ' || round(max(ms))
+                      FROM (SELECT extract(epoch FROM at - _timestamp) * 1000 AS ms FROM lat_$fw) x")
+  base=$(sort -n "$work/kcat_$fw" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[NR] }')
+  printf "  fetch.wait.max.ms=%-4s pg_duet %5s / %5s   kcat consumer %5s / %5s   ratio %s\n" "$fw" ${pg} ${base} \
+    "$(awk -v a="${pg%% *}" -v b="${base%% *}" 'BEGIN { printf "%.2fx", a / (b > 0 ? b : 1) }')"
 }
 
-echo "latency of one message, produce to visible ($ROUNDS rounds each; ms, median / max)"
-for fw in 500 50; do
-  pg=$(pg_latency $fw); base=$(kcat_latency $fw)
-  pm=$(echo "$pg" | median); px=$(echo "$pg" | maxof); bm=$(echo "$base" | median); bx=$(echo "$base" | maxof)
-  printf "  fetch.wait.max.ms=%-4s pg_duet %5s / %5s   kcat consumer %5s / %5s   ratio %s\n" "$fw" "$pm" "$px" "$bm" "$bx" \
-    "$(awk -v a="$pm" -v b="$bm" 'BEGIN { printf "%.2fx", a / (b > 0 ? b : 1) }')"
-done
+echo "latency of one message, produce to visible ($ROUNDS messages each; ms, median / max)"
+latency 500
+latency 50
 
 # Idle: N consumers caught up on one topic, nothing arriving; the pool's CPU over IDLE_S seconds.
 { echo "SET client_min_messages = warning;"; for i in $(seq "$N_IDLE"); do echo "DROP TABLE IF EXISTS idle_$i; CREATE TABLE idle_$i (n int);"; done; } | $PSQL >/dev/null

@@ -75,21 +75,21 @@ my %n;
 for my $node (@nodes) { $n{$_}++ for split /\n/, $node->safe_psql('postgres', 'SELECT n FROM t'); }
 is(scalar(grep { $n{$_} != 1 } 1 .. 1800), 0, 'each of the 1800 values exactly once');
 
-# A crash of server 1 (SIGKILL of its postmaster, no revoke, no last commit to the group): after
-# session.timeout.ms its partitions move to server 2, which starts at the group's last committed
-# offsets. Nothing is lost; what is repeated is bounded by the batches committed in server 1's
-# database whose asynchronous group commit was not yet acknowledged: the last one or two.
-my $log2b = -s $nodes[1]->logfile;
+# A crash of server 1 (SIGKILL of its postmaster while it ingests: no revoke, no last commit to
+# the group), then its restart: its partitions start again at the later of the group's committed
+# offsets and its database's. Nothing is lost; what is repeated is bounded by the batches committed
+# in server 1's database whose asynchronous group commit was not yet acknowledged: the last one or
+# two. (A broker moves a crashed member's partitions to the others after session.timeout.ms; the
+# dev broker here does so only at the next rebalance, which server 1's return starts.)
+my $log1b = -s $nodes[0]->logfile;
 produce($broker, 'shared', msgs(1801, 2400));
-# killed while it ingests those
 my $pid1 = $nodes[0]->{_pid};
-$nodes[0]->kill9;
+$nodes[0]->kill9;    # while it ingests those
 ok(wait_until(sub { !kill(0, $pid1) }, 30), 'server 1 killed');
 produce($broker, 'shared', msgs(2401, 3000));
-ok(wait_until(sub { substr(slurp_file($nodes[1]->logfile), $log2b) =~ /group 0 was assigned 6 partitions/ }, 90),
-	'after the crash server 2 takes over all partitions (after session.timeout.ms)');
-# Server 1 comes back (its rows before the crash are in its database) and rejoins.
 ok(wait_until(sub { $nodes[0]->start(fail_ok => 1) }, 60), 'server 1 restarted');
+ok(wait_until(sub { substr(slurp_file($nodes[0]->logfile), $log1b) =~ /group 0 was assigned 3 partitions/ }, 90),
+	'server 1 rejoins the group after its crash');
 my ($rows, $distinct);
 ok(wait_until(sub { ($rows, $distinct) = split /\|/, union_check(); $distinct == 3000 }, 120),
 	'after the crash: no message lost') or diag("rows|distinct: $rows|$distinct");
