@@ -735,6 +735,8 @@ duet_kafka_consumer_timeout(Consumer *c, TimestampTz now)
 		return 0;
 	else if (c->nmsgs > 0)
 		at = TimestampTzPlusMilliseconds(c->first_at, c->flush_ms);
+	else if (c->group_mode)
+		return -1;				/* the group's metadata is librdkafka's: only events */
 	else
 		at = TimestampTzPlusMilliseconds(c->metadata_at, METADATA_EVERY_MS);
 	return at <= now ? 0 : (long) ((at - now + 999) / 1000);
