@@ -34,6 +34,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -357,7 +358,9 @@ duet_kafka_pool_main(Datum arg)
 				timeout = t;
 		}
 		if (timeout > 0)
-			wait_for_work(&wes, timeout);
+			wait_for_work(&wes, timeout);	/* exits on postmaster death */
+		else if (!PostmasterIsAlive())
+			proc_exit(1);		/* busy: the wait does not come round to notice it */
 	}
 	proc_exit(0);
 }
