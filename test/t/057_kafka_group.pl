@@ -79,14 +79,17 @@ is(scalar(grep { $n{$_} != 1 } 1 .. 1800), 0, 'each of the 1800 values exactly o
 # the group), then its restart: its partitions start again at the later of the group's committed
 # offsets and its database's. Nothing is lost; what is repeated is bounded by the batches committed
 # in server 1's database whose asynchronous group commit was not yet acknowledged: the last one or
-# two. (A broker moves a crashed member's partitions to the others after session.timeout.ms; the
-# dev broker here does so only at the next rebalance, which server 1's return starts.)
+# two. Meanwhile server 2 takes them over once the crashed member's session expires (its pool
+# worker ended with its postmaster, so nothing heartbeats for it).
 my $log1b = -s $nodes[0]->logfile;
+my $log2b = -s $nodes[1]->logfile;
 produce($broker, 'shared', msgs(1801, 2400));
 my $pid1 = $nodes[0]->{_pid};
 $nodes[0]->kill9;    # while it ingests those
 ok(wait_until(sub { !kill(0, $pid1) }, 30), 'server 1 killed');
 produce($broker, 'shared', msgs(2401, 3000));
+ok(wait_until(sub { substr(slurp_file($nodes[1]->logfile), $log2b) =~ /group 0 was assigned 6 partitions/ }, 90),
+	'server 2 takes over all partitions once server 1\'s member expires (session.timeout.ms)');
 ok(wait_until(sub { $nodes[0]->start(fail_ok => 1) }, 60), 'server 1 restarted');
 ok(wait_until(sub { substr(slurp_file($nodes[0]->logfile), $log1b) =~ /group 0 was assigned 3 partitions/ }, 90),
 	'server 1 rejoins the group after its crash');
