@@ -100,12 +100,6 @@ load_consumer(Consumer *c)
 	return current;
 }
 
-void
-duet_kafka_consumer_sleep(long ms)
-{
-	duet_worker_wait(ms);		/* SIGTERM ends the worker here (die) */
-}
-
 /*
  * The topic's partitions in this group, one metadata request; false (status says why) when the
  * broker did not answer.
