@@ -2,9 +2,11 @@
  * kafka.h — Kafka ingestion and outbox: declarations shared by the kafka_*.c files.
  *
  * Processes: a launcher (static worker, no database) keeps one supervisor per database listed in
- * duet.databases; a supervisor follows duet.kafka_consumers and runs one consumer worker per
- * (consumer, partition group), plus the outbox publisher. Workers report into shared memory slots,
- * which the duet.kafka_status view reads.
+ * duet.databases; a supervisor runs a bounded pool of ingestion workers (duet.kafka_pool_size)
+ * plus the outbox publisher. Each pool worker serves its share of the (consumer, partition group)
+ * units of duet.kafka_consumers (kafka_pool.c), each unit with its own librdkafka handle and its
+ * own transaction per batch (kafka_consumer.c). Every served unit reports into a shared memory
+ * slot, which the duet.kafka_status view reads; the pool's workers are registered there too.
  */
 #ifndef DUET_KAFKA_H
 #define DUET_KAFKA_H
@@ -20,7 +22,9 @@
 
 #include <librdkafka/rdkafka.h>
 
-#define DUET_KAFKA_MAX_SLOTS		64	/* worker slots in shared memory */
+#define DUET_KAFKA_MAX_SLOTS		1024	/* served (consumer, partition group) units, all databases */
+#define DUET_KAFKA_MAX_POOL			32	/* most ingestion workers per database */
+#define DUET_KAFKA_MAX_DBS			64	/* databases with a pool */
 #define DUET_KAFKA_MAX_PARTITIONS	64	/* partitions reported per slot */
 #define DUET_KAFKA_ERRLEN			256
 
@@ -28,8 +32,9 @@
 typedef struct DuetKafkaWorkerArgs
 {
 	Oid			dboid;
-	int32		consumer_id;	/* duet.kafka_consumers.id; 0 for the outbox publisher */
-	int32		group;			/* partition group: partitions p with p % parallelism == group */
+	int32		consumer_id;	/* duet.kafka_consumers.id; 0 for the outbox publisher, -1 a pool worker */
+	int32		group;			/* partition group: partitions p with p % parallelism == group;
+								 * a pool worker's index */
 	int32		generation;		/* duet.kafka_consumers.generation when started */
 	char		dbname[NAMEDATALEN];	/* supervisor only */
 } DuetKafkaWorkerArgs;
@@ -43,11 +48,16 @@ typedef enum DuetKafkaState
 	DUET_KAFKA_ERROR
 } DuetKafkaState;
 
-/* One running worker's counters; protected by the kafka LWLock. */
+/*
+ * One served (consumer, partition group)'s counters; protected by the kafka LWLock. At most one
+ * slot per (database, consumer, group) is in use: claiming it is what lets a pool worker read the
+ * group's partitions (so two workers never do, whatever they think the assignment is).
+ */
 typedef struct DuetKafkaSlot
 {
 	bool		in_use;
-	pid_t		pid;
+	pid_t		pid;			/* the pool worker serving it */
+	int32		pool_worker;	/* its index in the database's pool */
 	Oid			dboid;
 	int32		consumer_id;
 	int32		group;
@@ -71,39 +81,59 @@ typedef struct DuetKafkaSlot
 extern char *duet_outbox_brokers;
 extern char *duet_outbox_properties;
 extern int	duet_kafka_poll_ms;
+extern int	duet_kafka_pool_size;
+extern bool duet_kafka_group_mode;	/* kafka_group.c */
 
 /* kafka_shmem.c */
 extern void duet_kafka_shmem_init(void);
-extern DuetKafkaSlot *duet_kafka_slot_claim(Oid dboid, int32 consumer_id, int32 group, const char *name);
+/* NULL when another worker serves the group (*busy) or every slot is taken. */
+extern DuetKafkaSlot *duet_kafka_slot_claim(Oid dboid, int32 consumer_id, int32 group, const char *name,
+											int32 pool_worker, bool *busy);
+extern void duet_kafka_slot_release(DuetKafkaSlot *slot);
 extern void duet_kafka_slot_set_state(DuetKafkaSlot *slot, DuetKafkaState state);
 extern void duet_kafka_slot_error(DuetKafkaSlot *slot, const char *msg);
 extern void duet_kafka_slot_batch(DuetKafkaSlot *slot, uint64 rows, uint64 bytes, uint64 errors,
 								  double seconds);
 extern void duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high);
+extern void duet_kafka_slot_forget_partitions(DuetKafkaSlot *slot);
 extern void duet_kafka_terminate_db_workers(Oid dboid);
 
 /*
  * Wake-ups at commit (kafka_shmem.c keeps the waiters, kafka_wake.c the trigger): a supervisor
  * waits for committed changes of duet.kafka_consumers, a publisher for new duet.kafka_outbox rows,
- * on its latch; the statement trigger duet_kafka_changed_trigger() sets it when the writing
- * transaction commits. The poll interval stays as the fallback (a PREPAREd transaction, whose
+ * on its latch; so do the pool workers, which also wait for changes of the pool's membership
+ * (duet_kafka_pool_supervise). The statement trigger duet_kafka_changed_trigger() sets the latches
+ * when the writing transaction commits. The poll interval stays as the fallback (a PREPAREd transaction, whose
  * COMMIT PREPARED runs elsewhere; a 0.1.0 schema, which has no trigger).
  */
 typedef enum DuetKafkaWaitFor
 {
-	DUET_WAIT_CONSUMERS = 1 << 0,	/* the supervisor of the database */
-	DUET_WAIT_OUTBOX = 1 << 1		/* its outbox publisher */
+	DUET_WAIT_CONSUMERS = 1 << 0,	/* the supervisor and the pool workers of the database */
+	DUET_WAIT_OUTBOX = 1 << 1,		/* its outbox publisher */
+	DUET_WAIT_POOL = 1 << 2			/* its pool workers: the pool's membership changed */
 } DuetKafkaWaitFor;
-extern void duet_kafka_waiter_register(DuetKafkaWaitFor what);
+extern void duet_kafka_waiter_register(int what);	/* a mask of DuetKafkaWaitFor */
 extern void duet_kafka_wake(int what, Oid dboid);
+
+/*
+ * The database's pool in shared memory: its size and, per index, whether the supervisor runs
+ * that worker (started, not yet seen stopped) and the pid it registered; problem says why the
+ * pool cannot run (no background worker slot), empty when it can.
+ */
+extern void duet_kafka_pool_supervise(Oid dboid, int size, int needed, const bool *running,
+									  const char *problem);
+extern void duet_kafka_pool_join(int index);	/* a pool worker, once; left at exit */
+extern int	duet_kafka_pool_members(Oid dboid, bool *live);	/* returns the size */
+extern const char *duet_kafka_pool_problem(Oid dboid);	/* palloc'd, NULL when none */
+extern void duet_kafka_pool_warn(const char *what);	/* WARNING with the problem, if any */
 
 /* kafka_launcher.c */
 extern void duet_kafka_register_launcher(void);
 PGDLLEXPORT void duet_kafka_launcher_main(Datum arg);
 PGDLLEXPORT void duet_kafka_supervisor_main(Datum arg);
 
-/* kafka_consumer.c */
-PGDLLEXPORT void duet_kafka_consumer_main(Datum arg);
+/* kafka_pool.c */
+PGDLLEXPORT void duet_kafka_pool_main(Datum arg);
 
 /* kafka_outbox.c */
 PGDLLEXPORT void duet_kafka_publisher_main(Datum arg);

@@ -1,5 +1,6 @@
 /*
- * kafka_consumer.h — one consumer worker's state, shared by kafka_consumer.c and kafka_gaps.c.
+ * kafka_consumer.h — one served consumer partition group's state, shared by kafka_consumer.c
+ * (open, gather, batch, close), kafka_gaps.c and the pool worker that schedules it (kafka_pool.c).
  */
 #ifndef DUET_KAFKA_CONSUMER_H
 #define DUET_KAFKA_CONSUMER_H
@@ -8,9 +9,20 @@
 
 #define BROKER_TIMEOUT_MS	5000
 
+typedef enum ConsumerPhase
+{
+	CONSUMER_OPENING,			/* reading its row, claiming its slot, connecting, resolving offsets */
+	CONSUMER_RUNNING,
+	CONSUMER_BROKEN,			/* bad configuration: visible in the status until it changes */
+	CONSUMER_DONE				/* stopped, dropped, changed or moved: the pool closes it */
+} ConsumerPhase;
+
 typedef struct Consumer
 {
 	DuetKafkaWorkerArgs args;
+	int32		pool_worker;	/* index of the pool worker serving it */
+	bool		group_mode;		/* a member of Kafka group "pg_duet.<name>" (kafka_group.c) */
+	MemoryContext cxt;			/* everything of this consumer; deleted at close */
 	char	   *name;
 	char	   *topic;
 	char	   *brokers;
@@ -21,20 +33,58 @@ typedef struct Consumer
 	Jsonb	   *properties;
 	DuetKafkaTarget target;
 	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue;	/* the consumer queue (messages, errors, logs) */
+	int			event_fd[2];	/* librdkafka writes to [1] when the queue gets something */
 	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
 	int64	   *skip_before_ms; /* per assigned partition: skip older messages; -1 = off */
 	bool	   *out_of_range;	/* per assigned partition: the broker no longer has its offset */
 	bool		any_out_of_range;
 	DuetKafkaSlot *slot;
+
+	/* scheduling (kafka_pool.c) */
+	ConsumerPhase phase;
+	TimestampTz not_before;		/* no turn before this (error backoff, slot busy) */
+	TimestampTz metadata_at;	/* partitions last looked up */
+	rd_kafka_message_t **msgs;	/* gathered, not yet committed */
+	int			nmsgs;
+	TimestampTz first_at;		/* when msgs[0] was gathered */
+	bool		pending;		/* the queue may hold more than was taken */
+	int			logs_in_window; /* librdkafka log lines this minute */
+	int			logs_dropped;
+	TimestampTz log_window_at;
 } Consumer;
 
 /* kafka_consumer.c */
-extern void duet_kafka_consumer_sleep(long ms);	/* SIGTERM ends the worker here (die) */
+extern Consumer *duet_kafka_consumer_new(const DuetKafkaWorkerArgs *unit, int32 pool_worker);
+extern void duet_kafka_consumer_turn(Consumer *c);	/* at most one batch */
+extern long duet_kafka_consumer_timeout(Consumer *c, TimestampTz now);	/* -1: only on an event */
+extern void duet_kafka_consumer_close(Consumer *c);
 extern void duet_kafka_consumer_assign(Consumer *c);
+extern bool duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
+										const char *position);
+extern void duet_kafka_consumer_drop_messages(Consumer *c);
 extern bool duet_kafka_generation_current(Consumer *c);
 extern bool duet_kafka_batch_abandon(void);
 extern bool duet_kafka_offset_lock(Consumer *c, int32 partition, int64 *stored);
 extern bool duet_kafka_offset_moved(Consumer *c, int32 partition);
+
+/*
+ * kafka_handle.c: the group's librdkafka handle, whose queue (messages, errors, logs) signals
+ * event_fd[0] when it gets something, and whose error and log callbacks run on the pool
+ * worker's thread, inside rd_kafka_consumer_poll.
+ */
+extern bool duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient);
+extern void duet_kafka_handle_event(Consumer *c);	/* event_fd[0] is readable */
+extern void duet_kafka_handle_watermarks(Consumer *c);
+extern void duet_kafka_handle_destroy(Consumer *c);
+
+/* kafka_group.c: several servers, one consumer group. */
+extern bool duet_kafka_group_conf(Consumer *c, rd_kafka_conf_t *conf, char *errstr, size_t errlen);
+extern void duet_kafka_group_join(Consumer *c);
+extern void duet_kafka_group_committed(Consumer *c);
+
+/* kafka_pool.c: called before a batch runs the target's code (triggers, defaults, checks). */
+extern void duet_kafka_pool_session_for(Consumer *c);
 
 /* kafka_gaps.c: settles flagged partitions; false when this worker must stop. */
 extern bool duet_kafka_handle_out_of_range(Consumer *c);

@@ -11,6 +11,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "kafka.h"
 #include "kafka_consumer.h"
@@ -46,8 +47,9 @@ duet_kafka_handle_out_of_range(Consumer *c)
 			duet_kafka_slot_error(c->slot, psprintf("cannot read the offsets of partition %d: %s",
 													tp->partition, rd_kafka_err2str(err)));
 			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
-			duet_kafka_consumer_sleep(1000);
-			return true;		/* still flagged: tried again after the next batch */
+			/* still flagged: tried again in a second; the pool's other groups go on meanwhile */
+			c->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			return true;
 		}
 		if (stored < low)
 		{

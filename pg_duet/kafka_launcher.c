@@ -4,10 +4,13 @@
  * The launcher is a static background worker without a database: it keeps one supervisor running
  * per database in duet.databases (re-read on SIGHUP). A supervisor connects to its database and
  * reads duet.kafka_consumers whenever a change to it commits (its latch is set at commit,
- * kafka_wake.c; duet.kafka_poll_interval is the fallback): it starts one consumer worker per
- * (enabled consumer, partition group, generation), ends workers whose consumer was stopped, dropped, reset or changed (their
- * generation moves on), restarts workers that exited (after a pause), and runs the outbox publisher
- * when duet.outbox_brokers is set. So SQL changes take effect without a server restart.
+ * kafka_wake.c; duet.kafka_poll_interval is the fallback): it runs the database's pool of
+ * ingestion workers (kafka_pool.c) — duet.kafka_pool_size of them, fewer when there are fewer
+ * enabled partition groups — restarts one that exited (after a pause), publishes in shared memory
+ * which of them run (the pool workers assign the groups among the running ones) and why one cannot
+ * start, and runs the outbox publisher when duet.outbox_brokers is set. The pool workers are woken
+ * by the same commits and follow the consumers' changes themselves, so SQL changes take effect
+ * without a server restart.
  *
  * Both are built on the worker skeleton (worker.c): SIGTERM is die(), and a before_shmem_exit
  * callback terminates the children however the process ends. A database that does not exist, or
@@ -36,7 +39,7 @@
 #include "worker.h"
 
 #define RESTART_DELAY_MS	5000	/* before restarting a worker or supervisor that exited */
-#define MAX_CHILDREN		(DUET_KAFKA_MAX_SLOTS + 1)
+#define MAX_CHILDREN		(Max(DUET_KAFKA_MAX_POOL, DUET_KAFKA_MAX_DBS) + 1)
 
 /* A child worker the launcher or a supervisor started. */
 typedef struct Child
@@ -56,6 +59,8 @@ start_worker(const char *function, const char *title, DuetKafkaWorkerArgs *args)
 	DuetWorkerSpec spec = {
 		.function = function,
 		.name = title,
+		/* every pool worker has one backend_type; bgw_name tells database and index */
+		.type = args->consumer_id == -1 ? "pg_duet kafka pool" : NULL,
 		.connect = true,
 		.restart_s = BGW_NEVER_RESTART,
 		.extra = args,
@@ -103,8 +108,15 @@ child_find(DuetKafkaWorkerArgs *a)
 	return NULL;
 }
 
+typedef enum ChildState
+{
+	CHILD_RUNNING,				/* running, or just started */
+	CHILD_PAUSED,				/* exited; restarted after RESTART_DELAY_MS */
+	CHILD_NO_SLOT				/* its start failed: no background worker slot */
+} ChildState;
+
 /* Marks a child wanted, starting it if it is not running and its restart pause is over. */
-static void
+static ChildState
 child_want(DuetKafkaWorkerArgs *a, const char *function, const char *title)
 {
 	Child	   *c = child_find(a);
@@ -115,20 +127,21 @@ child_want(DuetKafkaWorkerArgs *a, const char *function, const char *title)
 			if (!children[i].used)
 				c = &children[i];
 		if (c == NULL)
-			return;
+			return CHILD_NO_SLOT;
 		memset(c, 0, sizeof(Child));
 		c->used = true;
 		c->args = *a;
 	}
 	c->wanted = true;
 	if (child_running(c))
-		return;
+		return CHILD_RUNNING;
 	if (c->stopped_at != 0 &&
 		!TimestampDifferenceExceeds(c->stopped_at, GetCurrentTimestamp(), RESTART_DELAY_MS))
-		return;
+		return CHILD_PAUSED;
 	c->handle = start_worker(function, title, a);
 	if (c->handle == NULL)
 		c->stopped_at = GetCurrentTimestamp();
+	return c->handle ? CHILD_RUNNING : CHILD_NO_SLOT;
 }
 
 /* Ends and forgets children not marked wanted since the last call; clears the marks. */
@@ -233,6 +246,56 @@ duet_kafka_launcher_main(Datum arg)
 
 /* ---- supervisor ---- */
 
+/* Whether the last start of pool worker k failed for want of a background worker slot. */
+static bool pool_no_slot[DUET_KAFKA_MAX_POOL];
+
+/*
+ * The pool: as many workers as there are enabled partition groups, at most duet.kafka_pool_size.
+ * SPI connected, in the supervisor's transaction.
+ */
+static void
+run_pool(DuetKafkaWorkerArgs *self)
+{
+	int			size = duet_kafka_pool_size;
+	int			groups = 0;
+	bool		running[DUET_KAFKA_MAX_POOL] = {0};
+	int			no_slot = 0;
+	bool		isnull;
+
+	if (SPI_execute("SELECT coalesce(pg_catalog.sum(parallelism), 0)::pg_catalog.int4 FROM duet.kafka_consumers WHERE enabled",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		groups = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	for (int k = 0; k < Min(size, groups); k++)
+	{
+		DuetKafkaWorkerArgs a = {0};
+		char		title[BGW_MAXLEN];
+		a.dboid = MyDatabaseId;
+		a.consumer_id = -1;
+		a.group = k;
+		strlcpy(a.dbname, self->dbname, NAMEDATALEN);
+		snprintf(title, sizeof(title), "pg_duet kafka pool %s/%d", self->dbname, k);
+		switch (child_want(&a, "duet_kafka_pool_main", title))
+		{
+			case CHILD_RUNNING:
+				running[k] = true;
+				pool_no_slot[k] = false;
+				break;
+			case CHILD_NO_SLOT:
+				pool_no_slot[k] = true;
+				break;
+			case CHILD_PAUSED:
+				break;
+		}
+		if (pool_no_slot[k])
+			no_slot++;
+	}
+	duet_kafka_pool_supervise(MyDatabaseId, size, Min(size, groups), running,
+							  no_slot == 0 ? NULL :
+							  psprintf("no background worker slot for %d of the %d Kafka pool workers "
+									   "(max_worker_processes = %d)", no_slot, Min(size, groups),
+									   max_worker_processes));
+}
+
 void
 duet_kafka_supervisor_main(Datum arg)
 {
@@ -267,34 +330,8 @@ duet_kafka_supervisor_main(Datum arg)
 							self.dbname),
 					 errhint("Run CREATE EXTENSION pg_duet in it, or remove it from duet.databases.")));
 		missing_logged_here = !installed;
-		if (installed &&
-			SPI_execute("SELECT id, name, generation, parallelism FROM duet.kafka_consumers "
-						"WHERE enabled ORDER BY id", true, 0) == SPI_OK_SELECT)
-		{
-			for (uint64 r = 0; r < SPI_processed; r++)
-			{
-				HeapTuple	tup = SPI_tuptable->vals[r];
-				TupleDesc	desc = SPI_tuptable->tupdesc;
-				bool		isnull;
-				DuetKafkaWorkerArgs a = {0};
-				int			parallelism;
-				char	   *name = SPI_getvalue(tup, desc, 2);
-
-				a.dboid = MyDatabaseId;
-				strlcpy(a.dbname, self.dbname, NAMEDATALEN);
-				a.consumer_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-				a.generation = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-				parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-				for (int g = 0; g < parallelism; g++)
-				{
-					char		title[BGW_MAXLEN];
-
-					a.group = g;
-					snprintf(title, sizeof(title), "pg_duet kafka consumer %s/%d", name, g);
-					child_want(&a, "duet_kafka_consumer_main", title);
-				}
-			}
-		}
+		if (installed)
+			run_pool(&self);
 		if (installed && duet_outbox_brokers && duet_outbox_brokers[0] != '\0')
 		{
 			DuetKafkaWorkerArgs a = {0};

@@ -1,9 +1,12 @@
 /*
- * kafka_shmem.c — Kafka settings, the shared-memory worker slots and the status function over them.
+ * kafka_shmem.c — Kafka settings, the shared-memory slots and pools, and the status functions over them.
  *
- * Each consumer worker claims a slot and updates it once per batch (counters, rate, high
- * watermarks, last error); duet.kafka_status joins these with the committed offsets in
- * duet.kafka_offsets. One LWLock guards the array: it is touched once per batch, never per row.
+ * A pool worker claims a slot for each (consumer, partition group) it serves and updates it once
+ * per batch (counters, rate, high watermarks, last error); duet.kafka_status joins these with the
+ * committed offsets in duet.kafka_offsets. A slot is exclusive: while one is in use for a group,
+ * no other worker can claim one for it, so a group's partitions have one reader at a time. Each
+ * database's pool (its size, its workers' pids, why it cannot run) is registered here too. One
+ * LWLock guards it all: it is touched once per batch or per pool change, never per row.
  */
 #include "postgres.h"
 
@@ -27,23 +30,36 @@
 char	   *duet_outbox_brokers = NULL;
 char	   *duet_outbox_properties = NULL;
 int			duet_kafka_poll_ms = 60000;
+int			duet_kafka_pool_size = 2;
 
-/* A process waiting on its latch for committed changes (kafka.h); a supervisor or a publisher. */
+/* A process waiting on its latch for committed changes (kafka.h): supervisor, publisher, pool. */
 typedef struct DuetKafkaWaiter
 {
 	bool		in_use;
-	int			what;			/* DuetKafkaWaitFor */
+	int			what;			/* a mask of DuetKafkaWaitFor */
 	Oid			dboid;
 	pid_t		pid;
 	Latch	   *latch;
 } DuetKafkaWaiter;
 
-/* At most one supervisor and one publisher per database the launcher serves. */
-#define DUET_KAFKA_MAX_WAITERS	(2 * (DUET_KAFKA_MAX_SLOTS + 1))
+/* At most one supervisor, one publisher and the pool's workers per database with a pool. */
+#define DUET_KAFKA_MAX_WAITERS	(DUET_KAFKA_MAX_DBS * (2 + DUET_KAFKA_MAX_POOL))
+
+typedef struct DuetKafkaPool
+{
+	Oid			dboid;			/* InvalidOid: entry free */
+	int32		size;			/* duet.kafka_pool_size: the assignment's modulus */
+	int32		needed;			/* workers the supervisor runs: min(size, partition groups) */
+	bool		running[DUET_KAFKA_MAX_POOL];	/* the supervisor started it, not seen stopped */
+	pid_t		pid[DUET_KAFKA_MAX_POOL];	/* registered by the worker itself; 0 = not running */
+	TimestampTz started_at[DUET_KAFKA_MAX_POOL];
+	char		problem[DUET_KAFKA_ERRLEN];
+} DuetKafkaPool;
 
 typedef struct DuetKafkaShared
 {
 	LWLock	   *lock;
+	DuetKafkaPool pools[DUET_KAFKA_MAX_DBS];
 	DuetKafkaSlot slots[DUET_KAFKA_MAX_SLOTS];
 	DuetKafkaWaiter waiters[DUET_KAFKA_MAX_WAITERS];
 } DuetKafkaShared;
@@ -51,8 +67,9 @@ typedef struct DuetKafkaShared
 static DuetKafkaShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static DuetKafkaSlot *my_slot = NULL;
 static DuetKafkaWaiter *my_waiter = NULL;
+static bool exit_hook_set = false;
+static int	my_pool_index = -1;
 
 static const char *const state_names[] = {"starting", "running", "idle", "broker unreachable", "error"};
 
@@ -101,6 +118,17 @@ duet_kafka_init(void)
 							"once; this is the fallback (PREPAREd transactions, a 0.1.0 schema).",
 							&duet_kafka_poll_ms, 60000, 100, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("duet.kafka_pool_size",
+							"Most Kafka ingestion workers per database.",
+							"Every consumer partition group of the database is served by one of them; "
+							"fewer run when there are fewer partition groups.",
+							&duet_kafka_pool_size, 2, 1, DUET_KAFKA_MAX_POOL, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("duet.kafka_group_mode",
+							 "Kafka consumers join the consumer group pg_duet.<name>, shared with other servers.",
+							 "Consumers of the same name on several servers then split the topic's partitions; "
+							 "applies to consumers opened after the change.",
+							 &duet_kafka_group_mode, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -111,34 +139,59 @@ duet_kafka_init(void)
 	duet_kafka_register_launcher();
 }
 
+/* However a pool worker ends: its slots and its pool registration are freed. */
 static void
-slot_release(int code, Datum arg)
+worker_exit(int code, Datum arg)
 {
-	if (my_slot == NULL)
-		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (my_slot->pid == MyProcPid)
-		my_slot->in_use = false;
+	for (int i = 0; i < DUET_KAFKA_MAX_SLOTS; i++)
+		if (shared->slots[i].in_use && shared->slots[i].pid == MyProcPid)
+			shared->slots[i].in_use = false;
+	for (int i = 0; i < DUET_KAFKA_MAX_DBS && my_pool_index >= 0; i++)
+		if (shared->pools[i].dboid == MyDatabaseId && shared->pools[i].pid[my_pool_index] == MyProcPid)
+			shared->pools[i].pid[my_pool_index] = 0;
 	LWLockRelease(shared->lock);
-	my_slot = NULL;
+}
+
+static void
+set_exit_hook(void)
+{
+	if (shared == NULL)
+		elog(ERROR, "pg_duet Kafka shared memory is not initialised");
+	if (!exit_hook_set)
+		before_shmem_exit(worker_exit, 0);
+	exit_hook_set = true;
 }
 
 DuetKafkaSlot *
-duet_kafka_slot_claim(Oid dboid, int32 consumer_id, int32 group, const char *name)
+duet_kafka_slot_claim(Oid dboid, int32 consumer_id, int32 group, const char *name, int32 pool_worker,
+					  bool *busy)
 {
 	DuetKafkaSlot *slot = NULL;
 
-	if (shared == NULL)
-		elog(ERROR, "pg_duet Kafka shared memory is not initialised");
+	set_exit_hook();
+	*busy = false;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < DUET_KAFKA_MAX_SLOTS && slot == NULL; i++)
-		if (!shared->slots[i].in_use)
-			slot = &shared->slots[i];
+	for (int i = 0; i < DUET_KAFKA_MAX_SLOTS; i++)
+	{
+		DuetKafkaSlot *s = &shared->slots[i];
+
+		if (!s->in_use)
+		{
+			if (slot == NULL)
+				slot = s;
+		}
+		else if (s->dboid == dboid && s->consumer_id == consumer_id && s->group == group)
+			*busy = true;
+	}
+	if (*busy)
+		slot = NULL;
 	if (slot)
 	{
 		memset(slot, 0, sizeof(*slot));
 		slot->in_use = true;
 		slot->pid = MyProcPid;
+		slot->pool_worker = pool_worker;
 		slot->dboid = dboid;
 		slot->consumer_id = consumer_id;
 		slot->group = group;
@@ -147,14 +200,16 @@ duet_kafka_slot_claim(Oid dboid, int32 consumer_id, int32 group, const char *nam
 		slot->started_at = GetCurrentTimestamp();
 	}
 	LWLockRelease(shared->lock);
-	if (slot == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many running Kafka workers"),
-				 errdetail("At most %d consumer workers run at once.", DUET_KAFKA_MAX_SLOTS)));
-	my_slot = slot;
-	before_shmem_exit(slot_release, 0);
 	return slot;
+}
+
+void
+duet_kafka_slot_release(DuetKafkaSlot *slot)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
+		slot->in_use = false;
+	LWLockRelease(shared->lock);
 }
 
 void
@@ -230,9 +285,9 @@ waiter_release(int code, Datum arg)
 	my_waiter = NULL;
 }
 
-/* This process (connected to its database) waits for what; duet_kafka_wake() sets its latch. */
+/* This process (connected to its database) waits for what (a mask); duet_kafka_wake() sets its latch. */
 void
-duet_kafka_waiter_register(DuetKafkaWaitFor what)
+duet_kafka_waiter_register(int what)
 {
 	if (shared == NULL)
 		elog(ERROR, "pg_duet Kafka shared memory is not initialised");
@@ -248,7 +303,7 @@ duet_kafka_waiter_register(DuetKafkaWaitFor what)
 			my_waiter->latch = &MyProc->procLatch;
 		}
 	LWLockRelease(shared->lock);
-	/* Sized for every supervisor and publisher the launcher can run: never full. */
+	/* Sized for every supervisor, publisher and pool worker the launcher can run: never full. */
 	if (my_waiter == NULL)
 		elog(ERROR, "no free pg_duet Kafka wake-up entry");
 	before_shmem_exit(waiter_release, 0);
@@ -268,7 +323,19 @@ duet_kafka_wake(int what, Oid dboid)
 	LWLockRelease(shared->lock);
 }
 
-/* A restarted supervisor ends the workers its predecessor left, so no partition has two readers. */
+/* The group's partitions were revoked (consumer group mode): they are another server's now. */
+void
+duet_kafka_slot_forget_partitions(DuetKafkaSlot *slot)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->npartitions = 0;
+	LWLockRelease(shared->lock);
+}
+
+/*
+ * A restarted supervisor ends the pool workers its predecessor left (those serving a group and
+ * idle ones), so no index runs twice.
+ */
 void
 duet_kafka_terminate_db_workers(Oid dboid)
 {
@@ -277,7 +344,187 @@ duet_kafka_terminate_db_workers(Oid dboid)
 		if (shared->slots[i].in_use && shared->slots[i].dboid == dboid &&
 			shared->slots[i].pid != MyProcPid)
 			kill(shared->slots[i].pid, SIGTERM);
+	for (int i = 0; i < DUET_KAFKA_MAX_DBS; i++)
+		if (shared->pools[i].dboid == dboid)
+			for (int k = 0; k < DUET_KAFKA_MAX_POOL; k++)
+				if (shared->pools[i].pid[k] != 0 && shared->pools[i].pid[k] != MyProcPid)
+					kill(shared->pools[i].pid[k], SIGTERM);
 	LWLockRelease(shared->lock);
+}
+
+/* The database's pool entry, created when create (lock held exclusively then); NULL if none. */
+static DuetKafkaPool *
+pool_entry(Oid dboid, bool create)
+{
+	DuetKafkaPool *free_entry = NULL;
+
+	for (int i = 0; i < DUET_KAFKA_MAX_DBS; i++)
+	{
+		if (shared->pools[i].dboid == dboid)
+			return &shared->pools[i];
+		if (shared->pools[i].dboid == InvalidOid && free_entry == NULL)
+			free_entry = &shared->pools[i];
+	}
+	if (!create || free_entry == NULL)
+		return NULL;
+	memset(free_entry, 0, sizeof(*free_entry));
+	free_entry->dboid = dboid;
+	return free_entry;
+}
+
+void
+duet_kafka_pool_supervise(Oid dboid, int size, int needed, const bool *running, const char *problem)
+{
+	DuetKafkaPool *pool;
+	bool		changed = false;
+
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	pool = pool_entry(dboid, true);
+	if (pool)
+	{
+		changed = pool->size != Min(size, DUET_KAFKA_MAX_POOL);
+		pool->size = Min(size, DUET_KAFKA_MAX_POOL);
+		pool->needed = Min(needed, pool->size);
+		for (int k = 0; k < DUET_KAFKA_MAX_POOL; k++)
+		{
+			bool		run = k < pool->size && running[k];
+
+			changed |= pool->running[k] != run;
+			pool->running[k] = run;
+		}
+		strlcpy(pool->problem, problem ? problem : "", DUET_KAFKA_ERRLEN);
+	}
+	LWLockRelease(shared->lock);
+	/* The workers assign the groups among the running ones: a changed pool reassigns at once. */
+	if (changed)
+		duet_kafka_wake(DUET_WAIT_POOL, dboid);
+}
+
+void
+duet_kafka_pool_join(int index)
+{
+	DuetKafkaPool *pool;
+
+	Assert(index >= 0 && index < DUET_KAFKA_MAX_POOL);
+	set_exit_hook();
+	my_pool_index = index;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	pool = pool_entry(MyDatabaseId, true);
+	if (pool)
+	{
+		pool->pid[index] = MyProcPid;
+		pool->started_at[index] = GetCurrentTimestamp();
+	}
+	LWLockRelease(shared->lock);
+}
+
+int
+duet_kafka_pool_members(Oid dboid, bool *live)
+{
+	DuetKafkaPool *pool;
+	int			size = 0;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	pool = pool_entry(dboid, false);
+	if (pool)
+	{
+		size = pool->size;
+		for (int k = 0; k < size; k++)
+			live[k] = pool->running[k] || pool->pid[k] != 0;
+	}
+	LWLockRelease(shared->lock);
+	return size;
+}
+
+/*
+ * A WARNING (with the fix) when this database's pool could not start a worker: the consumer
+ * being created may not be served. (Until a first consumer exists no pool worker is started, so
+ * the first one's status says it instead, within a poll interval.)
+ */
+void
+duet_kafka_pool_warn(const char *what)
+{
+	const char *problem = duet_kafka_pool_problem(MyDatabaseId);
+
+	if (problem)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("%s will not run: %s", what, problem),
+				 errhint("Raise max_worker_processes (it also bounds parallel query workers) and restart, "
+						 "or lower duet.kafka_pool_size.")));
+}
+
+const char *
+duet_kafka_pool_problem(Oid dboid)
+{
+	DuetKafkaPool *pool;
+	char	   *problem = NULL;
+
+	if (shared == NULL)
+		return NULL;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	pool = pool_entry(dboid, false);
+	if (pool && pool->problem[0] != '\0')
+		problem = pstrdup(pool->problem);
+	LWLockRelease(shared->lock);
+	return problem;
+}
+
+PG_FUNCTION_INFO_V1(duet_kafka_pool_stats);
+
+/*
+ * duet_kafka_pool_stats() → one row per pool worker of this database: index, pid (NULL when not
+ * running), since when, how many partition groups it serves, and why the pool cannot run.
+ */
+Datum
+duet_kafka_pool_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DuetKafkaPool copy;
+	int			served[DUET_KAFKA_MAX_POOL] = {0};
+	bool		found = false;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (shared == NULL)
+		PG_RETURN_VOID();
+	LWLockAcquire(shared->lock, LW_SHARED);
+	{
+		DuetKafkaPool *pool = pool_entry(MyDatabaseId, false);
+
+		if (pool)
+		{
+			copy = *pool;
+			found = true;
+			for (int i = 0; i < DUET_KAFKA_MAX_SLOTS; i++)
+				if (shared->slots[i].in_use && shared->slots[i].dboid == MyDatabaseId &&
+					shared->slots[i].pool_worker >= 0 && shared->slots[i].pool_worker < DUET_KAFKA_MAX_POOL)
+					served[shared->slots[i].pool_worker]++;
+		}
+	}
+	LWLockRelease(shared->lock);
+	if (!found)
+		PG_RETURN_VOID();
+	for (int k = 0; k < copy.size; k++)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {0};
+
+		if (k >= copy.needed && copy.pid[k] == 0)
+			continue;			/* not needed: fewer partition groups than duet.kafka_pool_size */
+
+		values[0] = Int32GetDatum(k);
+		values[1] = Int32GetDatum(copy.pid[k]);
+		nulls[1] = copy.pid[k] == 0;
+		values[2] = TimestampTzGetDatum(copy.started_at[k]);
+		nulls[2] = copy.pid[k] == 0;
+		values[3] = Int32GetDatum(served[k]);
+		values[4] = CStringGetTextDatum(copy.problem);
+		nulls[4] = copy.problem[0] == '\0' || copy.pid[k] != 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(duet_kafka_worker_stats);

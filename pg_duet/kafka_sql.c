@@ -302,6 +302,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 	}
 	duet_workers_warn(psprintf("Kafka consumer \"%s\"", name));
+	duet_kafka_pool_warn(psprintf("Kafka consumer \"%s\"", name));
 	PG_RETURN_VOID();
 }
 

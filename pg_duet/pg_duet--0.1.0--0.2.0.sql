@@ -3032,3 +3032,191 @@ CREATE TRIGGER duet_kafka_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON d
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers');
 CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('outbox');
+-- The Kafka ingestion pool (issue 12, "consumers are not processes") ---------------------------
+
+-- The pool of ingestion workers serving this database (C: pg_duet/kafka_shmem.c, kafka_pool.c).
+CREATE FUNCTION duet_kafka_pool_stats(
+        OUT pool_worker integer, OUT pid integer, OUT started_at timestamptz, OUT groups integer,
+        OUT problem text)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_pool_stats';
+COMMENT ON FUNCTION duet_kafka_pool_stats()
+    IS 'this database''s Kafka pool workers: index, pid, since when, partition groups served, why one is not running (feeds duet.kafka_pool and duet.kafka_status)';
+REVOKE ALL ON FUNCTION duet_kafka_pool_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_pool_stats() TO duet_kafka_admin, pg_monitor;
+
+CREATE VIEW duet.kafka_pool WITH (security_barrier = true) AS
+SELECT pool_worker, pid, started_at, groups, problem FROM duet_kafka_pool_stats();
+COMMENT ON VIEW duet.kafka_pool
+    IS 'the pool of Kafka ingestion workers of this database (duet.kafka_pool_size): which run, since when, how many consumer partition groups each serves, and why one cannot run';
+GRANT SELECT ON duet.kafka_pool TO duet_kafka_admin, pg_monitor;
+
+CREATE OR REPLACE VIEW duet.kafka_status WITH (security_barrier = true) AS
+WITH w AS (
+    SELECT s.consumer_id, count(*) AS workers, sum(s.rows) AS rows, sum(s.bytes) AS bytes,
+           sum(s.batches) AS batches, sum(s.errors) AS errors, sum(s.rate) AS rate,
+           CASE WHEN bool_or(s.state = 'error') THEN 'error'
+                WHEN bool_or(s.state = 'broker unreachable') THEN 'broker unreachable'
+                WHEN bool_or(s.state = 'running') THEN 'running'
+                WHEN bool_or(s.state = 'starting') THEN 'starting'
+                ELSE 'idle' END AS state,
+           (array_agg(s.last_error ORDER BY s.last_error_at DESC NULLS LAST))[1] AS last_error,
+           max(s.last_error_at) AS last_error_at,
+           array_agg(DISTINCT pw.pool_worker ORDER BY pw.pool_worker)
+               FILTER (WHERE pw.pool_worker IS NOT NULL) AS pool_workers
+      FROM (SELECT DISTINCT ON (pid, consumer_id, worker_group) * FROM duet_kafka_worker_stats()) s
+      LEFT JOIN duet_kafka_pool_stats() pw ON pw.pid = s.pid
+     GROUP BY s.consumer_id),
+p AS (
+    SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
+           jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
+                                        'high_watermark', ps.high_watermark, 'lag', ps.lag)
+                     ORDER BY ps.partition) AS partitions
+      FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
+     GROUP BY c.id)
+SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
+       CASE WHEN NOT c.enabled THEN 'stopped'
+            WHEN w.state IS NULL AND coalesce(ws.problem, pp.problem) IS NOT NULL THEN 'not running'
+            ELSE coalesce(w.state, 'starting') END AS state,
+       coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
+       coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
+       (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
+       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages,
+       CASE WHEN c.enabled AND w.state IS NULL THEN coalesce(ws.problem, pp.problem) END AS reason,
+       w.pool_workers
+  FROM duet.kafka_consumers c
+  LEFT JOIN w ON w.consumer_id = c.id
+  LEFT JOIN p ON p.consumer_id = c.id
+  -- no worker runs a consumer in a database the workers do not serve, or with no pool worker
+  -- running (no background worker slot): say so, and why
+  CROSS JOIN duet_workers_status() ws
+  CROSS JOIN (SELECT string_agg(DISTINCT x.problem, '; ') AS problem
+                FROM duet_kafka_pool_stats() x WHERE x.problem IS NOT NULL) pp
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW duet.kafka_status IS
+    'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
+COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases, no background worker slot for the pool); duet_doctor() gives the fix';
+COMMENT ON COLUMN duet.kafka_status.parallelism IS 'partition groups configured (each read by one pool worker at a time)';
+COMMENT ON COLUMN duet.kafka_status.workers IS 'partition groups served now by the pool workers';
+COMMENT ON COLUMN duet.kafka_status.pool_workers IS 'indexes of the pool workers (duet.kafka_pool) serving its partition groups now';
+COMMENT ON COLUMN duet.kafka_pool.pool_worker IS 'index of the pool worker in this database''s pool, from 0';
+COMMENT ON COLUMN duet.kafka_pool.pid IS 'process id of the pool worker; NULL when it is not running';
+COMMENT ON COLUMN duet.kafka_pool.started_at IS 'when the pool worker started';
+COMMENT ON COLUMN duet.kafka_pool.groups IS 'consumer partition groups the pool worker serves now';
+COMMENT ON COLUMN duet.kafka_pool.problem IS 'why the pool worker is not running (no background worker slot: raise max_worker_processes); NULL when it runs';
+
+-- duet_doctor(): the pool's workers, not one per partition group, in the worker slots needed
+CREATE OR REPLACE FUNCTION duet_doctor()
+    RETURNS TABLE (check_name text, status text, detail text, hint text)
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w        record;
+    r        record;
+    ndb      int;
+    needed   int;
+    max_w    int := current_setting('max_worker_processes')::int;
+    n        bigint;
+    oldest   interval;
+BEGIN
+    -- Runs as the caller: it reports what the caller may see (rules under row-level security,
+    -- Kafka for duet_kafka_admin and pg_monitor).
+    SELECT * INTO w FROM @extschema@.duet_workers_status();
+    check_name := 'background workers';
+    IF w.problem IS NULL THEN
+        status := 'ok'; detail := 'pg_duet is preloaded and this database is in duet.databases'; hint := NULL;
+    ELSE
+        status := 'error'; detail := w.problem; hint := w.hint;
+    END IF;
+    RETURN NEXT;
+
+    -- Two launchers, three workers per served database, and here the Kafka pool: one worker per
+    -- consumer partition group, at most duet.kafka_pool_size.
+    ndb := array_length(string_to_array(current_setting('duet.databases'), ','), 1);
+    needed := 2 + 3 * coalesce(ndb, 0);
+    IF has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        needed := needed + LEAST(coalesce(current_setting('duet.kafka_pool_size', true), '2')::int,
+                                 coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
+                                            WHERE s.state <> 'stopped'), 0))::int;
+    END IF;
+    check_name := 'worker slots';
+    IF needed > max_w THEN
+        status := 'error';
+        detail := format('pg_duet needs at least %s background workers; max_worker_processes is %s', needed, max_w);
+        hint := format('Raise max_worker_processes to %s or more (it also bounds parallel query workers) and restart.',
+                       needed + current_setting('max_parallel_workers')::int);
+    ELSE
+        status := 'ok';
+        detail := format('pg_duet needs at least %s of max_worker_processes = %s', needed, max_w);
+        hint := NULL;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'kafka consumers';
+    IF NOT has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading consumer state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.name, s.state, s.last_error, s.reason FROM duet.kafka_status s
+                  WHERE s.state NOT IN ('running', 'stopped', 'idle') ORDER BY s.name LOOP
+            n := n + 1;
+            status := CASE WHEN r.state = 'starting' THEN 'warning' ELSE 'error' END;
+            detail := format('consumer %s is %s%s', r.name, r.state, coalesce(': ' || coalesce(r.reason, r.last_error), ''));
+            hint := CASE WHEN r.state = 'not running' THEN w.hint
+                         WHEN r.state = 'broker unreachable' THEN 'Check the brokers and the consumer''s security properties; it retries on its own.'
+                         WHEN r.state = 'starting' THEN 'A consumer that stays starting means no worker slot was free: see "worker slots".'
+                         ELSE 'See duet.kafka_dead_letters and the server log; duet_kafka_stop/start restarts it.' END;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok'; detail := 'every enabled consumer is running'; hint := NULL;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
+    check_name := 'rules';
+    n := 0;
+    FOR r IN SELECT ru.tenant, ru.name, a.error, count(*) AS instances
+               FROM duet.alerts a JOIN duet.rules ru ON ru.id OPERATOR(pg_catalog.=) a.rule_id
+              WHERE a.state = 'error' AND ru.enabled
+              GROUP BY ru.tenant, ru.name, a.error ORDER BY ru.tenant, ru.name LOOP
+        n := n + 1;
+        status := 'warning';
+        detail := format('rule %s of tenant %s fails: %s', r.name, r.tenant, r.error);
+        hint := 'Fix the rule with duet_rule_alter (duet_rule_test tries it on a row); duet.alert_history keeps the errors.';
+        RETURN NEXT;
+    END LOOP;
+    IF (SELECT count(*) FROM duet.rules ru WHERE ru.enabled AND ru.query IS NOT NULL) > 0 AND w.problem IS NOT NULL THEN
+        n := n + 1;
+        status := 'error'; detail := 'query rules are never evaluated: ' || w.problem; hint := w.hint;
+        RETURN NEXT;
+    END IF;
+    IF n = 0 THEN
+        status := 'ok'; detail := 'no enabled rule is failing'; hint := NULL;
+        RETURN NEXT;
+    END IF;
+
+    check_name := 'outbox';
+    IF NOT has_table_privilege('duet.kafka_outbox_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+    ELSE
+        SELECT s.pending, now() - s.oldest_pending_at INTO n, oldest FROM duet.kafka_outbox_status s;
+        IF n > 0 AND oldest > interval '1 minute' THEN
+            status := 'error';
+            detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
+            hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');
+        ELSE
+            status := 'ok'; detail := 'no event waits longer than a minute'; hint := NULL;
+        END IF;
+    END IF;
+    RETURN NEXT;
+
+    -- Reachability of the LLM endpoints and Kafka brokers: one TCP connection each, all at once,
+    -- at most two seconds in all (C: pg_duet/doctor.c).
+    RETURN QUERY SELECT x.check_name, x.status, x.detail, x.hint FROM @extschema@.duet_doctor_reachability() x;
+END $$;
+COMMENT ON FUNCTION duet_doctor() IS
+    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable LLM endpoints and Kafka brokers), each with its fix';

@@ -219,7 +219,7 @@ def code_messages():
             if not mm:
                 continue
             msg = "".join(re.findall(lit, mm.group(1))).replace('\\"', '"')
-            msg = re.sub(r"%[-+ #0-9.]*(?:ll|l|z)?[sduifxc]", "…", msg)
+            msg = re.sub(r"%[-+ #0-9.]*(?:ll|l|z)?[sduifxcm]", "…", msg)
             out.append(("pg_duet/%s:%d" % (f, text.count("\n", 0, m.start()) + 1), msg.strip()))
     for f in sorted(os.listdir(os.path.join(ROOT, "pg_duet", "sql"))):
         text = read("pg_duet/sql/" + f)

@@ -232,19 +232,38 @@ SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
 COMMENT ON VIEW duet.kafka_partition_status
     IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
 
+-- The pool of ingestion workers serving this database (C: pg_duet/kafka_shmem.c, kafka_pool.c).
+CREATE FUNCTION duet_kafka_pool_stats(
+        OUT pool_worker integer, OUT pid integer, OUT started_at timestamptz, OUT groups integer,
+        OUT problem text)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_pool_stats';
+COMMENT ON FUNCTION duet_kafka_pool_stats()
+    IS 'this database''s Kafka pool workers: index, pid, since when, partition groups served, why one is not running (feeds duet.kafka_pool and duet.kafka_status)';
+REVOKE ALL ON FUNCTION duet_kafka_pool_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_pool_stats() TO duet_kafka_admin, pg_monitor;
+
+CREATE VIEW duet.kafka_pool WITH (security_barrier = true) AS
+SELECT pool_worker, pid, started_at, groups, problem FROM duet_kafka_pool_stats();
+COMMENT ON VIEW duet.kafka_pool
+    IS 'the pool of Kafka ingestion workers of this database (duet.kafka_pool_size): which run, since when, how many consumer partition groups each serves, and why one cannot run';
+GRANT SELECT ON duet.kafka_pool TO duet_kafka_admin, pg_monitor;
+
 CREATE VIEW duet.kafka_status WITH (security_barrier = true) AS
 WITH w AS (
-    SELECT consumer_id, count(*) AS workers, sum(rows) AS rows, sum(bytes) AS bytes,
-           sum(batches) AS batches, sum(errors) AS errors, sum(rate) AS rate,
-           CASE WHEN bool_or(state = 'error') THEN 'error'
-                WHEN bool_or(state = 'broker unreachable') THEN 'broker unreachable'
-                WHEN bool_or(state = 'running') THEN 'running'
-                WHEN bool_or(state = 'starting') THEN 'starting'
+    SELECT s.consumer_id, count(*) AS workers, sum(s.rows) AS rows, sum(s.bytes) AS bytes,
+           sum(s.batches) AS batches, sum(s.errors) AS errors, sum(s.rate) AS rate,
+           CASE WHEN bool_or(s.state = 'error') THEN 'error'
+                WHEN bool_or(s.state = 'broker unreachable') THEN 'broker unreachable'
+                WHEN bool_or(s.state = 'running') THEN 'running'
+                WHEN bool_or(s.state = 'starting') THEN 'starting'
                 ELSE 'idle' END AS state,
-           (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST))[1] AS last_error,
-           max(last_error_at) AS last_error_at
-      FROM (SELECT DISTINCT ON (pid) * FROM duet_kafka_worker_stats()) s
-     GROUP BY consumer_id),
+           (array_agg(s.last_error ORDER BY s.last_error_at DESC NULLS LAST))[1] AS last_error,
+           max(s.last_error_at) AS last_error_at,
+           array_agg(DISTINCT pw.pool_worker ORDER BY pw.pool_worker)
+               FILTER (WHERE pw.pool_worker IS NOT NULL) AS pool_workers
+      FROM (SELECT DISTINCT ON (pid, consumer_id, worker_group) * FROM duet_kafka_worker_stats()) s
+      LEFT JOIN duet_kafka_pool_stats() pw ON pw.pid = s.pid
+     GROUP BY s.consumer_id),
 p AS (
     SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
            jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
@@ -254,7 +273,7 @@ p AS (
      GROUP BY c.id)
 SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
        CASE WHEN NOT c.enabled THEN 'stopped'
-            WHEN w.state IS NULL AND ws.problem IS NOT NULL THEN 'not running'
+            WHEN w.state IS NULL AND coalesce(ws.problem, pp.problem) IS NOT NULL THEN 'not running'
             ELSE coalesce(w.state, 'starting') END AS state,
        coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
        coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
@@ -262,17 +281,21 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
        w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
        (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
        (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages,
-       CASE WHEN c.enabled AND w.state IS NULL THEN ws.problem END AS reason
+       CASE WHEN c.enabled AND w.state IS NULL THEN coalesce(ws.problem, pp.problem) END AS reason,
+       w.pool_workers
   FROM duet.kafka_consumers c
   LEFT JOIN w ON w.consumer_id = c.id
   LEFT JOIN p ON p.consumer_id = c.id
-  -- no worker runs a consumer in a database the workers do not serve: say so, and why
+  -- no worker runs a consumer in a database the workers do not serve, or with no pool worker
+  -- running (no background worker slot): say so, and why
   CROSS JOIN duet_workers_status() ws
+  CROSS JOIN (SELECT string_agg(DISTINCT x.problem, '; ') AS problem
+                FROM duet_kafka_pool_stats() x WHERE x.problem IS NOT NULL) pp
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_status IS
     'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
-COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases); duet_doctor() gives the fix';
+COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases, no background worker slot for the pool); duet_doctor() gives the fix';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
 
 -- The outbox: rows written in the caller's transaction, published by a worker once committed.

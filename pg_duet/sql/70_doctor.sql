@@ -38,12 +38,14 @@ BEGIN
     END IF;
     RETURN NEXT;
 
-    -- Two launchers, three workers per served database, one per consumer partition group here.
+    -- Two launchers, three workers per served database, and here the Kafka pool: one worker per
+    -- consumer partition group, at most duet.kafka_pool_size.
     ndb := array_length(string_to_array(current_setting('duet.databases'), ','), 1);
     needed := 2 + 3 * coalesce(ndb, 0);
     IF has_table_privilege('duet.kafka_status', 'SELECT') THEN
-        needed := needed + coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
-                                      WHERE s.state <> 'stopped'), 0)::int;
+        needed := needed + LEAST(coalesce(current_setting('duet.kafka_pool_size', true), '2')::int,
+                                 coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
+                                            WHERE s.state <> 'stopped'), 0))::int;
     END IF;
     check_name := 'worker slots';
     IF needed > max_w THEN

@@ -390,3 +390,12 @@ COMMENT ON COLUMN duet.metrics_catalog.defined_by IS 'who made the current versi
 COMMENT ON COLUMN duet.metrics_catalog.defined_at IS 'when the current version was made';
 COMMENT ON COLUMN duet.metrics.defined_by IS 'the role that made the current version';
 COMMENT ON COLUMN duet.metrics.defined_at IS 'when the current version was made';
+-- The Kafka ingestion pool (issue 12, "consumers are not processes") ---------------------------
+COMMENT ON COLUMN duet.kafka_status.parallelism IS 'partition groups configured (each read by one pool worker at a time)';
+COMMENT ON COLUMN duet.kafka_status.workers IS 'partition groups served now by the pool workers';
+COMMENT ON COLUMN duet.kafka_status.pool_workers IS 'indexes of the pool workers (duet.kafka_pool) serving its partition groups now';
+COMMENT ON COLUMN duet.kafka_pool.pool_worker IS 'index of the pool worker in this database''s pool, from 0';
+COMMENT ON COLUMN duet.kafka_pool.pid IS 'process id of the pool worker; NULL when it is not running';
+COMMENT ON COLUMN duet.kafka_pool.started_at IS 'when the pool worker started';
+COMMENT ON COLUMN duet.kafka_pool.groups IS 'consumer partition groups the pool worker serves now';
+COMMENT ON COLUMN duet.kafka_pool.problem IS 'why the pool worker is not running (no background worker slot: raise max_worker_processes); NULL when it runs';

@@ -54,15 +54,22 @@ produce($broker, 'wide', msgs(1, 800));
 $node->safe_psql('postgres', "SELECT duet_kafka_consume('wide', 'wide', 'wide', '$b', 'json', flush_interval_ms => 50, parallelism => 3)");
 wait_for($node, 'SELECT count(*), count(DISTINCT (_partition, _offset)), count(DISTINCT _partition) FROM wide', '800|800|8', 'parallel workers ingest every partition once');
 wait_for($node, q{SELECT workers, lag FROM duet.kafka_status WHERE name = 'wide'}, '3|0', 'three workers, no lag');
-is($node->safe_psql('postgres', q{SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka consumer wide/0' OR backend_type LIKE 'pg_duet kafka consumer wide/%'}),
-	'3', 'three worker processes');
+# Consumers are not processes: the three groups of 'wide' and the one of 'life' share the pool
+# (duet.kafka_pool_size = 2), units in (consumer, group) order round robin: life/0 and wide/1 on
+# worker 0, wide/0 and wide/2 on worker 1.
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka pool'}),
+	'2', 'two pool worker processes serve four partition groups');
+is($node->safe_psql('postgres', q{SELECT pool_workers FROM duet.kafka_status WHERE name = 'wide'}),
+	'{0,1}', 'kafka_status: which pool workers serve the consumer');
+is($node->safe_psql('postgres', q{SELECT string_agg(pool_worker || ':' || groups, ' ' ORDER BY pool_worker) FROM duet.kafka_pool WHERE pid IS NOT NULL}),
+	'0:2 1:2', 'kafka_pool: two groups each');
 
 # Consumers created and dropped while others run.
 $node->safe_psql('postgres', "SELECT duet_kafka_consume('side', 'side', 'side', '$b', 'jsonb', flush_interval_ms => 50)");
 produce($broker, 'side', msgs(1, 10));
 wait_for($node, 'SELECT count(*) FROM side', '10', 'consumer created while others run');
 $node->safe_psql('postgres', "SELECT duet_kafka_drop('side')");
-wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_duet kafka consumer side/%'}, '0', 'dropped consumer\'s worker ends');
+wait_for($node, q{SELECT count(*) FROM duet_kafka_worker_stats() WHERE consumer_id NOT IN (SELECT id FROM duet.kafka_consumers)}, '0', 'dropped consumer is no longer served');
 produce($broker, 'side', msgs(11, 20));
 produce($broker, 'wide', msgs(801, 880));
 wait_for($node, 'SELECT count(*) FROM wide', '880', 'others keep running');
@@ -75,7 +82,14 @@ produce($broker, 'outage', msgs(1, 500));
 wait_for($node, 'SELECT count(*) FROM outage', '500', 'ingesting before the outage');
 produce($broker, 'outage', msgs(501, 1000));
 broker_down($broker);
-sleep 30;
+my $down_at = time();
+# Outages are visible: librdkafka's error callback (run on the pool worker's thread) sets the state
+# and its words; its log lines reach the server log with the consumer's name.
+wait_for($node, q{SELECT state, last_error IS NOT NULL FROM duet.kafka_status WHERE name = 'outage'},
+	'broker unreachable|t', 'during the outage: state broker unreachable, with librdkafka\'s error', 25);
+sleep(30 - (time() - $down_at)) if time() - $down_at < 30;
+like(slurp_file($node->logfile), qr/LOG:  Kafka consumer "outage" librdkafka \S+ \(level \d\): /,
+	'librdkafka\'s log lines in the server log, with the consumer\'s name');
 my $during = $node->safe_psql('postgres', 'SELECT count(*) FROM outage');
 ok($during <= 1000, "during the outage: $during rows, none invented");
 broker_up($broker);

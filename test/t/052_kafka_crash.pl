@@ -71,7 +71,7 @@ produce($broker, 'slow', [ map { "{\"n\": $_}" } 1 .. 20_000 ]);
 $node->safe_psql('postgres', "SELECT duet_kafka_consume('slow', 'slow', 'slow', '$boot', 'json', batch_size => 1000, flush_interval_ms => 100)");
 my $victim;
 ok(wait_until(sub {
-	$victim = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka consumer slow/0' AND query LIKE 'ingesting%' AND state = 'active'});
+	$victim = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka pool' AND query LIKE 'ingesting % of consumer slow %' AND state = 'active'});
 	$victim ne '' }, 60), 'caught the worker inside a batch');
 my $before = $node->safe_psql('postgres', 'SELECT count(*) FROM slow');
 kill 'KILL', $victim;

@@ -26,7 +26,7 @@ produce($broker, 'stop', [ map { "{\"n\": $_}" } 1 .. $total ]);
 $node->safe_psql('postgres', "SELECT duet_kafka_consume('stop', 'stop', 'stop', '$boot', 'json', batch_size => 5000, flush_interval_ms => 200)");
 
 ok(wait_until(sub {
-	$node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka consumer stop/0' AND query LIKE 'ingesting%' AND state = 'active'}) eq '1' }, 60),
+	$node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka pool' AND query LIKE 'ingesting % of consumer stop %' AND state = 'active'}) eq '1' }, 60),
 	'caught the consumer inside a batch');
 # Well inside it: the batch has run for a second or so and has seconds left.
 sleep 1;
@@ -36,7 +36,7 @@ $node->stop('fast');    # dies if pg_ctl gives up (its own 60 s wait)
 my $stop_s = time() - $t0;
 note(sprintf('pg_ctl stop -m fast during a batch took %.2f s (%d rows committed before it)', $stop_s, $before));
 cmp_ok($stop_s, '<', 30, 'fast shutdown does not wait for the batch to finish');
-like(slurp_file($node->logfile), qr/terminating background worker "pg_duet kafka consumer stop\/0" due to administrator command/,
+like(slurp_file($node->logfile), qr/terminating background worker "pg_duet kafka pool" due to administrator command/,
 	'the consumer ended through die() at an interrupt check');
 
 my $log_from = -s $node->logfile;
