@@ -30,8 +30,8 @@ wait_for($node, 'SELECT count(*) FROM wake', '50', 'a committed new consumer wak
 
 # Stopping it ends its worker; a stop rolled back changes nothing; starting it again restarts it.
 $node->safe_psql('postgres', "SELECT duet_kafka_stop('wake')");
-wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_duet kafka consumer wake/%'},
-	'0', 'a committed stop wakes the supervisor, which ends the worker');
+wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka pool'},
+	'0', 'a committed stop wakes the supervisor, which ends the pool worker (no partition group left)');
 $node->safe_psql('postgres', "BEGIN; SELECT duet_kafka_start('wake'); ROLLBACK;");
 is($node->safe_psql('postgres', q{SELECT enabled FROM duet.kafka_consumers WHERE name = 'wake'}), 'f',
 	'a rolled-back start leaves the consumer stopped');
@@ -39,13 +39,13 @@ produce($broker, 'wake', [ map { "{\"n\": $_}" } 51 .. 80 ]);
 $node->safe_psql('postgres', "SELECT duet_kafka_start('wake')");
 wait_for($node, 'SELECT count(*), count(DISTINCT n) FROM wake', '80|80', 'a committed start wakes it again');
 
-# A worker that exits is restarted after the restart pause, not at the next poll: its exit wakes
-# the supervisor (bgw_notify_pid), which then sleeps only until the pause is over.
-my $pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka consumer wake/0'});
-ok($pid =~ /^\d+$/, 'the consumer worker runs');
+# A pool worker that exits is restarted after the restart pause, not at the next poll: its exit
+# wakes the supervisor (bgw_notify_pid), which then sleeps only until the pause is over.
+my $pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka pool'});
+ok($pid =~ /^\d+$/, 'the pool worker runs');
 $node->psql('postgres', "SELECT pg_terminate_backend($pid)") if $pid =~ /^\d+$/;
 ok(wait_until(sub {
-	my $now = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka consumer wake/0'});
+	my $now = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_duet kafka pool'});
 	$now =~ /^\d+$/ && $now ne $pid }, 60), 'an exited worker is restarted after the pause');
 produce($broker, 'wake', [ map { "{\"n\": $_}" } 81 .. 90 ]);
 wait_for($node, 'SELECT count(*), count(DISTINCT n) FROM wake', '90|90', 'the restarted worker resumes, nothing lost or doubled');

@@ -126,12 +126,13 @@ is($big->safe_psql('postgres', q{SELECT pool_workers FROM duet.kafka_status WHER
 $big->stop;
 
 # ---- 3. No background worker slot for the pool: loud at duet_kafka_consume and in the status ----
-# rule scheduler, kafka launcher, logical replication launcher, supervisor: no slot left for the pool
-my $tight = kafka_node('tight', 'max_worker_processes = 4');
+# rule scheduler, pipeline scheduler, kafka launcher, logical replication launcher, supervisor: no
+# slot left for the pool
+my $tight = kafka_node('tight', 'max_worker_processes = 5');
 $tight->safe_psql('postgres', 'CREATE TABLE t (n int)');
 my ($rc, $out, $err) = $tight->psql('postgres', "SELECT duet_kafka_consume('c', 'ta', 't', '$b', 'json')");
 wait_for($tight, q{SELECT state, reason FROM duet.kafka_status WHERE name = 'c'},
-	'not running|no background worker slot for 1 of the 1 Kafka pool workers (max_worker_processes = 4)',
+	'not running|no background worker slot for 1 of the 1 Kafka pool workers (max_worker_processes = 5)',
 	'status: not running, with the reason');
 ($rc, $out, $err) = $tight->psql('postgres', "SELECT duet_kafka_consume('c2', 'ta', 't', '$b', 'json')");
 like($err, qr/WARNING:  Kafka consumer "c2" will not run: no background worker slot for 1 of the 1 Kafka pool workers/,
