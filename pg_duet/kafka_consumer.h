@@ -1,5 +1,6 @@
 /*
- * kafka_consumer.h — one consumer worker's state, shared by kafka_consumer.c and kafka_gaps.c.
+ * kafka_consumer.h — one consumer worker's state, shared by kafka_consumer.c, kafka_batch.c and
+ * kafka_gaps.c.
  */
 #ifndef DUET_KAFKA_CONSUMER_H
 #define DUET_KAFKA_CONSUMER_H
@@ -35,6 +36,10 @@ extern bool duet_kafka_generation_current(Consumer *c);
 extern bool duet_kafka_batch_abandon(void);
 extern bool duet_kafka_offset_lock(Consumer *c, int32 partition, int64 *stored);
 extern bool duet_kafka_offset_moved(Consumer *c, int32 partition);
+
+/* kafka_batch.c: one gathered batch in one transaction; false when this worker must stop. */
+extern bool duet_kafka_process_batch(Consumer *c, rd_kafka_message_t **msgs, int n,
+									 MemoryContext batchcxt);
 
 /* kafka_gaps.c: settles flagged partitions; false when this worker must stop. */
 extern bool duet_kafka_handle_out_of_range(Consumer *c);
