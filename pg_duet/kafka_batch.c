@@ -159,7 +159,8 @@ update_touched(Consumer *c, Touched *t, int64 *next, int64 *skip)
 	if (SPI_execute_with_args("UPDATE duet.kafka_offsets o SET next_offset = u.next_offset, "
 							  "updated_at = pg_catalog.now(), "
 							  "skip_before = CASE WHEN u.keep_skip THEN o.skip_before END "
-							  "FROM pg_catalog.unnest($2, $3, $4) AS u(partition, next_offset, keep_skip) "
+							  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+							  "AS u(partition, next_offset, keep_skip) "
 							  "WHERE o.consumer_id OPERATOR(pg_catalog.=) $1 "
 							  "AND o.partition OPERATOR(pg_catalog.=) u.partition",
 							  4, (Oid[]) {INT4OID, INT4ARRAYOID, INT8ARRAYOID, BOOLARRAYOID},

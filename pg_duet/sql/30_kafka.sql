@@ -265,6 +265,25 @@ COMMENT ON VIEW duet.kafka_status IS
 COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases); duet_doctor() gives the fix';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
 
+-- A consumer's configuration for its owners: the properties kept in duet.kafka_consumer_secrets
+-- show as '********' (their names only), so nobody but a superuser ever reads a secret back.
+CREATE VIEW duet.kafka_consumer_config WITH (security_barrier = true) AS
+SELECT c.name, c.topic, c.target, c.brokers, c.format, c.batch_size, c.flush_interval_ms,
+       c.start_position, c.parallelism, c.column_map,
+       CASE WHEN c.properties IS NULL AND s.properties IS NULL THEN NULL
+            ELSE coalesce(c.properties, '{}') || coalesce(
+                 (SELECT jsonb_object_agg(k.key, '********') FROM jsonb_object_keys(s.properties) AS k(key)),
+                 '{}') END AS properties,
+       c.owner, c.enabled, c.created_at
+  FROM duet.kafka_consumers c
+  LEFT JOIN duet.kafka_consumer_secrets s ON s.consumer_id = c.id
+ -- the consumer's owner and the roles that act as it (superusers: all); not pg_monitor
+ WHERE pg_has_role(c.owner, 'USAGE');
+COMMENT ON VIEW duet.kafka_consumer_config IS
+    'Kafka consumers'' configuration for their owners, with secret properties masked as ''********''';
+REVOKE ALL ON duet.kafka_consumer_config FROM PUBLIC;
+GRANT SELECT ON duet.kafka_consumer_config TO duet_kafka_admin;
+
 -- The outbox: rows written in the caller's transaction, published by a worker once committed.
 CREATE TABLE duet.kafka_outbox (
     id         bigserial PRIMARY KEY,
