@@ -34,6 +34,7 @@ typedef struct Col
 	AttrNumber	attnum;
 	ColKind		kind;
 	char	   *jsonkey;		/* COL_FIELD */
+	int			jsonkeylen;
 } Col;
 
 /* The COPY column list of this batch, derived from the target's columns and the format. */

@@ -160,6 +160,7 @@ duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel)
 					c->jsonkey = attname;
 				if (c->jsonkey == NULL)
 					continue;
+				c->jsonkeylen = strlen(c->jsonkey);
 				c->kind = COL_FIELD;
 				break;
 			case DUET_FORMAT_JSONB:
