@@ -31,6 +31,10 @@
 #include "kafka.h"
 #include "kafka_consumer.h"
 
+/*
+ * The dead letters of the batch, with what a replay needs to ingest them as they came: raw key
+ * and value, the timestamp and the headers (JSON null when they were not valid UTF-8).
+ */
 static void
 write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 {
@@ -40,18 +44,21 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 	if (dead == NIL)
 		return;
 	plan = SPI_prepare("INSERT INTO duet.kafka_dead_letters (consumer_id, consumer, topic, partition, "
-					   "\"offset\", key, value, error, detail, owner, tombstone) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-					   11, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
-					   TEXTOID, OIDOID, BOOLOID});
+					   "\"offset\", key, value, error, detail, owner, tombstone, message_timestamp, headers) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+					   "CASE WHEN $12 OPERATOR(pg_catalog.>=) 0 THEN pg_catalog.to_timestamp($12 OPERATOR(pg_catalog./) 1000.0) END, "
+					   "$13::pg_catalog.jsonb)",
+					   13, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
+					   TEXTOID, OIDOID, BOOLOID, INT8OID, TEXTOID});
 	foreach(lc, dead)
 	{
 		DuetKafkaDeadLetter *dl = lfirst(lc);
 		rd_kafka_message_t *m = msgs[dl->msgidx];
 		bytea	   *key = NULL;
 		bytea	   *value = NULL;
-		Datum		vals[11];
-		char		nulls[11];
+		char	   *headers = NULL;
+		Datum		vals[13];
+		char		nulls[13];
 
 		CHECK_FOR_INTERRUPTS();
 		memset(nulls, ' ', sizeof(nulls));
@@ -68,6 +75,8 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 			SET_VARSIZE(key, VARHDRSZ + m->key_len);
 			memcpy(VARDATA(key), m->key, m->key_len);
 		}
+		if (duet_kafka_headers_json(m, &headers) != NULL)
+			headers = "null";
 		vals[0] = Int32GetDatum(c->args.consumer_id);
 		vals[1] = CStringGetTextDatum(c->name);
 		vals[2] = CStringGetTextDatum(c->topic);
@@ -82,6 +91,9 @@ write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 		nulls[8] = dl->detail ? ' ' : 'n';
 		vals[9] = ObjectIdGetDatum(c->target.owner);
 		vals[10] = BoolGetDatum(m->payload == NULL);
+		vals[11] = Int64GetDatum(rd_kafka_message_timestamp(m, NULL));
+		vals[12] = headers ? CStringGetTextDatum(headers) : (Datum) 0;
+		nulls[12] = headers ? ' ' : 'n';
 		if (SPI_execute_plan(plan, vals, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not write a dead letter");
 	}

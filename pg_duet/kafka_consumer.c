@@ -100,6 +100,7 @@ load_consumer(Consumer *c)
 	c->properties = isnull ? NULL : DatumGetJsonbPCopy(d);
 	c->target.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
 	c->target.topic = c->topic;
+	duet_kafka_upsert_load(&c->target, c->args.consumer_id);	/* mode and key columns */
 	MemoryContextSwitchTo(oldcxt);
 
 	SPI_finish();

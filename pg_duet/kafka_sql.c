@@ -267,6 +267,11 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 	t.column_map = column_map;
 	t.topic = topic;
 	duet_kafka_check_column_map(column_map, t.format);
+	/* upsert settings: only in the 0.2.0 SQL, whose function has the arguments */
+	if (PG_NARGS() > 13)
+		duet_kafka_upsert_parse(&t, duet_kafka_arg_text(fcinfo, 11, "mode"),
+								PG_ARGISNULL(12) ? (Datum) 0 : PG_GETARG_DATUM(12),
+								duet_kafka_arg_text(fcinfo, 13, "key_source"));
 	secret_names = duet_kafka_check_properties(props, brokers);
 	duet_kafka_check_insert(target, GetUserId());
 	duet_kafka_target_check(&t);
@@ -275,15 +280,18 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 		require_topic(topic, "consume");
 
 	{
-		Oid			types[13] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
-		INT4OID, JSONBOID, JSONBOID, OIDOID, TEXTARRAYOID};
-		Datum		values[13] = {CStringGetTextDatum(name), CStringGetTextDatum(topic),
+		Oid			types[16] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
+		INT4OID, JSONBOID, JSONBOID, OIDOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID, TEXTOID};
+		Datum		values[16] = {CStringGetTextDatum(name), CStringGetTextDatum(topic),
 			ObjectIdGetDatum(target), CStringGetTextDatum(brokers), CStringGetTextDatum(format_name),
 			Int32GetDatum(batch_size), Int32GetDatum(flush_ms), CStringGetTextDatum(position),
 			Int32GetDatum(parallelism), JsonbPGetDatum(column_map), JsonbPGetDatum(props),
-		ObjectIdGetDatum(GetUserId()), secret_names};
-		char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
-		props ? ' ' : 'n', ' ', ' '};
+			ObjectIdGetDatum(GetUserId()), secret_names,
+			CStringGetTextDatum(t.nkeys > 0 ? "upsert" : "append"),
+			t.nkeys > 0 ? PG_GETARG_DATUM(12) : (Datum) 0,
+		CStringGetTextDatum(t.keys_from_key ? "key" : "value")};
+		char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
+		props ? ' ' : 'n', ' ', ' ', ' ', t.nkeys > 0 ? ' ' : 'n', ' '};
 
 		/*
 		 * The secret properties ($13 names them) go to a table of their own, never dumped. SQL of
@@ -293,8 +301,9 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 		CatalogChange c = {GetUserId(), name,
 			current ?
 			"WITH c AS (INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
-			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 OPERATOR(pg_catalog.-) $13, $12) "
+			"flush_interval_ms, start_position, parallelism, column_map, properties, owner, mode, "
+			"key_columns, key_source) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 OPERATOR(pg_catalog.-) $13, $12, $14, $15, $16) "
 			"ON CONFLICT (name) DO NOTHING RETURNING id), "
 			"s AS (INSERT INTO duet.kafka_consumer_secrets (consumer_id, properties) "
 			"SELECT c.id, p.secret FROM c, (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) AS secret "
@@ -304,7 +313,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 			"INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
 			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
 			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING",
-		current ? 13 : 12, types, values, nulls, false};
+		current ? 16 : 12, types, values, nulls, false};
 
 		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 	}
