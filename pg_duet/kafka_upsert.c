@@ -148,18 +148,12 @@ arbiter_index(Relation rel, DuetKafkaTarget *t)
 	return found;
 }
 
-/* Checks the target can take upserts by the owner: key columns, a unique index, privileges. */
+/* Checks the target can take upserts by the owner: a unique index on the key columns, privileges. */
 void
 duet_kafka_upsert_check(DuetKafkaTarget *t, Relation rel)
 {
 	if (t->nkeys == 0)
 		return;
-	for (int k = 0; k < t->nkeys; k++)
-		if (attnameAttNum(rel, t->key_columns[k], false) <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("key column \"%s\" is not a column of %s", t->key_columns[k],
-							RelationGetRelationName(rel))));
 	if (!OidIsValid(arbiter_index(rel, t)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
