@@ -101,12 +101,14 @@ duet_kafka_upsert_load(DuetKafkaTarget *t, int32 consumer_id)
 {
 	bool		isnull;
 	Datum		keys;
+	MemoryContext cxt = CurrentMemoryContext;	/* SPI leaves its own current */
 
 	if (SPI_execute_with_args("SELECT c.mode, c.key_columns, c.key_source FROM duet.kafka_consumers c "
 							  "WHERE c.id OPERATOR(pg_catalog.=) $1",
 							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(consumer_id)},
 							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the upsert settings of Kafka consumer %d", consumer_id);
+	MemoryContextSwitchTo(cxt);
 	keys = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	duet_kafka_upsert_parse(t, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 							isnull ? (Datum) 0 : keys,
@@ -229,6 +231,7 @@ duet_kafka_upsert_begin(DuetKafkaTarget *t, Layout *l, Relation rel)
 	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			index = arbiter_index(rel, t);
 	bool		first = true;
+	MemoryContext cxt = CurrentMemoryContext;	/* SPI leaves its own current */
 
 	if (!OidIsValid(index))
 		duet_kafka_upsert_check(t, rel);	/* raises the error */
@@ -264,12 +267,14 @@ duet_kafka_upsert_begin(DuetKafkaTarget *t, Layout *l, Relation rel)
 	appendStringInfo(&sql, "CREATE TEMPORARY TABLE " STAGE_NAME " (%s)", def.data);
 	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not create the Kafka staging table");
+	MemoryContextSwitchTo(cxt);
 	l->stage = RangeVarGetRelid(makeRangeVar("pg_temp", STAGE_NAME, -1), NoLock, false);
 	resetStringInfo(&sql);
 	appendStringInfo(&sql, "GRANT SELECT, INSERT, DELETE ON pg_temp." STAGE_NAME " TO %s",
 					 quote_identifier(GetUserNameFromId(t->owner, false)));
 	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not grant the Kafka staging table");
+	MemoryContextSwitchTo(cxt);
 
 	/*
 	 * The merge: the staged rows (taken out, so the table is empty for the next slice), the
@@ -307,8 +312,11 @@ duet_kafka_upsert_begin(DuetKafkaTarget *t, Layout *l, Relation rel)
 void
 duet_kafka_upsert_end(Layout *l)
 {
+	MemoryContext cxt = CurrentMemoryContext;	/* SPI leaves its own current */
+
 	if (SPI_execute("DROP TABLE pg_temp." STAGE_NAME, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not drop the Kafka staging table");
+	MemoryContextSwitchTo(cxt);
 	l->stage = InvalidOid;
 }
 
