@@ -98,7 +98,8 @@ alter_write(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args("UPDATE duet.kafka_consumers SET target = $2::pg_catalog.regclass, brokers = $3, "
 							  "format = $4, batch_size = $5, flush_interval_ms = $6, column_map = $7, "
-							  "properties = pg_catalog.nullif($8 OPERATOR(pg_catalog.-) $12, '{}'), "
+							  "properties = CASE WHEN ($8 OPERATOR(pg_catalog.-) $12) OPERATOR(pg_catalog.<>) '{}'::pg_catalog.jsonb "
+							  "THEN $8 OPERATOR(pg_catalog.-) $12 END, "
 							  "mode = $9, key_columns = $10, key_source = $11, "
 							  "generation = generation OPERATOR(pg_catalog.+) 1 "
 							  "WHERE id OPERATOR(pg_catalog.=) $1",
