@@ -84,13 +84,17 @@ jf_object_end(void *state)
  * the ':' — which, in a message without any backslash, cannot hold a quote.
  */
 static bool
-jf_name_is(JsonFields *jf, const char *fname, const Col *c)
+jf_field_name(JsonFields *jf, const char *fname, const char **name, int *len)
 {
 	const char *p;
 	const char *end;
 
 	if (fname)
-		return strcmp(c->jsonkey, fname) == 0;
+	{
+		*name = fname;
+		*len = strlen(fname);
+		return true;
+	}
 	p = jf->lex->prev_token_terminator - 1;	/* the ':' */
 	while (p > jf->lex->input && isspace((unsigned char) p[-1]))
 		p--;
@@ -100,19 +104,28 @@ jf_name_is(JsonFields *jf, const char *fname, const Col *c)
 	p = end - 1;
 	while (p >= jf->lex->input && *p != '"')
 		p--;
-	return end - (p + 1) == c->jsonkeylen && memcmp(p + 1, c->jsonkey, c->jsonkeylen) == 0;
+	*name = p + 1;
+	*len = end - (p + 1);
+	return true;
 }
 
 static void
 jf_field_start(void *state, char *fname, bool isnull)
 {
 	JsonFields *jf = state;
+	const char *name;
+	int			len;
 
 	if (jf->depth != 1)
 		return;
 	jf->cur = -1;
+	if (!jf_field_name(jf, fname, &name, &len))
+		return;
 	for (int i = 0; i < jf->layout->ncols; i++)
-		if (jf->layout->cols[i].kind == jf->kind && jf_name_is(jf, fname, &jf->layout->cols[i]))
+	{
+		const Col  *c = &jf->layout->cols[i];
+
+		if (c->kind == jf->kind && c->jsonkeylen == len && memcmp(c->jsonkey, name, len) == 0)
 		{
 			jf->cur = i;
 			jf->start = jf->lex->token_start;
@@ -120,6 +133,7 @@ jf_field_start(void *state, char *fname, bool isnull)
 			jf->vals[i] = NULL;
 			break;
 		}
+	}
 }
 
 static void
