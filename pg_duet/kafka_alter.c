@@ -222,6 +222,8 @@ duet_kafka_alter(PG_FUNCTION_ARGS)
 		a.mode = duet_kafka_arg_text(fcinfo, 8, "mode");
 	if (!PG_ARGISNULL(9))
 		a.key_columns = PG_GETARG_DATUM(9);
+	else if (!PG_ARGISNULL(8) && strcmp(a.mode, "append") == 0)
+		a.key_columns = (Datum) 0;	/* back to append: the stored keys go */
 	if (!PG_ARGISNULL(10))
 		a.key_source = duet_kafka_arg_text(fcinfo, 10, "key_source");
 
@@ -232,6 +234,8 @@ duet_kafka_alter(PG_FUNCTION_ARGS)
 	t.column_map = a.column_map;
 	duet_kafka_check_column_map(a.column_map, t.format);
 	duet_kafka_upsert_parse(&t, a.mode, a.key_columns, a.key_source);
+	if (t.nkeys == 0)
+		a.key_columns = (Datum) 0;	/* append mode stores no keys (an empty array given) */
 	if (set)
 		(void) duet_kafka_check_properties(set, a.brokers);
 	conf = duet_kafka_conf_new(a.brokers, a.properties, errbuf, sizeof(errbuf));

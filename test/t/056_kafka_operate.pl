@@ -118,6 +118,9 @@ $node->safe_psql('postgres', q{SELECT duet_kafka_alter('alter', mode => 'upsert'
 produce($broker, 'alter', [ '{"id": 1, "val": "updated"}' ]);
 wait_for($node, q{SELECT w FROM alter_t WHERE id = 1}, 'updated', 'alter: switched to upsert mode, keeping offsets', 30);
 is(q_node('SELECT count(*) FROM alter_t'), '120', 'alter: the upsert updated a row, added none');
+$node->safe_psql('postgres', q{SELECT duet_kafka_alter('alter', mode => 'append')});
+is(q_node(q{SELECT mode, key_columns IS NULL FROM duet.kafka_consumer_config WHERE name = 'alter'}), 'append|t',
+	'alter: back to append mode, the keys dropped');
 
 $node->stop;
 stop_broker($broker);
