@@ -62,8 +62,14 @@ CREATE TABLE bench_raw (payload jsonb NOT NULL);
 SQL
 sleep 1
 
+# CPU time (utime + stime, in clock ticks) of server processes, read by the server itself: the
+# consumer's workers, or this session's backend (the one that ran the COPY).
+CPU_TICKS="split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint"
+TICK=$(getconf CLK_TCK)
+
 # Kafka: from the consume call until the last row is committed (worker start included); also the
-# steady rate, from the first committed batch to the last. Prints "total_s steady_rows_per_s".
+# steady rate, from the first committed batch to the last, and the workers' CPU time.
+# Prints "total_s steady_rows_per_s cpu_ticks".
 kafka_run() {
   local name=$1 table=$2 format=$3 start end first="" first_n=0 n
   start=$(now)
@@ -76,30 +82,35 @@ kafka_run() {
     sleep 0.02
   done
   end=$(now)
+  cpu=$($PSQL -At -c "SELECT sum($CPU_TICKS) FROM (SELECT DISTINCT w.pid FROM duet_kafka_worker_stats() w
+                        JOIN duet.kafka_consumers c ON c.id = w.consumer_id WHERE c.name = '$name') w,
+                        LATERAL pg_read_file('/proc/' || w.pid || '/stat') s")
   n=$($PSQL -At -c "SELECT count(*) FROM $table")
   [ "$n" -eq "$N" ] || { echo "$name: not all rows arrived ($n of $N)" >&2; exit 1; }
   $PSQL -c "SELECT duet_kafka_drop('$name')" >/dev/null
-  awk -v a="$start" -v b="$end" -v f="$first" -v fn="$first_n" -v n="$N" \
-    'BEGIN { printf "%.3f %.0f\n", b - a, (b > f && n > fn) ? (n - fn) / (b - f) : 0 }'
+  awk -v a="$start" -v b="$end" -v f="$first" -v fn="$first_n" -v n="$N" -v cpu="${cpu:-0}" \
+    'BEGIN { printf "%.3f %.0f %d\n", b - a, (b > f && n > fn) ? (n - fn) / (b - f) : 0, cpu }'
 }
+# COPY: prints "seconds cpu_ticks" (the backend's CPU time for the COPY)
 copy_run() {
-  local table=$1 file=$2 opts=$3 start end
+  local table=$1 file=$2 opts=$3 start end cpu
   $PSQL -c "TRUNCATE $table" -c "CHECKPOINT"
   start=$(now)
-  $PSQL -c "\\copy $table FROM '$file' $opts" >/dev/null
+  cpu=$($PSQL -At -c "SELECT $CPU_TICKS FROM pg_read_file('/proc/self/stat') s" -c "\\copy $table FROM '$file' $opts" \
+        -c "SELECT $CPU_TICKS FROM pg_read_file('/proc/self/stat') s" | awk 'NR == 1 { a = $1 } END { print $1 - a }')
   end=$(now)
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
+  awk -v a="$start" -v b="$end" -v cpu="$cpu" 'BEGIN { printf "%.3f %d\n", b - a, cpu }'
 }
 
 $PSQL -c "CHECKPOINT"
-read -r t_kafka_narrow s_kafka_narrow < <(kafka_run bench_narrow bench_narrow json)
-t_copy_narrow=$(copy_run bench_narrow "$work/events.csv" "WITH (FORMAT csv)")
+read -r t_kafka_narrow s_kafka_narrow c_kafka_narrow < <(kafka_run bench_narrow bench_narrow json)
+read -r t_copy_narrow c_copy_narrow < <(copy_run bench_narrow "$work/events.csv" "WITH (FORMAT csv)")
 $PSQL -c "TRUNCATE bench_narrow" -c "CHECKPOINT"
-read -r t_kafka_typed s_kafka_typed < <(kafka_run bench_typed bench_typed json)
-t_copy_typed=$(copy_run bench_typed "$work/events.csv" "WITH (FORMAT csv)")
+read -r t_kafka_typed s_kafka_typed c_kafka_typed < <(kafka_run bench_typed bench_typed json)
+read -r t_copy_typed c_copy_typed < <(copy_run bench_typed "$work/events.csv" "WITH (FORMAT csv)")
 $PSQL -c "TRUNCATE bench_typed" -c "CHECKPOINT"
-read -r t_kafka_raw s_kafka_raw < <(kafka_run bench_raw bench_raw jsonb)
-t_copy_raw=$(copy_run bench_raw "$work/events.json" "")
+read -r t_kafka_raw s_kafka_raw c_kafka_raw < <(kafka_run bench_raw bench_raw jsonb)
+read -r t_copy_raw c_copy_raw < <(copy_run bench_raw "$work/events.json" "")
 
 # One INSERT per row, autocommit, on a sample.
 $PSQL -c "TRUNCATE bench_typed" >/dev/null
@@ -123,4 +134,11 @@ echo "ratio kafka/COPY narrow: $(ratio "$r_kn" "$r_cn")x end to end, $(ratio "$s
 echo "ratio kafka/COPY typed:  $(ratio "$r_kt" "$r_ct")x end to end, $(ratio "$s_kafka_typed" "$r_ct")x steady   (goal >= 0.8x / 0.9x)"
 echo "ratio kafka/COPY jsonb:  $(ratio "$r_kr" "$r_cr")x end to end, $(ratio "$s_kafka_raw" "$r_cr")x steady   (goal >= 0.9x)"
 echo "ratio kafka typed / INSERT per row: $(ratio "$r_kt" "$r_in")x"
+# Server CPU per row (less sensitive to other load on the machine than wall time): the consumer's
+# workers (fetch, librdkafka's threads, parse, render, COPY, commit) against COPY's backend.
+us() { awk -v c="$1" -v t="$TICK" -v n="$N" 'BEGIN { printf "%.2f", c / t * 1e6 / n }'; }
+for k in narrow typed raw; do
+  ck=c_kafka_$k; cc=c_copy_$k
+  echo "server CPU per row, $k: kafka $(us "${!ck}") us, COPY $(us "${!cc}") us, ratio $(awk -v a="${!ck}" -v b="${!cc}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')x"
+done
 $PSQL -c "DROP TABLE bench_narrow, bench_typed, bench_raw" -c "ALTER SYSTEM RESET duet.kafka_poll_interval" -c "SELECT pg_reload_conf()" >/dev/null
