@@ -179,6 +179,10 @@ typedef struct DuetKafkaTarget
 	DuetKafkaFormat format;
 	Jsonb	   *column_map;		/* NULL or the consumer's column_map */
 	const char *topic;
+	/* upsert mode (kafka_upsert.c): nkeys > 0; append mode: 0 */
+	int			nkeys;
+	char	  **key_columns;
+	bool		keys_from_key;	/* key_source 'key': key columns from the message key */
 } DuetKafkaTarget;
 
 typedef struct DuetKafkaDeadLetter
@@ -188,9 +192,34 @@ typedef struct DuetKafkaDeadLetter
 	char	   *detail;
 } DuetKafkaDeadLetter;
 
+/*
+ * A message read back from duet.kafka_dead_letters (duet_kafka_replay): librdkafka's struct, for
+ * the ingest path, with what the dead letter kept of its timestamp and headers alongside (the
+ * librdkafka accessors need a message of its own). m._private is &duet_kafka_replayed_marker.
+ */
+typedef struct DuetKafkaReplayed
+{
+	rd_kafka_message_t m;		/* first: a replayed message is passed as &m */
+	int64		timestamp_ms;	/* -1: none */
+	const char *headers;		/* JSON object text, or NULL: none */
+	bool		headers_invalid;	/* they were not valid UTF-8 */
+} DuetKafkaReplayed;
+
+extern const char duet_kafka_replayed_marker;
+
+#define DUET_KAFKA_IS_REPLAYED(msg) ((msg)->_private == (void *) &duet_kafka_replayed_marker)
+
+/* kafka_render.c: m's headers as a JSON object text (*json NULL: none), or an error. */
+extern const char *duet_kafka_headers_json(rd_kafka_message_t *m, char **json);
+
 extern DuetKafkaFormat duet_kafka_format_parse(const char *name);
 extern void duet_kafka_target_check(DuetKafkaTarget *target);
 extern uint64 duet_kafka_ingest(DuetKafkaTarget *target, rd_kafka_message_t **msgs, int n,
 								List **dead_letters);
+
+/* kafka_upsert.c: the upsert settings, as given (mode, key_columns text[] or 0, key_source) or stored. */
+extern void duet_kafka_upsert_parse(DuetKafkaTarget *t, const char *mode, Datum key_columns,
+									const char *key_source);
+extern void duet_kafka_upsert_load(DuetKafkaTarget *t, int32 consumer_id);
 
 #endif							/* DUET_KAFKA_H */

@@ -91,6 +91,7 @@ load_consumer(Consumer *c)
 		c->properties = isnull ? NULL : DatumGetJsonbPCopy(d);
 		c->target.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
 		c->target.topic = c->topic;
+		duet_kafka_upsert_load(&c->target, c->args.consumer_id);	/* mode and key columns */
 		c->msgs = palloc(sizeof(rd_kafka_message_t *) * c->batch_size);
 		MemoryContextSwitchTo(oldcxt);
 	}
@@ -241,62 +242,6 @@ assigned_partition(Consumer *c, int32 partition)
 	return NULL;
 }
 
-static void
-write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
-{
-	ListCell   *lc;
-	SPIPlanPtr	plan;
-
-	if (dead == NIL)
-		return;
-	plan = SPI_prepare("INSERT INTO duet.kafka_dead_letters (consumer_id, consumer, topic, partition, "
-					   "\"offset\", key, value, error, detail, owner, tombstone) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-					   11, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
-					   TEXTOID, OIDOID, BOOLOID});
-	foreach(lc, dead)
-	{
-		DuetKafkaDeadLetter *dl = lfirst(lc);
-		rd_kafka_message_t *m = msgs[dl->msgidx];
-		bytea	   *key = NULL;
-		bytea	   *value = NULL;
-		Datum		vals[11];
-		char		nulls[11];
-
-		CHECK_FOR_INTERRUPTS();
-		memset(nulls, ' ', sizeof(nulls));
-		if (m->payload)
-		{
-			value = palloc(VARHDRSZ + m->len);
-			SET_VARSIZE(value, VARHDRSZ + m->len);
-			if (m->len)
-				memcpy(VARDATA(value), m->payload, m->len);
-		}
-		if (m->key)
-		{
-			key = palloc(VARHDRSZ + m->key_len);
-			SET_VARSIZE(key, VARHDRSZ + m->key_len);
-			memcpy(VARDATA(key), m->key, m->key_len);
-		}
-		vals[0] = Int32GetDatum(c->args.consumer_id);
-		vals[1] = CStringGetTextDatum(c->name);
-		vals[2] = CStringGetTextDatum(c->topic);
-		vals[3] = Int32GetDatum(m->partition);
-		vals[4] = Int64GetDatum(m->offset);
-		vals[5] = PointerGetDatum(key);
-		nulls[5] = key ? ' ' : 'n';
-		vals[6] = PointerGetDatum(value);
-		nulls[6] = value ? ' ' : 'n';	/* a tombstone */
-		vals[7] = CStringGetTextDatum(dl->error);
-		vals[8] = dl->detail ? CStringGetTextDatum(dl->detail) : (Datum) 0;
-		nulls[8] = dl->detail ? ' ' : 'n';
-		vals[9] = ObjectIdGetDatum(c->target.owner);
-		vals[10] = BoolGetDatum(m->payload == NULL);
-		if (SPI_execute_plan(plan, vals, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write a dead letter");
-	}
-}
-
 /*
  * Whether this worker's generation is still the consumer's and it is enabled, with the row
  * locked FOR SHARE (SPI connected, in the transaction that writes): a committed stop, drop,
@@ -353,115 +298,6 @@ duet_kafka_offset_moved(Consumer *c, int32 partition)
 					c->name, partition)));
 	return false;
 }
-
-/*
- * One batch in one transaction: check we still own the offsets, load rows, write dead letters,
- * advance the offsets. Returns false when this worker must stop (consumer changed).
- */
-static bool
-process_batch(Consumer *c, rd_kafka_message_t **msgs, int n, MemoryContext batchcxt)
-{
-	int64	   *next = palloc(sizeof(int64) * c->assigned->cnt);
-	int64	   *skip = palloc(sizeof(int64) * c->assigned->cnt);
-	rd_kafka_message_t **keep = palloc(sizeof(rd_kafka_message_t *) * n);
-	int			nkeep = 0;
-	List	   *dead = NIL;
-	uint64		rows;
-	uint64		bytes = 0;
-	TimestampTz start = GetCurrentTimestamp();
-
-	for (int i = 0; i < c->assigned->cnt; i++)
-	{
-		next[i] = c->assigned->elems[i].offset;
-		skip[i] = c->skip_before_ms[i];
-	}
-	/* Skip anything before the committed position (a redelivery after a seek). */
-	for (int i = 0; i < n; i++)
-	{
-		rd_kafka_topic_partition_t *tp = assigned_partition(c, msgs[i]->partition);
-		int			pi = tp ? tp - c->assigned->elems : -1;
-
-		if (pi < 0 || msgs[i]->offset < next[pi])
-			continue;
-		next[pi] = msgs[i]->offset + 1;
-		if (skip[pi] >= 0)
-		{
-			/* Reset to a timestamp: pass over older messages, up to the first newer one. */
-			if (rd_kafka_message_timestamp(msgs[i], NULL) >= 0 &&
-				rd_kafka_message_timestamp(msgs[i], NULL) < skip[pi])
-				continue;
-			skip[pi] = -1;
-		}
-		bytes += msgs[i]->len;
-		keep[nkeep++] = msgs[i];
-	}
-
-	/* The target's code (triggers, defaults) runs now: no session state of another consumer. */
-	duet_kafka_pool_session_for(c);
-	pgstat_report_activity(STATE_RUNNING, psprintf("ingesting %d messages of consumer %s from %s",
-												   nkeep, c->name, c->topic));
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	MemoryContextSwitchTo(batchcxt);
-
-	/* A committed stop, drop, reset or change ends this worker before it writes anything. */
-	if (!duet_kafka_generation_current(c))
-		return duet_kafka_batch_abandon();
-	for (int i = 0; i < c->assigned->cnt; i++)
-	{
-		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
-		int64		stored;
-		bool		found = duet_kafka_offset_lock(c, tp->partition, &stored);
-
-		if (next[i] == tp->offset)
-			continue;			/* untouched by this batch */
-		if (!found || stored != tp->offset)
-			return duet_kafka_offset_moved(c, tp->partition);
-	}
-
-	/* SPI calls leave SPI's own context current; batch data must outlive SPI_finish. */
-	MemoryContextSwitchTo(batchcxt);
-	rows = nkeep > 0 ? duet_kafka_ingest(&c->target, keep, nkeep, &dead) : 0;
-	write_dead_letters(c, keep, dead);
-	for (int i = 0; i < c->assigned->cnt; i++)
-	{
-		if (next[i] == c->assigned->elems[i].offset)
-			continue;
-		SPI_execute_with_args("UPDATE duet.kafka_offsets SET next_offset = $3, updated_at = pg_catalog.now(), "
-							  "skip_before = CASE WHEN $4 THEN skip_before END "
-							  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2", 4,
-							  (Oid[]) {INT4OID, INT4OID, INT8OID, BOOLOID},
-							  (Datum[]) {Int32GetDatum(c->args.consumer_id),
-							  Int32GetDatum(c->assigned->elems[i].partition), Int64GetDatum(next[i]),
-							  BoolGetDatum(skip[i] >= 0)},
-							  NULL, false, 0);
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(batchcxt);
-
-	/* Committed: only now does the in-memory position move. */
-	for (int i = 0; i < c->assigned->cnt; i++)
-	{
-		c->assigned->elems[i].offset = next[i];
-		c->skip_before_ms[i] = skip[i];
-	}
-	duet_kafka_slot_batch(c->slot, rows, bytes, list_length(dead),
-						  (double) (GetCurrentTimestamp() - start) / 1000000.0);
-	if (dead != NIL)
-	{
-		DuetKafkaDeadLetter *last = llast(dead);
-
-		duet_kafka_slot_error(c->slot, psprintf("offset %lld: %s",
-												(long long) keep[last->msgidx]->offset, last->error));
-	}
-	pgstat_report_stat(false);
-	return true;
-}
-
 
 Consumer *
 duet_kafka_consumer_new(const DuetKafkaWorkerArgs *unit, int32 pool_worker)
@@ -659,7 +495,7 @@ run_batch(Consumer *c, MemoryContext batchcxt)
 	duet_kafka_slot_set_state(c->slot, DUET_KAFKA_RUNNING);
 	PG_TRY();
 	{
-		if (!process_batch(c, c->msgs, c->nmsgs, batchcxt))
+		if (!duet_kafka_process_batch(c, c->msgs, c->nmsgs, batchcxt))
 			c->phase = CONSUMER_DONE;
 		else if (c->group_mode)
 			duet_kafka_group_committed(c);

@@ -1,6 +1,7 @@
 /*
  * kafka_consumer.h — one served consumer partition group's state, shared by kafka_consumer.c
- * (open, gather, batch, close), kafka_gaps.c and the pool worker that schedules it (kafka_pool.c).
+ * (open, gather, close), kafka_batch.c (a batch's transaction), kafka_gaps.c and the pool worker
+ * that schedules it (kafka_pool.c).
  */
 #ifndef DUET_KAFKA_CONSUMER_H
 #define DUET_KAFKA_CONSUMER_H
@@ -85,6 +86,10 @@ extern void duet_kafka_group_committed(Consumer *c);
 
 /* kafka_pool.c: called before a batch runs the target's code (triggers, defaults, checks). */
 extern void duet_kafka_pool_session_for(Consumer *c);
+
+/* kafka_batch.c: one gathered batch in one transaction; false when this worker must stop. */
+extern bool duet_kafka_process_batch(Consumer *c, rd_kafka_message_t **msgs, int n,
+									 MemoryContext batchcxt);
 
 /* kafka_gaps.c: settles flagged partitions; false when this worker must stop. */
 extern bool duet_kafka_handle_out_of_range(Consumer *c);

@@ -5,8 +5,9 @@
  *                   message), the format names, the target check
  *   kafka_render.c  one message as one line of COPY input, in named steps
  *   kafka_ingest.c  a batch through COPY, bad rows isolated and set aside
+ *   kafka_upsert.c  upsert mode: the staging table and the statement that merges it
  *
- * The public entry points are in kafka.h. Not used outside these three files.
+ * The public entry points are in kafka.h. Not used outside these files.
  */
 #ifndef DUET_KAFKA_INGEST_INT_H
 #define DUET_KAFKA_INGEST_INT_H
@@ -25,7 +26,10 @@ typedef enum ColKind
 	COL_OFFSET,
 	COL_TIMESTAMP,
 	COL_KEY,
-	COL_HEADERS
+	COL_HEADERS,
+	COL_KEYFIELD,				/* upsert, key_source 'key': a key column from the message key */
+	COL_SEQ,					/* upsert: the message's place in the batch (staging only) */
+	COL_DELETE					/* upsert: whether it is a tombstone (staging only) */
 } ColKind;
 
 typedef struct Col
@@ -34,6 +38,7 @@ typedef struct Col
 	AttrNumber	attnum;
 	ColKind		kind;
 	char	   *jsonkey;		/* COL_FIELD */
+	int			jsonkeylen;
 } Col;
 
 /* The COPY column list of this batch, derived from the target's columns and the format. */
@@ -42,6 +47,10 @@ typedef struct Layout
 	int			ncols;
 	Col		   *cols;
 	int			ncsv;			/* csv: leading columns filled by the message's own fields */
+	bool		tombstone_ok;	/* upsert: a tombstone can be staged (its key columns need no value) */
+	int			nkeyfields;		/* columns of kind COL_KEYFIELD */
+	Oid			stage;			/* upsert: the batch's staging table, while it exists */
+	char	   *merge;			/* upsert: the statement applying the staged rows */
 } Layout;
 
 /* kafka_layout.c: the layout of a batch for target t, whose table rel is open. */
@@ -52,6 +61,12 @@ extern Layout *duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel);
  * be rendered returns the dead-letter error (and *detail, or NULL) and leaves buf as it was.
  */
 extern const char *duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m,
-											 StringInfo buf, char **detail);
+											 int seq, StringInfo buf, char **detail);
+
+/* kafka_upsert.c */
+extern void duet_kafka_upsert_check(DuetKafkaTarget *t, Relation rel);
+extern void duet_kafka_upsert_begin(DuetKafkaTarget *t, Layout *l, Relation rel);
+extern void duet_kafka_upsert_apply(Layout *l);
+extern void duet_kafka_upsert_end(Layout *l);
 
 #endif							/* DUET_KAFKA_INGEST_INT_H */

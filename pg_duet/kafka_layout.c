@@ -98,6 +98,66 @@ is_plain_column(Form_pg_attribute att)
 	return !att->attisdropped && att->attgenerated == '\0' && att->attnum > 0;
 }
 
+/*
+ * Upsert mode: the key columns and the staging table's two extra columns. With key_source 'key'
+ * a key column takes the message key (the whole key for one key column whose key is not a JSON
+ * object, else the key's field of the column's name) instead of a field of the value; with
+ * 'value' it must be one of the columns the value fills. A tombstone can be staged when every
+ * key column comes from the key.
+ */
+static void
+upsert_layout(DuetKafkaTarget *t, Relation rel, Layout *l)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	l->tombstone_ok = true;
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		const char *name = t->key_columns[k];
+		AttrNumber	attnum = attnameAttNum(rel, name, false);
+		Col		   *c = NULL;
+
+		if (attnum <= 0 || !is_plain_column(TupleDescAttr(desc, attnum - 1)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("key column \"%s\" is not a column of %s that a message can fill", name,
+							RelationGetRelationName(rel))));
+		for (int i = 0; i < l->ncols; i++)
+			if (l->cols[i].attnum == attnum)
+				c = &l->cols[i];
+		if (t->keys_from_key && c && c->kind != COL_KEY &&
+			!(c->kind == COL_FIELD && t->format == DUET_FORMAT_JSON))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key column \"%s\" is filled from the message value", name),
+					 errhint("With key_source => 'key' the key columns come from the message key; use key_source => 'value', or another column for the value.")));
+		if (!t->keys_from_key && c == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key column \"%s\" is not filled by the messages", name),
+					 errhint("With key_source => 'value' every key column must be a field of the message (see column_map).")));
+		if (t->keys_from_key && c == NULL)
+		{
+			c = &l->cols[l->ncols++];
+			c->attname = pstrdup(name);
+			c->attnum = attnum;
+		}
+		if (t->keys_from_key && c->kind != COL_KEY)
+		{
+			c->kind = COL_KEYFIELD;
+			c->jsonkey = c->attname;
+			c->jsonkeylen = strlen(c->attname);
+			l->nkeyfields++;
+		}
+		if (c->kind != COL_KEYFIELD && c->kind != COL_KEY)
+			l->tombstone_ok = false;
+	}
+	l->cols[l->ncols].attname = "_duet_seq";
+	l->cols[l->ncols++].kind = COL_SEQ;
+	l->cols[l->ncols].attname = "_duet_delete";
+	l->cols[l->ncols++].kind = COL_DELETE;
+}
+
 Layout *
 duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel)
 {
@@ -106,7 +166,8 @@ duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel)
 	char	   *value_col = NULL;
 	List	   *csv_cols = NIL;
 
-	l->cols = palloc0(sizeof(Col) * (desc->natts + 1));
+	/* every column, plus a key column of the message key's, the sequence and the delete flag */
+	l->cols = palloc0(sizeof(Col) * (desc->natts + t->nkeys + 3));
 	if (t->format == DUET_FORMAT_JSONB || t->format == DUET_FORMAT_TEXT)
 		value_col = map_get(t->column_map, "value");
 	if (t->format == DUET_FORMAT_CSV && t->column_map && JB_ROOT_IS_ARRAY(t->column_map))
@@ -160,6 +221,7 @@ duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel)
 					c->jsonkey = attname;
 				if (c->jsonkey == NULL)
 					continue;
+				c->jsonkeylen = strlen(c->jsonkey);
 				c->kind = COL_FIELD;
 				break;
 			case DUET_FORMAT_JSONB:
@@ -198,6 +260,8 @@ duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel)
 		l->cols[l->ncols].attnum = att->attnum;
 		l->cols[l->ncols++].kind = kind;
 	}
+	if (t->nkeys > 0)
+		upsert_layout(t, rel, l);
 	return l;
 }
 
@@ -214,5 +278,6 @@ duet_kafka_target_check(DuetKafkaTarget *t)
 				 errmsg("\"%s\" is not a user table", RelationGetRelationName(rel)),
 				 errdetail("Kafka consumers write into ordinary or partitioned tables outside the system catalogs.")));
 	(void) duet_kafka_build_layout(t, rel);
+	duet_kafka_upsert_check(t, rel);
 	table_close(rel, AccessShareLock);
 }

@@ -2,7 +2,8 @@
  * kafka_render.c — one Kafka message as one line of COPY input (text format for json/jsonb/text,
  * csv for csv), in named steps:
  *
- *   1. check_message      what any message must be: not a tombstone, UTF-8 value and key
+ *   1. check_message      what any message must be: not a tombstone (unless upsert mode deletes
+ *                         its key), UTF-8 value and key
  *   2. parse_json_fields  json: the top-level keys' values, by PostgreSQL's JSON parser
  *   3. render_csv_fields  csv: the message's own fields, split by COPY's rules and quoted again
  *   4. column_value       each remaining column's value: a json field, the whole value, or
@@ -29,15 +30,20 @@
 /* ---- step 1: what every message must be ---- */
 
 static const char *
-check_message(rd_kafka_message_t *m, char **detail)
+check_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, char **detail)
 {
-	/* A tombstone (a key with no value) is not an empty message: it says "delete this key". */
-	if (m->payload == NULL)
+	/*
+	 * A tombstone (a key with no value) is not an empty message: it says "delete this key". In
+	 * upsert mode with key columns from the key it does; otherwise it is a dead letter.
+	 */
+	if (m->payload == NULL && !l->tombstone_ok)
 	{
-		*detail = pstrdup("A message with no value deletes its key in a compacted topic; this consumer only inserts rows.");
+		*detail = pstrdup(t->nkeys == 0 ?
+						  "A message with no value deletes its key in a compacted topic; this consumer only inserts rows." :
+						  "A tombstone deletes its key's row only when the key columns come from the message key (key_source => 'key').");
 		return "message is a tombstone (null value)";
 	}
-	if (!pg_verifymbstr((char *) m->payload, (int) m->len, true))
+	if (m->payload && !pg_verifymbstr((char *) m->payload, (int) m->len, true))
 		return "message is not valid UTF-8";
 	if (m->key && !pg_verifymbstr(m->key, m->key_len, true))
 		return "message key is not valid UTF-8";
@@ -51,6 +57,7 @@ typedef struct JsonFields
 {
 	JsonLexContext *lex;
 	Layout	   *layout;
+	ColKind		kind;			/* the columns gathered: COL_FIELD (value) or COL_KEYFIELD (key) */
 	char	  **vals;			/* per column; NULL = SQL NULL */
 	int			depth;
 	int			cur;			/* column of the field being parsed, or -1 */
@@ -71,16 +78,54 @@ jf_object_end(void *state)
 	((JsonFields *) state)->depth--;
 }
 
+/*
+ * The name of the field whose value starts at the current token. With escapes de-coded (the
+ * message holds a backslash) the parser passes it as fname; without, it is the raw lexeme before
+ * the ':' — which, in a message without any backslash, cannot hold a quote.
+ */
+static bool
+jf_field_name(JsonFields *jf, const char *fname, const char **name, int *len)
+{
+	const char *p;
+	const char *end;
+
+	if (fname)
+	{
+		*name = fname;
+		*len = strlen(fname);
+		return true;
+	}
+	p = jf->lex->prev_token_terminator - 1;	/* the ':' */
+	while (p > jf->lex->input && isspace((unsigned char) p[-1]))
+		p--;
+	end = p - 1;				/* the closing quote */
+	if (end <= jf->lex->input || *end != '"')
+		return false;
+	p = end - 1;
+	while (p >= jf->lex->input && *p != '"')
+		p--;
+	*name = p + 1;
+	*len = end - (p + 1);
+	return true;
+}
+
 static void
 jf_field_start(void *state, char *fname, bool isnull)
 {
 	JsonFields *jf = state;
+	const char *name;
+	int			len;
 
 	if (jf->depth != 1)
 		return;
 	jf->cur = -1;
+	if (!jf_field_name(jf, fname, &name, &len))
+		return;
 	for (int i = 0; i < jf->layout->ncols; i++)
-		if (jf->layout->cols[i].kind == COL_FIELD && strcmp(jf->layout->cols[i].jsonkey, fname) == 0)
+	{
+		const Col  *c = &jf->layout->cols[i];
+
+		if (c->kind == jf->kind && c->jsonkeylen == len && memcmp(c->jsonkey, name, len) == 0)
 		{
 			jf->cur = i;
 			jf->start = jf->lex->token_start;
@@ -88,6 +133,7 @@ jf_field_start(void *state, char *fname, bool isnull)
 			jf->vals[i] = NULL;
 			break;
 		}
+	}
 }
 
 static void
@@ -111,23 +157,34 @@ jf_scalar(void *state, char *token, JsonTokenType tokentype)
 	if (jf->depth != 1 || jf->cur < 0 || jf->got_scalar)
 		return;
 	jf->got_scalar = true;
+	if (tokentype == JSON_TOKEN_STRING && token == NULL)
+	{
+		/* Not de-escaped (there is nothing to de-escape): the lexeme between its quotes. */
+		token = pnstrdup(jf->start + 1, jf->lex->prev_token_terminator - jf->start - 2);
+	}
 	jf->vals[jf->cur] = (tokentype == JSON_TOKEN_NULL) ? NULL : token;
 }
 
 /*
  * json: parses the message and gathers the values of the layout's keys into *vals (one per column,
  * NULL for SQL NULL or an absent key). The message must be valid JSON and an object.
+ *
+ * PostgreSQL's lexer copies every string character by character when it de-escapes; a message
+ * without a backslash has nothing to de-escape, so it is lexed without (its strings are their
+ * lexemes), which is most of the parse's cost in a profile of the ingest.
  */
 static const char *
-parse_json_fields(Layout *l, char *payload, int len, char ***vals, char **detail)
+parse_json_fields(Layout *l, ColKind kind, char *payload, int len, char ***vals, char **detail)
 {
 	JsonSemAction sem = {0};
 	JsonFields	jf = {0};
 	JsonParseErrorType err;
 	int			i = 0;
 
-	jf.lex = makeJsonLexContextCstringLen(payload, len, GetDatabaseEncoding(), true);
+	jf.lex = makeJsonLexContextCstringLen(payload, len, GetDatabaseEncoding(),
+										  memchr(payload, '\\', len) != NULL);
 	jf.layout = l;
+	jf.kind = kind;
 	jf.vals = *vals = palloc0(sizeof(char *) * l->ncols);
 	jf.cur = -1;
 	sem.semstate = &jf;
@@ -148,6 +205,42 @@ parse_json_fields(Layout *l, char *payload, int len, char ***vals, char **detail
 		i++;
 	if (i >= len || payload[i] != '{')
 		return "message is not a JSON object";
+	return NULL;
+}
+
+/*
+ * Upsert with key_source 'key': the key columns' values from the message key: the whole key for
+ * a single key column when the key is not a JSON object, else the key's fields.
+ */
+static const char *
+parse_key_fields(Layout *l, rd_kafka_message_t *m, char ***keyvals, char **detail)
+{
+	const char *k = m->key;
+	size_t		i = 0;
+
+	if (k == NULL)
+	{
+		*detail = pstrdup("In upsert mode with key_source => 'key' the key columns come from the message key.");
+		return "message has no key";
+	}
+	while (i < m->key_len && isspace((unsigned char) k[i]))
+		i++;
+	if (l->nkeyfields == 1 && (i >= m->key_len || k[i] != '{'))
+	{
+		*keyvals = palloc0(sizeof(char *) * l->ncols);
+		for (int c = 0; c < l->ncols; c++)
+			if (l->cols[c].kind == COL_KEYFIELD)
+				(*keyvals)[c] = pnstrdup(k, m->key_len);
+		return NULL;
+	}
+	if (parse_json_fields(l, COL_KEYFIELD, (char *) k, (int) m->key_len, keyvals, detail) != NULL)
+		return "message key is not a JSON object";
+	for (int c = 0; c < l->ncols; c++)
+		if (l->cols[c].kind == COL_KEYFIELD && (*keyvals)[c] == NULL)
+		{
+			*detail = psprintf("The key column \"%s\" is the key's field of that name.", l->cols[c].attname);
+			return psprintf("message key has no field \"%s\"", l->cols[c].attname);
+		}
 	return NULL;
 }
 
@@ -257,13 +350,19 @@ render_csv_fields(const char *p, int len, int nfields, StringInfo buf, char **de
 /* ---- step 4: each column's value ---- */
 
 /* _timestamp: the message's timestamp as timestamptz text, or NULL when it has none. */
+const char	duet_kafka_replayed_marker = 'R';
+
+static const char *headers_json(rd_kafka_message_t *m, const char **v, int *vlen);
+
 static const char *
 timestamp_text(rd_kafka_message_t *m)
 {
-	rd_kafka_timestamp_type_t tstype;
-	int64		ms = rd_kafka_message_timestamp(m, &tstype);
+	rd_kafka_timestamp_type_t tstype = RD_KAFKA_TIMESTAMP_CREATE_TIME;
+	int64		ms;
 	TimestampTz ts;
 
+	ms = DUET_KAFKA_IS_REPLAYED(m) ? ((DuetKafkaReplayed *) m)->timestamp_ms :
+		rd_kafka_message_timestamp(m, &tstype);
 	if (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0)
 		return NULL;
 	ts = time_t_to_timestamptz((pg_time_t) (ms / 1000)) + (ms % 1000) * 1000;
@@ -274,6 +373,17 @@ timestamp_text(rd_kafka_message_t *m)
  * _headers: the message's headers as a JSON object ({"name": "value"}, a header without a value
  * null), *v NULL when it has none; an error when a name or value is not UTF-8.
  */
+const char *
+duet_kafka_headers_json(rd_kafka_message_t *m, char **json)
+{
+	const char *v = NULL;
+	int			vlen;
+	const char *err = headers_json(m, &v, &vlen);
+
+	*json = (char *) v;
+	return err;
+}
+
 static const char *
 headers_json(rd_kafka_message_t *m, const char **v, int *vlen)
 {
@@ -283,6 +393,16 @@ headers_json(rd_kafka_message_t *m, const char **v, int *vlen)
 	const void *hval;
 	size_t		hlen;
 
+	if (DUET_KAFKA_IS_REPLAYED(m))
+	{
+		DuetKafkaReplayed *r = (DuetKafkaReplayed *) m;
+
+		if (r->headers_invalid)
+			return "message header is not valid UTF-8";
+		*v = r->headers;
+		*vlen = -1;
+		return NULL;
+	}
 	if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || hdrs == NULL)
 		return NULL;
 	initStringInfo(&js);
@@ -347,6 +467,12 @@ column_value(DuetKafkaTarget *t, const Col *c, rd_kafka_message_t *m, char *fiel
 			break;
 		case COL_HEADERS:
 			return headers_json(m, v, vlen);
+		case COL_KEYFIELD:
+			*v = field;
+			break;
+		case COL_SEQ:
+		case COL_DELETE:
+			break;				/* duet_kafka_render_message writes them */
 	}
 	return NULL;
 }
@@ -423,26 +549,33 @@ append_value(StringInfo buf, bool csv, const char *v, int vlen)
 /* ---- the steps together ---- */
 
 const char *
-duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, StringInfo buf,
-						  char **detail)
+duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, int seq,
+						  StringInfo buf, char **detail)
 {
 	char	   *payload = (char *) m->payload;
 	int			len = (int) m->len;
 	bool		csv = (t->format == DUET_FORMAT_CSV);
+	bool		tombstone = (payload == NULL);
 	char	  **vals = NULL;
+	char	  **keyvals = NULL;
 	int			start_len = buf->len;
 	int			first = 0;
 	const char *err;
 
-	if ((err = check_message(m, detail)) != NULL)
+	if ((err = check_message(t, l, m, detail)) != NULL)
 		return err;
-	if (t->format == DUET_FORMAT_JSON &&
-		(err = parse_json_fields(l, payload, len, &vals, detail)) != NULL)
+	if (l->nkeyfields > 0 && (err = parse_key_fields(l, m, &keyvals, detail)) != NULL)
+		return err;
+	if (t->format == DUET_FORMAT_JSON && !tombstone &&
+		(err = parse_json_fields(l, COL_FIELD, payload, len, &vals, detail)) != NULL)
 		return err;
 	if (csv)
 	{
-		/* The message's own fields, then metadata fields. */
-		if ((err = render_csv_fields(payload, len, l->ncsv, buf, detail)) != NULL)
+		/* The message's own fields (a tombstone's all NULL), then metadata fields. */
+		if (tombstone)
+			for (int i = 1; i < l->ncsv; i++)
+				appendStringInfoChar(buf, ',');
+		else if ((err = render_csv_fields(payload, len, l->ncsv, buf, detail)) != NULL)
 			return err;
 		first = l->ncsv;
 	}
@@ -451,10 +584,28 @@ duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, 
 		char		num[64];
 		const char *v;
 		int			vlen;
+		ColKind		kind = l->cols[i].kind;
 
 		if (i > 0)
 			appendStringInfoChar(buf, csv ? ',' : '\t');
-		err = column_value(t, &l->cols[i], m, vals ? vals[i] : NULL, num, sizeof(num), &v, &vlen);
+		if (kind == COL_SEQ)
+		{
+			snprintf(num, sizeof(num), "%d", seq);
+			append_value(buf, csv, num, -1);
+			continue;
+		}
+		if (kind == COL_DELETE)
+		{
+			append_value(buf, csv, tombstone ? "t" : "f", 1);
+			continue;
+		}
+		if (tombstone && (kind == COL_FIELD || kind == COL_VALUE))
+		{
+			append_value(buf, csv, NULL, 0);
+			continue;
+		}
+		err = column_value(t, &l->cols[i], m, kind == COL_KEYFIELD ? keyvals[i] : vals ? vals[i] : NULL,
+						   num, sizeof(num), &v, &vlen);
 		if (err != NULL)
 		{
 			buf->len = start_len;

@@ -1,5 +1,6 @@
 /*
- * kafka_sql.c — the SQL API of Kafka consumers: consume, stop, start, drop, reset.
+ * kafka_sql.c — the SQL API of Kafka consumers: consume, stop, start, drop, reset (alter and replay
+ * are in kafka_alter.c and kafka_replay.c).
  *
  * duet.kafka_consumers holds librdkafka properties (SASL passwords, keys), so only superusers
  * can read it. These functions run as their caller, check what the caller may do (EXECUTE is
@@ -23,6 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "kafka_sql_int.h"
 #include "pg_duet.h"
 #include "privileged.h"
 
@@ -37,8 +39,8 @@ valid_chars(const char *s, const char *extra)
 	return true;
 }
 
-static char *
-arg_text(FunctionCallInfo fcinfo, int n, const char *what)
+char *
+duet_kafka_arg_text(FunctionCallInfo fcinfo, int n, const char *what)
 {
 	if (PG_ARGISNULL(n))
 		ereport(ERROR,
@@ -47,8 +49,8 @@ arg_text(FunctionCallInfo fcinfo, int n, const char *what)
 	return text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
-static int
-arg_int(FunctionCallInfo fcinfo, int n, const char *what, int min, int max)
+int
+duet_kafka_arg_int(FunctionCallInfo fcinfo, int n, const char *what, int min, int max)
 {
 	int			v;
 
@@ -66,8 +68,8 @@ arg_int(FunctionCallInfo fcinfo, int n, const char *what, int min, int max)
 }
 
 /* 'earliest', 'latest' or a timestamptz literal, normalised. */
-static char *
-check_position(const char *pos)
+char *
+duet_kafka_check_position(const char *pos)
 {
 	if (strcmp(pos, "earliest") == 0 || strcmp(pos, "latest") == 0)
 		return pstrdup(pos);
@@ -94,8 +96,8 @@ check_position(const char *pos)
 	return (char *) pos;
 }
 
-static void
-check_column_map(Jsonb *map, DuetKafkaFormat format)
+void
+duet_kafka_check_column_map(Jsonb *map, DuetKafkaFormat format)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -128,8 +130,8 @@ check_column_map(Jsonb *map, DuetKafkaFormat format)
 }
 
 /* Checks props; returns the names of those that hold secrets (text[] Datum, maybe empty). */
-static Datum
-check_properties(Jsonb *props, const char *brokers)
+Datum
+duet_kafka_check_properties(Jsonb *props, const char *brokers)
 {
 	ArrayBuildState *secrets = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	JsonbIterator *it;
@@ -173,6 +175,17 @@ check_properties(Jsonb *props, const char *brokers)
 	return makeArrayResult(secrets, CurrentMemoryContext);
 }
 
+void
+duet_kafka_check_insert(Oid target, Oid owner)
+{
+	if (pg_class_aclcheck(target, owner, ACL_INSERT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(target, owner, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(target)),
+				 errdetail("A consumer writes as its owner, who needs INSERT on the target.")));
+}
+
 /* A consumer catalog change, run as the bootstrap superuser: consumer admins cannot read it. */
 typedef struct CatalogChange
 {
@@ -186,7 +199,6 @@ typedef struct CatalogChange
 	bool		check_owner;	/* lock the consumer's row and check the caller may manage it */
 } CatalogChange;
 
-static int32 consumer_for_update(const char *name, Oid caller);
 static void require_topic(const char *topic, const char *action);
 
 static void
@@ -200,7 +212,7 @@ catalog_change(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	memcpy(values, c->values, sizeof(Datum) * c->nargs);
 	if (c->check_owner)
-		values[0] = Int32GetDatum(consumer_for_update(c->name, c->caller));
+		values[0] = Int32GetDatum(duet_kafka_consumer_for_update(c->name, c->caller));
 	ret = SPI_execute_with_args(c->sql, c->nargs, c->types, values, c->nulls, false, 0);
 	if (ret < 0)
 		elog(ERROR, "could not change duet.kafka_consumers: %s", SPI_result_code_string(ret));
@@ -216,15 +228,15 @@ PG_FUNCTION_INFO_V1(duet_kafka_consume);
 Datum
 duet_kafka_consume(PG_FUNCTION_ARGS)
 {
-	char	   *name = arg_text(fcinfo, 0, "name");
-	char	   *topic = arg_text(fcinfo, 1, "topic");
+	char	   *name = duet_kafka_arg_text(fcinfo, 0, "name");
+	char	   *topic = duet_kafka_arg_text(fcinfo, 1, "topic");
 	Oid			target;
-	char	   *brokers = arg_text(fcinfo, 3, "brokers");
-	char	   *format_name = arg_text(fcinfo, 4, "format");
-	int			batch_size = arg_int(fcinfo, 5, "batch_size", 1, 1000000);
-	int			flush_ms = arg_int(fcinfo, 6, "flush_interval_ms", 1, 3600000);
-	char	   *position = check_position(arg_text(fcinfo, 7, "start_offset"));
-	int			parallelism = arg_int(fcinfo, 8, "parallelism", 1, 32);
+	char	   *brokers = duet_kafka_arg_text(fcinfo, 3, "brokers");
+	char	   *format_name = duet_kafka_arg_text(fcinfo, 4, "format");
+	int			batch_size = duet_kafka_arg_int(fcinfo, 5, "batch_size", 1, 1000000);
+	int			flush_ms = duet_kafka_arg_int(fcinfo, 6, "flush_interval_ms", 1, 3600000);
+	char	   *position = duet_kafka_check_position(duet_kafka_arg_text(fcinfo, 7, "start_offset"));
+	int			parallelism = duet_kafka_arg_int(fcinfo, 8, "parallelism", 1, 32);
 	Jsonb	   *column_map = PG_ARGISNULL(9) ? NULL : PG_GETARG_JSONB_P(9);
 	Jsonb	   *props = PG_ARGISNULL(10) ? NULL : PG_GETARG_JSONB_P(10);
 	DuetKafkaTarget t = {0};
@@ -254,29 +266,32 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 	t.format = duet_kafka_format_parse(format_name);
 	t.column_map = column_map;
 	t.topic = topic;
-	check_column_map(column_map, t.format);
-	secret_names = check_properties(props, brokers);
-	if (pg_class_aclcheck(target, GetUserId(), ACL_INSERT) != ACLCHECK_OK &&
-		pg_attribute_aclcheck_all(target, GetUserId(), ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table %s", get_rel_name(target)),
-				 errdetail("A consumer writes as its owner, who needs INSERT on the target.")));
+	duet_kafka_check_column_map(column_map, t.format);
+	/* upsert settings: only in the 0.2.0 SQL, whose function has the arguments */
+	if (PG_NARGS() > 13)
+		duet_kafka_upsert_parse(&t, duet_kafka_arg_text(fcinfo, 11, "mode"),
+								PG_ARGISNULL(12) ? (Datum) 0 : PG_GETARG_DATUM(12),
+								duet_kafka_arg_text(fcinfo, 13, "key_source"));
+	secret_names = duet_kafka_check_properties(props, brokers);
+	duet_kafka_check_insert(target, GetUserId());
 	duet_kafka_target_check(&t);
 	current = duet_sql_is_current();
 	if (current)
 		require_topic(topic, "consume");
 
 	{
-		Oid			types[13] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
-		INT4OID, JSONBOID, JSONBOID, OIDOID, TEXTARRAYOID};
-		Datum		values[13] = {CStringGetTextDatum(name), CStringGetTextDatum(topic),
+		Oid			types[16] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID,
+		INT4OID, JSONBOID, JSONBOID, OIDOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID, TEXTOID};
+		Datum		values[16] = {CStringGetTextDatum(name), CStringGetTextDatum(topic),
 			ObjectIdGetDatum(target), CStringGetTextDatum(brokers), CStringGetTextDatum(format_name),
 			Int32GetDatum(batch_size), Int32GetDatum(flush_ms), CStringGetTextDatum(position),
 			Int32GetDatum(parallelism), JsonbPGetDatum(column_map), JsonbPGetDatum(props),
-		ObjectIdGetDatum(GetUserId()), secret_names};
-		char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
-		props ? ' ' : 'n', ' ', ' '};
+			ObjectIdGetDatum(GetUserId()), secret_names,
+			CStringGetTextDatum(t.nkeys > 0 ? "upsert" : "append"),
+			t.nkeys > 0 ? PG_GETARG_DATUM(12) : (Datum) 0,
+		CStringGetTextDatum(t.keys_from_key ? "key" : "value")};
+		char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', column_map ? ' ' : 'n',
+		props ? ' ' : 'n', ' ', ' ', ' ', t.nkeys > 0 ? ' ' : 'n', ' '};
 
 		/*
 		 * The secret properties ($13 names them) go to a table of their own, never dumped. SQL of
@@ -286,8 +301,9 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 		CatalogChange c = {GetUserId(), name,
 			current ?
 			"WITH c AS (INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
-			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 OPERATOR(pg_catalog.-) $13, $12) "
+			"flush_interval_ms, start_position, parallelism, column_map, properties, owner, mode, "
+			"key_columns, key_source) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 OPERATOR(pg_catalog.-) $13, $12, $14, $15, $16) "
 			"ON CONFLICT (name) DO NOTHING RETURNING id), "
 			"s AS (INSERT INTO duet.kafka_consumer_secrets (consumer_id, properties) "
 			"SELECT c.id, p.secret FROM c, (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) AS secret "
@@ -297,7 +313,7 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 			"INSERT INTO duet.kafka_consumers (name, topic, target, brokers, format, batch_size, "
 			"flush_interval_ms, start_position, parallelism, column_map, properties, owner) "
 			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING",
-		current ? 13 : 12, types, values, nulls, false};
+		current ? 16 : 12, types, values, nulls, false};
 
 		duet_run_privileged(BOOTSTRAP_SUPERUSERID, NULL, catalog_change, &c);
 	}
@@ -307,8 +323,8 @@ duet_kafka_consume(PG_FUNCTION_ARGS)
 }
 
 /* Locks the consumer's row and checks the caller may manage it; returns its id. */
-static int32
-consumer_for_update(const char *name, Oid caller)
+int32
+duet_kafka_consumer_for_update(const char *name, Oid caller)
 {
 	bool		isnull;
 	Oid			owner;
@@ -347,7 +363,7 @@ PG_FUNCTION_INFO_V1(duet_kafka_stop);
 Datum
 duet_kafka_stop(PG_FUNCTION_ARGS)
 {
-	consumer_update(arg_text(fcinfo, 0, "name"),
+	consumer_update(duet_kafka_arg_text(fcinfo, 0, "name"),
 					"UPDATE duet.kafka_consumers SET enabled = false WHERE id OPERATOR(pg_catalog.=) $1 AND $2 IS NULL", NULL);
 	PG_RETURN_VOID();
 }
@@ -356,7 +372,7 @@ PG_FUNCTION_INFO_V1(duet_kafka_start);
 Datum
 duet_kafka_start(PG_FUNCTION_ARGS)
 {
-	consumer_update(arg_text(fcinfo, 0, "name"),
+	consumer_update(duet_kafka_arg_text(fcinfo, 0, "name"),
 					"UPDATE duet.kafka_consumers SET enabled = true WHERE id OPERATOR(pg_catalog.=) $1 AND $2 IS NULL", NULL);
 	PG_RETURN_VOID();
 }
@@ -365,7 +381,7 @@ PG_FUNCTION_INFO_V1(duet_kafka_drop);
 Datum
 duet_kafka_drop(PG_FUNCTION_ARGS)
 {
-	consumer_update(arg_text(fcinfo, 0, "name"),
+	consumer_update(duet_kafka_arg_text(fcinfo, 0, "name"),
 					"DELETE FROM duet.kafka_consumers WHERE id OPERATOR(pg_catalog.=) $1 AND $2 IS NULL", NULL);
 	PG_RETURN_VOID();
 }
@@ -394,7 +410,7 @@ reset_read(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	r->id = consumer_for_update(r->name, r->caller);
+	r->id = duet_kafka_consumer_for_update(r->name, r->caller);
 	if (SPI_execute_with_args(duet_sql_is_current() ?
 							  "SELECT c.topic, c.brokers, " DUET_KAFKA_PROPERTIES_SQL " FROM duet.kafka_consumers c "
 							  "WHERE c.id OPERATOR(pg_catalog.=) $1" :
@@ -462,8 +478,8 @@ reset_write(void *arg)
 Datum
 duet_kafka_reset(PG_FUNCTION_ARGS)
 {
-	char	   *name = arg_text(fcinfo, 0, "name");
-	char	   *position = check_position(arg_text(fcinfo, 1, "start_at"));
+	char	   *name = duet_kafka_arg_text(fcinfo, 0, "name");
+	char	   *position = duet_kafka_check_position(duet_kafka_arg_text(fcinfo, 1, "start_at"));
 	ResetTarget r = {GetUserId(), name, CurrentMemoryContext};
 	ResetWrite	w = {0};
 	char		errbuf[512];

@@ -3220,3 +3220,94 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION duet_doctor() IS
     'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable LLM endpoints and Kafka brokers), each with its fix';
+-- Kafka batch path (issue 12: upsert mode, duet_kafka_alter, duet_kafka_replay, masked config) ---
+
+ALTER TABLE duet.kafka_consumers ADD COLUMN mode text NOT NULL DEFAULT 'append' CHECK (mode IN ('append', 'upsert'));
+ALTER TABLE duet.kafka_consumers ADD COLUMN key_columns text[];
+ALTER TABLE duet.kafka_consumers ADD COLUMN key_source text NOT NULL DEFAULT 'key' CHECK (key_source IN ('key', 'value'));
+ALTER TABLE duet.kafka_consumers ADD CONSTRAINT kafka_consumers_upsert_keys CHECK ((mode = 'upsert') = (key_columns IS NOT NULL));
+-- for duet_kafka_replay: what _timestamp and _headers take
+ALTER TABLE duet.kafka_dead_letters ADD COLUMN message_timestamp timestamptz;
+ALTER TABLE duet.kafka_dead_letters ADD COLUMN headers jsonb;
+
+-- duet_kafka_consume takes mode, key_columns and key_source
+DROP FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb);
+CREATE FUNCTION duet_kafka_consume(name text, topic text, target regclass, brokers text,
+                                   format text DEFAULT 'json',
+                                   batch_size integer DEFAULT 10000,
+                                   flush_interval_ms integer DEFAULT 500,
+                                   start_offset text DEFAULT 'earliest',
+                                   parallelism integer DEFAULT 1,
+                                   column_map jsonb DEFAULT NULL,
+                                   properties jsonb DEFAULT NULL,
+                                   mode text DEFAULT 'append',
+                                   key_columns text[] DEFAULT NULL,
+                                   key_source text DEFAULT 'key')
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_consume';
+COMMENT ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb, text, text[], text)
+    IS 'create a Kafka consumer: a background worker ingests topic into target exactly once (mode upsert: INSERT … ON CONFLICT (key_columns) DO UPDATE, tombstones delete)';
+
+REVOKE ALL ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb, text, text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb, text, text[], text) TO duet_kafka_admin;
+
+CREATE FUNCTION duet_kafka_alter(name text, brokers text DEFAULT NULL, properties jsonb DEFAULT NULL,
+                                 batch_size integer DEFAULT NULL, flush_interval_ms integer DEFAULT NULL,
+                                 format text DEFAULT NULL, target regclass DEFAULT NULL,
+                                 column_map jsonb DEFAULT NULL, mode text DEFAULT NULL,
+                                 key_columns text[] DEFAULT NULL, key_source text DEFAULT NULL)
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_alter';
+COMMENT ON FUNCTION duet_kafka_alter(text, text, jsonb, integer, integer, text, regclass, jsonb, text, text[], text)
+    IS 'change a Kafka consumer (each argument given replaces the setting; properties are merged, null removes one; column_map ''null'' removes the map), keeping its offsets; the workers restart with it';
+CREATE FUNCTION duet_kafka_replay(name text, ids bigint[] DEFAULT NULL, partition integer DEFAULT NULL,
+                                  from_offset bigint DEFAULT NULL, to_offset bigint DEFAULT NULL,
+                                  OUT replayed bigint, OUT failed bigint)
+    RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_replay';
+COMMENT ON FUNCTION duet_kafka_replay(text, bigint[], integer, bigint, bigint)
+    IS 'ingest a Kafka consumer''s dead letters again (all, or those with the ids, of the partition, with offsets from from_offset up to but not including to_offset): each lands once and leaves duet.kafka_dead_letters in the same transaction; one that fails again stays, with the new error';
+REVOKE ALL ON FUNCTION duet_kafka_alter(text, text, jsonb, integer, integer, text, regclass, jsonb, text, text[], text),
+    duet_kafka_replay(text, bigint[], integer, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_alter(text, text, jsonb, integer, integer, text, regclass, jsonb, text, text[], text),
+    duet_kafka_replay(text, bigint[], integer, bigint, bigint) TO duet_kafka_admin;
+
+-- A consumer's configuration for its owners: the properties kept in duet.kafka_consumer_secrets
+-- show as '********' (their names only), so nobody but a superuser ever reads a secret back.
+CREATE VIEW duet.kafka_consumer_config WITH (security_barrier = true) AS
+SELECT c.name, c.topic, c.target, c.brokers, c.format, c.batch_size, c.flush_interval_ms,
+       c.start_position, c.parallelism, c.column_map,
+       CASE WHEN c.properties IS NULL AND s.properties IS NULL THEN NULL
+            ELSE coalesce(c.properties, '{}') || coalesce(
+                 (SELECT jsonb_object_agg(k.key, '********') FROM jsonb_object_keys(s.properties) AS k(key)),
+                 '{}') END AS properties,
+       c.owner, c.enabled, c.created_at, c.mode, c.key_columns, c.key_source
+  FROM duet.kafka_consumers c
+  LEFT JOIN duet.kafka_consumer_secrets s ON s.consumer_id = c.id
+ -- the consumer's owner and the roles that act as it (superusers: all); not pg_monitor
+ WHERE pg_has_role(c.owner, 'USAGE');
+COMMENT ON VIEW duet.kafka_consumer_config IS
+    'Kafka consumers'' configuration for their owners, with secret properties masked as ''********''';
+REVOKE ALL ON duet.kafka_consumer_config FROM PUBLIC;
+GRANT SELECT ON duet.kafka_consumer_config TO duet_kafka_admin;
+
+-- issue 12, batch path: upsert mode, replayable dead letters, duet.kafka_consumer_config
+COMMENT ON COLUMN duet.kafka_consumers.mode IS 'append: every message a new row; upsert: INSERT … ON CONFLICT (key_columns) DO UPDATE, a tombstone deletes its key''s row';
+COMMENT ON COLUMN duet.kafka_consumers.key_columns IS 'upsert mode: the target''s columns of a unique index that identify a row; NULL in append mode';
+COMMENT ON COLUMN duet.kafka_consumers.key_source IS 'upsert mode: key (the key columns come from the message key: its text, or its JSON fields) or value (from the message''s fields)';
+COMMENT ON COLUMN duet.kafka_dead_letters.message_timestamp IS 'the message''s Kafka timestamp, for duet_kafka_replay (_timestamp)';
+COMMENT ON COLUMN duet.kafka_dead_letters.headers IS 'the message''s headers as a JSON object, for duet_kafka_replay (_headers); JSON null when they were not valid UTF-8';
+COMMENT ON COLUMN duet.kafka_consumer_config.name IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_consumer_config.topic IS 'Kafka topic consumed';
+COMMENT ON COLUMN duet.kafka_consumer_config.target IS 'table the rows are written to';
+COMMENT ON COLUMN duet.kafka_consumer_config.brokers IS 'bootstrap servers (host:port,...)';
+COMMENT ON COLUMN duet.kafka_consumer_config.format IS 'message format: json, jsonb, csv or text';
+COMMENT ON COLUMN duet.kafka_consumer_config.batch_size IS 'most messages per transaction';
+COMMENT ON COLUMN duet.kafka_consumer_config.flush_interval_ms IS 'longest wait, in milliseconds, before a partial batch is committed';
+COMMENT ON COLUMN duet.kafka_consumer_config.start_position IS 'where partitions without a stored offset start: earliest, latest or a timestamp';
+COMMENT ON COLUMN duet.kafka_consumer_config.parallelism IS 'number of workers sharing the topic''s partitions';
+COMMENT ON COLUMN duet.kafka_consumer_config.column_map IS 'message field to column mapping, when names differ';
+COMMENT ON COLUMN duet.kafka_consumer_config.properties IS 'librdkafka properties; the secret ones (passwords, keys) show as ''********''';
+COMMENT ON COLUMN duet.kafka_consumer_config.owner IS 'role the rows are written as';
+COMMENT ON COLUMN duet.kafka_consumer_config.enabled IS 'false after duet_kafka_stop';
+COMMENT ON COLUMN duet.kafka_consumer_config.created_at IS 'when the consumer was created';
+COMMENT ON COLUMN duet.kafka_consumer_config.mode IS 'append or upsert';
+COMMENT ON COLUMN duet.kafka_consumer_config.key_columns IS 'upsert mode: the key columns';
+COMMENT ON COLUMN duet.kafka_consumer_config.key_source IS 'upsert mode: where the key columns come from (key or value)';

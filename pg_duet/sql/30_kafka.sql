@@ -31,7 +31,11 @@ CREATE TABLE duet.kafka_consumers (
     owner             regrole NOT NULL,
     enabled           boolean NOT NULL DEFAULT true,
     generation        integer NOT NULL DEFAULT 1,
-    created_at        timestamptz NOT NULL DEFAULT now()
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    mode              text NOT NULL DEFAULT 'append' CHECK (mode IN ('append', 'upsert')),
+    key_columns       text[],
+    key_source        text NOT NULL DEFAULT 'key' CHECK (key_source IN ('key', 'value')),
+    CONSTRAINT kafka_consumers_upsert_keys CHECK ((mode = 'upsert') = (key_columns IS NOT NULL))
 );
 REVOKE ALL ON duet.kafka_consumers FROM PUBLIC;
 COMMENT ON TABLE duet.kafka_consumers IS 'Kafka consumers run by pg_duet workers (superuser only: properties may hold secrets)';
@@ -119,6 +123,8 @@ CREATE TABLE duet.kafka_dead_letters (
     detail      text,
     failed_at   timestamptz NOT NULL DEFAULT now(),
     tombstone   boolean NOT NULL DEFAULT false,
+    message_timestamp timestamptz,  -- for duet_kafka_replay: what _timestamp and _headers take
+    headers     jsonb,
     CONSTRAINT kafka_dead_letters_tombstone CHECK (tombstone = (value IS NULL))
 );
 CREATE INDEX ON duet.kafka_dead_letters (consumer_id, failed_at);
@@ -176,10 +182,13 @@ CREATE FUNCTION duet_kafka_consume(name text, topic text, target regclass, broke
                                    start_offset text DEFAULT 'earliest',
                                    parallelism integer DEFAULT 1,
                                    column_map jsonb DEFAULT NULL,
-                                   properties jsonb DEFAULT NULL)
+                                   properties jsonb DEFAULT NULL,
+                                   mode text DEFAULT 'append',
+                                   key_columns text[] DEFAULT NULL,
+                                   key_source text DEFAULT 'key')
     RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_consume';
-COMMENT ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb)
-    IS 'create a Kafka consumer: a background worker ingests topic into target exactly once';
+COMMENT ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb, text, text[], text)
+    IS 'create a Kafka consumer: a background worker ingests topic into target exactly once (mode upsert: INSERT … ON CONFLICT (key_columns) DO UPDATE, tombstones delete)';
 
 CREATE FUNCTION duet_kafka_stop(name text) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_stop';
@@ -200,12 +209,31 @@ CREATE FUNCTION duet_kafka_reset(name text, start_at timestamptz) RETURNS void
 COMMENT ON FUNCTION duet_kafka_reset(text, timestamptz)
     IS 'move a Kafka consumer to the first messages at or after a timestamp';
 
-REVOKE ALL ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb),
+REVOKE ALL ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb, text, text[], text),
     duet_kafka_stop(text), duet_kafka_start(text), duet_kafka_drop(text),
     duet_kafka_reset(text, text), duet_kafka_reset(text, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb),
+GRANT EXECUTE ON FUNCTION duet_kafka_consume(text, text, regclass, text, text, integer, integer, text, integer, jsonb, jsonb, text, text[], text),
     duet_kafka_stop(text), duet_kafka_start(text), duet_kafka_drop(text),
     duet_kafka_reset(text, text), duet_kafka_reset(text, timestamptz) TO duet_kafka_admin;
+
+CREATE FUNCTION duet_kafka_alter(name text, brokers text DEFAULT NULL, properties jsonb DEFAULT NULL,
+                                 batch_size integer DEFAULT NULL, flush_interval_ms integer DEFAULT NULL,
+                                 format text DEFAULT NULL, target regclass DEFAULT NULL,
+                                 column_map jsonb DEFAULT NULL, mode text DEFAULT NULL,
+                                 key_columns text[] DEFAULT NULL, key_source text DEFAULT NULL)
+    RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_alter';
+COMMENT ON FUNCTION duet_kafka_alter(text, text, jsonb, integer, integer, text, regclass, jsonb, text, text[], text)
+    IS 'change a Kafka consumer (each argument given replaces the setting; properties are merged, null removes one; column_map ''null'' removes the map), keeping its offsets; the workers restart with it';
+CREATE FUNCTION duet_kafka_replay(name text, ids bigint[] DEFAULT NULL, partition integer DEFAULT NULL,
+                                  from_offset bigint DEFAULT NULL, to_offset bigint DEFAULT NULL,
+                                  OUT replayed bigint, OUT failed bigint)
+    RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_replay';
+COMMENT ON FUNCTION duet_kafka_replay(text, bigint[], integer, bigint, bigint)
+    IS 'ingest a Kafka consumer''s dead letters again (all, or those with the ids, of the partition, with offsets from from_offset up to but not including to_offset): each lands once and leaves duet.kafka_dead_letters in the same transaction; one that fails again stays, with the new error';
+REVOKE ALL ON FUNCTION duet_kafka_alter(text, text, jsonb, integer, integer, text, regclass, jsonb, text, text[], text),
+    duet_kafka_replay(text, bigint[], integer, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_alter(text, text, jsonb, integer, integer, text, regclass, jsonb, text, text[], text),
+    duet_kafka_replay(text, bigint[], integer, bigint, bigint) TO duet_kafka_admin;
 
 CREATE FUNCTION duet_kafka_worker_stats(
         OUT consumer_id integer, OUT worker_group integer, OUT pid integer, OUT state text,
@@ -297,6 +325,25 @@ COMMENT ON VIEW duet.kafka_status IS
     'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
 COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases, no background worker slot for the pool); duet_doctor() gives the fix';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
+
+-- A consumer's configuration for its owners: the properties kept in duet.kafka_consumer_secrets
+-- show as '********' (their names only), so nobody but a superuser ever reads a secret back.
+CREATE VIEW duet.kafka_consumer_config WITH (security_barrier = true) AS
+SELECT c.name, c.topic, c.target, c.brokers, c.format, c.batch_size, c.flush_interval_ms,
+       c.start_position, c.parallelism, c.column_map,
+       CASE WHEN c.properties IS NULL AND s.properties IS NULL THEN NULL
+            ELSE coalesce(c.properties, '{}') || coalesce(
+                 (SELECT jsonb_object_agg(k.key, '********') FROM jsonb_object_keys(s.properties) AS k(key)),
+                 '{}') END AS properties,
+       c.owner, c.enabled, c.created_at, c.mode, c.key_columns, c.key_source
+  FROM duet.kafka_consumers c
+  LEFT JOIN duet.kafka_consumer_secrets s ON s.consumer_id = c.id
+ -- the consumer's owner and the roles that act as it (superusers: all); not pg_monitor
+ WHERE pg_has_role(c.owner, 'USAGE');
+COMMENT ON VIEW duet.kafka_consumer_config IS
+    'Kafka consumers'' configuration for their owners, with secret properties masked as ''********''';
+REVOKE ALL ON duet.kafka_consumer_config FROM PUBLIC;
+GRANT SELECT ON duet.kafka_consumer_config TO duet_kafka_admin;
 
 -- The outbox: rows written in the caller's transaction, published by a worker once committed.
 CREATE TABLE duet.kafka_outbox (

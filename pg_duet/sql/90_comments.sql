@@ -399,3 +399,26 @@ COMMENT ON COLUMN duet.kafka_pool.pid IS 'process id of the pool worker; NULL wh
 COMMENT ON COLUMN duet.kafka_pool.started_at IS 'when the pool worker started';
 COMMENT ON COLUMN duet.kafka_pool.groups IS 'consumer partition groups the pool worker serves now';
 COMMENT ON COLUMN duet.kafka_pool.problem IS 'why the pool worker is not running (no background worker slot: raise max_worker_processes); NULL when it runs';
+-- issue 12, batch path: upsert mode, replayable dead letters, duet.kafka_consumer_config
+COMMENT ON COLUMN duet.kafka_consumers.mode IS 'append: every message a new row; upsert: INSERT … ON CONFLICT (key_columns) DO UPDATE, a tombstone deletes its key''s row';
+COMMENT ON COLUMN duet.kafka_consumers.key_columns IS 'upsert mode: the target''s columns of a unique index that identify a row; NULL in append mode';
+COMMENT ON COLUMN duet.kafka_consumers.key_source IS 'upsert mode: key (the key columns come from the message key: its text, or its JSON fields) or value (from the message''s fields)';
+COMMENT ON COLUMN duet.kafka_dead_letters.message_timestamp IS 'the message''s Kafka timestamp, for duet_kafka_replay (_timestamp)';
+COMMENT ON COLUMN duet.kafka_dead_letters.headers IS 'the message''s headers as a JSON object, for duet_kafka_replay (_headers); JSON null when they were not valid UTF-8';
+COMMENT ON COLUMN duet.kafka_consumer_config.name IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_consumer_config.topic IS 'Kafka topic consumed';
+COMMENT ON COLUMN duet.kafka_consumer_config.target IS 'table the rows are written to';
+COMMENT ON COLUMN duet.kafka_consumer_config.brokers IS 'bootstrap servers (host:port,...)';
+COMMENT ON COLUMN duet.kafka_consumer_config.format IS 'message format: json, jsonb, csv or text';
+COMMENT ON COLUMN duet.kafka_consumer_config.batch_size IS 'most messages per transaction';
+COMMENT ON COLUMN duet.kafka_consumer_config.flush_interval_ms IS 'longest wait, in milliseconds, before a partial batch is committed';
+COMMENT ON COLUMN duet.kafka_consumer_config.start_position IS 'where partitions without a stored offset start: earliest, latest or a timestamp';
+COMMENT ON COLUMN duet.kafka_consumer_config.parallelism IS 'number of workers sharing the topic''s partitions';
+COMMENT ON COLUMN duet.kafka_consumer_config.column_map IS 'message field to column mapping, when names differ';
+COMMENT ON COLUMN duet.kafka_consumer_config.properties IS 'librdkafka properties; the secret ones (passwords, keys) show as ''********''';
+COMMENT ON COLUMN duet.kafka_consumer_config.owner IS 'role the rows are written as';
+COMMENT ON COLUMN duet.kafka_consumer_config.enabled IS 'false after duet_kafka_stop';
+COMMENT ON COLUMN duet.kafka_consumer_config.created_at IS 'when the consumer was created';
+COMMENT ON COLUMN duet.kafka_consumer_config.mode IS 'append or upsert';
+COMMENT ON COLUMN duet.kafka_consumer_config.key_columns IS 'upsert mode: the key columns';
+COMMENT ON COLUMN duet.kafka_consumer_config.key_source IS 'upsert mode: where the key columns come from (key or value)';

@@ -77,7 +77,7 @@ sub produce
 	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
 }
 
-# produce_msgs($broker, $topic, \@msgs [, partition => N, key => K]): each element is one message,
+# produce_msgs($broker, $topic, \@msgs [, partition => N, key => K | keys => \@keys]): each element is one message,
 # whatever bytes it holds (newlines, quotes, a lone "\."); undef is a tombstone (NULL value). Every
 # message has a key (K, default "m<index>"): kcat sends a NULL value only with a key (-K, -Z), as
 # tombstones are in compacted topics. Framed by kcat -D '\x1e' -K '\x1f', so no message may hold
@@ -91,7 +91,8 @@ sub produce_msgs
 	{
 		my $m = $msgs->[$i];
 		die "produce_msgs: a message holds a \\x1e or \\x1f delimiter" if defined $m && $m =~ /[\x1e\x1f]/;
-		print $fh ($opt{key} // "m$i"), "\x1f", (defined $m ? $m : ''), "\x1e";
+		my $k = $opt{keys} ? $opt{keys}->[$i] : $opt{key} // "m$i";
+		print $fh $k, "\x1f", (defined $m ? $m : ''), "\x1e";
 	}
 	close $fh;
 	my @cmd = ('kcat', '-P', '-b', $b->{bootstrap}, '-t', $topic, '-l', '-D', '\x1e', '-K', '\x1f', '-X', 'linger.ms=20');

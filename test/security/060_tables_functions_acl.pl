@@ -88,6 +88,7 @@ my @calls = (
 	[ 'duet_tenant_protect', q{SELECT duet_tenant_protect('globex.metrics', 'note');} ],
 	[ 'duet_kafka_stop/start', q{SELECT duet_kafka_stop('canary_globex_7731_c'); SELECT duet_kafka_start('canary_globex_7731_c');} ],
 	[ 'duet_kafka_reset/drop', q{SELECT duet_kafka_reset('canary_globex_7731_c', 'latest'); SELECT duet_kafka_drop('canary_globex_7731_c');} ],
+	[ 'duet_kafka_alter/replay', q{SELECT duet_kafka_alter('canary_globex_7731_c', brokers => '127.0.0.1:9', properties => '{"sasl.password": null}'); SELECT duet_kafka_replay('canary_globex_7731_c');} ],
 	[ 'duet_kafka_consume into globex\'s table', q{SELECT duet_kafka_consume('spy', 't', 'globex.metrics', '127.0.0.1:1');} ],
 	[ 'duet_kafka_consume with a file property', q{SELECT duet_kafka_consume('spy2', 't', 'public.shared_events', '127.0.0.1:1', properties => '{"ssl.ca.location": "/etc/passwd"}');} ],
 	[ 'duet_kafka_publish', q{SELECT duet_kafka_publish('globex', 'k', 'forged');} ],
