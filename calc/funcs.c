@@ -29,17 +29,76 @@ int_arg(double d, int lo, int hi)
 	return d < lo ? lo : d > hi ? hi : (int) d;
 }
 
-FN(fn_abs) { *out = duet_finite(fabs(NUM(0))); return DUET_OK; }
-FN(fn_ceil) { *out = duet_finite(ceil(NUM(0))); return DUET_OK; }
-FN(fn_floor) { *out = duet_finite(floor(NUM(0))); return DUET_OK; }
-FN(fn_trunc) { *out = duet_finite(trunc(NUM(0))); return DUET_OK; }
-FN(fn_sign) { *out = duet_number(NUM(0) > 0 ? 1 : NUM(0) < 0 ? -1 : 0); return DUET_OK; }
+/* abs, ceil, floor, trunc, sign, round, mod, clamp, div take integers as they are ("ints"). */
+FN(fn_abs)
+{
+	if (args[0].type == DUET_T_INT)
+	{
+		if (args[0].u.i == INT64_MIN)
+			return duet_int_overflow(err, "abs");
+		*out = duet_int(args[0].u.i < 0 ? -args[0].u.i : args[0].u.i);
+		return DUET_OK;
+	}
+	*out = duet_finite(fabs(NUM(0)));
+	return DUET_OK;
+}
+
+/* ceil, floor and trunc of an integer are the integer */
+#define INT_IDENTITY() do { if (args[0].type == DUET_T_INT) { *out = args[0]; return DUET_OK; } } while (0)
+FN(fn_ceil) { INT_IDENTITY(); *out = duet_finite(ceil(NUM(0))); return DUET_OK; }
+FN(fn_floor) { INT_IDENTITY(); *out = duet_finite(floor(NUM(0))); return DUET_OK; }
+FN(fn_trunc) { INT_IDENTITY(); *out = duet_finite(trunc(NUM(0))); return DUET_OK; }
+
+FN(fn_sign)
+{
+	double		x = duet_num(&args[0]);
+	int			sg = x > 0 ? 1 : x < 0 ? -1 : 0;
+
+	*out = args[0].type == DUET_T_INT ? duet_int(sg) : duet_number(sg);
+	return DUET_OK;
+}
+
 FN(fn_exp) { *out = duet_finite(exp(NUM(0))); return DUET_OK; }
 FN(fn_pow) { *out = duet_finite(pow(NUM(0), NUM(1))); return DUET_OK; }
 
+/* round(i, n) of an integer: n >= 0 keeps it; n < 0 rounds to a multiple of 10^-n, halves away from zero */
+static duet_errclass
+round_int(int64_t x, int n, duet_value *out, duet_error *err)
+{
+	__int128	m = 1,
+				q,
+				r;
+
+	if (n >= 0)
+	{
+		*out = duet_int(x);
+		return DUET_OK;
+	}
+	if (n < -19)
+	{
+		*out = duet_int(0);		/* 10^20 > 2 |x| */
+		return DUET_OK;
+	}
+	for (int k = 0; k < -n; k++)
+		m *= 10;
+	q = x / m;
+	r = x % m;
+	if (2 * (r < 0 ? -r : r) >= m)
+		q += x < 0 ? -1 : 1;
+	q *= m;
+	if (q > INT64_MAX || q < INT64_MIN)
+		return duet_int_overflow(err, "round");
+	*out = duet_int((int64_t) q);
+	return DUET_OK;
+}
+
 FN(fn_round)
 {
-	*out = duet_finite(duet_round_decimal(NUM(0), argc > 1 ? int_arg(NUM(1), -400, 400) : 0));
+	int			digits = argc > 1 ? int_arg(duet_num(&args[1]), -400, 400) : 0;
+
+	if (args[0].type == DUET_T_INT)
+		return round_int(args[0].u.i, digits, out, err);
+	*out = duet_finite(duet_round_decimal(NUM(0), digits));
 	return DUET_OK;
 }
 
@@ -47,18 +106,58 @@ FN(fn_sqrt) { *out = NUM(0) < 0 ? duet_null() : duet_finite(sqrt(NUM(0))); retur
 FN(fn_ln) { *out = NUM(0) <= 0 ? duet_null() : duet_finite(log(NUM(0))); return DUET_OK; }
 FN(fn_log10) { *out = NUM(0) <= 0 ? duet_null() : duet_finite(log10(NUM(0))); return DUET_OK; }
 
+/* mod(a, b) is a % b: exact on integers (the sign of a), fmod otherwise; 0 divisor: NULL */
 FN(fn_mod)
 {
-	*out = NUM(1) == 0 ? duet_null() : duet_finite(fmod(NUM(0), NUM(1)));
+	if (args[0].type == DUET_T_INT && args[1].type == DUET_T_INT)
+	{
+		int64_t		y = args[1].u.i;
+
+		*out = y == 0 ? duet_null() : duet_int(y == -1 ? 0 : args[0].u.i % y);
+		return DUET_OK;
+	}
+	*out = duet_num(&args[1]) == 0 ? duet_null() : duet_finite(fmod(duet_num(&args[0]), duet_num(&args[1])));
 	return DUET_OK;
 }
 
-/* clamp(x, lo, hi) = least(greatest(x, lo), hi) */
+/* div(a, b): the quotient truncated toward zero (PostgreSQL's div, ClickHouse's intDiv) */
+FN(fn_div)
+{
+	if (args[0].type == DUET_T_INT && args[1].type == DUET_T_INT)
+	{
+		int64_t		x = args[0].u.i,
+					y = args[1].u.i;
+
+		if (y == 0)
+			*out = duet_null();
+		else if (x == INT64_MIN && y == -1)
+			return duet_int_overflow(err, "div");
+		else
+			*out = duet_int(x / y);
+		return DUET_OK;
+	}
+	*out = duet_num(&args[1]) == 0 ? duet_null() : duet_finite(trunc(duet_num(&args[0]) / duet_num(&args[1])));
+	return DUET_OK;
+}
+
+/* clamp(x, lo, hi) = least(greatest(x, lo), hi): an integer when all three are, else a double */
 FN(fn_clamp)
 {
-	double		v = NUM(0) < NUM(1) ? NUM(1) : NUM(0);
+	if (args[0].type == DUET_T_INT && args[1].type == DUET_T_INT && args[2].type == DUET_T_INT)
+	{
+		int64_t		v = args[0].u.i < args[1].u.i ? args[1].u.i : args[0].u.i;
 
-	*out = duet_number(v > NUM(2) ? NUM(2) : v);
+		*out = duet_int(v > args[2].u.i ? args[2].u.i : v);
+		return DUET_OK;
+	}
+	{
+		double		x = duet_num(&args[0]),
+					lo = duet_num(&args[1]),
+					hi = duet_num(&args[2]);
+		double		v = x < lo ? lo : x;
+
+		*out = duet_number(v > hi ? hi : v);
+	}
 	return DUET_OK;
 }
 
@@ -93,11 +192,19 @@ extreme(duet_value *args, int argc, duet_value *out, int sign)
 {
 	int			i;
 
+	bool		any_double = false;
+
 	*out = duet_null();
 	for (i = 0; i < argc; i++)
+	{
+		any_double |= args[i].type == DUET_T_NUMBER;
 		if (args[i].type != DUET_T_NULL &&
 			(out->type == DUET_T_NULL || duet_value_cmp(&args[i], out) * sign > 0))
 			*out = args[i];
+	}
+	/* integers mixed with doubles give a double, as arithmetic does */
+	if (any_double && out->type == DUET_T_INT)
+		*out = duet_number((double) out->u.i);
 }
 
 FN(fn_least) { extreme(args, argc, out, -1); return DUET_OK; }
@@ -261,33 +368,34 @@ FN(fn_trim)
 
 /* Sorted by name for bsearch. params: n number, s string, b bool, a any scalar, x one common type. */
 const builtin duet_builtins[] = {
-	{"abs", 1, 1, "n", 'n', true, fn_abs},
-	{"ceil", 1, 1, "n", 'n', true, fn_ceil},
-	{"clamp", 3, 3, "nnn", 'n', true, fn_clamp},
-	{"coalesce", 1, -1, "x", 'x', false, fn_coalesce},
-	{"concat", 1, -1, "a", 's', false, duet_fn_concat},
-	{"contains", 2, 2, "ss", 'b', true, fn_contains},
-	{"ends_with", 2, 2, "ss", 'b', true, fn_ends_with},
-	{"exp", 1, 1, "n", 'n', true, fn_exp},
-	{"floor", 1, 1, "n", 'n', true, fn_floor},
-	{"greatest", 1, -1, "x", 'x', false, fn_greatest},
-	{"least", 1, -1, "x", 'x', false, fn_least},
-	{"length", 1, 1, "s", 'n', true, fn_length},
-	{"ln", 1, 1, "n", 'n', true, fn_ln},
-	{"log10", 1, 1, "n", 'n', true, fn_log10},
-	{"lower", 1, 1, "s", 's', true, fn_lower},
-	{"mod", 2, 2, "nn", 'n', true, fn_mod},
-	{"nullif", 2, 2, "xx", 'x', false, fn_nullif},
-	{"pow", 2, 2, "nn", 'n', true, fn_pow},
-	{"replace", 3, 3, "sss", 's', true, fn_replace},
-	{"round", 1, 2, "nn", 'n', true, fn_round},
-	{"sign", 1, 1, "n", 'n', true, fn_sign},
-	{"sqrt", 1, 1, "n", 'n', true, fn_sqrt},
-	{"starts_with", 2, 2, "ss", 'b', true, fn_starts_with},
-	{"substr", 2, 3, "snn", 's', true, fn_substr},
-	{"trim", 1, 1, "s", 's', true, fn_trim},
-	{"trunc", 1, 1, "n", 'n', true, fn_trunc},
-	{"upper", 1, 1, "s", 's', true, fn_upper},
+	{"abs", 1, 1, "n", 'n', true, fn_abs, true},
+	{"ceil", 1, 1, "n", 'n', true, fn_ceil, true},
+	{"clamp", 3, 3, "nnn", 'n', true, fn_clamp, true},
+	{"coalesce", 1, -1, "x", 'x', false, fn_coalesce, true},
+	{"concat", 1, -1, "a", 's', false, duet_fn_concat, true},
+	{"contains", 2, 2, "ss", 'b', true, fn_contains, false},
+	{"div", 2, 2, "nn", 'n', true, fn_div, true},
+	{"ends_with", 2, 2, "ss", 'b', true, fn_ends_with, false},
+	{"exp", 1, 1, "n", 'n', true, fn_exp, false},
+	{"floor", 1, 1, "n", 'n', true, fn_floor, true},
+	{"greatest", 1, -1, "x", 'x', false, fn_greatest, true},
+	{"least", 1, -1, "x", 'x', false, fn_least, true},
+	{"length", 1, 1, "s", 'n', true, fn_length, false},
+	{"ln", 1, 1, "n", 'n', true, fn_ln, false},
+	{"log10", 1, 1, "n", 'n', true, fn_log10, false},
+	{"lower", 1, 1, "s", 's', true, fn_lower, false},
+	{"mod", 2, 2, "nn", 'n', true, fn_mod, true},
+	{"nullif", 2, 2, "xx", 'x', false, fn_nullif, true},
+	{"pow", 2, 2, "nn", 'n', true, fn_pow, false},
+	{"replace", 3, 3, "sss", 's', true, fn_replace, false},
+	{"round", 1, 2, "nn", 'n', true, fn_round, true},
+	{"sign", 1, 1, "n", 'n', true, fn_sign, true},
+	{"sqrt", 1, 1, "n", 'n', true, fn_sqrt, false},
+	{"starts_with", 2, 2, "ss", 'b', true, fn_starts_with, false},
+	{"substr", 2, 3, "snn", 's', true, fn_substr, false},
+	{"trim", 1, 1, "s", 's', true, fn_trim, false},
+	{"trunc", 1, 1, "n", 'n', true, fn_trunc, true},
+	{"upper", 1, 1, "s", 's', true, fn_upper, false},
 };
 const int	duet_nbuiltins = sizeof(duet_builtins) / sizeof(duet_builtins[0]);
 

@@ -110,7 +110,7 @@ as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
 			*out = v->u.boolean ? duet_string("true", 4) : duet_string("false", 5);
 			return true;
 		default:
-			n = duet_format_number(v->u.num, buf, sizeof(buf));
+			n = duet_format_value_number(v, buf, sizeof(buf));
 			if (!(s = duet_vm_alloc(vm, n, err)))
 				return false;
 			memcpy(s, buf, n);
@@ -198,6 +198,7 @@ check_args(const builtin *fn, const duet_value *args, int argc, duet_error *err,
 
 		if (t == DUET_T_NULL || kind == 'a')
 			continue;
+		t = duet_type_family(t);	/* an integer is a number */
 		if ((kind == 'n' && t != DUET_T_NUMBER) || (kind == 's' && t != DUET_T_STRING) ||
 			(kind == 'b' && t != DUET_T_BOOL) ||
 			(kind == 'x' && common != DUET_T_NULL && common != t))
@@ -231,6 +232,7 @@ load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int
 			return true;
 		case DUET_T_NULL:
 		case DUET_T_BOOL:
+		case DUET_T_INT:
 			*dst = *v;
 			return true;
 		case DUET_T_STRING:
@@ -278,31 +280,88 @@ arith4(int k, double a, double b)
 	}
 }
 
-/* a op b for OP_ADD .. OP_POW on loaded values (a replaced); false on a type error. */
+duet_errclass
+duet_int_overflow(duet_error *err, const char *what)
+{
+	duet_set_runtime_error(err, DUET_ERR_RANGE, 0, 0, "integer out of range in %s", what);
+	return DUET_ERR_RANGE;
+}
+
+/* a op b on two integers: exact (+ - * %), or doubles (/ ^); false on overflow (err filled). */
+static bool
+arith_ints(const instr *in, int op, duet_value *a, int64_t x, int64_t y, duet_error *err)
+{
+	int64_t		r;
+
+	switch (op)
+	{
+		case OP_ADD:
+			if (__builtin_add_overflow(x, y, &r))
+				break;
+			*a = duet_int(r);
+			return true;
+		case OP_SUB:
+			if (__builtin_sub_overflow(x, y, &r))
+				break;
+			*a = duet_int(r);
+			return true;
+		case OP_MUL:
+			if (__builtin_mul_overflow(x, y, &r))
+				break;
+			*a = duet_int(r);
+			return true;
+		case OP_MOD:
+			/* the sign of the dividend, as in C, PostgreSQL and ClickHouse; INT64_MIN % -1 is 0 */
+			*a = y == 0 ? duet_null() : duet_int(y == -1 ? 0 : x % y);
+			return true;
+		case OP_DIV:
+			*a = y == 0 ? duet_null() : duet_finite((double) x / (double) y);
+			return true;
+		default:
+			*a = duet_finite(pow((double) x, (double) y));
+			return true;
+	}
+	duet_int_overflow(err, opname((uint8_t) op));
+	err->line = in->line;
+	err->column = in->col;
+	return false;
+}
+
+/* a op b for OP_ADD .. OP_POW on loaded values (a replaced); false on an error (err filled). */
 static bool
 arith_values(const instr *in, int op, duet_value *a, const duet_value *b, duet_error *err)
 {
-	double		r;
+	double		r,
+				x,
+				y;
 
 	if (a->type != DUET_T_NUMBER || b->type != DUET_T_NUMBER)
 	{
-		if ((a->type != DUET_T_NUMBER && a->type != DUET_T_NULL) ||
-			(b->type != DUET_T_NUMBER && b->type != DUET_T_NULL))
+		if (a->type == DUET_T_INT && b->type == DUET_T_INT)
+			return arith_ints(in, op, a, a->u.i, b->u.i, err);
+		if ((a->type != DUET_T_NUMBER && a->type != DUET_T_INT && a->type != DUET_T_NULL) ||
+			(b->type != DUET_T_NUMBER && b->type != DUET_T_INT && b->type != DUET_T_NULL))
 		{
 			runtime_type_error(err, in, a, b);
 			return false;
 		}
-		*a = duet_null();
-		return true;
+		if (a->type == DUET_T_NULL || b->type == DUET_T_NULL)
+		{
+			*a = duet_null();
+			return true;
+		}
 	}
+	/* doubles, or an integer with a double: the integer as a double */
+	x = duet_num(a);
+	y = duet_num(b);
 	switch (op)
 	{
-		case OP_ADD: r = a->u.num + b->u.num; break;
-		case OP_SUB: r = a->u.num - b->u.num; break;
-		case OP_MUL: r = a->u.num * b->u.num; break;
-		case OP_DIV: r = b->u.num == 0 ? NAN : a->u.num / b->u.num; break;
-		case OP_MOD: r = b->u.num == 0 ? NAN : fmod(a->u.num, b->u.num); break;
-		default: r = pow(a->u.num, b->u.num); break;
+		case OP_ADD: r = x + y; break;
+		case OP_SUB: r = x - y; break;
+		case OP_MUL: r = x * y; break;
+		case OP_DIV: r = y == 0 ? NAN : x / y; break;
+		case OP_MOD: r = y == 0 ? NAN : fmod(x, y); break;
+		default: r = pow(x, y); break;
 	}
 	*a = duet_finite(r);
 	return true;

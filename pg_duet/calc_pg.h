@@ -126,6 +126,7 @@ extern duet_value pgcalc_datum_value(const PgcalcColumn *col, Datum d);
 /* A jsonb scalar as a Duet value; returns its signature character, '\0' for arrays and objects. */
 extern char pgcalc_jsonb_value(const JsonbValue *v, duet_value *out);
 extern double pgcalc_numeric_double(Numeric num);
+extern duet_value pgcalc_jsonb_number(Numeric num);
 /* Results: as jsonb (numbers in duet_format_number's digits), as text for messages. */
 extern Jsonb *pgcalc_value_jsonb(const duet_value *v);
 extern char *pgcalc_value_text(const duet_value *v);

@@ -65,6 +65,8 @@ result_number(FunctionCallInfo fcinfo, PgcalcSite *site, const duet_value *vars)
 	pgcalc_eval(site, vars, &out);
 	if (out.type == DUET_T_NULL)
 		PG_RETURN_NULL();
+	if (out.type == DUET_T_INT)
+		PG_RETURN_FLOAT8((double) out.u.i);	/* float8 is the function's type: the nearest double */
 	if (out.type != DUET_T_NUMBER)
 		not_a_number(out.type);
 	PG_RETURN_FLOAT8(out.u.num);

@@ -188,6 +188,34 @@ pgcalc_numeric_double(Numeric num)
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(num)));
 }
 
+/*
+ * A jsonb number: an integer when its text has no fraction (jsonb keeps `7` and `7.0` apart) and
+ * it fits in 64 bits, else the correctly rounded double (NULL beyond the doubles).
+ */
+duet_value
+pgcalc_jsonb_number(Numeric num)
+{
+	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	const char *p = text;
+	int64		i = 0;
+	bool		neg = *p == '-';
+
+	if (neg)
+		p++;
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		int			digit = *p - '0';
+
+		/* accumulate negatively, so that -2^63 fits */
+		if (i < (PG_INT64_MIN + digit) / 10)
+			break;
+		i = i * 10 - digit;
+	}
+	if (*p == '\0' && p > text + neg && (neg || i != PG_INT64_MIN))
+		return duet_int(neg ? i : -i);
+	return number_or_null(pgcalc_numeric_double(num));
+}
+
 /* The Duet value of a non-null datum of the column. Strings may point into the datum. */
 duet_value
 pgcalc_datum_value(const PgcalcColumn *col, Datum d)
@@ -195,13 +223,13 @@ pgcalc_datum_value(const PgcalcColumn *col, Datum d)
 	switch (col->kind)
 	{
 		case PGCALC_COL_INT2:
-			return duet_number(DatumGetInt16(d));
+			return duet_int(DatumGetInt16(d));
 		case PGCALC_COL_INT4:
-			return duet_number(DatumGetInt32(d));
+			return duet_int(DatumGetInt32(d));
 		case PGCALC_COL_INT8:
-			return duet_number((double) DatumGetInt64(d));
+			return duet_int(DatumGetInt64(d));
 		case PGCALC_COL_OID:
-			return duet_number(DatumGetObjectId(d));
+			return duet_int(DatumGetObjectId(d));
 		case PGCALC_COL_FLOAT4:
 			return number_or_null(DatumGetFloat4(d));
 		case PGCALC_COL_FLOAT8:
@@ -262,7 +290,7 @@ pgcalc_jsonb_value(const JsonbValue *v, duet_value *out)
 			*out = duet_null();
 			return 'a';
 		case jbvNumeric:
-			*out = number_or_null(pgcalc_numeric_double(v->val.numeric));
+			*out = pgcalc_jsonb_number(v->val.numeric);
 			return 'n';
 		case jbvString:
 			*out = string_value(v->val.string.val, v->val.string.len);
@@ -305,6 +333,10 @@ pgcalc_value_jsonb(const duet_value *v)
 			jv.type = jbvNumeric;
 			jv.val.numeric = number_numeric(v->u.num);
 			break;
+		case DUET_T_INT:
+			jv.type = jbvNumeric;
+			jv.val.numeric = int64_to_numeric(v->u.i);	/* exact */
+			break;
 		case DUET_T_STRING:
 			jv.type = jbvString;
 			jv.val.string.val = pgcalc_from_utf8(v->u.str.ptr, v->u.str.len);
@@ -330,7 +362,8 @@ pgcalc_value_text(const duet_value *v)
 	switch (v->type)
 	{
 		case DUET_T_NUMBER:
-			duet_format_number(v->u.num, buf, sizeof(buf));
+		case DUET_T_INT:
+			duet_format_value_number(v, buf, sizeof(buf));
 			return pstrdup(buf);
 		case DUET_T_BOOL:
 			return pstrdup(v->u.boolean ? "true" : "false");

@@ -14,12 +14,15 @@ CREATE FUNCTION calc_binding.unescape(s text) RETURNS text LANGUAGE sql IMMUTABL
     SELECT replace(replace(replace(replace(s, '\\', E'\x01'), '\n', E'\n'), '\t', E'\t'), E'\x01', '\')
 $$;
 
--- The vector's inputs as one SQL row: numbers numeric, strings text, booleans boolean, nulls text
--- (a column always has a type, unlike a jsonb null).
+-- The vector's inputs as one SQL row: integers bigint, other numbers numeric, strings text,
+-- booleans boolean, nulls text (a column always has a type, unlike a jsonb null).
 CREATE FUNCTION calc_binding.row_query(inputs jsonb) RETURNS text LANGUAGE sql AS $$
     SELECT 'SELECT 0 AS duet_row_' || coalesce(string_agg(', ' ||
              CASE jsonb_typeof(value)
-               WHEN 'number' THEN quote_literal(value #>> '{}') || '::numeric'
+               WHEN 'number' THEN quote_literal(value #>> '{}') ||
+                    CASE WHEN (value #>> '{}') ~ '^-?[0-9]+$' AND (value #>> '{}')::numeric
+                              BETWEEN -9223372036854775808 AND 9223372036854775807
+                         THEN '::bigint' ELSE '::numeric' END
                WHEN 'string' THEN quote_literal(value #>> '{}') || '::text'
                WHEN 'boolean' THEN value #>> '{}'
                ELSE 'NULL::text' END || ' AS ' || quote_ident(key), '' ORDER BY key), '')
@@ -83,21 +86,24 @@ SELECT r.file, r.line, r.formula_escaped, r.inputs, r.calc,
                 CASE WHEN a.message LIKE 'error: %' THEN
                           calc_binding.err(CASE WHEN r.calc LIKE 'error %' THEN split_part(r.calc, ' ', 2) END,
                                            substr(a.message, 8), NULL)
-                     ELSE coalesce(a.value::text, 'null') END) AS rule
+                     ELSE coalesce(a.value::text, 'null') END) AS rule,
+       r.rule_error IS NULL AND a.message LIKE 'error: %' AS run_time
   FROM calc_binding.result r
   LEFT JOIN duet.rules ru ON ru.name = 'v' || r.n AND ru.tenant = 'calc-binding'
   LEFT JOIN duet.alerts a ON a.rule_id = ru.id;
 
--- Every vector: the rule says what duet_calc says (a run-time error's SQLSTATE is duet_calc's:
--- a rule records only the message).
+-- Every vector: the rule says what duet_calc says (a run-time error's SQLSTATE and position are
+-- duet_calc's: a rule records only the message).
 SELECT file, line, formula_escaped AS formula, inputs, calc, rule
   FROM calc_binding.compared
  WHERE calc IS DISTINCT FROM rule
+   AND NOT (run_time AND regexp_replace(calc, '@[0-9]+:[0-9]+$', '') = rule)
  ORDER BY file, line;
--- and the agreement is not vacuous: values, syntax errors and type errors all occur
+-- and the agreement is not vacuous: values, syntax errors, type errors and integer overflows occur
 SELECT count(*) FILTER (WHERE calc NOT LIKE 'error %') > 200 AS values,
        count(*) FILTER (WHERE calc LIKE 'error 42601 %@%') > 10 AS syntax_errors,
-       count(*) FILTER (WHERE calc LIKE 'error 42804 %') > 10 AS type_errors
+       count(*) FILTER (WHERE calc LIKE 'error 42804 %') > 10 AS type_errors,
+       count(*) FILTER (WHERE run_time AND calc LIKE 'error 22003 %') > 5 AS run_time_overflows
   FROM calc_binding.compared;
 
 -- Every kind of column, one row: what each becomes (docs/calc.md "PostgreSQL values"), the same in
