@@ -133,6 +133,8 @@ extern const opcode_info duet_opcodes[OP_NCODES];
 
 /* OP_CALL flags: every parameter is a number, so the call needs no generic argument check */
 #define CALL_NUMERIC 1
+/* ... and: the function reads number parameters as doubles, so integer arguments are converted */
+#define CALL_INT_ARGS 2
 
 typedef struct instr
 {

@@ -635,6 +635,9 @@ gen(compiler *c, const node *n)
 				/* all-number parameters: the VM checks the argument types inline */
 				int			flags = strspn(n->fn->params, "n") == strlen(n->fn->params) ? CALL_NUMERIC : 0;
 
+				if (!n->fn->ints && strchr(n->fn->params, 'n'))
+					flags |= CALL_INT_ARGS;
+
 				if (n->fn->result == 's')
 					c->uses_arena = true;
 				return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, flags,

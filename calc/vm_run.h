@@ -415,12 +415,12 @@ L_CALL:
 			if (!check_args(fn, args, in->argc, err, in))
 				FAIL(DUET_ERR_TYPE);
 			for (i = 0; i < in->argc; i++)
-			{
 				any_null |= args[i].type == DUET_T_NULL;
-				/* a function that reads numbers as doubles gets integers as doubles */
-				if (args[i].type == DUET_T_INT && !fn->ints)
-					args[i] = duet_number((double) args[i].u.i);
-			}
+			/* a function that reads numbers as doubles gets integers as doubles */
+			if (in->flags & CALL_INT_ARGS)
+				for (i = 0; i < in->argc; i++)
+					if (args[i].type == DUET_T_INT)
+						args[i] = duet_number((double) args[i].u.i);
 		}
 		if (fn->strict && any_null)
 			res = duet_null();
