@@ -422,6 +422,37 @@ prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 	return true;
 }
 
+/*
+ * x op y (k = 0..3: + - * /) on two integers for the single-superinstruction fast paths; false
+ * on overflow, which the general path then reports with its position.
+ */
+static inline bool
+vv_ints(int k, int64_t a, int64_t b, duet_value *out)
+{
+	int64_t		r;
+
+	switch (k)
+	{
+		case 0:
+			if (__builtin_add_overflow(a, b, &r))
+				return false;
+			break;
+		case 1:
+			if (__builtin_sub_overflow(a, b, &r))
+				return false;
+			break;
+		case 2:
+			if (__builtin_mul_overflow(a, b, &r))
+				return false;
+			break;
+		default:
+			*out = b == 0 ? duet_null() : duet_finite((double) a / (double) b);
+			return true;
+	}
+	*out = duet_int(r);
+	return true;
+}
+
 /* Everything but the two-variable fast path; out of line so duet_eval's own frame stays empty. */
 static __attribute__((noinline)) duet_errclass
 eval_general(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
@@ -437,6 +468,25 @@ eval_general(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_va
 		return DUET_ERR_NOMEM;
 	}
 	return run_row(p, vars, 1, vm, out, err);
+}
+
+/* A single var-var superinstruction whose inputs are not both doubles: integers, else the VM. */
+static __attribute__((noinline)) duet_errclass
+eval_single_other(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
+				  duet_error *err)
+{
+	const duet_value *x = &vars[p->code->arg],
+			   *y = &vars[p->code->argc];
+
+	/* integer columns (bigint clicks / impressions): exact, or the VM's error with its position */
+	if (x->type == DUET_T_INT && y->type == DUET_T_INT &&
+		vv_ints(p->code->op - OP_ADD_VV, x->u.i, y->u.i, out))
+	{
+		if (err)
+			err->cls = DUET_OK;
+		return DUET_OK;
+	}
+	return eval_general(p, vars, vm, out, err);
 }
 
 duet_errclass
@@ -472,6 +522,7 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 				*out = arith4(1, a, b);
 			return DUET_OK;
 		}
+		return eval_single_other(p, vars, vm, out, err);
 	}
 	return eval_general(p, vars, vm, out, err);
 }
@@ -506,6 +557,9 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 				out[r] = !finite2(a, b) ? duet_null() : k == 3 ? arith4(3, a, b) : k == 2 ?
 					arith4(2, a, b) : k == 0 ? arith4(0, a, b) : arith4(1, a, b);
 			}
+			else if (xs[r].type == DUET_T_INT && ys[r].type == DUET_T_INT &&
+					 vv_ints(k, xs[r].u.i, ys[r].u.i, &out[r]))
+				continue;
 			else
 			{
 				duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);
