@@ -12,6 +12,8 @@
 
 duet_errclass duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value *out,
 							 duet_error *err);
+duet_errclass duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+								duet_error *err);
 
 #define UNUSED __attribute__((unused))
 #define FN(name) static duet_errclass name(duet_value *args, UNUSED int argc, UNUSED duet_vm *vm, \
@@ -366,6 +368,89 @@ FN(fn_trim)
 	return DUET_OK;
 }
 
+/* ---- analysts' helpers (issue 15) ---- */
+
+/* safe_divide(x, y [, d]): x / y, or d (default NULL) when y is 0; NULL x or y gives NULL */
+FN(fn_safe_divide)
+{
+	if (args[0].type == DUET_T_NULL || args[1].type == DUET_T_NULL)
+		*out = duet_null();
+	else if (duet_num(&args[1]) == 0)
+		*out = argc > 2 ? args[2] : duet_null();
+	else
+		*out = duet_finite(duet_num(&args[0]) / duet_num(&args[1]));
+	return DUET_OK;
+}
+
+/* log(b, x): the base-b logarithm; outside the domain (b <= 0, b = 1, x <= 0) NULL */
+FN(fn_log)
+{
+	double		b = NUM(0),
+				x = NUM(1);
+
+	*out = (b <= 0 || b == 1 || x <= 0) ? duet_null() : duet_finite(log(x) / log(b));
+	return DUET_OK;
+}
+
+/* left(s, n) / right(s, n) in code points, as PostgreSQL's: a negative n drops |n| from the other end */
+static void
+left_right(duet_value *args, duet_value *out, bool left)
+{
+	size_t		len = duet_utf8_length(STR(0).ptr, STR(0).len);
+	double		n = trunc(NUM(1));
+	size_t		keep,
+				off;
+
+	if (n >= 0)
+		keep = n >= (double) len ? len : (size_t) n;
+	else
+		keep = -n >= (double) len ? 0 : len - (size_t) -n;
+	if (left)
+		*out = duet_string(STR(0).ptr, utf8_offset(STR(0).ptr, STR(0).len, (double) keep));
+	else
+	{
+		off = utf8_offset(STR(0).ptr, STR(0).len, (double) (len - keep));
+		*out = duet_string(STR(0).ptr + off, STR(0).len - off);
+	}
+}
+
+FN(fn_left) { left_right(args, out, true); return DUET_OK; }
+FN(fn_right) { left_right(args, out, false); return DUET_OK; }
+
+/*
+ * split_part(s, delimiter, n): the n-th field (1-based; negative counts from the end, as in
+ * PostgreSQL 14+); beyond the fields ''; n = 0 NULL; an empty delimiter makes s the only field.
+ */
+FN(fn_split_part)
+{
+	const char *p = STR(0).ptr,
+			   *end = STR(0).ptr + STR(0).len;
+	double		n = trunc(NUM(2));
+	size_t		nfields = 1;
+	const char *hit;
+
+	if (n == 0)
+	{
+		*out = duet_null();
+		return DUET_OK;
+	}
+	if (STR(1).len > 0)
+		for (const char *q = p; (hit = find_bytes(q, end - q, STR(1).ptr, STR(1).len)); q = hit + STR(1).len)
+			nfields++;
+	if (n < 0)
+		n = (double) nfields + n + 1;
+	if (n < 1 || n > (double) nfields)
+	{
+		*out = duet_string("", 0);
+		return DUET_OK;
+	}
+	for (double k = 1; k < n; k++)
+		p = find_bytes(p, end - p, STR(1).ptr, STR(1).len) + STR(1).len;
+	hit = STR(1).len > 0 ? find_bytes(p, end - p, STR(1).ptr, STR(1).len) : NULL;
+	*out = duet_string(p, (hit ? hit : end) - p);
+	return DUET_OK;
+}
+
 /* Sorted by name for bsearch. params: n number, s string, b bool, a any scalar, x one common type. */
 const builtin duet_builtins[] = {
 	{"abs", 1, 1, "n", 'n', true, fn_abs, true},
@@ -373,23 +458,30 @@ const builtin duet_builtins[] = {
 	{"clamp", 3, 3, "nnn", 'n', true, fn_clamp, true},
 	{"coalesce", 1, -1, "x", 'x', false, fn_coalesce, true},
 	{"concat", 1, -1, "a", 's', false, duet_fn_concat, true},
+	{"concat_ws", 2, -1, "sa", 's', false, duet_fn_concat_ws, true},
 	{"contains", 2, 2, "ss", 'b', true, fn_contains, false},
 	{"div", 2, 2, "nn", 'n', true, fn_div, true},
 	{"ends_with", 2, 2, "ss", 'b', true, fn_ends_with, false},
 	{"exp", 1, 1, "n", 'n', true, fn_exp, false},
 	{"floor", 1, 1, "n", 'n', true, fn_floor, true},
 	{"greatest", 1, -1, "x", 'x', false, fn_greatest, true},
+	{"ifnull", 2, 2, "xx", 'x', false, fn_coalesce, true},
 	{"least", 1, -1, "x", 'x', false, fn_least, true},
+	{"left", 2, 2, "sn", 's', true, fn_left, false},
 	{"length", 1, 1, "s", 'n', true, fn_length, false},
 	{"ln", 1, 1, "n", 'n', true, fn_ln, false},
+	{"log", 2, 2, "nn", 'n', true, fn_log, false},
 	{"log10", 1, 1, "n", 'n', true, fn_log10, false},
 	{"lower", 1, 1, "s", 's', true, fn_lower, false},
 	{"mod", 2, 2, "nn", 'n', true, fn_mod, true},
 	{"nullif", 2, 2, "xx", 'x', false, fn_nullif, true},
 	{"pow", 2, 2, "nn", 'n', true, fn_pow, false},
 	{"replace", 3, 3, "sss", 's', true, fn_replace, false},
+	{"right", 2, 2, "sn", 's', true, fn_right, false},
 	{"round", 1, 2, "nn", 'n', true, fn_round, true},
+	{"safe_divide", 2, 3, "nnn", 'n', false, fn_safe_divide, true},
 	{"sign", 1, 1, "n", 'n', true, fn_sign, true},
+	{"split_part", 3, 3, "ssn", 's', true, fn_split_part, false},
 	{"sqrt", 1, 1, "n", 'n', true, fn_sqrt, false},
 	{"starts_with", 2, 2, "ss", 'b', true, fn_starts_with, false},
 	{"substr", 2, 3, "snn", 's', true, fn_substr, false},

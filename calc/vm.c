@@ -611,3 +611,30 @@ duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_er
 	*out = acc;
 	return DUET_OK;
 }
+
+/* concat_ws(sep, a, …): the non-NULL arguments as text, separated by sep; a NULL sep gives NULL. */
+duet_errclass duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+								duet_error *err);
+duet_errclass
+duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err)
+{
+	duet_value	acc = duet_string("", 0);
+	bool		first = true;
+
+	if (args[0].type == DUET_T_NULL)
+	{
+		*out = duet_null();
+		return DUET_OK;
+	}
+	for (int i = 1; i < argc; i++)
+	{
+		if (args[i].type == DUET_T_NULL)
+			continue;
+		if ((!first && concat2(vm, &acc, &args[0], err) != DUET_OK) ||
+			concat2(vm, &acc, &args[i], err) != DUET_OK)
+			return err->cls;
+		first = false;
+	}
+	*out = acc;
+	return DUET_OK;
+}
