@@ -451,6 +451,201 @@ FN(fn_split_part)
 	return DUET_OK;
 }
 
+/* ---- number text for labels and messages: format_number, format_percent, format_currency ---- */
+
+/*
+ * v (a number) with exactly `decimals` fraction digits, rounded half away from zero on its
+ * shortest decimal (as round() does) after multiplying by 10^shift exactly (a decimal shift),
+ * with ',' between thousands, '.' before the fraction and '-' before pre; never the locale.
+ */
+static duet_errclass
+format_decimal(duet_vm *vm, const duet_value *v, int decimals, int shift, const char *pre, size_t prelen,
+			   const char *suf, size_t suflen, duet_value *out, duet_error *err)
+{
+	char		dig[32];
+	int			nd = 0,
+				e = 0,
+				keep;
+	bool		neg;
+	char		body[512];
+	size_t		n = 0;
+	char	   *r;
+
+	if (v->type == DUET_T_INT)
+	{
+		uint64_t	u = v->u.i < 0 ? (uint64_t) 0 - (uint64_t) v->u.i : (uint64_t) v->u.i;
+		char		tmp[24];
+		int			k = 0;
+
+		neg = v->u.i < 0;
+		do
+			tmp[k++] = (char) ('0' + u % 10);
+		while ((u /= 10) > 0);
+		for (nd = 0; nd < k; nd++)
+			dig[nd] = tmp[k - 1 - nd];
+		e = nd - 1;
+		if (dig[0] == '0')
+			nd = 0;
+	}
+	else
+	{
+		neg = v->u.num < 0;
+		if (v->u.num != 0)
+			nd = duet_shortest_digits(fabs(v->u.num), dig, &e);
+	}
+	e += shift;
+	/* digit k stands for 10^(e - k); keep those down to 10^-decimals, round at the next */
+	keep = e + 1 + decimals;
+	if (nd > 0 && keep < nd)
+	{
+		bool		up = keep >= 0 && dig[keep] >= '5';
+
+		nd = keep < 0 ? 0 : keep;
+		if (up)
+		{
+			int			k = nd - 1;
+
+			while (k >= 0 && dig[k] == '9')
+				dig[k--] = '0';
+			if (k >= 0)
+				dig[k]++;
+			else
+			{
+				memmove(dig + 1, dig, (size_t) nd);
+				dig[0] = '1';
+				nd++;
+				e++;
+			}
+		}
+	}
+	{
+		bool		nonzero = false;
+
+		for (int k = 0; k < nd; k++)
+			nonzero |= dig[k] != '0';
+		if (!nonzero)
+			neg = false;
+	}
+	/* the integer part, places e .. 0, then the fraction, places -1 .. -decimals */
+	for (int place = e < 0 ? 0 : e; place >= 0; place--)
+	{
+		int			k = e - place;
+
+		body[n++] = k >= 0 && k < nd ? dig[k] : '0';
+		if (place > 0 && place % 3 == 0)
+			body[n++] = ',';
+	}
+	if (decimals > 0)
+		body[n++] = '.';
+	for (int j = 1; j <= decimals; j++)
+	{
+		int			k = e + j;
+
+		body[n++] = k >= 0 && k < nd ? dig[k] : '0';
+	}
+	if (!(r = duet_vm_alloc(vm, (neg ? 1 : 0) + prelen + n + suflen, err)))
+		return err->cls;
+	*out = duet_string(r, (neg ? 1 : 0) + prelen + n + suflen);
+	if (neg)
+		*r++ = '-';
+	memcpy(r, pre, prelen);
+	memcpy(r + prelen, body, n);
+	memcpy(r + prelen + n, suf, suflen);
+	return DUET_OK;
+}
+
+/* format_number(x [, decimals = 0]) → '1,234,567.89'; decimals 0 .. 20 */
+FN(fn_format_number)
+{
+	return format_decimal(vm, &args[0], argc > 1 ? int_arg(duet_num(&args[1]), 0, 20) : 0, 0,
+						  "", 0, "", 0, out, err);
+}
+
+/* format_percent(x [, decimals = 0]) → x × 100 with a '%': format_percent(0.1234, 1) = '12.3%' */
+FN(fn_format_percent)
+{
+	return format_decimal(vm, &args[0], argc > 1 ? int_arg(duet_num(&args[1]), 0, 20) : 0, 2,
+						  "", 0, "%", 1, out, err);
+}
+
+/* format_currency(x, symbol [, decimals = 2]) → '-$1,234.50' */
+FN(fn_format_currency)
+{
+	return format_decimal(vm, &args[0], argc > 2 ? int_arg(duet_num(&args[2]), 0, 20) : 2, 0,
+						  STR(1).ptr, STR(1).len, "", 0, out, err);
+}
+
+/*
+ * to_number(s): s (ASCII spaces around it ignored) as a number: [+-]digits[.digits][e[+-]digits]
+ * (or .digits); digits only within 64 bits is an integer. Anything else, '' included, is NULL.
+ */
+FN(fn_to_number)
+{
+	const char *p = STR(0).ptr;
+	size_t		len = STR(0).len,
+				k = 0,
+				mant = 0;
+	bool		digits_only = true;
+	double		d;
+
+	while (len > 0 && p[0] == ' ')
+		p++, len--;
+	while (len > 0 && p[len - 1] == ' ')
+		len--;
+	*out = duet_null();
+	if (k < len && (p[k] == '+' || p[k] == '-'))
+		k++;
+	for (; k < len && p[k] >= '0' && p[k] <= '9'; k++)
+		mant++;
+	if (k < len && p[k] == '.')
+	{
+		digits_only = false;
+		for (k++; k < len && p[k] >= '0' && p[k] <= '9'; k++)
+			mant++;
+	}
+	if (mant == 0)
+		return DUET_OK;
+	if (k < len && (p[k] == 'e' || p[k] == 'E'))
+	{
+		size_t		ed = 0;
+
+		digits_only = false;
+		k++;
+		if (k < len && (p[k] == '+' || p[k] == '-'))
+			k++;
+		for (; k < len && p[k] >= '0' && p[k] <= '9'; k++)
+			ed++;
+		if (ed == 0)
+			return DUET_OK;
+	}
+	if (k != len)
+		return DUET_OK;
+	if (digits_only)
+	{
+		int64_t		i = 0;
+		bool		neg = p[0] == '-';
+		size_t		j = (p[0] == '-' || p[0] == '+') ? 1 : 0;
+
+		/* accumulate negatively, so that -2^63 fits */
+		for (; j < len; j++)
+		{
+			int			digit = p[j] - '0';
+
+			if (i < (INT64_MIN + digit) / 10)
+				break;
+			i = i * 10 - digit;
+		}
+		if (j == len && (neg || i != INT64_MIN))
+		{
+			*out = duet_int(neg ? i : -i);
+			return DUET_OK;
+		}
+	}
+	if (duet_parse_number(p, len, &d) == len)
+		*out = duet_finite(d);
+	return DUET_OK;
+}
+
 /* Sorted by name for bsearch. params: n number, s string, b bool, a any scalar, x one common type. */
 const builtin duet_builtins[] = {
 	{"abs", 1, 1, "n", 'n', true, fn_abs, true},
@@ -464,6 +659,9 @@ const builtin duet_builtins[] = {
 	{"ends_with", 2, 2, "ss", 'b', true, fn_ends_with, false},
 	{"exp", 1, 1, "n", 'n', true, fn_exp, false},
 	{"floor", 1, 1, "n", 'n', true, fn_floor, true},
+	{"format_currency", 2, 3, "nsn", 's', true, fn_format_currency, true},
+	{"format_number", 1, 2, "nn", 's', true, fn_format_number, true},
+	{"format_percent", 1, 2, "nn", 's', true, fn_format_percent, true},
 	{"greatest", 1, -1, "x", 'x', false, fn_greatest, true},
 	{"ifnull", 2, 2, "xx", 'x', false, fn_coalesce, true},
 	{"least", 1, -1, "x", 'x', false, fn_least, true},
@@ -485,6 +683,7 @@ const builtin duet_builtins[] = {
 	{"sqrt", 1, 1, "n", 'n', true, fn_sqrt, false},
 	{"starts_with", 2, 2, "ss", 'b', true, fn_starts_with, false},
 	{"substr", 2, 3, "snn", 's', true, fn_substr, false},
+	{"to_number", 1, 1, "s", 'n', true, fn_to_number, false},
 	{"trim", 1, 1, "s", 's', true, fn_trim, false},
 	{"trunc", 1, 1, "n", 'n', true, fn_trunc, true},
 	{"upper", 1, 1, "s", 's', true, fn_upper, false},
