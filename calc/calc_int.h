@@ -223,6 +223,13 @@ char	   *duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err);
 /* round(x, n): half away from zero on x's shortest decimal (number.c) */
 double		duet_round_decimal(double x, int n);
 
+/*
+ * Decimal digits d0.d1…d(nd-1) × 10^*exp10 rounded half away from zero to their first `keep`
+ * digits; returns how many are left (0: the value rounds to zero), *exp10 + 1 on a carry out of the
+ * first digit. digits needs a spare byte. (number.c; round() and format_number share it.)
+ */
+int			duet_round_digits(char *digits, int nd, int keep, int *exp10);
+
 /* value helpers shared by the vm and the builtins */
 /* DUET_T_INT and DUET_T_NUMBER are one family (numbers): comparable, one type for coalesce etc. */
 static inline duet_type

@@ -496,28 +496,8 @@ format_decimal(duet_vm *vm, const duet_value *v, int decimals, int shift, const 
 	e += shift;
 	/* digit k stands for 10^(e - k); keep those down to 10^-decimals, round at the next */
 	keep = e + 1 + decimals;
-	if (nd > 0 && keep < nd)
-	{
-		bool		up = keep >= 0 && dig[keep] >= '5';
-
-		nd = keep < 0 ? 0 : keep;
-		if (up)
-		{
-			int			k = nd - 1;
-
-			while (k >= 0 && dig[k] == '9')
-				dig[k--] = '0';
-			if (k >= 0)
-				dig[k]++;
-			else
-			{
-				memmove(dig + 1, dig, (size_t) nd);
-				dig[0] = '1';
-				nd++;
-				e++;
-			}
-		}
-	}
+	if (nd > 0)
+		nd = duet_round_digits(dig, nd, keep, &e);
 	{
 		bool		nonzero = false;
 
