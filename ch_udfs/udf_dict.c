@@ -136,8 +136,9 @@ evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
 				(*vars)[i] = duet_string(json_string_value(j), json_string_length(j));
 				break;
 			default:
+				/* an array or an object: a type error, as duet_calc's jsonb binding reports it (42804) */
 				json_decref(obj);
-				input_error(text);
+				udf_out_write(text, "error:type", 10);
 				return;
 		}
 	}

@@ -224,6 +224,13 @@ def conformance(env, res, directory):
                 bad.append('%s %r: got %s, want %s' % (where, f, got, expected))
     res.check('conformance through --dictionary: %d vectors' % len(vecs), not bad, '; '.join(bad[:5]))
 
+    # An array or object input is a type error, the class duet_calc gives a jsonb array (42804).
+    data = b''.join(tsv_field('x + 1') + b'\t' + tsv_field(i) + b'\n' for i in ('{"x": [1, 2]}', '{"x": {"a": 1}}'))
+    p = subprocess.run([env.udf, '--dictionary'], input=data, capture_output=True, timeout=120)
+    got = [tsv_unescape(line.split(b'\t')[2]) for line in p.stdout.split(b'\n')[:-1]]
+    res.check('--dictionary: array and object inputs are error:type', p.returncode == 0 and
+              got == [b'error:type', b'error:type'], repr(got))
+
 
 def dict_result_matches(got, expected):
     if expected.startswith('error:'):
