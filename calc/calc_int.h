@@ -34,6 +34,8 @@ typedef struct token
 	int			line;
 	int			col;
 	double		num;			/* T_NUMBER */
+	bool		is_int;			/* T_NUMBER: digits only, within the 64-bit integers */
+	int64_t		i;				/* ... its value */
 } token;
 
 typedef struct lexer
@@ -131,6 +133,8 @@ extern const opcode_info duet_opcodes[OP_NCODES];
 
 /* OP_CALL flags: every parameter is a number, so the call needs no generic argument check */
 #define CALL_NUMERIC 1
+/* ... and: the function reads number parameters as doubles, so integer arguments are converted */
+#define CALL_INT_ARGS 2
 
 typedef struct instr
 {
@@ -155,6 +159,7 @@ struct duet_program
 	operand_pos *opnd;			/* per instruction; NULL in constant-folding programs */
 	int			ncode;
 	duet_value *consts;
+	double	   *cnum;			/* consts[i] as a double (numbers and integers), for fast paths */
 	int			nconsts;
 	char	   *strings;		/* one block holding every string constant */
 	char	  **vars;			/* NUL-terminated names */
@@ -180,6 +185,8 @@ struct builtin
 	char		result;			/* n, s, b, or x (the common type of the x arguments) */
 	bool		strict;			/* a NULL argument gives NULL without calling fn */
 	builtin_fn	fn;
+	bool		ints;			/* fn takes DUET_T_INT arguments as they are; otherwise the VM
+								 * passes integers as doubles */
 };
 
 extern const builtin duet_builtins[];
@@ -224,10 +231,33 @@ char	   *duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err);
 /* round(x, n): half away from zero on x's shortest decimal (number.c) */
 double		duet_round_decimal(double x, int n);
 
+/*
+ * Decimal digits d0.d1…d(nd-1) × 10^*exp10 rounded half away from zero to their first `keep`
+ * digits; returns how many are left (0: the value rounds to zero), *exp10 + 1 on a carry out of the
+ * first digit. digits needs a spare byte. (number.c; round() and format_number share it.)
+ */
+int			duet_round_digits(char *digits, int nd, int keep, int *exp10);
+
 /* value helpers shared by the vm and the builtins */
+/* DUET_T_INT and DUET_T_NUMBER are one family (numbers): comparable, one type for coalesce etc. */
+static inline duet_type
+duet_type_family(duet_type t)
+{
+	return t == DUET_T_INT ? DUET_T_NUMBER : t;
+}
 bool		duet_value_comparable(duet_type a, duet_type b);
 int			duet_value_cmp(const duet_value *a, const duet_value *b);	/* both non-null, comparable */
 size_t		duet_utf8_length(const char *s, size_t len);
+
+/* The double value of a number (integer or double). */
+static inline double
+duet_num(const duet_value *v)
+{
+	return v->type == DUET_T_INT ? (double) v->u.i : v->u.num;
+}
+
+/* The integer-overflow error (DUET_ERR_RANGE); returns the class. */
+duet_errclass duet_int_overflow(duet_error *err, const char *what);
 
 /* NULL when not finite, +0 for -0. Inline: the VM calls it for every number it loads or makes. */
 static inline duet_value

@@ -308,7 +308,7 @@ check(compiler *c, node *n)
 	switch (n->kind)
 	{
 		case N_CONST:
-			n->type = n->value.type;
+			n->type = duet_type_family(n->value.type);
 			return true;
 		case N_VAR:
 			n->var = var_index(c, n->value.u.str.ptr);
@@ -317,6 +317,7 @@ check(compiler *c, node *n)
 			n->type = c->opts && c->opts->var_type ?
 				c->opts->var_type(c->opts->var_type_arg, n->value.u.str.ptr, n->value.u.str.len) :
 				DUET_T_ANY;
+			n->type = duet_type_family(n->type);	/* an integer input is a number */
 			if (n->type != DUET_T_NUMBER && n->type != DUET_T_STRING && n->type != DUET_T_BOOL &&
 				n->type != DUET_T_NULL)
 				n->type = DUET_T_ANY;
@@ -467,6 +468,7 @@ add_const(compiler *c, const node *n, int *idx)
 		if ((v->type == DUET_T_NULL) ||
 			(v->type == DUET_T_BOOL && v->u.boolean == n->value.u.boolean) ||
 			(v->type == DUET_T_NUMBER && memcmp(&v->u.num, &n->value.u.num, sizeof(double)) == 0) ||
+			(v->type == DUET_T_INT && v->u.i == n->value.u.i) ||
 			(v->type == DUET_T_STRING && v->u.str.len == n->value.u.str.len &&
 			 memcmp(v->u.str.ptr, n->value.u.str.ptr, v->u.str.len) == 0))
 		{
@@ -528,10 +530,23 @@ arith_index(int tok)
 	}
 }
 
+/*
+ * A number constant a superinstruction can take: it reads the constant as a double (cnum) when
+ * the other operand is a double, which is what mixing an integer with a double means; any other
+ * operand takes the generic path with the constant itself.
+ */
 static bool
 is_num_const(const node *n)
 {
-	return n->kind == N_CONST && n->value.type == DUET_T_NUMBER;
+	return n->kind == N_CONST && (n->value.type == DUET_T_NUMBER || n->value.type == DUET_T_INT);
+}
+
+/* ... and one a double comparison gets exactly right: integers within ±2^53 */
+static bool
+is_cmp_const(const node *n)
+{
+	return is_num_const(n) &&
+		(n->value.type == DUET_T_NUMBER || (n->value.u.i >= -(INT64_C(1) << 53) && n->value.u.i <= (INT64_C(1) << 53)));
 }
 
 /* Operands a superinstruction can address: a variable or constant index that fits in argc. */
@@ -588,7 +603,7 @@ gen_super(compiler *c, const node *n, bool *done)
 			return (*done = true) && gen(c, l) && add_const(c, r, &idx) &&
 				emit(c, n, OP_ADD_SC + k, idx, 0, 0, 0);
 	}
-	if (n->kind == N_CMP && small_var(l) && is_num_const(r))
+	if (n->kind == N_CMP && small_var(l) && is_cmp_const(r))
 	{
 		opcode		op;
 
@@ -635,7 +650,7 @@ gen(compiler *c, const node *n)
 	if (n->kind == N_CALL && strcmp(n->fn->name, "round") == 0 &&
 		(n->nkids == 1 || is_num_const(n->kids[1])))
 	{
-		double		d = n->nkids == 1 ? 0 : trunc(n->kids[1]->value.u.num);
+		double		d = n->nkids == 1 ? 0 : trunc(duet_num(&n->kids[1]->value));
 		int			digits = d < -400 ? -400 : d > 400 ? 400 : (int) d;	/* as fn_round */
 
 		return gen(c, n->kids[0]) && emit(c, n, OP_ROUND_C, digits, 0, 0, 0);
@@ -745,6 +760,9 @@ gen(compiler *c, const node *n)
 				/* all-number parameters: the VM checks the argument types inline */
 				int			flags = strspn(n->fn->params, "n") == strlen(n->fn->params) ? CALL_NUMERIC : 0;
 
+				if (!n->fn->ints && strchr(n->fn->params, 'n'))
+					flags |= CALL_INT_ARGS;
+
 				if (n->fn->result == 's')
 					c->uses_arena = true;
 				return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, flags,
@@ -753,6 +771,21 @@ gen(compiler *c, const node *n)
 		default:
 			return false;
 	}
+}
+
+/* The constants as doubles, for the superinstructions' double fast paths (NULL when none). */
+static bool
+make_cnum(duet_program *p)
+{
+	p->cnum = NULL;
+	if (p->nconsts == 0)
+		return true;
+	if (!(p->cnum = malloc((size_t) p->nconsts * sizeof(double))))
+		return false;
+	for (int i = 0; i < p->nconsts; i++)
+		p->cnum[i] = p->consts[i].type == DUET_T_INT || p->consts[i].type == DUET_T_NUMBER
+			? duet_num(&p->consts[i]) : 0;
+	return true;
 }
 
 /* ---- constant folding: evaluate constant subtrees with the VM itself ---- */
@@ -803,7 +836,7 @@ fold(compiler *c, node *n)
 	prog.max_stack = sub.max_depth;
 	prog.max_string = c->lim->max_string;
 	prog.uses_arena = sub.uses_arena;
-	if (!c->fold_vm && !(c->fold_vm = duet_vm_new()))
+	if ((!c->fold_vm && !(c->fold_vm = duet_vm_new())) || !make_cnum(&prog))
 	{
 		free(sub.opnd);
 		free(sub.code);
@@ -814,11 +847,13 @@ fold(compiler *c, node *n)
 	{
 		duet_set_error(c->err, suberr.cls, c->src, c->srclen, n->line, n->col, "", "%s",
 					   suberr.message);
+		free(prog.cnum);
 		free(sub.opnd);
 		free(sub.code);
 		free(sub.consts);
 		return false;
 	}
+	free(prog.cnum);
 	free(sub.code);
 	free(sub.consts);
 	free(sub.opnd);
@@ -836,7 +871,7 @@ fold(compiler *c, node *n)
 	n->nkids = 0;
 	/* keep the static type when the folded value is NULL, so "case … else null" stays typed */
 	if (result.type != DUET_T_NULL)
-		n->type = result.type;
+		n->type = duet_type_family(result.type);
 	return true;
 }
 
@@ -937,6 +972,16 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 		p = calloc(1, sizeof(duet_program));
 		if (p && pool_strings(&c, p))
 		{
+			p->consts = c.consts;
+			p->nconsts = c.nconsts;
+			if (!make_cnum(p))
+			{
+				free(p->strings);
+				free(p);
+				p = NULL;
+				nomem(&c);
+				goto done;
+			}
 			p->code = c.code;
 			p->opnd = c.opnd;
 			p->ncode = c.ncode;
@@ -967,6 +1012,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	}
 	else if (err->cls == DUET_OK)
 		nomem(&c);				/* every failure above reports itself; this is allocation */
+done:
 	free(c.code);
 	free(c.opnd);
 	free(c.consts);
@@ -991,6 +1037,7 @@ duet_program_free(duet_program *p)
 	free(p->code);
 	free(p->opnd);
 	free(p->consts);
+	free(p->cnum);
 	free(p->strings);
 	free(p);
 }

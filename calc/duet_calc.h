@@ -19,12 +19,16 @@
  * Semantics: SQL NULL (arithmetic and comparisons with NULL give NULL; and/or are three-valued);
  * division or modulo by zero, results outside the finite doubles and arguments outside a
  * function's domain give NULL. Numeric results are always finite and never negative zero.
+ * A number is a double (DUET_T_NUMBER) or an exact 64-bit integer (DUET_T_INT: integer literals,
+ * integer inputs); + - * % on two integers stay exact, and overflow is DUET_ERR_RANGE, never a
+ * wrap or a rounding; / and ^ and mixing with a double give doubles (docs/calc.md, "Integers").
  */
 #ifndef DUET_CALC_H
 #define DUET_CALC_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,7 +40,9 @@ typedef enum duet_type
 	DUET_T_NUMBER,				/* IEEE double */
 	DUET_T_STRING,				/* UTF-8 bytes, length-counted (not NUL-terminated) */
 	DUET_T_BOOL,
-	DUET_T_ANY					/* static type unknown (compile-time only, never a value) */
+	DUET_T_ANY,					/* static type unknown (compile-time only, never a value) */
+	DUET_T_INT					/* a number held exactly as a 64-bit integer (value u.i); its
+								 * static type is DUET_T_NUMBER, which covers both */
 } duet_type;
 
 typedef struct duet_value
@@ -45,6 +51,7 @@ typedef struct duet_value
 	union
 	{
 		double		num;
+		int64_t		i;			/* DUET_T_INT */
 		bool		boolean;
 		struct
 		{
@@ -64,7 +71,8 @@ typedef enum duet_errclass
 	DUET_ERR_ARITY,				/* "arity": wrong number of function arguments */
 	DUET_ERR_LIMIT,				/* "limit": formula length, nesting depth, constants, string size */
 	DUET_ERR_UNKNOWN_VARIABLE,	/* "unknown_variable": raised by binders when an input lacks a variable */
-	DUET_ERR_NOMEM				/* "nomem" */
+	DUET_ERR_NOMEM,				/* "nomem" */
+	DUET_ERR_RANGE				/* "range": an integer result outside the 64-bit integers */
 } duet_errclass;
 
 typedef struct duet_error
@@ -208,6 +216,16 @@ duet_number(double d)
 }
 
 static inline duet_value
+duet_int(int64_t i)
+{
+	duet_value	v;
+
+	v.type = DUET_T_INT;
+	v.u.i = i;
+	return v;
+}
+
+static inline duet_value
 duet_bool(bool b)
 {
 	duet_value	v;
@@ -229,7 +247,13 @@ duet_string(const char *ptr, size_t len)
 }
 
 const char *duet_errclass_name(duet_errclass cls);
-const char *duet_type_name(duet_type t);	/* "null", "number", "string", "boolean", "any" */
+const char *duet_type_name(duet_type t);	/* "null", "number" (also DUET_T_INT), "string", "boolean", "any" */
+
+/* Decimal text of an integer, exact: at most 20 bytes and a NUL. Returns the length. */
+size_t		duet_format_int(int64_t i, char *buf, size_t bufsize);
+
+/* A number's text: duet_format_int for DUET_T_INT, duet_format_number for a double. */
+size_t		duet_format_value_number(const duet_value *v, char *buf, size_t bufsize);
 
 /*
  * Shortest text that parses back (strtod) to exactly d, laid out as JavaScript and JSON writers

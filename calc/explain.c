@@ -91,7 +91,8 @@ add_value(textbuf *tb, const duet_value *v)
 	switch (v->type)
 	{
 		case DUET_T_NUMBER:
-			tb_add(tb, num, duet_format_number(v->u.num, num, sizeof(num)));
+		case DUET_T_INT:
+			tb_add(tb, num, duet_format_value_number(v, num, sizeof(num)));
 			break;
 		case DUET_T_STRING:
 			tb_add(tb, "'", 1);

@@ -3,6 +3,7 @@
  * and caret excerpts, and the value helpers (comparison, UTF-8 length, finiteness) shared by the
  * VM and the builtins.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ duet_errclass_name(duet_errclass cls)
 		case DUET_ERR_LIMIT: return "limit";
 		case DUET_ERR_UNKNOWN_VARIABLE: return "unknown_variable";
 		case DUET_ERR_NOMEM: return "nomem";
+		case DUET_ERR_RANGE: return "range";
 	}
 	return "unknown";
 }
@@ -37,6 +39,7 @@ duet_type_name(duet_type t)
 		case DUET_T_STRING: return "string";
 		case DUET_T_BOOL: return "boolean";
 		case DUET_T_ANY: return "any";
+		case DUET_T_INT: return "number";
 	}
 	return "unknown";
 }
@@ -117,7 +120,24 @@ duet_set_runtime_error(duet_error *err, duet_errclass cls, int line, int col, co
 bool
 duet_value_comparable(duet_type a, duet_type b)
 {
-	return a == b || a == DUET_T_NULL || b == DUET_T_NULL || a == DUET_T_ANY || b == DUET_T_ANY;
+	return duet_type_family(a) == duet_type_family(b) || a == DUET_T_NULL || b == DUET_T_NULL ||
+		a == DUET_T_ANY || b == DUET_T_ANY;
+}
+
+/* An integer against a double, exactly (no rounding of i): -1, 0, 1. d is finite. */
+static int
+cmp_int_double(int64_t i, double d)
+{
+	double		t;
+
+	if (d >= 9223372036854775808.0)
+		return -1;
+	if (d < -9223372036854775808.0)
+		return 1;
+	t = trunc(d);				/* within the int64 range now, so the cast is exact */
+	if (i != (int64_t) t)
+		return i < (int64_t) t ? -1 : 1;
+	return (d > t) ? -1 : (d < t) ? 1 : 0;
 }
 
 /* Numbers numerically, strings bytewise (UTF-8 order is code point order), false < true. */
@@ -127,7 +147,13 @@ duet_value_cmp(const duet_value *a, const duet_value *b)
 	switch (a->type)
 	{
 		case DUET_T_NUMBER:
+			if (b->type == DUET_T_INT)
+				return -cmp_int_double(b->u.i, a->u.num);
 			return (a->u.num > b->u.num) - (a->u.num < b->u.num);
+		case DUET_T_INT:
+			if (b->type == DUET_T_NUMBER)
+				return cmp_int_double(a->u.i, b->u.num);
+			return (a->u.i > b->u.i) - (a->u.i < b->u.i);
 		case DUET_T_BOOL:
 			return (int) a->u.boolean - (int) b->u.boolean;
 		case DUET_T_STRING:
@@ -156,3 +182,36 @@ duet_utf8_length(const char *s, size_t len)
 	return n;
 }
 
+
+size_t
+duet_format_int(int64_t i, char *buf, size_t bufsize)
+{
+	char		tmp[24];
+	char	   *p = tmp + sizeof(tmp);
+	uint64_t	u = i < 0 ? (uint64_t) 0 - (uint64_t) i : (uint64_t) i;
+	size_t		n;
+
+	do
+	{
+		*--p = (char) ('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (i < 0)
+		*--p = '-';
+	n = (size_t) (tmp + sizeof(tmp) - p);
+	if (bufsize > 0)
+	{
+		size_t		k = n < bufsize - 1 ? n : bufsize - 1;
+
+		memcpy(buf, p, k);
+		buf[k] = '\0';
+	}
+	return n;
+}
+
+size_t
+duet_format_value_number(const duet_value *v, char *buf, size_t bufsize)
+{
+	return v->type == DUET_T_INT ? duet_format_int(v->u.i, buf, bufsize)
+		: duet_format_number(v->u.num, buf, bufsize);
+}

@@ -217,6 +217,18 @@ lex_number(lexer *lx, token *t)
 	if (!isfinite(t->num))
 		return lex_error(lx, t->line, t->col, "", "number out of range");
 	t->len = n;
+	/* digits only, up to 2^63 - 1: an exact integer (docs/calc.md, "Integers"); else a double */
+	t->is_int = true;
+	t->i = 0;
+	for (size_t k = 0; k < n && t->is_int; k++)
+	{
+		int			d = t->start[k] - '0';
+
+		if (d < 0 || d > 9 || t->i > (INT64_MAX - d) / 10)
+			t->is_int = false;
+		else
+			t->i = t->i * 10 + d;
+	}
 	return true;
 }
 

@@ -378,8 +378,7 @@ round_on_digits(double x, int n)
 	char		digits[24];
 	int			exp10,
 				ndig,
-				keep,
-				i;
+				keep;
 	bool		neg = x < 0;
 
 	if (x == 0)
@@ -388,6 +387,19 @@ round_on_digits(double x, int n)
 	keep = exp10 + 1 + n;		/* digits that survive */
 	if (keep >= ndig)
 		return x;
+	keep = duet_round_digits(digits, ndig, keep, &exp10);
+	if (keep == 0)
+		return 0;
+	return digits_to_double(neg, digits, keep, exp10);
+}
+
+int
+duet_round_digits(char *digits, int nd, int keep, int *exp10)
+{
+	int			i;
+
+	if (keep >= nd)
+		return nd;
 	if (keep < 0)
 		return 0;
 	if (digits[keep] >= '5')
@@ -401,12 +413,10 @@ round_on_digits(double x, int n)
 			memmove(digits + 1, digits, (size_t) keep);
 			digits[0] = '1';
 			keep++;
-			exp10++;
+			(*exp10)++;
 		}
 	}
-	if (keep == 0)
-		return 0;
-	return digits_to_double(neg, digits, keep, exp10);
+	return keep;
 }
 
 double

@@ -293,7 +293,7 @@ parse_primary(parser *p)
 			n = new_node(p, N_CONST, &t, 0);
 			if (!n)
 				return nomem(p);
-			n->value = duet_number(t.num);
+			n->value = t.is_int ? duet_int(t.i) : duet_number(t.num);
 			return next(p) ? n : NULL;
 		case T_STRING:
 			{

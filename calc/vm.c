@@ -110,7 +110,7 @@ as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
 			*out = v->u.boolean ? duet_string("true", 4) : duet_string("false", 5);
 			return true;
 		default:
-			n = duet_format_number(v->u.num, buf, sizeof(buf));
+			n = duet_format_value_number(v, buf, sizeof(buf));
 			if (!(s = duet_vm_alloc(vm, n, err)))
 				return false;
 			memcpy(s, buf, n);
@@ -198,9 +198,10 @@ check_args(const builtin *fn, const duet_value *args, int argc, duet_error *err,
 
 		if (t == DUET_T_NULL || kind == 'a')
 			continue;
-		if ((kind == 'n' && t != DUET_T_NUMBER) || (kind == 's' && t != DUET_T_STRING) ||
+		/* an integer is a number */
+		if ((kind == 'n' && t != DUET_T_NUMBER && t != DUET_T_INT) || (kind == 's' && t != DUET_T_STRING) ||
 			(kind == 'b' && t != DUET_T_BOOL) ||
-			(kind == 'x' && common != DUET_T_NULL && common != t))
+			(kind == 'x' && common != DUET_T_NULL && common != duet_type_family(t)))
 		{
 			duet_set_runtime_error(err, DUET_ERR_TYPE, in->line, in->col,
 								   "function %s cannot take a %s argument", fn->name,
@@ -208,7 +209,7 @@ check_args(const builtin *fn, const duet_value *args, int argc, duet_error *err,
 			return false;
 		}
 		if (kind == 'x')
-			common = t;
+			common = duet_type_family(t);
 	}
 	return true;
 }
@@ -224,25 +225,19 @@ static inline bool
 load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int which,
 		 duet_value *dst, duet_error *err)
 {
-	switch (v->type)
+	/* doubles first, then the other value types: a compare chain, not a jump table */
+	if (__builtin_expect(v->type == DUET_T_NUMBER, 1))
 	{
-		case DUET_T_NUMBER:
-			*dst = duet_finite(v->u.num);
-			return true;
-		case DUET_T_NULL:
-		case DUET_T_BOOL:
-			*dst = *v;
-			return true;
-		case DUET_T_STRING:
-			if (v->u.str.ptr != NULL || v->u.str.len == 0)
-			{
-				*dst = *v;
-				return true;
-			}
-			/* fall through */
-		default:
-			return invalid_var(p, k, in, which, err);
+		*dst = duet_finite(v->u.num);
+		return true;
 	}
+	if (v->type == DUET_T_STRING ? (v->u.str.ptr != NULL || v->u.str.len == 0)
+		: (v->type == DUET_T_NULL || v->type == DUET_T_BOOL || v->type == DUET_T_INT))
+	{
+		*dst = *v;
+		return true;
+	}
+	return invalid_var(p, k, in, which, err);
 }
 
 /*
@@ -278,31 +273,88 @@ arith4(int k, double a, double b)
 	}
 }
 
-/* a op b for OP_ADD .. OP_POW on loaded values (a replaced); false on a type error. */
+duet_errclass
+duet_int_overflow(duet_error *err, const char *what)
+{
+	duet_set_runtime_error(err, DUET_ERR_RANGE, 0, 0, "integer out of range in %s", what);
+	return DUET_ERR_RANGE;
+}
+
+/* a op b on two integers: exact (+ - * %), or doubles (/ ^); false on overflow (err filled). */
+static bool
+arith_ints(const instr *in, int op, duet_value *a, int64_t x, int64_t y, duet_error *err)
+{
+	int64_t		r;
+
+	switch (op)
+	{
+		case OP_ADD:
+			if (__builtin_add_overflow(x, y, &r))
+				break;
+			*a = duet_int(r);
+			return true;
+		case OP_SUB:
+			if (__builtin_sub_overflow(x, y, &r))
+				break;
+			*a = duet_int(r);
+			return true;
+		case OP_MUL:
+			if (__builtin_mul_overflow(x, y, &r))
+				break;
+			*a = duet_int(r);
+			return true;
+		case OP_MOD:
+			/* the sign of the dividend, as in C, PostgreSQL and ClickHouse; INT64_MIN % -1 is 0 */
+			*a = y == 0 ? duet_null() : duet_int(y == -1 ? 0 : x % y);
+			return true;
+		case OP_DIV:
+			*a = y == 0 ? duet_null() : duet_finite((double) x / (double) y);
+			return true;
+		default:
+			*a = duet_finite(pow((double) x, (double) y));
+			return true;
+	}
+	duet_int_overflow(err, opname((uint8_t) op));
+	err->line = in->line;
+	err->column = in->col;
+	return false;
+}
+
+/* a op b for OP_ADD .. OP_POW on loaded values (a replaced); false on an error (err filled). */
 static bool
 arith_values(const instr *in, int op, duet_value *a, const duet_value *b, duet_error *err)
 {
-	double		r;
+	double		r,
+				x,
+				y;
 
 	if (a->type != DUET_T_NUMBER || b->type != DUET_T_NUMBER)
 	{
-		if ((a->type != DUET_T_NUMBER && a->type != DUET_T_NULL) ||
-			(b->type != DUET_T_NUMBER && b->type != DUET_T_NULL))
+		if (a->type == DUET_T_INT && b->type == DUET_T_INT)
+			return arith_ints(in, op, a, a->u.i, b->u.i, err);
+		if ((a->type != DUET_T_NUMBER && a->type != DUET_T_INT && a->type != DUET_T_NULL) ||
+			(b->type != DUET_T_NUMBER && b->type != DUET_T_INT && b->type != DUET_T_NULL))
 		{
 			runtime_type_error(err, in, a, b);
 			return false;
 		}
-		*a = duet_null();
-		return true;
+		if (a->type == DUET_T_NULL || b->type == DUET_T_NULL)
+		{
+			*a = duet_null();
+			return true;
+		}
 	}
+	/* doubles, or an integer with a double: the integer as a double */
+	x = duet_num(a);
+	y = duet_num(b);
 	switch (op)
 	{
-		case OP_ADD: r = a->u.num + b->u.num; break;
-		case OP_SUB: r = a->u.num - b->u.num; break;
-		case OP_MUL: r = a->u.num * b->u.num; break;
-		case OP_DIV: r = b->u.num == 0 ? NAN : a->u.num / b->u.num; break;
-		case OP_MOD: r = b->u.num == 0 ? NAN : fmod(a->u.num, b->u.num); break;
-		default: r = pow(a->u.num, b->u.num); break;
+		case OP_ADD: r = x + y; break;
+		case OP_SUB: r = x - y; break;
+		case OP_MUL: r = x * y; break;
+		case OP_DIV: r = y == 0 ? NAN : x / y; break;
+		case OP_MOD: r = y == 0 ? NAN : fmod(x, y); break;
+		default: r = pow(x, y); break;
 	}
 	*a = duet_finite(r);
 	return true;
@@ -370,6 +422,37 @@ prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 	return true;
 }
 
+/*
+ * x op y (k = 0..3: + - * /) on two integers for the single-superinstruction fast paths; false
+ * on overflow, which the general path then reports with its position.
+ */
+static inline bool
+vv_ints(int k, int64_t a, int64_t b, duet_value *out)
+{
+	int64_t		r;
+
+	switch (k)
+	{
+		case 0:
+			if (__builtin_add_overflow(a, b, &r))
+				return false;
+			break;
+		case 1:
+			if (__builtin_sub_overflow(a, b, &r))
+				return false;
+			break;
+		case 2:
+			if (__builtin_mul_overflow(a, b, &r))
+				return false;
+			break;
+		default:
+			*out = b == 0 ? duet_null() : duet_finite((double) a / (double) b);
+			return true;
+	}
+	*out = duet_int(r);
+	return true;
+}
+
 /* Everything but the two-variable fast path; out of line so duet_eval's own frame stays empty. */
 static __attribute__((noinline)) duet_errclass
 eval_general(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
@@ -385,6 +468,25 @@ eval_general(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_va
 		return DUET_ERR_NOMEM;
 	}
 	return run_row(p, vars, 1, vm, out, err);
+}
+
+/* A single var-var superinstruction whose inputs are not both doubles: integers, else the VM. */
+static __attribute__((noinline)) duet_errclass
+eval_single_other(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
+				  duet_error *err)
+{
+	const duet_value *x = &vars[p->code->arg],
+			   *y = &vars[p->code->argc];
+
+	/* integer columns (bigint clicks / impressions): exact, or the VM's error with its position */
+	if (x->type == DUET_T_INT && y->type == DUET_T_INT &&
+		vv_ints(p->code->op - OP_ADD_VV, x->u.i, y->u.i, out))
+	{
+		if (err)
+			err->cls = DUET_OK;
+		return DUET_OK;
+	}
+	return eval_general(p, vars, vm, out, err);
 }
 
 duet_errclass
@@ -420,6 +522,7 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 				*out = arith4(1, a, b);
 			return DUET_OK;
 		}
+		return eval_single_other(p, vars, vm, out, err);
 	}
 	return eval_general(p, vars, vm, out, err);
 }
@@ -454,6 +557,9 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 				out[r] = !finite2(a, b) ? duet_null() : k == 3 ? arith4(3, a, b) : k == 2 ?
 					arith4(2, a, b) : k == 0 ? arith4(0, a, b) : arith4(1, a, b);
 			}
+			else if (xs[r].type == DUET_T_INT && ys[r].type == DUET_T_INT &&
+					 vv_ints(k, xs[r].u.i, ys[r].u.i, &out[r]))
+				continue;
 			else
 			{
 				duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);
@@ -501,6 +607,33 @@ duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_er
 			continue;
 		if (concat2(vm, &acc, &args[i], err) != DUET_OK)
 			return err->cls;
+	}
+	*out = acc;
+	return DUET_OK;
+}
+
+/* concat_ws(sep, a, …): the non-NULL arguments as text, separated by sep; a NULL sep gives NULL. */
+duet_errclass duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+								duet_error *err);
+duet_errclass
+duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err)
+{
+	duet_value	acc = duet_string("", 0);
+	bool		first = true;
+
+	if (args[0].type == DUET_T_NULL)
+	{
+		*out = duet_null();
+		return DUET_OK;
+	}
+	for (int i = 1; i < argc; i++)
+	{
+		if (args[i].type == DUET_T_NULL)
+			continue;
+		if ((!first && concat2(vm, &acc, &args[0], err) != DUET_OK) ||
+			concat2(vm, &acc, &args[i], err) != DUET_OK)
+			return err->cls;
+		first = false;
 	}
 	*out = acc;
 	return DUET_OK;

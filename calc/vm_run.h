@@ -59,6 +59,17 @@ L_NEG:
 	a = sp - 1;
 	if (a->type == DUET_T_NUMBER)
 		*a = duet_finite(-a->u.num);
+	else if (a->type == DUET_T_INT)
+	{
+		if (a->u.i == INT64_MIN)
+		{
+			duet_int_overflow(err, "-");
+			err->line = in->line;
+			err->column = in->col;
+			FAIL(DUET_ERR_RANGE);
+		}
+		a->u.i = -a->u.i;
+	}
 	else if (a->type != DUET_T_NULL)
 		RUNTIME_TYPE_ERROR(in, a, a);
 	NEXT();
@@ -68,7 +79,7 @@ L_ARITH:
 	if (LIKELY(a->type == DUET_T_NUMBER && b->type == DUET_T_NUMBER && in->op <= OP_DIV))
 		*a = arith4(in->op - OP_ADD, a->u.num, b->u.num);
 	else if (!arith_values(in, in->op, a, b, err))
-		FAIL(DUET_ERR_TYPE);
+		FAIL(err->cls);
 	NEXT();
 
 	/* ---- superinstructions: K is the operator 0..3 (+ - * /), a compile-time constant ---- */
@@ -83,7 +94,7 @@ L_ARITH:
 			duet_value	vb; \
 			if (!load_var(p, x, in->arg, in, 0, sp, err) || !load_var(p, y, in->argc, in, 1, &vb, err) || \
 				!arith_values(in, OP_ADD + K, sp, &vb, err)) \
-				FAIL(DUET_ERR_TYPE); \
+				FAIL(err->cls); \
 			sp++; \
 		} \
 		NEXT(); \
@@ -91,14 +102,14 @@ L_ARITH:
 #define SUPER_VC(K) \
 	{ \
 		const duet_value *x = VAR(in->arg); \
-		double		c = p->consts[in->argc].u.num; \
+		double		c = p->cnum[in->argc]; \
 		if (LIKELY(x->type == DUET_T_NUMBER)) \
 			*sp++ = x->u.num - x->u.num == 0 ? arith4(K, x->u.num, c) : duet_null(); \
 		else \
 		{ \
 			if (!load_var(p, x, in->arg, in, 0, sp, err) || \
 				!arith_values(in, OP_ADD + K, sp, &p->consts[in->argc], err)) \
-				FAIL(DUET_ERR_TYPE); \
+				FAIL(err->cls); \
 			sp++; \
 		} \
 		NEXT(); \
@@ -106,7 +117,7 @@ L_ARITH:
 #define SUPER_CV(K) \
 	{ \
 		const duet_value *y = VAR(in->argc); \
-		double		c = p->consts[in->arg].u.num; \
+		double		c = p->cnum[in->arg]; \
 		if (LIKELY(y->type == DUET_T_NUMBER)) \
 			*sp++ = y->u.num - y->u.num == 0 ? arith4(K, c, y->u.num) : duet_null(); \
 		else \
@@ -114,7 +125,7 @@ L_ARITH:
 			duet_value	vb; \
 			*sp = p->consts[in->arg]; \
 			if (!load_var(p, y, in->argc, in, 1, &vb, err) || !arith_values(in, OP_ADD + K, sp, &vb, err)) \
-				FAIL(DUET_ERR_TYPE); \
+				FAIL(err->cls); \
 			sp++; \
 		} \
 		NEXT(); \
@@ -129,7 +140,7 @@ L_ARITH:
 		{ \
 			duet_value	vb; \
 			if (!load_var(p, y, in->arg, in, 0, &vb, err) || !arith_values(in, OP_ADD + K, a, &vb, err)) \
-				FAIL(DUET_ERR_TYPE); \
+				FAIL(err->cls); \
 		} \
 		NEXT(); \
 	}
@@ -137,9 +148,9 @@ L_ARITH:
 	{ \
 		a = sp - 1; \
 		if (LIKELY(a->type == DUET_T_NUMBER)) \
-			*a = arith4(K, a->u.num, p->consts[in->arg].u.num); \
+			*a = arith4(K, a->u.num, p->cnum[in->arg]); \
 		else if (!arith_values(in, OP_ADD + K, a, &p->consts[in->arg], err)) \
-			FAIL(DUET_ERR_TYPE); \
+			FAIL(err->cls); \
 		NEXT(); \
 	}
 L_CLAMP_CC:
@@ -148,8 +159,8 @@ L_CLAMP_CC:
 	if (LIKELY(a->type == DUET_T_NUMBER))
 	{
 		double		v = a->u.num,
-					lo = p->consts[in->arg].u.num,
-					hi = p->consts[in->argc].u.num;
+					lo = p->cnum[in->arg],
+					hi = p->cnum[in->argc];
 
 		v = v < lo ? lo : v;
 		a->u.num = v > hi ? hi : v;
@@ -188,7 +199,7 @@ L_DIV_SC: SUPER_SC(3)
 L_CMP_VC:
 	{
 		const duet_value *x = VAR(in->arg);
-		double		c = p->consts[in->argc].u.num,
+		double		c = p->cnum[in->argc],
 					v;
 		int			cmp;
 
@@ -205,12 +216,18 @@ L_CMP_VC:
 		{
 			if (!load_var(p, x, in->arg, in, 0, sp, err))
 				FAIL(DUET_ERR_TYPE);
-			if (sp->type != DUET_T_NULL)
-				RUNTIME_TYPE_ERROR(in, sp, &p->consts[in->argc]);
-			sp++;
-			NEXT();
+			if (sp->type != DUET_T_INT)
+			{
+				if (sp->type != DUET_T_NULL)
+					RUNTIME_TYPE_ERROR(in, sp, &p->consts[in->argc]);
+				sp++;
+				NEXT();
+			}
+			cmp = duet_value_cmp(sp, &p->consts[in->argc]);	/* exact for an integer */
+			goto cmp_vc_result;
 		}
 		cmp = (v > c) - (v < c);
+cmp_vc_result:
 		switch (in->flags)
 		{
 			case OP_EQ: *sp++ = duet_bool(cmp == 0); break;
@@ -383,9 +400,12 @@ L_CALL:
 			for (i = 0; i < in->argc; i++)
 				if (args[i].type != DUET_T_NUMBER)
 				{
-					if (args[i].type != DUET_T_NULL)
+					if (args[i].type == DUET_T_NULL)
+						any_null = true;
+					else if (args[i].type != DUET_T_INT)
 						break;
-					any_null = true;
+					else if (!fn->ints)
+						args[i] = duet_number((double) args[i].u.i);
 				}
 			if (i < in->argc && !check_args(fn, args, in->argc, err, in))
 				FAIL(DUET_ERR_TYPE);
@@ -396,6 +416,11 @@ L_CALL:
 				FAIL(DUET_ERR_TYPE);
 			for (i = 0; i < in->argc; i++)
 				any_null |= args[i].type == DUET_T_NULL;
+			/* a function that reads numbers as doubles gets integers as doubles */
+			if (in->flags & CALL_INT_ARGS)
+				for (i = 0; i < in->argc; i++)
+					if (args[i].type == DUET_T_INT)
+						args[i] = duet_number((double) args[i].u.i);
 		}
 		if (fn->strict && any_null)
 			res = duet_null();
@@ -412,9 +437,10 @@ L_CALL:
 clamp_generic:
 round_generic:
 	{
-		/* a non-number argument: the generic call reports it exactly as OP_CALL would */
+		/* an integer or a non-number argument: the generic call, exactly as OP_CALL makes it */
 		const builtin *fn = duet_builtin_lookup(in->op == OP_CLAMP_CC ? "clamp" : "round", 5);
 		duet_value	args[3];
+		duet_value	res;
 		int			nargs = in->op == OP_CLAMP_CC ? 3 : 2;
 
 		args[0] = sp[-1];
@@ -424,9 +450,17 @@ round_generic:
 			args[2] = p->consts[in->argc];
 		}
 		else
-			args[1] = duet_number(in->arg);
-		check_args(fn, args, nargs, err, in);
-		FAIL(DUET_ERR_TYPE);
+			args[1] = duet_int(in->arg);
+		if (!check_args(fn, args, nargs, err, in))
+			FAIL(DUET_ERR_TYPE);
+		if (fn->fn(args, nargs, vm, &res, err) != DUET_OK)
+		{
+			err->line = in->line;
+			err->column = in->col;
+			FAIL(err->cls);
+		}
+		sp[-1] = res;
+		NEXT();
 	}
 L_RETURN:
 	STACK_CHECK_RETURN();

@@ -43,7 +43,24 @@ json_value(const udf_column *col, json_t *j, udf_row *row, size_t i, udf_error *
 			}
 			if (col->type.base == UDF_STRING || col->type.base == UDF_BOOL || col->type.base == UDF_NOTHING)
 				break;
-			row->vals[i] = duet_number((double) json_integer_value(j));
+			/* an integer for an integer column (exact), the nearest double for a float one */
+			if (col->type.base == UDF_FLOAT64 || col->type.base == UDF_FLOAT32)
+				row->vals[i] = duet_number(col->type.base == UDF_FLOAT32 ? (double) (float) json_integer_value(j)
+										   : (double) json_integer_value(j));
+			else
+			{
+				char		text[24];
+
+				/* through the text rules: the column's range, UInt64 beyond 2^63 - 1 */
+				duet_format_int(json_integer_value(j), text, sizeof(text));
+				if (!udf_parse_text(col, text, strlen(text), &row->vals[i], err))
+				{
+					char		msg[sizeof(err->message)];
+
+					memcpy(msg, err->message, sizeof(msg));
+					return udf_fail(err, "row %llu: %s", (unsigned long long) row->number, msg), UDF_FAIL;
+				}
+			}
 			return UDF_ROW;
 		case JSON_REAL:
 			if (col->type.base == UDF_STRING || col->type.base == UDF_BOOL || col->type.base == UDF_NOTHING)
@@ -55,7 +72,7 @@ json_value(const udf_column *col, json_t *j, udf_row *row, size_t i, udf_error *
 			if (col->type.base == UDF_BOOL)
 				row->vals[i] = duet_bool(json_is_true(j));
 			else if (col->type.base == UDF_UINT8)
-				row->vals[i] = duet_number(json_is_true(j) ? 1 : 0);
+				row->vals[i] = duet_int(json_is_true(j) ? 1 : 0);
 			else
 				break;
 			return UDF_ROW;
@@ -212,6 +229,9 @@ json_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, siz
 					udf_out_write(out, "null", 4);
 				else
 					udf_write_number(out, w.u.num);
+				break;
+			case DUET_T_INT:
+				udf_write_int(out, w.u.i);
 				break;
 			case DUET_T_BOOL:
 				if (w.u.boolean)

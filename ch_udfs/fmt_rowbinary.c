@@ -67,18 +67,25 @@ decode_fixed(const udf_column *col, const unsigned char *b, duet_value *out, udf
 				d = f;
 				break;
 			}
+		/* integers are exact (DUET_T_INT) */
 		case UDF_INT8:
-			d = (int8_t) v;
-			break;
+			*out = duet_int((int8_t) v);
+			return true;
 		case UDF_INT16:
-			d = (int16_t) v;
-			break;
+			*out = duet_int((int16_t) v);
+			return true;
 		case UDF_INT32:
-			d = (int32_t) v;
-			break;
+			*out = duet_int((int32_t) v);
+			return true;
 		case UDF_INT64:
-			d = (double) (int64_t) v;
-			break;
+			*out = duet_int((int64_t) v);
+			return true;
+		case UDF_UINT64:
+			if (v > (uint64_t) INT64_MAX)
+				return udf_fail(err, "row %llu: UInt64 value %llu in column %s is beyond the formula integers (2^63 - 1)",
+								(unsigned long long) row->number, (unsigned long long) v, col->name);
+			*out = duet_int((int64_t) v);
+			return true;
 		case UDF_BOOL:
 			if (v > 1)
 				return udf_fail(err, "row %llu: invalid Bool byte %u in column %s",
@@ -86,7 +93,9 @@ decode_fixed(const udf_column *col, const unsigned char *b, duet_value *out, udf
 			*out = duet_bool(v == 1);
 			return true;
 		default:
-			d = (double) v;
+			/* UInt8, UInt16, UInt32 */
+			*out = duet_int((int64_t) v);
+			return true;
 	}
 	*out = isfinite(d) ? duet_number(d) : duet_null();
 	return true;
@@ -274,6 +283,8 @@ rb_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, size_
 			bits = w.u.boolean ? 1 : 0;
 		else if (w.type == DUET_T_NUMBER)
 			bits = w.u.num < 0 ? (uint64_t) (int64_t) w.u.num : (uint64_t) w.u.num;
+		else if (w.type == DUET_T_INT)
+			bits = (uint64_t) w.u.i;
 		put_le(out, bits, width_of(col->type.base));
 	}
 	return udf_out_row_done(out);

@@ -191,6 +191,9 @@ write_text_value(udf_out *out, const udf_column *col, const duet_value *v, bool 
 		case DUET_T_NUMBER:
 			udf_write_number(out, w.u.num);
 			break;
+		case DUET_T_INT:
+			udf_write_int(out, w.u.i);
+			break;
 		case DUET_T_BOOL:
 			if (w.u.boolean)
 				udf_out_write(out, "true", 4);

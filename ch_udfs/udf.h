@@ -244,6 +244,7 @@ duet_value	udf_value_for_column(const udf_column *col, const duet_value *v);
 void		udf_write_tsv_string(udf_out *out, const char *s, size_t len);
 void		udf_write_json_string(udf_out *out, const char *s, size_t len);
 void		udf_write_number(udf_out *out, double d);
+void		udf_write_int(udf_out *out, int64_t i);	/* exact decimal digits */
 
 /* ---- evaluation ---- */
 

@@ -31,6 +31,9 @@ result_text(udf_out *text, const duet_value *v)
 		case DUET_T_NUMBER:
 			udf_write_number(text, v->u.num);
 			break;
+		case DUET_T_INT:
+			udf_write_int(text, v->u.i);
+			break;
 		case DUET_T_STRING:
 			udf_write_json_string(text, v->u.str.ptr, v->u.str.len);
 			break;
@@ -124,6 +127,8 @@ evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
 				(*vars)[i] = duet_bool(json_is_true(j));
 				break;
 			case JSON_INTEGER:
+				(*vars)[i] = duet_int(json_integer_value(j));	/* as jsonb binds an integer */
+				break;
 			case JSON_REAL:
 				(*vars)[i] = duet_number(json_number_value(j));
 				break;
@@ -131,8 +136,9 @@ evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
 				(*vars)[i] = duet_string(json_string_value(j), json_string_length(j));
 				break;
 			default:
+				/* an array or an object: a type error, as duet_calc's jsonb binding reports it (42804) */
 				json_decref(obj);
-				input_error(text);
+				udf_out_write(text, "error:type", 10);
 				return;
 		}
 	}

@@ -200,6 +200,7 @@ result_type_ok(const udf_column *res, duet_type t)
 	switch (t)
 	{
 		case DUET_T_NUMBER:
+		case DUET_T_INT:
 			return res->type.base == UDF_FLOAT64 || res->type.base == UDF_FLOAT32 ||
 				res->type.base == UDF_UINT8;
 		case DUET_T_BOOL:
@@ -394,6 +395,10 @@ udf_eval_check(const udf_eval *ev, const duet_value *result, udf_error *err)
 	if (result->type == DUET_T_NUMBER && ev->result.type.base == UDF_UINT8 &&
 		!(result->u.num >= 0 && result->u.num <= 255 && result->u.num == floor(result->u.num)))
 		return udf_fail(err, "error:type: the formula returned %g, which is not a UInt8", result->u.num);
+	if (result->type == DUET_T_INT && ev->result.type.base == UDF_UINT8 &&
+		!(result->u.i >= 0 && result->u.i <= 255))
+		return udf_fail(err, "error:type: the formula returned %lld, which is not a UInt8",
+						(long long) result->u.i);
 	return true;
 }
 

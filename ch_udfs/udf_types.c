@@ -2,8 +2,8 @@
  * udf_types.c — ClickHouse column types and their text form, and a text row's fields converted to
  * values (udf_row_convert). Uses udf_io.c's buffers; udf_io.c does not call back here.
  *
- * Integers become doubles for the formula engine (whose only number is an IEEE double); values
- * beyond 2^53 lose precision exactly as they would in PostgreSQL's duet_calc.
+ * Integer columns become the engine's exact integers (DUET_T_INT), as PostgreSQL's integer columns
+ * do in duet_calc; a UInt64 beyond 2^63 - 1 is an input error, never rounded. Floats are doubles.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -150,7 +150,7 @@ udf_columns_parse(const char *spec, udf_column *cols, size_t *ncols, udf_error *
 }
 
 static bool
-parse_signed(const char *text, double lo, double hi, double *out)
+parse_signed(const char *text, int64_t lo, int64_t hi, int64_t *out)
 {
 	char	   *end;
 	long long	v;
@@ -159,14 +159,15 @@ parse_signed(const char *text, double lo, double hi, double *out)
 	v = strtoll(text, &end, 10);
 	if (end == text || *end != '\0' || errno != 0 || isspace((unsigned char) text[0]))
 		return false;
-	if ((double) v < lo || (double) v > hi)
+	if (v < lo || v > hi)
 		return false;
-	*out = (double) v;
+	*out = v;
 	return true;
 }
 
+/* hi at most INT64_MAX: a UInt64 beyond it is not a formula value (*beyond set) */
 static bool
-parse_unsigned(const char *text, double hi, double *out)
+parse_unsigned(const char *text, uint64_t hi, int64_t *out, bool *beyond)
 {
 	char	   *end;
 	unsigned long long v;
@@ -175,9 +176,16 @@ parse_unsigned(const char *text, double hi, double *out)
 	if (text[0] == '-' || isspace((unsigned char) text[0]))
 		return false;
 	v = strtoull(text, &end, 10);
-	if (end == text || *end != '\0' || errno != 0 || (double) v > hi)
+	if (end == text || *end != '\0' || errno != 0)
 		return false;
-	*out = (double) v;
+	if (v > (unsigned long long) INT64_MAX && hi == UINT64_MAX)
+	{
+		*beyond = true;
+		return false;
+	}
+	if (v > hi)
+		return false;
+	*out = (int64_t) v;
 	return true;
 }
 
@@ -185,7 +193,10 @@ bool
 udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *out, udf_error *err)
 {
 	double		d = 0;
-	bool		ok;
+	int64_t		iv = 0;
+	bool		ok,
+				is_int = false,
+				beyond = false;
 
 	if (col->type.base == UDF_STRING)
 	{
@@ -211,7 +222,10 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 						 (col->type.base == UDF_INT32 && v <= 2147483647u) ||
 						 (col->type.base == UDF_UINT32 && v <= 4294967295u)))
 		{
-			*out = duet_number(col->type.base == UDF_FLOAT32 ? (double) (float) v : (double) v);
+			if (col->type.base == UDF_FLOAT64 || col->type.base == UDF_FLOAT32)
+				*out = duet_number(col->type.base == UDF_FLOAT32 ? (double) (float) v : (double) v);
+			else
+				*out = duet_int((int64_t) v);
 			return true;
 		}
 	}
@@ -227,28 +241,28 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 				d = (double) (float) d;
 			break;
 		case UDF_INT8:
-			ok = parse_signed(text, -128, 127, &d);
+			ok = is_int = parse_signed(text, -128, 127, &iv);
 			break;
 		case UDF_INT16:
-			ok = parse_signed(text, -32768, 32767, &d);
+			ok = is_int = parse_signed(text, -32768, 32767, &iv);
 			break;
 		case UDF_INT32:
-			ok = parse_signed(text, -2147483648.0, 2147483647.0, &d);
+			ok = is_int = parse_signed(text, INT32_MIN, INT32_MAX, &iv);
 			break;
 		case UDF_INT64:
-			ok = parse_signed(text, -9223372036854775808.0, 9223372036854775807.0, &d);
+			ok = is_int = parse_signed(text, INT64_MIN, INT64_MAX, &iv);
 			break;
 		case UDF_UINT8:
-			ok = parse_unsigned(text, 255, &d);
+			ok = is_int = parse_unsigned(text, 255, &iv, &beyond);
 			break;
 		case UDF_UINT16:
-			ok = parse_unsigned(text, 65535, &d);
+			ok = is_int = parse_unsigned(text, 65535, &iv, &beyond);
 			break;
 		case UDF_UINT32:
-			ok = parse_unsigned(text, 4294967295.0, &d);
+			ok = is_int = parse_unsigned(text, 4294967295u, &iv, &beyond);
 			break;
 		case UDF_UINT64:
-			ok = parse_unsigned(text, 18446744073709551615.0, &d);
+			ok = is_int = parse_unsigned(text, UINT64_MAX, &iv, &beyond);
 			break;
 		case UDF_BOOL:
 			if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)
@@ -263,12 +277,20 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 		default:
 			ok = false;
 	}
+	if (beyond)
+		return udf_fail(err, "UInt64 value %.40s in column %s is beyond the formula integers (2^63 - 1)",
+						text, col->name);
 	if (!ok)
 	{
 		char		tn[64];
 
 		return udf_fail(err, "invalid %s value \"%.40s\" in column %s",
 						udf_type_name(col->type, tn, sizeof(tn)), text, col->name);
+	}
+	if (is_int)
+	{
+		*out = duet_int(iv);
+		return true;
 	}
 	/* ClickHouse sends inf and nan; the engine's numbers are finite, so they arrive as NULL. */
 	*out = isfinite(d) ? duet_number(d) : duet_null();
@@ -364,5 +386,21 @@ udf_value_for_column(const udf_column *col, const duet_value *v)
 		r = duet_number(r.u.boolean ? 1 : 0);
 	else if (r.type == DUET_T_NUMBER && col->type.base == UDF_BOOL)
 		r = duet_bool(r.u.num != 0);
+	else if (r.type == DUET_T_INT)
+	{
+		/* an integer result: exact in integer columns, the nearest double in float ones */
+		if (col->type.base == UDF_BOOL)
+			r = duet_bool(r.u.i != 0);
+		else if (col->type.base == UDF_FLOAT64 || col->type.base == UDF_FLOAT32)
+			r = duet_number((double) r.u.i);
+	}
 	return r;
+}
+
+void
+udf_write_int(udf_out *out, int64_t i)
+{
+	char		buf[24];
+
+	udf_out_write(out, buf, duet_format_int(i, buf, sizeof(buf)));
 }

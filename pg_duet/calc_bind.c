@@ -16,9 +16,6 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
-
-#include <math.h>
 
 #include "calc_pg.h"
 
@@ -126,7 +123,7 @@ pgcalc_site_formula(PgcalcSite *site, text *formula)
 	site->in = palloc0(sizeof(duet_value) * (n + 1));
 	site->vars = palloc0(sizeof(duet_value) * (n + 1));
 	site->var_attno = palloc0(sizeof(int) * (n + 1));
-	site->var_kind = palloc0(sizeof(PgcalcColumnKind) * (n + 1));
+	site->var_col = palloc0(sizeof(PgcalcColumn) * (n + 1));
 	MemoryContextSwitchTo(old);
 }
 
@@ -168,30 +165,6 @@ site_use_sig(PgcalcSite *site)
 	}
 }
 
-static inline duet_value
-number_or_null(double d)
-{
-	/* Inputs outside the finite doubles (NaN, Infinity) are NULL, like such results. */
-	return isfinite(d) ? duet_number(d) : duet_null();
-}
-
-static double
-numeric_to_double(Numeric num)
-{
-	/* Exact: through the shortest decimal text and strtod, without overflow errors. */
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(num)));
-}
-
-/* A string input in the engine's encoding; pointers stay valid for the call (scratch). */
-static duet_value
-string_value(const char *ptr, size_t len)
-{
-	size_t		ulen;
-	const char *u = pgcalc_to_utf8(ptr, len, &ulen);
-
-	return duet_string(u, ulen);
-}
-
 static const char *
 jsonb_type_word(const JsonbValue *v)
 {
@@ -224,30 +197,12 @@ pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *jb)
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("formula variable \"%s\" is missing from the jsonb object", site->var_names[j]),
 					 errhint("Add the key to the object, with null when its value is unknown.")));
-		switch (v.type)
-		{
-			case jbvNull:
-				site->in[j] = duet_null();
-				site->cur_sig[j] = 'a';
-				break;
-			case jbvNumeric:
-				site->in[j] = number_or_null(numeric_to_double(v.val.numeric));
-				site->cur_sig[j] = 'n';
-				break;
-			case jbvString:
-				site->in[j] = string_value(v.val.string.val, v.val.string.len);
-				site->cur_sig[j] = 's';
-				break;
-			case jbvBool:
-				site->in[j] = duet_bool(v.val.boolean);
-				site->cur_sig[j] = 'b';
-				break;
-			default:
-				ereport(ERROR,
-						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("formula variable \"%s\" is %s", site->var_names[j], jsonb_type_word(&v)),
-						 errdetail("Formula variables take a number, a string, a boolean or null.")));
-		}
+		site->cur_sig[j] = pgcalc_jsonb_value(&v, &site->in[j]);
+		if (site->cur_sig[j] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("formula variable \"%s\" is %s", site->var_names[j], jsonb_type_word(&v)),
+					 errdetail("Formula variables take a number, a string, a boolean or null.")));
 	}
 	MemoryContextSwitchTo(old);
 
@@ -255,58 +210,6 @@ pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *jb)
 	for (int i = 0; i < site->typed_nvars; i++)
 		site->vars[i] = site->in[site->perm[i]];
 	return site->vars;
-}
-
-/* The column kind of a type, by its base type (domains over supported types work). */
-bool
-pgcalc_column_kind(Oid typid, PgcalcColumnKind *kind, char *sig)
-{
-	switch (getBaseType(typid))
-	{
-		case INT2OID:
-			*kind = PGCALC_COL_INT2;
-			break;
-		case INT4OID:
-			*kind = PGCALC_COL_INT4;
-			break;
-		case INT8OID:
-			*kind = PGCALC_COL_INT8;
-			break;
-		case FLOAT4OID:
-			*kind = PGCALC_COL_FLOAT4;
-			break;
-		case FLOAT8OID:
-			*kind = PGCALC_COL_FLOAT8;
-			break;
-		case NUMERICOID:
-			*kind = PGCALC_COL_NUMERIC;
-			break;
-		case TEXTOID:
-		case VARCHAROID:
-			*kind = PGCALC_COL_TEXT;
-			*sig = 's';
-			return true;
-		case BPCHAROID:
-			*kind = PGCALC_COL_BPCHAR;
-			*sig = 's';
-			return true;
-		case UNKNOWNOID:		/* an untyped literal argument, passed as a C string */
-			*kind = PGCALC_COL_CSTRING;
-			*sig = 's';
-			return true;
-		case NAMEOID:
-			*kind = PGCALC_COL_NAME;
-			*sig = 's';
-			return true;
-		case BOOLOID:
-			*kind = PGCALC_COL_BOOL;
-			*sig = 'b';
-			return true;
-		default:
-			return false;
-	}
-	*sig = 'n';
-	return true;
 }
 
 static const char *
@@ -334,42 +237,20 @@ site_map_row(PgcalcSite *site, Oid typid, int32 typmod)
 	for (int j = 0; j < site->nvars; j++)
 	{
 		const char *name = site->var_names[j];
-		int			found = -1;
-		int			folded = -1;
+		bool		ambiguous;
+		int			found = pgcalc_find_column(copy, name, &ambiguous);
 		Form_pg_attribute att;
 
-		for (int a = 0; a < copy->natts; a++)
-		{
-			att = TupleDescAttr(copy, a);
-			if (att->attisdropped)
-				continue;
-			if (strcmp(NameStr(att->attname), name) == 0)
-			{
-				found = a;
-				break;
-			}
-			if (folded < 0 && pg_strcasecmp(NameStr(att->attname), name) == 0)
-				folded = a;
-		}
 		if (found < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("formula variable \"%s\" is not a column of %s", name, row_type_name(typid)),
-					 folded >= 0
-					 ? errhint("Variables match column names exactly; the column is named \"%s\".",
-							   NameStr(TupleDescAttr(copy, folded)->attname))
+					 ambiguous
+					 ? errhint("Several columns match \"%s\" ignoring case; write the variable as one of them exactly, in double quotes.", name)
 					 : errhint("Variables bind to the row's columns by name; add the column or alias an expression to that name.")));
 
 		att = TupleDescAttr(copy, found);
-		if (!pgcalc_column_kind(att->atttypid, &site->var_kind[j], &site->cur_sig[j]))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" of type %s cannot be a formula variable",
-							name, format_type_be(att->atttypid)),
-					 errdetail("Formula variables take smallint, integer, bigint, real, double precision, "
-							   "numeric, text, varchar, char, name or boolean columns."),
-					 errhint("Cast the column in a subquery, as in duet_calc(f, s) FROM (SELECT %s::text AS %s, ...) s.",
-							 quote_identifier(name), quote_identifier(name))));
+		site->cur_sig[j] = pgcalc_column_init_or_error(&site->var_col[j], att->atttypid, name, site->row_cxt);
 		site->var_attno[j] = found;
 		max_attno = Max(max_attno, found + 1);
 	}
@@ -388,57 +269,6 @@ site_map_row(PgcalcSite *site, Oid typid, int32 typmod)
 	}
 	site_use_sig(site);
 	site->row_mapped = true;
-}
-
-static duet_value
-column_value(PgcalcColumnKind kind, Datum d)
-{
-	switch (kind)
-	{
-		case PGCALC_COL_INT2:
-			return duet_number(DatumGetInt16(d));
-		case PGCALC_COL_INT4:
-			return duet_number(DatumGetInt32(d));
-		case PGCALC_COL_INT8:
-			return duet_number((double) DatumGetInt64(d));
-		case PGCALC_COL_FLOAT4:
-			return number_or_null(DatumGetFloat4(d));
-		case PGCALC_COL_FLOAT8:
-			return number_or_null(DatumGetFloat8(d));
-		case PGCALC_COL_NUMERIC:
-			return number_or_null(numeric_to_double(DatumGetNumeric(d)));
-		case PGCALC_COL_TEXT:
-			{
-				text	   *t = DatumGetTextPP(d);
-
-				return string_value(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-			}
-		case PGCALC_COL_BPCHAR:
-			{
-				text	   *t = DatumGetTextPP(d);
-				const char *p = VARDATA_ANY(t);
-				size_t		len = VARSIZE_ANY_EXHDR(t);
-
-				while (len > 0 && p[len - 1] == ' ')
-					len--;
-				return string_value(p, len);
-			}
-		case PGCALC_COL_NAME:
-			{
-				const char *p = NameStr(*DatumGetName(d));
-
-				return string_value(p, strlen(p));
-			}
-		case PGCALC_COL_CSTRING:
-			{
-				const char *p = DatumGetCString(d);
-
-				return string_value(p, strlen(p));
-			}
-		case PGCALC_COL_BOOL:
-			return duet_bool(DatumGetBool(d));
-	}
-	return duet_null();
 }
 
 const duet_value *
@@ -472,7 +302,7 @@ pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec)
 		int			a = site->var_attno[j];
 
 		site->vars[i] = slot->tts_isnull[a] ? duet_null()
-			: column_value(site->var_kind[j], slot->tts_values[a]);
+			: pgcalc_datum_value(&site->var_col[j], slot->tts_values[a]);
 	}
 	ExecClearTuple(slot);
 	MemoryContextSwitchTo(old);
@@ -506,13 +336,14 @@ pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo)
 		{
 			Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, j + 1);
 
-			if (!OidIsValid(argtype) || !pgcalc_column_kind(argtype, &site->var_kind[j], &site->cur_sig[j]))
+			if (!OidIsValid(argtype) ||
+				(site->cur_sig[j] = pgcalc_column_init(&site->var_col[j], argtype, site->formula_cxt)) == '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_DATATYPE_MISMATCH),
 						 errmsg("value of type %s cannot be formula variable \"%s\"",
 								OidIsValid(argtype) ? format_type_be(argtype) : "unknown", site->var_names[j]),
-						 errdetail("Formula variables take smallint, integer, bigint, real, double precision, "
-								   "numeric, text, varchar, char, name or boolean values.")));
+						 errdetail("Formula variables take smallint, integer, bigint, oid, real, double precision, "
+								   "numeric, text, varchar, char, name, boolean, uuid or enum values.")));
 		}
 		site_use_sig(site);
 		site->args_mapped = true;
@@ -524,7 +355,7 @@ pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo)
 		int			j = site->perm[i];
 
 		site->vars[i] = PG_ARGISNULL(j + 1) ? duet_null()
-			: column_value(site->var_kind[j], PG_GETARG_DATUM(j + 1));
+			: pgcalc_datum_value(&site->var_col[j], PG_GETARG_DATUM(j + 1));
 	}
 	MemoryContextSwitchTo(old);
 	return site->vars;

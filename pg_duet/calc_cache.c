@@ -164,17 +164,7 @@ sig_var_type(void *arg, const char *name, size_t len)
 
 		if (strncmp(v, name, len) == 0 && v[len] == '\0')
 		{
-			switch (st->sig[i])
-			{
-				case 'n':
-					return DUET_T_NUMBER;
-				case 's':
-					return DUET_T_STRING;
-				case 'b':
-					return DUET_T_BOOL;
-				default:
-					return DUET_T_ANY;
-			}
+			return pgcalc_sig_type(st->sig[i]);
 		}
 	}
 	return DUET_T_ANY;

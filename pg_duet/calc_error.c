@@ -31,6 +31,8 @@ pgcalc_errcode(duet_errclass cls)
 			return ERRCODE_UNDEFINED_COLUMN;
 		case DUET_ERR_NOMEM:
 			return ERRCODE_OUT_OF_MEMORY;
+		case DUET_ERR_RANGE:
+			return ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
 		case DUET_OK:
 			break;
 	}
@@ -54,6 +56,9 @@ class_hint(duet_errclass cls)
 				"(\"Duet formulas in PostgreSQL\").";
 		case DUET_ERR_LIMIT:
 			return "Shorten or simplify the formula, or split it into several formulas.";
+		case DUET_ERR_RANGE:
+			return "Integer arithmetic is exact and stops at the 64-bit integers; mix in a double "
+				"(x * 1.0) where an approximate result is wanted.";
 		default:
 			return NULL;
 	}

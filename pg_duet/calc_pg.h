@@ -3,6 +3,7 @@
  *
  *   calc_cache.c   per-backend cache of compiled programs (bounded, LRU, pinned by call sites)
  *   calc_error.c   engine errors as PostgreSQL errors (errcode, errdetail with line:column, hint)
+ *   calc_value.c   the one PostgreSQL <-> Duet value layer: type rules, column lookup, results
  *   calc_bind.c    per-call-site state (fn_extra): variables bound from a row or a jsonb object
  *   calc_sql.c     duet_calc(), duet_calc_number(), duet_formula_check(), duet_calc_cache_stats()
  *
@@ -15,9 +16,11 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/ilist.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/typcache.h"
 
 #include "duet_calc.h"
@@ -82,14 +85,15 @@ extern int	pgcalc_errcode(duet_errclass cls);
 extern const char *pgcalc_to_utf8(const char *s, size_t len, size_t *out_len);
 extern char *pgcalc_from_utf8(const char *s, size_t len);
 
-/* ---- calc_bind.c ---- */
+/* ---- calc_value.c: used by duet_calc (calc_bind.c) and rules (rules_formula.c) alike ---- */
 
-/* How one variable is read from a row column (the column's base type). */
+/* How a variable's datums are read (the column's base type); docs/calc.md has the table. */
 typedef enum PgcalcColumnKind
 {
 	PGCALC_COL_INT2,
 	PGCALC_COL_INT4,
 	PGCALC_COL_INT8,
+	PGCALC_COL_OID,
 	PGCALC_COL_FLOAT4,
 	PGCALC_COL_FLOAT8,
 	PGCALC_COL_NUMERIC,
@@ -97,8 +101,38 @@ typedef enum PgcalcColumnKind
 	PGCALC_COL_BPCHAR,			/* trailing blanks are not significant, as in PostgreSQL */
 	PGCALC_COL_NAME,
 	PGCALC_COL_CSTRING,			/* an untyped literal passed to "any" */
-	PGCALC_COL_BOOL
+	PGCALC_COL_BOOL,
+	PGCALC_COL_OTHER			/* uuid, enums: their output function's text, a string */
 } PgcalcColumnKind;
+
+typedef struct PgcalcColumn
+{
+	PgcalcColumnKind kind;
+	Oid			typid;			/* base type */
+	FmgrInfo	output;			/* PGCALC_COL_OTHER: the type's output function */
+} PgcalcColumn;
+
+/*
+ * Sets up col for values of typid (output function state in mcxt); returns its signature
+ * character, '\0' for a type that is not a formula value (the _or_error form raises then).
+ */
+extern char pgcalc_column_init(PgcalcColumn *col, Oid typid, MemoryContext mcxt);
+extern char pgcalc_column_init_or_error(PgcalcColumn *col, Oid typid, const char *name,
+										MemoryContext mcxt);
+extern duet_type pgcalc_sig_type(char sig);
+/* 0-based index of the column a variable names (exact, else the unique case-insensitive match), or -1. */
+extern int	pgcalc_find_column(TupleDesc desc, const char *name, bool *ambiguous);
+/* A non-null datum as a Duet value; converted strings are allocated in CurrentMemoryContext. */
+extern duet_value pgcalc_datum_value(const PgcalcColumn *col, Datum d);
+/* A jsonb scalar as a Duet value; returns its signature character, '\0' for arrays and objects. */
+extern char pgcalc_jsonb_value(const JsonbValue *v, duet_value *out);
+extern double pgcalc_numeric_double(Numeric num);
+extern duet_value pgcalc_jsonb_number(Numeric num);
+/* Results: as jsonb (numbers in duet_format_number's digits), as text for messages. */
+extern Jsonb *pgcalc_value_jsonb(const duet_value *v);
+extern char *pgcalc_value_text(const duet_value *v);
+
+/* ---- calc_bind.c ---- */
 
 /* Per call site (fn_extra), in fn_mcxt; released by a reset callback on fn_mcxt. */
 typedef struct PgcalcSite
@@ -136,7 +170,7 @@ typedef struct PgcalcSite
 	struct TupleTableSlot *row_slot;
 	int			row_max_attno;
 	int		   *var_attno;		/* per variable: 0-based attribute index */
-	PgcalcColumnKind *var_kind;
+	PgcalcColumn *var_col;
 
 	/* positional binding (duet_calc_args): the argument types are fixed per call site */
 	bool		args_mapped;
@@ -147,7 +181,6 @@ extern void pgcalc_site_formula(PgcalcSite *site, text *formula);
 extern const duet_value *pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *vars);
 extern const duet_value *pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec);
 extern const duet_value *pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo);
-extern bool pgcalc_column_kind(Oid typid, PgcalcColumnKind *kind, char *sig);
 
 /* Evaluates the site's typed program on vars; raises run-time errors. */
 extern void pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out);

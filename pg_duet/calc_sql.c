@@ -38,50 +38,11 @@ PG_FUNCTION_INFO_V1(duet_formula_check);
 PG_FUNCTION_INFO_V1(duet_calc_cache_stats);
 PG_FUNCTION_INFO_V1(duet_formula_explain);
 
-/*
- * The text duet_format_number gives for d, as a numeric: PostgreSQL's own Ryu digits laid out in
- * Duet's notation (calc/number.c), the same text the ClickHouse UDFs print.
- */
-static Numeric
-number_numeric(double d)
-{
-	char		text[32];
-
-	duet_format_number(d, text, sizeof(text));
-	return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(text),
-											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-}
-
-/*
- * A result as jsonb. Numbers are duet_format_number's digits, the shortest text that reads back
- * as the same double, so jsonb shows exactly the double the engine computed (float8 → numeric
- * would round to 15 significant digits) and prints it as ClickHouse's UDFs do.
- */
+/* A result as jsonb, as the value layer writes it (calc_value.c). */
 static Datum
 result_jsonb(const duet_value *out)
 {
-	JsonbValue	jv;
-
-	switch (out->type)
-	{
-		case DUET_T_NUMBER:
-			jv.type = jbvNumeric;
-			jv.val.numeric = number_numeric(out->u.num);
-			break;
-		case DUET_T_STRING:
-			jv.type = jbvString;
-			jv.val.string.val = pgcalc_from_utf8(out->u.str.ptr, out->u.str.len);
-			jv.val.string.len = strlen(jv.val.string.val);
-			break;
-		case DUET_T_BOOL:
-			jv.type = jbvBool;
-			jv.val.boolean = out->u.boolean;
-			break;
-		default:
-			jv.type = jbvNull;
-			break;
-	}
-	return JsonbPGetDatum(JsonbValueToJsonb(&jv));
+	return JsonbPGetDatum(pgcalc_value_jsonb(out));
 }
 
 static void
@@ -105,6 +66,8 @@ result_number(FunctionCallInfo fcinfo, PgcalcSite *site, const duet_value *vars)
 	pgcalc_eval(site, vars, &out);
 	if (out.type == DUET_T_NULL)
 		PG_RETURN_NULL();
+	if (out.type == DUET_T_INT)
+		PG_RETURN_FLOAT8((double) out.u.i);	/* float8 is the function's type: the nearest double */
 	if (out.type != DUET_T_NUMBER)
 		not_a_number(out.type);
 	PG_RETURN_FLOAT8(out.u.num);

@@ -111,23 +111,16 @@ simplify(SupportRequestSimplify *req)
 		const char *utf8name = duet_program_var(prog, i);
 		char	   *name = pgcalc_from_utf8(utf8name, strlen(utf8name));
 		int			a;
+		PgcalcColumn col;
 
-		ok = false;
-		for (a = 0; a < td->natts; a++)
+		a = pgcalc_find_column(td, name, NULL);
+		ok = a >= 0 && pgcalc_column_init(&col, TupleDescAttr(td, a)->atttypid, CurrentMemoryContext) != '\0';
+		if (ok)
 		{
 			Form_pg_attribute att = TupleDescAttr(td, a);
-			PgcalcColumnKind kind;
-			char		sig;
 
-			if (att->attisdropped || strcmp(NameStr(att->attname), name) != 0)
-				continue;
-			if (pgcalc_column_kind(att->atttypid, &kind, &sig))
-			{
-				args = lappend(args, makeVar(row->varno, att->attnum, att->atttypid, att->atttypmod,
-											 att->attcollation, 0));
-				ok = true;
-			}
-			break;
+			args = lappend(args, makeVar(row->varno, att->attnum, att->atttypid, att->atttypmod,
+										 att->attcollation, 0));
 		}
 	}
 	ReleaseTupleDesc(td);

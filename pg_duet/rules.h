@@ -17,7 +17,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "duet_calc.h"
+#include "calc_pg.h"
 
 /* A formula compiled for one row shape: variable i of the program reads column attnos[i]. */
 typedef struct RuleFormula
@@ -25,7 +25,7 @@ typedef struct RuleFormula
 	duet_program *prog;
 	int			nvars;
 	AttrNumber *attnos;			/* 1-based columns of the row shape */
-	Oid		   *basetypes;		/* their types, domains resolved once */
+	PgcalcColumn *cols;			/* how each is read (calc_value.c, as duet_calc reads it) */
 } RuleFormula;
 
 /* A message template split into literal text and {column} placeholders. */
@@ -44,18 +44,12 @@ extern RuleFormula *rules_formula_compile(const char *src, const char *what, Tup
 										  bool must_be_boolean);
 
 /* Builds the formula's inputs from a row. Strings are allocated in CurrentMemoryContext. */
-extern void rules_bind_row(const RuleFormula *f, TupleDesc desc, const Datum *values,
-						   const bool *nulls, duet_value *vars);
+extern void rules_bind_row(const RuleFormula *f, const Datum *values, const bool *nulls,
+						   duet_value *vars);
 
 /* Evaluates; on error returns false with *errmsg set (palloc'd). */
 extern bool rules_eval(const RuleFormula *f, duet_vm *vm, const duet_value *vars, duet_value *out,
 					   char **errmsg);
-
-/* A result as jsonb (number, string, boolean or null). */
-extern Jsonb *rules_value_jsonb(const duet_value *v);
-
-/* The text of a result, as a message shows it. */
-extern char *rules_value_text(const duet_value *v);
 
 /* Parses a message template; unknown placeholders are errors. NULL template: NULL. */
 extern RuleTemplate *rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value);

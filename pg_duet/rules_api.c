@@ -297,7 +297,10 @@ duet_rule_test(PG_FUNCTION_ARGS)
 	labels = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &labels_null);
 	message = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 
-	/* The row's keys become columns: numbers float8, strings text, booleans bool. */
+	/*
+	 * The row's keys become columns: numbers numeric (read as duet_calc reads jsonb numbers),
+	 * strings text, booleans bool, nulls of no type (a variable whose type is not known).
+	 */
 	args[0] = JsonbPGetDatum(row);
 	ret = SPI_execute_with_args("SELECT key, pg_catalog.jsonb_typeof(value), value OPERATOR(pg_catalog.#>>) '{}' "
 								"FROM pg_catalog.jsonb_each($1) "
@@ -322,8 +325,9 @@ duet_rule_test(PG_FUNCTION_ARGS)
 					 errmsg("row key \"%s\" is too long", key)));
 		if (strcmp(kind, "number") == 0)
 		{
-			typid = FLOAT8OID;
-			values[i] = DirectFunctionCall1(float8in, CStringGetDatum(text));
+			typid = NUMERICOID;
+			values[i] = DirectFunctionCall3(numeric_in, CStringGetDatum(text),
+											ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 		}
 		else if (strcmp(kind, "boolean") == 0)
 		{

@@ -184,12 +184,12 @@ fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, boo
 
 	if (run->value)
 	{
-		rules_bind_row(run->value, desc, values, nulls, run->vars);
+		rules_bind_row(run->value, values, nulls, run->vars);
 		if (rules_eval(run->value, vm, run->vars, &v, &err))
 		{
-			vtext = rules_value_text(&v);
+			vtext = pgcalc_value_text(&v);
 			old = MemoryContextSwitchTo(run->cxt);
-			vjson = rules_value_jsonb(&v);
+			vjson = pgcalc_value_jsonb(&v);
 			MemoryContextSwitchTo(old);
 		}
 		else
@@ -275,7 +275,7 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 	if (run->setup_error)
 		return;
 
-	rules_bind_row(run->cond, desc, values, nulls, run->vars);
+	rules_bind_row(run->cond, values, nulls, run->vars);
 	if (!rules_eval(run->cond, vm, run->vars, &out, &err))
 		outcome = 'e';
 	else if (out.type == DUET_T_BOOL)

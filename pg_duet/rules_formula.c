@@ -27,61 +27,11 @@
 #include "metrics.h"
 #include "rules.h"
 
-/* How a column becomes a formula value. */
-typedef enum ColumnKind
-{
-	COL_NUMBER,
-	COL_BOOL,
-	COL_TEXT,					/* text-like: the bytes themselves */
-	COL_OTHER					/* any other type: its text output, as a string */
-} ColumnKind;
-
-static ColumnKind
-column_kind(Oid typid)
-{
-	switch (getBaseType(typid))
-	{
-		case INT2OID:
-		case INT4OID:
-		case INT8OID:
-		case FLOAT4OID:
-		case FLOAT8OID:
-		case NUMERICOID:
-		case OIDOID:
-			return COL_NUMBER;
-		case BOOLOID:
-			return COL_BOOL;
-		case TEXTOID:
-		case VARCHAROID:
-		case BPCHAROID:
-		case NAMEOID:
-			return COL_TEXT;
-		default:
-			return COL_OTHER;
-	}
-}
-
 AttrNumber
 rules_column(TupleDesc desc, const char *name)
 {
-	int			i;
-
-	/* Exact name first; then case-insensitively, as an unquoted SQL identifier would match. */
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i + 1;
-	}
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && pg_strcasecmp(NameStr(att->attname), name) == 0)
-			return i + 1;
-	}
-	return InvalidAttrNumber;
+	/* The value layer's rule (calc_value.c), so formulas, labels and placeholders agree. */
+	return pgcalc_find_column(desc, name, NULL) + 1;
 }
 
 static char *
@@ -102,27 +52,20 @@ column_list(TupleDesc desc)
 	return buf.data;
 }
 
+/* The static type of a variable, as duet_calc's row form gives it (calc_value.c). */
 static duet_type
 var_type(void *arg, const char *name, size_t len)
 {
 	TupleDesc	desc = (TupleDesc) arg;
-	char	   *n = pnstrdup(name, len);
+	char	   *n = pgcalc_from_utf8(name, len);
 	AttrNumber	attno = rules_column(desc, n);
+	PgcalcColumn col;
 
 	pfree(n);
 	if (attno == InvalidAttrNumber)
 		return DUET_T_ANY;
-	if (TupleDescAttr(desc, attno - 1)->atttypid == UNKNOWNOID)
-		return DUET_T_ANY;		/* duet_rule_test: a null whose type the row does not say */
-	switch (column_kind(TupleDescAttr(desc, attno - 1)->atttypid))
-	{
-		case COL_NUMBER:
-			return DUET_T_NUMBER;
-		case COL_BOOL:
-			return DUET_T_BOOL;
-		default:
-			return DUET_T_STRING;
-	}
+	return pgcalc_sig_type(pgcalc_column_init(&col, TupleDescAttr(desc, attno - 1)->atttypid,
+											  CurrentMemoryContext));
 }
 
 /* Programs are malloc'd by calc; free them with the memory context that holds the formula. */
@@ -171,10 +114,11 @@ rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool mu
 	f->prog = prog;
 	f->nvars = (int) duet_program_nvars(prog);
 	f->attnos = palloc0(sizeof(AttrNumber) * Max(f->nvars, 1));
-	f->basetypes = palloc0(sizeof(Oid) * Max(f->nvars, 1));
+	f->cols = palloc0(sizeof(PgcalcColumn) * Max(f->nvars, 1));
 	for (i = 0; i < f->nvars; i++)
 	{
-		const char *name = duet_program_var(prog, i);
+		const char *utf8name = duet_program_var(prog, i);
+		char	   *name = pgcalc_from_utf8(utf8name, strlen(utf8name));
 
 		f->attnos[i] = rules_column(desc, name);
 		if (f->attnos[i] == InvalidAttrNumber)
@@ -182,7 +126,8 @@ rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool mu
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("rule %s refers to unknown column \"%s\"", what, name),
 					 errdetail("The rows it is evaluated on have the columns: %s.", column_list(desc))));
-		f->basetypes[i] = getBaseType(TupleDescAttr(desc, f->attnos[i] - 1)->atttypid);
+		(void) pgcalc_column_init_or_error(&f->cols[i], TupleDescAttr(desc, f->attnos[i] - 1)->atttypid,
+										   name, CurrentMemoryContext);
 	}
 	t = duet_program_type(prog);
 	if (must_be_boolean && t != DUET_T_BOOL && t != DUET_T_ANY && t != DUET_T_NULL)
@@ -193,76 +138,15 @@ rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool mu
 	return f;
 }
 
+/* The formula's inputs from a row, through the value layer (calc_value.c), as duet_calc binds them. */
 void
-rules_bind_row(const RuleFormula *f, TupleDesc desc, const Datum *values, const bool *nulls,
-			   duet_value *vars)
+rules_bind_row(const RuleFormula *f, const Datum *values, const bool *nulls, duet_value *vars)
 {
-	int			i;
-
-	for (i = 0; i < f->nvars; i++)
+	for (int i = 0; i < f->nvars; i++)
 	{
 		int			c = f->attnos[i] - 1;
-		Oid			typid = f->basetypes[i];
-		Datum		d = values[c];
 
-		if (nulls[c])
-		{
-			vars[i] = duet_null();
-			continue;
-		}
-		switch (typid)
-		{
-			case INT2OID:
-				vars[i] = duet_number(DatumGetInt16(d));
-				break;
-			case INT4OID:
-				vars[i] = duet_number(DatumGetInt32(d));
-				break;
-			case INT8OID:
-				vars[i] = duet_number((double) DatumGetInt64(d));
-				break;
-			case OIDOID:
-				vars[i] = duet_number(DatumGetObjectId(d));
-				break;
-			case FLOAT4OID:
-			case FLOAT8OID:
-			case NUMERICOID:
-				{
-					double		x;
-
-					if (typid == FLOAT4OID)
-						x = DatumGetFloat4(d);
-					else if (typid == FLOAT8OID)
-						x = DatumGetFloat8(d);
-					else
-						x = DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
-					/* Duet numbers are finite: NaN and infinities are NULL. */
-					vars[i] = isfinite(x) ? duet_number(x) : duet_null();
-					break;
-				}
-			case BOOLOID:
-				vars[i] = duet_bool(DatumGetBool(d));
-				break;
-			case TEXTOID:
-			case VARCHAROID:
-			case BPCHAROID:
-				{
-					text	   *t = DatumGetTextPP(d);
-
-					vars[i] = duet_string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-					break;
-				}
-			case NAMEOID:
-				vars[i] = duet_string(NameStr(*DatumGetName(d)), strlen(NameStr(*DatumGetName(d))));
-				break;
-			default:
-				{
-					char	   *s = rules_column_text(desc, c + 1, d, false);
-
-					vars[i] = duet_string(s, strlen(s));
-					break;
-				}
-		}
+		vars[i] = nulls[c] ? duet_null() : pgcalc_datum_value(&f->cols[i], values[c]);
 	}
 }
 
@@ -278,42 +162,6 @@ rules_eval(const RuleFormula *f, duet_vm *vm, const duet_value *vars, duet_value
 		return false;
 	}
 	return true;
-}
-
-char *
-rules_value_text(const duet_value *v)
-{
-	char		buf[64];
-
-	switch (v->type)
-	{
-		case DUET_T_NUMBER:
-			duet_format_number(v->u.num, buf, sizeof(buf));
-			return pstrdup(buf);
-		case DUET_T_BOOL:
-			return pstrdup(v->u.boolean ? "true" : "false");
-		case DUET_T_STRING:
-			return pnstrdup(v->u.str.ptr, v->u.str.len);
-		default:
-			return pstrdup("null");
-	}
-}
-
-Jsonb *
-rules_value_jsonb(const duet_value *v)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	if (v->type == DUET_T_STRING)
-	{
-		char	   *s = pnstrdup(v->u.str.ptr, v->u.str.len);
-
-		escape_json(&buf, s);
-	}
-	else
-		appendStringInfoString(&buf, rules_value_text(v));
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
 char *

@@ -29,7 +29,7 @@ SELECT duet_calc('started', s) FROM calc_row_stats s WHERE id = 1;
 ALTER TABLE calc_row_stats DROP COLUMN ratio;
 SELECT id, duet_calc('clicks * 2', s) FROM calc_row_stats s ORDER BY id;
 SELECT duet_calc('ratio', s) FROM calc_row_stats s WHERE id = 1;
--- an unknown variable names itself and the row type; a case-only mismatch says so
+-- an unknown variable names itself and the row type; a case-only mismatch binds the one such column
 SELECT duet_calc('clicks / impresions', s) FROM calc_row_stats s;
 SELECT duet_calc('Clicks * 2', s) FROM calc_row_stats s;
 SELECT duet_calc('x', t) FROM (SELECT 1 AS a) t;

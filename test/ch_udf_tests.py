@@ -109,6 +109,8 @@ def value_type(v):
         return 'Nullable(Nothing)'
     if isinstance(v, bool):
         return 'Nullable(Bool)'
+    if isinstance(v, int) and -2**63 <= v < 2**63:
+        return 'Nullable(Int64)'         # an integer input, exact as jsonb binds it in PostgreSQL
     if isinstance(v, (int, float)):
         return 'Nullable(Float64)'
     if isinstance(v, str):
@@ -222,6 +224,13 @@ def conformance(env, res, directory):
                 bad.append('%s %r: got %s, want %s' % (where, f, got, expected))
     res.check('conformance through --dictionary: %d vectors' % len(vecs), not bad, '; '.join(bad[:5]))
 
+    # An array or object input is a type error, the class duet_calc gives a jsonb array (42804).
+    data = b''.join(tsv_field('x + 1') + b'\t' + tsv_field(i) + b'\n' for i in ('{"x": [1, 2]}', '{"x": {"a": 1}}'))
+    p = subprocess.run([env.udf, '--dictionary'], input=data, capture_output=True, timeout=120)
+    got = [tsv_unescape(line.split(b'\t')[2]) for line in p.stdout.split(b'\n')[:-1]]
+    res.check('--dictionary: array and object inputs are error:type', p.returncode == 0 and
+              got == [b'error:type', b'error:type'], repr(got))
+
 
 def dict_result_matches(got, expected):
     if expected.startswith('error:'):
@@ -234,6 +243,8 @@ def dict_result_matches(got, expected):
 def same_json(a, b):
     if isinstance(b, bool) or b is None or isinstance(b, str):
         return type(a) is type(b) and a == b
+    if isinstance(b, int) and abs(b) > 2**53:   # an exact integer: digit for digit
+        return isinstance(a, int) and not isinstance(a, bool) and a == b
     return isinstance(a, (int, float)) and not isinstance(a, bool) and float(a) == float(b)
 
 
@@ -316,7 +327,7 @@ def protocol(env, res):
              ('f32', 'Float32'), ('u16', 'UInt16'), ('flag', 'Bool')]
     trows = [['i8 + u64', -128, 2 ** 53, None, 0.5, 65535, True],
              ['i64 * f32', 127, 0, -2 ** 40, 0.25, 0, False],
-             ['u16 - i8', 5, 18446744073709551615, 7, -1.5, 300, True]]
+             ['u16 - i8', 5, 9223372036854775807, 7, -1.5, 300, True]]
     twant = [-128.0 + 2 ** 53, float(-2 ** 40) * 0.25, 300.0 - 5]
     for fmt in FORMATS:
         h = env.harness([formula_fn('t', 'executable', fmt, targs, 'Float64')])
@@ -325,6 +336,13 @@ def protocol(env, res):
             res.check('integer/Float32/Bool argument types %s' % fmt, got == twant, repr(got))
         except UdfError as e:
             res.check('integer/Float32/Bool argument types %s' % fmt, False, str(e))
+        # a UInt64 beyond 2^63 - 1 is not a formula integer: an input error, never a rounded double
+        h = env.harness([formula_fn('t', 'executable', fmt, targs, 'Float64')])
+        try:
+            got = h.call('t', [['u64', 0, 18446744073709551615, None, 0.5, 0, True]])
+            res.check('UInt64 beyond 2^63 - 1 is an error %s' % fmt, False, 'returned %r' % got)
+        except UdfError as e:
+            res.check('UInt64 beyond 2^63 - 1 is an error %s' % fmt, 'beyond the formula integers' in str(e), str(e))
         cargs = [(FORMULA_COL, 'String'), ('a', 'Nullable(Float64)'), ('b', 'Float64')]
         for rtype, crow, cwant in (('UInt8', [['a > b', 2, 1], ['a < b', 2, 1], ['a > b', None, 1]], [1, 0, 0]),
                                    ('Nullable(UInt8)', [['a > b', 2, 1], ['a > b', None, 1]], [1, None]),

@@ -2,8 +2,9 @@
  * fuzz_calc.c — libFuzzer target for the formula engine: compile + evaluate (make fuzz).
  *
  * Input: the formula, then optionally a NUL byte and bytes that bind the formula's variables
- * (per variable: a type byte, then 8 bytes of a double — NaN, infinities and -0 included — or a
- * length byte and string bytes, or a boolean byte). The first input byte also selects small limits
+ * (per variable: a type byte, then 8 bytes of a double — NaN, infinities and -0 included — or of a
+ * 64-bit integer when the type byte's top bit is set, or a length byte and string bytes, or a
+ * boolean byte). The first input byte also selects small limits
  * now and then, so the limit paths are reached.
  *
  * Checked beyond "no crash, no sanitizer report, no leak":
@@ -75,10 +76,24 @@ decode_values(const uint8_t *d, size_t n, bound *b)
 				{
 					double		x = 0;
 
+					if (o + 8 <= n && (t & 0x80))
+					{
+						int64_t		iv;
+
+						memcpy(&iv, d + o, 8);	/* an exact integer, INT64_MIN and MAX included */
+						o += 8;
+						b->vals[i] = duet_int(iv);
+						break;
+					}
 					if (o + 8 <= n)
 					{
 						memcpy(&x, d + o, 8);
 						o += 8;
+					}
+					else if (t & 0x80)
+					{
+						b->vals[i] = duet_int((int64_t) (t >> 2) - 16);	/* short inputs: small integers */
+						break;
 					}
 					else
 						x = (double) (t >> 2) - 16;	/* short inputs: small integers */
@@ -123,7 +138,7 @@ check_result(const duet_value *v)
 			sum += (unsigned char) v->u.str.ptr[i];
 		(void) sum;
 	}
-	else if (v->type != DUET_T_NULL && v->type != DUET_T_BOOL)
+	else if (v->type != DUET_T_NULL && v->type != DUET_T_BOOL && v->type != DUET_T_INT)
 		abort();
 }
 
@@ -136,6 +151,8 @@ same_value(const duet_value *a, const duet_value *b)
 	{
 		case DUET_T_NUMBER:
 			return a->u.num == b->u.num;
+		case DUET_T_INT:
+			return a->u.i == b->u.i;
 		case DUET_T_BOOL:
 			return a->u.boolean == b->u.boolean;
 		case DUET_T_STRING:

@@ -58,6 +58,8 @@ unescape(const char *in, char *out)
 static duet_type
 json_duet_type(const json_t *j)
 {
+	if (json_is_integer(j))
+		return DUET_T_INT;		/* an integer input: typed as the binders' integer columns are */
 	if (json_is_number(j))
 		return DUET_T_NUMBER;
 	if (json_is_string(j))
@@ -93,7 +95,9 @@ bind(const duet_program *p, json_t *inputs, duet_value *vars, outcome *o)
 			snprintf(o->message, sizeof(o->message), "variable %s is not bound", duet_program_var(p, i));
 			return false;
 		}
-		if (json_is_number(v))
+		if (json_is_integer(v))
+			vars[i] = duet_int(json_integer_value(v));	/* an integer within int64, as jsonb binds it */
+		else if (json_is_number(v))
 			vars[i] = duet_number(json_number_value(v));
 		else if (json_is_string(v))
 			vars[i] = duet_string(json_string_value(v), json_string_length(v));
@@ -166,10 +170,10 @@ describe(const outcome *o, char *buf, size_t size)
 
 	if (o->cls != DUET_OK)
 		snprintf(buf, size, "error:%s@%d:%d (%s)", duet_errclass_name(o->cls), o->line, o->col, o->message);
-	else if (o->val.type == DUET_T_NUMBER)
+	else if (o->val.type == DUET_T_NUMBER || o->val.type == DUET_T_INT)
 	{
-		duet_format_number(o->val.u.num, num, sizeof(num));
-		snprintf(buf, size, "%s", num);
+		duet_format_value_number(&o->val, num, sizeof(num));
+		snprintf(buf, size, "%s%s", num, o->val.type == DUET_T_INT ? " (integer)" : "");
 	}
 	else if (o->val.type == DUET_T_STRING)
 		snprintf(buf, size, "\"%.*s\"", (int) o->val.u.str.len, o->val.u.str.ptr);
@@ -177,6 +181,20 @@ describe(const outcome *o, char *buf, size_t size)
 		snprintf(buf, size, "%s", o->val.u.boolean ? "true" : "false");
 	else
 		snprintf(buf, size, "null");
+}
+
+/* "-?[0-9]+": an expected integer, compared digit for digit */
+static bool
+int_literal(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
 }
 
 /* Compares an outcome with the expected column; returns NULL when it matches, else a reason. */
@@ -218,10 +236,22 @@ mismatch(const outcome *o, const char *expected, bool check_pos)
 		else if (json_is_string(e))
 			why = (o->val.type == DUET_T_STRING && o->val.u.str.len == json_string_length(e) &&
 				   memcmp(o->val.u.str.ptr, json_string_value(e), o->val.u.str.len) == 0) ? NULL : "expected string";
+		else if (json_is_number(e) && o->val.type == DUET_T_INT)
+		{
+			char		text[32];
+
+			/* an integer result: exactly the expected digits, or the same value as a double */
+			duet_format_int(o->val.u.i, text, sizeof(text));
+			if (strcmp(text, expected) != 0 &&
+				(int_literal(expected) || (double) o->val.u.i != json_number_value(e)))
+				why = "expected number";
+		}
 		else if (json_is_number(e))
 		{
 			if (o->val.type != DUET_T_NUMBER || o->val.u.num != json_number_value(e))
 				why = "expected number";
+			else if (int_literal(expected) && fabs(o->val.u.num) > 9007199254740992.0)
+				why = "expected an exact integer, got a double";
 			else if ((o->val.u.num == 0 && signbit(o->val.u.num)) || !isfinite(o->val.u.num))
 				why = "negative zero or non-finite number";
 			else
@@ -280,7 +310,10 @@ test_file(void **state)
 		}
 		*tab1 = *tab2 = '\0';
 		unescape(line, formula);
-		inputs = json_loads(tab1 + 1, JSON_DECODE_INT_AS_REAL, &jerr);
+		/* integers as integers; an object with one beyond int64 has all its numbers as doubles */
+		inputs = json_loads(tab1 + 1, 0, &jerr);
+		if (inputs == NULL)
+			inputs = json_loads(tab1 + 1, JSON_DECODE_INT_AS_REAL, &jerr);
 		if (inputs == NULL || !json_is_object(inputs))
 		{
 			print_error("%s:%d: inputs are not a JSON object: %s\n", path, lineno, jerr.text);

@@ -116,10 +116,14 @@ test_parse_text(void **state)
 	(void) state;
 	cols_of("a:Int8,b:UInt64,c:Float64,d:Bool,e:Float32", cols, &n);
 	assert_true(udf_parse_text(&cols[0], "-128", 4, &v, &err));
-	assert_true(v.u.num == -128);
+	assert_true(v.type == DUET_T_INT && v.u.i == -128);	/* integer columns are exact integers */
 	assert_false(udf_parse_text(&cols[0], "128", 3, &v, &err));
 	assert_false(udf_parse_text(&cols[1], "-1", 2, &v, &err));
-	assert_true(udf_parse_text(&cols[1], "18446744073709551615", 20, &v, &err));
+	assert_true(udf_parse_text(&cols[1], "9223372036854775807", 19, &v, &err));
+	assert_true(v.type == DUET_T_INT && v.u.i == INT64_MAX);
+	/* a UInt64 beyond the formula integers is an error, never a rounded double */
+	assert_false(udf_parse_text(&cols[1], "9223372036854775808", 19, &v, &err));
+	assert_non_null(strstr(err.message, "beyond the formula integers"));
 	assert_true(udf_parse_text(&cols[2], "1e-3", 4, &v, &err));
 	assert_true(v.u.num == 1e-3);
 	assert_true(udf_parse_text(&cols[2], "inf", 3, &v, &err));
@@ -230,12 +234,13 @@ test_json_read(void **state)
 	(void) state;
 	reader_open(&r, "n:UInt64,s:String,f:Nullable(Float64),b:Bool", data, sizeof(data) - 1, 4);
 	assert_int_equal(next(&r, &udf_format_json), UDF_ROW);
-	assert_true(r.row.vals[0].u.num == 9007199254740992.0);	/* a double, as in PostgreSQL */
+	/* an exact integer, as a bigint is in PostgreSQL */
+	assert_true(r.row.vals[0].type == DUET_T_INT && r.row.vals[0].u.i == INT64_C(9007199254740993));
 	assert_str(&r.row.vals[1], "a\0b", 3);
 	assert_int_equal(r.row.vals[2].type, DUET_T_NULL);
 	assert_true(r.row.vals[3].u.boolean);
 	assert_int_equal(next(&r, &udf_format_json), UDF_ROW);
-	assert_true(r.row.vals[0].u.num == 7 && r.row.vals[2].u.num == 2.5 && !r.row.vals[3].u.boolean);
+	assert_true(r.row.vals[0].u.i == 7 && r.row.vals[2].u.num == 2.5 && !r.row.vals[3].u.boolean);
 	assert_int_equal(next(&r, &udf_format_json), UDF_END);
 	reader_close(&r);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -280,7 +285,7 @@ test_rowbinary_read(void **state)
 			reader_open(&r, "a:Nullable(Float64),b:Int16,s:String,u:Nullable(UInt8)", all, total, chunks[c]);
 			assert_int_equal(next(&r, &udf_format_rowbinary), UDF_ROW);
 			assert_true(r.row.vals[0].u.num == -0.5);
-			assert_true(r.row.vals[1].u.num == -2);
+			assert_true(r.row.vals[1].type == DUET_T_INT && r.row.vals[1].u.i == -2);
 			assert_str(&r.row.vals[2], (const char *) big, 130);
 			assert_int_equal(r.row.vals[3].type, DUET_T_NULL);
 			assert_int_equal(next(&r, &udf_format_rowbinary), UDF_END);
