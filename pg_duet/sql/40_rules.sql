@@ -93,14 +93,7 @@ CREATE POLICY alerts_tenant ON duet.alerts
 CREATE POLICY alert_transitions_tenant ON duet.alert_transitions
     USING (tenant = @extschema@.duet_current_tenant() OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'duet'), 'USAGE'));
 
-CREATE VIEW duet.alerts_active WITH (security_invoker = true) AS
-SELECT a.id AS alert_id, a.tenant, r.name AS rule, r.severity, a.labels, a.state,
-       a.pending_since, a.firing_since, a.recovering_since, a.last_eval_at, a.value, a.message, a.error
-  FROM duet.alerts a JOIN duet.rules r ON r.id = a.rule_id
- WHERE a.state IN ('pending', 'firing', 'recovering', 'error', 'nodata');
-COMMENT ON VIEW duet.alerts_active IS
-    'alerts of the current tenant that are pending, firing, recovering, in error or without data';
-GRANT SELECT ON duet.alerts_active TO PUBLIC;
+-- duet.alerts_active: in sql/45_alertmanager.sql, with the alerts' Alertmanager columns.
 
 CREATE VIEW duet.alert_history WITH (security_invoker = true) AS
 SELECT t.id, t.tenant, r.name AS rule, r.severity, t.labels, t.from_state, t.to_state, t.at,

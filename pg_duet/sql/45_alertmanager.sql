@@ -60,7 +60,7 @@ REVOKE ALL ON FUNCTION duet.duet_rule_check_annotations(jsonb) FROM PUBLIC;
 -- tenant and severity. Label names Alertmanager would refuse are made valid as Prometheus does
 -- (every other character becomes "_"). Run as the caller: row-level security on duet.config
 -- shows a tenant its own value and the default, the sender (the owner) every tenant's.
-CREATE FUNCTION duet.duet_alertmanager_labels(p_tenant text, p_rule text, p_severity text, p_labels jsonb)
+CREATE FUNCTION duet_alertmanager_labels(p_tenant text, p_rule text, p_severity text, p_labels jsonb)
     RETURNS jsonb
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
@@ -77,7 +77,7 @@ BEGIN ATOMIC
             SELECT 2, e.key, e.value FROM jsonb_each_text(coalesce(p_labels, '{}')) AS e) AS l
      WHERE l.value IS NOT NULL AND l.value <> '';
 END;
-COMMENT ON FUNCTION duet.duet_alertmanager_labels(text, text, text, jsonb) IS
+COMMENT ON FUNCTION duet_alertmanager_labels(text, text, text, jsonb) IS
     'the Alertmanager label set of an alert: the tenant''s alertmanager.labels config, then the rule''s labels, then alertname, tenant and severity';
 
 -- Per alert and Alertmanager: which notify_version it accepted, and the last failure.
@@ -126,11 +126,12 @@ COMMENT ON FUNCTION duet_alertmanager_wake() IS
 REVOKE ALL ON FUNCTION duet_alertmanager_wake() FROM PUBLIC;
 
 -- What the tenant sees of its alerts: content, the labels Alertmanager gets, delivery state.
-CREATE OR REPLACE VIEW duet.alerts_active WITH (security_invoker = true) AS
+-- (Here, not in 40_rules.sql: it reads the columns added above.)
+CREATE VIEW duet.alerts_active WITH (security_invoker = true) AS
 SELECT a.id AS alert_id, a.tenant, r.name AS rule, r.severity, a.labels, a.state,
        a.pending_since, a.firing_since, a.recovering_since, a.last_eval_at, a.value, a.message, a.error,
        a.annotations,
-       duet.duet_alertmanager_labels(a.tenant, r.name, r.severity, a.labels) AS alertmanager_labels,
+       @extschema@.duet_alertmanager_labels(a.tenant, r.name, r.severity, a.labels) AS alertmanager_labels,
        a.notify_version,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('alertmanager', d.alertmanager,
                                                      'delivered', d.delivered_version >= a.notify_version,
@@ -140,6 +141,9 @@ SELECT a.id AS alert_id, a.tenant, r.name AS rule, r.severity, a.labels, a.state
           FROM duet.alertmanager_deliveries d WHERE d.alert_id = a.id) AS delivery
   FROM duet.alerts a JOIN duet.rules r ON r.id = a.rule_id
  WHERE a.state IN ('pending', 'firing', 'recovering', 'error', 'nodata');
+COMMENT ON VIEW duet.alerts_active IS
+    'alerts of the current tenant that are pending, firing, recovering, in error or without data';
+GRANT SELECT ON duet.alerts_active TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('duet.alertmanager_deliveries', '');
 
@@ -158,7 +162,7 @@ CREATE FUNCTION duet.duet_alertmanager_due(p_alertmanager text, p_resend interva
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT a.id, a.notify_version, a.tenant,
-           duet.duet_alertmanager_labels(a.tenant, r.name, r.severity, a.labels)::text,
+           @extschema@.duet_alertmanager_labels(a.tenant, r.name, r.severity, a.labels)::text,
            (CASE WHEN a.message IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('summary', a.message) END
             || coalesce(a.annotations, '{}')
             || CASE WHEN a.firing_since IS NULL AND a.resolve_message IS NOT NULL
