@@ -370,6 +370,7 @@ typedef struct Batch
 	/* outcome, for record_batch */
 	const char *error;
 	const char *detail;
+	bool		rejected;		/* HTTP 4xx: refused as invalid, sending again cannot help */
 	TimestampTz next_attempt;
 	TimestampTz next_due;		/* from load_next_due; 0: none */
 	bool		sql_current;
@@ -443,9 +444,9 @@ static void
 record_batch(void *arg)
 {
 	Batch	   *b = arg;
-	Oid			types[6] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -465,8 +466,9 @@ record_batch(void *arg)
 		values[5] = TimestampTzGetDatum(b->next_attempt);
 	else
 		nulls[5] = 'n';
-	ret = SPI_execute_with_args("SELECT duet.duet_alertmanager_record($1, $2, $3, $4, $5, $6)",
-								6, types, values, nulls, false, 0);
+	values[6] = BoolGetDatum(b->rejected);
+	ret = SPI_execute_with_args("SELECT duet.duet_alertmanager_record($1, $2, $3, $4, $5, $6, $7)",
+								7, types, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not record an Alertmanager delivery: %s", SPI_result_code_string(ret));
 	SPI_finish();
@@ -530,12 +532,15 @@ post_batch(Batch *b)
 							 am_timeout_ms, &resp);
 	b->error = NULL;
 	b->detail = NULL;
+	b->rejected = false;
 	if (outcome != HTTP_OK)
 		b->error = psprintf("could not reach Alertmanager: %s", resp.error);
 	else if (resp.status < 200 || resp.status > 299)
 	{
 		b->error = psprintf("Alertmanager answered HTTP %ld", resp.status);
 		b->detail = pnstrdup(resp.body.data, Min(resp.body.len, AM_DETAIL_MAX));
+		/* Alertmanager keeps the valid alerts of a batch it answers 400; 408 and 429 are retried. */
+		b->rejected = resp.status >= 400 && resp.status < 500 && resp.status != 408 && resp.status != 429;
 	}
 }
 
@@ -555,6 +560,17 @@ send_to(AmTarget *t, MemoryContext cxt)
 		if (b->n == 0)
 			break;
 		post_batch(b);
+		if (b->error && b->rejected)
+		{
+			ereport(LOG,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("Alertmanager %s refused alerts as invalid: %s", t->name, b->detail),
+					 errhint("The valid alerts of the batch were taken; see duet.alertmanager_status.")));
+			in_owner_transaction(record_batch, b);
+			if (b->n < AM_BATCH)
+				break;
+			continue;
+		}
 		if (b->error)
 		{
 			int			delay = (int) Min((int64) 1000 << Min(t->failures, 16),

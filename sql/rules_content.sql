@@ -61,7 +61,7 @@ SELECT rule, alertmanager_labels FROM duet.alerts_active;
 SELECT count(*) FROM duet.alertmanager_deliveries;
 SELECT duet_alertmanager_labels('content-a', 'x', 'info', '{}');  -- RLS: not content-a's config
 SELECT * FROM duet.alertmanager_status;
-SELECT duet.duet_alertmanager_record('x', '{1}', '{1}', NULL, NULL, NULL);
+SELECT duet.duet_alertmanager_record('x', '{1}', '{1}', NULL, NULL, NULL, false);
 SELECT duet_alertmanager_wake();
 RESET ROLE;
 

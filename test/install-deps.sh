@@ -7,6 +7,8 @@ packages=(
   librdkafka-dev libjansson-dev libcurl4-openssl-dev libcmocka-dev kcat libipc-run-perl
   clickhouse-server clickhouse-client clang libclang-rt-14-dev valgrind python3
   postgresql-15-cron
+  # Alertmanager integration (issue 17): test/t/062_alertmanager.pl and make demo run the real one
+  prometheus-alertmanager
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -168,7 +168,9 @@ BEGIN ATOMIC
             || CASE WHEN a.firing_since IS NULL AND a.resolve_message IS NOT NULL
                     THEN jsonb_build_object('summary', a.resolve_message) ELSE '{}'::jsonb END)::text,
            to_char(a.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-           to_char(CASE WHEN a.firing_since IS NOT NULL THEN now() + 4 * p_resend ELSE a.resolved_at END
+           -- (an evaluation at a future time, duet_rules_evaluate(at), may start it after now)
+           to_char(CASE WHEN a.firing_since IS NOT NULL THEN greatest(now(), a.started_at) + 4 * p_resend
+                        ELSE greatest(a.resolved_at, a.started_at) END
                    AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
            CASE WHEN coalesce(p_generator_url, '') = ''
                 THEN format('postgresql:///%s?duet_tenant=%s&duet_rule=%s', current_database(), a.tenant, r.name)
@@ -208,20 +210,24 @@ REVOKE ALL ON FUNCTION duet.duet_alertmanager_next_due(text, interval) FROM PUBL
 -- The outcome of one POST of a batch. p_error NULL: accepted, the versions sent are delivered.
 -- Otherwise p_error (about the Alertmanager, no alert content) goes to each alert's delivery
 -- row and p_detail (the answer, which may name other tenants' alerts) to the admin status only.
+-- p_rejected: Alertmanager refused the batch as invalid (HTTP 4xx): it took the valid alerts, and
+-- sending the others again cannot help, so the versions count as delivered, the error stays.
 CREATE FUNCTION duet.duet_alertmanager_record(p_alertmanager text, p_ids bigint[], p_versions bigint[],
-                                              p_error text, p_detail text, p_next_attempt timestamptz)
+                                              p_error text, p_detail text, p_next_attempt timestamptz,
+                                              p_rejected boolean)
     RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO duet.alertmanager_deliveries AS d (alert_id, tenant, alertmanager, delivered_version,
                                                    sent_at, attempts, last_attempt_at, last_error)
-    SELECT a.id, a.tenant, p_alertmanager, CASE WHEN p_error IS NULL THEN s.version ELSE 0 END,
-           CASE WHEN p_error IS NULL THEN now() END, 1, now(), p_error
+    SELECT a.id, a.tenant, p_alertmanager, CASE WHEN p_error IS NULL OR p_rejected THEN s.version ELSE 0 END,
+           CASE WHEN p_error IS NULL OR p_rejected THEN now() END, 1, now(), p_error
       FROM unnest(p_ids, p_versions) AS s(id, version) JOIN duet.alerts a ON a.id = s.id
     ON CONFLICT (alert_id, alertmanager) DO UPDATE
-       SET delivered_version = CASE WHEN p_error IS NULL THEN excluded.delivered_version ELSE d.delivered_version END,
-           sent_at = CASE WHEN p_error IS NULL THEN excluded.sent_at ELSE d.sent_at END,
+       SET delivered_version = CASE WHEN p_error IS NULL OR p_rejected THEN excluded.delivered_version
+                                    ELSE d.delivered_version END,
+           sent_at = CASE WHEN p_error IS NULL OR p_rejected THEN excluded.sent_at ELSE d.sent_at END,
            attempts = d.attempts + 1, last_attempt_at = now(), last_error = p_error;
     INSERT INTO duet.alertmanager_status AS s (alertmanager, configured, last_attempt_at, last_success_at,
                                                consecutive_failures, next_attempt_at, last_error, alerts_sent)
@@ -237,9 +243,9 @@ BEGIN
            last_error = CASE WHEN p_error IS NULL THEN s.last_error ELSE excluded.last_error END,
            alerts_sent = s.alerts_sent + excluded.alerts_sent;
 END $$;
-COMMENT ON FUNCTION duet.duet_alertmanager_record(text, bigint[], bigint[], text, text, timestamptz) IS
+COMMENT ON FUNCTION duet.duet_alertmanager_record(text, bigint[], bigint[], text, text, timestamptz, boolean) IS
     'internal: records the outcome of one POST to an Alertmanager in the delivery rows and its status';
-REVOKE ALL ON FUNCTION duet.duet_alertmanager_record(text, bigint[], bigint[], text, text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION duet.duet_alertmanager_record(text, bigint[], bigint[], text, text, timestamptz, boolean) FROM PUBLIC;
 
 -- The sender's list of Alertmanagers (after a reload): others are marked not configured.
 CREATE FUNCTION duet.duet_alertmanager_configure(p_alertmanagers text[]) RETURNS void

@@ -17,7 +17,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $am_bin = '/usr/bin/prometheus-alertmanager';
-plan skip_all => "$am_bin is not installed (test/install-deps.sh installs it)" unless -x $am_bin;
+die "$am_bin is not installed: run test/install-deps.sh" unless -x $am_bin;
 
 my $root = $ENV{DUET_ROOT} // '.';
 my $dir = PostgreSQL::Test::Utils::tempdir();
@@ -201,7 +201,7 @@ for my $name ('am1', 'am2')
 {
 	my $a = wait_until(sub { am_find($name, alertname => 'over_budget', campaign_id => '1') });
 	ok($a, "$name shows the firing alert");
-	is_deeply([ map { $a->{labels}{$_} } qw(alertname tenant severity campaign_id team receiver _bad_name) ],
+	is_deeply([ map { $a->{labels}{$_} } qw(alertname tenant severity campaign_id team receiver _2bad_name) ],
 		[ 'over_budget', 'acme', 'critical', '1', 'ads', undef, 'x' ],
 		"$name: labels are the rule's, alertname/tenant/severity and the tenant's routing labels (its override replaces the default; names made valid)");
 	is($a->{annotations}{summary}, 'campaign 1 overspent by 50', "$name: summary is the rendered message");
@@ -309,6 +309,17 @@ am_start('am2');
 ok(wait_until(sub { am_find('am2', alertname => 'over_budget', campaign_id => '4') }),
 	'after a PostgreSQL restart, the alert is delivered to the Alertmanager that was down');
 
+# 5b. A query rule evaluated as of a later time (duet_rules_evaluate(at)) starts in the future:
+# Alertmanager still takes it (endsAt after startsAt), and the batch with it is accepted.
+$node->safe_psql('postgres', q{SET ROLE acme_user; SELECT duet_set_tenant('acme') \gset
+	SELECT duet_rule_create('future_rule', 'n > 0', query => 'SELECT count(*) AS n FROM spend')});
+$node->safe_psql('postgres', q{SELECT duet_rules_evaluate(now() + interval '2 hours')});
+ok(wait_until(sub { am_find('am1', alertname => 'future_rule') && am_find('am2', alertname => 'future_rule') }),
+	'an alert evaluated as of a later time reaches both Alertmanagers');
+ok(wait_until(sub {
+	$node->safe_psql('postgres', q{SELECT bool_and(consecutive_failures = 0) FROM duet.alertmanager_status WHERE configured}) eq 't' }),
+	'and no Alertmanager refused it');
+
 # 6. Tenants: each sees only its own alerts and deliveries; the admin tables stay closed.
 is($node->safe_psql('postgres', q{SET ROLE globex_user; SELECT duet_set_tenant('globex') \gset
 
@@ -326,7 +337,7 @@ like($err, qr/must be superuser|permission denied|privileges of pg_read_all_sett
 ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE globex_user; SET duet.alertmanager_urls = 'http://evil:1'});
 like($err, qr/cannot be changed now|permission denied/, 'and cannot be set by them');
 ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE globex_user;
-	SELECT duet.duet_alertmanager_record('x', '{1}', '{99}', NULL, NULL, NULL)});
+	SELECT duet.duet_alertmanager_record('x', '{1}', '{99}', NULL, NULL, NULL, false)});
 like($err, qr/permission denied/, 'a tenant cannot mark deliveries');
 
 # 7. Misconfiguration is refused when set.
