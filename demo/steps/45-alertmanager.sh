@@ -34,7 +34,7 @@ echo $! > "$data/alertmanager.pid"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$am_port/-/ready" >/dev/null && break; sleep 0.2; done
 echo "Alertmanager on http://127.0.0.1:$am_port, webhook receiver on 127.0.0.1:$(cat "$data/hook.port")"
 
-# Waits until the receiver got a notification with this status for campaign 2, then prints it.
+# Waits until the receiver got over_budget's notification with this status for campaign 2, prints it.
 show_notification() {
   local status=$1
   for _ in $(seq 150); do
@@ -48,7 +48,7 @@ except FileNotFoundError:
 for line in lines:
     doc = json.loads(line)
     for a in doc["alerts"]:
-        if a["status"] == status and a["labels"].get("campaign_id") == "2":
+        if a["status"] == status and a["labels"].get("campaign_id") == "2" and a["labels"]["alertname"] == "over_budget":
             print("webhook receiver got (%s, group %s):" % (doc["status"], doc["groupKey"]))
             print(json.dumps({k: a[k] for k in ("status", "labels", "annotations", "startsAt", "endsAt")}, indent=2))
             sys.exit(0)
@@ -56,7 +56,7 @@ sys.exit(1)
 PY
     sleep 0.2
   done
-  echo "no $status notification for campaign 2 arrived" >&2; return 1
+  echo "no $status notification of over_budget for campaign 2 arrived" >&2; return 1
 }
 
 psql -e <<SQL
