@@ -19,6 +19,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -29,7 +30,6 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "commands/dbcommands.h"
 #include "utils/array.h"
 /* fmgrprotos.h declares SQL functions named like jansson's json_object and json_typeof. */
 #define json_object pg_sql_json_object

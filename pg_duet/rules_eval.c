@@ -13,6 +13,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -374,11 +375,26 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 	}
 }
 
+/* duet_sql_is_current(), asked once per transaction: rules_observe runs once per instance. */
+static bool
+sql_current(void)
+{
+	static LocalTransactionId asked_in = InvalidLocalTransactionId;
+	static bool current;
+
+	if (MyProc->lxid != asked_in)
+	{
+		current = duet_sql_is_current();
+		asked_in = MyProc->lxid;
+	}
+	return current;
+}
+
 const char *
 rules_content_columns(void)
 {
 	/* Before ALTER EXTENSION pg_duet UPDATE the rules have no annotations (0.1.0). */
-	return duet_sql_is_current() ? "annotations, resolve_message"
+	return sql_current() ? "annotations, resolve_message"
 		: "NULL::pg_catalog.jsonb, NULL::pg_catalog.text";
 }
 
@@ -388,7 +404,7 @@ rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value, c
 {
 	static SPIPlanPtr plan = NULL;
 	static bool plan_current;
-	bool		current = duet_sql_is_current();
+	bool		current = sql_current();
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
