@@ -29,6 +29,18 @@ SELECT duet_rule_alter('roas_low', '{"annotations": null}');
 SELECT duet_rule_alter('roas_low', '{"resolve_message": "{nope}"}');
 SELECT annotations ->> 'summary' FROM duet.rules WHERE name = 'roas_low';
 
+-- at creation too, checked the same way
+SELECT duet_rule_create('born_annotated', 'spend > 2 * budget', target => 'content_spend',
+                        annotations => '{"summary": "{campaign_id} at {spend / budget}x"}',
+                        resolve_message => '{campaign_id} fine') > 0 AS created;
+SELECT annotations, resolve_message FROM duet.rules WHERE name = 'born_annotated';
+SELECT duet_rule_create('born_broken', 'spend > budget', target => 'content_spend',
+                        annotations => '{"summary": "{budgett}"}');
+SELECT duet_rule_create('born_broken', 'spend > budget', target => 'content_spend',
+                        annotations => '["summary"]');
+SELECT count(*) FROM duet.rules WHERE name = 'born_broken';
+SELECT duet_rule_drop('born_annotated');
+
 -- dry run: rendered annotations for a firing row, the resolve message for another
 SELECT duet_rule_test('roas_low', '{"campaign_id": 1, "spend": 1500, "budget": 1000}');
 SELECT duet_rule_test('roas_low', '{"campaign_id": 1, "spend": 10, "budget": 1000}');

@@ -238,11 +238,13 @@ REVOKE ALL ON FUNCTION duet.duet_rule_check_fields(text, text, interval, interva
 
 CREATE FUNCTION duet.duet_rule_create_apply(p_tenant text, p_caller oid, p_name text, p_condition text,
         p_target regclass, p_query text, p_value text, p_severity text, p_labels text[], p_message text,
-        p_for interval, p_keep_firing_for interval, p_topic text, p_enabled boolean) RETURNS bigint
+        p_for interval, p_keep_firing_for interval, p_topic text, p_enabled boolean,
+        p_annotations jsonb, p_resolve_message text) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
+    tmpl   text;
 BEGIN
     IF p_name IS NULL OR p_condition IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -263,11 +265,19 @@ BEGIN
     PERFORM duet.duet_rule_check_target(p_caller, p_target, p_topic);
     PERFORM duet.duet_rule_validate(p_caller, p_condition, p_value, coalesce(p_labels, '{}'), p_message,
                                     p_target, p_query);
+    -- Annotations and the resolve message are templates like the message (docs/alerting.md).
+    PERFORM duet.duet_rule_check_annotations(coalesce(p_annotations, '{}'));
+    FOR tmpl IN SELECT t FROM jsonb_each_text(coalesce(p_annotations, '{}')) AS e(k, t) UNION ALL SELECT p_resolve_message LOOP
+        IF tmpl IS NOT NULL THEN
+            PERFORM duet.duet_rule_validate(p_caller, p_condition, p_value, coalesce(p_labels, '{}'), tmpl,
+                                            p_target, p_query);
+        END IF;
+    END LOOP;
     INSERT INTO duet.rules (tenant, name, target, query, condition, value, severity, labels, message,
-                            for_period, keep_firing_for, topic, enabled, owner)
+                            for_period, keep_firing_for, topic, enabled, owner, annotations, resolve_message)
     VALUES (p_tenant, p_name, p_target, p_query, p_condition, p_value, coalesce(p_severity, 'warning'),
             coalesce(p_labels, '{}'), p_message, coalesce(p_for, '0'), coalesce(p_keep_firing_for, '0'),
-            p_topic, coalesce(p_enabled, true), p_caller)
+            p_topic, coalesce(p_enabled, true), p_caller, coalesce(p_annotations, '{}'), p_resolve_message)
     RETURNING id INTO new_id;
     IF p_target IS NOT NULL THEN
         PERFORM duet.duet_rule_sync_trigger(p_target);
@@ -275,10 +285,10 @@ BEGIN
     RETURN new_id;
 END $$;
 COMMENT ON FUNCTION duet.duet_rule_create_apply(text, oid, text, text, regclass, text, text, text, text[],
-                                                text, interval, interval, text, boolean) IS
+                                                text, interval, interval, text, boolean, jsonb, text) IS
     'internal: creates a rule for a tenant on behalf of a caller already identified by duet_rule_create';
 REVOKE ALL ON FUNCTION duet.duet_rule_create_apply(text, oid, text, text, regclass, text, text, text, text[],
-                                                   text, interval, interval, text, boolean) FROM PUBLIC;
+                                                   text, interval, interval, text, boolean, jsonb, text) FROM PUBLIC;
 
 CREATE FUNCTION duet.duet_rule_lookup(p_tenant text, p_name text) RETURNS duet.rules
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -579,11 +589,12 @@ CREATE FUNCTION duet_rule_create(name text, condition text, target regclass DEFA
                                  severity text DEFAULT 'warning', labels text[] DEFAULT '{}',
                                  message text DEFAULT NULL, for_period interval DEFAULT '0',
                                  keep_firing_for interval DEFAULT '0', topic text DEFAULT NULL,
-                                 enabled boolean DEFAULT true) RETURNS bigint
+                                 enabled boolean DEFAULT true, annotations jsonb DEFAULT '{}',
+                                 resolve_message text DEFAULT NULL) RETURNS bigint
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_rule_create';
 COMMENT ON FUNCTION duet_rule_create(text, text, regclass, text, text, text, text[], text, interval,
-                                     interval, text, boolean) IS
-    'creates a rule of the current tenant: a row rule on target or a query rule; condition and value are Duet formulas; returns its id';
+                                     interval, text, boolean, jsonb, text) IS
+    'creates a rule of the current tenant: a row rule on target or a query rule; condition and value are Duet formulas; annotations and resolve_message are templates for Alertmanager; returns its id';
 
 CREATE FUNCTION duet_rule_alter(name text, changes jsonb) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_rule_alter';
