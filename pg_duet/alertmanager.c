@@ -351,12 +351,15 @@ refresh_targets(void)
 static void
 in_owner_transaction(duet_privileged_fn fn, void *arg)
 {
+	MemoryContext cxt = CurrentMemoryContext;	/* the loop's: commit leaves TopMemoryContext current */
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	duet_run_privileged(duet_extension_owner(), NULL, fn, arg);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 }
 
 typedef struct Batch
@@ -635,6 +638,7 @@ duet_alertmanager_main(Datum arg)
 		StartTransactionCommand();
 		check_sql(&probe);
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(loopcxt);
 		if (!probe.sql_current)
 		{
 			if (!stale_logged)
