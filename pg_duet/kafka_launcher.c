@@ -34,6 +34,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "alertmanager.h"
 #include "kafka.h"
 #include "pg_duet.h"
 #include "worker.h"
@@ -341,6 +342,15 @@ duet_kafka_supervisor_main(Datum arg)
 			a.group = -1;
 			strlcpy(a.dbname, self.dbname, NAMEDATALEN);
 			child_want(&a, "duet_kafka_publisher_main", "pg_duet kafka outbox publisher");
+		}
+		if (installed && duet_alertmanager_configured())
+		{
+			DuetKafkaWorkerArgs a = {0};
+
+			a.dboid = MyDatabaseId;
+			a.group = -2;		/* the Alertmanager sender (alertmanager.c) */
+			strlcpy(a.dbname, self.dbname, NAMEDATALEN);
+			child_want(&a, "duet_alertmanager_main", "pg_duet alertmanager sender");
 		}
 		SPI_finish();
 		PopActiveSnapshot();

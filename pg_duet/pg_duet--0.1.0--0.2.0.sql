@@ -3311,3 +3311,875 @@ COMMENT ON COLUMN duet.kafka_consumer_config.created_at IS 'when the consumer wa
 COMMENT ON COLUMN duet.kafka_consumer_config.mode IS 'append or upsert';
 COMMENT ON COLUMN duet.kafka_consumer_config.key_columns IS 'upsert mode: the key columns';
 COMMENT ON COLUMN duet.kafka_consumer_config.key_source IS 'upsert mode: where the key columns come from (key or value)';
+
+-- Alertmanager and alert content (issue 17, items 1 and 2; sql/45_alertmanager.sql) ------------
+-- duet_alert_observe takes the rendered annotations: the 7-argument version goes.
+DROP FUNCTION duet.duet_alert_observe(bigint, jsonb, text, jsonb, text, text, timestamptz);
+-- Columns are added without a default, then filled: stored as in a fresh install (no "missing
+-- value" for old rows, which a binary-upgrade dump would show).
+ALTER TABLE duet.rules ADD COLUMN annotations jsonb;
+UPDATE duet.rules SET annotations = '{}';
+ALTER TABLE duet.rules ALTER COLUMN annotations SET DEFAULT '{}';
+ALTER TABLE duet.rules ALTER COLUMN annotations SET NOT NULL;
+ALTER TABLE duet.rules ADD CONSTRAINT rule_annotations CHECK (jsonb_typeof(annotations) = 'object');
+ALTER TABLE duet.rules ADD COLUMN resolve_message text;
+
+ALTER TABLE duet.alerts ADD COLUMN annotations jsonb;
+ALTER TABLE duet.alerts ADD COLUMN resolve_message text;
+ALTER TABLE duet.alerts ADD COLUMN started_at timestamptz;
+ALTER TABLE duet.alerts ADD COLUMN resolved_at timestamptz;
+ALTER TABLE duet.alerts ADD COLUMN notify_version bigint;
+UPDATE duet.alerts SET notify_version = 0;
+ALTER TABLE duet.alerts ALTER COLUMN notify_version SET DEFAULT 0;
+ALTER TABLE duet.alerts ALTER COLUMN notify_version SET NOT NULL;
+-- The sender's scan: alerts Alertmanager knows of (firing, or resolved and not yet forgotten).
+CREATE INDEX alerts_notified ON duet.alerts (id) WHERE notify_version > 0;
+
+-- Annotation names are Alertmanager label names; values are message templates.
+CREATE FUNCTION duet.duet_rule_check_annotations(p_annotations jsonb) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text;
+BEGIN
+    IF jsonb_typeof(p_annotations) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'rule annotations must be a JSON object of templates',
+            HINT = 'For example: {"summary": "campaign {campaign_id} overspent", "runbook_url": "https://wiki/budget"}.';
+    END IF;
+    FOR k IN SELECT e.key FROM jsonb_each(p_annotations) e LOOP
+        IF k !~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_name',
+                MESSAGE = format('invalid annotation name "%s"', k),
+                DETAIL = 'Alertmanager annotation names have letters, digits and "_", not starting with a digit.';
+        END IF;
+        IF jsonb_typeof(p_annotations -> k) <> 'string' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('annotation "%s" must be a string template', k);
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION duet.duet_rule_check_annotations(jsonb) IS
+    'internal: checks that a rule''s annotations are an object of string templates with Alertmanager names';
+REVOKE ALL ON FUNCTION duet.duet_rule_check_annotations(jsonb) FROM PUBLIC;
+
+-- Per-tenant routing defaults: the config key alertmanager.labels (a JSON object, a global
+-- default and tenant overrides, docs/alerting.md), under the rule's labels, under alertname,
+-- tenant and severity. Label names Alertmanager would refuse are made valid as Prometheus does
+-- (every other character becomes "_"). Run as the caller: row-level security on duet.config
+-- shows a tenant its own value and the default, the sender (the owner) every tenant's.
+CREATE FUNCTION duet_alertmanager_labels(p_tenant text, p_rule text, p_severity text, p_labels jsonb)
+    RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT coalesce(jsonb_object_agg(regexp_replace(regexp_replace(l.key, '[^A-Za-z0-9_]', '_', 'g'), '^([0-9])', '_\1'),
+                                     l.value ORDER BY l.prio, l.key), '{}')
+           || jsonb_build_object('alertname', p_rule, 'tenant', p_tenant, 'severity', p_severity)
+      FROM (SELECT 1 AS prio, d.key, d.value
+              FROM (SELECT c.value FROM duet.config c
+                     WHERE c.key = 'alertmanager.labels' AND (c.tenant IS NULL OR c.tenant = p_tenant)
+                       AND jsonb_typeof(c.value) = 'object'
+                     ORDER BY c.tenant NULLS LAST LIMIT 1) AS cfg,
+                   jsonb_each_text(cfg.value) AS d
+            UNION ALL
+            SELECT 2, e.key, e.value FROM jsonb_each_text(coalesce(p_labels, '{}')) AS e) AS l
+     WHERE l.value IS NOT NULL AND l.value <> '';
+END;
+COMMENT ON FUNCTION duet_alertmanager_labels(text, text, text, jsonb) IS
+    'the Alertmanager label set of an alert: the tenant''s alertmanager.labels config, then the rule''s labels, then alertname, tenant and severity';
+
+-- Per alert and Alertmanager: which notify_version it accepted, and the last failure.
+CREATE TABLE duet.alertmanager_deliveries (
+    alert_id          bigint NOT NULL REFERENCES duet.alerts ON DELETE CASCADE,
+    tenant            text NOT NULL,
+    alertmanager      text NOT NULL,     -- the URL without user:password
+    delivered_version bigint NOT NULL DEFAULT 0,
+    sent_at           timestamptz,
+    attempts          integer NOT NULL DEFAULT 0,
+    last_attempt_at   timestamptz,
+    last_error        text,
+    PRIMARY KEY (alert_id, alertmanager)
+);
+COMMENT ON TABLE duet.alertmanager_deliveries IS
+    'delivery state of each alert to each Alertmanager: the version it accepted and when; written by the sender';
+
+-- Per Alertmanager: what the sender saw. Superusers and pg_monitor read it (URLs, errors).
+CREATE TABLE duet.alertmanager_status (
+    alertmanager         text PRIMARY KEY,
+    configured           boolean NOT NULL DEFAULT true,
+    last_attempt_at      timestamptz,
+    last_success_at      timestamptz,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    next_attempt_at      timestamptz,
+    last_error           text,
+    alerts_sent          bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE duet.alertmanager_status IS
+    'each Alertmanager of duet.alertmanager_urls as the sender saw it: last success, failures, backoff, last error';
+
+REVOKE ALL ON duet.alertmanager_deliveries, duet.alertmanager_status FROM PUBLIC;
+GRANT SELECT ON duet.alertmanager_deliveries TO PUBLIC;
+GRANT SELECT ON duet.alertmanager_status TO pg_monitor;
+ALTER TABLE duet.alertmanager_deliveries ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.alertmanager_deliveries FORCE ROW LEVEL SECURITY;
+CREATE POLICY alertmanager_deliveries_tenant ON duet.alertmanager_deliveries
+    USING (tenant = @extschema@.duet_current_tenant() OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'duet'), 'USAGE'));
+
+-- Called by duet_alert_observe when an alert's notification changes: wakes this database's
+-- sender when the transaction commits (C: alertmanager.c). Carries nothing.
+CREATE FUNCTION duet_alertmanager_wake() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_alertmanager_wake';
+COMMENT ON FUNCTION duet_alertmanager_wake() IS
+    'internal: wakes the Alertmanager sender of this database at commit (no payload)';
+REVOKE ALL ON FUNCTION duet_alertmanager_wake() FROM PUBLIC;
+
+-- What the tenant sees of its alerts: content, the labels Alertmanager gets, delivery state.
+CREATE OR REPLACE VIEW duet.alerts_active WITH (security_invoker = true) AS
+SELECT a.id AS alert_id, a.tenant, r.name AS rule, r.severity, a.labels, a.state,
+       a.pending_since, a.firing_since, a.recovering_since, a.last_eval_at, a.value, a.message, a.error,
+       a.annotations,
+       @extschema@.duet_alertmanager_labels(a.tenant, r.name, r.severity, a.labels) AS alertmanager_labels,
+       a.notify_version,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('alertmanager', d.alertmanager,
+                                                     'delivered', d.delivered_version >= a.notify_version,
+                                                     'sent_at', d.sent_at, 'attempts', d.attempts,
+                                                     'last_error', d.last_error)
+                                  ORDER BY d.alertmanager), '[]')
+          FROM duet.alertmanager_deliveries d WHERE d.alert_id = a.id) AS delivery
+  FROM duet.alerts a JOIN duet.rules r ON r.id = a.rule_id
+ WHERE a.state IN ('pending', 'firing', 'recovering', 'error', 'nodata');
+
+SELECT pg_catalog.pg_extension_config_dump('duet.alertmanager_deliveries', '');
+
+------------------------------------------------------------------------------------------------
+-- The sender's queries (C: alertmanager.c), run as the extension owner.
+------------------------------------------------------------------------------------------------
+
+-- Alerts an Alertmanager must be sent now, as Alertmanager's v2 API takes them. Firing: when this
+-- Alertmanager has not accepted the current notify_version, or not within p_resend (endsAt is
+-- 4 x p_resend ahead, as Prometheus does). Resolved: until accepted where an earlier state was,
+-- and every p_resend for 15 minutes (Prometheus' resolved retention), endsAt = resolved_at.
+CREATE FUNCTION duet.duet_alertmanager_due(p_alertmanager text, p_resend interval, p_limit integer,
+                                           p_generator_url text)
+    RETURNS TABLE (alert_id bigint, notify_version bigint, tenant text, labels text,
+                   annotations text, starts_at text, ends_at text, generator_url text)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT a.id, a.notify_version, a.tenant,
+           @extschema@.duet_alertmanager_labels(a.tenant, r.name, r.severity, a.labels)::text,
+           (CASE WHEN a.message IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('summary', a.message) END
+            || coalesce(a.annotations, '{}')
+            || CASE WHEN a.firing_since IS NULL AND a.resolve_message IS NOT NULL
+                    THEN jsonb_build_object('summary', a.resolve_message) ELSE '{}'::jsonb END)::text,
+           to_char(a.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           -- (an evaluation at a future time, duet_rules_evaluate(at), may start it after now)
+           to_char(CASE WHEN a.firing_since IS NOT NULL THEN greatest(now(), a.started_at) + 4 * p_resend
+                        ELSE greatest(a.resolved_at, a.started_at) END
+                   AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           CASE WHEN coalesce(p_generator_url, '') = ''
+                THEN format('postgresql:///%s?duet_tenant=%s&duet_rule=%s', current_database(), a.tenant, r.name)
+                ELSE format('%s%stenant=%s&rule=%s', p_generator_url,
+                            CASE WHEN strpos(p_generator_url, '?') > 0 THEN '&' ELSE '?' END, a.tenant, r.name) END
+      FROM duet.alerts a
+      JOIN duet.rules r ON r.id = a.rule_id
+      LEFT JOIN duet.alertmanager_deliveries d ON d.alert_id = a.id AND d.alertmanager = p_alertmanager
+     WHERE a.notify_version > 0 AND a.started_at IS NOT NULL
+       AND ((a.firing_since IS NOT NULL
+             AND (d.alert_id IS NULL OR d.delivered_version < a.notify_version OR d.sent_at IS NULL
+                  OR d.sent_at <= now() - p_resend))
+         OR (a.firing_since IS NULL AND a.resolved_at IS NOT NULL
+             AND ((d.delivered_version > 0 AND d.delivered_version < a.notify_version)
+               OR (a.resolved_at > now() - interval '15 minutes'
+                   AND (d.alert_id IS NULL OR d.sent_at IS NULL OR d.sent_at <= now() - p_resend)))))
+     ORDER BY a.id
+     LIMIT p_limit;
+END;
+COMMENT ON FUNCTION duet.duet_alertmanager_due(text, interval, integer, text) IS
+    'internal: the alerts the sender must send to one Alertmanager now, with labels, annotations, startsAt, endsAt and generatorURL';
+REVOKE ALL ON FUNCTION duet.duet_alertmanager_due(text, interval, integer, text) FROM PUBLIC;
+
+-- When the next resend to an Alertmanager is due (NULL: none is).
+CREATE FUNCTION duet.duet_alertmanager_next_due(p_alertmanager text, p_resend interval) RETURNS timestamptz
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT min(d.sent_at) + p_resend
+      FROM duet.alertmanager_deliveries d JOIN duet.alerts a ON a.id = d.alert_id
+     WHERE d.alertmanager = p_alertmanager AND d.sent_at IS NOT NULL AND a.notify_version > 0
+       AND (a.firing_since IS NOT NULL OR a.resolved_at > now() - interval '15 minutes');
+END;
+COMMENT ON FUNCTION duet.duet_alertmanager_next_due(text, interval) IS
+    'internal: when the sender must next resend to one Alertmanager';
+REVOKE ALL ON FUNCTION duet.duet_alertmanager_next_due(text, interval) FROM PUBLIC;
+
+-- The outcome of one POST of a batch. p_error NULL: accepted, the versions sent are delivered.
+-- Otherwise p_error (about the Alertmanager, no alert content) goes to each alert's delivery
+-- row and p_detail (the answer, which may name other tenants' alerts) to the admin status only.
+-- p_rejected: Alertmanager refused the batch as invalid (HTTP 4xx): it took the valid alerts, and
+-- sending the others again cannot help, so the versions count as delivered, the error stays.
+CREATE FUNCTION duet.duet_alertmanager_record(p_alertmanager text, p_ids bigint[], p_versions bigint[],
+                                              p_error text, p_detail text, p_next_attempt timestamptz,
+                                              p_rejected boolean)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO duet.alertmanager_deliveries AS d (alert_id, tenant, alertmanager, delivered_version,
+                                                   sent_at, attempts, last_attempt_at, last_error)
+    SELECT a.id, a.tenant, p_alertmanager, CASE WHEN p_error IS NULL OR p_rejected THEN s.version ELSE 0 END,
+           CASE WHEN p_error IS NULL OR p_rejected THEN now() END, 1, now(), p_error
+      FROM unnest(p_ids, p_versions) AS s(id, version) JOIN duet.alerts a ON a.id = s.id
+    ON CONFLICT (alert_id, alertmanager) DO UPDATE
+       SET delivered_version = CASE WHEN p_error IS NULL OR p_rejected THEN excluded.delivered_version
+                                    ELSE d.delivered_version END,
+           sent_at = CASE WHEN p_error IS NULL OR p_rejected THEN excluded.sent_at ELSE d.sent_at END,
+           attempts = d.attempts + 1, last_attempt_at = now(), last_error = p_error;
+    INSERT INTO duet.alertmanager_status AS s (alertmanager, configured, last_attempt_at, last_success_at,
+                                               consecutive_failures, next_attempt_at, last_error, alerts_sent)
+    VALUES (p_alertmanager, true, now(), CASE WHEN p_error IS NULL THEN now() END,
+            CASE WHEN p_error IS NULL THEN 0 ELSE 1 END, p_next_attempt,
+            CASE WHEN p_error IS NOT NULL THEN concat_ws(': ', p_error, p_detail) END,
+            CASE WHEN p_error IS NULL THEN coalesce(cardinality(p_ids), 0) ELSE 0 END)
+    ON CONFLICT (alertmanager) DO UPDATE
+       SET configured = true, last_attempt_at = now(),
+           last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+           consecutive_failures = CASE WHEN p_error IS NULL THEN 0 ELSE s.consecutive_failures + 1 END,
+           next_attempt_at = p_next_attempt,
+           last_error = CASE WHEN p_error IS NULL THEN s.last_error ELSE excluded.last_error END,
+           alerts_sent = s.alerts_sent + excluded.alerts_sent;
+END $$;
+COMMENT ON FUNCTION duet.duet_alertmanager_record(text, bigint[], bigint[], text, text, timestamptz, boolean) IS
+    'internal: records the outcome of one POST to an Alertmanager in the delivery rows and its status';
+REVOKE ALL ON FUNCTION duet.duet_alertmanager_record(text, bigint[], bigint[], text, text, timestamptz, boolean) FROM PUBLIC;
+
+-- The sender's list of Alertmanagers (after a reload): others are marked not configured.
+CREATE FUNCTION duet.duet_alertmanager_configure(p_alertmanagers text[]) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    INSERT INTO duet.alertmanager_status (alertmanager)
+    SELECT u FROM unnest(p_alertmanagers) AS u
+    ON CONFLICT (alertmanager) DO UPDATE SET configured = true;
+    UPDATE duet.alertmanager_status SET configured = false, next_attempt_at = NULL
+     WHERE configured AND NOT alertmanager = ANY (p_alertmanagers);
+END;
+COMMENT ON FUNCTION duet.duet_alertmanager_configure(text[]) IS
+    'internal: marks the Alertmanagers of duet.alertmanager_urls configured in duet.alertmanager_status, and the others not';
+REVOKE ALL ON FUNCTION duet.duet_alertmanager_configure(text[]) FROM PUBLIC;
+
+CREATE FUNCTION duet.duet_alert_observe(p_rule bigint, p_labels jsonb, p_outcome text, p_value jsonb,
+                                        p_message text, p_error text, p_at timestamptz,
+                                        p_annotations jsonb) RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       duet.rules;
+    a       duet.alerts;
+    base    text;
+    new     text;
+    event   jsonb;
+    transition bigint;
+BEGIN
+    SELECT * INTO r FROM duet.rules WHERE id = p_rule;
+    IF NOT FOUND THEN
+        RETURN NULL;    -- dropped concurrently
+    END IF;
+    INSERT INTO duet.alerts (rule_id, tenant, labels) VALUES (p_rule, r.tenant, p_labels)
+        ON CONFLICT ON CONSTRAINT alert_instance DO NOTHING;
+    SELECT * INTO a FROM duet.alerts WHERE rule_id = p_rule AND labels = p_labels FOR UPDATE;
+
+    -- Error and No Data interrupt evaluation without ending an active alert: when data comes
+    -- back, an alert that was firing is still firing (no second notification).
+    base := CASE WHEN a.state IN ('error', 'nodata', 'resolved') THEN
+                     CASE WHEN a.firing_since IS NOT NULL THEN 'firing'
+                          WHEN a.pending_since IS NOT NULL THEN 'pending' ELSE 'normal' END
+                 ELSE a.state END;
+
+    IF p_outcome = 'error' THEN
+        new := 'error';
+    ELSIF p_outcome = 'nodata' THEN
+        new := 'nodata';
+    ELSIF p_outcome = 'true' THEN
+        IF base IN ('firing', 'recovering') THEN
+            new := 'firing';            -- a flap within keep_firing_for: still the same alert
+            a.recovering_since := NULL;
+        ELSIF base = 'pending' AND p_at - a.pending_since >= r.for_period THEN
+            new := 'firing';
+        ELSIF base = 'pending' THEN
+            new := 'pending';
+        ELSIF r.for_period = '0' THEN
+            new := 'firing';
+            a.pending_since := p_at;
+        ELSE
+            new := 'pending';
+            a.pending_since := p_at;
+        END IF;
+        IF new = 'firing' AND a.firing_since IS NULL THEN
+            a.firing_since := p_at;
+        END IF;
+    ELSIF p_outcome = 'false' THEN
+        IF base = 'firing' AND r.keep_firing_for = '0' THEN
+            new := 'resolved';
+        ELSIF base = 'firing' THEN
+            new := 'recovering';
+            a.recovering_since := p_at;
+        ELSIF base = 'recovering' AND p_at - a.recovering_since >= r.keep_firing_for THEN
+            new := 'resolved';
+        ELSIF base = 'recovering' THEN
+            new := 'recovering';
+        ELSIF a.state = 'resolved' THEN
+            new := 'resolved';          -- stays resolved until the condition holds again
+        ELSE
+            new := 'normal';
+        END IF;
+        IF new IN ('resolved', 'normal') THEN
+            a.pending_since := NULL;
+            a.firing_since := NULL;
+            a.recovering_since := NULL;
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'invalid alert outcome "%"', p_outcome;
+    END IF;
+
+    UPDATE duet.alerts
+       SET state = new, pending_since = a.pending_since, firing_since = a.firing_since,
+           recovering_since = a.recovering_since, last_eval_at = p_at,
+           value = CASE WHEN p_outcome IN ('true', 'false') THEN p_value ELSE value END,
+           message = CASE WHEN p_outcome = 'true' THEN p_message ELSE message END,
+           annotations = CASE WHEN p_outcome = 'true' THEN p_annotations ELSE annotations END,
+           error = CASE WHEN p_outcome = 'error' THEN p_error END
+     WHERE id = a.id;
+
+    -- What Alertmanager is told: a new firing episode (startsAt), or its end (endsAt).
+    IF new = 'firing' AND base NOT IN ('firing', 'recovering') THEN
+        UPDATE duet.alerts SET started_at = a.firing_since, resolved_at = NULL, resolve_message = NULL,
+                               notify_version = notify_version + 1
+         WHERE id = a.id;
+        PERFORM @extschema@.duet_alertmanager_wake();
+    ELSIF new = 'resolved' AND a.state <> 'resolved' THEN
+        UPDATE duet.alerts SET resolved_at = p_at,
+                               resolve_message = CASE WHEN p_outcome = 'false' THEN p_message END,
+                               notify_version = notify_version + 1
+         WHERE id = a.id;
+        PERFORM @extschema@.duet_alertmanager_wake();
+    END IF;
+
+    IF new IS DISTINCT FROM a.state THEN
+        INSERT INTO duet.alert_transitions (alert_id, rule_id, tenant, labels, from_state, to_state, at,
+                                            value, message, error)
+        VALUES (a.id, p_rule, r.tenant, p_labels, a.state, new, p_at, p_value,
+                CASE WHEN p_outcome = 'true' OR (new = 'resolved' AND p_message IS NOT NULL) THEN p_message
+                     ELSE a.message END,
+                CASE WHEN p_outcome = 'error' THEN p_error END)
+        RETURNING id INTO transition;
+    END IF;
+
+    -- Notify when an alert starts firing (not on a flap back from recovering) and when it resolves.
+    IF (new = 'firing' AND base NOT IN ('firing', 'recovering')) OR (new = 'resolved' AND a.state <> 'resolved') THEN
+        event := jsonb_build_object('tenant', r.tenant, 'rule', r.name, 'rule_id', r.id,
+                                    'severity', r.severity, 'labels', p_labels, 'state', new,
+                                    'at', to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                                    'value', p_value,
+                                    'message', CASE WHEN new = 'firing' THEN p_message
+                                                    ELSE coalesce(p_message, a.message) END,
+                                    'alert_id', a.id);
+        -- Every role can LISTEN: the channel carries only the transition's id, which a listener
+        -- reads back through duet.alert_history under row-level security (its own tenant only).
+        PERFORM pg_notify('duet_alerts', transition::text);
+        IF r.topic IS NOT NULL THEN
+            EXECUTE 'SELECT @extschema@.duet_kafka_publish($1, $2, $3, $4)'
+                USING r.topic, r.tenant || '/' || r.name || '/' || p_labels::text, event,
+                      jsonb_build_object('source', 'pg_duet rules', 'tenant', r.tenant, 'state', new);
+        END IF;
+    END IF;
+    RETURN new;
+END $$;
+COMMENT ON FUNCTION duet.duet_alert_observe(bigint, jsonb, text, jsonb, text, text, timestamptz, jsonb) IS
+    'internal: applies one observation to an alert instance (Normal, Pending, Firing, Recovering, Resolved, Error, No Data), with history, NOTIFY, outbox and Alertmanager notification';
+REVOKE ALL ON FUNCTION duet.duet_alert_observe(bigint, jsonb, text, jsonb, text, text, timestamptz, jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION duet.duet_alert_sweep(p_rule bigint, p_seen jsonb[], p_at timestamptz) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    l jsonb;
+BEGIN
+    FOR l IN SELECT labels FROM duet.alerts
+              WHERE rule_id = p_rule AND state NOT IN ('normal', 'resolved')
+                AND NOT labels = ANY (coalesce(p_seen, '{}'))
+              ORDER BY id LOOP
+        PERFORM duet.duet_alert_observe(p_rule, l, 'false', NULL, NULL, NULL, p_at, NULL);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION duet.duet_alert_sweep(bigint, jsonb[], timestamptz) IS
+    'internal: observes as false the active instances of a query rule that its last result did not contain';
+REVOKE ALL ON FUNCTION duet.duet_alert_sweep(bigint, jsonb[], timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION duet.duet_rule_alter_apply(p_tenant text, p_caller oid, p_name text, p_changes jsonb)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       duet.rules := duet.duet_rule_lookup(p_tenant, p_name);
+    old_tbl regclass := r.target;
+    k       text;
+    allowed text[] := ARRAY['name', 'condition', 'value', 'severity', 'labels', 'message', 'for',
+                            'keep_firing_for', 'topic', 'enabled', 'target', 'query', 'annotations',
+                            'resolve_message'];
+    tmpl    text;
+BEGIN
+    IF p_changes IS NULL OR jsonb_typeof(p_changes) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'rule changes must be a JSON object',
+            HINT = 'For example: {"condition": "spend > 2 * budget", "for": "10 minutes"}.';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(p_changes) LOOP
+        IF NOT k = ANY (allowed) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('unknown rule field "%s"', k),
+                DETAIL = format('Fields that can change: %s.', array_to_string(allowed, ', '));
+        END IF;
+        IF k IN ('name', 'condition', 'severity', 'for', 'keep_firing_for', 'enabled', 'labels', 'annotations')
+           AND jsonb_typeof(p_changes -> k) = 'null' THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = format('rule field "%s" must not be null', k);
+        END IF;
+    END LOOP;
+    BEGIN
+        IF p_changes ? 'name' THEN r.name := p_changes ->> 'name'; END IF;
+        IF p_changes ? 'condition' THEN r.condition := p_changes ->> 'condition'; END IF;
+        IF p_changes ? 'value' THEN r.value := p_changes ->> 'value'; END IF;
+        IF p_changes ? 'severity' THEN r.severity := p_changes ->> 'severity'; END IF;
+        IF p_changes ? 'message' THEN r.message := p_changes ->> 'message'; END IF;
+        IF p_changes ? 'topic' THEN r.topic := p_changes ->> 'topic'; END IF;
+        IF p_changes ? 'query' THEN r.query := p_changes ->> 'query'; END IF;
+        IF p_changes ? 'target' THEN r.target := (p_changes ->> 'target')::regclass; END IF;
+        IF p_changes ? 'enabled' THEN r.enabled := (p_changes ->> 'enabled')::boolean; END IF;
+        IF p_changes ? 'for' THEN r.for_period := (p_changes ->> 'for')::interval; END IF;
+        IF p_changes ? 'keep_firing_for' THEN r.keep_firing_for := (p_changes ->> 'keep_firing_for')::interval; END IF;
+        IF p_changes ? 'labels' THEN
+            r.labels := ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'labels'));
+        END IF;
+        IF p_changes ? 'annotations' THEN r.annotations := p_changes -> 'annotations'; END IF;
+        IF p_changes ? 'resolve_message' THEN r.resolve_message := p_changes ->> 'resolve_message'; END IF;
+    EXCEPTION WHEN data_exception OR undefined_table OR invalid_text_representation THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid rule change: %s', SQLERRM);
+    END;
+    IF (r.target IS NULL) = (r.query IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('rule "%s" needs exactly one of target and query', r.name),
+            HINT = 'Set the other one to null in the same change.';
+    END IF;
+    IF r.name <> p_name AND EXISTS (SELECT FROM duet.rules WHERE tenant = p_tenant AND name = r.name) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('rule "%s" already exists', r.name);
+    END IF;
+    PERFORM duet.duet_rule_check_fields(r.name, r.severity, r.for_period, r.keep_firing_for);
+    PERFORM duet.duet_rule_check_target(p_caller, r.target, r.topic);
+    PERFORM duet.duet_rule_validate(p_caller, r.condition, r.value, r.labels, r.message, r.target, r.query);
+    -- Annotations and the resolve message are templates like the message (docs/alerting.md).
+    PERFORM duet.duet_rule_check_annotations(r.annotations);
+    FOR tmpl IN SELECT t FROM jsonb_each_text(r.annotations) AS e(k, t) UNION ALL SELECT r.resolve_message LOOP
+        IF tmpl IS NOT NULL THEN
+            PERFORM duet.duet_rule_validate(p_caller, r.condition, r.value, r.labels, tmpl, r.target, r.query);
+        END IF;
+    END LOOP;
+    UPDATE duet.rules SET name = r.name, condition = r.condition, value = r.value, severity = r.severity,
+           labels = r.labels, message = r.message, annotations = r.annotations,
+           resolve_message = r.resolve_message, for_period = r.for_period,
+           keep_firing_for = r.keep_firing_for, topic = r.topic, enabled = r.enabled, target = r.target,
+           query = r.query, owner = p_caller, version = version + 1, updated_at = now()
+     WHERE id = r.id;
+    -- Instances are keyed by the label set: new labels start new instances.
+    IF p_changes ? 'labels' OR p_changes ? 'target' OR p_changes ? 'query' THEN
+        DELETE FROM duet.alerts WHERE rule_id = r.id;
+    END IF;
+    IF old_tbl IS NOT NULL THEN PERFORM duet.duet_rule_sync_trigger(old_tbl); END IF;
+    IF r.target IS NOT NULL THEN PERFORM duet.duet_rule_sync_trigger(r.target); END IF;
+END $$;
+COMMENT ON FUNCTION duet.duet_rule_alter_apply(text, oid, text, jsonb) IS
+    'internal: changes a tenant''s rule on behalf of a caller identified by duet_rule_alter';
+REVOKE ALL ON FUNCTION duet.duet_rule_alter_apply(text, oid, text, jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION duet_doctor()
+    RETURNS TABLE (check_name text, status text, detail text, hint text)
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w        record;
+    r        record;
+    ndb      int;
+    needed   int;
+    max_w    int := current_setting('max_worker_processes')::int;
+    n        bigint;
+    oldest   interval;
+BEGIN
+    -- Runs as the caller: it reports what the caller may see (rules under row-level security,
+    -- Kafka for duet_kafka_admin and pg_monitor).
+    SELECT * INTO w FROM @extschema@.duet_workers_status();
+    check_name := 'background workers';
+    IF w.problem IS NULL THEN
+        status := 'ok'; detail := 'pg_duet is preloaded and this database is in duet.databases'; hint := NULL;
+    ELSE
+        status := 'error'; detail := w.problem; hint := w.hint;
+    END IF;
+    RETURN NEXT;
+
+    -- Two launchers, three workers per served database (four with an Alertmanager), one per
+    -- consumer partition group here.
+    ndb := array_length(string_to_array(current_setting('duet.databases'), ','), 1);
+    needed := 2 + 3 * coalesce(ndb, 0);
+    IF coalesce((SELECT s.setting FROM pg_settings s WHERE s.name = 'duet.alertmanager_urls'), '') <> '' THEN
+        needed := needed + coalesce(ndb, 0);
+    END IF;
+    IF has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        needed := needed + coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
+                                      WHERE s.state <> 'stopped'), 0)::int;
+    END IF;
+    check_name := 'worker slots';
+    IF needed > max_w THEN
+        status := 'error';
+        detail := format('pg_duet needs at least %s background workers; max_worker_processes is %s', needed, max_w);
+        hint := format('Raise max_worker_processes to %s or more (it also bounds parallel query workers) and restart.',
+                       needed + current_setting('max_parallel_workers')::int);
+    ELSE
+        status := 'ok';
+        detail := format('pg_duet needs at least %s of max_worker_processes = %s', needed, max_w);
+        hint := NULL;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'kafka consumers';
+    IF NOT has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading consumer state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.name, s.state, s.last_error, s.reason FROM duet.kafka_status s
+                  WHERE s.state NOT IN ('running', 'stopped', 'idle') ORDER BY s.name LOOP
+            n := n + 1;
+            status := CASE WHEN r.state = 'starting' THEN 'warning' ELSE 'error' END;
+            detail := format('consumer %s is %s%s', r.name, r.state, coalesce(': ' || coalesce(r.reason, r.last_error), ''));
+            hint := CASE WHEN r.state = 'not running' THEN w.hint
+                         WHEN r.state = 'broker unreachable' THEN 'Check the brokers and the consumer''s security properties; it retries on its own.'
+                         WHEN r.state = 'starting' THEN 'A consumer that stays starting means no worker slot was free: see "worker slots".'
+                         ELSE 'See duet.kafka_dead_letters and the server log; duet_kafka_stop/start restarts it.' END;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok'; detail := 'every enabled consumer is running'; hint := NULL;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
+    check_name := 'rules';
+    n := 0;
+    FOR r IN SELECT ru.tenant, ru.name, a.error, count(*) AS instances
+               FROM duet.alerts a JOIN duet.rules ru ON ru.id OPERATOR(pg_catalog.=) a.rule_id
+              WHERE a.state = 'error' AND ru.enabled
+              GROUP BY ru.tenant, ru.name, a.error ORDER BY ru.tenant, ru.name LOOP
+        n := n + 1;
+        status := 'warning';
+        detail := format('rule %s of tenant %s fails: %s', r.name, r.tenant, r.error);
+        hint := 'Fix the rule with duet_rule_alter (duet_rule_test tries it on a row); duet.alert_history keeps the errors.';
+        RETURN NEXT;
+    END LOOP;
+    IF (SELECT count(*) FROM duet.rules ru WHERE ru.enabled AND ru.query IS NOT NULL) > 0 AND w.problem IS NOT NULL THEN
+        n := n + 1;
+        status := 'error'; detail := 'query rules are never evaluated: ' || w.problem; hint := w.hint;
+        RETURN NEXT;
+    END IF;
+    IF n = 0 THEN
+        status := 'ok'; detail := 'no enabled rule is failing'; hint := NULL;
+        RETURN NEXT;
+    END IF;
+
+    check_name := 'outbox';
+    IF NOT has_table_privilege('duet.kafka_outbox_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+    ELSE
+        SELECT s.pending, now() - s.oldest_pending_at INTO n, oldest FROM duet.kafka_outbox_status s;
+        IF n > 0 AND oldest > interval '1 minute' THEN
+            status := 'error';
+            detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
+            hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');
+        ELSE
+            status := 'ok'; detail := 'no event waits longer than a minute'; hint := NULL;
+        END IF;
+    END IF;
+    RETURN NEXT;
+
+    -- Alertmanager (sql/45_alertmanager.sql): what the sender saw of each configured one.
+    check_name := 'alertmanager';
+    IF NOT has_table_privilege('duet.alertmanager_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the Alertmanager state needs a superuser or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSIF coalesce((SELECT s.setting FROM pg_settings s WHERE s.name = 'duet.alertmanager_urls'), 'x') = '' THEN
+        status := 'ok'; detail := 'no Alertmanager is configured (duet.alertmanager_urls is empty)'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.alertmanager, s.consecutive_failures, s.last_error FROM duet.alertmanager_status s
+                  WHERE s.configured AND s.consecutive_failures > 0 ORDER BY s.alertmanager LOOP
+            status := 'error';
+            detail := format('Alertmanager %s is unreachable or refuses alerts (%s failed attempts in a row): %s',
+                             r.alertmanager, r.consecutive_failures, r.last_error);
+            hint := coalesce(w.hint, 'Check that Alertmanager runs at that URL of duet.alertmanager_urls and that this server may connect to it; pg_duet keeps the alerts and sends them again with backoff.');
+            n := n + 1;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok';
+            detail := format('%s configured Alertmanagers accept alerts',
+                             (SELECT count(*) FROM duet.alertmanager_status s WHERE s.configured));
+            hint := w.hint;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
+    -- Reachability of the LLM endpoints and Kafka brokers: one TCP connection each, all at once,
+    -- at most two seconds in all (C: pg_duet/doctor.c).
+    RETURN QUERY SELECT x.check_name, x.status, x.detail, x.hint FROM @extschema@.duet_doctor_reachability() x;
+END $$;
+COMMENT ON FUNCTION duet_doctor() IS
+    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable Alertmanagers, LLM endpoints and Kafka brokers), each with its fix';
+
+-- Column comments (pg_duet/sql/90_comments.sql)
+COMMENT ON COLUMN duet.rules.annotations IS 'Alertmanager annotations: name -> template ({column}, {value} or a Duet formula), e.g. summary, description, runbook_url';
+COMMENT ON COLUMN duet.rules.resolve_message IS 'template rendered with the row that resolves the alert; sent as the resolved alert''s summary';
+COMMENT ON COLUMN duet.alerts.annotations IS 'annotations rendered with the row that last met the condition';
+COMMENT ON COLUMN duet.alerts.resolve_message IS 'resolve message rendered when the alert resolved (NULL when no row showed it, e.g. a query rule''s instance that disappeared)';
+COMMENT ON COLUMN duet.alerts.started_at IS 'startsAt sent to Alertmanager: when the current or last firing episode began';
+COMMENT ON COLUMN duet.alerts.resolved_at IS 'endsAt sent to Alertmanager once the alert resolved';
+COMMENT ON COLUMN duet.alerts.notify_version IS 'bumped when the alert starts firing and when it resolves; Alertmanagers are sent each version';
+COMMENT ON COLUMN duet.alertmanager_deliveries.alert_id IS 'the alert (duet.alerts.id)';
+COMMENT ON COLUMN duet.alertmanager_deliveries.tenant IS 'tenant of the alert';
+COMMENT ON COLUMN duet.alertmanager_deliveries.alertmanager IS 'the Alertmanager: its URL from duet.alertmanager_urls without user:password';
+COMMENT ON COLUMN duet.alertmanager_deliveries.delivered_version IS 'the notify_version this Alertmanager accepted last (0: none)';
+COMMENT ON COLUMN duet.alertmanager_deliveries.sent_at IS 'when this Alertmanager last accepted the alert';
+COMMENT ON COLUMN duet.alertmanager_deliveries.attempts IS 'POSTs that carried the alert to this Alertmanager, accepted or not';
+COMMENT ON COLUMN duet.alertmanager_deliveries.last_attempt_at IS 'when the alert was last sent to this Alertmanager';
+COMMENT ON COLUMN duet.alertmanager_deliveries.last_error IS 'why the last attempt failed (about the Alertmanager only; NULL after a success)';
+COMMENT ON COLUMN duet.alertmanager_status.alertmanager IS 'the Alertmanager: its URL from duet.alertmanager_urls without user:password';
+COMMENT ON COLUMN duet.alertmanager_status.configured IS 'whether it is in duet.alertmanager_urls now';
+COMMENT ON COLUMN duet.alertmanager_status.last_attempt_at IS 'when the sender last posted to it';
+COMMENT ON COLUMN duet.alertmanager_status.last_success_at IS 'when it last accepted alerts';
+COMMENT ON COLUMN duet.alertmanager_status.consecutive_failures IS 'failed posts in a row (0: healthy)';
+COMMENT ON COLUMN duet.alertmanager_status.next_attempt_at IS 'end of the backoff after a failure';
+COMMENT ON COLUMN duet.alertmanager_status.last_error IS 'the last failure, with the start of Alertmanager''s answer';
+COMMENT ON COLUMN duet.alertmanager_status.alerts_sent IS 'alerts it accepted since the row was created';
+COMMENT ON COLUMN duet.alerts_active.annotations IS 'rendered annotations of the alert';
+COMMENT ON COLUMN duet.alerts_active.alertmanager_labels IS 'the label set Alertmanager gets: the tenant''s alertmanager.labels config, the rule''s labels, alertname, tenant, severity';
+COMMENT ON COLUMN duet.alerts_active.notify_version IS 'version of the alert''s notification (see duet.alerts.notify_version)';
+COMMENT ON COLUMN duet.alerts_active.delivery IS 'per Alertmanager: whether it accepted the current version, when, attempts and last error';
+
+-- duet_rule_create takes annotations and a resolve message (docs/alerting.md): new signatures.
+DROP FUNCTION duet_rule_create(text, text, regclass, text, text, text, text[], text, interval, interval, text, boolean);
+DROP FUNCTION duet.duet_rule_create_apply(text, oid, text, text, regclass, text, text, text, text[],
+                                          text, interval, interval, text, boolean);
+CREATE FUNCTION duet.duet_rule_create_apply(p_tenant text, p_caller oid, p_name text, p_condition text,
+        p_target regclass, p_query text, p_value text, p_severity text, p_labels text[], p_message text,
+        p_for interval, p_keep_firing_for interval, p_topic text, p_enabled boolean,
+        p_annotations jsonb, p_resolve_message text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+    tmpl   text;
+BEGIN
+    IF p_name IS NULL OR p_condition IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'rule name and condition must not be NULL';
+    END IF;
+    IF (p_target IS NULL) = (p_query IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('rule "%s" needs exactly one of target and query', p_name),
+            HINT = 'A row rule names its table (target => ...); a query rule gives a SQL query (query => ...).';
+    END IF;
+    IF EXISTS (SELECT FROM duet.rules WHERE tenant = p_tenant AND name = p_name) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('rule "%s" already exists', p_name),
+            HINT = 'Change it with duet_rule_alter() or remove it with duet_rule_drop().';
+    END IF;
+    PERFORM duet.duet_rule_check_fields(p_name, coalesce(p_severity, 'warning'), coalesce(p_for, '0'),
+                                        coalesce(p_keep_firing_for, '0'));
+    PERFORM duet.duet_rule_check_target(p_caller, p_target, p_topic);
+    PERFORM duet.duet_rule_validate(p_caller, p_condition, p_value, coalesce(p_labels, '{}'), p_message,
+                                    p_target, p_query);
+    -- Annotations and the resolve message are templates like the message (docs/alerting.md).
+    PERFORM duet.duet_rule_check_annotations(coalesce(p_annotations, '{}'));
+    FOR tmpl IN SELECT t FROM jsonb_each_text(coalesce(p_annotations, '{}')) AS e(k, t) UNION ALL SELECT p_resolve_message LOOP
+        IF tmpl IS NOT NULL THEN
+            PERFORM duet.duet_rule_validate(p_caller, p_condition, p_value, coalesce(p_labels, '{}'), tmpl,
+                                            p_target, p_query);
+        END IF;
+    END LOOP;
+    INSERT INTO duet.rules (tenant, name, target, query, condition, value, severity, labels, message,
+                            for_period, keep_firing_for, topic, enabled, owner, annotations, resolve_message)
+    VALUES (p_tenant, p_name, p_target, p_query, p_condition, p_value, coalesce(p_severity, 'warning'),
+            coalesce(p_labels, '{}'), p_message, coalesce(p_for, '0'), coalesce(p_keep_firing_for, '0'),
+            p_topic, coalesce(p_enabled, true), p_caller, coalesce(p_annotations, '{}'), p_resolve_message)
+    RETURNING id INTO new_id;
+    IF p_target IS NOT NULL THEN
+        PERFORM duet.duet_rule_sync_trigger(p_target);
+    END IF;
+    RETURN new_id;
+END $$;
+COMMENT ON FUNCTION duet.duet_rule_create_apply(text, oid, text, text, regclass, text, text, text, text[],
+                                                text, interval, interval, text, boolean, jsonb, text) IS
+    'internal: creates a rule for a tenant on behalf of a caller already identified by duet_rule_create';
+REVOKE ALL ON FUNCTION duet.duet_rule_create_apply(text, oid, text, text, regclass, text, text, text, text[],
+                                                   text, interval, interval, text, boolean, jsonb, text) FROM PUBLIC;
+CREATE FUNCTION duet_rule_create(name text, condition text, target regclass DEFAULT NULL,
+                                 query text DEFAULT NULL, value text DEFAULT NULL,
+                                 severity text DEFAULT 'warning', labels text[] DEFAULT '{}',
+                                 message text DEFAULT NULL, for_period interval DEFAULT '0',
+                                 keep_firing_for interval DEFAULT '0', topic text DEFAULT NULL,
+                                 enabled boolean DEFAULT true, annotations jsonb DEFAULT '{}',
+                                 resolve_message text DEFAULT NULL) RETURNS bigint
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_rule_create';
+COMMENT ON FUNCTION duet_rule_create(text, text, regclass, text, text, text, text[], text, interval,
+                                     interval, text, boolean, jsonb, text) IS
+    'creates a rule of the current tenant: a row rule on target or a query rule; condition and value are Duet formulas; annotations and resolve_message are templates for Alertmanager; returns its id';
+
+-- duet_doctor() after the Kafka pool and the Alertmanager blocks above: both checks (merge) ------
+CREATE OR REPLACE FUNCTION duet_doctor()
+    RETURNS TABLE (check_name text, status text, detail text, hint text)
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w        record;
+    r        record;
+    ndb      int;
+    needed   int;
+    max_w    int := current_setting('max_worker_processes')::int;
+    n        bigint;
+    oldest   interval;
+BEGIN
+    -- Runs as the caller: it reports what the caller may see (rules under row-level security,
+    -- Kafka for duet_kafka_admin and pg_monitor).
+    SELECT * INTO w FROM @extschema@.duet_workers_status();
+    check_name := 'background workers';
+    IF w.problem IS NULL THEN
+        status := 'ok'; detail := 'pg_duet is preloaded and this database is in duet.databases'; hint := NULL;
+    ELSE
+        status := 'error'; detail := w.problem; hint := w.hint;
+    END IF;
+    RETURN NEXT;
+
+    -- Two launchers, three workers per served database (four with an Alertmanager), and here the
+    -- Kafka pool: one worker per consumer partition group, at most duet.kafka_pool_size.
+    ndb := array_length(string_to_array(current_setting('duet.databases'), ','), 1);
+    needed := 2 + 3 * coalesce(ndb, 0);
+    IF coalesce((SELECT s.setting FROM pg_settings s WHERE s.name = 'duet.alertmanager_urls'), '') <> '' THEN
+        needed := needed + coalesce(ndb, 0);
+    END IF;
+    IF has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        needed := needed + LEAST(coalesce(current_setting('duet.kafka_pool_size', true), '2')::int,
+                                 coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
+                                            WHERE s.state <> 'stopped'), 0))::int;
+    END IF;
+    check_name := 'worker slots';
+    IF needed > max_w THEN
+        status := 'error';
+        detail := format('pg_duet needs at least %s background workers; max_worker_processes is %s', needed, max_w);
+        hint := format('Raise max_worker_processes to %s or more (it also bounds parallel query workers) and restart.',
+                       needed + current_setting('max_parallel_workers')::int);
+    ELSE
+        status := 'ok';
+        detail := format('pg_duet needs at least %s of max_worker_processes = %s', needed, max_w);
+        hint := NULL;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'kafka consumers';
+    IF NOT has_table_privilege('duet.kafka_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading consumer state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.name, s.state, s.last_error, s.reason FROM duet.kafka_status s
+                  WHERE s.state NOT IN ('running', 'stopped', 'idle') ORDER BY s.name LOOP
+            n := n + 1;
+            status := CASE WHEN r.state = 'starting' THEN 'warning' ELSE 'error' END;
+            detail := format('consumer %s is %s%s', r.name, r.state, coalesce(': ' || coalesce(r.reason, r.last_error), ''));
+            hint := CASE WHEN r.state = 'not running' THEN w.hint
+                         WHEN r.state = 'broker unreachable' THEN 'Check the brokers and the consumer''s security properties; it retries on its own.'
+                         WHEN r.state = 'starting' THEN 'A consumer that stays starting means no worker slot was free: see "worker slots".'
+                         ELSE 'See duet.kafka_dead_letters and the server log; duet_kafka_stop/start restarts it.' END;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok'; detail := 'every enabled consumer is running'; hint := NULL;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
+    check_name := 'rules';
+    n := 0;
+    FOR r IN SELECT ru.tenant, ru.name, a.error, count(*) AS instances
+               FROM duet.alerts a JOIN duet.rules ru ON ru.id OPERATOR(pg_catalog.=) a.rule_id
+              WHERE a.state = 'error' AND ru.enabled
+              GROUP BY ru.tenant, ru.name, a.error ORDER BY ru.tenant, ru.name LOOP
+        n := n + 1;
+        status := 'warning';
+        detail := format('rule %s of tenant %s fails: %s', r.name, r.tenant, r.error);
+        hint := 'Fix the rule with duet_rule_alter (duet_rule_test tries it on a row); duet.alert_history keeps the errors.';
+        RETURN NEXT;
+    END LOOP;
+    IF (SELECT count(*) FROM duet.rules ru WHERE ru.enabled AND ru.query IS NOT NULL) > 0 AND w.problem IS NOT NULL THEN
+        n := n + 1;
+        status := 'error'; detail := 'query rules are never evaluated: ' || w.problem; hint := w.hint;
+        RETURN NEXT;
+    END IF;
+    IF n = 0 THEN
+        status := 'ok'; detail := 'no enabled rule is failing'; hint := NULL;
+        RETURN NEXT;
+    END IF;
+
+    check_name := 'outbox';
+    IF NOT has_table_privilege('duet.kafka_outbox_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the outbox state needs duet_kafka_admin or pg_monitor'; hint := NULL;
+    ELSE
+        SELECT s.pending, now() - s.oldest_pending_at INTO n, oldest FROM duet.kafka_outbox_status s;
+        IF n > 0 AND oldest > interval '1 minute' THEN
+            status := 'error';
+            detail := format('%s events wait to be published, the oldest for %s', n, date_trunc('second', oldest));
+            hint := coalesce(w.hint, 'Check the brokers (duet.kafka_status) and the server log of the outbox worker.');
+        ELSE
+            status := 'ok'; detail := 'no event waits longer than a minute'; hint := NULL;
+        END IF;
+    END IF;
+    RETURN NEXT;
+
+    -- Alertmanager (sql/45_alertmanager.sql): what the sender saw of each configured one.
+    check_name := 'alertmanager';
+    IF NOT has_table_privilege('duet.alertmanager_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the Alertmanager state needs a superuser or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSIF coalesce((SELECT s.setting FROM pg_settings s WHERE s.name = 'duet.alertmanager_urls'), 'x') = '' THEN
+        status := 'ok'; detail := 'no Alertmanager is configured (duet.alertmanager_urls is empty)'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.alertmanager, s.consecutive_failures, s.last_error FROM duet.alertmanager_status s
+                  WHERE s.configured AND s.consecutive_failures > 0 ORDER BY s.alertmanager LOOP
+            status := 'error';
+            detail := format('Alertmanager %s is unreachable or refuses alerts (%s failed attempts in a row): %s',
+                             r.alertmanager, r.consecutive_failures, r.last_error);
+            hint := coalesce(w.hint, 'Check that Alertmanager runs at that URL of duet.alertmanager_urls and that this server may connect to it; pg_duet keeps the alerts and sends them again with backoff.');
+            n := n + 1;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok';
+            detail := format('%s configured Alertmanagers accept alerts',
+                             (SELECT count(*) FROM duet.alertmanager_status s WHERE s.configured));
+            hint := w.hint;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
+    -- Reachability of the LLM endpoints and Kafka brokers: one TCP connection each, all at once,
+    -- at most two seconds in all (C: pg_duet/doctor.c).
+    RETURN QUERY SELECT x.check_name, x.status, x.detail, x.hint FROM @extschema@.duet_doctor_reachability() x;
+END $$;

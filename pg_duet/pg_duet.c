@@ -20,6 +20,7 @@
 #include "utils/guc.h"
 
 #include "monitor.h"
+#include "alertmanager.h"
 #include "pg_duet.h"
 
 PG_MODULE_MAGIC;
@@ -49,6 +50,7 @@ _PG_init(void)
 	duet_config_init();			/* config: tenants, tenant context, config service */
 	duet_kafka_init();			/* kafka: settings, shared memory, the worker launcher */
 	duet_rules_init();			/* rules: duet.rules_interval and the rule scheduler */
+	duet_alertmanager_init();	/* alerts to Alertmanager: settings, the sender's wake-up */
 	duet_ask_init();			/* ask: duet_ask settings */
 	duet_monitor_init();		/* monitor: counters for Prometheus and duet.health */
 	duet_pipelines_init();		/* pipelines: settings, the wake latch, the pipeline scheduler */

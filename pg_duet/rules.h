@@ -28,12 +28,18 @@ typedef struct RuleFormula
 	PgcalcColumn *cols;			/* how each is read (calc_value.c, as duet_calc reads it) */
 } RuleFormula;
 
-/* A message template split into literal text and {column} placeholders. */
+/*
+ * A message template (message, resolve message, annotations) split into literal text and
+ * placeholders: {column}, {value}, or a Duet formula over the columns such as {roas * 100}.
+ */
+#define TEMPLATE_EXPR	(-2)
 typedef struct RuleTemplate
 {
 	int			nparts;
 	char	  **literal;		/* literal[i] precedes placeholder i */
-	AttrNumber *attnos;			/* column of placeholder i; 0 means {value}; -1 ends the template */
+	AttrNumber *attnos;			/* column of placeholder i; 0 means {value}; -1 ends the template;
+								 * TEMPLATE_EXPR: the formula exprs[i] */
+	RuleFormula **exprs;
 } RuleTemplate;
 
 /*
@@ -54,9 +60,9 @@ extern bool rules_eval(const RuleFormula *f, duet_vm *vm, const duet_value *vars
 /* Parses a message template; unknown placeholders are errors. NULL template: NULL. */
 extern RuleTemplate *rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value);
 
-/* Renders a template for a row; valuetext fills {value}. */
+/* Renders a template for a row; valuetext fills {value}, vm evaluates formula placeholders. */
 extern char *rules_template_render(const RuleTemplate *t, TupleDesc desc, const Datum *values,
-								   const bool *nulls, const char *valuetext);
+								   const bool *nulls, const char *valuetext, duet_vm *vm);
 
 /* The text of column attno of a row ("null" for NULL), as labels and messages show it. */
 extern char *rules_column_text(TupleDesc desc, AttrNumber attno, Datum value, bool isnull);
@@ -78,6 +84,10 @@ typedef struct RuleRun
 	RuleFormula *cond;
 	RuleFormula *value;
 	RuleTemplate *tmpl;
+	RuleTemplate *resolve_tmpl;
+	int			nannot;
+	char	  **annot_names;
+	RuleTemplate **annot_tmpls;
 	int			nlabels;
 	char	  **label_names;
 	AttrNumber *label_attnos;
@@ -89,13 +99,27 @@ typedef struct RuleRun
 	int64		nrows;			/* rows fed, for the monitoring counters */
 } RuleRun;
 
+/* What a rule reports besides its value: templates of duet.rules (any may be NULL). */
+typedef struct RuleContent
+{
+	const char *message;
+	const char *resolve_message;
+	Jsonb	   *annotations;	/* object: name -> template */
+} RuleContent;
+
+/*
+ * The SELECT list of duet.rules' annotations and resolve_message (typed NULLs while the
+ * extension's SQL is still 0.1.0): read after message, into RuleContent.
+ */
+extern const char *rules_content_columns(void);
+
 /*
  * Prepares a run; compile failures (a column dropped since the rule was created, say) are kept in
  * setup_error, never raised. Call within a subtransaction-safe context: it uses one internally.
  */
 extern RuleRun *rules_run_begin(int64 rule_id, const char *tenant, const char *condition,
 								const char *value, Datum labels_array, bool labels_null,
-								const char *message, TupleDesc desc);
+								const RuleContent *content, TupleDesc desc);
 
 /* Feeds one row (all columns deformed). */
 extern void rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm *vm);
@@ -103,9 +127,13 @@ extern void rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nul
 /* Observes every instance at `at` through duet.duet_alert_observe (SPI connected, as the owner). */
 extern void rules_run_observe(RuleRun *run, TimestampTz at);
 
-/* Observes one outcome for one label set (no data, a failed query). */
+/*
+ * Observes one outcome for one label set; message is the rendered message ('true') or resolve
+ * message ('false'), annotations the rendered annotations ('true').
+ */
 extern void rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value,
-						  const char *message, const char *error, TimestampTz at);
+						  const char *message, const char *error, TimestampTz at,
+						  Jsonb *annotations);
 
 /* Label keys of the run's instances (jsonb[] Datum) for duet.duet_alert_sweep. */
 extern Datum rules_run_seen(RuleRun *run);

@@ -252,8 +252,10 @@ duet_rule_test(PG_FUNCTION_ARGS)
 	Datum		args[2];
 	int			ret;
 	char	   *condition,
-			   *value,
-			   *message;
+			   *value;
+	RuleContent content;
+	Datum		annotations;
+	bool		annotations_null;
 	Datum		labels;
 	bool		labels_null;
 	TupleDesc	desc;
@@ -283,8 +285,9 @@ duet_rule_test(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(callcxt);
 	args[0] = CStringGetTextDatum(name);
-	ret = SPI_execute_with_args("SELECT condition, value, labels, message FROM duet.rules "
-								"WHERE tenant OPERATOR(pg_catalog.=) $2 AND name OPERATOR(pg_catalog.=) $1",
+	ret = SPI_execute_with_args(psprintf("SELECT condition, value, labels, message, %s FROM duet.rules "
+										 "WHERE tenant OPERATOR(pg_catalog.=) $2 AND name OPERATOR(pg_catalog.=) $1",
+										 rules_content_columns()),
 								2, (Oid[]) {TEXTOID, TEXTOID}, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the rule: %s", SPI_result_code_string(ret));
@@ -295,7 +298,10 @@ duet_rule_test(PG_FUNCTION_ARGS)
 	condition = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	labels = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &labels_null);
-	message = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	content.message = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	annotations = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &annotations_null);
+	content.annotations = annotations_null ? NULL : DatumGetJsonbP(annotations);
+	content.resolve_message = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
 
 	/*
 	 * The row's keys become columns: numbers numeric (read as duet_calc reads jsonb numbers),
@@ -344,7 +350,7 @@ duet_rule_test(PG_FUNCTION_ARGS)
 		TupleDescInitEntry(desc, i + 1, key, typid, -1, 0);
 	}
 
-	run = rules_run_begin(0, "", condition, value, labels, labels_null, message, desc);
+	run = rules_run_begin(0, "", condition, value, labels, labels_null, &content, desc);
 	if (run->setup_error)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -13,6 +13,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -23,6 +24,7 @@
 
 #include "monitor.h"
 #include "metrics.h"
+#include "pg_duet.h"
 #include "rules.h"
 
 typedef struct RuleInstance
@@ -32,6 +34,8 @@ typedef struct RuleInstance
 	char		outcome;		/* 'f' false, 't' true, 'e' error */
 	Jsonb	   *value;
 	char	   *message;
+	char	   *resolve;		/* not firing: the rendered resolve message */
+	Jsonb	   *annotations;	/* firing: rendered annotations, NULL when the rule has none */
 	char	   *error;
 } RuleInstance;
 
@@ -52,24 +56,51 @@ key_match(const void *key1, const void *key2, Size keysize)
 /* Compiles the rule for the rows' shape, in run->cxt. Raises on any problem. */
 static void
 prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels_array,
-			bool labels_null, const char *message, TupleDesc desc)
+			bool labels_null, const RuleContent *content, TupleDesc desc)
 {
 	int			i;
 	int			nvars;
 
-	/* the rule's tenant's metrics, whoever's statement fires it (metrics_resolve.c) */
+	/*
+	 * The rule's tenant's metrics, whoever's statement fires it (metrics_resolve.c): for the
+	 * condition, the value and the formulas of the message, resolve message and annotations.
+	 */
 	duet_metrics_rule_scope(true, run->tenant);
 	PG_TRY();
 	{
 		run->cond = rules_formula_compile(condition, "condition", desc, true);
 		run->value = value ? rules_formula_compile(value, "value", desc, false) : NULL;
+		run->tmpl = rules_template_parse(content->message, desc, value != NULL);
+		run->resolve_tmpl = rules_template_parse(content->resolve_message, desc, value != NULL);
+		if (content->annotations && JB_ROOT_IS_OBJECT(content->annotations) &&
+			JB_ROOT_COUNT(content->annotations) > 0)
+		{
+			JsonbIterator *it = JsonbIteratorInit(&content->annotations->root);
+			JsonbValue	v;
+			JsonbIteratorToken tok;
+			int			cap = JB_ROOT_COUNT(content->annotations);
+			char	   *key = NULL;
+
+			run->annot_names = palloc(sizeof(char *) * cap);
+			run->annot_tmpls = palloc(sizeof(RuleTemplate *) * cap);
+			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			{
+				if (tok == WJB_KEY)
+					key = pnstrdup(v.val.string.val, v.val.string.len);
+				else if (tok == WJB_VALUE && v.type == jbvString && run->nannot < cap)
+				{
+					run->annot_names[run->nannot] = key;
+					run->annot_tmpls[run->nannot++] =
+						rules_template_parse(pnstrdup(v.val.string.val, v.val.string.len), desc, value != NULL);
+				}
+			}
+		}
 	}
 	PG_FINALLY();
 	{
 		duet_metrics_rule_scope(false, NULL);
 	}
 	PG_END_TRY();
-	run->tmpl = rules_template_parse(message, desc, value != NULL);
 	if (!labels_null)
 	{
 		Datum	   *elems;
@@ -103,7 +134,7 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 
 RuleRun *
 rules_run_begin(int64 rule_id, const char *tenant, const char *condition, const char *value,
-				Datum labels_array, bool labels_null, const char *message, TupleDesc desc)
+				Datum labels_array, bool labels_null, const RuleContent *content, TupleDesc desc)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -121,7 +152,7 @@ rules_run_begin(int64 rule_id, const char *tenant, const char *condition, const 
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		prepare_run(run, condition, value, labels_array, labels_null, message, desc);
+		prepare_run(run, condition, value, labels_array, labels_null, content, desc);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -172,9 +203,34 @@ labels_jsonb(RuleRun *run, char **texts)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
-/* Value and rendered message of a row, into the instance. */
+/* The rendered annotations of a row as a jsonb object of strings. */
+static Jsonb *
+render_annotations(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, const char *vtext,
+				   duet_vm *vm)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < run->nannot; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, run->annot_names[i]);
+		appendStringInfoString(&buf, ": ");
+		escape_json(&buf, rules_template_render(run->annot_tmpls[i], desc, values, nulls, vtext, vm));
+	}
+	appendStringInfoChar(&buf, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * Value and rendered content of a row, into the instance: for a row meeting the condition
+ * (firing) the message and annotations, for another the resolve message.
+ */
 static void
-fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, bool *nulls, duet_vm *vm)
+fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, bool *nulls, duet_vm *vm,
+			bool firing)
 {
 	duet_value	v;
 	char	   *vtext = NULL;
@@ -197,7 +253,10 @@ fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, boo
 	}
 	old = MemoryContextSwitchTo(run->cxt);
 	inst->value = vjson;
-	inst->message = rules_template_render(run->tmpl, desc, values, nulls, vtext);
+	inst->message = rules_template_render(run->tmpl, desc, values, nulls, vtext, vm);
+	inst->annotations = firing && run->nannot > 0 ?
+		render_annotations(run, desc, values, nulls, vtext, vm) : NULL;
+	inst->resolve = firing ? NULL : rules_template_render(run->resolve_tmpl, desc, values, nulls, vtext, vm);
 	MemoryContextSwitchTo(old);
 }
 
@@ -309,6 +368,8 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 		inst->outcome = 'f';
 		inst->value = NULL;
 		inst->message = NULL;
+		inst->annotations = NULL;
+		inst->resolve = NULL;
 		inst->error = NULL;
 		run->order = lappend(run->order, inst);
 	}
@@ -317,12 +378,12 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 	if (outcome == 't' && inst->outcome != 't')
 	{
 		/* The first row meeting the condition is the one the alert reports. */
-		fill_report(run, inst, desc, values, nulls, vm);
+		fill_report(run, inst, desc, values, nulls, vm, true);
 		inst->outcome = 't';
 		inst->error = NULL;
 	}
 	else if (!found)
-		fill_report(run, inst, desc, values, nulls, vm);	/* the value a recovery reports */
+		fill_report(run, inst, desc, values, nulls, vm, false);	/* what a recovery reports */
 	if (outcome == 'e' && inst->outcome == 'f')
 	{
 		inst->outcome = 'e';
@@ -330,26 +391,58 @@ rules_run_row(RuleRun *run, TupleDesc desc, Datum *values, bool *nulls, duet_vm 
 	}
 }
 
+/* duet_sql_is_current(), asked once per transaction: rules_observe runs once per instance. */
+static bool
+sql_current(void)
+{
+	static LocalTransactionId asked_in = InvalidLocalTransactionId;
+	static bool current;
+
+	if (MyProc->lxid != asked_in)
+	{
+		current = duet_sql_is_current();
+		asked_in = MyProc->lxid;
+	}
+	return current;
+}
+
+const char *
+rules_content_columns(void)
+{
+	/* Before ALTER EXTENSION pg_duet UPDATE the rules have no annotations (0.1.0). */
+	return sql_current() ? "annotations, resolve_message"
+		: "NULL::pg_catalog.jsonb, NULL::pg_catalog.text";
+}
+
 void
 rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value, const char *message,
-			  const char *error, TimestampTz at)
+			  const char *error, TimestampTz at, Jsonb *annotations)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		args[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	static bool plan_current;
+	bool		current = sql_current();
+	Datum		args[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
 
+	if (plan != NULL && plan_current != current)
+	{
+		SPI_freeplan(plan);
+		plan = NULL;
+	}
 	if (plan == NULL)
 	{
-		Oid			types[7] = {INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7)",
-									7, types);
+		Oid			types[8] = {INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID};
+		SPIPlanPtr	p = SPI_prepare(current ? "SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7, $8)"
+									: "SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7)",
+									current ? 8 : 7, types);
 
 		if (p == NULL)
 			elog(ERROR, "could not prepare the alert observation: %s",
 				 SPI_result_code_string(SPI_result));
 		SPI_keepplan(p);
 		plan = p;
+		plan_current = current;
 	}
 	args[0] = Int64GetDatum(rule_id);
 	args[1] = JsonbPGetDatum(labels);
@@ -367,6 +460,10 @@ rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value, c
 	else
 		nulls[5] = 'n';
 	args[6] = TimestampTzGetDatum(at);
+	if (annotations)
+		args[7] = JsonbPGetDatum(annotations);
+	else
+		nulls[7] = 'n';
 	ret = SPI_execute_plan(plan, args, nulls, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "alert observation failed: %s", SPI_result_code_string(ret));
@@ -445,7 +542,7 @@ rules_run_observe(RuleRun *run, TimestampTz at)
 	{
 		rules_observe(run->rule_id,
 					  DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
-					  "error", NULL, NULL, run->setup_error, at);
+					  "error", NULL, NULL, run->setup_error, at, NULL);
 		return;
 	}
 
@@ -470,7 +567,8 @@ rules_run_observe(RuleRun *run, TimestampTz at)
 		}
 		rules_observe(run->rule_id, inst->labels,
 					  inst->outcome == 't' ? "true" : inst->outcome == 'e' ? "error" : "false",
-					  inst->value, inst->message, inst->error, at);
+					  inst->value, inst->outcome == 't' ? inst->message : inst->resolve, inst->error, at,
+					  inst->annotations);
 	}
 }
 
@@ -509,6 +607,15 @@ rules_run_describe(RuleRun *run)
 		escape_json(&buf, inst->error);
 	else
 		appendStringInfoString(&buf, "null");
+	/* Only for rules that have them, so the answer for other rules stays as it was. */
+	if (inst->annotations)
+		appendStringInfo(&buf, ", \"annotations\": %s",
+						 JsonbToCString(NULL, &inst->annotations->root, VARSIZE(inst->annotations)));
+	if (inst->resolve)
+	{
+		appendStringInfoString(&buf, ", \"resolve_message\": ");
+		escape_json(&buf, inst->resolve);
+	}
 	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

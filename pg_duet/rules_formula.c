@@ -189,6 +189,7 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 	t = palloc0(sizeof(RuleTemplate));
 	t->literal = palloc(sizeof(char *) * cap);
 	t->attnos = palloc(sizeof(AttrNumber) * cap);
+	t->exprs = palloc0(sizeof(RuleFormula *) * cap);
 	initStringInfo(&lit);
 	for (;;)
 	{
@@ -214,6 +215,8 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 			cap *= 2;
 			t->literal = repalloc(t->literal, sizeof(char *) * cap);
 			t->attnos = repalloc(t->attnos, sizeof(AttrNumber) * cap);
+			t->exprs = repalloc(t->exprs, sizeof(RuleFormula *) * cap);
+			memset(t->exprs + cap / 2, 0, sizeof(RuleFormula *) * (cap / 2));
 		}
 		t->literal[t->nparts] = pstrdup(lit.data);
 		resetStringInfo(&lit);
@@ -238,11 +241,20 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 			if (has_value && strcmp(name, "value") == 0)
 				attno = 0;
 			else if ((attno = rules_column(desc, name)) == InvalidAttrNumber)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("rule message refers to unknown column \"%s\"", name),
-						 errdetail("The rows it is rendered from have the columns: %s%s.",
-								   column_list(desc), has_value ? " (and {value})" : "")));
+			{
+				/*
+				 * Not a column: a Duet formula over the columns, {roas * 100} or
+				 * {format_number(spend, 2)}, compiled once like the rule's value.
+				 */
+				if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == strlen(name))
+					ereport(ERROR,
+							(errcode(ERRCODE_UNDEFINED_COLUMN),
+							 errmsg("rule message refers to unknown column \"%s\"", name),
+							 errdetail("The rows it is rendered from have the columns: %s%s.",
+									   column_list(desc), has_value ? " (and {value})" : "")));
+				t->exprs[t->nparts] = rules_formula_compile(name, "message placeholder", desc, false);
+				attno = TEMPLATE_EXPR;
+			}
 			t->attnos[t->nparts++] = attno;
 			p = end + 1;
 		}
@@ -252,7 +264,7 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 
 char *
 rules_template_render(const RuleTemplate *t, TupleDesc desc, const Datum *values, const bool *nulls,
-					  const char *valuetext)
+					  const char *valuetext, duet_vm *vm)
 {
 	StringInfoData buf;
 	int			i;
@@ -263,7 +275,21 @@ rules_template_render(const RuleTemplate *t, TupleDesc desc, const Datum *values
 	for (i = 0; i < t->nparts; i++)
 	{
 		appendStringInfoString(&buf, t->literal[i]);
-		if (t->attnos[i] == 0)
+		if (t->attnos[i] == TEMPLATE_EXPR)
+		{
+			const RuleFormula *f = t->exprs[i];
+			duet_value *vars = palloc(sizeof(duet_value) * Max(f->nvars, 1));
+			duet_value	v;
+			char	   *err = NULL;
+
+			rules_bind_row(f, desc, values, nulls, vars);
+			if (rules_eval(f, vm, vars, &v, &err))
+				appendStringInfoString(&buf, rules_value_text(&v));
+			else
+				appendStringInfo(&buf, "error: %s", err);
+			pfree(vars);
+		}
+		else if (t->attnos[i] == 0)
 			appendStringInfoString(&buf, valuetext ? valuetext : "null");
 		else if (t->attnos[i] > 0)
 			appendStringInfoString(&buf, rules_column_text(desc, t->attnos[i],

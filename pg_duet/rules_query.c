@@ -92,7 +92,7 @@ typedef struct QueryRule
 	char	   *value;
 	Datum		labels;
 	bool		labels_null;
-	char	   *message;
+	RuleContent content;
 	Oid			owner;
 } QueryRule;
 
@@ -104,8 +104,9 @@ load_query_rules(void)
 	uint64		i;
 	int			ret;
 
-	ret = SPI_execute("SELECT id, tenant, query, condition, value, labels, message, owner "
-					  "FROM duet.rules WHERE query IS NOT NULL AND enabled ORDER BY id", true, 0);
+	ret = SPI_execute(psprintf("SELECT id, tenant, query, condition, value, labels, message, owner, %s "
+							   "FROM duet.rules WHERE query IS NOT NULL AND enabled ORDER BY id",
+							   rules_content_columns()), true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read query rules: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -114,6 +115,7 @@ load_query_rules(void)
 		TupleDesc	sdesc = SPI_tuptable->tupdesc;
 		QueryRule  *r = palloc0(sizeof(QueryRule));
 		bool		isnull;
+		Datum		annotations;
 
 		r->id = DatumGetInt64(SPI_getbinval(tup, sdesc, 1, &isnull));
 		r->tenant = SPI_getvalue(tup, sdesc, 2);
@@ -123,8 +125,11 @@ load_query_rules(void)
 		r->labels = SPI_getbinval(tup, sdesc, 6, &r->labels_null);
 		if (!r->labels_null)
 			r->labels = datumCopy(r->labels, false, -1);
-		r->message = SPI_getvalue(tup, sdesc, 7);
+		r->content.message = SPI_getvalue(tup, sdesc, 7);
 		r->owner = DatumGetObjectId(SPI_getbinval(tup, sdesc, 8, &isnull));
+		annotations = SPI_getbinval(tup, sdesc, 9, &isnull);
+		r->content.annotations = isnull ? NULL : DatumGetJsonbPCopy(annotations);
+		r->content.resolve_message = SPI_getvalue(tup, sdesc, 10);
 		rules = lappend(rules, r);
 	}
 	SPI_freetuptable(SPI_tuptable);
@@ -220,7 +225,7 @@ run_query_rule(void *arg)
 	qr->nodata = (SPI_processed == 0);
 	desc = SPI_tuptable->tupdesc;
 	qr->run = rules_run_begin(r->id, r->tenant, r->condition, r->value, r->labels, r->labels_null,
-							  r->message, desc);
+							  &r->content, desc);
 	vm = duet_vm_new();
 	if (vm == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -334,7 +339,7 @@ evaluate_query_rules(void *arg)
 		if (failure)
 		{
 			duet_monitor_count_rule(r->id, 0, true);
-			rules_observe(r->id, empty, "error", NULL, NULL, failure, at);
+			rules_observe(r->id, empty, "error", NULL, NULL, failure, at, NULL);
 		}
 		else
 		{
@@ -354,7 +359,7 @@ evaluate_query_rules(void *arg)
 				{
 					Datum		e = JsonbPGetDatum(empty);
 
-					rules_observe(r->id, empty, "nodata", NULL, NULL, NULL, at);
+					rules_observe(r->id, empty, "nodata", NULL, NULL, NULL, at, NULL);
 					args[1] = PointerGetDatum(construct_array(&e, 1, JSONBOID, -1, false, TYPALIGN_INT));
 				}
 				else

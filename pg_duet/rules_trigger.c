@@ -46,8 +46,9 @@ load_row_rules(Oid relid, TupleDesc desc)
 	int			ret;
 
 	args[0] = ObjectIdGetDatum(relid);
-	ret = SPI_execute_with_args("SELECT id, tenant, condition, value, labels, message FROM duet.rules "
-								"WHERE target OPERATOR(pg_catalog.=) $1 AND enabled ORDER BY id",
+	ret = SPI_execute_with_args(psprintf("SELECT id, tenant, condition, value, labels, message, %s "
+										 "FROM duet.rules WHERE target OPERATOR(pg_catalog.=) $1 AND enabled ORDER BY id",
+										 rules_content_columns()),
 								1, argtypes, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read row rules: %s", SPI_result_code_string(ret));
@@ -62,11 +63,15 @@ load_row_rules(Oid relid, TupleDesc desc)
 		char	   *condition = SPI_getvalue(tup, sdesc, 3);
 		char	   *value = SPI_getvalue(tup, sdesc, 4);
 		Datum		labels = SPI_getbinval(tup, sdesc, 5, &labels_null);
-		char	   *message = SPI_getvalue(tup, sdesc, 6);
+		RuleContent content;
 		RowRule    *r = palloc(sizeof(RowRule));
+		Datum		annotations = SPI_getbinval(tup, sdesc, 7, &isnull);
 
+		content.message = SPI_getvalue(tup, sdesc, 6);
+		content.annotations = isnull ? NULL : DatumGetJsonbP(annotations);
+		content.resolve_message = SPI_getvalue(tup, sdesc, 8);
 		r->tenant = tenant;
-		r->run = rules_run_begin(id, tenant, condition, value, labels, labels_null, message, desc);
+		r->run = rules_run_begin(id, tenant, condition, value, labels, labels_null, &content, desc);
 		rules = lappend(rules, r);
 	}
 	return rules;

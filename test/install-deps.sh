@@ -11,6 +11,8 @@ packages=(
   prometheus-postgres-exporter
   # make deb and test/suites/60-deb.sh (the Debian packages, debian/)
   debhelper postgresql-server-dev-all dpkg-dev fakeroot
+  # Alertmanager integration (issue 17): test/t/062_alertmanager.pl and make demo run the real one
+  prometheus-alertmanager
 )
 # metrics (issue 13): duet-ch-sync links libpq
 packages+=(libpq-dev)

@@ -93,14 +93,7 @@ CREATE POLICY alerts_tenant ON duet.alerts
 CREATE POLICY alert_transitions_tenant ON duet.alert_transitions
     USING (tenant = @extschema@.duet_current_tenant() OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'duet'), 'USAGE'));
 
-CREATE VIEW duet.alerts_active WITH (security_invoker = true) AS
-SELECT a.id AS alert_id, a.tenant, r.name AS rule, r.severity, a.labels, a.state,
-       a.pending_since, a.firing_since, a.recovering_since, a.last_eval_at, a.value, a.message, a.error
-  FROM duet.alerts a JOIN duet.rules r ON r.id = a.rule_id
- WHERE a.state IN ('pending', 'firing', 'recovering', 'error', 'nodata');
-COMMENT ON VIEW duet.alerts_active IS
-    'alerts of the current tenant that are pending, firing, recovering, in error or without data';
-GRANT SELECT ON duet.alerts_active TO PUBLIC;
+-- duet.alerts_active: in sql/45_alertmanager.sql, with the alerts' Alertmanager columns.
 
 CREATE VIEW duet.alert_history WITH (security_invoker = true) AS
 SELECT t.id, t.tenant, r.name AS rule, r.severity, t.labels, t.from_state, t.to_state, t.at,
@@ -245,11 +238,13 @@ REVOKE ALL ON FUNCTION duet.duet_rule_check_fields(text, text, interval, interva
 
 CREATE FUNCTION duet.duet_rule_create_apply(p_tenant text, p_caller oid, p_name text, p_condition text,
         p_target regclass, p_query text, p_value text, p_severity text, p_labels text[], p_message text,
-        p_for interval, p_keep_firing_for interval, p_topic text, p_enabled boolean) RETURNS bigint
+        p_for interval, p_keep_firing_for interval, p_topic text, p_enabled boolean,
+        p_annotations jsonb, p_resolve_message text) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
+    tmpl   text;
 BEGIN
     IF p_name IS NULL OR p_condition IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -270,11 +265,19 @@ BEGIN
     PERFORM duet.duet_rule_check_target(p_caller, p_target, p_topic);
     PERFORM duet.duet_rule_validate(p_caller, p_condition, p_value, coalesce(p_labels, '{}'), p_message,
                                     p_target, p_query);
+    -- Annotations and the resolve message are templates like the message (docs/alerting.md).
+    PERFORM duet.duet_rule_check_annotations(coalesce(p_annotations, '{}'));
+    FOR tmpl IN SELECT t FROM jsonb_each_text(coalesce(p_annotations, '{}')) AS e(k, t) UNION ALL SELECT p_resolve_message LOOP
+        IF tmpl IS NOT NULL THEN
+            PERFORM duet.duet_rule_validate(p_caller, p_condition, p_value, coalesce(p_labels, '{}'), tmpl,
+                                            p_target, p_query);
+        END IF;
+    END LOOP;
     INSERT INTO duet.rules (tenant, name, target, query, condition, value, severity, labels, message,
-                            for_period, keep_firing_for, topic, enabled, owner)
+                            for_period, keep_firing_for, topic, enabled, owner, annotations, resolve_message)
     VALUES (p_tenant, p_name, p_target, p_query, p_condition, p_value, coalesce(p_severity, 'warning'),
             coalesce(p_labels, '{}'), p_message, coalesce(p_for, '0'), coalesce(p_keep_firing_for, '0'),
-            p_topic, coalesce(p_enabled, true), p_caller)
+            p_topic, coalesce(p_enabled, true), p_caller, coalesce(p_annotations, '{}'), p_resolve_message)
     RETURNING id INTO new_id;
     IF p_target IS NOT NULL THEN
         PERFORM duet.duet_rule_sync_trigger(p_target);
@@ -282,10 +285,10 @@ BEGIN
     RETURN new_id;
 END $$;
 COMMENT ON FUNCTION duet.duet_rule_create_apply(text, oid, text, text, regclass, text, text, text, text[],
-                                                text, interval, interval, text, boolean) IS
+                                                text, interval, interval, text, boolean, jsonb, text) IS
     'internal: creates a rule for a tenant on behalf of a caller already identified by duet_rule_create';
 REVOKE ALL ON FUNCTION duet.duet_rule_create_apply(text, oid, text, text, regclass, text, text, text, text[],
-                                                   text, interval, interval, text, boolean) FROM PUBLIC;
+                                                   text, interval, interval, text, boolean, jsonb, text) FROM PUBLIC;
 
 CREATE FUNCTION duet.duet_rule_lookup(p_tenant text, p_name text) RETURNS duet.rules
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -314,7 +317,9 @@ DECLARE
     old_tbl regclass := r.target;
     k       text;
     allowed text[] := ARRAY['name', 'condition', 'value', 'severity', 'labels', 'message', 'for',
-                            'keep_firing_for', 'topic', 'enabled', 'target', 'query'];
+                            'keep_firing_for', 'topic', 'enabled', 'target', 'query', 'annotations',
+                            'resolve_message'];
+    tmpl    text;
 BEGIN
     IF p_changes IS NULL OR jsonb_typeof(p_changes) <> 'object' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -327,7 +332,7 @@ BEGIN
                 MESSAGE = format('unknown rule field "%s"', k),
                 DETAIL = format('Fields that can change: %s.', array_to_string(allowed, ', '));
         END IF;
-        IF k IN ('name', 'condition', 'severity', 'for', 'keep_firing_for', 'enabled', 'labels')
+        IF k IN ('name', 'condition', 'severity', 'for', 'keep_firing_for', 'enabled', 'labels', 'annotations')
            AND jsonb_typeof(p_changes -> k) = 'null' THEN
             RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
                 MESSAGE = format('rule field "%s" must not be null', k);
@@ -348,6 +353,8 @@ BEGIN
         IF p_changes ? 'labels' THEN
             r.labels := ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'labels'));
         END IF;
+        IF p_changes ? 'annotations' THEN r.annotations := p_changes -> 'annotations'; END IF;
+        IF p_changes ? 'resolve_message' THEN r.resolve_message := p_changes ->> 'resolve_message'; END IF;
     EXCEPTION WHEN data_exception OR undefined_table OR invalid_text_representation THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('invalid rule change: %s', SQLERRM);
@@ -364,8 +371,16 @@ BEGIN
     PERFORM duet.duet_rule_check_fields(r.name, r.severity, r.for_period, r.keep_firing_for);
     PERFORM duet.duet_rule_check_target(p_caller, r.target, r.topic);
     PERFORM duet.duet_rule_validate(p_caller, r.condition, r.value, r.labels, r.message, r.target, r.query);
+    -- Annotations and the resolve message are templates like the message (docs/alerting.md).
+    PERFORM duet.duet_rule_check_annotations(r.annotations);
+    FOR tmpl IN SELECT t FROM jsonb_each_text(r.annotations) AS e(k, t) UNION ALL SELECT r.resolve_message LOOP
+        IF tmpl IS NOT NULL THEN
+            PERFORM duet.duet_rule_validate(p_caller, r.condition, r.value, r.labels, tmpl, r.target, r.query);
+        END IF;
+    END LOOP;
     UPDATE duet.rules SET name = r.name, condition = r.condition, value = r.value, severity = r.severity,
-           labels = r.labels, message = r.message, for_period = r.for_period,
+           labels = r.labels, message = r.message, annotations = r.annotations,
+           resolve_message = r.resolve_message, for_period = r.for_period,
            keep_firing_for = r.keep_firing_for, topic = r.topic, enabled = r.enabled, target = r.target,
            query = r.query, owner = p_caller, version = version + 1, updated_at = now()
      WHERE id = r.id;
@@ -411,10 +426,14 @@ REVOKE ALL ON FUNCTION duet.duet_rule_enable_apply(text, oid, text, boolean) FRO
 ------------------------------------------------------------------------------------------------
 -- The state machine (DESIGN §7): one observation of one alert instance at a time `at`.
 --   outcome: 'true' (condition holds), 'false', 'error' (p_error says why), 'nodata'
+--   p_message: the rendered message ('true') or resolve message ('false'); p_annotations: the
+--   rendered annotations ('true'). Alertmanager (sql/45_alertmanager.sql) is told through
+--   notify_version: bumped when the alert starts firing and when it resolves.
 ------------------------------------------------------------------------------------------------
 
 CREATE FUNCTION duet.duet_alert_observe(p_rule bigint, p_labels jsonb, p_outcome text, p_value jsonb,
-                                        p_message text, p_error text, p_at timestamptz) RETURNS text
+                                        p_message text, p_error text, p_at timestamptz,
+                                        p_annotations jsonb) RETURNS text
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -491,14 +510,30 @@ BEGIN
            recovering_since = a.recovering_since, last_eval_at = p_at,
            value = CASE WHEN p_outcome IN ('true', 'false') THEN p_value ELSE value END,
            message = CASE WHEN p_outcome = 'true' THEN p_message ELSE message END,
+           annotations = CASE WHEN p_outcome = 'true' THEN p_annotations ELSE annotations END,
            error = CASE WHEN p_outcome = 'error' THEN p_error END
      WHERE id = a.id;
+
+    -- What Alertmanager is told: a new firing episode (startsAt), or its end (endsAt).
+    IF new = 'firing' AND base NOT IN ('firing', 'recovering') THEN
+        UPDATE duet.alerts SET started_at = a.firing_since, resolved_at = NULL, resolve_message = NULL,
+                               notify_version = notify_version + 1
+         WHERE id = a.id;
+        PERFORM @extschema@.duet_alertmanager_wake();
+    ELSIF new = 'resolved' AND a.state <> 'resolved' THEN
+        UPDATE duet.alerts SET resolved_at = p_at,
+                               resolve_message = CASE WHEN p_outcome = 'false' THEN p_message END,
+                               notify_version = notify_version + 1
+         WHERE id = a.id;
+        PERFORM @extschema@.duet_alertmanager_wake();
+    END IF;
 
     IF new IS DISTINCT FROM a.state THEN
         INSERT INTO duet.alert_transitions (alert_id, rule_id, tenant, labels, from_state, to_state, at,
                                             value, message, error)
         VALUES (a.id, p_rule, r.tenant, p_labels, a.state, new, p_at, p_value,
-                CASE WHEN p_outcome = 'true' THEN p_message ELSE a.message END,
+                CASE WHEN p_outcome = 'true' OR (new = 'resolved' AND p_message IS NOT NULL) THEN p_message
+                     ELSE a.message END,
                 CASE WHEN p_outcome = 'error' THEN p_error END)
         RETURNING id INTO transition;
     END IF;
@@ -509,7 +544,8 @@ BEGIN
                                     'severity', r.severity, 'labels', p_labels, 'state', new,
                                     'at', to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
                                     'value', p_value,
-                                    'message', CASE WHEN new = 'firing' THEN p_message ELSE a.message END,
+                                    'message', CASE WHEN new = 'firing' THEN p_message
+                                                    ELSE coalesce(p_message, a.message) END,
                                     'alert_id', a.id);
         -- Every role can LISTEN: the channel carries only the transition's id, which a listener
         -- reads back through duet.alert_history under row-level security (its own tenant only).
@@ -522,9 +558,9 @@ BEGIN
     END IF;
     RETURN new;
 END $$;
-COMMENT ON FUNCTION duet.duet_alert_observe(bigint, jsonb, text, jsonb, text, text, timestamptz) IS
-    'internal: applies one observation to an alert instance (Normal, Pending, Firing, Recovering, Resolved, Error, No Data), with history, NOTIFY and outbox';
-REVOKE ALL ON FUNCTION duet.duet_alert_observe(bigint, jsonb, text, jsonb, text, text, timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION duet.duet_alert_observe(bigint, jsonb, text, jsonb, text, text, timestamptz, jsonb) IS
+    'internal: applies one observation to an alert instance (Normal, Pending, Firing, Recovering, Resolved, Error, No Data), with history, NOTIFY, outbox and Alertmanager notification';
+REVOKE ALL ON FUNCTION duet.duet_alert_observe(bigint, jsonb, text, jsonb, text, text, timestamptz, jsonb) FROM PUBLIC;
 
 -- Query rules: an instance whose labels the query no longer returns is observed as false.
 CREATE FUNCTION duet.duet_alert_sweep(p_rule bigint, p_seen jsonb[], p_at timestamptz) RETURNS void
@@ -537,7 +573,7 @@ BEGIN
               WHERE rule_id = p_rule AND state NOT IN ('normal', 'resolved')
                 AND NOT labels = ANY (coalesce(p_seen, '{}'))
               ORDER BY id LOOP
-        PERFORM duet.duet_alert_observe(p_rule, l, 'false', NULL, NULL, NULL, p_at);
+        PERFORM duet.duet_alert_observe(p_rule, l, 'false', NULL, NULL, NULL, p_at, NULL);
     END LOOP;
 END $$;
 COMMENT ON FUNCTION duet.duet_alert_sweep(bigint, jsonb[], timestamptz) IS
@@ -553,11 +589,12 @@ CREATE FUNCTION duet_rule_create(name text, condition text, target regclass DEFA
                                  severity text DEFAULT 'warning', labels text[] DEFAULT '{}',
                                  message text DEFAULT NULL, for_period interval DEFAULT '0',
                                  keep_firing_for interval DEFAULT '0', topic text DEFAULT NULL,
-                                 enabled boolean DEFAULT true) RETURNS bigint
+                                 enabled boolean DEFAULT true, annotations jsonb DEFAULT '{}',
+                                 resolve_message text DEFAULT NULL) RETURNS bigint
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_rule_create';
 COMMENT ON FUNCTION duet_rule_create(text, text, regclass, text, text, text, text[], text, interval,
-                                     interval, text, boolean) IS
-    'creates a rule of the current tenant: a row rule on target or a query rule; condition and value are Duet formulas; returns its id';
+                                     interval, text, boolean, jsonb, text) IS
+    'creates a rule of the current tenant: a row rule on target or a query rule; condition and value are Duet formulas; annotations and resolve_message are templates for Alertmanager; returns its id';
 
 CREATE FUNCTION duet_rule_alter(name text, changes jsonb) RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_rule_alter';

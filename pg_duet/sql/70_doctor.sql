@@ -38,10 +38,13 @@ BEGIN
     END IF;
     RETURN NEXT;
 
-    -- Two launchers, three workers per served database, and here the Kafka pool: one worker per
-    -- consumer partition group, at most duet.kafka_pool_size.
+    -- Two launchers, three workers per served database (four with an Alertmanager), and here the
+    -- Kafka pool: one worker per consumer partition group, at most duet.kafka_pool_size.
     ndb := array_length(string_to_array(current_setting('duet.databases'), ','), 1);
     needed := 2 + 3 * coalesce(ndb, 0);
+    IF coalesce((SELECT s.setting FROM pg_settings s WHERE s.name = 'duet.alertmanager_urls'), '') <> '' THEN
+        needed := needed + coalesce(ndb, 0);
+    END IF;
     IF has_table_privilege('duet.kafka_status', 'SELECT') THEN
         needed := needed + LEAST(coalesce(current_setting('duet.kafka_pool_size', true), '2')::int,
                                  coalesce((SELECT sum(s.parallelism) FROM duet.kafka_status s
@@ -120,9 +123,37 @@ BEGIN
     END IF;
     RETURN NEXT;
 
+    -- Alertmanager (sql/45_alertmanager.sql): what the sender saw of each configured one.
+    check_name := 'alertmanager';
+    IF NOT has_table_privilege('duet.alertmanager_status', 'SELECT') THEN
+        status := 'skipped'; detail := 'reading the Alertmanager state needs a superuser or pg_monitor'; hint := NULL;
+        RETURN NEXT;
+    ELSIF coalesce((SELECT s.setting FROM pg_settings s WHERE s.name = 'duet.alertmanager_urls'), 'x') = '' THEN
+        status := 'ok'; detail := 'no Alertmanager is configured (duet.alertmanager_urls is empty)'; hint := NULL;
+        RETURN NEXT;
+    ELSE
+        n := 0;
+        FOR r IN SELECT s.alertmanager, s.consecutive_failures, s.last_error FROM duet.alertmanager_status s
+                  WHERE s.configured AND s.consecutive_failures > 0 ORDER BY s.alertmanager LOOP
+            status := 'error';
+            detail := format('Alertmanager %s is unreachable or refuses alerts (%s failed attempts in a row): %s',
+                             r.alertmanager, r.consecutive_failures, r.last_error);
+            hint := coalesce(w.hint, 'Check that Alertmanager runs at that URL of duet.alertmanager_urls and that this server may connect to it; pg_duet keeps the alerts and sends them again with backoff.');
+            n := n + 1;
+            RETURN NEXT;
+        END LOOP;
+        IF n = 0 THEN
+            status := 'ok';
+            detail := format('%s configured Alertmanagers accept alerts',
+                             (SELECT count(*) FROM duet.alertmanager_status s WHERE s.configured));
+            hint := w.hint;
+            RETURN NEXT;
+        END IF;
+    END IF;
+
     -- Reachability of the LLM endpoints and Kafka brokers: one TCP connection each, all at once,
     -- at most two seconds in all (C: pg_duet/doctor.c).
     RETURN QUERY SELECT x.check_name, x.status, x.detail, x.hint FROM @extschema@.duet_doctor_reachability() x;
 END $$;
 COMMENT ON FUNCTION duet_doctor() IS
-    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable LLM endpoints and Kafka brokers), each with its fix';
+    'lists what keeps pg_duet from working in this database (preload, duet.databases, worker slots, consumers, failing rules, stuck outbox, unreachable Alertmanagers, LLM endpoints and Kafka brokers), each with its fix';

@@ -422,3 +422,32 @@ COMMENT ON COLUMN duet.kafka_consumer_config.created_at IS 'when the consumer wa
 COMMENT ON COLUMN duet.kafka_consumer_config.mode IS 'append or upsert';
 COMMENT ON COLUMN duet.kafka_consumer_config.key_columns IS 'upsert mode: the key columns';
 COMMENT ON COLUMN duet.kafka_consumer_config.key_source IS 'upsert mode: where the key columns come from (key or value)';
+
+-- Alertmanager and alert content (issue 17, sql/45_alertmanager.sql)
+COMMENT ON COLUMN duet.rules.annotations IS 'Alertmanager annotations: name -> template ({column}, {value} or a Duet formula), e.g. summary, description, runbook_url';
+COMMENT ON COLUMN duet.rules.resolve_message IS 'template rendered with the row that resolves the alert; sent as the resolved alert''s summary';
+COMMENT ON COLUMN duet.alerts.annotations IS 'annotations rendered with the row that last met the condition';
+COMMENT ON COLUMN duet.alerts.resolve_message IS 'resolve message rendered when the alert resolved (NULL when no row showed it, e.g. a query rule''s instance that disappeared)';
+COMMENT ON COLUMN duet.alerts.started_at IS 'startsAt sent to Alertmanager: when the current or last firing episode began';
+COMMENT ON COLUMN duet.alerts.resolved_at IS 'endsAt sent to Alertmanager once the alert resolved';
+COMMENT ON COLUMN duet.alerts.notify_version IS 'bumped when the alert starts firing and when it resolves; Alertmanagers are sent each version';
+COMMENT ON COLUMN duet.alertmanager_deliveries.alert_id IS 'the alert (duet.alerts.id)';
+COMMENT ON COLUMN duet.alertmanager_deliveries.tenant IS 'tenant of the alert';
+COMMENT ON COLUMN duet.alertmanager_deliveries.alertmanager IS 'the Alertmanager: its URL from duet.alertmanager_urls without user:password';
+COMMENT ON COLUMN duet.alertmanager_deliveries.delivered_version IS 'the notify_version this Alertmanager accepted last (0: none)';
+COMMENT ON COLUMN duet.alertmanager_deliveries.sent_at IS 'when this Alertmanager last accepted the alert';
+COMMENT ON COLUMN duet.alertmanager_deliveries.attempts IS 'POSTs that carried the alert to this Alertmanager, accepted or not';
+COMMENT ON COLUMN duet.alertmanager_deliveries.last_attempt_at IS 'when the alert was last sent to this Alertmanager';
+COMMENT ON COLUMN duet.alertmanager_deliveries.last_error IS 'why the last attempt failed (about the Alertmanager only; NULL after a success)';
+COMMENT ON COLUMN duet.alertmanager_status.alertmanager IS 'the Alertmanager: its URL from duet.alertmanager_urls without user:password';
+COMMENT ON COLUMN duet.alertmanager_status.configured IS 'whether it is in duet.alertmanager_urls now';
+COMMENT ON COLUMN duet.alertmanager_status.last_attempt_at IS 'when the sender last posted to it';
+COMMENT ON COLUMN duet.alertmanager_status.last_success_at IS 'when it last accepted alerts';
+COMMENT ON COLUMN duet.alertmanager_status.consecutive_failures IS 'failed posts in a row (0: healthy)';
+COMMENT ON COLUMN duet.alertmanager_status.next_attempt_at IS 'end of the backoff after a failure';
+COMMENT ON COLUMN duet.alertmanager_status.last_error IS 'the last failure, with the start of Alertmanager''s answer';
+COMMENT ON COLUMN duet.alertmanager_status.alerts_sent IS 'alerts it accepted since the row was created';
+COMMENT ON COLUMN duet.alerts_active.annotations IS 'rendered annotations of the alert';
+COMMENT ON COLUMN duet.alerts_active.alertmanager_labels IS 'the label set Alertmanager gets: the tenant''s alertmanager.labels config, the rule''s labels, alertname, tenant, severity';
+COMMENT ON COLUMN duet.alerts_active.notify_version IS 'version of the alert''s notification (see duet.alerts.notify_version)';
+COMMENT ON COLUMN duet.alerts_active.delivery IS 'per Alertmanager: whether it accepted the current version, when, attempts and last error';
