@@ -282,9 +282,9 @@ rules_template_render(const RuleTemplate *t, TupleDesc desc, const Datum *values
 			duet_value	v;
 			char	   *err = NULL;
 
-			rules_bind_row(f, desc, values, nulls, vars);
+			rules_bind_row(f, values, nulls, vars);
 			if (rules_eval(f, vm, vars, &v, &err))
-				appendStringInfoString(&buf, rules_value_text(&v));
+				appendStringInfoString(&buf, pgcalc_value_text(&v));
 			else
 				appendStringInfo(&buf, "error: %s", err);
 			pfree(vars);
