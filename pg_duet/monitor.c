@@ -400,7 +400,7 @@ PG_FUNCTION_INFO_V1(duet_metrics_workers);
 
 /*
  * duet_metrics_workers() → for monitors, the background workers of each kind running for this
- * database (the rule scheduler serves the whole server). pg_stat_activity shows other sessions'
+ * database (the rule and pipeline schedulers serve the whole server). pg_stat_activity shows other sessions'
  * backend type only to superusers and pg_read_all_stats, hence the bootstrap superuser; a client
  * naming its application "pg_duet ..." is not a worker and is not counted.
  */
@@ -418,9 +418,10 @@ duet_metrics_workers(PG_FUNCTION_ARGS)
 				  "       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a "
 				  "         WHERE pg_catalog.starts_with(a.backend_type, 'pg_duet ' OPERATOR(pg_catalog.||) w.worker) "
 				  "           AND (a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
-				  "                OR w.worker OPERATOR(pg_catalog.=) 'rule scheduler')) "
-				  "  FROM (VALUES ('kafka supervisor'), ('kafka consumer'), ('kafka outbox publisher'), "
-				  "               ('rule scheduler'), ('rule evaluation'), ('ask audit')) AS w(worker)",
+				  "                OR w.worker OPERATOR(pg_catalog.=) ANY (ARRAY['rule scheduler', 'pipeline scheduler']))) "
+				  "  FROM (VALUES ('kafka supervisor'), ('kafka pool'), ('kafka outbox publisher'), "
+				  "               ('alertmanager sender'), ('rule scheduler'), ('rule evaluation'), "
+				  "               ('pipeline scheduler'), ('pipeline runner'), ('ask audit')) AS w(worker)",
 				  0, NULL, NULL, NULL);
 	return (Datum) 0;
 }

@@ -264,7 +264,7 @@ ok(value($m, 'pg_duet_server_config_cache_misses_total') >= 1, 'config cache: th
 ok(value($m, 'pg_duet_server_config_cache_hit_ratio') > 0.5, 'config cache: hit ratio');
 is(value($m, 'pg_duet_server_counters_dropped_total'), '0', 'nothing dropped');
 is(value($m, 'pg_duet_workers_running', worker => 'kafka supervisor'), '1', 'workers: the Kafka supervisor of the database runs');
-is(value($m, 'pg_duet_workers_running', worker => 'kafka consumer'), '1', 'workers: the consumer\'s worker runs');
+is(value($m, 'pg_duet_workers_running', worker => 'kafka pool'), '1', 'workers: the pool worker serving the consumer runs');
 is(value($m, 'pg_duet_workers_running', worker => 'rule scheduler'), '1', 'workers: the rule scheduler runs');
 is(value($m, 'pg_duet_workers_running', worker => 'kafka outbox publisher'), '0', 'workers: no outbox publisher without duet.outbox_brokers');
 
