@@ -400,9 +400,9 @@ PG_FUNCTION_INFO_V1(duet_metrics_workers);
 
 /*
  * duet_metrics_workers() → for monitors, the background workers of each kind running for this
- * database (the rule and pipeline schedulers serve the whole server). pg_stat_activity shows other sessions'
- * backend type only to superusers and pg_read_all_stats, hence the bootstrap superuser; a client
- * naming its application "pg_duet ..." is not a worker and is not counted.
+ * database (the rule and pipeline schedulers serve the whole server). pg_stat_activity shows
+ * other sessions' backend type only to superusers and pg_read_all_stats, hence the bootstrap
+ * superuser; a client naming its application "pg_duet ..." is not a worker and is not counted.
  */
 Datum
 duet_metrics_workers(PG_FUNCTION_ARGS)
