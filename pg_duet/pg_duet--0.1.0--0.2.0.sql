@@ -3032,3 +3032,78 @@ CREATE TRIGGER duet_kafka_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON d
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers');
 CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('outbox');
+
+-- Pipelines in the Prometheus export and duet.health (issue 19 item 4, issue 17 item 3) ----------
+
+CREATE FUNCTION duet_metrics_pipelines(OUT tenant text, OUT pipeline text, OUT mode text,
+        OUT state text, OUT lag_rows bigint, OUT lag_seconds double precision, OUT runs_5m bigint,
+        OUT rows_in_5m bigint, OUT rows_out_5m bigint, OUT rows_dropped_5m bigint,
+        OUT errors_24h bigint, OUT quarantined bigint, OUT last_run_age_seconds double precision,
+        OUT last_success_age_seconds double precision)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_pipelines';
+COMMENT ON FUNCTION duet_metrics_pipelines() IS
+    'pipelines per tenant and name: state, mode, lag in rows and seconds, runs and rows read, written and quarantined in the last 5 minutes, failed runs in 24 hours, rows in quarantine, ages of the last run and success; counts only, never transforms, error texts or rows (monitors: every tenant; others: their tenant)';
+
+GRANT EXECUTE ON FUNCTION duet_metrics_pipelines() TO PUBLIC;
+
+CREATE OR REPLACE VIEW duet.health WITH (security_invoker = true) AS
+SELECT r.tenant, 'rules'::text AS subsystem, m.metric,
+       pg_catalog.jsonb_build_object('severity', r.severity) AS labels, m.value
+  FROM duet_metrics_rules() r
+ CROSS JOIN LATERAL (VALUES ('rules', r.rules::float8), ('enabled', r.enabled::float8),
+                            ('evaluations', r.evaluations::float8), ('errors', r.errors::float8),
+                            ('rows_evaluated', r.rows_evaluated::float8), ('pending', r.pending::float8),
+                            ('firing', r.firing::float8), ('recovering', r.recovering::float8),
+                            ('in_error', r.in_error::float8)) AS m(metric, value)
+UNION ALL
+SELECT a.tenant, 'ask', m.metric, pg_catalog.jsonb_build_object('status', a.status), m.value
+  FROM duet_metrics_ask() a
+ CROSS JOIN LATERAL (VALUES ('calls', a.calls::float8), ('http_requests', a.http_requests::float8),
+                            ('guard_rejections', a.corrections::float8), ('tokens_in', a.tokens_in::float8),
+                            ('tokens_out', a.tokens_out::float8), ('latency_seconds', a.latency_ms_sum / 1000))
+       AS m(metric, value)
+UNION ALL
+SELECT NULL, 'kafka', m.metric,
+       pg_catalog.jsonb_build_object('consumer', k.consumer, 'topic', k.topic, 'state', k.state), m.value
+  FROM duet_metrics_kafka() k
+ CROSS JOIN LATERAL (VALUES ('up', CASE WHEN k.state = 'running' THEN 1 ELSE 0 END::float8),
+                            ('workers', k.workers::float8), ('rows', k.rows::float8),
+                            ('bytes', k.bytes::float8), ('batches', k.batches::float8),
+                            ('errors', k.errors::float8), ('dead_letters', k.dead_letters::float8),
+                            ('lag', k.lag::float8), ('rows_per_second', k.rows_per_second),
+                            ('skipped_messages', k.skipped_messages::float8)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'outbox', m.metric, '{}'::jsonb, m.value
+  FROM duet_metrics_outbox() o
+ CROSS JOIN LATERAL (VALUES ('pending', o.pending::float8),
+                            ('oldest_pending_age_seconds', o.oldest_pending_age_seconds),
+                            ('sent_last_hour', o.sent_last_hour::float8)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'server', m.metric, '{}'::jsonb, m.value
+  FROM duet_metrics_server() s
+ CROSS JOIN LATERAL (VALUES ('counters_available', CASE WHEN s.counters_available THEN 1 ELSE 0 END::float8),
+                            ('workers_serving', CASE WHEN s.workers_serving THEN 1 ELSE 0 END::float8),
+                            ('config_cache_hits', s.config_cache_hits::float8),
+                            ('config_cache_misses', s.config_cache_misses::float8),
+                            ('config_cache_bypasses', s.config_cache_bypasses::float8),
+                            ('config_cache_hit_ratio', s.config_cache_hit_ratio),
+                            ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value)
+UNION ALL
+SELECT p.tenant, 'pipelines', m.metric, pg_catalog.jsonb_build_object('pipeline', p.pipeline, 'mode', p.mode), m.value
+  FROM duet_metrics_pipelines() p
+ CROSS JOIN LATERAL (VALUES ('active', CASE WHEN p.state = 'active' THEN 1 ELSE 0 END::float8),
+                            ('paused', CASE WHEN p.state = 'paused' THEN 1 ELSE 0 END::float8),
+                            ('in_error', CASE WHEN p.state = 'error' THEN 1 ELSE 0 END::float8),
+                            ('lag_rows', p.lag_rows::float8), ('lag_seconds', p.lag_seconds),
+                            ('runs_5m', p.runs_5m::float8), ('rows_in_5m', p.rows_in_5m::float8),
+                            ('rows_out_5m', p.rows_out_5m::float8), ('rows_dropped_5m', p.rows_dropped_5m::float8),
+                            ('errors_24h', p.errors_24h::float8), ('quarantined', p.quarantined::float8),
+                            ('last_run_age_seconds', p.last_run_age_seconds),
+                            ('last_success_age_seconds', p.last_success_age_seconds)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
+  FROM duet_metrics_workers() w;
+COMMENT ON VIEW duet.health IS
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers, pipelines; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
+COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';
