@@ -347,9 +347,9 @@ COMMENT ON COLUMN duet.clickhouse_server_passwords.password IS 'password of the 
 
 -- duet.health (issue 17, Prometheus metrics: pg_duet/sql/75_monitor.sql)
 COMMENT ON COLUMN duet.health.tenant IS 'the tenant the figure is about; NULL for figures of no tenant (Kafka consumers, the outbox, the server, workers)';
-COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
+COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server or workers';
 COMMENT ON COLUMN duet.health.metric IS 'the figure''s name within its subsystem, as docs/monitoring.md lists it (evaluations, firing, calls, lag, ...)';
-COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';
+COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state; the Prometheus labels of the same metric';
 COMMENT ON COLUMN duet.health.value IS 'the figure: a count since the server started (counters) or a current value (gauges)';
 -- Metrics layer (issue 13): versions, tenants, history, catalog ----------------------------------
 COMMENT ON COLUMN duet.metrics.tenant IS 'the tenant whose metric this is (an override of the global metric of that name, or its own); NULL for a global metric';
@@ -390,3 +390,7 @@ COMMENT ON COLUMN duet.metrics_catalog.defined_by IS 'who made the current versi
 COMMENT ON COLUMN duet.metrics_catalog.defined_at IS 'when the current version was made';
 COMMENT ON COLUMN duet.metrics.defined_by IS 'the role that made the current version';
 COMMENT ON COLUMN duet.metrics.defined_at IS 'when the current version was made';
+
+-- duet.health's pipelines rows (issue 19 item 4, issue 17 item 3: pg_duet/sql/75_monitor.sql)
+COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
+COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';
