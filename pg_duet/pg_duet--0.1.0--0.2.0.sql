@@ -3107,3 +3107,200 @@ COMMENT ON VIEW duet.health IS
     'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers, pipelines; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
 COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
 COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';
+
+-- Pipelines: replay in upsert mode respects source order (issue 19, known gap) ------------------
+
+-- A replayed row is skipped when a later row of its key was already read and written.
+CREATE OR REPLACE FUNCTION duet.duet_pipeline_sql(p duet.pipelines, kind text) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ord_type  text := duet.duet_pipeline_column_type(p.source, p.order_by, 'order_by');
+    part_sql  text := CASE WHEN p.partition_by IS NULL THEN '''''::pg_catalog.text'
+                           ELSE format('(s.%I)::pg_catalog.text', p.partition_by) END;
+    cols      text[] := ARRAY(SELECT jsonb_object_keys(p.transform) ORDER BY 1);
+    collist   text := (SELECT string_agg(format('%I', x), ', ' ORDER BY x) FROM unnest(cols) x);
+    keycols   text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(p.key) k);
+    sets      text := (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', x), ', ')
+                         FROM unnest(cols) x WHERE x <> ALL (p.key));
+    drops     text[] := ARRAY(SELECT name FROM duet.pipeline_expectations
+                               WHERE pipeline_id = p.id AND action = 'drop' ORDER BY name);
+    fails     text[] := ARRAY(SELECT name FROM duet.pipeline_expectations
+                               WHERE pipeline_id = p.id AND action = 'fail' ORDER BY name);
+    formulas  boolean := EXISTS (SELECT FROM jsonb_each_text(p.transform) t WHERE left(t.value, 1) = '=');
+    drifting  boolean := p.drift_column IS NOT NULL AND kind <> 'replay';
+    exprs     text := '';
+    checks    text := '';
+    vars      text;
+    e         record;
+    c         text;
+    src       text;
+    rows_sql  text;
+    past      text;
+    write     text;
+    keep      text;
+    quarantine text := 'NULL::pg_catalog.jsonb';
+    failure   text := 'NULL::pg_catalog.text';
+    published text := 'NULL::pg_catalog.jsonb';
+    drift     text := '''{}''::pg_catalog.jsonb';
+    dschema   text := 'NULL::pg_catalog.jsonb';
+BEGIN
+    -- src: the rows of this run, with their partition, order value and what the quarantine and
+    -- formulas need (the row itself only for formulas and replays; else its ctid, read again for
+    -- the few quarantined rows within the same snapshot).
+    IF kind = 'replay' THEN
+        src := format('SELECT s AS __duet_src, s.*, q.part AS __duet_part, q.pos::%s AS __duet_ord, q.id AS __duet_qid, '
+                      'NULL::pg_catalog.tid AS __duet_ctid '
+                      'FROM duet.pipeline_quarantine q CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, q.source_row) s '
+                      'WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6 AND q.replayed_at IS NULL '
+                      'ORDER BY q.id LIMIT $2', ord_type, p.source);
+    ELSE
+        src := format('SELECT %s s.*, %s AS __duet_part, s.%I AS __duet_ord, NULL::pg_catalog.int8 AS __duet_qid, '
+                      's.ctid AS __duet_ctid FROM %s s WHERE ',
+                      CASE WHEN formulas THEN 's AS __duet_src,' ELSE '' END, part_sql, p.order_by, p.source);
+        IF kind IN ('incremental', 'tail', 'count') THEN
+            past := format('(($1 OPERATOR(pg_catalog.->>) %1$s) IS NULL OR s.%2$I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) %1$s)::%3$s)',
+                           part_sql, p.order_by, ord_type);
+            src := src || past;
+            IF kind = 'count' THEN
+                -- How many rows are past the position, counting no further than one batch and one.
+                RETURN format('SELECT pg_catalog.count(*) FROM (SELECT FROM %s s WHERE %s LIMIT $2 OPERATOR(pg_catalog.+) 1) c',
+                              p.source, past);
+            ELSIF kind = 'incremental' THEN
+                -- A batch: ordered by the raw columns, each partition's rows are a prefix of its rows.
+                -- ('tail': every row past the position fits in the batch, so no order is needed.)
+                src := src || format(' ORDER BY s.%1$I%2$s LIMIT $2', p.order_by,
+                                     CASE WHEN p.partition_by IS NULL THEN '' ELSE format(', s.%I', p.partition_by) END);
+            END IF;
+        ELSE
+            src := src || format('s.%1$I OPERATOR(pg_catalog.>=) $3::%2$s AND s.%1$I OPERATOR(pg_catalog.<=) $4::%2$s '
+                                 'AND ($5 IS NULL OR %3$s OPERATOR(pg_catalog.=) $5)', p.order_by, ord_type, part_sql);
+        END IF;
+    END IF;
+
+    IF p.mode = 'aggregate' THEN
+        -- SQL only (aggregates), checked at creation: no formulas, no expectations. The groups the
+        -- new rows touch are recomputed from the whole source.
+        rows_sql := 'v AS MATERIALIZED (SELECT src.*, NULL::pg_catalog.text[] AS __duet_failed FROM src), ';
+        write := format('g AS (SELECT DISTINCT %s FROM v s), '
+                        'w AS (INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE (%s) IN (SELECT %s FROM g) GROUP BY %s '
+                        'ON CONFLICT (%s) DO %s RETURNING %s), ',
+                        (SELECT string_agg(format('%s AS %I', duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), k), ', ')
+                           FROM unnest(p.key) k),
+                        p.target, collist,
+                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> x, NULL, NULL), ', ' ORDER BY x) FROM unnest(cols) x),
+                        p.source,
+                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), ', ') FROM unnest(p.key) k),
+                        keycols,
+                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), ', ') FROM unnest(p.key) k),
+                        keycols,
+                        CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
+                        CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
+    ELSE
+        FOREACH c IN ARRAY cols LOOP
+            exprs := exprs || format(', %s AS %I',
+                                     duet.duet_pipeline_expr(p.transform ->> c, 's.__duet_src',
+                                                             duet.duet_pipeline_column_type(p.target, c, 'target')), c);
+        END LOOP;
+        vars := (SELECT format('pg_catalog.jsonb_build_object(%s)', string_agg(format('%L::pg_catalog.text, x.%I', x, x), ', '))
+                   FROM unnest(cols) x);
+        FOR e IN SELECT name, predicate FROM duet.pipeline_expectations WHERE pipeline_id = p.id ORDER BY name LOOP
+            checks := checks || format(', CASE WHEN %s IS NOT TRUE THEN %L::pg_catalog.text END',
+                                       duet.duet_pipeline_expr(e.predicate, vars, 'pg_catalog.bool'), e.name);
+        END LOOP;
+        -- v: the transformed rows with the names of the expectations each failed; the transform is
+        -- a subquery (not a CTE of its own) so that the rows are materialized once.
+        rows_sql := format('v AS MATERIALIZED (SELECT x.*, %s AS __duet_failed FROM '
+                           '(SELECT s.__duet_part, s.__duet_ord, s.__duet_qid, s.__duet_ctid%s%s%s FROM src s) x), ',
+                           CASE WHEN checks = '' THEN 'NULL::pg_catalog.text[]'
+                                ELSE format('pg_catalog.array_remove(ARRAY[NULL::pg_catalog.text%s], NULL)', checks) END,
+                           CASE WHEN kind = 'replay' THEN ', s.__duet_src' ELSE '' END,
+                           CASE WHEN drifting THEN format(', s.%I AS __duet_drift', p.drift_column) ELSE '' END,
+                           exprs);
+        IF p.mode = 'upsert' THEN
+            keep := CASE WHEN cardinality(drops) = 0 THEN 'true'
+                         ELSE format('NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[]', drops) END;
+            IF kind = 'replay' THEN
+                -- A replayed row is older than what the pipeline may have written of its key since:
+                -- it is skipped when the source holds a later row (by order value, then partition)
+                -- of the same key that a run already read and wrote (not itself in quarantine).
+                keep := keep || format(' AND NOT EXISTS (SELECT FROM %1$s s WHERE %2$s'
+                    ' AND (s.%3$I OPERATOR(pg_catalog.>) v.__duet_ord OR (s.%3$I OPERATOR(pg_catalog.=) v.__duet_ord'
+                    '      AND %4$s OPERATOR(pg_catalog.>) v.__duet_part))'
+                    ' AND s.%3$I OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.->>) %4$s)::%5$s'
+                    ' AND NOT EXISTS (SELECT FROM duet.pipeline_quarantine q WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6'
+                    '      AND q.replayed_at IS NULL AND q.part OPERATOR(pg_catalog.=) %4$s'
+                    '      AND q.pos OPERATOR(pg_catalog.=) (s.%3$I)::pg_catalog.text))',
+                    p.source,
+                    (SELECT string_agg(format('%s OPERATOR(pg_catalog.=) v.%I',
+                                              duet.duet_pipeline_expr(p.transform ->> k, 's',
+                                                                      duet.duet_pipeline_column_type(p.target, k, 'target')), k),
+                                       ' AND ')
+                       FROM unnest(p.key) k),
+                    p.order_by, part_sql, ord_type);
+            END IF;
+            write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM v %s'
+                            'ORDER BY %s, v.__duet_ord DESC, v.__duet_part DESC) d '
+                            'ON CONFLICT (%s) DO %s RETURNING %s), ',
+                            p.target, collist, collist, keycols,
+                            CASE WHEN keep = 'true' THEN '' ELSE 'WHERE ' || keep || ' ' END,
+                            (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k),
+                            keycols, CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
+                            CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
+        ELSE
+            write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM v %s'
+                            'ORDER BY v.__duet_ord, v.__duet_part RETURNING %s), ',
+                            p.target, collist, collist,
+                            CASE WHEN cardinality(drops) = 0 THEN ''
+                                 ELSE format('WHERE NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[] ', drops) END,
+                            CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
+        END IF;
+        IF cardinality(drops) > 0 THEN
+            quarantine := format('(SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(v.__duet_part, (v.__duet_ord)::pg_catalog.text, '
+                                 'v.__duet_failed, %s)) FROM v WHERE v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[])',
+                                 CASE WHEN kind = 'replay' THEN 'pg_catalog.to_jsonb(v.__duet_src)'
+                                      ELSE format('(SELECT pg_catalog.to_jsonb(b) FROM %s b WHERE b.ctid OPERATOR(pg_catalog.=) v.__duet_ctid)', p.source) END,
+                                 drops);
+        END IF;
+        IF cardinality(fails) > 0 THEN
+            failure := format('(SELECT pg_catalog.format(''row at position %%s of partition "%%s" failed %%s'', v.__duet_ord, v.__duet_part, '
+                              'pg_catalog.array_to_string(v.__duet_failed, '', '')) '
+                              'FROM v WHERE v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[] ORDER BY v.__duet_ord LIMIT 1)', fails);
+        END IF;
+    END IF;
+
+    IF p.topic IS NOT NULL THEN
+        published := '(SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(w)) FROM w)';
+    END IF;
+    IF drifting AND p.mode <> 'aggregate' THEN
+        -- The reference schema: the stored one ($7), else the key types of the first row read.
+        rows_sql := rows_sql || 'ds AS (SELECT COALESCE($7, (SELECT pg_catalog.jsonb_object_agg(e.key, pg_catalog.jsonb_typeof(e.value)) '
+                    'FROM (SELECT v.__duet_drift AS d FROM v WHERE pg_catalog.jsonb_typeof(v.__duet_drift) OPERATOR(pg_catalog.=) ''object'' '
+                    'ORDER BY v.__duet_ord LIMIT 1) f, pg_catalog.jsonb_each(f.d) e)) AS schema), '
+                    'de AS (SELECT e.key, e.value FROM v, pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(v.__duet_drift) '
+                    'OPERATOR(pg_catalog.=) ''object'' THEN v.__duet_drift ELSE ''{}''::pg_catalog.jsonb END) e), ';
+        dschema := '(SELECT ds.schema FROM ds)';
+        drift := 'pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
+            '''new_keys'', (SELECT pg_catalog.jsonb_object_agg(k, n) FROM (SELECT de.key AS k, pg_catalog.count(*) AS n FROM de '
+                'WHERE NOT ((SELECT ds.schema FROM ds) OPERATOR(pg_catalog.?) de.key) GROUP BY 1) a), '
+            '''type_changes'', (SELECT pg_catalog.jsonb_object_agg(k, n) FROM (SELECT de.key AS k, pg_catalog.count(*) AS n FROM de '
+                'WHERE ((SELECT ds.schema FROM ds) OPERATOR(pg_catalog.->>) de.key) OPERATOR(pg_catalog.<>) pg_catalog.jsonb_typeof(de.value) GROUP BY 1) b), '
+            '''missing_keys'', (SELECT pg_catalog.jsonb_object_agg(k, n) FROM (SELECT r.key AS k, pg_catalog.count(*) AS n '
+                'FROM v, pg_catalog.jsonb_each_text((SELECT ds.schema FROM ds)) r '
+                'WHERE pg_catalog.jsonb_typeof(v.__duet_drift) OPERATOR(pg_catalog.=) ''object'' AND NOT (v.__duet_drift OPERATOR(pg_catalog.?) r.key) GROUP BY 1) c)))';
+    END IF;
+
+    RETURN format('WITH src AS (%1$s), %2$s%3$s '
+                  'SELECT (SELECT pg_catalog.count(*) FROM v), (SELECT pg_catalog.count(*) FROM w), %4$s, '
+                  '%5$s, '
+                  '(SELECT pg_catalog.jsonb_object_agg(__duet_part, m) FROM (SELECT __duet_part, (pg_catalog.max(__duet_ord))::pg_catalog.text AS m FROM v GROUP BY 1) m), '
+                  '%6$s, %7$s, %8$s, %9$s, %10$s, %11$s',
+                  src, rows_sql, left(write, -2),
+                  CASE WHEN cardinality(drops) = 0 THEN '0::pg_catalog.int8'
+                       ELSE format('(SELECT pg_catalog.count(*) FROM v WHERE v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[])', drops) END,
+                  CASE WHEN checks = '' THEN 'NULL::pg_catalog.jsonb'
+                       ELSE '(SELECT pg_catalog.jsonb_object_agg(f, n) FROM (SELECT f, pg_catalog.count(*) AS n FROM v, pg_catalog.unnest(v.__duet_failed) f GROUP BY f) c)' END,
+                  quarantine, failure,
+                  CASE WHEN kind = 'replay' THEN '(SELECT pg_catalog.array_agg(__duet_qid) FROM v)' ELSE 'NULL::pg_catalog.int8[]' END,
+                  published, drift, dschema);
+END $$;

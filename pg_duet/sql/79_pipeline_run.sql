@@ -81,6 +81,7 @@ DECLARE
     rows_sql  text;
     past      text;
     write     text;
+    keep      text;
     quarantine text := 'NULL::pg_catalog.jsonb';
     failure   text := 'NULL::pg_catalog.text';
     published text := 'NULL::pg_catalog.jsonb';
@@ -160,12 +161,32 @@ BEGIN
                            CASE WHEN drifting THEN format(', s.%I AS __duet_drift', p.drift_column) ELSE '' END,
                            exprs);
         IF p.mode = 'upsert' THEN
+            keep := CASE WHEN cardinality(drops) = 0 THEN 'true'
+                         ELSE format('NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[]', drops) END;
+            IF kind = 'replay' THEN
+                -- A replayed row is older than what the pipeline may have written of its key since:
+                -- it is skipped when the source holds a later row (by order value, then partition)
+                -- of the same key that a run already read and wrote (not itself in quarantine).
+                keep := keep || format(' AND NOT EXISTS (SELECT FROM %1$s s WHERE %2$s'
+                    ' AND (s.%3$I OPERATOR(pg_catalog.>) v.__duet_ord OR (s.%3$I OPERATOR(pg_catalog.=) v.__duet_ord'
+                    '      AND %4$s OPERATOR(pg_catalog.>) v.__duet_part))'
+                    ' AND s.%3$I OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.->>) %4$s)::%5$s'
+                    ' AND NOT EXISTS (SELECT FROM duet.pipeline_quarantine q WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6'
+                    '      AND q.replayed_at IS NULL AND q.part OPERATOR(pg_catalog.=) %4$s'
+                    '      AND q.pos OPERATOR(pg_catalog.=) (s.%3$I)::pg_catalog.text))',
+                    p.source,
+                    (SELECT string_agg(format('%s OPERATOR(pg_catalog.=) v.%I',
+                                              duet.duet_pipeline_expr(p.transform ->> k, 's',
+                                                                      duet.duet_pipeline_column_type(p.target, k, 'target')), k),
+                                       ' AND ')
+                       FROM unnest(p.key) k),
+                    p.order_by, part_sql, ord_type);
+            END IF;
             write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM v %s'
                             'ORDER BY %s, v.__duet_ord DESC, v.__duet_part DESC) d '
                             'ON CONFLICT (%s) DO %s RETURNING %s), ',
                             p.target, collist, collist, keycols,
-                            CASE WHEN cardinality(drops) = 0 THEN ''
-                                 ELSE format('WHERE NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[] ', drops) END,
+                            CASE WHEN keep = 'true' THEN '' ELSE 'WHERE ' || keep || ' ' END,
                             (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k),
                             keycols, CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
                             CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
