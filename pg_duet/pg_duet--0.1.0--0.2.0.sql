@@ -3220,24 +3220,33 @@ BEGIN
         IF p.mode = 'upsert' THEN
             keep := CASE WHEN cardinality(drops) = 0 THEN 'true'
                          ELSE format('NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[]', drops) END;
-            IF kind = 'replay' THEN
-                -- A replayed row is older than what the pipeline may have written of its key since:
-                -- it is skipped when the source holds a later row (by order value, then partition)
-                -- of the same key that a run already read and wrote (not itself in quarantine).
-                keep := keep || format(' AND NOT EXISTS (SELECT FROM %1$s s WHERE %2$s'
-                    ' AND (s.%3$I OPERATOR(pg_catalog.>) v.__duet_ord OR (s.%3$I OPERATOR(pg_catalog.=) v.__duet_ord'
-                    '      AND %4$s OPERATOR(pg_catalog.>) v.__duet_part))'
-                    ' AND s.%3$I OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.->>) %4$s)::%5$s'
-                    ' AND NOT EXISTS (SELECT FROM duet.pipeline_quarantine q WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6'
-                    '      AND q.replayed_at IS NULL AND q.part OPERATOR(pg_catalog.=) %4$s'
-                    '      AND q.pos OPERATOR(pg_catalog.=) (s.%3$I)::pg_catalog.text))',
-                    p.source,
-                    (SELECT string_agg(format('%s OPERATOR(pg_catalog.=) v.%I',
-                                              duet.duet_pipeline_expr(p.transform ->> k, 's',
-                                                                      duet.duet_pipeline_column_type(p.target, k, 'target')), k),
-                                       ' AND ')
+            IF kind IN ('replay', 'backfill') THEN
+                -- A replayed or backfilled row may be older than what the pipeline has written of its
+                -- key: it is skipped when the source holds a later row (by order value, then
+                -- partition) of the same key that a run already read and wrote (not in quarantine).
+                -- lw maps each key of v to its latest such row, in one scan of the source whatever
+                -- the estimates: the IN tests stay hashed subplans (IS TRUE keeps them from becoming
+                -- joins, which a one-row estimate of v would make nested loops over the source).
+                rows_sql := rows_sql || format('lw AS MATERIALIZED (SELECT pg_catalog.jsonb_object_agg(m.k, '
+                    'pg_catalog.jsonb_build_array(m.o, m.p) ORDER BY m.o, m.p) AS map FROM ('
+                    'SELECT (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text AS k, s.%2$I AS o, %3$s AS p FROM %4$s s '
+                    'WHERE s.%2$I OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.->>) %3$s)::%5$s '
+                    'AND ((%1$s) IN (SELECT %6$s FROM v)) IS TRUE '
+                    'AND ((%3$s, (s.%2$I)::pg_catalog.text) IN (SELECT q.part, q.pos FROM duet.pipeline_quarantine q '
+                    'WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6 AND q.replayed_at IS NULL)) IS NOT TRUE) m), ',
+                    (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, 's',
+                                                               duet.duet_pipeline_column_type(p.target, k, 'target')), ', ')
                        FROM unnest(p.key) k),
-                    p.order_by, part_sql, ord_type);
+                    p.order_by, part_sql, p.source, ord_type,
+                    (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k));
+                keep := keep || format(' AND ((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) '
+                    '(pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) OPERATOR(pg_catalog.->>) 0)::%2$s '
+                    'OPERATOR(pg_catalog.>) v.__duet_ord '
+                    'OR (((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) '
+                    'OPERATOR(pg_catalog.->>) 0)::%2$s OPERATOR(pg_catalog.=) v.__duet_ord) '
+                    'AND ((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) '
+                    'OPERATOR(pg_catalog.->>) 1) OPERATOR(pg_catalog.>) v.__duet_part))) IS NOT TRUE',
+                    (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k), ord_type);
             END IF;
             write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM v %s'
                             'ORDER BY %s, v.__duet_ord DESC, v.__duet_part DESC) d '

@@ -1,8 +1,9 @@
-# Issue 19 (known gap): in upsert mode, duet_pipeline_replay() runs quarantined rows again, and
-# those rows are older than what the pipeline may have written of their key since. Replay must
-# respect source order: a replayed row is skipped when a later row of its key (by order value, then
-# partition) was already read and written; it is written when the later rows of its key are still
-# in quarantine or not read yet, and among replayed rows of one key the latest wins.
+# Issue 19 (known gap): in upsert mode, duet_pipeline_replay() runs quarantined rows again (and
+# duet_pipeline_backfill() old ranges), and those rows are older than what the pipeline may have
+# written of their key since. Replay and backfill must respect source order: such a row is skipped
+# when a later row of its key (by order value, then partition) was already read and written; it is
+# written when the later rows of its key are still in quarantine or not read yet, and among the
+# rows of one key in the run the latest wins.
 # No background worker serves the database: every run here is an explicit call.
 use strict;
 use warnings;
@@ -67,6 +68,13 @@ is(alice(q{SELECT rows_in || '/' || rows_out || '/' || rows_dropped FROM duet.pi
 # d's later version, read after the replay, replaces the replayed row.
 alice(q{SELECT duet_pipeline_resume('latest'); SELECT duet_pipeline_run('latest');});
 is(alice(q{SELECT v || '@' || src_id FROM ro.dst WHERE k = 'D'}), '9@13', 'd: the later version read after the replay wins');
+
+# A backfill of an old range is the same case: a (row 1) must keep its later version (row 10).
+is(alice(q{SELECT duet_pipeline_backfill('latest', '1', '5')}), '4', 'backfill of [1, 5] reads its 4 rows');
+is(alice(q{SELECT string_agg(k || '=' || v || '@' || src_id, ',' ORDER BY k) FROM ro.dst}), 'A=21@10,B=-2@4,C=-3@5,D=9@13,E=30@11',
+	'backfill respects source order: no key goes back to an older version');
+is(alice(q{SELECT rows_in || '/' || rows_out FROM duet.pipeline_runs WHERE kind = 'backfill'}), '4/2',
+	'the backfill wrote b and c again (their latest read rows), not a');
 
 # Partitions: at an equal order value, the greater partition is the later row (the upsert's rule).
 alice(q{
