@@ -425,3 +425,46 @@ duet_metrics_workers(PG_FUNCTION_ARGS)
 				  0, NULL, NULL, NULL);
 	return (Datum) 0;
 }
+
+PG_FUNCTION_INFO_V1(duet_metrics_pipelines);
+
+/*
+ * duet_metrics_pipelines() → per tenant and pipeline: state, mode, lag (rows past the position,
+ * and seconds since the last success while rows wait), runs and rows in, out and dropped over the
+ * last 5 minutes, failed runs over 24 hours, rows quarantined and not replayed, ages of the last
+ * run and success. Figures of duet.pipeline_status (one computation of them), read as the
+ * extension owner for the caller's scope; never a transform, position, error text or row.
+ */
+Datum
+duet_metrics_pipelines(PG_FUNCTION_ARGS)
+{
+	MonitorScope scope;
+	Oid			types[2] = {BOOLOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[3] = "  ";
+
+	InitMaterializedSRF(fcinfo, 0);
+	monitor_scope(&scope);
+	if (!scope.all && scope.tenant == NULL)
+		return (Datum) 0;
+	values[0] = BoolGetDatum(scope.all);
+	values[1] = scope.tenant ? CStringGetTextDatum(scope.tenant) : (Datum) 0;
+	nulls[1] = scope.tenant ? ' ' : 'n';
+	monitor_query(fcinfo, duet_extension_owner(),
+				  "SELECT s.tenant, s.name, s.mode, s.state, s.lag_rows, "
+				  "       CASE WHEN s.lag_rows OPERATOR(pg_catalog.>) 0 "
+				  "            THEN EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) "
+				  "                 coalesce(s.last_success_at, p.created_at))::pg_catalog.float8 "
+				  "            WHEN s.lag_rows IS NULL THEN NULL ELSE 0 END, "
+				  "       s.runs_5m, s.rows_in_5m::pg_catalog.int8, s.rows_out_5m::pg_catalog.int8, "
+				  "       s.rows_dropped_5m::pg_catalog.int8, s.errors_24h, s.quarantined, "
+				  "       EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) s.last_run_at)::pg_catalog.float8, "
+				  "       EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) s.last_success_at)::pg_catalog.float8 "
+				  "  FROM duet.pipeline_status s "
+				  "  JOIN duet.pipelines p ON (p.tenant OPERATOR(pg_catalog.=) s.tenant) "
+				  "                       AND (p.name OPERATOR(pg_catalog.=) s.name) "
+				  " WHERE $1 OR s.tenant OPERATOR(pg_catalog.=) $2 "
+				  " ORDER BY s.tenant, s.name",
+				  2, types, values, nulls);
+	return (Datum) 0;
+}

@@ -4183,3 +4183,284 @@ BEGIN
     -- at most two seconds in all (C: pg_duet/doctor.c).
     RETURN QUERY SELECT x.check_name, x.status, x.detail, x.hint FROM @extschema@.duet_doctor_reachability() x;
 END $$;
+
+-- Pipelines in the Prometheus export and duet.health (issue 19 item 4, issue 17 item 3) ----------
+
+CREATE FUNCTION duet_metrics_pipelines(OUT tenant text, OUT pipeline text, OUT mode text,
+        OUT state text, OUT lag_rows bigint, OUT lag_seconds double precision, OUT runs_5m bigint,
+        OUT rows_in_5m bigint, OUT rows_out_5m bigint, OUT rows_dropped_5m bigint,
+        OUT errors_24h bigint, OUT quarantined bigint, OUT last_run_age_seconds double precision,
+        OUT last_success_age_seconds double precision)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_pipelines';
+COMMENT ON FUNCTION duet_metrics_pipelines() IS
+    'pipelines per tenant and name: state, mode, lag in rows and seconds, runs and rows read, written and quarantined in the last 5 minutes, failed runs in 24 hours, rows in quarantine, ages of the last run and success; counts only, never transforms, error texts or rows (monitors: every tenant; others: their tenant)';
+
+GRANT EXECUTE ON FUNCTION duet_metrics_pipelines() TO PUBLIC;
+
+CREATE OR REPLACE VIEW duet.health WITH (security_invoker = true) AS
+SELECT r.tenant, 'rules'::text AS subsystem, m.metric,
+       pg_catalog.jsonb_build_object('severity', r.severity) AS labels, m.value
+  FROM duet_metrics_rules() r
+ CROSS JOIN LATERAL (VALUES ('rules', r.rules::float8), ('enabled', r.enabled::float8),
+                            ('evaluations', r.evaluations::float8), ('errors', r.errors::float8),
+                            ('rows_evaluated', r.rows_evaluated::float8), ('pending', r.pending::float8),
+                            ('firing', r.firing::float8), ('recovering', r.recovering::float8),
+                            ('in_error', r.in_error::float8)) AS m(metric, value)
+UNION ALL
+SELECT a.tenant, 'ask', m.metric, pg_catalog.jsonb_build_object('status', a.status), m.value
+  FROM duet_metrics_ask() a
+ CROSS JOIN LATERAL (VALUES ('calls', a.calls::float8), ('http_requests', a.http_requests::float8),
+                            ('guard_rejections', a.corrections::float8), ('tokens_in', a.tokens_in::float8),
+                            ('tokens_out', a.tokens_out::float8), ('latency_seconds', a.latency_ms_sum / 1000))
+       AS m(metric, value)
+UNION ALL
+SELECT NULL, 'kafka', m.metric,
+       pg_catalog.jsonb_build_object('consumer', k.consumer, 'topic', k.topic, 'state', k.state), m.value
+  FROM duet_metrics_kafka() k
+ CROSS JOIN LATERAL (VALUES ('up', CASE WHEN k.state = 'running' THEN 1 ELSE 0 END::float8),
+                            ('workers', k.workers::float8), ('rows', k.rows::float8),
+                            ('bytes', k.bytes::float8), ('batches', k.batches::float8),
+                            ('errors', k.errors::float8), ('dead_letters', k.dead_letters::float8),
+                            ('lag', k.lag::float8), ('rows_per_second', k.rows_per_second),
+                            ('skipped_messages', k.skipped_messages::float8)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'outbox', m.metric, '{}'::jsonb, m.value
+  FROM duet_metrics_outbox() o
+ CROSS JOIN LATERAL (VALUES ('pending', o.pending::float8),
+                            ('oldest_pending_age_seconds', o.oldest_pending_age_seconds),
+                            ('sent_last_hour', o.sent_last_hour::float8)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'server', m.metric, '{}'::jsonb, m.value
+  FROM duet_metrics_server() s
+ CROSS JOIN LATERAL (VALUES ('counters_available', CASE WHEN s.counters_available THEN 1 ELSE 0 END::float8),
+                            ('workers_serving', CASE WHEN s.workers_serving THEN 1 ELSE 0 END::float8),
+                            ('config_cache_hits', s.config_cache_hits::float8),
+                            ('config_cache_misses', s.config_cache_misses::float8),
+                            ('config_cache_bypasses', s.config_cache_bypasses::float8),
+                            ('config_cache_hit_ratio', s.config_cache_hit_ratio),
+                            ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value)
+UNION ALL
+SELECT p.tenant, 'pipelines', m.metric, pg_catalog.jsonb_build_object('pipeline', p.pipeline, 'mode', p.mode), m.value
+  FROM duet_metrics_pipelines() p
+ CROSS JOIN LATERAL (VALUES ('active', CASE WHEN p.state = 'active' THEN 1 ELSE 0 END::float8),
+                            ('paused', CASE WHEN p.state = 'paused' THEN 1 ELSE 0 END::float8),
+                            ('in_error', CASE WHEN p.state = 'error' THEN 1 ELSE 0 END::float8),
+                            ('lag_rows', p.lag_rows::float8), ('lag_seconds', p.lag_seconds),
+                            ('runs_5m', p.runs_5m::float8), ('rows_in_5m', p.rows_in_5m::float8),
+                            ('rows_out_5m', p.rows_out_5m::float8), ('rows_dropped_5m', p.rows_dropped_5m::float8),
+                            ('errors_24h', p.errors_24h::float8), ('quarantined', p.quarantined::float8),
+                            ('last_run_age_seconds', p.last_run_age_seconds),
+                            ('last_success_age_seconds', p.last_success_age_seconds)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
+  FROM duet_metrics_workers() w;
+COMMENT ON VIEW duet.health IS
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers, pipelines; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
+COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';
+
+-- Pipelines: replay in upsert mode respects source order (issue 19, known gap) ------------------
+
+-- A replayed row is skipped when a later row of its key was already read and written.
+CREATE OR REPLACE FUNCTION duet.duet_pipeline_sql(p duet.pipelines, kind text) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ord_type  text := duet.duet_pipeline_column_type(p.source, p.order_by, 'order_by');
+    part_sql  text := CASE WHEN p.partition_by IS NULL THEN '''''::pg_catalog.text'
+                           ELSE format('(s.%I)::pg_catalog.text', p.partition_by) END;
+    cols      text[] := ARRAY(SELECT jsonb_object_keys(p.transform) ORDER BY 1);
+    collist   text := (SELECT string_agg(format('%I', x), ', ' ORDER BY x) FROM unnest(cols) x);
+    keycols   text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(p.key) k);
+    sets      text := (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', x), ', ')
+                         FROM unnest(cols) x WHERE x <> ALL (p.key));
+    drops     text[] := ARRAY(SELECT name FROM duet.pipeline_expectations
+                               WHERE pipeline_id = p.id AND action = 'drop' ORDER BY name);
+    fails     text[] := ARRAY(SELECT name FROM duet.pipeline_expectations
+                               WHERE pipeline_id = p.id AND action = 'fail' ORDER BY name);
+    formulas  boolean := EXISTS (SELECT FROM jsonb_each_text(p.transform) t WHERE left(t.value, 1) = '=');
+    drifting  boolean := p.drift_column IS NOT NULL AND kind <> 'replay';
+    exprs     text := '';
+    checks    text := '';
+    vars      text;
+    e         record;
+    c         text;
+    src       text;
+    rows_sql  text;
+    past      text;
+    write     text;
+    keep      text;
+    quarantine text := 'NULL::pg_catalog.jsonb';
+    failure   text := 'NULL::pg_catalog.text';
+    published text := 'NULL::pg_catalog.jsonb';
+    drift     text := '''{}''::pg_catalog.jsonb';
+    dschema   text := 'NULL::pg_catalog.jsonb';
+BEGIN
+    -- src: the rows of this run, with their partition, order value and what the quarantine and
+    -- formulas need (the row itself only for formulas and replays; else its ctid, read again for
+    -- the few quarantined rows within the same snapshot).
+    IF kind = 'replay' THEN
+        src := format('SELECT s AS __duet_src, s.*, q.part AS __duet_part, q.pos::%s AS __duet_ord, q.id AS __duet_qid, '
+                      'NULL::pg_catalog.tid AS __duet_ctid '
+                      'FROM duet.pipeline_quarantine q CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, q.source_row) s '
+                      'WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6 AND q.replayed_at IS NULL '
+                      'ORDER BY q.id LIMIT $2', ord_type, p.source);
+    ELSE
+        src := format('SELECT %s s.*, %s AS __duet_part, s.%I AS __duet_ord, NULL::pg_catalog.int8 AS __duet_qid, '
+                      's.ctid AS __duet_ctid FROM %s s WHERE ',
+                      CASE WHEN formulas THEN 's AS __duet_src,' ELSE '' END, part_sql, p.order_by, p.source);
+        IF kind IN ('incremental', 'tail', 'count') THEN
+            past := format('(($1 OPERATOR(pg_catalog.->>) %1$s) IS NULL OR s.%2$I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) %1$s)::%3$s)',
+                           part_sql, p.order_by, ord_type);
+            src := src || past;
+            IF kind = 'count' THEN
+                -- How many rows are past the position, counting no further than one batch and one.
+                RETURN format('SELECT pg_catalog.count(*) FROM (SELECT FROM %s s WHERE %s LIMIT $2 OPERATOR(pg_catalog.+) 1) c',
+                              p.source, past);
+            ELSIF kind = 'incremental' THEN
+                -- A batch: ordered by the raw columns, each partition's rows are a prefix of its rows.
+                -- ('tail': every row past the position fits in the batch, so no order is needed.)
+                src := src || format(' ORDER BY s.%1$I%2$s LIMIT $2', p.order_by,
+                                     CASE WHEN p.partition_by IS NULL THEN '' ELSE format(', s.%I', p.partition_by) END);
+            END IF;
+        ELSE
+            src := src || format('s.%1$I OPERATOR(pg_catalog.>=) $3::%2$s AND s.%1$I OPERATOR(pg_catalog.<=) $4::%2$s '
+                                 'AND ($5 IS NULL OR %3$s OPERATOR(pg_catalog.=) $5)', p.order_by, ord_type, part_sql);
+        END IF;
+    END IF;
+
+    IF p.mode = 'aggregate' THEN
+        -- SQL only (aggregates), checked at creation: no formulas, no expectations. The groups the
+        -- new rows touch are recomputed from the whole source.
+        rows_sql := 'v AS MATERIALIZED (SELECT src.*, NULL::pg_catalog.text[] AS __duet_failed FROM src), ';
+        write := format('g AS (SELECT DISTINCT %s FROM v s), '
+                        'w AS (INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE (%s) IN (SELECT %s FROM g) GROUP BY %s '
+                        'ON CONFLICT (%s) DO %s RETURNING %s), ',
+                        (SELECT string_agg(format('%s AS %I', duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), k), ', ')
+                           FROM unnest(p.key) k),
+                        p.target, collist,
+                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> x, NULL, NULL), ', ' ORDER BY x) FROM unnest(cols) x),
+                        p.source,
+                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), ', ') FROM unnest(p.key) k),
+                        keycols,
+                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), ', ') FROM unnest(p.key) k),
+                        keycols,
+                        CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
+                        CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
+    ELSE
+        FOREACH c IN ARRAY cols LOOP
+            exprs := exprs || format(', %s AS %I',
+                                     duet.duet_pipeline_expr(p.transform ->> c, 's.__duet_src',
+                                                             duet.duet_pipeline_column_type(p.target, c, 'target')), c);
+        END LOOP;
+        vars := (SELECT format('pg_catalog.jsonb_build_object(%s)', string_agg(format('%L::pg_catalog.text, x.%I', x, x), ', '))
+                   FROM unnest(cols) x);
+        FOR e IN SELECT name, predicate FROM duet.pipeline_expectations WHERE pipeline_id = p.id ORDER BY name LOOP
+            checks := checks || format(', CASE WHEN %s IS NOT TRUE THEN %L::pg_catalog.text END',
+                                       duet.duet_pipeline_expr(e.predicate, vars, 'pg_catalog.bool'), e.name);
+        END LOOP;
+        -- v: the transformed rows with the names of the expectations each failed; the transform is
+        -- a subquery (not a CTE of its own) so that the rows are materialized once.
+        rows_sql := format('v AS MATERIALIZED (SELECT x.*, %s AS __duet_failed FROM '
+                           '(SELECT s.__duet_part, s.__duet_ord, s.__duet_qid, s.__duet_ctid%s%s%s FROM src s) x), ',
+                           CASE WHEN checks = '' THEN 'NULL::pg_catalog.text[]'
+                                ELSE format('pg_catalog.array_remove(ARRAY[NULL::pg_catalog.text%s], NULL)', checks) END,
+                           CASE WHEN kind = 'replay' THEN ', s.__duet_src' ELSE '' END,
+                           CASE WHEN drifting THEN format(', s.%I AS __duet_drift', p.drift_column) ELSE '' END,
+                           exprs);
+        IF p.mode = 'upsert' THEN
+            keep := CASE WHEN cardinality(drops) = 0 THEN 'true'
+                         ELSE format('NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[]', drops) END;
+            IF kind IN ('replay', 'backfill') THEN
+                -- A replayed or backfilled row may be older than what the pipeline has written of its
+                -- key: it is skipped when the source holds a later row (by order value, then
+                -- partition) of the same key that a run already read and wrote (not in quarantine).
+                -- lw maps each key of v to its latest such row, in one scan of the source whatever
+                -- the estimates: the IN tests stay hashed subplans (IS TRUE keeps them from becoming
+                -- joins, which a one-row estimate of v would make nested loops over the source).
+                rows_sql := rows_sql || format('lw AS MATERIALIZED (SELECT pg_catalog.jsonb_object_agg(m.k, '
+                    'pg_catalog.jsonb_build_array(m.o, m.p) ORDER BY m.o, m.p) AS map FROM ('
+                    'SELECT (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text AS k, s.%2$I AS o, %3$s AS p FROM %4$s s '
+                    'WHERE s.%2$I OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.->>) %3$s)::%5$s '
+                    'AND ((%1$s) IN (SELECT %6$s FROM v)) IS TRUE '
+                    'AND ((%3$s, (s.%2$I)::pg_catalog.text) IN (SELECT q.part, q.pos FROM duet.pipeline_quarantine q '
+                    'WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6 AND q.replayed_at IS NULL)) IS NOT TRUE) m), ',
+                    (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, 's',
+                                                               duet.duet_pipeline_column_type(p.target, k, 'target')), ', ')
+                       FROM unnest(p.key) k),
+                    p.order_by, part_sql, p.source, ord_type,
+                    (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k));
+                keep := keep || format(' AND ((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) '
+                    '(pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) OPERATOR(pg_catalog.->>) 0)::%2$s '
+                    'OPERATOR(pg_catalog.>) v.__duet_ord '
+                    'OR (((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) '
+                    'OPERATOR(pg_catalog.->>) 0)::%2$s OPERATOR(pg_catalog.=) v.__duet_ord) '
+                    'AND ((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) '
+                    'OPERATOR(pg_catalog.->>) 1) OPERATOR(pg_catalog.>) v.__duet_part))) IS NOT TRUE',
+                    (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k), ord_type);
+            END IF;
+            write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM v %s'
+                            'ORDER BY %s, v.__duet_ord DESC, v.__duet_part DESC) d '
+                            'ON CONFLICT (%s) DO %s RETURNING %s), ',
+                            p.target, collist, collist, keycols,
+                            CASE WHEN keep = 'true' THEN '' ELSE 'WHERE ' || keep || ' ' END,
+                            (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k),
+                            keycols, CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
+                            CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
+        ELSE
+            write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM v %s'
+                            'ORDER BY v.__duet_ord, v.__duet_part RETURNING %s), ',
+                            p.target, collist, collist,
+                            CASE WHEN cardinality(drops) = 0 THEN ''
+                                 ELSE format('WHERE NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[] ', drops) END,
+                            CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
+        END IF;
+        IF cardinality(drops) > 0 THEN
+            quarantine := format('(SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(v.__duet_part, (v.__duet_ord)::pg_catalog.text, '
+                                 'v.__duet_failed, %s)) FROM v WHERE v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[])',
+                                 CASE WHEN kind = 'replay' THEN 'pg_catalog.to_jsonb(v.__duet_src)'
+                                      ELSE format('(SELECT pg_catalog.to_jsonb(b) FROM %s b WHERE b.ctid OPERATOR(pg_catalog.=) v.__duet_ctid)', p.source) END,
+                                 drops);
+        END IF;
+        IF cardinality(fails) > 0 THEN
+            failure := format('(SELECT pg_catalog.format(''row at position %%s of partition "%%s" failed %%s'', v.__duet_ord, v.__duet_part, '
+                              'pg_catalog.array_to_string(v.__duet_failed, '', '')) '
+                              'FROM v WHERE v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[] ORDER BY v.__duet_ord LIMIT 1)', fails);
+        END IF;
+    END IF;
+
+    IF p.topic IS NOT NULL THEN
+        published := '(SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(w)) FROM w)';
+    END IF;
+    IF drifting AND p.mode <> 'aggregate' THEN
+        -- The reference schema: the stored one ($7), else the key types of the first row read.
+        rows_sql := rows_sql || 'ds AS (SELECT COALESCE($7, (SELECT pg_catalog.jsonb_object_agg(e.key, pg_catalog.jsonb_typeof(e.value)) '
+                    'FROM (SELECT v.__duet_drift AS d FROM v WHERE pg_catalog.jsonb_typeof(v.__duet_drift) OPERATOR(pg_catalog.=) ''object'' '
+                    'ORDER BY v.__duet_ord LIMIT 1) f, pg_catalog.jsonb_each(f.d) e)) AS schema), '
+                    'de AS (SELECT e.key, e.value FROM v, pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(v.__duet_drift) '
+                    'OPERATOR(pg_catalog.=) ''object'' THEN v.__duet_drift ELSE ''{}''::pg_catalog.jsonb END) e), ';
+        dschema := '(SELECT ds.schema FROM ds)';
+        drift := 'pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
+            '''new_keys'', (SELECT pg_catalog.jsonb_object_agg(k, n) FROM (SELECT de.key AS k, pg_catalog.count(*) AS n FROM de '
+                'WHERE NOT ((SELECT ds.schema FROM ds) OPERATOR(pg_catalog.?) de.key) GROUP BY 1) a), '
+            '''type_changes'', (SELECT pg_catalog.jsonb_object_agg(k, n) FROM (SELECT de.key AS k, pg_catalog.count(*) AS n FROM de '
+                'WHERE ((SELECT ds.schema FROM ds) OPERATOR(pg_catalog.->>) de.key) OPERATOR(pg_catalog.<>) pg_catalog.jsonb_typeof(de.value) GROUP BY 1) b), '
+            '''missing_keys'', (SELECT pg_catalog.jsonb_object_agg(k, n) FROM (SELECT r.key AS k, pg_catalog.count(*) AS n '
+                'FROM v, pg_catalog.jsonb_each_text((SELECT ds.schema FROM ds)) r '
+                'WHERE pg_catalog.jsonb_typeof(v.__duet_drift) OPERATOR(pg_catalog.=) ''object'' AND NOT (v.__duet_drift OPERATOR(pg_catalog.?) r.key) GROUP BY 1) c)))';
+    END IF;
+
+    RETURN format('WITH src AS (%1$s), %2$s%3$s '
+                  'SELECT (SELECT pg_catalog.count(*) FROM v), (SELECT pg_catalog.count(*) FROM w), %4$s, '
+                  '%5$s, '
+                  '(SELECT pg_catalog.jsonb_object_agg(__duet_part, m) FROM (SELECT __duet_part, (pg_catalog.max(__duet_ord))::pg_catalog.text AS m FROM v GROUP BY 1) m), '
+                  '%6$s, %7$s, %8$s, %9$s, %10$s, %11$s',
+                  src, rows_sql, left(write, -2),
+                  CASE WHEN cardinality(drops) = 0 THEN '0::pg_catalog.int8'
+                       ELSE format('(SELECT pg_catalog.count(*) FROM v WHERE v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[])', drops) END,
+                  CASE WHEN checks = '' THEN 'NULL::pg_catalog.jsonb'
+                       ELSE '(SELECT pg_catalog.jsonb_object_agg(f, n) FROM (SELECT f, pg_catalog.count(*) AS n FROM v, pg_catalog.unnest(v.__duet_failed) f GROUP BY f) c)' END,
+                  quarantine, failure,
+                  CASE WHEN kind = 'replay' THEN '(SELECT pg_catalog.array_agg(__duet_qid) FROM v)' ELSE 'NULL::pg_catalog.int8[]' END,
+                  published, drift, dschema);
+END $$;

@@ -56,9 +56,18 @@ CREATE FUNCTION duet_metrics_workers(OUT worker text, OUT running bigint)
 COMMENT ON FUNCTION duet_metrics_workers() IS
     'pg_duet''s background workers running for this database, by kind (the rule scheduler: the server''s), from pg_stat_activity (monitors only; no row for others)';
 
+CREATE FUNCTION duet_metrics_pipelines(OUT tenant text, OUT pipeline text, OUT mode text,
+        OUT state text, OUT lag_rows bigint, OUT lag_seconds double precision, OUT runs_5m bigint,
+        OUT rows_in_5m bigint, OUT rows_out_5m bigint, OUT rows_dropped_5m bigint,
+        OUT errors_24h bigint, OUT quarantined bigint, OUT last_run_age_seconds double precision,
+        OUT last_success_age_seconds double precision)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_pipelines';
+COMMENT ON FUNCTION duet_metrics_pipelines() IS
+    'pipelines per tenant and name: state, mode, lag in rows and seconds, runs and rows read, written and quarantined in the last 5 minutes, failed runs in 24 hours, rows in quarantine, ages of the last run and success; counts only, never transforms, error texts or rows (monitors: every tenant; others: their tenant)';
+
 -- Everyone may call them: each returns only what its caller may see (pg_duet/monitor.c).
 GRANT EXECUTE ON FUNCTION duet_metrics_rules(), duet_metrics_ask(), duet_metrics_kafka(),
-    duet_metrics_outbox(), duet_metrics_server(), duet_metrics_workers() TO PUBLIC;
+    duet_metrics_outbox(), duet_metrics_server(), duet_metrics_workers(), duet_metrics_pipelines() TO PUBLIC;
 
 CREATE VIEW duet.health WITH (security_invoker = true) AS
 SELECT r.tenant, 'rules'::text AS subsystem, m.metric,
@@ -103,8 +112,20 @@ SELECT NULL, 'server', m.metric, '{}'::jsonb, m.value
                             ('config_cache_hit_ratio', s.config_cache_hit_ratio),
                             ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value)
 UNION ALL
+SELECT p.tenant, 'pipelines', m.metric, pg_catalog.jsonb_build_object('pipeline', p.pipeline, 'mode', p.mode), m.value
+  FROM duet_metrics_pipelines() p
+ CROSS JOIN LATERAL (VALUES ('active', CASE WHEN p.state = 'active' THEN 1 ELSE 0 END::float8),
+                            ('paused', CASE WHEN p.state = 'paused' THEN 1 ELSE 0 END::float8),
+                            ('in_error', CASE WHEN p.state = 'error' THEN 1 ELSE 0 END::float8),
+                            ('lag_rows', p.lag_rows::float8), ('lag_seconds', p.lag_seconds),
+                            ('runs_5m', p.runs_5m::float8), ('rows_in_5m', p.rows_in_5m::float8),
+                            ('rows_out_5m', p.rows_out_5m::float8), ('rows_dropped_5m', p.rows_dropped_5m::float8),
+                            ('errors_24h', p.errors_24h::float8), ('quarantined', p.quarantined::float8),
+                            ('last_run_age_seconds', p.last_run_age_seconds),
+                            ('last_success_age_seconds', p.last_success_age_seconds)) AS m(metric, value)
+UNION ALL
 SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
   FROM duet_metrics_workers() w;
 COMMENT ON VIEW duet.health IS
-    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers, pipelines; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
 GRANT SELECT ON duet.health TO PUBLIC;

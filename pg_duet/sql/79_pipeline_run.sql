@@ -81,6 +81,7 @@ DECLARE
     rows_sql  text;
     past      text;
     write     text;
+    keep      text;
     quarantine text := 'NULL::pg_catalog.jsonb';
     failure   text := 'NULL::pg_catalog.text';
     published text := 'NULL::pg_catalog.jsonb';
@@ -160,12 +161,41 @@ BEGIN
                            CASE WHEN drifting THEN format(', s.%I AS __duet_drift', p.drift_column) ELSE '' END,
                            exprs);
         IF p.mode = 'upsert' THEN
+            keep := CASE WHEN cardinality(drops) = 0 THEN 'true'
+                         ELSE format('NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[]', drops) END;
+            IF kind IN ('replay', 'backfill') THEN
+                -- A replayed or backfilled row may be older than what the pipeline has written of its
+                -- key: it is skipped when the source holds a later row (by order value, then
+                -- partition) of the same key that a run already read and wrote (not in quarantine).
+                -- lw maps each key of v to its latest such row, in one scan of the source whatever
+                -- the estimates: the IN tests stay hashed subplans (IS TRUE keeps them from becoming
+                -- joins, which a one-row estimate of v would make nested loops over the source).
+                rows_sql := rows_sql || format('lw AS MATERIALIZED (SELECT pg_catalog.jsonb_object_agg(m.k, '
+                    'pg_catalog.jsonb_build_array(m.o, m.p) ORDER BY m.o, m.p) AS map FROM ('
+                    'SELECT (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text AS k, s.%2$I AS o, %3$s AS p FROM %4$s s '
+                    'WHERE s.%2$I OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.->>) %3$s)::%5$s '
+                    'AND ((%1$s) IN (SELECT %6$s FROM v)) IS TRUE '
+                    'AND ((%3$s, (s.%2$I)::pg_catalog.text) IN (SELECT q.part, q.pos FROM duet.pipeline_quarantine q '
+                    'WHERE q.pipeline_id OPERATOR(pg_catalog.=) $6 AND q.replayed_at IS NULL)) IS NOT TRUE) m), ',
+                    (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, 's',
+                                                               duet.duet_pipeline_column_type(p.target, k, 'target')), ', ')
+                       FROM unnest(p.key) k),
+                    p.order_by, part_sql, p.source, ord_type,
+                    (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k));
+                keep := keep || format(' AND ((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) '
+                    '(pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) OPERATOR(pg_catalog.->>) 0)::%2$s '
+                    'OPERATOR(pg_catalog.>) v.__duet_ord '
+                    'OR (((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) '
+                    'OPERATOR(pg_catalog.->>) 0)::%2$s OPERATOR(pg_catalog.=) v.__duet_ord) '
+                    'AND ((((SELECT lw.map FROM lw) OPERATOR(pg_catalog.->) (pg_catalog.jsonb_build_array(%1$s))::pg_catalog.text) '
+                    'OPERATOR(pg_catalog.->>) 1) OPERATOR(pg_catalog.>) v.__duet_part))) IS NOT TRUE',
+                    (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k), ord_type);
+            END IF;
             write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM v %s'
                             'ORDER BY %s, v.__duet_ord DESC, v.__duet_part DESC) d '
                             'ON CONFLICT (%s) DO %s RETURNING %s), ',
                             p.target, collist, collist, keycols,
-                            CASE WHEN cardinality(drops) = 0 THEN ''
-                                 ELSE format('WHERE NOT v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[] ', drops) END,
+                            CASE WHEN keep = 'true' THEN '' ELSE 'WHERE ' || keep || ' ' END,
                             (SELECT string_agg(format('v.%I', k), ', ') FROM unnest(p.key) k),
                             keycols, CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
                             CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);

@@ -451,3 +451,7 @@ COMMENT ON COLUMN duet.alerts_active.annotations IS 'rendered annotations of the
 COMMENT ON COLUMN duet.alerts_active.alertmanager_labels IS 'the label set Alertmanager gets: the tenant''s alertmanager.labels config, the rule''s labels, alertname, tenant, severity';
 COMMENT ON COLUMN duet.alerts_active.notify_version IS 'version of the alert''s notification (see duet.alerts.notify_version)';
 COMMENT ON COLUMN duet.alerts_active.delivery IS 'per Alertmanager: whether it accepted the current version, when, attempts and last error';
+
+-- duet.health's pipelines rows (issue 19 item 4, issue 17 item 3: pg_duet/sql/75_monitor.sql)
+COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
+COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';

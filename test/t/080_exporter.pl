@@ -1,7 +1,8 @@
 # Prometheus metrics (issue 17): Debian's prometheus-postgres-exporter with
 # exporter/pg_duet_queries.yaml, connected as a duet_monitor role, scraped on loopback while a
 # Kafka consumer ingests (dev broker), row and query rules fire and fail, asks go to the mock LLM
-# (answered and rejected by the guard), the outbox fills and config is read. Every metric of the
+# (answered and rejected by the guard), the outbox fills, config is read and pipelines lag, run,
+# quarantine and fail. Every metric of the
 # queries file must be on /metrics with its labels, the counters must move with the activity,
 # docs/monitoring.md must list exactly the file's metrics, and duet.health must show a tenant member
 # the same figures for its own tenant only.
@@ -108,6 +109,22 @@ SET ROLE bob;
 SELECT duet_set_tenant('globex');
 SELECT duet_rule_create('broken', 'x > 0', query => 'SELECT campaign, 1 / (n - n) AS x FROM public.clicks');
 RESET ROLE;
+-- acme's pipelines: one that quarantines negative values, one stopped by a fail expectation;
+-- paused, so their lag is there to be seen
+CREATE SCHEMA acme AUTHORIZATION alice;
+SET ROLE alice;
+SELECT duet_set_tenant('acme');
+CREATE TABLE acme.src (id bigint PRIMARY KEY, v int);
+CREATE TABLE acme.dst (id bigint PRIMARY KEY, v int);
+CREATE TABLE acme.src2 (id bigint PRIMARY KEY, v int);
+CREATE TABLE acme.dst2 (id bigint PRIMARY KEY, v int);
+SELECT duet_pipeline_create('acme_p', 'acme.src', 'acme.dst', '{"id": "id", "v": "v"}', order_by => 'id',
+    key => '{id}', mode => 'upsert',
+    expectations => '[{"name": "v_nonnegative", "predicate": "v >= 0", "action": "drop"}]');
+SELECT duet_pipeline_create('acme_strict', 'acme.src2', 'acme.dst2', '{"id": "id", "v": "v"}', order_by => 'id',
+    expectations => '[{"name": "v_small", "predicate": "v < 100", "action": "fail"}]');
+SELECT duet_pipeline_pause('acme_p'), duet_pipeline_pause('acme_strict');
+RESET ROLE;
 });
 
 # ---- the exporter ----------------------------------------------------------------------------
@@ -178,6 +195,29 @@ is(value($m, 'pg_duet_rules_evaluations_total', tenant => 'acme', severity => 'c
 	'before any insert: acme\'s critical rule has no evaluation');
 is(value($m, 'pg_duet_rules_rules', tenant => 'globex', severity => 'warning'), '1', 'globex\'s rule is counted');
 my $hits0 = value($m, 'pg_duet_server_config_cache_hits_total');
+my %acme_p = (tenant => 'acme', pipeline => 'acme_p', mode => 'upsert');
+is(value($m, 'pg_duet_pipeline_paused', %acme_p), '1', 'pipelines: acme_p is paused');
+is(value($m, 'pg_duet_pipeline_active', %acme_p), '0', 'pipelines: ... so not active');
+is(value($m, 'pg_duet_pipeline_lag_rows', %acme_p), '0', 'pipelines: no lag before any source row');
+is(value($m, 'pg_duet_pipeline_rows_in_5m', %acme_p), '0', 'pipelines: nothing read yet');
+is(value($m, 'pg_duet_pipeline_last_run_age_seconds', %acme_p), 'NaN', 'pipelines: never run (NaN)');
+
+# Rows wait behind the paused pipelines: the lag shows on /metrics.
+$node->safe_psql('postgres', q{
+INSERT INTO acme.src VALUES (1, 1), (2, 2), (3, -1), (4, 4);
+INSERT INTO acme.src2 VALUES (1, 1), (2, 500);
+});
+$m = scrape_until(sub { (value($_[0], 'pg_duet_pipeline_lag_rows', %acme_p) // 0) == 4 }, 60);
+is(value($m, 'pg_duet_pipeline_lag_rows', %acme_p), '4', 'pipelines: 4 source rows wait (lag)');
+ok(value($m, 'pg_duet_pipeline_lag_seconds', %acme_p) > 0, 'pipelines: the lag has an age (since creation)');
+is(value($m, 'pg_duet_pipeline_lag_rows', tenant => 'acme', pipeline => 'acme_strict'), '2',
+	'pipelines: 2 rows wait for acme_strict');
+$node->safe_psql('postgres', q{
+SELECT duet_set_tenant('acme');
+SELECT duet_pipeline_resume('acme_p'), duet_pipeline_resume('acme_strict');
+SELECT duet_pipeline_run('acme_p');
+SELECT duet_pipeline_run('acme_strict');
+}, connstr => $node->connstr('postgres') . ' user=alice');
 
 # ---- activity ---------------------------------------------------------------------------------
 
@@ -213,6 +253,8 @@ $m = scrape_until(sub {
 	  && (value($m, 'pg_duet_outbox_pending') // 0) >= 2
 	  && defined value($m, 'pg_duet_ask_calls_total', tenant => 'acme', status => 'rejected')
 	  && (value($m, 'pg_duet_kafka_consumer_dead_letters', consumer => 'kc') // 0) >= 1
+	  && (value($m, 'pg_duet_pipeline_rows_in_5m', %acme_p) // 0) >= 4
+	  && (value($m, 'pg_duet_pipeline_in_error', tenant => 'acme', pipeline => 'acme_strict') // 0) == 1
 }, 60);
 
 # Every metric of the queries file is there, with exactly its labels (+ server; + le for a
@@ -268,6 +310,26 @@ is(value($m, 'pg_duet_workers_running', worker => 'kafka pool'), '1', 'workers: 
 is(value($m, 'pg_duet_workers_running', worker => 'rule scheduler'), '1', 'workers: the rule scheduler runs');
 is(value($m, 'pg_duet_workers_running', worker => 'kafka outbox publisher'), '0', 'workers: no outbox publisher without duet.outbox_brokers');
 
+is(value($m, 'pg_duet_pipeline_active', %acme_p), '1', 'pipelines: acme_p is active again');
+is(value($m, 'pg_duet_pipeline_paused', %acme_p), '0', 'pipelines: ... not paused');
+is(value($m, 'pg_duet_pipeline_lag_rows', %acme_p), '0', 'pipelines: acme_p caught up (no lag)');
+is(value($m, 'pg_duet_pipeline_lag_seconds', %acme_p), '0', 'pipelines: caught up: lag 0 s');
+is(value($m, 'pg_duet_pipeline_rows_in_5m', %acme_p), '4', 'pipelines: 4 rows read');
+is(value($m, 'pg_duet_pipeline_rows_out_5m', %acme_p), '3', 'pipelines: 3 rows written');
+is(value($m, 'pg_duet_pipeline_rows_dropped_5m', %acme_p), '1', 'pipelines: the negative one dropped');
+is(value($m, 'pg_duet_pipeline_quarantined', %acme_p), '1', 'pipelines: ... and in quarantine');
+is(value($m, 'pg_duet_pipeline_errors_24h', %acme_p), '0', 'pipelines: acme_p had no failed run');
+ok(value($m, 'pg_duet_pipeline_runs_5m', %acme_p) >= 1, 'pipelines: acme_p ran');
+ok(value($m, 'pg_duet_pipeline_last_success_age_seconds', %acme_p) >= 0, 'pipelines: last success has an age');
+my %strict = (tenant => 'acme', pipeline => 'acme_strict', mode => 'append');
+is(value($m, 'pg_duet_pipeline_in_error', %strict), '1', 'pipelines: the fail expectation stopped acme_strict');
+is(value($m, 'pg_duet_pipeline_active', %strict), '0', 'pipelines: acme_strict is not active');
+ok(value($m, 'pg_duet_pipeline_errors_24h', %strict) >= 1, 'pipelines: its failed run is counted');
+is(value($m, 'pg_duet_pipeline_lag_rows', %strict), '2', 'pipelines: nothing of its batch was committed (lag 2)');
+is(value($m, 'pg_duet_pipeline_rows_out_5m', %strict), '0', 'pipelines: acme_strict wrote nothing');
+ok(value($m, 'pg_duet_pipeline_last_run_age_seconds', %strict) >= 0, 'pipelines: its failed run has an age');
+is(value($m, 'pg_duet_pipeline_last_success_age_seconds', %strict), 'NaN', 'pipelines: it never succeeded');
+
 # ---- duet.health: the same figures, for the viewer's tenant ------------------------------------
 
 my $health = $node->safe_psql('postgres', q{
@@ -276,8 +338,10 @@ SELECT string_agg(DISTINCT coalesce(tenant, '-'), ',') FROM duet.health;
 SELECT value FROM duet.health WHERE subsystem = 'rules' AND metric = 'evaluations' AND labels->>'severity' = 'critical';
 SELECT value FROM duet.health WHERE subsystem = 'ask' AND metric = 'calls' AND labels->>'status' = 'ok';
 SELECT count(*) FROM duet.health WHERE subsystem IN ('outbox', 'server', 'kafka');
+SELECT value FROM duet.health WHERE subsystem = 'pipelines' AND metric = 'quarantined' AND labels->>'pipeline' = 'acme_p';
+SELECT value FROM duet.health WHERE subsystem = 'pipelines' AND metric = 'in_error' AND labels->>'pipeline' = 'acme_strict';
 }, connstr => $alice);
-is($health, "acme\nacme\n2\n1\n0", 'duet.health as an acme member: acme\'s rows only, the exporter\'s figures');
+is($health, "acme\nacme\n2\n1\n0\n1\n1", 'duet.health as an acme member: acme\'s rows only, the exporter\'s figures');
 $health = $node->safe_psql('postgres', q{
 SELECT value FROM duet.health WHERE subsystem = 'rules' AND metric = 'errors' AND tenant = 'globex';
 SELECT value FROM duet.health WHERE subsystem = 'kafka' AND metric = 'rows' AND labels->>'consumer' = 'kc';
@@ -286,7 +350,8 @@ SELECT value FROM duet.health WHERE subsystem = 'outbox' AND metric = 'pending';
 is($health, "1\n10\n2", 'duet.health as the monitor: every tenant, Kafka and the outbox');
 # Each metric of the queries file is a row of duet.health (name without prefix and _total).
 my %prefix = (pg_duet_rules_ => 'rules', pg_duet_ask_ => 'ask', pg_duet_kafka_consumer_ => 'kafka',
-	pg_duet_outbox_ => 'outbox', pg_duet_server_ => 'server', pg_duet_workers_ => 'workers');
+	pg_duet_outbox_ => 'outbox', pg_duet_server_ => 'server', pg_duet_workers_ => 'workers',
+	pg_duet_pipeline_ => 'pipelines');
 my %rows = map { $_ => 1 } split /\n/, $node->safe_psql('postgres',
 	q{SELECT DISTINCT subsystem || '.' || metric FROM duet.health}, connstr => $node->connstr('postgres') . ' user=prom');
 my @missing;
