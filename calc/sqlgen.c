@@ -112,6 +112,23 @@ refuse(sqlgen *g, const node *n, const char *what)
 
 static bool expr(sqlgen *g, const node *n);
 
+/*
+ * An operand of guarded arithmetic: a number variable as it is. Its range test is false for
+ * infinities and NaN (NaN sorts above every number in PostgreSQL), so those reach Duet, which
+ * reads them as NULL, and the native branch adds +0 to its result, so -0 needs no care.
+ */
+static void
+operand(sqlgen *g, const node *n)
+{
+	const char *v;
+
+	if (n->kind == N_VAR && n->type == DUET_T_NUMBER &&
+		(v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len)))
+		put(g, "%s", v);
+	else
+		expr(g, n);
+}
+
 /* 2^k as a float8 literal (exact: %.17g of a power of two reads back to it) */
 static void
 pow2(sqlgen *g, int k)
@@ -124,20 +141,20 @@ static void
 in_range(sqlgen *g, const node *x, int lo, int hi, bool zero_ok)
 {
 	put(g, "(pg_catalog.abs(");
-	expr(g, x);
+	operand(g, x);
 	put(g, ") OPERATOR(pg_catalog.<=) ");
 	pow2(g, hi);
 	if (lo > -2000)
 	{
 		put(g, " AND pg_catalog.abs(");
-		expr(g, x);
+		operand(g, x);
 		put(g, ") OPERATOR(pg_catalog.>=) ");
 		pow2(g, lo);
 	}
 	if (zero_ok)
 	{
 		put(g, " OR ");
-		expr(g, x);
+		operand(g, x);
 		put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8");
 	}
 	put(g, ")");
@@ -156,7 +173,7 @@ arith(sqlgen *g, const node *n)
 	if (n->op == T_SLASH)
 	{
 		put(g, "WHEN ");
-		expr(g, b);
+		operand(g, b);
 		put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN NULL::pg_catalog.float8 ");
 	}
 	put(g, "WHEN ");
@@ -165,13 +182,13 @@ arith(sqlgen *g, const node *n)
 	in_range(g, b, lo, hi, n->op == T_STAR);
 	/* x + 0 turns the -0 of 0 * -1, 0 / -1 into +0 */
 	put(g, " THEN ((");
-	expr(g, a);
+	operand(g, a);
 	put(g, ") OPERATOR(pg_catalog.%s) (", op);
-	expr(g, b);
+	operand(g, b);
 	put(g, ")) OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 ELSE %s('x %s y', ", g->o->fallback, op);
-	expr(g, a);
+	operand(g, a);
 	put(g, ", ");
-	expr(g, b);
+	operand(g, b);
 	put(g, ") END");
 	return !g->failed;
 }

@@ -3032,3 +3032,12 @@ CREATE TRIGGER duet_kafka_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON d
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers');
 CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('outbox');
+
+-- Metrics as native SQL (issue 13 item 3) ---------------------------------------------------------
+
+-- issue 13 item 3: a metric as native SQL (metrics_sql.c, calc/sqlgen.c; docs/metrics.md "Native SQL")
+CREATE FUNCTION duet_metric_sql(name text, dialect text DEFAULT 'postgres') RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE STRICT
+    AS 'MODULE_PATHNAME', 'duet_metric_sql';
+COMMENT ON FUNCTION duet_metric_sql(text, text) IS
+    'the metric the caller uses as one SQL expression over its parameters with exactly Duet''s semantics (dialect ''postgres''); refuses, naming the construct, what has no exact SQL equivalent';

@@ -79,6 +79,13 @@ CREATE FUNCTION duet_metric_signature(formula text, typed_names text[] DEFAULT '
 COMMENT ON FUNCTION duet_metric_signature(text, text[], text[]) IS
     'compiles a metric formula (calling the metrics the caller sees) and returns its ClickHouse signature: arguments, their types, result type';
 
+-- issue 13 item 3: a metric as native SQL (metrics_sql.c, calc/sqlgen.c; docs/metrics.md "Native SQL")
+CREATE FUNCTION duet_metric_sql(name text, dialect text DEFAULT 'postgres') RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE STRICT
+    AS 'MODULE_PATHNAME', 'duet_metric_sql';
+COMMENT ON FUNCTION duet_metric_sql(text, text) IS
+    'the metric the caller uses as one SQL expression over its parameters with exactly Duet''s semantics (dialect ''postgres''); refuses, naming the construct, what has no exact SQL equivalent';
+
 -- Internal: stores a change already compiled and authorized by metrics_write.c (as the caller),
 -- run as the owner. Checks what needs every scope: dependents of a drop or a signature change,
 -- and that a tenant override keeps the global metric's signature.
