@@ -167,12 +167,13 @@ typedef struct duet_sql_options
 } duet_sql_options;
 
 /*
- * Compiles src (opts as duet_compile) to SQL: a malloc'd NUL-terminated expression, or NULL with
- * *err filled — *refused true when the formula is valid but a construct does not translate
+ * Compiles src (opts as duet_compile) to SQL: a malloc'd NUL-terminated expression of static type
+ * *type, or NULL with *err filled — *refused true when the formula is valid but a construct does not translate
  * exactly (err->message names it), false when it does not compile at all.
  */
 char	   *duet_compile_sql(const char *src, size_t len, const duet_compile_options *opts,
-							 const duet_sql_options *o, bool *refused, duet_error *err);
+							 const duet_sql_options *o, duet_type *type, bool *refused,
+							 duet_error *err);
 
 /* Compiles src (len bytes, or up to its NUL when len is SIZE_MAX). NULL on error, with *err filled. */
 duet_program *duet_compile(const char *src, size_t len, const duet_compile_options *opts,

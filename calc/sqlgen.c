@@ -40,6 +40,7 @@ typedef struct sqlgen
 				cap;
 	bool		failed;			/* out of memory or too long (err filled) */
 	bool	   *refused;
+	duet_type	type;			/* the formula's result type */
 	duet_error *err;
 	const char *src;
 	size_t		srclen;
@@ -440,6 +441,7 @@ generate(void *arg, const node *root, const char *src, size_t srclen, duet_error
 	g->srclen = srclen;
 	if (g->o->dialect != DUET_SQL_POSTGRES)
 		return refuse(g, root, "every formula (this dialect is not compiled yet)");
+	g->type = root->type;
 	put(g, "(");
 	expr(g, root);
 	put(g, ")");
@@ -448,7 +450,7 @@ generate(void *arg, const node *root, const char *src, size_t srclen, duet_error
 
 char *
 duet_compile_sql(const char *src, size_t len, const duet_compile_options *opts,
-				 const duet_sql_options *o, bool *refused, duet_error *err)
+				 const duet_sql_options *o, duet_type *type, bool *refused, duet_error *err)
 {
 	sqlgen		g;
 
@@ -461,5 +463,6 @@ duet_compile_sql(const char *src, size_t len, const duet_compile_options *opts,
 		free(g.buf);
 		return NULL;
 	}
+	*type = g.type;
 	return g.buf;
 }

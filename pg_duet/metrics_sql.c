@@ -6,17 +6,27 @@
  * parameters, written as quoted identifiers, with exactly Duet's semantics — or refuses, naming
  * the construct that has no exact equivalent in the dialect. The text is data: the caller pastes
  * it into a query of their own, so nothing here runs it.
+ *
+ * duet_metric_functions_refresh() — called by every change of a global metric, in its transaction
+ * — makes schema duet_metrics hold one inlinable LANGUAGE sql IMMUTABLE function per global metric
+ * that compiles (duet_metrics.roas(revenue, spend)), and duet.metric_functions say why the others
+ * have none. The functions are created by the extension owner (duet_run_privileged) and made
+ * members of the extension; their text is built only from the compiled tree: names through
+ * quote_identifier, string constants as E'' literals, nothing of the formula's text.
  */
 #include "postgres.h"
 
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 #include "calc_pg.h"
 #include "metrics.h"
 #include "pg_duet.h"
+#include "privileged.h"
 
 PG_FUNCTION_INFO_V1(duet_metric_sql);
 
@@ -50,11 +60,13 @@ param_sql(void *arg, const char *name, size_t len)
 }
 
 /*
- * The SQL of metric m in dialect (calc's text, UTF-8, palloc'd), parameters written by sql[i];
- * raises when it does not compile. schema: the extension's (of duet_calc_number_args).
+ * The SQL of metric m in dialect (calc's text, UTF-8, palloc'd) and its result type, parameters
+ * written by sql[i]; schema is the extension's (of duet_calc_number_args). NULL with *refusal set
+ * (the message, palloc'd) when a construct does not translate; raises when it does not compile.
  */
 static char *
-metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, char **sql, const char *schema)
+metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, char **sql, const char *schema,
+				duet_type *type, char **refusal, int *line, char **excerpt)
 {
 	metric_vars vars = {m, sql};
 	duet_compile_options opts;
@@ -73,15 +85,15 @@ metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, char **sql, const
 	so.var_sql = param_sql;
 	so.arg = &vars;
 	so.fallback = psprintf("%s.duet_calc_number_args", quote_identifier(schema));
-	text = duet_compile_sql(m->formula, m->formula_len, &opts, &so, &refused, &err);
+	text = duet_compile_sql(m->formula, m->formula_len, &opts, &so, type, &refused, &err);
 	if (!text && refused)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("metric \"%s\" has no exact SQL translation: %s", m->name, err.message),
-				 err.line > 0 ? errdetail("At line %d, column %d of the expanded formula:\n%s",
-										  err.line, err.column, err.excerpt) : 0,
-				 errhint("docs/metrics.md lists what compiles to each dialect; compute this metric "
-						 "with duet_calc_number_args('%s()', …) instead.", m->name)));
+	{
+		*refusal = pgcalc_from_utf8(err.message, strlen(err.message));
+		*line = err.line;
+		*excerpt = err.line > 0 ? psprintf("At line %d, column %d of the expanded formula:\n%s",
+										   err.line, err.column, err.excerpt) : NULL;
+		return NULL;
+	}
 	if (!text)
 		ereport(ERROR,
 				(errcode(pgcalc_errcode(err.cls)),
@@ -90,6 +102,39 @@ metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, char **sql, const
 	out = pstrdup(text);
 	free(text);
 	return out;
+}
+
+/* the quoted parameter names of m, in UTF-8 */
+static char **
+quoted_params(const DuetMetric *m)
+{
+	char	  **sql = palloc(sizeof(char *) * Max(m->nparams, 1));
+	size_t		len;
+
+	for (int i = 0; i < m->nparams; i++)
+	{
+		/* parameter names are user input: always through quote_identifier */
+		const char *q = quote_identifier(m->params[i]);
+
+		sql[i] = (char *) pgcalc_to_utf8(q, strlen(q), &len);
+	}
+	return sql;
+}
+
+static const char *
+sql_type(duet_type t)
+{
+	switch (t)
+	{
+		case DUET_T_NUMBER:
+			return "double precision";
+		case DUET_T_STRING:
+			return "text";
+		case DUET_T_BOOL:
+			return "boolean";
+		default:
+			return NULL;
+	}
 }
 
 /* duet_metric_sql(name text, dialect text DEFAULT 'postgres') RETURNS text */
@@ -101,8 +146,11 @@ duet_metric_sql(PG_FUNCTION_ARGS)
 	const DuetMetric *m;
 	duet_sql_dialect d;
 	char	  **sql;
-	char	   *text;
-	size_t		len;
+	char	   *text,
+			   *refusal = NULL,
+			   *excerpt = NULL;
+	duet_type	type;
+	int			line;
 
 	if (strcmp(dialect, "postgres") == 0 || strcmp(dialect, "postgresql") == 0)
 		d = DUET_SQL_POSTGRES;
@@ -124,15 +172,115 @@ duet_metric_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("metric \"%s\" does not exist", name),
 				 errhint("duet.metrics_catalog lists the metrics you may use.")));
-	sql = palloc(sizeof(char *) * Max(m->nparams, 1));
-	for (int i = 0; i < m->nparams; i++)
-	{
-		/* parameter names are user input: always quoted (in UTF-8, calc's encoding) */
-		const char *q = quote_identifier(m->params[i]);
-
-		sql[i] = (char *) pgcalc_to_utf8(q, strlen(q), &len);
-	}
+	sql = quoted_params(m);
 	/* this function's schema is the extension's */
-	text = metric_sql_text(m, d, sql, get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
+	text = metric_sql_text(m, d, sql, get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)),
+						   &type, &refusal, &line, &excerpt);
+	if (!text)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("metric \"%s\" has no exact SQL translation: %s", m->name, refusal),
+				 excerpt ? errdetail_internal("%s", excerpt) : 0,
+				 errhint("docs/metrics.md lists what compiles to each dialect; compute this metric "
+						 "with duet_calc_number_args('%s()', …) instead.", m->name)));
 	PG_RETURN_TEXT_P(cstring_to_text(pgcalc_from_utf8(text, strlen(text))));
+}
+
+/* ---- generated functions ---- */
+
+/* as the extension owner: replaces every function of duet_metrics by those of script */
+static void
+replace_functions(void *arg)
+{
+	const char *script = arg;
+	StringInfoData drop;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text FROM pg_catalog.pg_proc p "
+					"WHERE p.pronamespace OPERATOR(pg_catalog.=) 'duet_metrics'::pg_catalog.regnamespace",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the functions of schema duet_metrics");
+	initStringInfo(&drop);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *f = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		appendStringInfo(&drop, "ALTER EXTENSION pg_duet DROP FUNCTION %s; DROP FUNCTION %s;", f, f);
+	}
+	appendStringInfoString(&drop, "DELETE FROM duet.metric_functions;");
+	if (SPI_execute(drop.data, false, 0) < 0 || SPI_execute(script, false, 0) < 0)
+		elog(ERROR, "could not regenerate the functions of schema duet_metrics");
+	SPI_finish();
+}
+
+/*
+ * Regenerates schema duet_metrics from the global metrics (as the caller sees them: the global
+ * rows are everyone's). fn_oid: the calling SQL function, whose schema is the extension's.
+ * Returns how many functions it holds.
+ */
+int
+duet_metric_functions_refresh(Oid fn_oid)
+{
+	const DuetMetric *all;
+	int			n,
+				made = 0;
+	StringInfoData script;
+	const char *schema;
+
+	if (!duet_sql_is_current())
+		return 0;
+	schema = get_namespace_name(get_func_namespace(fn_oid));
+	duet_metrics_forget();
+	(void) duet_metrics_load(true);
+	all = duet_metrics_all(&n);
+	initStringInfo(&script);
+	for (int i = 0; i < n; i++)
+	{
+		const DuetMetric *m = &all[i];
+		char	  **sql = quoted_params(m);
+		duet_type	type;
+		char	   *refusal = NULL,
+				   *excerpt = NULL,
+				   *text;
+		int			line;
+		StringInfoData sig;
+
+		if (m->tenant != NULL)
+			continue;
+		text = metric_sql_text(m, DUET_SQL_POSTGRES, sql, schema, &type, &refusal, &line, &excerpt);
+		if (text && !sql_type(type))
+			refusal = pstrdup("a formula whose result has no type (it is always NULL)");
+		initStringInfo(&sig);
+		appendStringInfo(&sig, "duet_metrics.%s(", quote_identifier(m->name));
+		for (int k = 0; k < m->nparams; k++)
+			appendStringInfo(&sig, "%s%s %s", k ? ", " : "", quote_identifier(m->params[k]),
+							 sql_type(m->types[k]) ? sql_type(m->types[k]) : "double precision");
+		appendStringInfoChar(&sig, ')');
+		if (refusal)
+		{
+			appendStringInfo(&script, "INSERT INTO duet.metric_functions (name, function, not_compiled) "
+							 "VALUES (%s, NULL, %s);", quote_literal_cstr(m->name),
+							 quote_literal_cstr(refusal));
+			continue;
+		}
+		appendStringInfo(&script, "CREATE FUNCTION %s RETURNS %s LANGUAGE sql IMMUTABLE PARALLEL SAFE "
+						 "RETURN %s; ALTER EXTENSION pg_duet ADD FUNCTION %s; "
+						 "INSERT INTO duet.metric_functions (name, function, not_compiled) VALUES (%s, %s, NULL);",
+						 sig.data, sql_type(type), pgcalc_from_utf8(text, strlen(text)), sig.data,
+						 quote_literal_cstr(m->name), quote_literal_cstr(sig.data));
+		made++;
+	}
+	duet_run_privileged(duet_extension_owner(), NULL, replace_functions, script.data);
+	duet_metrics_forget();
+	return made;
+}
+
+PG_FUNCTION_INFO_V1(duet_metric_functions_refresh_sql);
+
+/* duet_metric_functions_refresh() RETURNS integer (admin; after a restore, pg_dump skips them) */
+Datum
+duet_metric_functions_refresh_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(duet_metric_functions_refresh(fcinfo->flinfo->fn_oid));
 }
