@@ -188,7 +188,11 @@ duet_metric_sql(PG_FUNCTION_ARGS)
 
 /* ---- generated functions ---- */
 
-/* as the extension owner: replaces every function of duet_metrics by those of script */
+/*
+ * As the extension owner: replaces every function of duet_metrics by those of script. Not
+ * read-only, so that the list is read with a fresh snapshot: a statement changing several
+ * metrics regenerates once per change.
+ */
 static void
 replace_functions(void *arg)
 {
@@ -199,7 +203,7 @@ replace_functions(void *arg)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text FROM pg_catalog.pg_proc p "
 					"WHERE p.pronamespace OPERATOR(pg_catalog.=) 'duet_metrics'::pg_catalog.regnamespace",
-					true, 0) != SPI_OK_SELECT)
+					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list the functions of schema duet_metrics");
 	initStringInfo(&drop);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -251,6 +255,10 @@ duet_metric_functions_refresh(Oid fn_oid)
 		text = metric_sql_text(m, DUET_SQL_POSTGRES, sql, schema, &type, &refusal, &line, &excerpt);
 		if (text && !sql_type(type))
 			refusal = pstrdup("a formula whose result has no type (it is always NULL)");
+		for (int k = 0; k < m->nparams && !refusal; k++)
+			if (strlen(m->params[k]) >= NAMEDATALEN)
+				refusal = psprintf("parameter \"%s\" is longer than %d bytes, PostgreSQL's limit",
+								   m->params[k], NAMEDATALEN - 1);
 		initStringInfo(&sig);
 		appendStringInfo(&sig, "duet_metrics.%s(", quote_identifier(m->name));
 		for (int k = 0; k < m->nparams; k++)

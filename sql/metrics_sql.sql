@@ -16,7 +16,7 @@ CREATE TABLE ms_vals AS
 SELECT count(*) AS pairs FROM ms_vals;
 
 -- rows where the generated SQL and duet_calc differ (number or boolean results, as text)
-CREATE FUNCTION ms_mismatches(metric text) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION ms_mismatches(metric text, native text DEFAULT NULL) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     r record;
     n bigint := 0;
@@ -24,7 +24,7 @@ DECLARE
 BEGIN
     FOR r IN EXECUTE format(
         'SELECT v.a, v.b, (%s)::text AS native, duet_calc(%L, v) #>> ''{}'' AS duet FROM ms_vals v',
-        duet_metric_sql(metric), metric || '()')
+        coalesce(native, duet_metric_sql(metric)), metric || '()')
     LOOP
         -- duet_calc's jsonb number text is not float8's: compare numbers as float8 text
         IF r.native IS DISTINCT FROM
@@ -98,5 +98,45 @@ SELECT duet_metric_sql('ms_missing');
 
 -- the common case stays native: no call to Duet on the rows of a finite, in-range division
 SELECT duet_metric_sql('ms_roas');
+
+-- generated functions: one per global metric that compiles, the others say why they have none
+SELECT name, function, not_compiled FROM duet.metric_functions WHERE name LIKE 'ms\_%' ORDER BY name;
+-- they inline: the plan shows the expression, not a call of the function
+EXPLAIN (VERBOSE, COSTS OFF) SELECT duet_metrics.ms_roas(a, b) FROM ms_vals;
+-- and give Duet's results on every pair, through the function
+SELECT m, ms_mismatches(m, format('duet_metrics.%I(a => v.a, b => v.b)', m)) AS mismatches
+  FROM unnest(ARRAY['ms_add', 'ms_mul', 'ms_div', 'ms_nested', 'ms_composed', 'ms_funcs1',
+                    'ms_funcs3', 'ms_if', 'ms_logic', 'ms_logic2']) m;
+SELECT duet_metrics.ms_str('a', 'b') AS str_fn, duet_metrics.ms_quote('x''); DROP TABLE ms_vals; --\') AS quote_fn;
+-- parameter names are quoted identifiers in the DDL: this one stays a name
+SELECT name FROM duet_metric_define('ms_evil', '"a float8) RETURNS int AS $x$ DROP TABLE ms_vals $x$; --" * 2');
+SELECT name FROM duet_metric_define('ms_long', 'a_parameter_name_longer_than_sixty_three_bytes_is_not_a_postgres_name + 1');
+SELECT not_compiled FROM duet.metric_functions WHERE name = 'ms_long';
+SELECT function FROM duet.metric_functions WHERE name = 'ms_evil';
+SELECT duet_metrics.ms_evil(21) AS evil, (SELECT count(*) FROM ms_vals) AS still_there;
+-- regenerated in the transaction of the change: a rollback restores the old function
+BEGIN;
+SELECT name FROM duet_metric_define('ms_roas', 'a / b * 10');
+SELECT duet_metrics.ms_roas(6, 3) AS changed;
+ROLLBACK;
+SELECT duet_metrics.ms_roas(6, 3) AS restored;
+-- a metric redefined so that it no longer compiles loses its function; dropped, its row
+SELECT name FROM duet_metric_define('ms_add', 'round(a + b)');
+SELECT name, function IS NULL AS no_function, not_compiled FROM duet.metric_functions WHERE name = 'ms_add';
+SELECT duet_metric_drop('ms_evil');
+SELECT count(*) AS evil_rows FROM duet.metric_functions WHERE name = 'ms_evil';
+SELECT count(*) AS evil_functions FROM pg_proc WHERE proname = 'ms_evil';
+-- only the admin regenerates by hand
+SELECT duet_metric_functions_refresh() > 0 AS refreshed;
+CREATE ROLE ms_user;
+SET ROLE ms_user;
+SELECT duet_metric_functions_refresh();
+RESET ROLE;
+DROP ROLE ms_user;
 DROP TABLE ms_vals, ms_strs;
-DROP FUNCTION ms_mismatches(text);
+DROP FUNCTION ms_mismatches(text, text);
+-- callers first, then what they call: the generated functions go with their metrics
+SELECT duet_metric_drop(m) FROM unnest(ARRAY['ms_uses_round', 'ms_composed']) m;
+SELECT count(*) > 0 AS dropped FROM duet.metrics m, LATERAL duet_metric_drop(m.name) d
+ WHERE m.name LIKE 'ms\_%' AND m.tenant IS NULL;
+SELECT count(*) AS left_functions FROM pg_proc p WHERE p.pronamespace = 'duet_metrics'::regnamespace AND p.proname LIKE 'ms\_%';
