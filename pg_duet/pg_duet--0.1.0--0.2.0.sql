@@ -3061,6 +3061,10 @@ COMMENT ON COLUMN duet.metric_functions.function IS 'the generated function''s s
 COMMENT ON COLUMN duet.metric_functions.not_compiled IS 'why the metric has no function: the construct without an exact SQL form; NULL when it has one';
 REVOKE ALL ON duet.metric_functions FROM PUBLIC;
 GRANT SELECT ON duet.metric_functions TO PUBLIC;
+-- global metrics only, so everyone reads every row; RLS says so explicitly
+ALTER TABLE duet.metric_functions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.metric_functions FORCE ROW LEVEL SECURITY;
+CREATE POLICY metric_functions_read ON duet.metric_functions FOR SELECT USING (true);
 CREATE FUNCTION duet_metric_functions_refresh() RETURNS integer
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metric_functions_refresh_sql';
 COMMENT ON FUNCTION duet_metric_functions_refresh() IS
