@@ -443,7 +443,12 @@ generate(void *arg, const node *root, const char *src, size_t srclen, duet_error
 		return refuse(g, root, "every formula (this dialect is not compiled yet)");
 	g->type = root->type;
 	put(g, "(");
-	expr(g, root);
+	/* a NULL inside takes its type from the context; alone, it needs one */
+	if (root->kind == N_CONST && root->value.type == DUET_T_NULL)
+		put(g, "NULL::pg_catalog.%s", root->type == DUET_T_STRING ? "text" :
+			root->type == DUET_T_BOOL ? "bool" : "float8");
+	else
+		expr(g, root);
 	put(g, ")");
 	return !g->failed;
 }

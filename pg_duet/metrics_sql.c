@@ -137,34 +137,60 @@ sql_type(duet_type t)
 	}
 }
 
-/* duet_metric_sql(name text, dialect text DEFAULT 'postgres') RETURNS text */
-Datum
-duet_metric_sql(PG_FUNCTION_ARGS)
+static duet_sql_dialect
+dialect_arg(const char *dialect)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *dialect = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	const DuetMetric *m;
-	duet_sql_dialect d;
-	char	  **sql;
-	char	   *text,
-			   *refusal = NULL,
-			   *excerpt = NULL;
-	duet_type	type;
-	int			line;
-
-	if (strcmp(dialect, "postgres") == 0 || strcmp(dialect, "postgresql") == 0)
-		d = DUET_SQL_POSTGRES;
-	else if (strcmp(dialect, "clickhouse") == 0)
+	if (strcmp(dialect, "clickhouse") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("metrics do not compile to ClickHouse SQL yet"),
 				 errhint("In ClickHouse, call the metric through the executable UDF "
 						 "(duet_clickhouse_config(), duet-ch-sync).")));
-	else
+	if (strcmp(dialect, "postgres") != 0 && strcmp(dialect, "postgresql") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown SQL dialect \"%s\"", dialect),
 				 errhint("The dialects are 'postgres' and 'clickhouse'.")));
+	return DUET_SQL_POSTGRES;
+}
+
+/* m as SQL text in the database encoding, or an error naming what does not translate */
+static text *
+sql_or_refuse(const DuetMetric *m, duet_sql_dialect d, Oid fn_oid, bool is_metric)
+{
+	duet_type	type;
+	char	   *refusal = NULL,
+			   *excerpt = NULL,
+			   *text;
+	int			line;
+
+	/* the calling function's schema is the extension's */
+	text = metric_sql_text(m, d, quoted_params(m), get_namespace_name(get_func_namespace(fn_oid)),
+						   &type, &refusal, &line, &excerpt);
+	if (!text && is_metric)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("metric \"%s\" has no exact SQL translation: %s", m->name, refusal),
+				 excerpt ? errdetail_internal("%s", excerpt) : 0,
+				 errhint("docs/metrics.md lists what compiles to each dialect; compute this metric "
+						 "with duet_calc_number_args('%s()', …) instead.", m->name)));
+	if (!text)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("formula has no exact SQL translation: %s", refusal),
+				 excerpt ? errdetail_internal("%s", excerpt) : 0,
+				 errhint("docs/metrics.md lists what compiles to each dialect.")));
+	return cstring_to_text(pgcalc_from_utf8(text, strlen(text)));
+}
+
+/* duet_metric_sql(name text, dialect text DEFAULT 'postgres') RETURNS text */
+Datum
+duet_metric_sql(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	duet_sql_dialect d = dialect_arg(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	const DuetMetric *m;
+
 	(void) duet_metrics_load(false);
 	m = duet_metrics_find(name, strlen(name));
 	if (m == NULL)
@@ -172,18 +198,37 @@ duet_metric_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("metric \"%s\" does not exist", name),
 				 errhint("duet.metrics_catalog lists the metrics you may use.")));
-	sql = quoted_params(m);
-	/* this function's schema is the extension's */
-	text = metric_sql_text(m, d, sql, get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)),
-						   &type, &refusal, &line, &excerpt);
-	if (!text)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("metric \"%s\" has no exact SQL translation: %s", m->name, refusal),
-				 excerpt ? errdetail_internal("%s", excerpt) : 0,
-				 errhint("docs/metrics.md lists what compiles to each dialect; compute this metric "
-						 "with duet_calc_number_args('%s()', …) instead.", m->name)));
-	PG_RETURN_TEXT_P(cstring_to_text(pgcalc_from_utf8(text, strlen(text))));
+	PG_RETURN_TEXT_P(sql_or_refuse(m, d, fcinfo->flinfo->fn_oid, true));
+}
+
+PG_FUNCTION_INFO_V1(duet_formula_sql);
+
+/*
+ * duet_formula_sql(formula text, typed_names text[], typed_types text[], dialect text) RETURNS
+ * text: any formula (calling the metrics the caller sees) as SQL over its variables, typed as
+ * for duet_metric_signature (ClickHouse type names; undeclared: numbers).
+ */
+Datum
+duet_formula_sql(PG_FUNCTION_ARGS)
+{
+	char	   *formula = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	duet_sql_dialect d = dialect_arg(text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	DuetMetricSignature sig;
+	DuetMetric	m;
+
+	(void) duet_metrics_load(false);
+	duet_metric_signature_of(formula, strlen(formula), PG_GETARG_ARRAYTYPE_P(1),
+							 PG_GETARG_ARRAYTYPE_P(2), &sig);
+	memset(&m, 0, sizeof(m));
+	m.name = "formula";
+	m.formula = formula;
+	m.formula_len = strlen(formula);
+	m.nparams = sig.nargs;
+	m.params = (const char **) sig.args;
+	m.types = palloc(sizeof(duet_type) * Max(sig.nargs, 1));
+	for (int i = 0; i < sig.nargs; i++)
+		m.types[i] = duet_metric_ch_type(sig.ch_types[i]);
+	PG_RETURN_TEXT_P(sql_or_refuse(&m, d, fcinfo->flinfo->fn_oid, false));
 }
 
 /* ---- generated functions ---- */
