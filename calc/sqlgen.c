@@ -130,28 +130,36 @@ operand(sqlgen *g, const node *n)
 		expr(g, n);
 }
 
-/* 2^k as a float8 literal (exact: %.17g of a power of two reads back to it) */
+/* lo <= x <= hi, both bounds signed (a float8 literal each): two comparisons, no abs() call */
 static void
-pow2(sqlgen *g, int k)
+between(sqlgen *g, const node *x, int lo_sign, int lo, int hi_sign, int hi)
 {
-	put(g, "'%.17g'::pg_catalog.float8", ldexp(1.0, k));
+	operand(g, x);
+	put(g, " OPERATOR(pg_catalog.>=) ");
+	put(g, "'%.17g'::pg_catalog.float8", lo_sign * ldexp(1.0, lo));
+	put(g, " AND ");
+	operand(g, x);
+	put(g, " OPERATOR(pg_catalog.<=) ");
+	put(g, "'%.17g'::pg_catalog.float8", hi_sign * ldexp(1.0, hi));
 }
 
-/* abs(x) BETWEEN 2^lo AND 2^hi (with "OR x = 0" when zero_ok) */
+/*
+ * |x| <= 2^hi, and for lo > -2000 also |x| >= 2^lo (or x = 0 when zero_ok), written as signed
+ * ranges so that positive data passes after two comparisons. False for NULL, ±inf and NaN (NaN
+ * sorts above every number in PostgreSQL).
+ */
 static void
 in_range(sqlgen *g, const node *x, int lo, int hi, bool zero_ok)
 {
-	put(g, "(pg_catalog.abs(");
-	operand(g, x);
-	put(g, ") OPERATOR(pg_catalog.<=) ");
-	pow2(g, hi);
+	put(g, "(");
 	if (lo > -2000)
 	{
-		put(g, " AND pg_catalog.abs(");
-		operand(g, x);
-		put(g, ") OPERATOR(pg_catalog.>=) ");
-		pow2(g, lo);
+		between(g, x, 1, lo, 1, hi);
+		put(g, " OR ");
+		between(g, x, -1, hi, -1, lo);
 	}
+	else
+		between(g, x, -1, hi, 1, hi);
 	if (zero_ok)
 	{
 		put(g, " OR ");
