@@ -82,6 +82,51 @@ SELECT m.method AS metric, round(m.ns_per_row::numeric, 1) AS metric_ns_per_row,
   FROM timings m JOIN timings i ON i.pair = m.pair AND i.method LIKE 'inline%' AND m.method LIKE 'metric%'
  ORDER BY m.pair;
 SQL
+# The generated PostgreSQL function (duet_metrics.bench_roas, inlined by the planner) against the
+# hand-written expression, over the same rows, and against duet_calc_number_args: exactness costs
+# the range guards that keep PostgreSQL from raising where Duet gives NULL.
+psql -d postgres -v n="$N" <<'SQL'
+\set QUIET on
+SET max_parallel_workers_per_gather = 0;
+SET jit = off;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM bench_metrics b
+                WHERE duet_metrics.bench_roas(revenue, spend) IS DISTINCT FROM duet_calc_number_args('revenue / spend', revenue, spend)) THEN
+        RAISE EXCEPTION 'metrics bench: the generated function and duet_calc disagree';
+    END IF;
+END $$;
+CREATE TEMP TABLE gen_timings (method text, ns_per_row float8);
+DO $$
+DECLARE
+    q text[] := ARRAY[
+        'SELECT sum(revenue / NULLIF(spend, 0)) FROM bench_metrics',
+        'SELECT sum(CASE WHEN spend = 0 THEN NULL ELSE revenue / spend END) FROM bench_metrics',
+        'SELECT sum(duet_metrics.bench_roas(revenue, spend)) FROM bench_metrics',
+        'SELECT sum(duet_calc_number_args(''bench_roas(revenue, spend)'', revenue, spend)) FROM bench_metrics'];
+    names text[] := ARRAY['hand-written revenue / NULLIF(spend, 0)', 'hand-written CASE WHEN spend = 0 ...',
+                          'generated duet_metrics.bench_roas(revenue, spend)', 'duet_calc_number_args(''bench_roas(...)'', ...)'];
+    n bigint := (SELECT count(*) FROM bench_metrics);
+    t0 timestamptz;
+    best float8[];
+BEGIN
+    best := array_fill('infinity'::float8, ARRAY[array_length(q, 1)]);
+    FOR r IN 1 .. 5 LOOP
+        FOR i IN 1 .. array_length(q, 1) LOOP
+            t0 := clock_timestamp();
+            EXECUTE q[i];
+            best[i] := least(best[i], extract(epoch FROM clock_timestamp() - t0) * 1e9 / n);
+        END LOOP;
+    END LOOP;
+    FOR i IN 1 .. array_length(q, 1) LOOP
+        INSERT INTO gen_timings VALUES (names[i], best[i]);
+    END LOOP;
+END $$;
+\echo 'generated PostgreSQL function against hand-written SQL over' :n 'rows (best of 5): ns per row, ratio to NULLIF'
+SELECT method, round(ns_per_row::numeric, 1) AS ns_per_row,
+       round((ns_per_row / (SELECT ns_per_row FROM gen_timings WHERE method LIKE '%NULLIF%'))::numeric, 3) AS ratio
+  FROM gen_timings;
+SQL
 psql -d postgres -o /dev/null <<'SQL'
 DROP TABLE bench_metrics;
 SELECT duet_metric_drop('bench_pacing'), duet_metric_drop('bench_roas');

@@ -210,6 +210,15 @@ void		arena_free(calc_arena *ar);
 
 node	   *duet_parse(lexer *lx, const duet_limits *lim, calc_arena *arena, duet_error *err);
 
+/*
+ * compile.c: parses, expands, checks and folds src like duet_compile, then calls fn with the tree
+ * (valid during the call) instead of generating code; fn's result, or false with *err filled.
+ */
+bool		duet_compile_tree(const char *src, size_t len, const duet_compile_options *opts,
+							  bool (*fn) (void *arg, const node *root, const char *src,
+										  size_t srclen, duet_error *err),
+							  void *arg, duet_error *err);
+
 /* the limits of a compile whose options give none (compile.c) */
 extern const duet_limits duet_default_limits;
 

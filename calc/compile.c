@@ -920,11 +920,92 @@ peephole(duet_program *p)
 	}
 }
 
+/*
+ * The front end: parses src, expands its metrics, checks and folds it into c (whose arena holds
+ * the tree). NULL with *err filled (or err->cls DUET_OK: out of memory, nomem(c) reports it).
+ */
+static node *
+front(compiler *c, duet_limits *lim, const char *src, size_t len, const duet_compile_options *opts,
+	  duet_error *err)
+{
+	lexer		lx;
+	node	   *root;
+
+	memset(err, 0, sizeof(*err));
+	memset(c, 0, sizeof(*c));
+	/* a zero (or negative) field of the caller's limits keeps its default */
+	*lim = duet_default_limits;
+	if (opts && opts->limits)
+	{
+		if (opts->limits->max_length > 0)
+			lim->max_length = opts->limits->max_length;
+		if (opts->limits->max_depth > 0)
+			lim->max_depth = opts->limits->max_depth;
+		if (opts->limits->max_constants > 0)
+			lim->max_constants = opts->limits->max_constants;
+		if (opts->limits->max_string > 0)
+			lim->max_string = opts->limits->max_string;
+	}
+	c->lim = lim;
+	if (!src)
+		src = "";
+	if (len == SIZE_MAX)
+		for (len = 0; len <= c->lim->max_length && src[len]; len++)
+			;
+	if (len > c->lim->max_length)
+	{
+		duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0, "formula is %zu bytes long (limit %zu)",
+							   len, c->lim->max_length);
+		return NULL;
+	}
+	c->src = src;
+	c->srclen = len;
+	c->opts = opts;
+	c->err = err;
+	lexer_init(&lx, src, len, err);
+	root = duet_parse(&lx, c->lim, &c->ar, err);
+	if (root && check(c, root) && (c->nexpansions == 0 || metric_size_ok(c, root, root)) &&
+		fold(c, root))
+		return root;
+	return NULL;
+}
+
+/* Frees what the front end and code generation allocated (not the program they made). */
+static void
+release(compiler *c)
+{
+	free(c->code);
+	free(c->opnd);
+	free(c->consts);
+	while (c->nvars > 0)
+		free(c->vars[--c->nvars]);
+	free(c->vars);
+	duet_vm_free(c->fold_vm);
+	arena_free(&c->ar);
+}
+
+bool
+duet_compile_tree(const char *src, size_t len, const duet_compile_options *opts,
+				  bool (*fn) (void *arg, const node *root, const char *src, size_t srclen,
+							  duet_error *err),
+				  void *arg, duet_error *err)
+{
+	compiler	c;
+	duet_limits lim;
+	node	   *root = front(&c, &lim, src, len, opts, err);
+	bool		ok;
+
+	if (!root && err->cls == DUET_OK)
+		nomem(&c);
+	ok = root && fn(arg, root, c.src, c.srclen, err);
+	release(&c);
+	return ok;
+}
+
 duet_program *
 duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet_error *err)
 {
 	compiler	c;
-	lexer		lx;
 	node	   *root;
 	duet_program *p = NULL;
 	duet_error	scratch;
@@ -932,41 +1013,8 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 
 	if (!err)
 		err = &scratch;
-	memset(err, 0, sizeof(*err));
-	memset(&c, 0, sizeof(c));
-	/* a zero (or negative) field of the caller's limits keeps its default */
-	lim = duet_default_limits;
-	if (opts && opts->limits)
-	{
-		if (opts->limits->max_length > 0)
-			lim.max_length = opts->limits->max_length;
-		if (opts->limits->max_depth > 0)
-			lim.max_depth = opts->limits->max_depth;
-		if (opts->limits->max_constants > 0)
-			lim.max_constants = opts->limits->max_constants;
-		if (opts->limits->max_string > 0)
-			lim.max_string = opts->limits->max_string;
-	}
-	c.lim = &lim;
-	if (!src)
-		src = "";
-	if (len == SIZE_MAX)
-		for (len = 0; len <= c.lim->max_length && src[len]; len++)
-			;
-	if (len > c.lim->max_length)
-	{
-		duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0, "formula is %zu bytes long (limit %zu)",
-							   len, c.lim->max_length);
-		return NULL;
-	}
-	c.src = src;
-	c.srclen = len;
-	c.opts = opts;
-	c.err = err;
-	lexer_init(&lx, src, len, err);
-	root = duet_parse(&lx, c.lim, &c.ar, err);
-	if (root && check(&c, root) && (c.nexpansions == 0 || metric_size_ok(&c, root, root)) &&
-		fold(&c, root) && gen(&c, root) &&
+	root = front(&c, &lim, src, len, opts, err);
+	if (root && gen(&c, root) &&
 		emit(&c, root, OP_RETURN, 0, 0, 0, 0))
 	{
 		p = calloc(1, sizeof(duet_program));
@@ -1013,14 +1061,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 	else if (err->cls == DUET_OK)
 		nomem(&c);				/* every failure above reports itself; this is allocation */
 done:
-	free(c.code);
-	free(c.opnd);
-	free(c.consts);
-	while (c.nvars > 0)
-		free(c.vars[--c.nvars]);
-	free(c.vars);
-	duet_vm_free(c.fold_vm);
-	arena_free(&c.ar);
+	release(&c);
 	return p;
 }
 

@@ -151,6 +151,38 @@ bool		duet_formula_calls(const char *src, size_t len,
 typedef struct duet_program duet_program;
 typedef struct duet_vm duet_vm;
 
+/*
+ * A formula as one SQL expression with exactly Duet's semantics (sqlgen.c, docs/metrics.md
+ * "Native SQL"), or a refusal naming the construct that has no exact equivalent in the dialect.
+ */
+typedef enum duet_sql_dialect
+{
+	DUET_SQL_POSTGRES,
+	DUET_SQL_CLICKHOUSE
+} duet_sql_dialect;
+
+typedef struct duet_sql_options
+{
+	duet_sql_dialect dialect;
+	/* SQL for variable name (a quoted identifier, $n); NULL when it has no declared type */
+	const char *(*var_sql) (void *arg, const char *name, size_t len);
+	void	   *arg;
+	/*
+	 * PostgreSQL: the qualified name of duet_calc_number_args, which computes one operation
+	 * whose operands PostgreSQL's float8 arithmetic could overflow or underflow on (exact, rare)
+	 */
+	const char *fallback;
+} duet_sql_options;
+
+/*
+ * Compiles src (opts as duet_compile) to SQL: a malloc'd NUL-terminated expression of static type
+ * *type, or NULL with *err filled — *refused true when the formula is valid but a construct does not translate
+ * exactly (err->message names it), false when it does not compile at all.
+ */
+char	   *duet_compile_sql(const char *src, size_t len, const duet_compile_options *opts,
+							 const duet_sql_options *o, duet_type *type, bool *refused,
+							 duet_error *err);
+
 /* Compiles src (len bytes, or up to its NUL when len is SIZE_MAX). NULL on error, with *err filled. */
 duet_program *duet_compile(const char *src, size_t len, const duet_compile_options *opts,
 						   duet_error *err);

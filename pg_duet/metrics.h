@@ -71,6 +71,13 @@ extern void duet_metric_signature_of(const char *formula, size_t formula_len,
 									 DuetMetricSignature *sig);
 extern ArrayType *duet_text_array(char **items, int n);
 
+/*
+ * metrics_sql.c: regenerates schema duet_metrics (one SQL function per global metric that compiles
+ * to PostgreSQL) as the extension owner; fn_oid is the calling SQL function (of the extension's
+ * schema). Call after every change of a global metric, in its transaction.
+ */
+extern int	duet_metric_functions_refresh(Oid fn_oid);
+
 /* The formula type of a ClickHouse argument type (Nullable(String) → string, …). */
 extern duet_type duet_metric_ch_type(const char *ch_type);
 

@@ -341,9 +341,12 @@ Datum
 duet_metric_define(PG_FUNCTION_ARGS)
 {
 	MetricChange c;
+	Datum		row;
 
 	read_change(fcinfo, &c, NULL);
-	PG_RETURN_DATUM(define(&c));
+	row = define(&c);
+	(void) duet_metric_functions_refresh(fcinfo->flinfo->fn_oid);
+	PG_RETURN_DATUM(row);
 }
 
 PG_FUNCTION_INFO_V1(duet_metric_set);
@@ -377,7 +380,10 @@ PG_FUNCTION_INFO_V1(duet_metric_drop);
 Datum
 duet_metric_drop(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(drop(fcinfo, NULL));
+	bool		dropped = drop(fcinfo, NULL);
+
+	(void) duet_metric_functions_refresh(fcinfo->flinfo->fn_oid);
+	PG_RETURN_BOOL(dropped);
 }
 
 PG_FUNCTION_INFO_V1(duet_metric_unset);
@@ -455,5 +461,8 @@ PG_FUNCTION_INFO_V1(duet_metric_rollback_default);
 Datum
 duet_metric_rollback_default(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(rollback(fcinfo, NULL));
+	int64		version = rollback(fcinfo, NULL);
+
+	(void) duet_metric_functions_refresh(fcinfo->flinfo->fn_oid);
+	PG_RETURN_INT64(version);
 }

@@ -26,6 +26,15 @@ SELECT c.name, duet_calc('roas()', d) AS roas, duet_calc('roas_pct() || ''%''', 
 -- The call compiles to the same bytecode as the formula written out.
 SELECT duet_formula_explain('roas_pct()');
 
+-- Native SQL: each global metric that compiles is also an inlined PostgreSQL function with Duet's
+-- exact results (division by zero is NULL, no overflow error); pacing and roas_pct use round(),
+-- which has no exact SQL form, so they have none, and the catalog says why.
+SELECT name, function, not_compiled FROM duet.metric_functions ORDER BY name;
+SELECT c.name, duet_metrics.roas(d.revenue, d.spend) AS roas
+  FROM campaign_daily d JOIN campaigns c ON c.id = d.campaign_id
+ WHERE d.day = '2026-10-15' ORDER BY c.name;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT duet_metrics.roas(revenue, spend) FROM campaign_daily;
+
 -- A rule calls the metric; acme overrides roas for itself (net of a 10% agency fee).
 SET ROLE acme_analyst;
 SELECT name, tenant, version FROM duet_metric_set('roas', 'revenue * 0.9 / spend', 'ROAS net of the agency fee',

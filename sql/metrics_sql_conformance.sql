@@ -1,0 +1,80 @@
+-- metrics_sql_conformance: the conformance vectors (test/conformance/*.tsv) through the SQL that
+-- duet_formula_sql generates, evaluated natively by PostgreSQL over the vector's inputs
+-- (jsonb_to_record, each variable typed by its JSON value: number → float8, string → text,
+-- boolean → boolean, null → float8). Every case expecting a value gives exactly it, or is refused
+-- by name: the refusals are listed below, so a new refusal or a new success changes this output.
+-- Cases expecting an error are compile or binding errors of the language itself, not of SQL.
+CREATE TEMP TABLE msc_case (file text, line int, formula_escaped text, inputs text, expected text);
+\copy msc_case FROM PROGRAM 'sh "$PG_ABS_SRCDIR/test/conformance-cases.sh"' WITH (FORMAT csv, DELIMITER E'\t', QUOTE E'\x02')
+
+CREATE FUNCTION pg_temp.msc_unescape(s text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT replace(replace(replace(replace(s, '\\', E'\x01'), '\n', E'\n'), '\t', E'\t'), E'\x01', '\')
+$$;
+
+-- 'ok', 'refused: <construct>', or what the generated SQL gave instead
+CREATE FUNCTION pg_temp.msc_check(formula text, inputs jsonb, expected text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    names text[];
+    types text[];
+    cols text;
+    sql text;
+    got jsonb;
+    want jsonb := expected::jsonb;
+BEGIN
+    SELECT coalesce(array_agg(key ORDER BY key), '{}'),
+           coalesce(array_agg(CASE jsonb_typeof(value) WHEN 'string' THEN 'String' WHEN 'boolean' THEN 'Bool'
+                                   ELSE 'Float64' END ORDER BY key), '{}'),
+           string_agg(format('%I %s', key, CASE jsonb_typeof(value) WHEN 'string' THEN 'text'
+                                               WHEN 'boolean' THEN 'boolean' ELSE 'float8' END), ', ' ORDER BY key)
+      INTO names, types, cols
+      FROM jsonb_each(inputs);
+    BEGIN
+        sql := duet_formula_sql(formula, names, types);
+    EXCEPTION WHEN feature_not_supported THEN
+        RETURN 'refused: ' || regexp_replace(SQLERRM, '^formula has no exact SQL translation: (.*) does not compile to PostgreSQL SQL$', '\1');
+    WHEN OTHERS THEN
+        -- the inputs do not bind as declared types (a variable named in another case): not an SQL matter
+        RETURN 'typed: ' || SQLERRM;
+    END;
+    BEGIN
+        IF cols IS NULL THEN
+            EXECUTE format('SELECT to_jsonb(%s)', sql) INTO got;
+        ELSE
+            EXECUTE format('SELECT to_jsonb(%s) FROM jsonb_to_record($1) AS v(%s)', sql, cols) INTO got USING inputs;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN 'raised: ' || SQLERRM;
+    END;
+    got := coalesce(got, 'null');
+    IF jsonb_typeof(got) = 'number' AND jsonb_typeof(want) = 'number' THEN
+        IF got::float8 = want::float8 THEN
+            RETURN 'ok';
+        END IF;
+    ELSIF got = want THEN
+        RETURN 'ok';
+    END IF;
+    RETURN 'gave ' || got::text;
+END
+$$;
+
+CREATE TEMP TABLE msc_result AS
+SELECT c.file, c.line, c.formula_escaped AS formula, c.expected,
+       pg_temp.msc_check(pg_temp.msc_unescape(c.formula_escaped), c.inputs::jsonb, c.expected) AS result
+  FROM msc_case c
+ WHERE c.expected NOT LIKE 'error:%';
+
+SELECT count(*) >= 300 AS at_least_300_value_cases FROM msc_result;
+-- how the cases fare: compiled and equal, or refused (no case may differ or raise)
+SELECT CASE WHEN result = 'ok' THEN 'ok' WHEN result LIKE 'refused:%' THEN 'refused'
+            WHEN result LIKE 'typed:%' THEN 'typed' ELSE 'WRONG' END AS outcome, count(*)
+  FROM msc_result GROUP BY 1 ORDER BY 1;
+-- every case that differs or raises (none)
+SELECT file, line, formula, expected, result FROM msc_result
+ WHERE result <> 'ok' AND result NOT LIKE 'refused:%' AND result NOT LIKE 'typed:%' ORDER BY file, line;
+-- the expected refusals, by construct and case
+SELECT substr(result, 10) AS construct, count(*),
+       string_agg(file || ':' || line, ' ' ORDER BY file, line) AS cases
+  FROM msc_result WHERE result LIKE 'refused:%' GROUP BY 1 ORDER BY 1;
+-- cases this harness cannot type from their inputs (variable names differing in case from the inputs')
+SELECT file, line, formula, result FROM msc_result WHERE result LIKE 'typed:%' ORDER BY file, line;
