@@ -3032,3 +3032,137 @@ CREATE TRIGGER duet_kafka_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON d
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('consumers');
 CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION duet_kafka_changed_trigger('outbox');
+
+-- Red team (advisory-lock DoS): metric writers serialize on a table lock no other role can take ---
+CREATE OR REPLACE FUNCTION duet.duet_metric_apply(p_op text, p_tenant text, p_name text, p_formula text, p_description text,
+                                       p_arguments text[], p_argument_types text[], p_return_type text,
+                                       p_depends_on text[], p_unit text, p_owner text, p_reason text,
+                                       p_rolled_back_to bigint, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur          duet.metrics;
+    glob         duet.metrics;
+    last_version bigint;
+    new_version  bigint;
+    users        text;
+    scope        text := CASE WHEN p_tenant IS NULL THEN 'global metric' ELSE format('metric of tenant "%s"', p_tenant) END;
+BEGIN
+    -- the writers' lock of metrics_write.c (lock_metrics): a table lock no other role can take, not an advisory key any role could hold
+    LOCK TABLE duet.metrics IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO cur FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL)) FOR UPDATE;
+    SELECT max(h.version) INTO last_version FROM duet.metrics_history h
+     WHERE h.name = p_name AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));
+    new_version := greatest(coalesce(cur.version, 0), coalesce(last_version, 0)) + 1;
+
+    -- Who would see a different metric: metrics calling this one in the scopes that resolve the
+    -- name to this row (for a global row: every tenant without an override of its own).
+    SELECT string_agg(CASE WHEN d.tenant IS NULL THEN d.name ELSE d.name || ' (tenant ' || d.tenant || ')' END,
+                      ', ' ORDER BY d.tenant NULLS FIRST, d.name)
+      INTO users
+      FROM duet.metrics d
+     WHERE p_name = ANY (d.depends_on)
+       AND NOT (d.name = p_name AND (d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL)))
+       AND ((d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL))
+            OR (p_tenant IS NULL AND NOT EXISTS (SELECT FROM duet.metrics o
+                                                  WHERE o.name = p_name AND o.tenant = d.tenant)));
+
+    IF p_op = 'drop' THEN
+        IF cur.name IS NULL THEN
+            RETURN 0;
+        END IF;
+        IF users IS NOT NULL AND (p_tenant IS NULL OR NOT EXISTS (SELECT FROM duet.metrics g
+                                                                  WHERE g.name = p_name AND g.tenant IS NULL)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot drop %s "%s": other metrics use it', scope, p_name),
+                DETAIL = 'Used by: ' || users || '.',
+                HINT = 'Drop or redefine those metrics first.';
+        END IF;
+        DELETE FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL));
+    ELSE
+        IF cur.name IS NOT NULL AND users IS NOT NULL
+           AND (cur.arguments, cur.argument_types, cur.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot change the signature of %s "%s": other metrics use it', scope, p_name),
+                DETAIL = format('It is %s(%s) returning %s; the new definition is %s(%s) returning %s. Used by: %s.',
+                                p_name, array_to_string(cur.arguments, ', '), cur.return_type,
+                                p_name, array_to_string(p_arguments, ', '), p_return_type, users),
+                HINT = 'Keep the parameters, their types and the result type, or change those metrics first.';
+        END IF;
+        IF p_tenant IS NULL AND cur.name IS NOT NULL
+           AND (cur.arguments, cur.argument_types, cur.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type)
+           AND EXISTS (SELECT FROM duet.metrics o WHERE o.name = p_name AND o.tenant IS NOT NULL) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot change the signature of global metric "%s": tenants override it', p_name),
+                DETAIL = 'Overridden by: ' || (SELECT string_agg(o.tenant, ', ' ORDER BY o.tenant) FROM duet.metrics o
+                                                WHERE o.name = p_name AND o.tenant IS NOT NULL) || '.',
+                HINT = 'An override has the global metric''s signature; keep it, or have the tenants drop their overrides first.';
+        END IF;
+        IF p_tenant IS NOT NULL THEN
+            SELECT * INTO glob FROM duet.metrics g WHERE g.name = p_name AND g.tenant IS NULL;
+            IF glob.name IS NOT NULL
+               AND (glob.arguments, glob.argument_types, glob.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type) THEN
+                RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                    MESSAGE = format('an override of global metric "%s" must keep its signature', p_name),
+                    DETAIL = format('The global metric is %s(%s) returning %s; the override is %s(%s) returning %s.',
+                                    p_name, array_to_string(glob.arguments, ', '), glob.return_type,
+                                    p_name, array_to_string(p_arguments, ', '), p_return_type),
+                    HINT = 'Metrics of every tenant call it with those arguments: use the same parameters and result type.';
+            END IF;
+        END IF;
+        INSERT INTO duet.metrics AS m (name, tenant, formula, description, arguments, argument_types, return_type,
+                                       depends_on, unit, owner, version, defined_by, defined_at)
+             VALUES (p_name, p_tenant, p_formula, p_description, p_arguments, p_argument_types, p_return_type,
+                     p_depends_on, p_unit, p_owner, new_version, p_actor, now())
+        ON CONFLICT ON CONSTRAINT metrics_name_tenant DO UPDATE
+           SET formula = excluded.formula, description = excluded.description, arguments = excluded.arguments,
+               argument_types = excluded.argument_types, return_type = excluded.return_type,
+               depends_on = excluded.depends_on, unit = excluded.unit, owner = excluded.owner,
+               version = excluded.version, defined_by = excluded.defined_by, defined_at = excluded.defined_at;
+    END IF;
+    INSERT INTO duet.metrics_history (name, tenant, version, operation, formula, description, arguments, argument_types,
+                                      return_type, unit, owner, depends_on, rolled_back_to, reason, changed_at, changed_by)
+         VALUES (p_name, p_tenant, new_version, p_op,
+                 CASE WHEN p_op <> 'drop' THEN p_formula END, CASE WHEN p_op <> 'drop' THEN p_description END,
+                 CASE WHEN p_op <> 'drop' THEN p_arguments END, CASE WHEN p_op <> 'drop' THEN p_argument_types END,
+                 CASE WHEN p_op <> 'drop' THEN p_return_type END, CASE WHEN p_op <> 'drop' THEN p_unit END,
+                 CASE WHEN p_op <> 'drop' THEN p_owner END, CASE WHEN p_op <> 'drop' THEN p_depends_on END,
+                 p_rolled_back_to, p_reason, now(), p_actor);
+    RETURN new_version;
+END $$;
+
+-- Red team: a pipeline's backlog is counted as its owner (the tenant's code in its source table ran as
+-- whoever read duet.pipeline_status, a superuser included) --------------------------------------
+-- Rows of the source past the position, counted as the calling role (RLS applies to what it
+-- counts); duet_pipeline_backlog calls it as the pipeline's owner (pipeline_api.c).
+CREATE FUNCTION duet.duet_pipeline_count_backlog(p duet.pipelines) RETURNS bigint
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    typ text := (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                  WHERE attrelid = p.source AND attname = p.order_by AND NOT attisdropped);
+BEGIN
+    IF typ IS NULL OR NOT has_table_privilege(p.source, 'SELECT') THEN
+        RETURN NULL;            -- the source or its column was dropped, or the caller may not read it
+    END IF;
+    IF p.partition_by IS NULL THEN
+        EXECUTE format('SELECT count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) '''') IS NULL '
+                       'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) '''')::%s',
+                       p.source, p.order_by, typ) INTO n USING p.position;
+    ELSE
+        EXECUTE format('SELECT count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text) IS NULL '
+                       'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text)::%s',
+                       p.source, p.partition_by, p.order_by, p.partition_by, typ) INTO n USING p.position;
+    END IF;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION duet.duet_pipeline_count_backlog(duet.pipelines) IS
+    'internal: source rows past a pipeline''s position that the calling role can see (NULL when it may not read the source, or it was dropped)';
+
+-- The same, as the pipeline's owner whoever asks: counting runs the tenant's code (a domain CHECK
+-- on its order column), which must never run as a superuser or another tenant's member.
+CREATE OR REPLACE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_pipeline_backlog';
+COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
+    'source rows past a pipeline''s position, counted as the pipeline''s owner (NULL when the caller cannot see the pipeline, the owner may not read the source, or it was dropped)';

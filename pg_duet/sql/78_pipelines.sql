@@ -165,8 +165,9 @@ CREATE POLICY pipeline_runs_tenant ON duet.pipeline_runs
 -- Status
 ------------------------------------------------------------------------------------------------
 
--- Rows of the source past the position, counted as the caller (RLS applies to what it counts).
-CREATE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
+-- Rows of the source past the position, counted as the calling role (RLS applies to what it
+-- counts); duet_pipeline_backlog calls it as the pipeline's owner (pipeline_api.c).
+CREATE FUNCTION duet.duet_pipeline_count_backlog(p duet.pipelines) RETURNS bigint
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -188,8 +189,15 @@ BEGIN
     END IF;
     RETURN n;
 END $$;
+COMMENT ON FUNCTION duet.duet_pipeline_count_backlog(duet.pipelines) IS
+    'internal: source rows past a pipeline''s position that the calling role can see (NULL when it may not read the source, or it was dropped)';
+
+-- The same, as the pipeline's owner whoever asks: counting runs the tenant's code (a domain CHECK
+-- on its order column), which must never run as a superuser or another tenant's member.
+CREATE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_pipeline_backlog';
 COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
-    'source rows past a pipeline''s position that the caller can see (NULL when it may not read the source, or it was dropped)';
+    'source rows past a pipeline''s position, counted as the pipeline''s owner (NULL when the caller cannot see the pipeline, the owner may not read the source, or it was dropped)';
 
 CREATE VIEW duet.pipeline_status WITH (security_invoker = true) AS
 SELECT p.tenant, p.name, p.state, p.mode, p.source, p.target, p.position,
