@@ -18,6 +18,7 @@
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "calc_pg.h"
 #include "pg_duet.h"
@@ -161,6 +162,7 @@ duet_pipeline_check_expr(PG_FUNCTION_ARGS)
 	List	   *parsed = NIL;
 	SelectStmt *sel = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
+	int			nest;
 
 	if (expr[0] == '=')
 	{
@@ -173,6 +175,8 @@ duet_pipeline_check_expr(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 
+	nest = NewGUCNestLevel();
+	pipeline_pin_parse_settings();
 	PG_TRY();
 	{
 		parsed = raw_parser(psprintf("SELECT (%s)", expr), RAW_PARSE_DEFAULT);
@@ -190,6 +194,7 @@ duet_pipeline_check_expr(PG_FUNCTION_ARGS)
 				 errdetail("The text is \"%s\".", expr)));
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(false, nest);
 
 	if (list_length(parsed) == 1 && IsA(linitial_node(RawStmt, parsed)->stmt, SelectStmt))
 		sel = (SelectStmt *) linitial_node(RawStmt, parsed)->stmt;
@@ -221,6 +226,7 @@ validate_as_caller(void *arg)
 	char		nulls[7] = {'n', 'n', 'n', 'n', 'n', 'n', 'n'};
 	int			ret;
 
+	pipeline_pin_parse_settings();	/* in duet_run_privileged's nest level */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute_with_args(psprintf("EXPLAIN (COSTS OFF) %s", v->sql), 7, types, values, nulls,

@@ -8,7 +8,9 @@
 #      and stall every tenant's metric changes;
 #   3. the pipeline runner serves every tenant in one session: a session advisory lock taken by one
 #      tenant's transform survived into the next tenant's run;
-#   4. the wake-trigger functions cannot be attached by a plain role to wake the workers.
+#   4. the wake-trigger functions cannot be attached by a plain role to wake the workers;
+#   5. a transform checked in a session with standard_conforming_strings off ran, read with it on,
+#      as other SQL than the check had accepted (text closing the expression's parenthesis).
 use strict;
 use warnings;
 use FindBin;
@@ -137,5 +139,34 @@ for my $r (@ATTACKERS)
 	is($node->safe_psql('postgres', qq{SELECT count(*) FROM pg_trigger WHERE tgrelid = '$r.t'::regclass}), '0',
 		"$KIND{$r}: no wake trigger on its table");
 }
+
+# --- 5. a transform means what the check read, whatever standard_conforming_strings says --------
+# With it off in alice's session, '\' ... --'<newline> is one string literal; read with it on (the
+# worker's default) the quote ends at the backslash and the text adds two columns to the run's
+# statement. The check reads it as every run does.
+my $scs_inj = q{'\\\\' ) AS v, (SELECT 1) AS w, ( 1 --'\\n};
+my ($rc5, $out5, $err5) = as_role($node, 'alice', qq{
+CREATE TABLE alice.ssrc (id int PRIMARY KEY, v int);
+CREATE TABLE alice.sdst (id int PRIMARY KEY, v text);
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT duet_pipeline_create('scs', 'alice.ssrc', 'alice.sdst', \$j\${"id": "id", "v": "$scs_inj"}\$j\$::jsonb,
+    order_by => 'id', key => '{id}', mode => 'upsert');});
+like($err5, qr/invalid pipeline transform of column "v": not a single SQL expression/,
+	'text that is one string only with standard_conforming_strings off is refused');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM duet.pipelines WHERE name = 'scs'}), '0', 'no such pipeline was stored');
+# a plain literal with a backslash: the same value from the check, a run in that session and the worker
+($rc5, $out5, $err5) = as_role($node, 'alice', q{
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT duet_pipeline_create('scs_ok', 'alice.ssrc', 'alice.sdst', $j${"id": "id", "v": "'a\\\\b'"}$j$::jsonb,
+    order_by => 'id', key => '{id}', mode => 'upsert');
+INSERT INTO alice.ssrc VALUES (1, 1);
+SELECT duet_pipeline_run('scs_ok');});
+is($node->safe_psql('postgres', q{SELECT v FROM alice.sdst WHERE id = 1}), 'a\\b',
+	'a run in a session with standard_conforming_strings off reads the literal as the check did');
+$node->safe_psql('postgres', q{INSERT INTO alice.ssrc VALUES (2, 2)});
+ok(wait_until(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM alice.sdst}) eq '2' }, 60), 'the worker ran it too');
+is($node->safe_psql('postgres', q{SELECT v FROM alice.sdst WHERE id = 2}), 'a\\b', 'and wrote the same value');
 
 done_testing();
