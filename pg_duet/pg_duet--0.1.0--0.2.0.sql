@@ -3133,36 +3133,37 @@ END $$;
 
 -- Red team: a pipeline's backlog is counted as its owner (the tenant's code in its source table ran as
 -- whoever read duet.pipeline_status, a superuser included) --------------------------------------
--- Rows of the source past the position, counted as the calling role (RLS applies to what it
--- counts); duet_pipeline_backlog calls it as the pipeline's owner (pipeline_api.c).
-CREATE FUNCTION duet.duet_pipeline_count_backlog(p duet.pipelines) RETURNS bigint
+-- The statement counting a pipeline's backlog, made as the owner: the source rows past the
+-- position ($1), or NULL when the source or its column was dropped or the pipeline's owner may not
+-- read the source. duet_pipeline_backlog runs it as the pipeline's owner (pipeline_api.c).
+CREATE FUNCTION duet.duet_pipeline_backlog_sql(p duet.pipelines) RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n bigint;
     typ text := (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
                   WHERE attrelid = p.source AND attname = p.order_by AND NOT attisdropped);
 BEGIN
-    IF typ IS NULL OR NOT has_table_privilege(p.source, 'SELECT') THEN
-        RETURN NULL;            -- the source or its column was dropped, or the caller may not read it
+    IF typ IS NULL OR NOT has_table_privilege(p.owner, p.source, 'SELECT') THEN
+        RETURN NULL;
     END IF;
     IF p.partition_by IS NULL THEN
-        EXECUTE format('SELECT count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) '''') IS NULL '
-                       'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) '''')::%s',
-                       p.source, p.order_by, typ) INTO n USING p.position;
-    ELSE
-        EXECUTE format('SELECT count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text) IS NULL '
-                       'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text)::%s',
-                       p.source, p.partition_by, p.order_by, p.partition_by, typ) INTO n USING p.position;
+        RETURN format('SELECT pg_catalog.count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) '''') IS NULL '
+                      'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) '''')::%s',
+                      p.source, p.order_by, typ);
     END IF;
-    RETURN n;
+    RETURN format('SELECT pg_catalog.count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text) IS NULL '
+                  'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text)::%s',
+                  p.source, p.partition_by, p.order_by, p.partition_by, typ);
 END $$;
-COMMENT ON FUNCTION duet.duet_pipeline_count_backlog(duet.pipelines) IS
-    'internal: source rows past a pipeline''s position that the calling role can see (NULL when it may not read the source, or it was dropped)';
+COMMENT ON FUNCTION duet.duet_pipeline_backlog_sql(duet.pipelines) IS
+    'internal: the statement counting a pipeline''s backlog, or NULL when its owner may not read the source or it was dropped';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_backlog_sql(duet.pipelines) FROM PUBLIC;
 
--- The same, as the pipeline's owner whoever asks: counting runs the tenant's code (a domain CHECK
--- on its order column), which must never run as a superuser or another tenant's member.
+-- Rows of the source past the position, counted as the pipeline's owner whoever asks: counting
+-- runs the tenant's code (a domain CHECK on its order column), which must never run as a
+-- superuser or another member of the tenant.
 CREATE OR REPLACE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_pipeline_backlog';
 COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
     'source rows past a pipeline''s position, counted as the pipeline''s owner (NULL when the caller cannot see the pipeline, the owner may not read the source, or it was dropped)';
+COMMENT ON COLUMN duet.pipeline_status.lag_rows IS 'source rows past the position, counted as the pipeline''s owner (NULL when it may not read the source)';

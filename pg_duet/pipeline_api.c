@@ -267,74 +267,100 @@ duet_pipeline_validate(PG_FUNCTION_ARGS)
 
 typedef struct BacklogCount
 {
-	Oid			rowtype;
-	Datum		pipeline;		/* the duet.pipelines row as stored, not as the caller passed it */
+	Datum		id;
+	char	   *sql;			/* the count, made as the extension owner; NULL: nothing to count */
+	Datum		position;
 	int64		n;
-	bool		isnull;
 } BacklogCount;
 
+/* As the extension owner: the statement and the position of the stored pipeline. */
 static void
-count_backlog(void *arg)
+backlog_sql(void *arg)
 {
 	BacklogCount *b = arg;
 	MemoryContext cxt = CurrentMemoryContext;
+	Oid			types[1] = {INT8OID};
 	bool		isnull;
 	Datum		d;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT duet.duet_pipeline_count_backlog($1)", 1, &b->rowtype, &b->pipeline,
-							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pipeline backlog count failed");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	b->isnull = isnull;
-	b->n = isnull ? 0 : DatumGetInt64(d);
+	if (SPI_execute_with_args("SELECT duet.duet_pipeline_backlog_sql(p), p.position FROM duet.pipelines p "
+							  "WHERE p.id OPERATOR(pg_catalog.=) $1", 1, types, &b->id, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the pipeline's backlog statement");
+	if (SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			b->sql = TextDatumGetCString(d);
+			MemoryContextSwitchTo(old);
+			b->position = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+														  &isnull), false, -1);
+		}
+	}
 	SPI_finish();
 	MemoryContextSwitchTo(cxt);
+}
+
+/* As the pipeline's owner, restricted: the count. */
+static void
+backlog_count(void *arg)
+{
+	BacklogCount *b = arg;
+	Oid			types[1] = {JSONBOID};
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(b->sql, 1, types, &b->position, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pipeline backlog count failed");
+	b->n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
 }
 
 /*
  * duet_pipeline_backlog(p duet.pipelines) → bigint: the rows of p's source past its position,
  * counted as the pipeline's owner, whoever reads duet.pipeline_status. Reading a tenant's table
- * runs that tenant's code (a domain CHECK on its order column, a cast, an operator of its types):
- * counted as the caller it ran as a superuser or the extension owner looking at every tenant's
- * pipelines. The row is read back by id as the caller (row-level security: a forged row names no
- * other owner or source), then counted on the privileged path as its owner, restricted.
+ * runs that tenant's code (a domain CHECK on its order column, an operator of its types): counted
+ * as the caller, it ran as a superuser or the extension owner looking at every tenant's pipelines.
+ * Only p's id is taken from the argument, and only if the caller sees that pipeline (row-level
+ * security): a forged row names no other owner or source.
  */
 Datum
 duet_pipeline_backlog(PG_FUNCTION_ARGS)
 {
 	BacklogCount b = {0};
 	Oid			types[1] = {INT8OID};
-	Datum		values[1];
 	bool		isnull;
 	Oid			owner;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	values[0] = GetAttributeByName(PG_GETARG_HEAPTUPLEHEADER(0), "id", &isnull);
+	b.id = GetAttributeByName(PG_GETARG_HEAPTUPLEHEADER(0), "id", &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT p, (p.owner)::pg_catalog.oid FROM duet.pipelines p "
-							  "WHERE p.id OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT (p.owner)::pg_catalog.oid FROM duet.pipelines p "
+							  "WHERE p.id OPERATOR(pg_catalog.=) $1", 1, types, &b.id, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the pipeline");
 	if (SPI_processed != 1)
 	{
 		SPI_finish();
 		PG_RETURN_NULL();
 	}
-	b.rowtype = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
-	b.pipeline = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-								   false, -1);
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	MemoryContextSwitchTo(cxt);
 
-	duet_run_privileged(owner, DUET_USER_SEARCH_PATH, count_backlog, &b);
-	if (b.isnull)
+	duet_run_privileged(duet_extension_owner(), NULL, backlog_sql, &b);
+	if (b.sql == NULL)
 		PG_RETURN_NULL();
+	duet_run_privileged(owner, DUET_USER_SEARCH_PATH, backlog_count, &b);
 	PG_RETURN_INT64(b.n);
 }
