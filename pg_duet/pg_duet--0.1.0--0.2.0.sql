@@ -3167,3 +3167,99 @@ CREATE OR REPLACE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigin
 COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
     'source rows past a pipeline''s position, counted as the pipeline''s owner (NULL when the caller cannot see the pipeline, the owner may not read the source, or it was dropped)';
 COMMENT ON COLUMN duet.pipeline_status.lag_rows IS 'source rows past the position, counted as the pipeline''s owner (NULL when it may not read the source)';
+
+-- Red team (advisory-lock DoS): a config writer's lock is one no role can take from SQL ---------------
+-- The lock of one writer of a (tenant, key), held until the transaction ends (config_write.c).
+CREATE FUNCTION duet.duet_config_lock(p_tenant text, p_key text) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'duet_config_lock';
+COMMENT ON FUNCTION duet.duet_config_lock(text, text) IS
+    'internal: takes the lock of one writer of a tenant''s config key until the transaction ends (no role can hold it from SQL)';
+REVOKE ALL ON FUNCTION duet.duet_config_lock(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION duet.duet_config_apply(op text, p_tenant text, p_key text, p_value jsonb,
+                                       p_version bigint, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur          duet.config;
+    target       duet.config_history;
+    def_schema   jsonb;
+    last_version bigint;
+    new_version  bigint;
+    new_value    jsonb;
+    retention    int;
+    history_id   bigint;
+    scope        text := CASE WHEN p_tenant IS NULL THEN 'the default' ELSE format('tenant "%s"', p_tenant) END;
+BEGIN
+    -- One writer per (tenant, key) at a time: no lost update, versions strictly increase. Not an
+    -- advisory key any role could hold: a lock only C can take (config_write.c).
+    PERFORM duet.duet_config_lock(p_tenant, p_key);
+
+    SELECT * INTO cur FROM duet.config c
+     WHERE c.key = p_key AND (c.tenant = p_tenant OR (p_tenant IS NULL AND c.tenant IS NULL))
+       FOR UPDATE;
+    SELECT max(h.version) INTO last_version FROM duet.config_history h
+     WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));
+    new_version := greatest(coalesce(cur.version, 0), coalesce(last_version, 0)) + 1;
+
+    IF op = 'set' THEN
+        new_value := p_value;
+    ELSIF op = 'unset' THEN
+        IF cur.key IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('config key "%s" is not set for %s', p_key, scope);
+        END IF;
+        new_value := NULL;
+    ELSIF op = 'rollback' THEN
+        SELECT * INTO target FROM duet.config_history h
+         WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL))
+           AND h.version = p_version;
+        IF target.id IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('version %s of config key "%s" does not exist for %s', p_version, p_key, scope),
+                HINT = format('duet_config_history(%L) lists the versions still kept.', p_key);
+        END IF;
+        new_value := target.value;
+    ELSE
+        RAISE EXCEPTION 'unknown config operation "%"', op;
+    END IF;
+
+    IF new_value IS NOT NULL THEN
+        IF octet_length(new_value::text) > 1048576 THEN
+            RAISE EXCEPTION USING ERRCODE = 'program_limit_exceeded',
+                MESSAGE = format('value for config key "%s" is too large', p_key),
+                DETAIL = format('Its JSON text has %s bytes; the limit is 1 MiB.', octet_length(new_value::text));
+        END IF;
+        SELECT d.schema INTO def_schema FROM duet.config_definitions d WHERE d.key = p_key;
+        IF def_schema IS NOT NULL THEN
+            PERFORM @extschema@.duet_config_schema_validate(def_schema, new_value, p_key);
+        END IF;
+        INSERT INTO duet.config AS c (key, tenant, value, version, updated_at, updated_by)
+             VALUES (p_key, p_tenant, new_value, new_version, now(), p_actor)
+        ON CONFLICT ON CONSTRAINT config_key_tenant DO UPDATE
+            SET value = excluded.value, version = excluded.version,
+                updated_at = excluded.updated_at, updated_by = excluded.updated_by;
+    ELSIF cur.key IS NOT NULL THEN
+        DELETE FROM duet.config c
+         WHERE c.key = p_key AND (c.tenant = p_tenant OR (p_tenant IS NULL AND c.tenant IS NULL));
+    END IF;
+
+    INSERT INTO duet.config_history (key, tenant, version, operation, value, previous_value,
+                                     rolled_back_to, changed_at, changed_by)
+         VALUES (p_key, p_tenant, new_version, CASE WHEN op = 'set' AND new_value IS NULL THEN 'unset' ELSE op END,
+                 new_value, cur.value, CASE WHEN op = 'rollback' THEN p_version END, now(), p_actor)
+      RETURNING id INTO history_id;
+
+    -- Delivered to listeners when (and only if) the transaction commits. Every role can LISTEN:
+    -- the channel carries only the history row's id, read back under row-level security.
+    PERFORM pg_notify('duet_config', history_id::text);
+
+    -- Bounded retention, pruned where we write; the newest entry of the key always stays.
+    SELECT s.setting::int INTO retention FROM pg_settings s WHERE s.name = 'duet.config_history_retention';
+    IF retention > 0 THEN
+        DELETE FROM duet.config_history h
+         WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL))
+           AND h.changed_at < now() - make_interval(mins => retention) AND h.version < new_version;
+    END IF;
+    RETURN new_version;
+END $$;

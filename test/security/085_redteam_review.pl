@@ -5,7 +5,7 @@
 #      read duet.pipeline_status — a superuser, the extension owner, another member of the tenant;
 #      a forged duet.pipelines row passed to duet_pipeline_backlog() counts nothing of another's;
 #   2. any role could hold the advisory key every metric change waited on (hashtext('duet.metrics'))
-#      and stall every tenant's metric changes;
+#      and stall every tenant's metric changes, or the key of one tenant's config key;
 #   3. the pipeline runner serves every tenant in one session: a session advisory lock taken by one
 #      tenant's transform survived into the next tenant's run;
 #   4. the wake-trigger functions cannot be attached by a plain role to wake the workers;
@@ -82,6 +82,8 @@ for my $r (@ATTACKERS)
 	my $holder = $node->background_psql('postgres', extra_params => [ '-U', $r ]);
 	$holder->query_safe(q{SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('duet.metrics'))});
 	$holder->query_safe(q{SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('duet.metrics')::int, 0)});
+	# the key a write of globex's config key gx.lock waited on
+	$holder->query_safe(q{SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('duet.config/globex'), pg_catalog.hashtext('gx.lock'))});
 	# the strongest lock on duet.metrics the attacker can take, held in an open transaction
 	$holder->query_safe(q{BEGIN; LOCK TABLE duet.metrics IN ACCESS SHARE MODE;});
 	my ($rc, $out, $err) = as_role($node, $r, q{BEGIN; LOCK TABLE duet.metrics IN ROW EXCLUSIVE MODE NOWAIT; COMMIT;});
@@ -89,8 +91,10 @@ for my $r (@ATTACKERS)
 	# lock_timeout only bounds how long a blocked change would wait: it must not wait at all
 	($rc, $out, $err) = as_role($node, 'bob', qq{SET lock_timeout = '30s';
 SELECT duet_set_tenant('globex');
-SELECT 'set=' || name FROM duet_metric_set('gx_lock_$r', 'x * 2', 'set while $r holds locks');});
+SELECT 'set=' || name FROM duet_metric_set('gx_lock_$r', 'x * 2', 'set while $r holds locks');
+SELECT 'config=' || duet_config_set('gx.lock', '"$r"')::text;});
 	like($out, qr/set=gx_lock_$r/, "$KIND{$r}: holding advisory keys does not block globex's metric change");
+	like($out, qr/config=\d+/, "$KIND{$r}: nor globex's config change");
 	unlike($err, qr/lock timeout/, "$KIND{$r}: no metric change waited on the attacker's locks");
 	$holder->quit;
 }
