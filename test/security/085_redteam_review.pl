@@ -95,7 +95,7 @@ SELECT 'set=' || name FROM duet_metric_set('gx_lock_$r', 'x * 2', 'set while $r 
 SELECT 'config=' || duet_config_set('gx.lock', '"$r"')::text;});
 	like($out, qr/set=gx_lock_$r/, "$KIND{$r}: holding advisory keys does not block globex's metric change");
 	like($out, qr/config=\d+/, "$KIND{$r}: nor globex's config change");
-	unlike($err, qr/lock timeout/, "$KIND{$r}: no metric change waited on the attacker's locks");
+	unlike($err, qr/lock timeout/, "$KIND{$r}: no change waited on the attacker's locks");
 	$holder->quit;
 }
 my ($rc_d, $out_d, $err_d) = as_role($node, 'postgres', q{SET lock_timeout = '30s';
