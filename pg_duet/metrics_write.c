@@ -319,7 +319,7 @@ define(MetricChange *c)
 	else
 		nulls[1] = 'n';
 	if (!caller_query("SELECT m FROM duet.metrics m WHERE m.name OPERATOR(pg_catalog.=) $1 "
-					  "AND m.tenant IS NOT DISTINCT FROM $2", 2, types, values, nulls, 1, &row, &row_null) ||
+					  "AND (m.tenant OPERATOR(pg_catalog.=) $2 OR (m.tenant IS NULL AND $2 IS NULL))", 2, types, values, nulls, 1, &row, &row_null) ||
 		row_null)
 		elog(ERROR, "metric \"%s\" is not visible after it was stored", c->name);
 	return row;
@@ -422,7 +422,8 @@ rollback(FunctionCallInfo fcinfo, const char *tenant)
 	values[2] = Int64GetDatum(c.rolled_back_to);
 	if (!caller_query("SELECT h.formula, h.description, h.arguments, h.argument_types, h.unit, h.owner "
 					  "FROM duet.metrics_history h WHERE h.name OPERATOR(pg_catalog.=) $1 "
-					  "AND h.tenant IS NOT DISTINCT FROM $2 AND h.version OPERATOR(pg_catalog.=) $3",
+					  "AND (h.tenant OPERATOR(pg_catalog.=) $2 OR (h.tenant IS NULL AND $2 IS NULL)) "
+					  "AND h.version OPERATOR(pg_catalog.=) $3",
 					  3, types, values, nulls, 6, out, onull))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -443,7 +444,7 @@ rollback(FunctionCallInfo fcinfo, const char *tenant)
 	c.owner = onull[5] ? NULL : TextDatumGetCString(out[5]);
 	(void) define(&c);
 	if (!caller_query("SELECT m.version FROM duet.metrics m WHERE m.name OPERATOR(pg_catalog.=) $1 "
-					  "AND m.tenant IS NOT DISTINCT FROM $2", 2, types, values, nulls, 1, out, onull))
+					  "AND (m.tenant OPERATOR(pg_catalog.=) $2 OR (m.tenant IS NULL AND $2 IS NULL))", 2, types, values, nulls, 1, out, onull))
 		return 0;
 	return DatumGetInt64(out[0]);
 }

@@ -10,7 +10,9 @@
 #      tenant's transform survived into the next tenant's run;
 #   4. the wake-trigger functions cannot be attached by a plain role to wake the workers;
 #   5. a transform checked in a session with standard_conforming_strings off ran, read with it on,
-#      as other SQL than the check had accepted (text closing the expression's parenthesis).
+#      as other SQL than the check had accepted (text closing the expression's parenthesis);
+#   6. duet_metric_set's statements as the caller used IS NOT DISTINCT FROM, whose = is looked up
+#      on the caller's search_path.
 use strict;
 use warnings;
 use FindBin;
@@ -172,5 +174,18 @@ is($node->safe_psql('postgres', q{SELECT v FROM alice.sdst WHERE id = 1}), 'a\\b
 $node->safe_psql('postgres', q{INSERT INTO alice.ssrc VALUES (2, 2)});
 ok(wait_until(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM alice.sdst}) eq '2' }, 60), 'the worker ran it too');
 is($node->safe_psql('postgres', q{SELECT v FROM alice.sdst WHERE id = 2}), 'a\\b', 'and wrote the same value');
+
+# --- 6. a metric change run as the caller resolves no operator through the caller's search_path --
+# bob puts public before pg_catalog; alice (CREATE on public, as the threat model allows) shadows
+# text = text there. The statements duet_metric_set runs as bob name pg_catalog's operator.
+$node->safe_psql('postgres', 'GRANT CREATE ON SCHEMA public TO alice');
+$node->safe_psql('postgres', 'SET ROLE alice; ' . evil_op('alice', 'public', '=', 'text', 'text', 'metric_eq'));
+$node->safe_psql('postgres', 'TRUNCATE alice.log');
+my ($rc6, $out6, $err6) = as_role($node, 'bob', q{SET search_path = public, pg_catalog;
+SELECT duet_set_tenant('globex');
+SELECT 'set=' || name FROM duet_metric_set('gx_sp', 'x + 3', 'set under search_path public, pg_catalog');});
+like($out6, qr/set=gx_sp/, 'bob\'s metric change under search_path public, pg_catalog succeeds');
+is(ran_as_others($node, 'alice'), '', 'alice\'s operator in public never ran as bob during his metric change');
+$node->safe_psql('postgres', 'DROP OPERATOR public.= (text, text); REVOKE CREATE ON SCHEMA public FROM alice');
 
 done_testing();
