@@ -15,9 +15,11 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/syscache.h"
@@ -213,5 +215,35 @@ duet_config_undefine(PG_FUNCTION_ARGS)
 	values[1] = values[2] = (Datum) 0;
 	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
 	(void) duet_run_as_owner("SELECT duet.duet_config_define_apply($1, $2, $3, $4)", 4, types, values, nulls);
+	PG_RETURN_VOID();
+}
+
+/*
+ * Advisory locks taken from SQL have 1 or 2 in the tag's fourth field; this space is ours, so no
+ * session (any role may take advisory locks) can hold a (tenant, key)'s lock and stall its writes.
+ */
+#define CONFIG_WRITE_LOCK_SPACE 0x6463	/* "dc" */
+
+PG_FUNCTION_INFO_V1(duet_config_lock);
+
+/*
+ * duet.duet_config_lock(tenant, key) → void: the lock one writer of (tenant, key) holds until its
+ * transaction ends (duet.duet_config_apply): no lost update, versions strictly increase.
+ */
+Datum
+duet_config_lock(PG_FUNCTION_ARGS)
+{
+	LOCKTAG		tag;
+	uint32		h[2] = {0, 0};	/* NULL: the default (tenant), no key (the apply then refuses) */
+
+	for (int i = 0; i < 2; i++)
+		if (!PG_ARGISNULL(i))
+		{
+			text	   *t = PG_GETARG_TEXT_PP(i);
+
+			h[i] = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))) | 1;
+		}
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, h[0], h[1], CONFIG_WRITE_LOCK_SPACE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	PG_RETURN_VOID();
 }

@@ -10,19 +10,22 @@
  * Here: the name (a valid identifier that is no builtin), the unit, the formula compiled against
  * the metrics of its scope (types, arity, unknown functions), and cycles — the metrics it calls,
  * transitively, must not reach it — with the cycle in errdetail. All metric writes of a database
- * serialize on one advisory lock taken before the checks read, so two changes cannot form a cycle
- * together.
+ * serialize on one table lock taken before the checks read (lock_metrics), so two changes cannot
+ * form a cycle together.
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 #include "calc_pg.h"
 #include "metrics.h"
@@ -121,14 +124,17 @@ caller_query(const char *sql, int nargs, Oid *types, Datum *values, const char *
 	return found;
 }
 
+/*
+ * The writers' lock: SHARE ROW EXCLUSIVE on duet.metrics until the transaction ends (conflicts with
+ * itself; readers, ACCESS SHARE, go on). Not an advisory lock: any role may take those, and one
+ * holding the key would stall every tenant's metric changes. Only the owner writes duet.metrics,
+ * so no other role can take a lock that conflicts with this one. duet.duet_metric_apply takes the
+ * same lock (60_metrics.sql).
+ */
 static void
 lock_metrics(void)
 {
-	Datum		d;
-	bool		n;
-
-	(void) caller_query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('duet.metrics'))",
-						0, NULL, NULL, NULL, 0, &d, &n);
+	LockRelationOid(get_relname_relid("metrics", get_namespace_oid("duet", false)), ShareRowExclusiveLock);
 }
 
 /* argument_types jsonb {"var": "ClickHouse type"} as two arrays sorted by name. */
@@ -313,7 +319,7 @@ define(MetricChange *c)
 	else
 		nulls[1] = 'n';
 	if (!caller_query("SELECT m FROM duet.metrics m WHERE m.name OPERATOR(pg_catalog.=) $1 "
-					  "AND m.tenant IS NOT DISTINCT FROM $2", 2, types, values, nulls, 1, &row, &row_null) ||
+					  "AND (m.tenant OPERATOR(pg_catalog.=) $2 OR (m.tenant IS NULL AND $2 IS NULL))", 2, types, values, nulls, 1, &row, &row_null) ||
 		row_null)
 		elog(ERROR, "metric \"%s\" is not visible after it was stored", c->name);
 	return row;
@@ -422,7 +428,8 @@ rollback(FunctionCallInfo fcinfo, const char *tenant)
 	values[2] = Int64GetDatum(c.rolled_back_to);
 	if (!caller_query("SELECT h.formula, h.description, h.arguments, h.argument_types, h.unit, h.owner "
 					  "FROM duet.metrics_history h WHERE h.name OPERATOR(pg_catalog.=) $1 "
-					  "AND h.tenant IS NOT DISTINCT FROM $2 AND h.version OPERATOR(pg_catalog.=) $3",
+					  "AND (h.tenant OPERATOR(pg_catalog.=) $2 OR (h.tenant IS NULL AND $2 IS NULL)) "
+					  "AND h.version OPERATOR(pg_catalog.=) $3",
 					  3, types, values, nulls, 6, out, onull))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -443,7 +450,7 @@ rollback(FunctionCallInfo fcinfo, const char *tenant)
 	c.owner = onull[5] ? NULL : TextDatumGetCString(out[5]);
 	(void) define(&c);
 	if (!caller_query("SELECT m.version FROM duet.metrics m WHERE m.name OPERATOR(pg_catalog.=) $1 "
-					  "AND m.tenant IS NOT DISTINCT FROM $2", 2, types, values, nulls, 1, out, onull))
+					  "AND (m.tenant OPERATOR(pg_catalog.=) $2 OR (m.tenant IS NULL AND $2 IS NULL))", 2, types, values, nulls, 1, out, onull))
 		return 0;
 	return DatumGetInt64(out[0]);
 }

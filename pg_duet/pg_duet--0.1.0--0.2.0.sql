@@ -4508,3 +4508,234 @@ CREATE FUNCTION duet_metric_functions_refresh() RETURNS integer
 COMMENT ON FUNCTION duet_metric_functions_refresh() IS
     'regenerates schema duet_metrics from the global metrics (admin; done by every global metric change, needed after a restore since pg_dump skips the generated functions); returns how many it holds';
 REVOKE ALL ON FUNCTION duet_metric_functions_refresh() FROM PUBLIC;
+
+-- Red team (advisory-lock DoS): metric writers serialize on a table lock no other role can take ---
+CREATE OR REPLACE FUNCTION duet.duet_metric_apply(p_op text, p_tenant text, p_name text, p_formula text, p_description text,
+                                       p_arguments text[], p_argument_types text[], p_return_type text,
+                                       p_depends_on text[], p_unit text, p_owner text, p_reason text,
+                                       p_rolled_back_to bigint, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur          duet.metrics;
+    glob         duet.metrics;
+    last_version bigint;
+    new_version  bigint;
+    users        text;
+    scope        text := CASE WHEN p_tenant IS NULL THEN 'global metric' ELSE format('metric of tenant "%s"', p_tenant) END;
+BEGIN
+    -- the writers' lock of metrics_write.c (lock_metrics): a table lock no other role can take, not an advisory key any role could hold
+    LOCK TABLE duet.metrics IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO cur FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL)) FOR UPDATE;
+    SELECT max(h.version) INTO last_version FROM duet.metrics_history h
+     WHERE h.name = p_name AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));
+    new_version := greatest(coalesce(cur.version, 0), coalesce(last_version, 0)) + 1;
+
+    -- Who would see a different metric: metrics calling this one in the scopes that resolve the
+    -- name to this row (for a global row: every tenant without an override of its own).
+    SELECT string_agg(CASE WHEN d.tenant IS NULL THEN d.name ELSE d.name || ' (tenant ' || d.tenant || ')' END,
+                      ', ' ORDER BY d.tenant NULLS FIRST, d.name)
+      INTO users
+      FROM duet.metrics d
+     WHERE p_name = ANY (d.depends_on)
+       AND NOT (d.name = p_name AND (d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL)))
+       AND ((d.tenant = p_tenant OR (p_tenant IS NULL AND d.tenant IS NULL))
+            OR (p_tenant IS NULL AND NOT EXISTS (SELECT FROM duet.metrics o
+                                                  WHERE o.name = p_name AND o.tenant = d.tenant)));
+
+    IF p_op = 'drop' THEN
+        IF cur.name IS NULL THEN
+            RETURN 0;
+        END IF;
+        IF users IS NOT NULL AND (p_tenant IS NULL OR NOT EXISTS (SELECT FROM duet.metrics g
+                                                                  WHERE g.name = p_name AND g.tenant IS NULL)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot drop %s "%s": other metrics use it', scope, p_name),
+                DETAIL = 'Used by: ' || users || '.',
+                HINT = 'Drop or redefine those metrics first.';
+        END IF;
+        DELETE FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL));
+    ELSE
+        IF cur.name IS NOT NULL AND users IS NOT NULL
+           AND (cur.arguments, cur.argument_types, cur.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot change the signature of %s "%s": other metrics use it', scope, p_name),
+                DETAIL = format('It is %s(%s) returning %s; the new definition is %s(%s) returning %s. Used by: %s.',
+                                p_name, array_to_string(cur.arguments, ', '), cur.return_type,
+                                p_name, array_to_string(p_arguments, ', '), p_return_type, users),
+                HINT = 'Keep the parameters, their types and the result type, or change those metrics first.';
+        END IF;
+        IF p_tenant IS NULL AND cur.name IS NOT NULL
+           AND (cur.arguments, cur.argument_types, cur.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type)
+           AND EXISTS (SELECT FROM duet.metrics o WHERE o.name = p_name AND o.tenant IS NOT NULL) THEN
+            RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('cannot change the signature of global metric "%s": tenants override it', p_name),
+                DETAIL = 'Overridden by: ' || (SELECT string_agg(o.tenant, ', ' ORDER BY o.tenant) FROM duet.metrics o
+                                                WHERE o.name = p_name AND o.tenant IS NOT NULL) || '.',
+                HINT = 'An override has the global metric''s signature; keep it, or have the tenants drop their overrides first.';
+        END IF;
+        IF p_tenant IS NOT NULL THEN
+            SELECT * INTO glob FROM duet.metrics g WHERE g.name = p_name AND g.tenant IS NULL;
+            IF glob.name IS NOT NULL
+               AND (glob.arguments, glob.argument_types, glob.return_type) IS DISTINCT FROM (p_arguments, p_argument_types, p_return_type) THEN
+                RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                    MESSAGE = format('an override of global metric "%s" must keep its signature', p_name),
+                    DETAIL = format('The global metric is %s(%s) returning %s; the override is %s(%s) returning %s.',
+                                    p_name, array_to_string(glob.arguments, ', '), glob.return_type,
+                                    p_name, array_to_string(p_arguments, ', '), p_return_type),
+                    HINT = 'Metrics of every tenant call it with those arguments: use the same parameters and result type.';
+            END IF;
+        END IF;
+        INSERT INTO duet.metrics AS m (name, tenant, formula, description, arguments, argument_types, return_type,
+                                       depends_on, unit, owner, version, defined_by, defined_at)
+             VALUES (p_name, p_tenant, p_formula, p_description, p_arguments, p_argument_types, p_return_type,
+                     p_depends_on, p_unit, p_owner, new_version, p_actor, now())
+        ON CONFLICT ON CONSTRAINT metrics_name_tenant DO UPDATE
+           SET formula = excluded.formula, description = excluded.description, arguments = excluded.arguments,
+               argument_types = excluded.argument_types, return_type = excluded.return_type,
+               depends_on = excluded.depends_on, unit = excluded.unit, owner = excluded.owner,
+               version = excluded.version, defined_by = excluded.defined_by, defined_at = excluded.defined_at;
+    END IF;
+    INSERT INTO duet.metrics_history (name, tenant, version, operation, formula, description, arguments, argument_types,
+                                      return_type, unit, owner, depends_on, rolled_back_to, reason, changed_at, changed_by)
+         VALUES (p_name, p_tenant, new_version, p_op,
+                 CASE WHEN p_op <> 'drop' THEN p_formula END, CASE WHEN p_op <> 'drop' THEN p_description END,
+                 CASE WHEN p_op <> 'drop' THEN p_arguments END, CASE WHEN p_op <> 'drop' THEN p_argument_types END,
+                 CASE WHEN p_op <> 'drop' THEN p_return_type END, CASE WHEN p_op <> 'drop' THEN p_unit END,
+                 CASE WHEN p_op <> 'drop' THEN p_owner END, CASE WHEN p_op <> 'drop' THEN p_depends_on END,
+                 p_rolled_back_to, p_reason, now(), p_actor);
+    RETURN new_version;
+END $$;
+
+-- Red team: a pipeline's backlog is counted as its owner (the tenant's code in its source table ran as
+-- whoever read duet.pipeline_status, a superuser included) --------------------------------------
+-- The statement counting a pipeline's backlog, made as the owner: the source rows past the
+-- position ($1), or NULL when the source or its column was dropped or the pipeline's owner may not
+-- read the source. duet_pipeline_backlog runs it as the pipeline's owner (pipeline_api.c).
+CREATE FUNCTION duet.duet_pipeline_backlog_sql(p duet.pipelines) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ text := (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                  WHERE attrelid = p.source AND attname = p.order_by AND NOT attisdropped);
+BEGIN
+    IF typ IS NULL OR NOT has_table_privilege(p.owner, p.source, 'SELECT') THEN
+        RETURN NULL;
+    END IF;
+    IF p.partition_by IS NULL THEN
+        RETURN format('SELECT pg_catalog.count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) '''') IS NULL '
+                      'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) '''')::%s',
+                      p.source, p.order_by, typ);
+    END IF;
+    RETURN format('SELECT pg_catalog.count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text) IS NULL '
+                  'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text)::%s',
+                  p.source, p.partition_by, p.order_by, p.partition_by, typ);
+END $$;
+COMMENT ON FUNCTION duet.duet_pipeline_backlog_sql(duet.pipelines) IS
+    'internal: the statement counting a pipeline''s backlog, or NULL when its owner may not read the source or it was dropped';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_backlog_sql(duet.pipelines) FROM PUBLIC;
+
+-- Rows of the source past the position, counted as the pipeline's owner whoever asks: counting
+-- runs the tenant's code (a domain CHECK on its order column), which must never run as a
+-- superuser or another member of the tenant.
+CREATE OR REPLACE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_pipeline_backlog';
+COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
+    'source rows past a pipeline''s position, counted as the pipeline''s owner (NULL when the caller cannot see the pipeline, the owner may not read the source, or it was dropped)';
+COMMENT ON COLUMN duet.pipeline_status.lag_rows IS 'source rows past the position, counted as the pipeline''s owner (NULL when it may not read the source)';
+
+-- Red team (advisory-lock DoS): a config writer's lock is one no role can take from SQL ---------------
+-- The lock of one writer of a (tenant, key), held until the transaction ends (config_write.c).
+CREATE FUNCTION duet.duet_config_lock(p_tenant text, p_key text) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'duet_config_lock';
+COMMENT ON FUNCTION duet.duet_config_lock(text, text) IS
+    'internal: takes the lock of one writer of a tenant''s config key until the transaction ends (no role can hold it from SQL)';
+REVOKE ALL ON FUNCTION duet.duet_config_lock(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION duet.duet_config_apply(op text, p_tenant text, p_key text, p_value jsonb,
+                                       p_version bigint, p_actor text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur          duet.config;
+    target       duet.config_history;
+    def_schema   jsonb;
+    last_version bigint;
+    new_version  bigint;
+    new_value    jsonb;
+    retention    int;
+    history_id   bigint;
+    scope        text := CASE WHEN p_tenant IS NULL THEN 'the default' ELSE format('tenant "%s"', p_tenant) END;
+BEGIN
+    -- One writer per (tenant, key) at a time: no lost update, versions strictly increase. Not an
+    -- advisory key any role could hold: a lock only C can take (config_write.c).
+    PERFORM duet.duet_config_lock(p_tenant, p_key);
+
+    SELECT * INTO cur FROM duet.config c
+     WHERE c.key = p_key AND (c.tenant = p_tenant OR (p_tenant IS NULL AND c.tenant IS NULL))
+       FOR UPDATE;
+    SELECT max(h.version) INTO last_version FROM duet.config_history h
+     WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));
+    new_version := greatest(coalesce(cur.version, 0), coalesce(last_version, 0)) + 1;
+
+    IF op = 'set' THEN
+        new_value := p_value;
+    ELSIF op = 'unset' THEN
+        IF cur.key IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('config key "%s" is not set for %s', p_key, scope);
+        END IF;
+        new_value := NULL;
+    ELSIF op = 'rollback' THEN
+        SELECT * INTO target FROM duet.config_history h
+         WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL))
+           AND h.version = p_version;
+        IF target.id IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('version %s of config key "%s" does not exist for %s', p_version, p_key, scope),
+                HINT = format('duet_config_history(%L) lists the versions still kept.', p_key);
+        END IF;
+        new_value := target.value;
+    ELSE
+        RAISE EXCEPTION 'unknown config operation "%"', op;
+    END IF;
+
+    IF new_value IS NOT NULL THEN
+        IF octet_length(new_value::text) > 1048576 THEN
+            RAISE EXCEPTION USING ERRCODE = 'program_limit_exceeded',
+                MESSAGE = format('value for config key "%s" is too large', p_key),
+                DETAIL = format('Its JSON text has %s bytes; the limit is 1 MiB.', octet_length(new_value::text));
+        END IF;
+        SELECT d.schema INTO def_schema FROM duet.config_definitions d WHERE d.key = p_key;
+        IF def_schema IS NOT NULL THEN
+            PERFORM @extschema@.duet_config_schema_validate(def_schema, new_value, p_key);
+        END IF;
+        INSERT INTO duet.config AS c (key, tenant, value, version, updated_at, updated_by)
+             VALUES (p_key, p_tenant, new_value, new_version, now(), p_actor)
+        ON CONFLICT ON CONSTRAINT config_key_tenant DO UPDATE
+            SET value = excluded.value, version = excluded.version,
+                updated_at = excluded.updated_at, updated_by = excluded.updated_by;
+    ELSIF cur.key IS NOT NULL THEN
+        DELETE FROM duet.config c
+         WHERE c.key = p_key AND (c.tenant = p_tenant OR (p_tenant IS NULL AND c.tenant IS NULL));
+    END IF;
+
+    INSERT INTO duet.config_history (key, tenant, version, operation, value, previous_value,
+                                     rolled_back_to, changed_at, changed_by)
+         VALUES (p_key, p_tenant, new_version, CASE WHEN op = 'set' AND new_value IS NULL THEN 'unset' ELSE op END,
+                 new_value, cur.value, CASE WHEN op = 'rollback' THEN p_version END, now(), p_actor)
+      RETURNING id INTO history_id;
+
+    -- Delivered to listeners when (and only if) the transaction commits. Every role can LISTEN:
+    -- the channel carries only the history row's id, read back under row-level security.
+    PERFORM pg_notify('duet_config', history_id::text);
+
+    -- Bounded retention, pruned where we write; the newest entry of the key always stays.
+    SELECT s.setting::int INTO retention FROM pg_settings s WHERE s.name = 'duet.config_history_retention';
+    IF retention > 0 THEN
+        DELETE FROM duet.config_history h
+         WHERE h.key = p_key AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL))
+           AND h.changed_at < now() - make_interval(mins => retention) AND h.version < new_version;
+    END IF;
+    RETURN new_version;
+END $$;

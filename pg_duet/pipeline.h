@@ -36,6 +36,14 @@ extern int64 pipeline_run(int64 id, PipelineKind kind, const char *lo, const cha
 						  const char *part, bool skip_locked, PipelineOnError on_error, bool *full,
 						  char **error);
 
+/*
+ * Pipeline expressions are SQL read with standard_conforming_strings on wherever they are parsed
+ * (the check, the planning as the caller, every run): with it off in the creating session, text
+ * such as '\' , 1 --' is one string there and a row elsewhere, so the check would pass text that
+ * runs differently. Sets it in the current GUC nest level (pipeline_run.c).
+ */
+extern void pipeline_pin_parse_settings(void);
+
 /* duet.pipeline_run_timeout (ms, pipeline_worker.c): the time budget of one run. */
 extern int	duet_pipeline_run_timeout_ms;
 

@@ -11,12 +11,14 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "calc_pg.h"
 #include "pg_duet.h"
@@ -32,6 +34,7 @@ PG_FUNCTION_INFO_V1(duet_pipeline_backfill);
 PG_FUNCTION_INFO_V1(duet_pipeline_replay);
 PG_FUNCTION_INFO_V1(duet_pipeline_check_expr);
 PG_FUNCTION_INFO_V1(duet_pipeline_validate);
+PG_FUNCTION_INFO_V1(duet_pipeline_backlog);
 
 #define forward(fcinfo, internal) duet_forward_as_owner(fcinfo, internal, 0, false, "Pipelines")
 
@@ -159,6 +162,7 @@ duet_pipeline_check_expr(PG_FUNCTION_ARGS)
 	List	   *parsed = NIL;
 	SelectStmt *sel = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
+	int			nest;
 
 	if (expr[0] == '=')
 	{
@@ -171,6 +175,8 @@ duet_pipeline_check_expr(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 
+	nest = NewGUCNestLevel();
+	pipeline_pin_parse_settings();
 	PG_TRY();
 	{
 		parsed = raw_parser(psprintf("SELECT (%s)", expr), RAW_PARSE_DEFAULT);
@@ -188,6 +194,7 @@ duet_pipeline_check_expr(PG_FUNCTION_ARGS)
 				 errdetail("The text is \"%s\".", expr)));
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(false, nest);
 
 	if (list_length(parsed) == 1 && IsA(linitial_node(RawStmt, parsed)->stmt, SelectStmt))
 		sel = (SelectStmt *) linitial_node(RawStmt, parsed)->stmt;
@@ -219,6 +226,7 @@ validate_as_caller(void *arg)
 	char		nulls[7] = {'n', 'n', 'n', 'n', 'n', 'n', 'n'};
 	int			ret;
 
+	pipeline_pin_parse_settings();	/* in duet_run_privileged's nest level */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute_with_args(psprintf("EXPLAIN (COSTS OFF) %s", v->sql), 7, types, values, nulls,
@@ -255,4 +263,104 @@ duet_pipeline_validate(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	PG_RETURN_VOID();
+}
+
+typedef struct BacklogCount
+{
+	Datum		id;
+	char	   *sql;			/* the count, made as the extension owner; NULL: nothing to count */
+	Datum		position;
+	int64		n;
+} BacklogCount;
+
+/* As the extension owner: the statement and the position of the stored pipeline. */
+static void
+backlog_sql(void *arg)
+{
+	BacklogCount *b = arg;
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			types[1] = {INT8OID};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT duet.duet_pipeline_backlog_sql(p), p.position FROM duet.pipelines p "
+							  "WHERE p.id OPERATOR(pg_catalog.=) $1", 1, types, &b->id, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the pipeline's backlog statement");
+	if (SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			b->sql = TextDatumGetCString(d);
+			MemoryContextSwitchTo(old);
+			b->position = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+														  &isnull), false, -1);
+		}
+	}
+	SPI_finish();
+	MemoryContextSwitchTo(cxt);
+}
+
+/* As the pipeline's owner, restricted: the count. */
+static void
+backlog_count(void *arg)
+{
+	BacklogCount *b = arg;
+	Oid			types[1] = {JSONBOID};
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(b->sql, 1, types, &b->position, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pipeline backlog count failed");
+	b->n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+}
+
+/*
+ * duet_pipeline_backlog(p duet.pipelines) → bigint: the rows of p's source past its position,
+ * counted as the pipeline's owner, whoever reads duet.pipeline_status. Reading a tenant's table
+ * runs that tenant's code (a domain CHECK on its order column, an operator of its types): counted
+ * as the caller, it ran as a superuser or the extension owner looking at every tenant's pipelines.
+ * Only p's id is taken from the argument, and only if the caller sees that pipeline (row-level
+ * security): a forged row names no other owner or source.
+ */
+Datum
+duet_pipeline_backlog(PG_FUNCTION_ARGS)
+{
+	BacklogCount b = {0};
+	Oid			types[1] = {INT8OID};
+	bool		isnull;
+	Oid			owner;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	b.id = GetAttributeByName(PG_GETARG_HEAPTUPLEHEADER(0), "id", &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT (p.owner)::pg_catalog.oid FROM duet.pipelines p "
+							  "WHERE p.id OPERATOR(pg_catalog.=) $1", 1, types, &b.id, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the pipeline");
+	if (SPI_processed != 1)
+	{
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	MemoryContextSwitchTo(cxt);
+
+	duet_run_privileged(duet_extension_owner(), NULL, backlog_sql, &b);
+	if (b.sql == NULL)
+		PG_RETURN_NULL();
+	duet_run_privileged(owner, DUET_USER_SEARCH_PATH, backlog_count, &b);
+	PG_RETURN_INT64(b.n);
 }

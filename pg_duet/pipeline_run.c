@@ -147,6 +147,13 @@ generate_sql(void *arg)
 }
 
 /* Step 2, as the pipeline's owner under its tenant. */
+void
+pipeline_pin_parse_settings(void)
+{
+	(void) set_config_option("standard_conforming_strings", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
 static void
 execute_run(void *arg)
 {
@@ -162,6 +169,7 @@ execute_run(void *arg)
 	/* Inside duet_run_privileged's GUC nest level: undone when the section ends. */
 	(void) set_config_option("duet.tenant", r->tenant, PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+	pipeline_pin_parse_settings();
 
 	values[0] = r->position;
 	values[1] = Int32GetDatum(r->batch_size);

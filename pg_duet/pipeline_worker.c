@@ -24,6 +24,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
@@ -297,6 +298,11 @@ duet_pipeline_runner_main(Datum arg)
 								PIPELINE_RECORD, &full, NULL);
 			PopActiveSnapshot();
 			CommitTransactionCommand();
+			/*
+			 * Pipelines of every tenant share this session: a session-level advisory lock taken
+			 * by one's transform or trigger (its run commits) ends here, before the next runs.
+			 */
+			LockReleaseSession(USER_LOCKMETHOD);
 			more |= full;
 		}
 	}

@@ -305,6 +305,13 @@ COMMENT ON FUNCTION duet_config_validate(text, jsonb) IS
 -- Internal write functions: run as the owner by config_write.c, never by PUBLIC
 ------------------------------------------------------------------------------------------------
 
+-- The lock of one writer of a (tenant, key), held until the transaction ends (config_write.c).
+CREATE FUNCTION duet.duet_config_lock(p_tenant text, p_key text) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'duet_config_lock';
+COMMENT ON FUNCTION duet.duet_config_lock(text, text) IS
+    'internal: takes the lock of one writer of a tenant''s config key until the transaction ends (no role can hold it from SQL)';
+REVOKE ALL ON FUNCTION duet.duet_config_lock(text, text) FROM PUBLIC;
+
 CREATE FUNCTION duet.duet_config_apply(op text, p_tenant text, p_key text, p_value jsonb,
                                        p_version bigint, p_actor text) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -320,8 +327,9 @@ DECLARE
     history_id   bigint;
     scope        text := CASE WHEN p_tenant IS NULL THEN 'the default' ELSE format('tenant "%s"', p_tenant) END;
 BEGIN
-    -- One writer per (tenant, key) at a time: no lost update, versions strictly increase.
-    PERFORM pg_advisory_xact_lock(hashtext('duet.config/' || coalesce(p_tenant, '')), hashtext(p_key));
+    -- One writer per (tenant, key) at a time: no lost update, versions strictly increase. Not an
+    -- advisory key any role could hold: a lock only C can take (config_write.c).
+    PERFORM duet.duet_config_lock(p_tenant, p_key);
 
     SELECT * INTO cur FROM duet.config c
      WHERE c.key = p_key AND (c.tenant = p_tenant OR (p_tenant IS NULL AND c.tenant IS NULL))

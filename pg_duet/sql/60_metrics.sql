@@ -138,7 +138,8 @@ DECLARE
     users        text;
     scope        text := CASE WHEN p_tenant IS NULL THEN 'global metric' ELSE format('metric of tenant "%s"', p_tenant) END;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('duet.metrics'));
+    -- the writers' lock of metrics_write.c (lock_metrics): a table lock no other role can take, not an advisory key any role could hold
+    LOCK TABLE duet.metrics IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO cur FROM duet.metrics m WHERE m.name = p_name AND (m.tenant = p_tenant OR (p_tenant IS NULL AND m.tenant IS NULL)) FOR UPDATE;
     SELECT max(h.version) INTO last_version FROM duet.metrics_history h
      WHERE h.name = p_name AND (h.tenant = p_tenant OR (p_tenant IS NULL AND h.tenant IS NULL));

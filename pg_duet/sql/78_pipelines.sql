@@ -165,31 +165,39 @@ CREATE POLICY pipeline_runs_tenant ON duet.pipeline_runs
 -- Status
 ------------------------------------------------------------------------------------------------
 
--- Rows of the source past the position, counted as the caller (RLS applies to what it counts).
-CREATE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
+-- The statement counting a pipeline's backlog, made as the owner: the source rows past the
+-- position ($1), or NULL when the source or its column was dropped or the pipeline's owner may not
+-- read the source. duet_pipeline_backlog runs it as the pipeline's owner (pipeline_api.c).
+CREATE FUNCTION duet.duet_pipeline_backlog_sql(p duet.pipelines) RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n bigint;
     typ text := (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
                   WHERE attrelid = p.source AND attname = p.order_by AND NOT attisdropped);
 BEGIN
-    IF typ IS NULL OR NOT has_table_privilege(p.source, 'SELECT') THEN
-        RETURN NULL;            -- the source or its column was dropped, or the caller may not read it
+    IF typ IS NULL OR NOT has_table_privilege(p.owner, p.source, 'SELECT') THEN
+        RETURN NULL;
     END IF;
     IF p.partition_by IS NULL THEN
-        EXECUTE format('SELECT count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) '''') IS NULL '
-                       'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) '''')::%s',
-                       p.source, p.order_by, typ) INTO n USING p.position;
-    ELSE
-        EXECUTE format('SELECT count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text) IS NULL '
-                       'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text)::%s',
-                       p.source, p.partition_by, p.order_by, p.partition_by, typ) INTO n USING p.position;
+        RETURN format('SELECT pg_catalog.count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) '''') IS NULL '
+                      'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) '''')::%s',
+                      p.source, p.order_by, typ);
     END IF;
-    RETURN n;
+    RETURN format('SELECT pg_catalog.count(*) FROM %s s WHERE ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text) IS NULL '
+                  'OR s.%I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) (s.%I)::pg_catalog.text)::%s',
+                  p.source, p.partition_by, p.order_by, p.partition_by, typ);
 END $$;
+COMMENT ON FUNCTION duet.duet_pipeline_backlog_sql(duet.pipelines) IS
+    'internal: the statement counting a pipeline''s backlog, or NULL when its owner may not read the source or it was dropped';
+REVOKE ALL ON FUNCTION duet.duet_pipeline_backlog_sql(duet.pipelines) FROM PUBLIC;
+
+-- Rows of the source past the position, counted as the pipeline's owner whoever asks: counting
+-- runs the tenant's code (a domain CHECK on its order column), which must never run as a
+-- superuser or another member of the tenant.
+CREATE FUNCTION duet_pipeline_backlog(p duet.pipelines) RETURNS bigint
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'duet_pipeline_backlog';
 COMMENT ON FUNCTION duet_pipeline_backlog(duet.pipelines) IS
-    'source rows past a pipeline''s position that the caller can see (NULL when it may not read the source, or it was dropped)';
+    'source rows past a pipeline''s position, counted as the pipeline''s owner (NULL when the caller cannot see the pipeline, the owner may not read the source, or it was dropped)';
 
 CREATE VIEW duet.pipeline_status WITH (security_invoker = true) AS
 SELECT p.tenant, p.name, p.state, p.mode, p.source, p.target, p.position,
@@ -248,7 +256,7 @@ COMMENT ON COLUMN duet.pipeline_status.mode IS 'append, upsert or aggregate';
 COMMENT ON COLUMN duet.pipeline_status.source IS 'table the pipeline reads';
 COMMENT ON COLUMN duet.pipeline_status.target IS 'table the pipeline writes';
 COMMENT ON COLUMN duet.pipeline_status.position IS 'partition -> last source order value read';
-COMMENT ON COLUMN duet.pipeline_status.lag_rows IS 'source rows past the position (that the caller can see)';
+COMMENT ON COLUMN duet.pipeline_status.lag_rows IS 'source rows past the position, counted as the pipeline''s owner (NULL when it may not read the source)';
 COMMENT ON COLUMN duet.pipeline_status.lag_time IS 'time since the last successful run while rows wait; 0 when caught up';
 COMMENT ON COLUMN duet.pipeline_status.last_run_at IS 'when the last run ended';
 COMMENT ON COLUMN duet.pipeline_status.last_success_at IS 'when the last successful run ended';
