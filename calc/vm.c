@@ -24,7 +24,21 @@ struct duet_vm
 	chunk	   *chunks;			/* reused across evaluations */
 	chunk	   *cur;
 	size_t		max_string;
+	const duet_program *prog;	/* the program being evaluated (pattern.c's constant patterns) */
+	duet_rx_cache *rx;			/* match data and compiled non-constant patterns, made on first use */
 };
+
+const duet_program *
+duet_vm_program(const duet_vm *vm)
+{
+	return vm->prog;
+}
+
+duet_rx_cache **
+duet_vm_rx(duet_vm *vm)
+{
+	return &vm->rx;
+}
 
 duet_vm *
 duet_vm_new(void)
@@ -44,6 +58,7 @@ duet_vm_free(duet_vm *vm)
 		free(vm->chunks);
 		vm->chunks = next;
 	}
+	duet_rx_cache_free(vm->rx);
 	free(vm->stack);
 	free(vm);
 }
@@ -400,6 +415,7 @@ static inline bool
 prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 {
 	err->cls = DUET_OK;
+	vm->prog = p;
 	if (__builtin_expect(vm->stack_cap < p->max_stack, 0))
 	{
 		duet_value *grown = realloc(vm->stack, (size_t) p->max_stack * sizeof(duet_value));
