@@ -776,7 +776,10 @@ gen(compiler *c, const node *n)
 				if (!n->fn->ints && strchr(n->fn->params, 'n'))
 					flags |= CALL_INT_ARGS;
 
-				if (n->fn->result == 's')
+				bool		is_regex;
+
+				/* strings, and pattern calls: these read the program through the vm (prepare) */
+				if (n->fn->result == 's' || duet_rx_pattern_fn(n->fn, &is_regex))
 					c->uses_arena = true;
 				return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, flags,
 							1 - n->nkids);

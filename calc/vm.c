@@ -24,7 +24,8 @@ struct duet_vm
 	chunk	   *chunks;			/* reused across evaluations */
 	chunk	   *cur;
 	size_t		max_string;
-	const duet_program *prog;	/* the program being evaluated (pattern.c's constant patterns) */
+	const duet_program *prog;	/* the uses_arena program being evaluated: read only by pattern.c
+								 * (whose calls make a program uses_arena) */
 	duet_rx_cache *rx;			/* match data and compiled non-constant patterns, made on first use */
 };
 
@@ -415,7 +416,6 @@ static inline bool
 prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 {
 	err->cls = DUET_OK;
-	vm->prog = p;
 	if (__builtin_expect(vm->stack_cap < p->max_stack, 0))
 	{
 		duet_value *grown = realloc(vm->stack, (size_t) p->max_stack * sizeof(duet_value));
@@ -434,6 +434,7 @@ prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 		if (vm->cur)
 			vm->cur->used = 0;
 		vm->max_string = p->max_string;
+		vm->prog = p;			/* pattern calls mark a program uses_arena (compile.c) */
 	}
 	return true;
 }
