@@ -4,7 +4,8 @@
  *
  * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
  * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
- * funcs.c holds the builtin functions, format.c numbers and error text, arena.c the compile-time
+ * funcs.c holds the builtin functions (pattern.c: like and the PCRE2 regexp_* functions, with
+ * the programs' compiled constant patterns and the vms' pattern caches), format.c numbers and error text, arena.c the compile-time
  * arena (the parser allocates from it, the compiler frees it), opcodes.c the opcode table and
  * explain.c the disassembler built on it.
  */
