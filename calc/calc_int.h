@@ -5,9 +5,9 @@
  * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
  * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
  * funcs.c holds the builtin functions (pattern.c: like and the PCRE2 regexp_* functions, with
- * the programs' compiled constant patterns and the vms' pattern caches), format.c numbers and error text, arena.c the compile-time
- * arena (the parser allocates from it, the compiler frees it), opcodes.c the opcode table and
- * explain.c the disassembler built on it.
+ * the programs' compiled constant patterns and the vms' pattern caches), format.c numbers and
+ * error text, arena.c the compile-time arena (the parser allocates from it, the compiler frees
+ * it), opcodes.c the opcode table and explain.c the disassembler built on it.
  */
 #ifndef DUET_CALC_INT_H
 #define DUET_CALC_INT_H
