@@ -40,7 +40,7 @@ REGRESS_OPTS = --load-extension=$(EXTENSION)
 # PostgreSQL's own flags plus ours; unused-parameter is inherent to PG_FUNCTION_ARGS.
 PG_CPPFLAGS = -I$(CURDIR)/calc -I$(CURDIR)/pg_duet
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK  = $(BUILD)/libduetcalc.a -lm
+SHLIB_LINK  = $(BUILD)/libduetcalc.a -lpcre2-8 -lm
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -4,9 +4,10 @@
  *
  * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
  * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
- * funcs.c holds the builtin functions, format.c numbers and error text, arena.c the compile-time
- * arena (the parser allocates from it, the compiler frees it), opcodes.c the opcode table and
- * explain.c the disassembler built on it.
+ * funcs.c holds the builtin functions (pattern.c: like and the PCRE2 regexp_* functions, with
+ * the programs' compiled constant patterns and the vms' pattern caches), format.c numbers and
+ * error text, arena.c the compile-time arena (the parser allocates from it, the compiler frees
+ * it), opcodes.c the opcode table and explain.c the disassembler built on it.
  */
 #ifndef DUET_CALC_INT_H
 #define DUET_CALC_INT_H
@@ -169,7 +170,36 @@ struct duet_program
 	size_t		max_string;
 	bool		uses_arena;		/* builds strings at run time (||, string builtins) */
 	bool		single_vv;		/* the whole program is one var/const superinstruction + return */
+	struct duet_rx_const *rx;	/* constant regex patterns, compiled once (pattern.c) */
+	int			nrx;
 };
+
+/* ---- pattern functions (pattern.c): like, regexp_* on PCRE2 ---- */
+typedef struct duet_rx_const
+{
+	const char *ptr;			/* the pattern constant, in the program's string block */
+	size_t		len;
+	void	   *code;			/* pcre2_code * */
+} duet_rx_const;
+typedef struct duet_rx_cache duet_rx_cache;	/* a vm's match data and non-constant patterns */
+
+/* Whether fn's argument 1 is a regular expression (regexp_*) or a LIKE pattern (like). */
+bool		duet_rx_pattern_fn(const builtin *fn, bool *is_regex);
+/* Compiles a constant pattern (validates a LIKE pattern, *code NULL); false with err's message set. */
+bool		duet_rx_compile_const(const char *pat, size_t len, bool is_regex, void **code,
+								  char *msg, size_t msgsize);
+void		duet_rx_code_free(void *code);
+void		duet_rx_cache_free(duet_rx_cache *rc);
+/* vm.c: the program being evaluated and the vm's pattern cache slot */
+const duet_program *duet_vm_program(const duet_vm *vm);
+duet_rx_cache **duet_vm_rx(duet_vm *vm);
+duet_errclass duet_fn_like(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_regexp_match(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+								   duet_error *err);
+duet_errclass duet_fn_regexp_extract(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+									 duet_error *err);
+duet_errclass duet_fn_regexp_replace(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+									 duet_error *err);
 
 /* ---- builtins ---- */
 typedef duet_errclass (*builtin_fn) (duet_value *args, int argc, duet_vm *vm,
@@ -257,6 +287,7 @@ duet_type_family(duet_type t)
 bool		duet_value_comparable(duet_type a, duet_type b);
 int			duet_value_cmp(const duet_value *a, const duet_value *b);	/* both non-null, comparable */
 size_t		duet_utf8_length(const char *s, size_t len);
+size_t		duet_utf8_seq(const char *s, size_t len, size_t i);	/* lexer.c; 0: not valid UTF-8 */
 
 /* The double value of a number (integer or double). */
 static inline double

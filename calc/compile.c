@@ -41,6 +41,16 @@ typedef struct compiler
 	const char *expanding[DUET_METRIC_MAX_NESTING];
 	int			nexpanding;
 	int			nexpansions;
+	/* constant patterns of like/regexp_* calls: consts index, compiled regex (pattern.c) */
+	struct
+	{
+		int			idx;
+		bool		is_regex;
+		void	   *code;
+	}		   *rx;
+	int			nrx,
+				caprx;
+	bool		folding;		/* a constant-folding sub-compiler: patterns go through the vm */
 } compiler;
 
 static bool
@@ -558,6 +568,7 @@ small_var(const node *n)
 
 static bool
 gen(compiler *c, const node *n);
+static bool gen_rx_const(compiler *c, const node *n);
 
 /*
  * Emits a superinstruction for var/const op var/const, x op var and x op const (docs/calc.md);
@@ -756,6 +767,8 @@ gen(compiler *c, const node *n)
 		case N_IN:
 			return emit(c, n, OP_IN, 0, n->nkids - 1, n->op, -(n->nkids - 1));
 		case N_CALL:
+			if (!gen_rx_const(c, n))
+				return false;
 			{
 				/* all-number parameters: the VM checks the argument types inline */
 				int			flags = strspn(n->fn->params, "n") == strlen(n->fn->params) ? CALL_NUMERIC : 0;
@@ -763,7 +776,10 @@ gen(compiler *c, const node *n)
 				if (!n->fn->ints && strchr(n->fn->params, 'n'))
 					flags |= CALL_INT_ARGS;
 
-				if (n->fn->result == 's')
+				bool		is_regex;
+
+				/* strings, and pattern calls: these read the program through the vm (prepare) */
+				if (n->fn->result == 's' || duet_rx_pattern_fn(n->fn, &is_regex))
 					c->uses_arena = true;
 				return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, flags,
 							1 - n->nkids);
@@ -771,6 +787,75 @@ gen(compiler *c, const node *n)
 		default:
 			return false;
 	}
+}
+
+/*
+ * A like/regexp_* call whose pattern is a constant: the pattern is checked (a compile error at its
+ * position when invalid) and, for a regex, compiled once for the program (pattern.c).
+ */
+static bool
+gen_rx_const(compiler *c, const node *n)
+{
+	const node *pat = n->nkids > 1 ? n->kids[1] : NULL;
+	bool		is_regex;
+	void	   *code;
+	char		msg[200];
+	int			idx;
+
+	if (c->folding || !duet_rx_pattern_fn(n->fn, &is_regex) || !pat || pat->kind != N_CONST ||
+		pat->value.type != DUET_T_STRING)
+		return true;
+	if (!add_const(c, pat, &idx))
+		return false;
+	for (int i = 0; i < c->nrx; i++)
+		if (c->rx[i].idx == idx && c->rx[i].is_regex == is_regex)
+			return true;
+	if (!duet_rx_compile_const(pat->value.u.str.ptr, pat->value.u.str.len, is_regex, &code, msg,
+							   sizeof(msg)))
+	{
+		if (strcmp(msg, "out of memory") == 0)
+			return nomem(c);
+		duet_set_error(c->err, DUET_ERR_SYNTAX, c->src, c->srclen, pat->line, pat->col, "",
+					   "%s: %s", n->fn->name, msg);
+		return false;
+	}
+	if (c->nrx == c->caprx)
+	{
+		int			cap = c->caprx ? 2 * c->caprx : 4;
+		void	   *grown = realloc(c->rx, (size_t) cap * sizeof(*c->rx));
+
+		if (!grown)
+		{
+			duet_rx_code_free(code);
+			return nomem(c);
+		}
+		c->rx = grown;
+		c->caprx = cap;
+	}
+	c->rx[c->nrx].idx = idx;
+	c->rx[c->nrx].is_regex = is_regex;
+	c->rx[c->nrx].code = code;
+	c->nrx++;
+	return true;
+}
+
+/* Hands the compiled constant patterns to p, after pool_strings placed the constants. */
+static bool
+take_rx(compiler *c, duet_program *p)
+{
+	if (c->nrx == 0)
+		return true;
+	if (!(p->rx = malloc((size_t) c->nrx * sizeof(duet_rx_const))))
+		return false;
+	for (int i = 0; i < c->nrx; i++)
+	{
+		p->rx[i].ptr = c->consts[c->rx[i].idx].u.str.ptr;
+		p->rx[i].len = c->consts[c->rx[i].idx].u.str.len;
+		p->rx[i].code = c->rx[i].code;
+	}
+	p->nrx = c->nrx;
+	c->nrx = 0;
+	return true;
 }
 
 /* The constants as doubles, for the superinstructions' double fast paths (NULL when none). */
@@ -817,6 +902,7 @@ fold(compiler *c, node *n)
 		return true;
 
 	memset(&sub, 0, sizeof(sub));
+	sub.folding = true;
 	sub.src = c->src;
 	sub.srclen = c->srclen;
 	sub.lim = c->lim;
@@ -974,6 +1060,9 @@ front(compiler *c, duet_limits *lim, const char *src, size_t len, const duet_com
 static void
 release(compiler *c)
 {
+	while (c->nrx > 0)
+		duet_rx_code_free(c->rx[--c->nrx].code);
+	free(c->rx);
 	free(c->code);
 	free(c->opnd);
 	free(c->consts);
@@ -1022,8 +1111,9 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 		{
 			p->consts = c.consts;
 			p->nconsts = c.nconsts;
-			if (!make_cnum(p))
+			if (!make_cnum(p) || !take_rx(&c, p))
 			{
+				free(p->cnum);
 				free(p->strings);
 				free(p);
 				p = NULL;
@@ -1080,6 +1170,9 @@ duet_program_free(duet_program *p)
 	free(p->consts);
 	free(p->cnum);
 	free(p->strings);
+	for (int k = 0; k < p->nrx; k++)
+		duet_rx_code_free(p->rx[k].code);
+	free(p->rx);
 	free(p);
 }
 

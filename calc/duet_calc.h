@@ -279,6 +279,13 @@ duet_string(const char *ptr, size_t len)
 }
 
 const char *duet_errclass_name(duet_errclass cls);
+
+/*
+ * Whether s[0 .. len-1] is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF). Binders reject a string input that is not (docs/calc.md, "Strings"); the pattern
+ * functions check their arguments with it before PCRE2 runs with PCRE2_NO_UTF_CHECK.
+ */
+bool		duet_utf8_valid(const char *s, size_t len);
 const char *duet_type_name(duet_type t);	/* "null", "number" (also DUET_T_INT), "string", "boolean", "any" */
 
 /* Decimal text of an integer, exact: at most 20 bytes and a NUL. Returns the length. */

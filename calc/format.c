@@ -170,6 +170,26 @@ duet_value_cmp(const duet_value *a, const duet_value *b)
 	}
 }
 
+bool
+duet_utf8_valid(const char *s, size_t len)
+{
+	size_t		i = 0,
+				n;
+
+	while (i < len)
+	{
+		if ((unsigned char) s[i] < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if ((n = duet_utf8_seq(s, len, i)) == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 size_t
 duet_utf8_length(const char *s, size_t len)
 {

@@ -88,8 +88,8 @@ lexer_init(lexer *lx, const char *src, size_t len, duet_error *err)
 }
 
 /* Length of the UTF-8 sequence starting at s[i], or 0 when it is not valid UTF-8. */
-static size_t
-utf8_seq(const char *s, size_t len, size_t i)
+size_t
+duet_utf8_seq(const char *s, size_t len, size_t i)
 {
 	unsigned char c = (unsigned char) s[i];
 	size_t		n,
@@ -126,7 +126,7 @@ utf8_seq(const char *s, size_t len, size_t i)
 static void
 advance(lexer *lx)
 {
-	size_t		n = utf8_seq(lx->src, lx->len, lx->pos);
+	size_t		n = duet_utf8_seq(lx->src, lx->len, lx->pos);
 
 	if (lx->src[lx->pos] == '\n')
 	{
@@ -166,7 +166,7 @@ lex_quoted(lexer *lx, char q, token *t)
 			advance(lx);
 			break;
 		}
-		if (utf8_seq(lx->src, lx->len, lx->pos) == 0)
+		if (duet_utf8_seq(lx->src, lx->len, lx->pos) == 0)
 			return lex_error(lx, lx->line, lx->col, "", "invalid UTF-8 in formula");
 		advance(lx);
 	}
@@ -328,7 +328,7 @@ lexer_next(lexer *lx)
 				{
 					char		msg[64];
 
-					if ((unsigned char) c >= 0x80 && utf8_seq(lx->src, lx->len, lx->pos) == 0)
+					if ((unsigned char) c >= 0x80 && duet_utf8_seq(lx->src, lx->len, lx->pos) == 0)
 						return lex_error(lx, t->line, t->col, "", "invalid UTF-8 in formula");
 					if ((unsigned char) c < 0x20 || (unsigned char) c >= 0x7f)
 						snprintf(msg, sizeof(msg), "unexpected character");

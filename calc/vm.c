@@ -24,7 +24,22 @@ struct duet_vm
 	chunk	   *chunks;			/* reused across evaluations */
 	chunk	   *cur;
 	size_t		max_string;
+	const duet_program *prog;	/* the uses_arena program being evaluated: read only by pattern.c
+								 * (whose calls make a program uses_arena) */
+	duet_rx_cache *rx;			/* match data and compiled non-constant patterns, made on first use */
 };
+
+const duet_program *
+duet_vm_program(const duet_vm *vm)
+{
+	return vm->prog;
+}
+
+duet_rx_cache **
+duet_vm_rx(duet_vm *vm)
+{
+	return &vm->rx;
+}
 
 duet_vm *
 duet_vm_new(void)
@@ -44,6 +59,7 @@ duet_vm_free(duet_vm *vm)
 		free(vm->chunks);
 		vm->chunks = next;
 	}
+	duet_rx_cache_free(vm->rx);
 	free(vm->stack);
 	free(vm);
 }
@@ -418,6 +434,7 @@ prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 		if (vm->cur)
 			vm->cur->used = 0;
 		vm->max_string = p->max_string;
+		vm->prog = p;			/* pattern calls mark a program uses_arena (compile.c) */
 	}
 	return true;
 }

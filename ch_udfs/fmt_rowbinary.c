@@ -203,7 +203,16 @@ rb_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf_
 	if (has_strings)
 		for (size_t i = 0; i < ncols; i++)
 			if (cols[i].type.base == UDF_STRING && !row->is_null[i])
+			{
 				row->vals[i] = duet_string(row->text + row->start[i], row->flen[i]);
+				if (!udf_check_utf8(&cols[i], row->vals[i].u.str.ptr, row->vals[i].u.str.len, err))
+				{
+					char		msg[sizeof(err->message)];
+
+					memcpy(msg, err->message, sizeof(msg));
+					return udf_fail(err, "row %llu: %s", (unsigned long long) row->number, msg), UDF_FAIL;
+				}
+			}
 	return UDF_ROW;
 }
 

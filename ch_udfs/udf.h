@@ -47,7 +47,15 @@ typedef struct udf_column
 {
 	char		name[UDF_MAX_NAME];
 	udf_type	type;
+	bool		any_bytes;		/* String: not checked as UTF-8 by the reader (the dictionary's keys,
+								 * which answer error:input per key instead) */
 } udf_column;
+
+/*
+ * The one UTF-8 rule of every format (docs/calc.md, "Strings"): a String value
+ * that is not valid UTF-8 is an input error, as it would be for PostgreSQL text. False with err.
+ */
+bool		udf_check_utf8(const udf_column *col, const char *s, size_t len, udf_error *err);
 
 /* Parses "Nullable(Float64)", "String", … */
 bool		udf_type_parse(const char *text, size_t len, udf_type *out, udf_error *err);

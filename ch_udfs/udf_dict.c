@@ -18,8 +18,8 @@
 #include "udf.h"
 
 static const udf_column dict_keys[2] = {
-	{"formula", {UDF_STRING, false}},
-	{"inputs", {UDF_STRING, false}},
+	{"formula", {UDF_STRING, false}, true},
+	{"inputs", {UDF_STRING, false}, true},
 };
 
 /* Formats the result (or error) as JSON text into *text. */
@@ -75,6 +75,13 @@ evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
 	duet_value	result;
 	duet_error	derr;
 
+	/* invalid UTF-8 in a key is that key's input error (every format's rule, udf_check_utf8) */
+	if (!duet_utf8_valid(formula->u.str.ptr, formula->u.str.len) ||
+		!duet_utf8_valid(inputs->u.str.ptr, inputs->u.str.len))
+	{
+		input_error(text);
+		return;
+	}
 	uc = udf_cache_get(cache, formula->u.str.ptr, formula->u.str.len, NULL, 0, NULL, NULL);
 	if (!uc)
 	{

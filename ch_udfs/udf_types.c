@@ -190,6 +190,14 @@ parse_unsigned(const char *text, uint64_t hi, int64_t *out, bool *beyond)
 }
 
 bool
+udf_check_utf8(const udf_column *col, const char *s, size_t len, udf_error *err)
+{
+	if (col->any_bytes || duet_utf8_valid(s, len))
+		return true;
+	return udf_fail(err, "invalid UTF-8 in String value of column %s", col->name);
+}
+
+bool
 udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *out, udf_error *err)
 {
 	double		d = 0;
@@ -201,7 +209,7 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 	if (col->type.base == UDF_STRING)
 	{
 		*out = duet_string(text, len);
-		return true;
+		return udf_check_utf8(col, text, len, err);
 	}
 	if (strlen(text) != len)
 		return udf_fail(err, "NUL byte in %s value of column %s", "numeric", col->name);

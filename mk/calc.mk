@@ -27,7 +27,7 @@ all: $(BUILD)/libduetcalc.a
 # Number digits come from PostgreSQL's Ryu (calc/number.c, docs/calc.md): pg_duet.so resolves
 # double_to_shortest_decimal_bufn in the postgres binary; executables and tests link libpgcommon.
 PG_PKGLIBDIR ?= $(shell $(PG_CONFIG) --pkglibdir)
-CALC_LIBS    := $(PG_PKGLIBDIR)/libpgcommon.a $(PG_PKGLIBDIR)/libpgport.a -lm
+CALC_LIBS    := $(PG_PKGLIBDIR)/libpgcommon.a $(PG_PKGLIBDIR)/libpgport.a -lpcre2-8 -lm
 
 # Unit tests (cmocka): API, limits, errors and allocation behaviour; the conformance vectors.
 # test/suites/10-unit.sh runs them plainly and under valgrind.

@@ -231,6 +231,17 @@ def conformance(env, res, directory):
     res.check('--dictionary: array and object inputs are error:type', p.returncode == 0 and
               got == [b'error:type', b'error:type'], repr(got))
 
+    # Invalid UTF-8 in a key is that key's error:input (the one UTF-8 rule, docs/calc.md "Strings");
+    # the keys around it are answered as usual.
+    data = (tsv_field('length(s)') + b'\t' + tsv_field('{"s": "ok"}') + b'\n' +
+            tsv_field(b'length(s) + 0\xff') + b'\t' + tsv_field('{"s": "x"}') + b'\n' +
+            tsv_field('length(s)') + b'\t' + tsv_field(b'{"s": "a\xc3"}') + b'\n' +
+            tsv_field('length(s)') + b'\t' + tsv_field('{"s": "日本語😀"}') + b'\n')
+    p = subprocess.run([env.udf, '--dictionary'], input=data, capture_output=True, timeout=120)
+    got = [tsv_unescape(line.split(b'\t')[2]) for line in p.stdout.split(b'\n')[:-1]]
+    res.check('--dictionary: invalid UTF-8 in a key is error:input, length() counts code points',
+              p.returncode == 0 and got == [b'2', b'error:input', b'error:input', b'4'], repr(got))
+
 
 def dict_result_matches(got, expected):
     if expected.startswith('error:'):
@@ -298,9 +309,10 @@ def protocol(env, res):
                 fmt, ftype, ' +chunk_header' if chunk else '', nrows, block, h.stats['processes']),
                 ok and procs_ok, detail or 'process count %d' % h.stats['processes'])
 
-    # NULLs and escapes: every special byte, quotes, commas, unicode, invalid UTF-8 bytes.
+    # NULLs and escapes: every special byte, quotes, commas, unicode (invalid UTF-8 is an input
+    # error in every format: robustness() below).
     specials = ['', 'plain', 'tab\there', 'new\nline', 'back\\slash', "quo'te", 'dq"uote', 'com,ma',
-                'nul\0byte', 'cr\rlf', '\b\f', 'ünïcødé ✓', '\\N', 'N', None, b'\xff\xfe raw', b'\xc3']
+                'nul\0byte', 'cr\rlf', '\b\f', 'ünïcødé ✓', '😀 4-byte', '\\N', 'N', None]
     srows = [[a, b] for a in specials for b in specials]
     swant = [None if a is None or b is None else (a if isinstance(a, bytes) else a.encode()) +
              (b if isinstance(b, bytes) else b.encode()) for a, b in srows]
@@ -308,9 +320,6 @@ def protocol(env, res):
     for fmt in FORMATS:
         frows = [['a || b'] + r for r in srows]
         fwant = swant
-        if fmt == 'JSONEachRow':                  # JSON carries text: raw invalid UTF-8 is tested below
-            keep = [i for i, r in enumerate(srows) if not any(isinstance(x, bytes) for x in r)]
-            frows, fwant = [frows[i] for i in keep], [swant[i] for i in keep]
         for ftype, chunk, block in MODES:
             h = env.harness([formula_fn('cat', ftype, fmt, sargs, 'Nullable(String)', chunk)])
             try:
@@ -476,6 +485,7 @@ def robustness(env, res):
     u = env.udf
     f2 = ['--formula', '--arguments', 'f:String,a:Nullable(Float64)', '--returns', 'Nullable(Float64)']
     metric = ['--metric', 'ctr']
+    s2 = ['--formula', '--arguments', 'f:String,s:Nullable(String)', '--returns', 'Nullable(Float64)']
     big = 20 * 1024 * 1024
     cases = [
         # name, argv, stdin, complete good rows before the fault, expected stderr text
@@ -497,6 +507,20 @@ def robustness(env, res):
         ('JSONEachRow invalid JSON', metric + ['--format', 'JSONEachRow'], b'{"clicks":1,"impressions":2}\n{"clicks":\n',
          1, 'invalid JSONEachRow row'),
         ('JSONEachRow invalid UTF-8', f2 + ['--format', 'JSONEachRow'], b'{"f":"a\xff","a":1}\n', 0,
+         'invalid JSONEachRow row'),
+        # one UTF-8 rule in every format: a String argument that is not UTF-8 fails the block
+        ('TabSeparated invalid UTF-8', s2, b'length(s)\tok\nlength(s)\ta\xff\n', 1, 'invalid UTF-8 in String value of column s'),
+        ('TabSeparated truncated UTF-8', s2, b'length(s)\ta\xc3\n', 0, 'invalid UTF-8 in String value of column s'),
+        ('TabSeparated overlong UTF-8', s2, b'length(s)\t\xc0\xaf\n', 0, 'invalid UTF-8 in String value of column s'),
+        ('TabSeparated UTF-8 surrogate', s2, b'length(s)\t\xed\xa0\x80\n', 0, 'invalid UTF-8 in String value of column s'),
+        ('TabSeparated invalid UTF-8 in the formula', s2, b'length(s)\xff\tok\n', 0, 'invalid UTF-8 in String value of column f'),
+        ('CSV invalid UTF-8', s2 + ['--format', 'CSV'], b'length(s),ok\nlength(s),"a\xfe"\n', 1,
+         'invalid UTF-8 in String value of column s'),
+        ('RowBinary invalid UTF-8', s2 + ['--format', 'RowBinary'], b'\x09length(s)\x00\x02ok\x09length(s)\x00\x02a\xff', 1,
+         'invalid UTF-8 in String value of column s'),
+        ('RowBinary code point beyond U+10FFFF', s2 + ['--format', 'RowBinary'], b'\x09length(s)\x00\x04\xf4\x90\x80\x80', 0,
+         'invalid UTF-8 in String value of column s'),
+        ('JSONEachRow invalid UTF-8 in a String argument', s2 + ['--format', 'JSONEachRow'], b'{"f":"length(s)","s":"a\xff"}\n', 0,
          'invalid JSONEachRow row'),
         ('JSONEachRow missing key', metric + ['--format', 'JSONEachRow'], b'{"clicks":1}\n', 0,
          'missing key "impressions"'),

@@ -16,6 +16,8 @@ packages=(
 )
 # metrics (issue 13): duet-ch-sync links libpq
 packages+=(libpq-dev)
+# formula pattern functions (issue 15 item 3): calc's regexp_* run on PCRE2 (calc/pattern.c)
+packages+=(libpcre2-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -68,6 +68,64 @@ test_compile_once_eval_many(void **state)
 	duet_program_free(p);
 }
 
+/*
+ * Pattern functions (calc/pattern.c): a constant pattern is compiled by duet_compile, so even the
+ * first evaluation compiles nothing (the only allocation is the vm's match state, made once); a
+ * pattern from a variable is compiled on its first use (a copy for the vm's cache) and then found
+ * there. Warm evaluations of either allocate nothing; a second vm shares the program's pattern.
+ */
+static void
+test_patterns_compile_once(void **state)
+{
+	duet_program *pc = compile_ok("regexp_match(x, '^a+$') and like(x, 'a%')");
+	duet_program *pv = compile_ok("regexp_match(x, pat)");
+	duet_vm    *vm = duet_vm_new(),
+			   *vm2 = duet_vm_new();
+	duet_value	vars[2],
+				out;
+	duet_error	err;
+	size_t		before;
+
+	(void) state;
+	vars[0] = duet_string("aaa", 3);
+	vars[1] = duet_string("^a", 2);
+	before = allocations;
+	assert_int_equal(duet_eval(pc, vars, vm, &out, &err), DUET_OK);
+	assert_true(out.type == DUET_T_BOOL && out.u.boolean);
+	assert_int_equal(allocations - before, 2);	/* the vm's stack and pattern state; no compile */
+	before = allocations;
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(duet_eval(pc, vars, vm, &out, &err), DUET_OK);
+	assert_int_equal(allocations - before, 0);
+	before = allocations;
+	assert_int_equal(duet_eval(pv, vars, vm, &out, &err), DUET_OK);
+	assert_true(out.type == DUET_T_BOOL && out.u.boolean);
+	assert_int_equal(allocations - before, 1);	/* the cache's copy of "^a": compiled once */
+	before = allocations;
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(duet_eval(pv, vars, vm, &out, &err), DUET_OK);
+	assert_int_equal(allocations - before, 0);
+	vars[0] = duet_string("bab", 3);
+	assert_int_equal(duet_eval(pc, vars, vm2, &out, &err), DUET_OK);
+	assert_true(out.type == DUET_T_BOOL && !out.u.boolean);
+	/* a catastrophic pattern is an error after bounded work, never a hang */
+	{
+		duet_program *pb = compile_ok("regexp_match(x, '(a|a)+$')");
+		char		subject[64];
+
+		memset(subject, 'a', 60);
+		subject[60] = 'b';
+		vars[0] = duet_string(subject, 61);
+		assert_int_equal(duet_eval(pb, vars, vm, &out, &err), DUET_ERR_LIMIT);
+		assert_non_null(strstr(err.message, "backtracking limit"));
+		duet_program_free(pb);
+	}
+	duet_vm_free(vm);
+	duet_vm_free(vm2);
+	duet_program_free(pc);
+	duet_program_free(pv);
+}
+
 /* After one warm-up evaluation, evaluating again (same or shorter strings) allocates nothing. */
 static void
 test_warm_eval_allocates_nothing(void **state)
@@ -492,6 +550,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_compile_once_eval_many),
 		cmocka_unit_test(test_warm_eval_allocates_nothing),
+		cmocka_unit_test(test_patterns_compile_once),
 		cmocka_unit_test(test_arena_growth_keeps_earlier_strings),
 		cmocka_unit_test(test_errors_have_positions_and_excerpts),
 		cmocka_unit_test(test_long_line_excerpt_is_windowed),

@@ -338,23 +338,29 @@ test_writers(void **state)
 	}
 }
 
-/* Every byte value survives TabSeparated and CSV writing and reading back. */
+/*
+ * Every ASCII byte and UTF-8 sequences of every length survive writing and reading back in every
+ * format; a byte that is not UTF-8 (0x80-0xFF alone) is an input error in every format.
+ */
 static void
 test_roundtrip_bytes(void **state)
 {
-	char		all[256];
+	static const char utf8[] = "\xc2\x80 \xc3\xa9 \xdf\xbf \xe0\xa0\x80 \xe6\x97\xa5 \xef\xbf\xbf "
+		"\xf0\x90\x80\x80 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf";
+	char		all[128 + sizeof(utf8) - 1];
 	udf_column	cols[1];
 	size_t		n;
 	const udf_format *fmts[] = {&udf_format_tsv, &udf_format_csv, &udf_format_rowbinary};
 
 	(void) state;
-	for (int i = 0; i < 256; i++)
+	for (int i = 0; i < 128; i++)
 		all[i] = (char) i;
+	memcpy(all + 128, utf8, sizeof(utf8) - 1);
 	cols_of("s:Nullable(String)", cols, &n);
 	for (size_t f = 0; f < 3; f++)
 	{
 		udf_out		out;
-		duet_value	v = duet_string(all, 256);
+		duet_value	v = duet_string(all, sizeof(all));
 		reader		r;
 
 		memset(&out, 0, sizeof(out));
@@ -362,10 +368,25 @@ test_roundtrip_bytes(void **state)
 		assert_true(fmts[f]->write_row(&out, cols, &v, 1));
 		reader_open(&r, "s:Nullable(String)", out.buf, out.len, 0);
 		assert_int_equal(next(&r, fmts[f]), UDF_ROW);
-		assert_str(&r.row.vals[0], all, 256);
+		assert_str(&r.row.vals[0], all, sizeof(all));
 		assert_int_equal(next(&r, fmts[f]), UDF_END);
 		reader_close(&r);
 		free(out.buf);
+		for (int b = 0x80; b < 0x100; b++)
+		{
+			char		bad[3] = {'a', (char) b, 'z'};
+
+			memset(&out, 0, sizeof(out));
+			out.fd = UDF_OUT_MEMORY;
+			v = duet_string(bad, 3);
+			assert_true(fmts[f]->write_row(&out, cols, &v, 1));
+			reader_open(&r, "s:Nullable(String)", out.buf, out.len, 0);
+			assert_int_equal(next(&r, fmts[f]), UDF_FAIL);
+			if (!strstr(r.err.message, "invalid UTF-8 in String value of column s"))
+				fail_msg("%s, byte 0x%02x: %s", fmts[f]->name, b, r.err.message);
+			reader_close(&r);
+			free(out.buf);
+		}
 	}
 }
 
