@@ -366,8 +366,12 @@ render_metrics(void)
 	if (!duet_sql_is_current())
 		return out.data;
 	SPI_connect();
-	if (SPI_execute("SELECT c.name, c.description, c.unit, c.return_type, c.arguments, c.argument_types "
-					"FROM duet.metrics_catalog c ORDER BY c.name", true, 0) != SPI_OK_SELECT)
+	/* a global metric the caller does not override also has an inlinable SQL function */
+	if (SPI_execute("SELECT c.name, c.description, c.unit, c.return_type, c.arguments, c.argument_types, "
+					"       f.function "
+					"FROM duet.metrics_catalog c LEFT JOIN duet.metric_functions f "
+					"  ON f.name OPERATOR(pg_catalog.=) c.name AND c.source OPERATOR(pg_catalog.=) 'global' "
+					"ORDER BY c.name", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read duet.metrics_catalog");
 	if (SPI_processed > 0)
 		appendStringInfoString(&out, "\nNamed metrics (Duet formulas). Compute one with "
@@ -397,6 +401,8 @@ render_metrics(void)
 		appendStringInfo(&out, ") returns %s%s%s%s%s\n", SPI_getvalue(tup, desc, 4),
 						 unit ? ", unit " : "", unit ? unit : "",
 						 description ? " -- " : "", description ? description : "");
+		if (SPI_getvalue(tup, desc, 7))
+			appendStringInfo(&out, "  or natively in SQL: %s\n", SPI_getvalue(tup, desc, 7));
 	}
 	result = MemoryContextStrdup(caller, out.data);
 	SPI_finish();

@@ -96,4 +96,18 @@ ask_as_alice('what is the roas per campaign?');
 is(scalar(() = requests()), $n + 1, 'a metric change changes the context: asked again');
 like((requests())[-1]{body}{messages}[0]{content}, qr/ROAS: revenue per unit of spend/, 'the new description is in the prompt');
 
+# A global metric also has an inlinable function in schema duet_metrics (issue 13 item 3): the
+# prompt names it, and an answer calling it passes the guard and runs. A tenant's own metric has
+# none (its result depends on the tenant).
+like((requests())[-1]{body}{messages}[0]{content}, qr/or natively in SQL: duet_metrics\.roas\(revenue double precision, spend double precision\)/,
+     'the prompt names the generated SQL function of a global metric');
+unlike((requests())[-1]{body}{messages}[0]{content}, qr/duet_metrics\.acme_margin/, "a tenant's metric has no generated function");
+my $native = "SELECT c.name, duet_metrics.roas(c.revenue, c.spend) AS roas FROM public.campaigns c";
+write_fixtures({ default => $native });
+is((split /\n/, ask_as_alice('roas per campaign, natively?'))[-1], $native, 'an answer calling the generated function passes the guard');
+like($node->safe_psql('postgres', q{SELECT duet_set_tenant('acme');
+    SELECT string_agg(r::text, ',') FROM duet_ask_run('roas per campaign, natively?', 10) r},
+    extra_params => [ '-U', 'alice' ]), qr/\{"name": "acme-spring", "roas": 3\}$/,
+    'and runs on the tenant\'s rows');
+
 done_testing();
