@@ -14,9 +14,12 @@
  *   operation (duet_calc_number_args, exact); division by zero is NULL;
  * - strings compare bytewise (COLLATE "C"), as Duet's do;
  * - and/or/not, comparisons, is null, between, in, case/if, coalesce, nullif, least, greatest,
- *   abs, sign, floor, ceil, trunc, sqrt, ln, log10 and clamp are SQL's own with Duet's NULL rules;
- * - anything else (round, mod, %, ^, pow, exp, ||, the string functions, a builtin this file does
- *   not know — one added later fails safe) is refused.
+ *   abs, sign, floor, ceil, trunc, sqrt, ln, log10, log(b, x), clamp, ifnull and safe_divide are
+ *   SQL's own with Duet's NULL rules;
+ * - an exact integer (DUET_T_INT) constant within ±2^53 is a float8 literal (the same number);
+ *   integer + - * whose result may leave ±2^53 (int_bound) and larger constants are refused;
+ * - anything else (round, mod, div, %, ^, pow, exp, ||, the string and format functions, a builtin
+ *   this file does not know — one added later fails safe) is refused.
  *
  * Every name is written by the caller's var_sql callback (quoted identifiers or $n), so no text
  * of the formula reaches the SQL unquoted; string constants are E'' literals with \ and ' escaped.
