@@ -14,15 +14,19 @@
  *   operation (duet_calc_number_args, exact); division by zero is NULL;
  * - strings compare bytewise (COLLATE "C"), as Duet's do;
  * - and/or/not, comparisons, is null, between, in, case/if, coalesce, nullif, least, greatest,
- *   abs, sign, floor, ceil, trunc, sqrt, ln, log10 and clamp are SQL's own with Duet's NULL rules;
- * - anything else (round, mod, %, ^, pow, exp, ||, the string functions, a builtin this file does
- *   not know — one added later fails safe) is refused.
+ *   abs, sign, floor, ceil, trunc, sqrt, ln, log10, log(b, x), clamp, ifnull and safe_divide are
+ *   SQL's own with Duet's NULL rules;
+ * - an exact integer (DUET_T_INT) constant within ±2^53 is a float8 literal (the same number);
+ *   integer + - * whose result may leave ±2^53 (int_bound) and larger constants are refused;
+ * - anything else (round, mod, div, %, ^, pow, exp, ||, the string and format functions, a builtin
+ *   this file does not know — one added later fails safe) is refused.
  *
  * Every name is written by the caller's var_sql callback (quoted identifiers or $n), so no text
  * of the formula reaches the SQL unquoted; string constants are E'' literals with \ and ' escaped.
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,17 +173,109 @@ in_range(sqlgen *g, const node *x, int lo, int hi, bool zero_ok)
 	put(g, ")");
 }
 
-static bool
-arith(sqlgen *g, const node *n)
-{
-	const node *a = n->kids[0],
-			   *b = n->kids[1];
-	const char *op = n->op == T_PLUS ? "+" : n->op == T_MINUS ? "-" : n->op == T_STAR ? "*" : "/";
-	int			lo = n->op == T_PLUS || n->op == T_MINUS ? -5000 : -511,
-				hi = n->op == T_PLUS || n->op == T_MINUS ? 1022 : 511;
+/* int_bound: not an integer at run time */
+#define NOT_INT UINT64_MAX
+#define EXACT_LIMIT (UINT64_C(1) << 53)
 
+/*
+ * A bound on |n| where n may be an exact integer at run time (docs/calc.md, "Integers"), NOT_INT
+ * where it never is. Variables are double precision parameters, so only an integer constant, a
+ * value chosen or kept from one (case/if arms, coalesce/ifnull/nullif/least/greatest/clamp
+ * arguments, safe_divide's default; least/greatest skip NULLs, so least(x, 0) may be the integer
+ * 0), abs/sign/floor/ceil/trunc or unary minus of one, or + - * of two such values can be one.
+ * Within ±2^53 every integer is a float8 and float8 + - * of such integers is exact, so the
+ * translation keeps Duet's result; a bound beyond 2^53 is refused (arith, expr).
+ */
+static uint64_t
+int_bound(const node *n)
+{
+	uint64_t	bound = NOT_INT;
+
+	switch (n->kind)
+	{
+		case N_CONST:
+			if (n->value.type == DUET_T_INT)
+				bound = n->value.u.i < 0 ? (uint64_t) 0 - (uint64_t) n->value.u.i : (uint64_t) n->value.u.i;
+			break;
+		case N_NEG:
+			bound = int_bound(n->kids[0]);
+			break;
+		case N_BINOP:
+			if (n->op == T_PLUS || n->op == T_MINUS || n->op == T_STAR)
+			{
+				uint64_t	x = int_bound(n->kids[0]),
+							y = int_bound(n->kids[1]);
+
+				if (x != NOT_INT && y != NOT_INT)
+				{
+					if (x > EXACT_LIMIT || y > EXACT_LIMIT)
+						bound = EXACT_LIMIT + 1;
+					else if (n->op == T_STAR)
+						bound = y && x > (EXACT_LIMIT + 1) / y ? EXACT_LIMIT + 1 : x * y;
+					else
+						bound = x + y;
+				}
+			}
+			break;
+		case N_CASE:
+			/* the arms' values (odd positions) and the else (last) */
+			for (int i = 1; i <= n->nkids; i += 2)
+			{
+				uint64_t	k = int_bound(n->kids[i < n->nkids ? i : n->nkids - 1]);
+
+				if (k != NOT_INT && (bound == NOT_INT || k > bound))
+					bound = k;
+			}
+			break;
+		case N_CALL:
+			{
+				static const char *const keep[] = {"abs", "sign", "floor", "ceil", "trunc", "coalesce",
+				"ifnull", "nullif", "least", "greatest", "clamp", "safe_divide"};
+				const char *name = n->fn->name;
+				/* safe_divide may give its default (argument 3) as it is */
+				int			from = strcmp(name, "safe_divide") == 0 ? 2 : 0;
+
+				for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+					if (strcmp(name, keep[i]) == 0)
+						for (int k = from; k < n->nkids; k++)
+						{
+							uint64_t	b = int_bound(n->kids[k]);
+
+							if (b != NOT_INT && (bound == NOT_INT || b > bound))
+								bound = b;
+						}
+				if (bound != NOT_INT && strcmp(name, "sign") == 0)
+					bound = 1;
+				break;
+			}
+		default:
+			break;
+	}
+	return bound;
+}
+
+/* a op b (op + - * /) with Duet's guards; a division by zero is NULL */
+static bool
+arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
+{
+	const char *op = opt == T_PLUS ? "+" : opt == T_MINUS ? "-" : opt == T_STAR ? "*" : "/";
+	int			lo = opt == T_PLUS || opt == T_MINUS ? -5000 : -511,
+				hi = opt == T_PLUS || opt == T_MINUS ? 1022 : 511;
+	uint64_t	bound;
+
+	/*
+	 * integer + - * integer is exact in Duet (overflow: error range); float8 is exact only while
+	 * the result stays within ±2^53
+	 */
+	if (opt != T_SLASH && (bound = int_bound(n)) != NOT_INT && bound > EXACT_LIMIT)
+	{
+		char		what[80];
+
+		snprintf(what, sizeof(what), "exact integer arithmetic beyond ±2^53 (operator %s)", op);
+		return refuse(g, n, what);
+	}
 	put(g, "CASE ");
-	if (n->op == T_SLASH)
+	if (opt == T_SLASH)
 	{
 		put(g, "WHEN ");
 		operand(g, b);
@@ -188,7 +284,7 @@ arith(sqlgen *g, const node *n)
 	put(g, "WHEN ");
 	in_range(g, a, lo, hi, lo > -2000);
 	put(g, " AND ");
-	in_range(g, b, lo, hi, n->op == T_STAR);
+	in_range(g, b, lo, hi, opt == T_STAR);
 	/* x + 0 turns the -0 of 0 * -1, 0 / -1 into +0 */
 	put(g, " THEN ((");
 	operand(g, a);
@@ -256,7 +352,7 @@ static bool
 call(sqlgen *g, const node *n)
 {
 	const char *name = n->fn->name;
-	static const char *const plain[] = {"abs", "sign", "coalesce", "nullif", "least", "greatest"};
+	static const char *const plain[] = {"abs", "sign", "coalesce", "nullif", "least", "greatest", "ifnull"};
 	static const char *const normalized[] = {"floor", "ceil", "trunc"};
 
 	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
@@ -266,11 +362,11 @@ call(sqlgen *g, const node *n)
 			if (i < 2)
 				put(g, "pg_catalog.%s(", name);
 			else
-				put(g, "%s(", i == 2 ? "COALESCE" : i == 3 ? "NULLIF" : i == 4 ? "LEAST" : "GREATEST");
+				put(g, "%s(", i == 2 || i == 6 ? "COALESCE" : i == 3 ? "NULLIF" : i == 4 ? "LEAST" : "GREATEST");
 			list(g, n, 0);
 			put(g, ")");
 			/* least/greatest/nullif of strings compare with the collation: only "C" is Duet's */
-			if (i >= 3 && n->kids[0]->type == DUET_T_STRING)
+			if (i >= 3 && i <= 5 && n->kids[0]->type == DUET_T_STRING)
 				return refuse(g, n, "function least/greatest/nullif of strings");
 			return !g->failed;
 		}
@@ -291,6 +387,39 @@ call(sqlgen *g, const node *n)
 			name[0] == 's' ? ">=" : ">", name[0] == 's' ? "sqrt" : name[1] == 'n' ? "ln" : "log10");
 		expr(g, n->kids[0]);
 		put(g, ") END");
+		return !g->failed;
+	}
+	if (strcmp(name, "safe_divide") == 0)
+	{
+		/* x / y, except that y = 0 (x not NULL) gives the default d (NULL without one) */
+		put(g, "CASE WHEN (");
+		expr(g, n->kids[0]);
+		put(g, ") IS NOT NULL AND ");
+		operand(g, n->kids[1]);
+		put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN ");
+		if (n->nkids > 2)
+			expr(g, n->kids[2]);
+		else
+			put(g, "NULL::pg_catalog.float8");
+		put(g, " ELSE ");
+		arith(g, n, n->kids[0], n->kids[1], T_SLASH);
+		put(g, " END");
+		return !g->failed;
+	}
+	if (strcmp(name, "log") == 0)
+	{
+		/* Duet: NULL for b <= 0, b = 1, x <= 0; ln(x) / ln(b) is finite there; + 0 for -0 */
+		put(g, "CASE WHEN (");
+		expr(g, n->kids[0]);
+		put(g, ") OPERATOR(pg_catalog.>) '0'::pg_catalog.float8 AND (");
+		expr(g, n->kids[0]);
+		put(g, ") OPERATOR(pg_catalog.<>) '1'::pg_catalog.float8 AND (");
+		expr(g, n->kids[1]);
+		put(g, ") OPERATOR(pg_catalog.>) '0'::pg_catalog.float8 THEN (pg_catalog.ln(");
+		expr(g, n->kids[1]);
+		put(g, ") OPERATOR(pg_catalog./) pg_catalog.ln(");
+		expr(g, n->kids[0]);
+		put(g, ")) OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 END");
 		return !g->failed;
 	}
 	if (strcmp(name, "clamp") == 0)
@@ -333,6 +462,12 @@ expr(sqlgen *g, const node *n)
 				case DUET_T_NUMBER:
 					put(g, "'%.17g'::pg_catalog.float8", n->value.u.num);
 					break;
+				case DUET_T_INT:
+					/* within ±2^53 the float8 is the same number; beyond, Duet compares it exactly */
+					if (n->value.u.i < -(INT64_C(1) << 53) || n->value.u.i > (INT64_C(1) << 53))
+						return refuse(g, n, "an integer constant beyond ±2^53 (exact integers)");
+					put(g, "'%lld'::pg_catalog.float8", (long long) n->value.u.i);
+					break;
 				case DUET_T_STRING:
 					if (memchr(n->value.u.str.ptr, 0, n->value.u.str.len))
 						return refuse(g, n, "a string with a NUL character");
@@ -374,7 +509,7 @@ expr(sqlgen *g, const node *n)
 				return refuse(g, n, "operator %");
 			if (n->op == T_CARET)
 				return refuse(g, n, "operator ^");
-			return arith(g, n);
+			return arith(g, n, n->kids[0], n->kids[1], n->op);
 		case N_CMP:
 			compare(g, n->kids[0], cmp_op(n->op), n->kids[1]);
 			break;

@@ -53,10 +53,16 @@ SELECT name FROM duet_metric_define('ms_case_noelse', 'case when a < b then a - 
 SELECT name FROM duet_metric_define('ms_logic', '(a > b and b < 0) or not (a = b) or a is null');
 SELECT name FROM duet_metric_define('ms_logic2', 'a not between b and 1 and a not in (0, b) or b is not null and a <> b');
 SELECT name FROM duet_metric_define('ms_consts', 'a * 0.1 + 1.7976931348623157e308 - b / -0.5');
+-- integer constants (exact integers in Duet) are float8 literals: within ±2^53 the same number,
+-- and integer arithmetic on them (least(a, 0) is the integer 0 when a is NULL) stays within 2^53
+SELECT name FROM duet_metric_define('ms_ints', 'least(a, 0) - if(a > b, 2, -5) * if(b > 1, 3, 4)');
+-- helpers from the language: ifnull is coalesce, safe_divide the division guard with its default
+SELECT name FROM duet_metric_define('ms_helpers', 'safe_divide(a, b, 7) + ifnull(a, b) - safe_divide(b, a) + ifnull(safe_divide(a, b), 1)');
+SELECT name FROM duet_metric_define('ms_log', 'log(a, b) + log(2, b) - log(a, 10)');
 SELECT m, ms_mismatches(m) AS mismatches
   FROM unnest(ARRAY['ms_add', 'ms_sub', 'ms_mul', 'ms_div', 'ms_neg', 'ms_nested', 'ms_composed',
                     'ms_funcs1', 'ms_funcs2', 'ms_funcs3', 'ms_coalesce', 'ms_if', 'ms_case_noelse',
-                    'ms_logic', 'ms_logic2', 'ms_consts']) m;
+                    'ms_logic', 'ms_logic2', 'ms_consts', 'ms_ints', 'ms_helpers', 'ms_log']) m;
 
 -- strings compare bytewise, as Duet's do (COLLATE "C")
 SELECT name FROM duet_metric_define('ms_str', 's < t or s = ''é'' or coalesce(s, ''x'') > t',
@@ -90,6 +96,14 @@ SELECT name FROM duet_metric_define('ms_exp', 'exp(a)');
 SELECT duet_metric_sql('ms_exp');
 SELECT name FROM duet_metric_define('ms_upper', 'upper(s)', argument_types => '{"s": "String"}');
 SELECT duet_metric_sql('ms_upper');
+-- exact integers: arithmetic that may leave ±2^53 (Duet: exact, or error range), a constant
+-- beyond 2^53 (Duet compares it exactly), div()
+SELECT name FROM duet_metric_define('ms_bigmul', 'if(a > 0, 4294967296, 1) * if(b > 0, 4294967296, 1) + a');
+SELECT duet_metric_sql('ms_bigmul');
+SELECT name FROM duet_metric_define('ms_bigconst', 'a > 9007199254740993');
+SELECT duet_metric_sql('ms_bigconst');
+SELECT name FROM duet_metric_define('ms_div_int', 'div(a, 2)');
+SELECT duet_metric_sql('ms_div_int');
 SELECT name FROM duet_metric_define('ms_uses_round', 'ms_round(a, b) + 1');
 SELECT duet_metric_sql('ms_uses_round');
 SELECT duet_metric_sql('ms_roas', 'clickhouse');
@@ -106,7 +120,7 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT duet_metrics.ms_roas(a, b) FROM ms_vals;
 -- and give Duet's results on every pair, through the function
 SELECT m, ms_mismatches(m, format('duet_metrics.%I(a => v.a, b => v.b)', m)) AS mismatches
   FROM unnest(ARRAY['ms_add', 'ms_mul', 'ms_div', 'ms_nested', 'ms_composed', 'ms_funcs1',
-                    'ms_funcs3', 'ms_if', 'ms_logic', 'ms_logic2']) m;
+                    'ms_funcs3', 'ms_if', 'ms_logic', 'ms_logic2', 'ms_ints', 'ms_helpers', 'ms_log']) m;
 SELECT duet_metrics.ms_str('a', 'b') AS str_fn, duet_metrics.ms_quote('x''); DROP TABLE ms_vals; --\') AS quote_fn;
 -- parameter names are quoted identifiers in the DDL: this one stays a name
 SELECT name FROM duet_metric_define('ms_evil', '"a float8) RETURNS int AS $x$ DROP TABLE ms_vals $x$; --" * 2');
