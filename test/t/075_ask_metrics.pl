@@ -55,7 +55,7 @@ $node->safe_psql('postgres', qq{
     GRANT EXECUTE ON FUNCTION duet_ask(text, jsonb), duet_ask_run(text, int) TO alice, bob;
     INSERT INTO duet.llm_providers (name, kind, base_url, model, priority, timeout_ms, max_retries)
         VALUES ('p1', 'openai', 'http://127.0.0.1:$port/p1/v1', 'mock-gpt', 1, 5000, 0);
-    INSERT INTO duet.llm_provider_keys VALUES ('p1', 'sk-test-metrics');
+    INSERT INTO duet.llm_provider_keys VALUES ('p1', 'sk-test-q7f3a9c2');
     SELECT duet_metric_define('roas', 'revenue / spend', 'return on ad spend', unit => 'ratio');
 });
 $node->safe_psql('postgres', q{SELECT duet_set_tenant('acme');
