@@ -164,32 +164,6 @@ duet_pipeline_wake(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* Starts the runner for one database and waits for it to finish. */
-static void
-run_database(const char *dbname)
-{
-	BackgroundWorkerHandle *handle;
-	pid_t		pid;
-	char		name[BGW_MAXLEN];
-	DuetWorkerSpec spec = {
-		.function = "duet_pipeline_runner_main",
-		.name = name,
-		.type = "pg_duet pipeline runner",
-		.connect = true,
-		.restart_s = BGW_NEVER_RESTART,
-		.extra = dbname,
-		.extra_len = Min(strlen(dbname) + 1, BGW_EXTRALEN),
-	};
-
-	snprintf(name, sizeof(name), "pg_duet pipeline runner in %s", dbname);
-	handle = duet_worker_start(&spec, true);
-	if (handle == NULL)
-		return;
-	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
-		(void) WaitForBackgroundWorkerShutdown(handle);
-	pfree(handle);
-}
-
 static void
 scheduler_detach(int code, Datum arg)
 {
@@ -224,7 +198,8 @@ duet_pipeline_scheduler_main(Datum arg)
 				{
 					CHECK_FOR_INTERRUPTS();
 					if (duet_worker_database_exists(lfirst(lc), "pg_duet pipeline scheduler"))
-						run_database((const char *) lfirst(lc));
+						duet_worker_run_in_database("duet_pipeline_runner_main", "pg_duet pipeline runner",
+															(const char *) lfirst(lc));
 				}
 		}
 		/* A commit during the pass set the latch: the wait returns at once. */

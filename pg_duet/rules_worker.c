@@ -98,32 +98,6 @@ duet_rules_init(void)
 	duet_worker_register(&spec);
 }
 
-/* Starts the evaluator for one database and waits for it to finish. */
-static void
-evaluate_database(const char *dbname)
-{
-	BackgroundWorkerHandle *handle;
-	pid_t		pid;
-	char		name[BGW_MAXLEN];
-	DuetWorkerSpec spec = {
-		.function = "duet_rules_evaluator_main",
-		.name = name,
-		.type = "pg_duet rule evaluation",
-		.connect = true,
-		.restart_s = BGW_NEVER_RESTART,
-		.extra = dbname,
-		.extra_len = Min(strlen(dbname) + 1, BGW_EXTRALEN),
-	};
-
-	snprintf(name, sizeof(name), "pg_duet rule evaluation in %s", dbname);
-	handle = duet_worker_start(&spec, true);
-	if (handle == NULL)
-		return;
-	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
-		(void) WaitForBackgroundWorkerShutdown(handle);
-	pfree(handle);
-}
-
 void
 duet_rules_scheduler_main(Datum arg)
 {
@@ -156,7 +130,8 @@ duet_rules_scheduler_main(Datum arg)
 				{
 					CHECK_FOR_INTERRUPTS();
 					if (duet_worker_database_exists(lfirst(lc), "pg_duet rule scheduler"))
-						evaluate_database((const char *) lfirst(lc));
+						duet_worker_run_in_database("duet_rules_evaluator_main", "pg_duet rule evaluation",
+															(const char *) lfirst(lc));
 				}
 		}
 		wait_ms = (duet_rules_interval > 0 ? duet_rules_interval : 60) * 1000L;

@@ -83,6 +83,31 @@ duet_worker_start(const DuetWorkerSpec *spec, bool quiet)
 }
 
 void
+duet_worker_run_in_database(const char *function, const char *type, const char *dbname)
+{
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+	char		name[BGW_MAXLEN];
+	DuetWorkerSpec spec = {
+		.function = function,
+		.name = name,
+		.type = type,
+		.connect = true,
+		.restart_s = BGW_NEVER_RESTART,
+		.extra = dbname,
+		.extra_len = Min(strlen(dbname) + 1, BGW_EXTRALEN),
+	};
+
+	snprintf(name, sizeof(name), "%s in %s", type, dbname);
+	handle = duet_worker_start(&spec, true);
+	if (handle == NULL)
+		return;
+	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
+		(void) WaitForBackgroundWorkerShutdown(handle);
+	pfree(handle);
+}
+
+void
 duet_worker_init(DuetWorkerStop stop)
 {
 	stop_mode = stop;

@@ -42,6 +42,13 @@ extern void duet_worker_register(const DuetWorkerSpec *spec);
  */
 extern BackgroundWorkerHandle *duet_worker_start(const DuetWorkerSpec *spec, bool quiet);
 
+/*
+ * A scheduler's one-shot run in one database: starts function (of pg_duet) connected to dbname,
+ * backend type type, and waits until it has finished. Nothing happens when no slot is free
+ * (duet_worker_start says so).
+ */
+extern void duet_worker_run_in_database(const char *function, const char *type, const char *dbname);
+
 /* In a worker's main: signals, then (when dbname or dboid) the connection and search path. */
 extern void duet_worker_init(DuetWorkerStop stop);
 extern void duet_worker_connect(const char *dbname, Oid dboid);	/* neither: shared catalogs only */
