@@ -25,6 +25,7 @@ typedef struct DuetMetric
 	char	   *return_type;	/* ClickHouse */
 	int			ndeps;
 	char	  **deps;			/* metrics the formula calls */
+	char	   *unit;			/* ratio, percent, currency, integer; NULL: none */
 } DuetMetric;
 
 /*

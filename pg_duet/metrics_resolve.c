@@ -107,7 +107,7 @@ read_rows(void *arg)
 
 		/* Per name the global row sorts first, the tenant's after it and wins. */
 		plan = SPI_prepare("SELECT m.name, m.tenant, m.formula, m.arguments, m.argument_types, "
-						   "m.return_type, m.depends_on FROM duet.metrics m "
+						   "m.return_type, m.depends_on, m.unit FROM duet.metrics m "
 						   "WHERE m.tenant IS NULL OR m.tenant OPERATOR(pg_catalog.=) $1 "
 						   "ORDER BY m.name, m.tenant NULLS FIRST", 1, types);
 		if (plan == NULL)
@@ -155,6 +155,8 @@ read_rows(void *arg)
 			m->types[i] = i < n ? duet_metric_ch_type(ch_types[i]) : DUET_T_ANY;
 		m->return_type = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
 		m->deps = text_array(SPI_getbinval(tup, desc, 7, &isnull), &m->ndeps);
+		(void) SPI_getbinval(tup, desc, 8, &isnull);
+		m->unit = isnull ? NULL : TextDatumGetCString(SPI_getbinval(tup, desc, 8, &isnull));
 	}
 	MemoryContextSwitchTo(old);
 	SPI_finish();

@@ -57,6 +57,9 @@ extern void rules_bind_row(const RuleFormula *f, const Datum *values, const bool
 extern bool rules_eval(const RuleFormula *f, duet_vm *vm, const duet_value *vars, duet_value *out,
 					   char **errmsg);
 
+/* The formula rendering a metric call by its metric's unit, or NULL (rules_formula.c). */
+extern char *rules_unit_formula(const char *src);
+
 /* Parses a message template; unknown placeholders are errors. NULL template: NULL. */
 extern RuleTemplate *rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value);
 
@@ -83,6 +86,7 @@ typedef struct RuleRun
 	char	   *setup_error;	/* the formulas do not compile for these rows */
 	RuleFormula *cond;
 	RuleFormula *value;
+	RuleFormula *value_shown;	/* {value} by its metric's unit, or NULL: the value's text */
 	RuleTemplate *tmpl;
 	RuleTemplate *resolve_tmpl;
 	int			nannot;

@@ -60,6 +60,7 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 {
 	int			i;
 	int			nvars;
+	char	   *shown;
 
 	/*
 	 * The rule's tenant's metrics, whoever's statement fires it (metrics_resolve.c): for the
@@ -70,6 +71,8 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 	{
 		run->cond = rules_formula_compile(condition, "condition", desc, true);
 		run->value = value ? rules_formula_compile(value, "value", desc, false) : NULL;
+		if (value && (shown = rules_unit_formula(value)) != NULL)
+			run->value_shown = rules_formula_compile(shown, "value", desc, false);
 		run->tmpl = rules_template_parse(content->message, desc, value != NULL);
 		run->resolve_tmpl = rules_template_parse(content->resolve_message, desc, value != NULL);
 		if (content->annotations && JB_ROOT_IS_OBJECT(content->annotations) &&
@@ -247,6 +250,9 @@ fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, boo
 			old = MemoryContextSwitchTo(run->cxt);
 			vjson = pgcalc_value_jsonb(&v);
 			MemoryContextSwitchTo(old);
+			/* same variables as the value: the formatting call wraps it */
+			if (run->value_shown && rules_eval(run->value_shown, vm, run->vars, &v, &err))
+				vtext = pgcalc_value_text(&v);
 		}
 		else
 			vtext = psprintf("error: %s", err);

@@ -176,6 +176,63 @@ rules_column_text(TupleDesc desc, AttrNumber attno, Datum value, bool isnull)
 	return OidOutputFunctionCall(typoutput, value);
 }
 
+/*
+ * A placeholder (or a rule's value) that is exactly one call of a metric with a unit renders by
+ * that unit (docs/alerting.md, "Units"): returns the formula wrapped in calc's formatting function,
+ * or NULL when it is anything else, so {roas(revenue, spend) * 1} still prints the plain number.
+ * Call with the rule's metric scope loaded (rules_formula_compile loads it).
+ */
+char *
+rules_unit_formula(const char *src)
+{
+	const char *p = src;
+	const char *name;
+	const DuetMetric *m;
+	int			depth = 0;
+	char		quote = 0;
+
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	name = p;
+	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')
+		p++;
+	if (p == name || (*name >= '0' && *name <= '9') || *p != '(')
+		return NULL;
+	m = duet_metrics_find(name, p - name);
+	if (m == NULL || m->unit == NULL)
+		return NULL;
+	for (; *p; p++)
+	{
+		if (quote)
+		{
+			if (*p == quote && p[1] == quote)
+				p++;			/* a doubled quote stays inside */
+			else if (*p == quote)
+				quote = 0;
+		}
+		else if (*p == '\'' || *p == '"')
+			quote = *p;
+		else if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth == 0)
+			break;
+	}
+	if (*p != ')')
+		return NULL;			/* unbalanced: the compiler reports it */
+	for (p++; *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'; p++)
+		;
+	if (*p != '\0')
+		return NULL;			/* roas() * 100: an expression over the metric, not the metric */
+	/* percent: the value is in points, as round(x * 100, 1) gives it (docs/metrics.md) */
+	if (strcmp(m->unit, "percent") == 0)
+		return psprintf("format_number(%s, 1) || '%%'", src);
+	if (strcmp(m->unit, "currency") == 0 || strcmp(m->unit, "ratio") == 0)
+		return psprintf("format_number(%s, 2)", src);
+	if (strcmp(m->unit, "integer") == 0)
+		return psprintf("format_number(%s, 0)", src);
+	return NULL;
+}
+
 RuleTemplate *
 rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 {
@@ -229,6 +286,7 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 		{
 			const char *end = strchr(p, '}');
 			char	   *name;
+			char	   *shown;
 			AttrNumber	attno;
 
 			if (end == NULL)
@@ -253,6 +311,8 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 							 errdetail("The rows it is rendered from have the columns: %s%s.",
 									   column_list(desc), has_value ? " (and {value})" : "")));
 				t->exprs[t->nparts] = rules_formula_compile(name, "message placeholder", desc, false);
+				if ((shown = rules_unit_formula(name)) != NULL)
+					t->exprs[t->nparts] = rules_formula_compile(shown, "message placeholder", desc, false);
 				attno = TEMPLATE_EXPR;
 			}
 			t->attnos[t->nparts++] = attno;

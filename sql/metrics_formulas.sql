@@ -73,7 +73,7 @@ SELECT duet_tenant_create('mf-rules');
 SELECT duet_set_tenant('mf-rules');
 CREATE TABLE mf_rule_rows (tenant text NOT NULL DEFAULT duet_current_tenant(), campaign text, revenue float8, spend float8);
 SELECT duet_rule_create('mf_unprofitable', 'not mf_profitable()', target => 'mf_rule_rows', labels => '{campaign}',
-                        value => 'mf_roas_pct()', message => 'ROAS {value}% for {campaign}') > 0 AS created;
+                        value => 'mf_roas_pct()', message => 'ROAS {value} for {campaign}') > 0 AS created;
 SELECT duet_rule_create('mf_bad', 'mf_roas(revenue) < 1', target => 'mf_rule_rows');
 INSERT INTO mf_rule_rows (campaign, revenue, spend) VALUES ('x', 50, 100), ('y', 300, 100);
 SELECT labels, state, value, message FROM duet.alerts_active WHERE rule = 'mf_unprofitable';

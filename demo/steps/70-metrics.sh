@@ -40,7 +40,7 @@ SET ROLE acme_analyst;
 SELECT name, tenant, version FROM duet_metric_set('roas', 'revenue * 0.9 / spend', 'ROAS net of the agency fee',
        unit => 'ratio', reason => 'acme reports net ROAS');
 SELECT duet_rule_create('low_roas_metric', 'roas() < 1.5', target => 'campaign_daily', labels => '{campaign_id}',
-                        value => 'roas_pct()', message => 'campaign {campaign_id}: net ROAS {value}%') > 0 AS created;
+                        value => 'roas_pct()', message => 'campaign {campaign_id}: net ROAS {value}') > 0 AS created;
 INSERT INTO campaign_daily (tenant, campaign_id, day, impressions, clicks, spend, revenue, budget)
 VALUES ('acme', 1, '2026-11-02', 100000, 2000, 500, 800, 600);
 SELECT rule, labels, value, message FROM duet.alerts_active WHERE rule = 'low_roas_metric';
