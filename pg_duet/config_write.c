@@ -46,18 +46,8 @@ key_arg(FunctionCallInfo fcinfo)
 	return key;
 }
 
-static const char *
-require_tenant(const char *what)
-{
-	const char *t = duet_current_tenant_name();
-
-	if (t == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s needs a tenant, and none is selected", what),
-				 errhint("Call duet_set_tenant(tenant) first. Global defaults are changed with duet_config_set_default().")));
-	return pstrdup(t);
-}
+/* A tenant change needs the caller's verified tenant (tenant.c). */
+#define TENANT_HINT "Global defaults are changed with duet_config_set_default()."
 
 static Datum
 value_arg(FunctionCallInfo fcinfo, int argno, const char *unset_fn)
@@ -116,7 +106,7 @@ duet_config_set(PG_FUNCTION_ARGS)
 	char	   *key = key_arg(fcinfo);
 	Datum		value = value_arg(fcinfo, 1, "duet_config_unset");
 
-	PG_RETURN_INT64(apply("set", require_tenant("duet_config_set"), key, value, true, 0));
+	PG_RETURN_INT64(apply("set", duet_require_tenant("duet_config_set", TENANT_HINT), key, value, true, 0));
 }
 
 PG_FUNCTION_INFO_V1(duet_config_unset);
@@ -127,7 +117,7 @@ duet_config_unset(PG_FUNCTION_ARGS)
 {
 	char	   *key = key_arg(fcinfo);
 
-	PG_RETURN_INT64(apply("unset", require_tenant("duet_config_unset"), key, (Datum) 0, false, 0));
+	PG_RETURN_INT64(apply("unset", duet_require_tenant("duet_config_unset", TENANT_HINT), key, (Datum) 0, false, 0));
 }
 
 PG_FUNCTION_INFO_V1(duet_config_rollback);
@@ -139,7 +129,7 @@ duet_config_rollback(PG_FUNCTION_ARGS)
 	char	   *key = key_arg(fcinfo);
 	int64		version = version_arg(fcinfo, 1);
 
-	PG_RETURN_INT64(apply("rollback", require_tenant("duet_config_rollback"), key, (Datum) 0, false, version));
+	PG_RETURN_INT64(apply("rollback", duet_require_tenant("duet_config_rollback", TENANT_HINT), key, (Datum) 0, false, version));
 }
 
 PG_FUNCTION_INFO_V1(duet_config_set_default);

@@ -82,18 +82,8 @@ name_arg(FunctionCallInfo fcinfo)
 	return name;
 }
 
-static const char *
-require_tenant(const char *what)
-{
-	const char *t = duet_current_tenant_name();
-
-	if (t == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s needs a tenant, and none is selected", what),
-				 errhint("Call duet_set_tenant(tenant) first. Global metrics are changed with duet_metric_define().")));
-	return pstrdup(t);
-}
+/* A tenant change needs the caller's verified tenant (tenant.c). */
+#define TENANT_HINT "Global metrics are changed with duet_metric_define()."
 
 /* One SPI statement as the caller; the first row's first column (NULL when none) in *out. */
 static bool
@@ -363,7 +353,7 @@ duet_metric_set(PG_FUNCTION_ARGS)
 {
 	MetricChange c;
 
-	read_change(fcinfo, &c, require_tenant("duet_metric_set"));
+	read_change(fcinfo, &c, duet_require_tenant("duet_metric_set", TENANT_HINT));
 	PG_RETURN_DATUM(define(&c));
 }
 
@@ -397,7 +387,7 @@ PG_FUNCTION_INFO_V1(duet_metric_unset);
 Datum
 duet_metric_unset(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(drop(fcinfo, require_tenant("duet_metric_unset")));
+	PG_RETURN_BOOL(drop(fcinfo, duet_require_tenant("duet_metric_unset", TENANT_HINT)));
 }
 
 /* Restores version of the scope's metric: the stored definition, compiled and checked again. */
@@ -460,7 +450,7 @@ PG_FUNCTION_INFO_V1(duet_metric_rollback);
 Datum
 duet_metric_rollback(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(rollback(fcinfo, require_tenant("duet_metric_rollback")));
+	PG_RETURN_INT64(rollback(fcinfo, duet_require_tenant("duet_metric_rollback", TENANT_HINT)));
 }
 
 PG_FUNCTION_INFO_V1(duet_metric_rollback_default);

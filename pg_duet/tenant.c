@@ -278,6 +278,19 @@ role_in_tenant(Oid role, bool is_super, const TenantEntry *t)
 	return false;
 }
 
+char *
+duet_require_tenant(const char *fn, const char *global_hint)
+{
+	const char *t = duet_current_tenant_name();
+
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs a tenant, and none is selected", fn),
+				 errhint("Call duet_set_tenant(tenant) first. %s", global_hint)));
+	return pstrdup(t);
+}
+
 /* The tenant the current role acts for, or NULL. The pointer is valid until the next call. */
 const char *
 duet_current_tenant_name(void)

@@ -15,6 +15,12 @@ extern void duet_tenant_init(void);
  */
 extern const char *duet_current_tenant_name(void);
 
+/*
+ * The current tenant (palloc'd), or an error saying that fn needs one, with global_hint naming the
+ * function that changes the global default instead.
+ */
+extern char *duet_require_tenant(const char *fn, const char *global_hint);
+
 /* Syntax of tenant names: 1-63 of [a-z0-9_.-], starting with [a-z0-9]. */
 extern bool duet_tenant_name_valid(const char *name, const char **why);
 
