@@ -335,49 +335,34 @@ pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec)
  * duet_formula_check's variables, and as the ClickHouse UDFs take them). The planner rewrites
  * duet_calc(f, row) to this when it can (calc_support.c), so only the columns read are passed.
  */
-const duet_value *
-pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo)
+void
+pgcalc_bind_args_map(PgcalcSite *site, FunctionCallInfo fcinfo)
 {
 	int			nargs = PG_NARGS() - 1;
-	MemoryContext old;
 
-	if (!site->args_mapped)
+	if (get_fn_expr_variadic(fcinfo->flinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("formula variables cannot be passed as a VARIADIC array"),
+				 errhint("Pass each variable's value as an argument.")));
+	if (nargs != site->nvars)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("wrong number of formula values: the formula reads %d, %d given", site->nvars, nargs),
+				 errhint("Values bind to the variables in order of first appearance; duet_formula_check(formula) lists them.")));
+	for (int j = 0; j < nargs; j++)
 	{
-		if (get_fn_expr_variadic(fcinfo->flinfo))
+		Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, j + 1);
+
+		if (!OidIsValid(argtype) ||
+			(site->cur_sig[j] = pgcalc_column_init(&site->var_col[j], argtype, site->formula_cxt)) == '\0')
 			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("formula variables cannot be passed as a VARIADIC array"),
-					 errhint("Pass each variable's value as an argument.")));
-		if (nargs != site->nvars)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("wrong number of formula values: the formula reads %d, %d given", site->nvars, nargs),
-					 errhint("Values bind to the variables in order of first appearance; duet_formula_check(formula) lists them.")));
-		for (int j = 0; j < nargs; j++)
-		{
-			Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, j + 1);
-
-			if (!OidIsValid(argtype) ||
-				(site->cur_sig[j] = pgcalc_column_init(&site->var_col[j], argtype, site->formula_cxt)) == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("value of type %s cannot be formula variable \"%s\"",
-								OidIsValid(argtype) ? format_type_be(argtype) : "unknown", site->var_names[j]),
-						 errdetail("Formula variables take smallint, integer, bigint, oid, real, double precision, "
-								   "numeric, text, varchar, char, name, boolean, uuid or enum values.")));
-		}
-		site_use_sig(site);
-		site->args_mapped = true;
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("value of type %s cannot be formula variable \"%s\"",
+							OidIsValid(argtype) ? format_type_be(argtype) : "unknown", site->var_names[j]),
+					 errdetail("Formula variables take smallint, integer, bigint, oid, real, double precision, "
+							   "numeric, text, varchar, char, name, boolean, uuid or enum values.")));
 	}
-
-	old = MemoryContextSwitchTo(site->scratch);
-	for (int i = 0; i < site->typed_nvars; i++)
-	{
-		int			j = site->perm[i];
-
-		site->vars[i] = PG_ARGISNULL(j + 1) ? duet_null()
-			: pgcalc_datum_value_inline(&site->var_col[j], PG_GETARG_DATUM(j + 1));
-	}
-	MemoryContextSwitchTo(old);
-	return site->vars;
+	site_use_sig(site);
+	site->args_mapped = true;
 }

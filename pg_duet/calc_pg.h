@@ -222,7 +222,28 @@ pgcalc_site_formula(PgcalcSite *site, text *formula)
 }
 extern const duet_value *pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *vars);
 extern const duet_value *pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec);
-extern const duet_value *pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo);
+/* pgcalc_bind_args's first call at a site: maps the argument types (raises on a bad one) */
+extern void pgcalc_bind_args_map(PgcalcSite *site, FunctionCallInfo fcinfo);
+
+/* Positional binding (duet_calc_args): argument i + 1 is variable i. Inline: once per row. */
+static inline const duet_value *
+pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo)
+{
+	MemoryContext old;
+
+	if (!site->args_mapped)
+		pgcalc_bind_args_map(site, fcinfo);
+	old = MemoryContextSwitchTo(site->scratch);
+	for (int i = 0; i < site->typed_nvars; i++)
+	{
+		int			j = site->perm[i];
+
+		site->vars[i] = PG_ARGISNULL(j + 1) ? duet_null()
+			: pgcalc_datum_value_inline(&site->var_col[j], PG_GETARG_DATUM(j + 1));
+	}
+	MemoryContextSwitchTo(old);
+	return site->vars;
+}
 
 /* Evaluates the site's typed program on vars; raises run-time errors. Inline: once per row. */
 static inline void
