@@ -86,4 +86,23 @@ csv_read_row(udf_in *in, const udf_column *cols, size_t ncols, udf_row *row, udf
 	return udf_row_convert(row, cols, ncols, err) ? UDF_ROW : UDF_FAIL;
 }
 
-const udf_format udf_format_csv = {"CSV", csv_read_row, udf_csv_write_row};
+static size_t
+csv_read_rows(udf_in *in, const udf_column *cols, size_t ncols, duet_value *vals, size_t nstore,
+			  size_t stride, size_t max, udf_row *row)
+{
+	return udf_text_read_rows(in, cols, ncols, vals, nstore, stride, max, row, ',');
+}
+
+static bool
+csv_write_col(udf_out *out, const udf_column *col, const duet_value *vals, size_t n)
+{
+	return udf_text_write_col(out, col, vals, n, true);
+}
+
+const udf_format udf_format_csv = {
+	.name = "CSV",
+	.read_row = csv_read_row,
+	.write_row = udf_csv_write_row,
+	.read_rows = csv_read_rows,
+	.write_col = csv_write_col,
+};

@@ -250,4 +250,9 @@ json_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, siz
 	return udf_out_row_done(out);
 }
 
-const udf_format udf_format_json = {"JSONEachRow", json_read_row, json_write_row};
+/* no block codecs: jansson parses an object at a time (rows go through read_row/write_row) */
+const udf_format udf_format_json = {
+	.name = "JSONEachRow",
+	.read_row = json_read_row,
+	.write_row = json_write_row,
+};

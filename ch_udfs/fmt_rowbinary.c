@@ -299,4 +299,165 @@ rb_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, size_
 	return udf_out_row_done(out);
 }
 
-const udf_format udf_format_rowbinary = {"RowBinary", rb_read_row, rb_write_row};
+/*
+ * Block reader: whole rows of fixed-width columns straight from the input buffer into the batch's
+ * columns. A row cut by the buffer's end, a bad Nullable flag or a value decode_fixed refuses
+ * stops the block before that row, for rb_read_row to read or report.
+ */
+static size_t
+rb_read_rows(udf_in *in, const udf_column *cols, size_t ncols, duet_value *vals, size_t nstore,
+			 size_t stride, size_t max, udf_row *row)
+{
+	const unsigned char *p = in->buf + in->pos,
+			   *e = in->buf + in->end;
+	size_t		r = 0;
+	size_t		width[UDF_MAX_COLUMNS];
+	udf_error	ignored;
+
+	bool		all_f64 = true;
+
+	if (ncols == 0)
+		return 0;
+	for (size_t i = 0; i < ncols; i++)
+	{
+		if ((width[i] = width_of(cols[i].type.base)) == 0)
+			return 0;			/* String or Nothing: rb_read_row's */
+		all_f64 &= cols[i].type.base == UDF_FLOAT64 && i < nstore;
+	}
+	if (all_f64)
+	{
+		/* the usual metric's arguments, [Nullable(]Float64[)]: one tight loop per row */
+		for (; r < max; r++)
+		{
+			const unsigned char *q = p;
+
+			for (size_t i = 0; i < ncols; i++)
+			{
+				duet_value *v = &vals[i * stride + r];
+				uint64_t	bits;
+				double		d;
+
+				if (cols[i].type.nullable)
+				{
+					if (q == e || *q > 1)
+						return r;
+					if (*q++ == 1)
+					{
+						*v = duet_null();
+						continue;
+					}
+				}
+				if (e - q < 8)
+					return r;
+				bits = le_bits(q, 8);
+				memcpy(&d, &bits, sizeof(d));
+				q += 8;
+				*v = isfinite(d) ? duet_number(d) : duet_null();
+			}
+			p = q;
+			in->pos = (size_t) (p - in->buf);
+			row->number++;
+		}
+		return r;
+	}
+	for (; r < max; r++)
+	{
+		const unsigned char *q = p;
+
+		for (size_t i = 0; i < ncols; i++)
+		{
+			const udf_column *col = &cols[i];
+			duet_value	v;
+
+			if (col->type.nullable)
+			{
+				if (q == e || *q > 1)
+					return r;
+				if (*q++ == 1)
+				{
+					if (i < nstore)
+						vals[i * stride + r] = duet_null();
+					continue;
+				}
+			}
+			if ((size_t) (e - q) < width[i])
+				return r;
+			if (col->type.base == UDF_FLOAT64)
+			{
+				uint64_t	bits = le_bits(q, 8);
+				double		d;
+
+				memcpy(&d, &bits, sizeof(d));
+				v = isfinite(d) ? duet_number(d) : duet_null();
+			}
+			else if (!decode_fixed(col, q, &v, row, &ignored))
+				return r;
+			q += width[i];
+			if (i < nstore)
+				vals[i * stride + r] = v;
+		}
+		p = q;
+		in->pos = (size_t) (p - in->buf);
+		row->number++;
+	}
+	return r;
+}
+
+/* Block writer: a Nullable(Float64) or Float64 column in one reservation; others per row. */
+static bool
+rb_write_col(udf_out *out, const udf_column *col, const duet_value *vals, size_t n)
+{
+	unsigned char *b;
+	bool		nullable = col->type.nullable;
+
+	if (col->type.base != UDF_FLOAT64)
+	{
+		for (size_t k = 0; k < n; k++)
+			if (!rb_write_row(out, col, &vals[k], 1))
+				return false;
+		return !out->failed;
+	}
+	if (out->len + 9 * n > out->cap && !udf_out_reserve(out, 9 * n))
+		return false;
+	b = out->buf + out->len;
+	for (size_t k = 0; k < n; k++)
+	{
+		double		d;
+		uint64_t	bits;
+
+		if (vals[k].type == DUET_T_NUMBER)
+			d = vals[k].u.num;
+		else
+		{
+			duet_value	w = udf_value_for_column(col, &vals[k]);
+
+			if (w.type == DUET_T_NULL)
+			{
+				/* only in a Nullable column: elsewhere udf_value_for_column made it nan */
+				*b++ = 1;
+				continue;
+			}
+			d = w.type == DUET_T_NUMBER ? w.u.num : NAN;
+		}
+		if (nullable)
+			*b++ = 0;
+		memcpy(&bits, &d, sizeof(bits));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		memcpy(b, &bits, 8);
+#else
+		for (int i = 0; i < 8; i++)
+			b[i] = (unsigned char) (bits >> (8 * i));
+#endif
+		b += 8;
+	}
+	out->len = (size_t) (b - out->buf);
+	return udf_out_row_done(out);
+}
+
+const udf_format udf_format_rowbinary = {
+	.name = "RowBinary",
+	.read_row = rb_read_row,
+	.write_row = rb_write_row,
+	.read_rows = rb_read_rows,
+	.write_col = rb_write_col,
+};

@@ -253,7 +253,41 @@ udf_csv_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, 
 	return udf_out_row_done(out);
 }
 
-const udf_format udf_format_tsv = {"TabSeparated", tsv_read_row, tsv_write_row};
+bool
+udf_text_write_col(udf_out *out, const udf_column *col, const duet_value *vals, size_t n, bool csv)
+{
+	for (size_t k = 0; k < n; k++)
+	{
+		/* a number in a column that is not Bool: write_text_value's own path, without the copy */
+		if (vals[k].type == DUET_T_NUMBER && col->type.base != UDF_BOOL)
+			udf_write_number(out, vals[k].u.num);
+		else
+			write_text_value(out, col, &vals[k], csv);
+		udf_out_byte(out, '\n');
+	}
+	return udf_out_row_done(out);
+}
+
+static size_t
+tsv_read_rows(udf_in *in, const udf_column *cols, size_t ncols, duet_value *vals, size_t nstore,
+			  size_t stride, size_t max, udf_row *row)
+{
+	return udf_text_read_rows(in, cols, ncols, vals, nstore, stride, max, row, '\t');
+}
+
+static bool
+tsv_write_col(udf_out *out, const udf_column *col, const duet_value *vals, size_t n)
+{
+	return udf_text_write_col(out, col, vals, n, false);
+}
+
+const udf_format udf_format_tsv = {
+	.name = "TabSeparated",
+	.read_row = tsv_read_row,
+	.write_row = tsv_write_row,
+	.read_rows = tsv_read_rows,
+	.write_col = tsv_write_col,
+};
 
 const udf_format *
 udf_format_find(const char *name)

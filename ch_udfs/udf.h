@@ -69,6 +69,55 @@ duet_type	udf_type_duet(udf_type t);
  */
 bool		udf_columns_parse(const char *spec, udf_column *cols, size_t *ncols, udf_error *err);
 
+/*
+ * The common text field of a numeric column: counters (clicks, impressions), plain digits — at
+ * most 15, exact as a double, no leading zero — into the column's value without strtod, a copy
+ * or a NUL; false for anything else (fractions, exponents, signs), which the full path of
+ * udf_parse_text takes. Inline: the block readers call it per field. udf_counter_value: the
+ * digits' value v in the column's type (false when it does not fit).
+ */
+static inline bool
+udf_counter_value(const udf_column *col, uint64_t v, duet_value *out)
+{
+	switch (col->type.base)
+	{
+		case UDF_FLOAT64:
+			*out = duet_number((double) v);
+			return true;
+		case UDF_FLOAT32:
+			*out = duet_number((double) (float) v);
+			return true;
+		case UDF_INT64:
+		case UDF_UINT64:
+			*out = duet_int((int64_t) v);
+			return true;
+		case UDF_INT32:
+		case UDF_UINT32:
+			if (v > (col->type.base == UDF_INT32 ? 2147483647u : 4294967295u))
+				return false;
+			*out = duet_int((int64_t) v);
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* A counter's digits (len of them, text[0] not '0' unless alone, len <= 15): see above. */
+#define UDF_COUNTER_DIGITS(text, len) ((len) > 0 && (len) <= 15 && ((len) == 1 || (text)[0] != '0'))
+
+static inline bool
+udf_parse_counter(const udf_column *col, const char *text, size_t len, duet_value *out)
+{
+	uint64_t	v = 0;
+	size_t		k;
+
+	if (!UDF_COUNTER_DIGITS(text, len))
+		return false;
+	for (k = 0; k < len && text[k] >= '0' && text[k] <= '9'; k++)
+		v = v * 10 + (uint64_t) (text[k] - '0');
+	return k == len && udf_counter_value(col, v, out);
+}
+
 /* Converts a text field (TabSeparated, CSV, quoted JSON) into a value of the column's type. */
 bool		udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *out,
 						   udf_error *err);
@@ -232,6 +281,19 @@ typedef struct udf_format
 	udf_read_status (*read_row) (udf_in *in, const udf_column *cols, size_t ncols, udf_row *row,
 								 udf_error *err);
 	bool		(*write_row) (udf_out *out, const udf_column *cols, const duet_value *vals, size_t n);
+
+	/*
+	 * Optional block codecs, used by udf_run's batch mode (NULL: read_row/write_row per row, the
+	 * same bytes). read_rows decodes up to max whole rows lying in the input buffer straight into
+	 * column-major values (the first nstore columns: vals[c * stride + r]), with pointer scans and
+	 * no copies; it stops before the first row that is not whole in the buffer or not in the plain
+	 * form it knows (escapes, quotes, a bad value…), which read_row then reads — and reports, if it
+	 * is wrong. It never fails and never reads; row->number counts the rows it took.
+	 */
+	size_t		(*read_rows) (udf_in *in, const udf_column *cols, size_t ncols, duet_value *vals,
+							  size_t nstore, size_t stride, size_t max, udf_row *row);
+	/* n results of one column, one per row, into the output buffer (reserved once) */
+	bool		(*write_col) (udf_out *out, const udf_column *col, const duet_value *vals, size_t n);
 } udf_format;
 
 extern const udf_format udf_format_tsv;
@@ -247,6 +309,15 @@ const udf_format *udf_format_find(const char *name);
  * becomes the type's default: nan, 0, false, ""), booleans become 1/0 in numeric columns.
  */
 duet_value	udf_value_for_column(const udf_column *col, const duet_value *v);
+
+/*
+ * The block codecs of the text formats (fmt_text_block.c): whole plain rows of non-String columns
+ * (digits or \N fields split by sep, rows ended by \n) read in place; a column's values written.
+ */
+size_t		udf_text_read_rows(udf_in *in, const udf_column *cols, size_t ncols, duet_value *vals,
+							   size_t nstore, size_t stride, size_t max, udf_row *row, char sep);
+bool		udf_text_write_col(udf_out *out, const udf_column *col, const duet_value *vals, size_t n,
+							   bool csv);
 
 /* Text writers shared by the formats and the dictionary mode. */
 void		udf_write_tsv_string(udf_out *out, const char *s, size_t len);

@@ -12,6 +12,9 @@
  * when it is full, at the end of a chunk or input, before an error is reported, and whenever the
  * input buffer is empty at a row boundary — the next read may block, and ClickHouse may be
  * waiting for these rows' results first. The output bytes are those of row-at-a-time evaluation.
+ * Formats with block codecs (udf_format.read_rows/write_col) decode runs of whole rows straight
+ * into the batch's columns and write a batch's results in one pass; a row the block reader leaves
+ * (not whole in the buffer, escaped, bad) is read by read_row, so values and messages stay its.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +48,21 @@ row_error(udf_error *err, const udf_row *row)
 	return row_error_at(err, row->number);
 }
 
+/* n results, one per row: the format's block writer, else its row writer per row. */
+static bool
+write_results(const udf_protocol *proto, const udf_eval *ev, udf_out *out, const duet_value *res,
+			  size_t n)
+{
+	if (n == 0)
+		return true;
+	if (proto->format->write_col)
+		return proto->format->write_col(out, &ev->result, res, n);
+	for (size_t k = 0; k < n; k++)
+		if (!proto->format->write_row(out, &ev->result, &res[k], 1))
+			return false;
+	return true;
+}
+
 /* Evaluates and writes the collected rows, in order; the first failing row's error. */
 static bool
 batch_flush(const udf_protocol *proto, udf_eval *ev, udf_out *out, batch *b, udf_error *err)
@@ -58,11 +76,23 @@ batch_flush(const udf_protocol *proto, udf_eval *ev, udf_out *out, batch *b, udf
 	cls = duet_eval_batch(ev->program, b->cols, BATCH_ROWS, b->n, ev->vm, b->res, &derr, &done);
 	for (size_t k = 0; k < done; k++)
 	{
+		/* a number or NULL always fits a Float64 result: the check is for the other cases */
+		if (ev->result.type.base == UDF_FLOAT64 &&
+			(b->res[k].type == DUET_T_NUMBER || b->res[k].type == DUET_T_NULL))
+			continue;
 		if (!udf_eval_check(ev, &b->res[k], err))
+		{
+			udf_error	saved = *err;
+
+			/* the rows before it are written first */
+			if (!write_results(proto, ev, out, b->res, k))
+				return udf_fail(err, "%s", out->failure);
+			*err = saved;
 			return row_error_at(err, b->first + k);
-		if (!proto->format->write_row(out, &ev->result, &b->res[k], 1))
-			return udf_fail(err, "%s", out->failure);
+		}
 	}
+	if (!write_results(proto, ev, out, b->res, done))
+		return udf_fail(err, "%s", out->failure);
 	if (cls != DUET_OK)
 	{
 		udf_eval_fail(err, &derr);
@@ -160,19 +190,59 @@ take_row(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_
 	return true;
 }
 
+/*
+ * Reads up to `limit` rows (at least one, unless the input ends or fails): in batch mode first a
+ * run of whole rows through the format's block reader straight into the batch's columns, else one
+ * row through read_row. *got: the rows taken; the status is read_row's.
+ */
+static udf_read_status
+next_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_row *row,
+		  batch *b, uint64_t limit, uint64_t *got, udf_error *err)
+{
+	udf_read_status st;
+
+	*got = 0;
+	if (b && proto->format->read_rows)
+	{
+		size_t		room = BATCH_ROWS - b->n;
+		uint64_t	before = row->number;
+		size_t		k;
+
+		if (room > limit)
+			room = (size_t) limit;
+		k = proto->format->read_rows(in, ev->args, ev->nargs, b->cols + b->n, b->nvars, BATCH_ROWS,
+									 room, row);
+		if (k > 0)
+		{
+			if (b->n == 0)
+				b->first = before + 1;
+			b->n += k;
+			*got = k;
+			if ((b->n == BATCH_ROWS || in->pos == in->end) && !batch_flush(proto, ev, out, b, err))
+				return UDF_FAIL;
+			return UDF_ROW;
+		}
+	}
+	st = proto->format->read_row(in, ev->args, ev->nargs, row, err);
+	if (st != UDF_ROW)
+		return st;
+	*got = 1;
+	return take_row(proto, ev, in, out, row, b, err) ? UDF_ROW : UDF_FAIL;
+}
+
 static bool
 run_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_row *row,
 		 batch *b, udf_error *err)
 {
 	udf_read_status st;
+	uint64_t	got;
 
 	if (!proto->chunk_header)
 	{
-		while ((st = proto->format->read_row(in, ev->args, ev->nargs, row, err)) == UDF_ROW)
-			if (!take_row(proto, ev, in, out, row, b, err))
-				return false;
+		while ((st = next_rows(proto, ev, in, out, row, b, UINT64_MAX, &got, err)) == UDF_ROW)
+			;
 		if (st == UDF_FAIL)
-			return batch_flush_then_fail(proto, ev, out, b, err);
+			return got ? false : batch_flush_then_fail(proto, ev, out, b, err);
 		if (b && !batch_flush(proto, ev, out, b, err))
 			return false;
 		if (!udf_out_flush(out))
@@ -198,11 +268,11 @@ run_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_
 		}
 		if (proto->next_block)
 			proto->next_block(proto->next_block_arg, ev);
-		for (uint64_t i = 0; i < rows; i++)
+		for (uint64_t i = 0; i < rows; i += got)
 		{
-			st = proto->format->read_row(in, ev->args, ev->nargs, row, err);
+			st = next_rows(proto, ev, in, out, row, b, rows - i, &got, err);
 			if (st == UDF_FAIL)
-				return batch_flush_then_fail(proto, ev, out, b, err);
+				return got ? false : batch_flush_then_fail(proto, ev, out, b, err);
 			if (st == UDF_END)
 			{
 				udf_fail(err, "block %llu: chunk header announced %llu rows, input ended after %llu",
@@ -210,8 +280,6 @@ run_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_
 						 (unsigned long long) i);
 				return batch_flush_then_fail(proto, ev, out, b, err);
 			}
-			if (!take_row(proto, ev, in, out, row, b, err))
-				return false;
 		}
 		if (b && !batch_flush(proto, ev, out, b, err))
 			return false;

@@ -213,30 +213,8 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 	}
 	if (strlen(text) != len)
 		return udf_fail(err, "NUL byte in %s value of column %s", "numeric", col->name);
-	/*
-	 * Counters (clicks, impressions) are the common case: up to 15 digits are exact as a double,
-	 * so skip strtod for them. Anything else (fractions, exponents, signs) takes the full path.
-	 */
-	if (len > 0 && len <= 15 && col->type.base != UDF_BOOL && col->type.base != UDF_NOTHING &&
-		(len == 1 || text[0] != '0'))
-	{
-		uint64_t	v = 0;
-		size_t		k;
-
-		for (k = 0; k < len && text[k] >= '0' && text[k] <= '9'; k++)
-			v = v * 10 + (uint64_t) (text[k] - '0');
-		if (k == len && (col->type.base == UDF_FLOAT64 || col->type.base == UDF_FLOAT32 ||
-						 col->type.base == UDF_INT64 || col->type.base == UDF_UINT64 ||
-						 (col->type.base == UDF_INT32 && v <= 2147483647u) ||
-						 (col->type.base == UDF_UINT32 && v <= 4294967295u)))
-		{
-			if (col->type.base == UDF_FLOAT64 || col->type.base == UDF_FLOAT32)
-				*out = duet_number(col->type.base == UDF_FLOAT32 ? (double) (float) v : (double) v);
-			else
-				*out = duet_int((int64_t) v);
-			return true;
-		}
-	}
+	if (udf_parse_counter(col, text, len, out))
+		return true;
 	switch (col->type.base)
 	{
 		case UDF_FLOAT64:
@@ -362,8 +340,11 @@ udf_write_number(udf_out *out, double d)
 		udf_out_write(out, p, (size_t) (buf + sizeof(buf) - p));
 		return;
 	}
-	n = duet_format_number(d, buf, sizeof(buf));
-	udf_out_write(out, buf, n);
+	/* straight into the output buffer (its NUL too, within the reservation) */
+	if (out->len + sizeof(buf) > out->cap && !udf_out_reserve(out, sizeof(buf)))
+		return;
+	n = duet_format_number(d, (char *) out->buf + out->len, sizeof(buf));
+	out->len += n;
 }
 
 duet_value

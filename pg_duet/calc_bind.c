@@ -39,6 +39,24 @@ site_release(void *arg)
 	site_drop_programs((PgcalcSite *) arg);
 }
 
+/*
+ * The call's formula argument is a Const. Not get_fn_expr_arg_stable: an external Param is
+ * stable within one execution, but PL/pgSQL re-evaluates a simple expression with new values of
+ * its parameters under the same FmgrInfo (fn_extra survives), so only a Const is the same text
+ * for every call through this site.
+ */
+static bool
+formula_is_const(FmgrInfo *flinfo)
+{
+	Node	   *expr = flinfo->fn_expr;
+	List	   *args;
+
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return false;
+	args = ((FuncExpr *) expr)->args;
+	return args != NIL && IsA(linitial(args), Const) && !((Const *) linitial(args))->constisnull;
+}
+
 PgcalcSite *
 pgcalc_site(FunctionCallInfo fcinfo, bool row_form)
 {
@@ -65,17 +83,20 @@ pgcalc_site(FunctionCallInfo fcinfo, bool row_form)
 		site->scratch = AllocSetContextCreate(site->mcxt, "duet_calc inputs", ALLOCSET_SMALL_SIZES);
 		site->formula_cxt = AllocSetContextCreate(site->mcxt, "duet_calc formula", ALLOCSET_SMALL_SIZES);
 		site->row_cxt = AllocSetContextCreate(site->mcxt, "duet_calc row type", ALLOCSET_SMALL_SIZES);
+		site->formula_stable = formula_is_const(flinfo);
 		site->release.func = site_release;
 		site->release.arg = site;
 		MemoryContextRegisterResetCallback(site->mcxt, &site->release);
 		flinfo->fn_extra = site;
 	}
-	MemoryContextReset(site->scratch);
+	/* only when a conversion allocated (strings): numbers leave it untouched */
+	if (!site->scratch->isReset || site->scratch->firstchild != NULL)
+		MemoryContextReset(site->scratch);
 	return site;
 }
 
 void
-pgcalc_site_formula(PgcalcSite *site, text *formula)
+pgcalc_site_formula_lookup(PgcalcSite *site, text *formula)
 {
 	const char *src = VARDATA_ANY(formula);
 	int			len = VARSIZE_ANY_EXHDR(formula);
@@ -314,58 +335,34 @@ pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec)
  * duet_formula_check's variables, and as the ClickHouse UDFs take them). The planner rewrites
  * duet_calc(f, row) to this when it can (calc_support.c), so only the columns read are passed.
  */
-const duet_value *
-pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo)
+void
+pgcalc_bind_args_map(PgcalcSite *site, FunctionCallInfo fcinfo)
 {
 	int			nargs = PG_NARGS() - 1;
-	MemoryContext old;
 
-	if (!site->args_mapped)
+	if (get_fn_expr_variadic(fcinfo->flinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("formula variables cannot be passed as a VARIADIC array"),
+				 errhint("Pass each variable's value as an argument.")));
+	if (nargs != site->nvars)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("wrong number of formula values: the formula reads %d, %d given", site->nvars, nargs),
+				 errhint("Values bind to the variables in order of first appearance; duet_formula_check(formula) lists them.")));
+	for (int j = 0; j < nargs; j++)
 	{
-		if (get_fn_expr_variadic(fcinfo->flinfo))
+		Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, j + 1);
+
+		if (!OidIsValid(argtype) ||
+			(site->cur_sig[j] = pgcalc_column_init(&site->var_col[j], argtype, site->formula_cxt)) == '\0')
 			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("formula variables cannot be passed as a VARIADIC array"),
-					 errhint("Pass each variable's value as an argument.")));
-		if (nargs != site->nvars)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("wrong number of formula values: the formula reads %d, %d given", site->nvars, nargs),
-					 errhint("Values bind to the variables in order of first appearance; duet_formula_check(formula) lists them.")));
-		for (int j = 0; j < nargs; j++)
-		{
-			Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, j + 1);
-
-			if (!OidIsValid(argtype) ||
-				(site->cur_sig[j] = pgcalc_column_init(&site->var_col[j], argtype, site->formula_cxt)) == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("value of type %s cannot be formula variable \"%s\"",
-								OidIsValid(argtype) ? format_type_be(argtype) : "unknown", site->var_names[j]),
-						 errdetail("Formula variables take smallint, integer, bigint, oid, real, double precision, "
-								   "numeric, text, varchar, char, name, boolean, uuid or enum values.")));
-		}
-		site_use_sig(site);
-		site->args_mapped = true;
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("value of type %s cannot be formula variable \"%s\"",
+							OidIsValid(argtype) ? format_type_be(argtype) : "unknown", site->var_names[j]),
+					 errdetail("Formula variables take smallint, integer, bigint, oid, real, double precision, "
+							   "numeric, text, varchar, char, name, boolean, uuid or enum values.")));
 	}
-
-	old = MemoryContextSwitchTo(site->scratch);
-	for (int i = 0; i < site->typed_nvars; i++)
-	{
-		int			j = site->perm[i];
-
-		site->vars[i] = PG_ARGISNULL(j + 1) ? duet_null()
-			: pgcalc_datum_value(&site->var_col[j], PG_GETARG_DATUM(j + 1));
-	}
-	MemoryContextSwitchTo(old);
-	return site->vars;
-}
-
-void
-pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out)
-{
-	duet_error	err;
-
-	if (duet_eval(site->typed->program, vars, pgcalc_vm(), out, &err) != DUET_OK)
-		pgcalc_report(&err, true);
+	site_use_sig(site);
+	site->args_mapped = true;
 }

@@ -15,6 +15,8 @@
 
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
@@ -124,6 +126,27 @@ extern duet_type pgcalc_sig_type(char sig);
 extern int	pgcalc_find_column(TupleDesc desc, const char *name, bool *ambiguous);
 /* A non-null datum as a Duet value; converted strings are allocated in CurrentMemoryContext. */
 extern duet_value pgcalc_datum_value(const PgcalcColumn *col, Datum d);
+
+/* Inputs outside the finite doubles (NaN, Infinity) are NULL, like such results. */
+static inline duet_value
+pgcalc_number_or_null(double d)
+{
+	return isfinite(d) ? duet_number(d) : duet_null();
+}
+
+/*
+ * pgcalc_datum_value with the per-row common cases inline (float8, bigint): the positional
+ * binding calls it for every argument of every row.
+ */
+static inline duet_value
+pgcalc_datum_value_inline(const PgcalcColumn *col, Datum d)
+{
+	if (col->kind == PGCALC_COL_FLOAT8)
+		return pgcalc_number_or_null(DatumGetFloat8(d));
+	if (col->kind == PGCALC_COL_INT8)
+		return duet_int(DatumGetInt64(d));
+	return pgcalc_datum_value(col, d);
+}
 /* A jsonb scalar as a Duet value; returns its signature character, '\0' for arrays and objects. */
 extern char pgcalc_jsonb_value(const JsonbValue *v, duet_value *out);
 extern double pgcalc_numeric_double(Numeric num);
@@ -174,15 +197,62 @@ typedef struct PgcalcSite
 
 	/* positional binding (duet_calc_args): the argument types are fixed per call site */
 	bool		args_mapped;
+
+	/*
+	 * The formula argument is a Const (formula_is_const in calc_bind.c): the same text for
+	 * every row of this call site, so once its programs are found it is not compared again.
+	 */
+	bool		formula_stable;
 } PgcalcSite;
 
 extern PgcalcSite *pgcalc_site(FunctionCallInfo fcinfo, bool row_form);
-extern void pgcalc_site_formula(PgcalcSite *site, text *formula);
+/* pgcalc_site_formula's lookup, when the formula may have changed since the last call */
+extern void pgcalc_site_formula_lookup(PgcalcSite *site, text *formula);
+
+/*
+ * Makes the site's programs those of formula. Inline: a constant formula whose programs are
+ * found costs one test per row, not a call and a comparison.
+ */
+static inline void
+pgcalc_site_formula(PgcalcSite *site, text *formula)
+{
+	if (site->untyped != NULL && site->formula_stable)
+		return;
+	pgcalc_site_formula_lookup(site, formula);
+}
 extern const duet_value *pgcalc_bind_jsonb(PgcalcSite *site, Jsonb *vars);
 extern const duet_value *pgcalc_bind_row(PgcalcSite *site, HeapTupleHeader rec);
-extern const duet_value *pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo);
+/* pgcalc_bind_args's first call at a site: maps the argument types (raises on a bad one) */
+extern void pgcalc_bind_args_map(PgcalcSite *site, FunctionCallInfo fcinfo);
 
-/* Evaluates the site's typed program on vars; raises run-time errors. */
-extern void pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out);
+/* Positional binding (duet_calc_args): argument i + 1 is variable i. Inline: once per row. */
+static inline const duet_value *
+pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fcinfo)
+{
+	MemoryContext old;
+
+	if (!site->args_mapped)
+		pgcalc_bind_args_map(site, fcinfo);
+	old = MemoryContextSwitchTo(site->scratch);
+	for (int i = 0; i < site->typed_nvars; i++)
+	{
+		int			j = site->perm[i];
+
+		site->vars[i] = PG_ARGISNULL(j + 1) ? duet_null()
+			: pgcalc_datum_value_inline(&site->var_col[j], PG_GETARG_DATUM(j + 1));
+	}
+	MemoryContextSwitchTo(old);
+	return site->vars;
+}
+
+/* Evaluates the site's typed program on vars; raises run-time errors. Inline: once per row. */
+static inline void
+pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out)
+{
+	duet_error	err;
+
+	if (duet_eval(site->typed->program, vars, pgcalc_vm(), out, &err) != DUET_OK)
+		pgcalc_report(&err, true);
+}
 
 #endif							/* DUET_CALC_PG_H */

@@ -54,8 +54,11 @@ not_a_number(duet_type type)
 			 errhint("duet_calc_number() is for numeric formulas; duet_calc() returns any result as jsonb.")));
 }
 
-/* Evaluates for the float8 variant: NULL result → SQL NULL; string or boolean → error. */
-static Datum
+/*
+ * Evaluates for the float8 variant: NULL result → SQL NULL; string or boolean → error. Inlined
+ * into each caller: it runs once per row.
+ */
+static pg_attribute_always_inline Datum
 result_number(FunctionCallInfo fcinfo, PgcalcSite *site, const duet_value *vars)
 {
 	duet_value	out;

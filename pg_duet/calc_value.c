@@ -164,12 +164,6 @@ pgcalc_find_column(TupleDesc desc, const char *name, bool *ambiguous)
 	return folded >= 0 ? folded : -1;
 }
 
-static inline duet_value
-number_or_null(double d)
-{
-	/* Inputs outside the finite doubles (NaN, Infinity) are NULL, like such results. */
-	return isfinite(d) ? duet_number(d) : duet_null();
-}
 
 /* A string input in the engine's encoding (converted in CurrentMemoryContext when needed). */
 static duet_value
@@ -213,7 +207,7 @@ pgcalc_jsonb_number(Numeric num)
 	}
 	if (*p == '\0' && p > text + neg && (neg || i != PG_INT64_MIN))
 		return duet_int(neg ? i : -i);
-	return number_or_null(pgcalc_numeric_double(num));
+	return pgcalc_number_or_null(pgcalc_numeric_double(num));
 }
 
 /* The Duet value of a non-null datum of the column. Strings may point into the datum. */
@@ -231,11 +225,11 @@ pgcalc_datum_value(const PgcalcColumn *col, Datum d)
 		case PGCALC_COL_OID:
 			return duet_int(DatumGetObjectId(d));
 		case PGCALC_COL_FLOAT4:
-			return number_or_null(DatumGetFloat4(d));
+			return pgcalc_number_or_null(DatumGetFloat4(d));
 		case PGCALC_COL_FLOAT8:
-			return number_or_null(DatumGetFloat8(d));
+			return pgcalc_number_or_null(DatumGetFloat8(d));
 		case PGCALC_COL_NUMERIC:
-			return number_or_null(pgcalc_numeric_double(DatumGetNumeric(d)));
+			return pgcalc_number_or_null(pgcalc_numeric_double(DatumGetNumeric(d)));
 		case PGCALC_COL_TEXT:
 			{
 				text	   *t = DatumGetTextPP(d);

@@ -20,4 +20,19 @@ SELECT duet_calc_number('x * 2', '{"x": null}'::jsonb) IS NULL AS sql_null;
 SELECT duet_calc_number('label', d) FROM calc_number_daily d WHERE day = 1;
 SELECT duet_calc_number('x > 1', '{"x": null}'::jsonb);
 SELECT duet_calc_number('if(x, ''a'', 1)', '{"x": true}'::jsonb);
+-- a formula in a PL/pgSQL variable: one expression, evaluated with a new formula each time (only a
+-- constant formula is looked up once per call site; a parameter may change between calls)
+DO $$
+DECLARE
+    f text;
+    got text := '';
+BEGIN
+    FOREACH f IN ARRAY ARRAY['x + y', 'x * y', 'x - y', 'x / y'] LOOP
+        got := got || duet_calc_number(f, '{"x": 6, "y": 3}'::jsonb) || ' ';
+    END LOOP;
+    RAISE NOTICE 'results: %', got;
+END $$;
+-- formulas from a column: each row its own
+SELECT v.f, duet_calc_number(v.f, d) FROM (VALUES ('clicks * 0 + 1'), ('clicks * 0 + 2')) v(f),
+       calc_number_daily d WHERE day = 1 ORDER BY v.f;
 DROP TABLE calc_number_daily;

@@ -1,7 +1,8 @@
 /*
  * fuzz_udf.c — libFuzzer target for one duet_udf input format (built once per format with
  * -DFUZZ_FORMAT_<fmt> by `make fuzz-udf`). The first byte picks the mode: bit 0 chunk headers,
- * bit 1 a fixed metric instead of a formula per row, bit 2 (TabSeparated) the dictionary mode.
+ * bit 1 a fixed metric instead of a formula per row, bit 2 (TabSeparated) the dictionary mode,
+ * bit 4 a metric over numeric arguments (batch mode: the block codecs, udf_format.read_rows).
  * The rest is the input stream. Any crash, leak or sanitizer report is a bug; clean errors are not.
  */
 #include <stdint.h>
@@ -49,6 +50,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	udf_row_init(&row, 1 << 16);
 	if ((mode & 4) && proto.format == &udf_format_tsv)
 		udf_run_dictionary(&in, &out, &row, &err);
+	else if (mode & 16)
+	{
+		static const char f[] = "a / b + i - u * 0 + if(t, 1, 2)";
+
+		udf_columns_parse("a:Nullable(Float64),b:Float64,i:Int32,u:UInt64,t:Bool", ev.args, &ev.nargs, &err);
+		ev.result.type.base = UDF_FLOAT64;
+		ev.result.type.nullable = true;
+		strcpy(ev.result.name, "result");
+		if (udf_eval_init_metric(&ev, f, sizeof(f) - 1, &err))
+			udf_run(&proto, &ev, &in, &out, &row, &err);
+	}
 	else if (mode & 2)
 	{
 		static const char f[] = "if(a > 1, s || 'x', lower(s)) || coalesce(n, u)";
