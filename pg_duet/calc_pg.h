@@ -102,6 +102,8 @@ typedef enum PgcalcColumnKind
 	PGCALC_COL_NAME,
 	PGCALC_COL_CSTRING,			/* an untyped literal passed to "any" */
 	PGCALC_COL_BOOL,
+	PGCALC_COL_DATE,			/* a Duet date */
+	PGCALC_COL_TIMESTAMP,		/* timestamp and timestamptz: a Duet timestamp (UTC) */
 	PGCALC_COL_OTHER			/* uuid, enums: their output function's text, a string */
 } PgcalcColumnKind;
 
@@ -184,5 +186,8 @@ extern const duet_value *pgcalc_bind_args(PgcalcSite *site, FunctionCallInfo fci
 
 /* Evaluates the site's typed program on vars; raises run-time errors. */
 extern void pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out);
+
+/* now() and today() of vm's evaluations: the statement's start (calc_value.c) */
+void		pgcalc_set_now(duet_vm *vm);
 
 #endif							/* DUET_CALC_PG_H */
