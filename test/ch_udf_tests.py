@@ -733,6 +733,21 @@ def dates(env, res):
                     res.check(name, ok and len(got) == len(want), 'got %r, want %r' % (got, want))
                 except UdfError as e:
                     res.check(name, False, str(e))
+    # now() is the block's time: one value for every row of a block, in every mode
+    for fmt in FORMATS:
+        for ftype, chunk in (('executable', False), ('executable_pool', True), ('executable_pool', False)):
+            h = env.harness([formula_fn('n', ftype, fmt, [(FORMULA_COL, 'String'), ('x', 'Float64')],
+                                        'String', chunk)])
+            name = 'dates: now() is one time per block (%s %s%s)' % (fmt, ftype, ' +chunk_header' if chunk else '')
+            try:
+                got = h.call('n', [["format_datetime(now(), '%F %T.%f') || ' ' || x", float(i)] for i in range(20000)],
+                             block_size=65536)
+                h.close()
+                times = {g.rsplit(b' ', 1)[0] for g in got}
+                res.check(name, len(got) == 20000 and len(times) == 1 and
+                          all(g.endswith(b' %d' % i) for i, g in enumerate(got)), repr(sorted(times)[:3]))
+            except UdfError as e:
+                res.check(name, False, str(e))
     # a Date argument is a formula date
     h = env.harness([formula_fn('f', 'executable', 'TabSeparated', [(FORMULA_COL, 'String'), ('d', 'Date')],
                                 'Nullable(Float64)')])
