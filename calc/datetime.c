@@ -331,6 +331,8 @@ static const char *const unit_names[] = {
 	"microsecond", "dow", "isodow", "doy", "epoch"
 };
 
+static const unsigned char unit_len[] = {4, 7, 5, 4, 3, 4, 6, 6, 11, 11, 3, 6, 3, 5};
+
 static const int64_t unit_us[] = {
 	0, 0, 0, 7 * US_PER_DAY, US_PER_DAY, 3600 * US_PER_SEC, 60 * US_PER_SEC, US_PER_SEC, 1000, 1
 };
@@ -341,9 +343,9 @@ get_unit(const duet_value *v, unit last, const char *fn, unit *u, duet_error *er
 {
 	for (int k = 0; k <= (int) last; k++)
 	{
-		size_t		n = strlen(unit_names[k]);
+		size_t		n = unit_len[k];
 
-		if (v->u.str.len == n)
+		if (v->u.str.len == n && (v->u.str.ptr[0] | 0x20) == unit_names[k][0])
 		{
 			size_t		i;
 
@@ -529,6 +531,8 @@ period(unit u, int64_t us)
 				d;
 	int64_t		tod;
 
+	if (u > U_MONTH)
+		return u == U_WEEK ? floor_div(ts_days(us) + 3, 7) : floor_div(us, unit_us[u]);
 	split(us, &y, &m, &d, &tod);
 	switch (u)
 	{

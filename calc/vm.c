@@ -136,6 +136,14 @@ duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 	return c->data + c->used - size;
 }
 
+/* A number's or a date's text (out of line, so that as_text stays as small as it was) */
+static __attribute__((noinline)) size_t
+scalar_text(const duet_value *v, char *buf, size_t size)
+{
+	return duet_is_time(v->type) ? duet_format_time_value(v, buf, size) :
+		duet_format_value_number(v, buf, size);
+}
+
 /* Text of a scalar for || and concat(): numbers in their shortest round-trip form. */
 static bool
 as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
@@ -153,8 +161,7 @@ as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
 			*out = v->u.boolean ? duet_string("true", 4) : duet_string("false", 5);
 			return true;
 		default:
-			n = duet_is_time(v->type) ? duet_format_time_value(v, buf, sizeof(buf)) :
-				duet_format_value_number(v, buf, sizeof(buf));
+			n = scalar_text(v, buf, sizeof(buf));
 			if (!(s = duet_vm_alloc(vm, n, err)))
 				return false;
 			memcpy(s, buf, n);
