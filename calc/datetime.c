@@ -478,8 +478,9 @@ FN(duet_fn_date_add)
 		return cls;
 	if (args[1].type == DUET_T_INT)
 		n = args[1].u.i;
-	else if (args[1].u.num == (double) (int64_t) args[1].u.num && args[1].u.num > -1e15 &&
-			 args[1].u.num < 1e15)
+	else if (!(args[1].u.num > -1e15 && args[1].u.num < 1e15))
+		return range_error(err, "date_add");	/* beyond any date, whole or not (and before a cast) */
+	else if (args[1].u.num == (double) (int64_t) args[1].u.num)
 		n = (int64_t) args[1].u.num;
 	else
 	{
