@@ -240,6 +240,12 @@ duet_errclass duet_fn_format_datetime(duet_value *args, int argc, duet_vm *vm, d
 duet_errclass duet_fn_parse_datetime(duet_value *args, int argc, duet_vm *vm, duet_value *out,
 									 duet_error *err);
 duet_errclass duet_fn_parse_date(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_to_timezone(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+								  duet_error *err);	/* timezone.c */
+duet_errclass duet_fn_from_timezone(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+									duet_error *err);
+/* a timestamp value, or DUET_ERR_RANGE (fn names the function) outside the formula dates */
+duet_errclass duet_make_timestamp(int64_t us, duet_value *out, duet_error *err, const char *fn);
 int64_t		duet_days_from_civil(int64_t y, int m, int d);
 void		duet_civil_from_days(int64_t z, int *y, int *m, int *d);
 int64_t		duet_clock_now(void);	/* the real-time clock, microseconds since 1970 UTC */

@@ -138,6 +138,12 @@ make_ts(int64_t us, duet_value *out, duet_error *err, const char *fn)
 	return DUET_OK;
 }
 
+duet_errclass
+duet_make_timestamp(int64_t us, duet_value *out, duet_error *err, const char *fn)
+{
+	return make_ts(us, out, err, fn);
+}
+
 /* ---- text ---- */
 
 size_t

@@ -66,7 +66,8 @@ class_hint(duet_errclass cls)
 		case DUET_ERR_INPUT:
 			return "Dates are written YYYY-MM-DD, timestamps YYYY-MM-DD HH:MM:SS[.ffffff] (UTC); units "
 				"are year, quarter, month, week, day, hour, minute, second, millisecond, microsecond; "
-				"patterns use %Y %m %d %H %M %S %f %F %T %j %u %%.";
+				"patterns use %Y %m %d %H %M %S %f %F %T %j %u %%; time zones are tz database names "
+				"such as Europe/Paris.";
 		default:
 			return NULL;
 	}

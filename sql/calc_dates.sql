@@ -38,3 +38,19 @@ SELECT duet_calc('date_add(''year'', 8000, d)', f) FROM calc_dates_flight f WHER
 SELECT result_type FROM duet_formula_check('date ''2026-12-02''');
 SELECT result_type FROM duet_formula_check('now()');
 RESET TimeZone;
+-- time zones: the same tz database as PostgreSQL's AT TIME ZONE, both directions, every half hour
+-- of the days around 2026's transitions and of 1900, in zones with and without DST
+SET TimeZone = 'UTC';
+WITH z(zone) AS (VALUES ('Europe/Paris'), ('America/New_York'), ('Asia/Kolkata'), ('Australia/Lord_Howe'),
+                        ('America/Sao_Paulo'), ('Pacific/Chatham'), ('UTC')),
+     t(ts) AS (SELECT generate_series(d, d + interval '2 days', interval '30 minutes')::timestamp
+                 FROM unnest(ARRAY['2026-03-07', '2026-03-28', '2026-04-04', '2026-09-26', '2026-10-24',
+                                   '2026-10-31', '1900-01-01', '1970-01-01']::timestamp[]) d)
+SELECT count(*) AS pairs,
+       count(*) FILTER (WHERE duet_calc_args('to_timezone(t, z)', ts, zone) #>> '{}'
+                              <> to_char((ts AT TIME ZONE 'UTC') AT TIME ZONE zone, 'YYYY-MM-DD HH24:MI:SS')) AS to_differ,
+       count(*) FILTER (WHERE duet_calc_args('from_timezone(t, z)', ts, zone) #>> '{}'
+                              <> to_char((ts AT TIME ZONE zone) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')) AS from_differ
+  FROM z, t;
+SELECT duet_calc_args('to_timezone(t, z)', now(), 'Europe/Nowhere');
+RESET TimeZone;
