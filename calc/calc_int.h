@@ -217,11 +217,45 @@ struct builtin
 	builtin_fn	fn;
 	bool		ints;			/* fn takes DUET_T_INT arguments as they are; otherwise the VM
 								 * passes integers as doubles */
+	bool		clock;			/* reads the vm's clock (now, today): never folded at compile time */
 };
+/* params letter T: a date or a timestamp; result T: the type of the T argument (datetime.c) */
 
 extern const builtin duet_builtins[];
 extern const int duet_nbuiltins;
 const builtin *duet_builtin_lookup(const char *name, size_t len);
+
+/* ---- dates and timestamps (datetime.c) ---- */
+duet_errclass duet_fn_date(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_timestamp(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_now(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_today(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_date_trunc(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_date_add(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_date_diff(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_day_of_week(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_extract(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_format_datetime(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+									  duet_error *err);
+duet_errclass duet_fn_parse_datetime(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+									 duet_error *err);
+duet_errclass duet_fn_parse_date(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err);
+duet_errclass duet_fn_to_timezone(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+								  duet_error *err);	/* timezone.c */
+duet_errclass duet_fn_from_timezone(duet_value *args, int argc, duet_vm *vm, duet_value *out,
+									duet_error *err);
+/* a timestamp value, or DUET_ERR_RANGE (fn names the function) outside the formula dates */
+duet_errclass duet_make_timestamp(int64_t us, duet_value *out, duet_error *err, const char *fn);
+int64_t		duet_days_from_civil(int64_t y, int m, int d);
+void		duet_civil_from_days(int64_t z, int *y, int *m, int *d);
+int64_t		duet_clock_now(void);	/* the real-time clock, microseconds since 1970 UTC */
+int64_t		duet_vm_now(duet_vm *vm);	/* vm.c: the binder's time, else the clock (once per eval) */
+
+static inline bool
+duet_is_time(duet_type t)
+{
+	return t == DUET_T_DATE || t == DUET_T_TIMESTAMP;
+}
 
 /* ---- shared helpers ---- */
 void		lexer_init(lexer *lx, const char *src, size_t len, duet_error *err);

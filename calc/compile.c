@@ -292,9 +292,13 @@ check_call(compiler *c, node *n)
 		t = n->kids[i]->type;
 		if ((kind == 'n' && !numeric_ok(t)) ||
 			(kind == 's' && t != DUET_T_STRING && t != DUET_T_NULL && t != DUET_T_ANY) ||
-			(kind == 'b' && !bool_ok(t)))
+			(kind == 'b' && !bool_ok(t)) ||
+			(kind == 'T' && !duet_is_time(t) && t != DUET_T_NULL && t != DUET_T_ANY))
 			return type_error(c, n->kids[i], "function %s expects %s here",
-							  fn->name, kind == 'n' ? "a number" : kind == 's' ? "a string" : "a boolean");
+							  fn->name, kind == 'n' ? "a number" : kind == 's' ? "a string" :
+							  kind == 'b' ? "a boolean" : "a date or timestamp");
+		if (kind == 'T' && fn->result == 'T' && !unify(&common, t))
+			common = DUET_T_ANY;
 		if (kind == 'x' && !unify(&common, t))
 			return type_error(c, n->kids[i], "arguments of %s must have one type, not %s",
 							  fn->name, duet_type_name(t));
@@ -304,6 +308,8 @@ check_call(compiler *c, node *n)
 		case 'n': n->type = DUET_T_NUMBER; break;
 		case 's': n->type = DUET_T_STRING; break;
 		case 'b': n->type = DUET_T_BOOL; break;
+		case 'd': n->type = DUET_T_DATE; break;
+		case 't': n->type = DUET_T_TIMESTAMP; break;
 		default: n->type = common; break;
 	}
 	return true;
@@ -329,7 +335,7 @@ check(compiler *c, node *n)
 				DUET_T_ANY;
 			n->type = duet_type_family(n->type);	/* an integer input is a number */
 			if (n->type != DUET_T_NUMBER && n->type != DUET_T_STRING && n->type != DUET_T_BOOL &&
-				n->type != DUET_T_NULL)
+				n->type != DUET_T_NULL && !duet_is_time(n->type))
 				n->type = DUET_T_ANY;
 			return true;
 		case N_CALL:
@@ -478,7 +484,7 @@ add_const(compiler *c, const node *n, int *idx)
 		if ((v->type == DUET_T_NULL) ||
 			(v->type == DUET_T_BOOL && v->u.boolean == n->value.u.boolean) ||
 			(v->type == DUET_T_NUMBER && memcmp(&v->u.num, &n->value.u.num, sizeof(double)) == 0) ||
-			(v->type == DUET_T_INT && v->u.i == n->value.u.i) ||
+			((v->type == DUET_T_INT || duet_is_time(v->type)) && v->u.i == n->value.u.i) ||
 			(v->type == DUET_T_STRING && v->u.str.len == n->value.u.str.len &&
 			 memcmp(v->u.str.ptr, n->value.u.str.ptr, v->u.str.len) == 0))
 		{
@@ -779,7 +785,7 @@ gen(compiler *c, const node *n)
 				bool		is_regex;
 
 				/* strings, and pattern calls: these read the program through the vm (prepare) */
-				if (n->fn->result == 's' || duet_rx_pattern_fn(n->fn, &is_regex))
+				if (n->fn->result == 's' || n->fn->clock || duet_rx_pattern_fn(n->fn, &is_regex))
 					c->uses_arena = true;
 				return emit(c, n, OP_CALL, (int) (n->fn - duet_builtins), n->nkids, flags,
 							1 - n->nkids);
@@ -892,6 +898,8 @@ fold(compiler *c, node *n)
 
 	if (n->kind == N_CONST || n->kind == N_VAR)
 		return true;
+	if (n->kind == N_CALL && n->fn && n->fn->clock)
+		return true;			/* now(), today(): the time of each evaluation */
 	for (i = 0; i < n->nkids; i++)
 	{
 		if (!fold(c, n->kids[i]))

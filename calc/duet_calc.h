@@ -41,9 +41,16 @@ typedef enum duet_type
 	DUET_T_STRING,				/* UTF-8 bytes, length-counted (not NUL-terminated) */
 	DUET_T_BOOL,
 	DUET_T_ANY,					/* static type unknown (compile-time only, never a value) */
-	DUET_T_INT					/* a number held exactly as a 64-bit integer (value u.i); its
+	DUET_T_INT,					/* a number held exactly as a 64-bit integer (value u.i); its
 								 * static type is DUET_T_NUMBER, which covers both */
+	DUET_T_DATE,				/* days since 1970-01-01 (u.i), DUET_DATE_MIN .. DUET_DATE_MAX */
+	DUET_T_TIMESTAMP			/* microseconds since 1970-01-01 00:00:00 UTC (u.i), the days of
+								 * DUET_DATE_MIN .. DUET_DATE_MAX (docs/calc.md, "Dates") */
 } duet_type;
+
+/* 0001-01-01 and 9999-12-31 as days since 1970-01-01: the dates a value can hold */
+#define DUET_DATE_MIN (-719162)
+#define DUET_DATE_MAX 2932896
 
 typedef struct duet_value
 {
@@ -72,7 +79,10 @@ typedef enum duet_errclass
 	DUET_ERR_LIMIT,				/* "limit": formula length, nesting depth, constants, string size */
 	DUET_ERR_UNKNOWN_VARIABLE,	/* "unknown_variable": raised by binders when an input lacks a variable */
 	DUET_ERR_NOMEM,				/* "nomem" */
-	DUET_ERR_RANGE				/* "range": an integer result outside the 64-bit integers */
+	DUET_ERR_RANGE,				/* "range": an integer result outside the 64-bit integers, a date
+								 * outside 0001-01-01 .. 9999-12-31 */
+	DUET_ERR_INPUT				/* "input": text that is not a date or timestamp, an unknown unit
+								 * or pattern directive */
 } duet_errclass;
 
 typedef struct duet_error
@@ -207,6 +217,14 @@ duet_vm    *duet_vm_new(void);
 void		duet_vm_free(duet_vm *vm);
 
 /*
+ * The time now() and today() give (microseconds since 1970-01-01 UTC) in this vm's evaluations
+ * until changed: the statement's start in PostgreSQL, the block's arrival in the UDFs. A vm that
+ * was given none reads the real-time clock once per evaluation that calls them.
+ */
+void		duet_vm_set_now(duet_vm *vm, int64_t usec);
+void		duet_vm_clear_now(duet_vm *vm);
+
+/*
  * Evaluates p with vars[0 .. nvars-1]. A string result points into the program's constants, the
  * inputs, or the vm's arena, and stays valid until the vm's next evaluation. On error (a run-time
  * type error, a string over the limit, out of memory) returns its class and fills err->message.
@@ -278,7 +296,40 @@ duet_string(const char *ptr, size_t len)
 	return v;
 }
 
+static inline duet_value
+duet_date(int32_t days)
+{
+	duet_value	v;
+
+	v.type = DUET_T_DATE;
+	v.u.i = days;
+	return v;
+}
+
+static inline duet_value
+duet_timestamp(int64_t usec)
+{
+	duet_value	v;
+
+	v.type = DUET_T_TIMESTAMP;
+	v.u.i = usec;
+	return v;
+}
+
 const char *duet_errclass_name(duet_errclass cls);
+
+/*
+ * A date's or timestamp's text: "2026-12-02", "2026-12-02 10:00:00", "2026-12-02 10:00:00.5"
+ * (PostgreSQL's text in ISO DateStyle, ClickHouse's). 32 bytes suffice; returns the length.
+ */
+size_t		duet_format_time_value(const duet_value *v, char *buf, size_t bufsize);
+
+/*
+ * Reads the text duet_format_time_value writes (also "T" for the space, a trailing "Z" and a date
+ * alone as a timestamp's midnight) as want (DUET_T_DATE or DUET_T_TIMESTAMP). False when it is
+ * not such text or the value is out of range.
+ */
+bool		duet_parse_time(const char *s, size_t len, duet_type want, duet_value *out);
 
 /*
  * Whether s[0 .. len-1] is well-formed UTF-8 (no overlong forms, surrogates or code points past
@@ -286,7 +337,8 @@ const char *duet_errclass_name(duet_errclass cls);
  * functions check their arguments with it before PCRE2 runs with PCRE2_NO_UTF_CHECK.
  */
 bool		duet_utf8_valid(const char *s, size_t len);
-const char *duet_type_name(duet_type t);	/* "null", "number" (also DUET_T_INT), "string", "boolean", "any" */
+const char *duet_type_name(duet_type t);	/* "null", "number" (also DUET_T_INT), "string", "boolean",
+											 * "date", "timestamp", "any" */
 
 /* Decimal text of an integer, exact: at most 20 bytes and a NUL. Returns the length. */
 size_t		duet_format_int(int64_t i, char *buf, size_t bufsize);

@@ -25,6 +25,7 @@ duet_errclass_name(duet_errclass cls)
 		case DUET_ERR_UNKNOWN_VARIABLE: return "unknown_variable";
 		case DUET_ERR_NOMEM: return "nomem";
 		case DUET_ERR_RANGE: return "range";
+		case DUET_ERR_INPUT: return "input";
 	}
 	return "unknown";
 }
@@ -40,6 +41,8 @@ duet_type_name(duet_type t)
 		case DUET_T_BOOL: return "boolean";
 		case DUET_T_ANY: return "any";
 		case DUET_T_INT: return "number";
+		case DUET_T_DATE: return "date";
+		case DUET_T_TIMESTAMP: return "timestamp";
 	}
 	return "unknown";
 }
@@ -121,7 +124,7 @@ bool
 duet_value_comparable(duet_type a, duet_type b)
 {
 	return duet_type_family(a) == duet_type_family(b) || a == DUET_T_NULL || b == DUET_T_NULL ||
-		a == DUET_T_ANY || b == DUET_T_ANY;
+		a == DUET_T_ANY || b == DUET_T_ANY || (duet_is_time(a) && duet_is_time(b));
 }
 
 /* An integer against a double, exactly (no rounding of i): -1, 0, 1. d is finite. */
@@ -156,6 +159,15 @@ duet_value_cmp(const duet_value *a, const duet_value *b)
 			return (a->u.i > b->u.i) - (a->u.i < b->u.i);
 		case DUET_T_BOOL:
 			return (int) a->u.boolean - (int) b->u.boolean;
+		case DUET_T_DATE:
+		case DUET_T_TIMESTAMP:
+			{
+				/* a date is its midnight, as PostgreSQL compares date with timestamp */
+				int64_t		x = a->type == DUET_T_DATE ? a->u.i * 86400000000 : a->u.i,
+							y = b->type == DUET_T_DATE ? b->u.i * 86400000000 : b->u.i;
+
+				return (x > y) - (x < y);
+			}
 		case DUET_T_STRING:
 			{
 				size_t		n = a->u.str.len < b->u.str.len ? a->u.str.len : b->u.str.len;

@@ -19,6 +19,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "calc_int.h"
 
@@ -349,6 +350,19 @@ parse_primary(parser *p)
 					return nomem(p);
 				if (!next(p))
 					return NULL;
+				if (t.kind == T_IDENT && TOK(p).kind == T_STRING &&
+					((len == 4 && strncasecmp(name, "date", 4) == 0) ||
+					 (len == 9 && strncasecmp(name, "timestamp", 9) == 0)))
+				{
+					/* date '…', timestamp '…': a call on the constant, folded at compile time */
+					n = new_node(p, N_CALL, &t, 1);
+					if (!n)
+						return nomem(p);
+					if (!(n->kids[0] = parse_primary(p)))
+						return NULL;
+					n->value = duet_string(name, len);
+					return finish(p, n);
+				}
 				if (t.kind == T_IDENT && TOK(p).kind == T_LPAREN)
 				{
 					node	  **args;

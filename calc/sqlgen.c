@@ -476,6 +476,10 @@ expr(sqlgen *g, const node *n)
 				case DUET_T_BOOL:
 					put(g, n->value.u.boolean ? "true" : "false");
 					break;
+				case DUET_T_DATE:
+				case DUET_T_TIMESTAMP:
+					/* Duet's text and calendar rules are not PostgreSQL's (docs/dialects.md) */
+					return refuse(g, n, "a date or timestamp constant");
 				default:
 					put(g, "NULL");
 					break;

@@ -27,7 +27,34 @@ struct duet_vm
 	const duet_program *prog;	/* the uses_arena program being evaluated: read only by pattern.c
 								 * (whose calls make a program uses_arena) */
 	duet_rx_cache *rx;			/* match data and compiled non-constant patterns, made on first use */
+	int64_t		now;			/* now() in microseconds (duet_vm_set_now, or the clock) */
+	bool		now_set;		/* by the binder */
+	bool		now_read;		/* read from the clock in this evaluation */
 };
+
+void
+duet_vm_set_now(duet_vm *vm, int64_t usec)
+{
+	vm->now = usec;
+	vm->now_set = true;
+}
+
+void
+duet_vm_clear_now(duet_vm *vm)
+{
+	vm->now_set = false;
+}
+
+int64_t
+duet_vm_now(duet_vm *vm)
+{
+	if (!vm->now_set && !vm->now_read)
+	{
+		vm->now = duet_clock_now();
+		vm->now_read = true;	/* one time for the whole evaluation (clock calls make it uses_arena) */
+	}
+	return vm->now;
+}
 
 const duet_program *
 duet_vm_program(const duet_vm *vm)
@@ -109,6 +136,14 @@ duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 	return c->data + c->used - size;
 }
 
+/* A number's or a date's text (out of line, so that as_text stays as small as it was) */
+static __attribute__((noinline)) size_t
+scalar_text(const duet_value *v, char *buf, size_t size)
+{
+	return duet_is_time(v->type) ? duet_format_time_value(v, buf, size) :
+		duet_format_value_number(v, buf, size);
+}
+
 /* Text of a scalar for || and concat(): numbers in their shortest round-trip form. */
 static bool
 as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
@@ -126,7 +161,7 @@ as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
 			*out = v->u.boolean ? duet_string("true", 4) : duet_string("false", 5);
 			return true;
 		default:
-			n = duet_format_value_number(v, buf, sizeof(buf));
+			n = scalar_text(v, buf, sizeof(buf));
 			if (!(s = duet_vm_alloc(vm, n, err)))
 				return false;
 			memcpy(s, buf, n);
@@ -216,7 +251,7 @@ check_args(const builtin *fn, const duet_value *args, int argc, duet_error *err,
 			continue;
 		/* an integer is a number */
 		if ((kind == 'n' && t != DUET_T_NUMBER && t != DUET_T_INT) || (kind == 's' && t != DUET_T_STRING) ||
-			(kind == 'b' && t != DUET_T_BOOL) ||
+			(kind == 'b' && t != DUET_T_BOOL) || (kind == 'T' && !duet_is_time(t)) ||
 			(kind == 'x' && common != DUET_T_NULL && common != duet_type_family(t)))
 		{
 			duet_set_runtime_error(err, DUET_ERR_TYPE, in->line, in->col,
@@ -235,7 +270,8 @@ check_args(const builtin *fn, const duet_value *args, int argc, duet_error *err,
  * is), -0 is 0, and a value that is not one of the four value types (DUET_T_ANY, garbage, a
  * string without bytes) is an error instead of flowing into the result.
  */
-static bool invalid_var(const duet_program *p, int k, const instr *in, int which, duet_error *err);
+static bool invalid_var(const duet_program *p, const duet_value *v, int k, const instr *in,
+						int which, duet_value *dst, duet_error *err);
 
 static inline bool
 load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int which,
@@ -253,7 +289,7 @@ load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int
 		*dst = *v;
 		return true;
 	}
-	return invalid_var(p, k, in, which, err);
+	return invalid_var(p, v, k, in, which, dst, err);
 }
 
 /*
@@ -261,10 +297,20 @@ load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int
  * instruction's (which = -1: OP_VAR, OP_RETURN_VAR) or its operand's (0, 1: superinstructions).
  */
 static bool
-invalid_var(const duet_program *p, int k, const instr *in, int which, duet_error *err)
+invalid_var(const duet_program *p, const duet_value *v, int k, const instr *in, int which,
+			duet_value *dst, duet_error *err)
 {
 	int			line = in->line,
 				col = in->col;
+
+	/* dates and timestamps in range are values too (checked here, off the doubles' path) */
+	if ((v->type == DUET_T_DATE && v->u.i >= DUET_DATE_MIN && v->u.i <= DUET_DATE_MAX) ||
+		(v->type == DUET_T_TIMESTAMP && v->u.i >= (int64_t) DUET_DATE_MIN * 86400000000 &&
+		 v->u.i < ((int64_t) DUET_DATE_MAX + 1) * 86400000000))
+	{
+		*dst = *v;
+		return true;
+	}
 
 	if (which >= 0 && p->opnd)
 	{
@@ -435,6 +481,7 @@ prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 			vm->cur->used = 0;
 		vm->max_string = p->max_string;
 		vm->prog = p;			/* pattern calls mark a program uses_arena (compile.c) */
+		vm->now_read = false;
 	}
 	return true;
 }

@@ -242,6 +242,10 @@ json_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, siz
 			case DUET_T_STRING:
 				udf_write_json_string(out, w.u.str.ptr, w.u.str.len);
 				break;
+			case DUET_T_DATE:
+			case DUET_T_TIMESTAMP:
+				udf_write_time(out, &w, true);
+				break;
 			default:
 				udf_out_write(out, "null", 4);
 		}

@@ -20,9 +20,11 @@ width_of(udf_base b)
 		case UDF_FLOAT32:
 		case UDF_INT32:
 		case UDF_UINT32:
+		case UDF_DATETIME:
 			return 4;
 		case UDF_INT16:
 		case UDF_UINT16:
+		case UDF_DATE:
 			return 2;
 		case UDF_INT8:
 		case UDF_UINT8:
@@ -85,6 +87,12 @@ decode_fixed(const udf_column *col, const unsigned char *b, duet_value *out, udf
 				return udf_fail(err, "row %llu: UInt64 value %llu in column %s is beyond the formula integers (2^63 - 1)",
 								(unsigned long long) row->number, (unsigned long long) v, col->name);
 			*out = duet_int((int64_t) v);
+			return true;
+		case UDF_DATE:
+			*out = duet_date((int32_t) v);	/* UInt16 days since 1970-01-01 */
+			return true;
+		case UDF_DATETIME:
+			*out = duet_timestamp((int64_t) v * 1000000);	/* UInt32 seconds since 1970 UTC */
 			return true;
 		case UDF_BOOL:
 			if (v > 1)
@@ -263,7 +271,12 @@ rb_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, size_
 		}
 		if (col->type.base == UDF_STRING)
 		{
-			uint64_t	len = w.type == DUET_T_STRING ? w.u.str.len : 0;
+			char		tbuf[40];
+			uint64_t	len;
+
+			if (w.type == DUET_T_DATE || w.type == DUET_T_TIMESTAMP)
+				w = duet_string(tbuf, duet_format_time_value(&w, tbuf, sizeof(tbuf)));
+			len = w.type == DUET_T_STRING ? w.u.str.len : 0;
 
 			do
 			{
@@ -292,8 +305,10 @@ rb_write_row(udf_out *out, const udf_column *cols, const duet_value *vals, size_
 			bits = w.u.boolean ? 1 : 0;
 		else if (w.type == DUET_T_NUMBER)
 			bits = w.u.num < 0 ? (uint64_t) (int64_t) w.u.num : (uint64_t) w.u.num;
-		else if (w.type == DUET_T_INT)
+		else if (w.type == DUET_T_INT || w.type == DUET_T_DATE)
 			bits = (uint64_t) w.u.i;
+		else if (w.type == DUET_T_TIMESTAMP)
+			bits = (uint64_t) (w.u.i / 1000000);	/* whole seconds (udf_value_for_column) */
 		put_le(out, bits, width_of(col->type.base));
 	}
 	return udf_out_row_done(out);

@@ -194,6 +194,10 @@ write_text_value(udf_out *out, const udf_column *col, const duet_value *v, bool 
 		case DUET_T_INT:
 			udf_write_int(out, w.u.i);
 			break;
+		case DUET_T_DATE:
+		case DUET_T_TIMESTAMP:
+			udf_write_time(out, &w, csv);
+			break;
 		case DUET_T_BOOL:
 			if (w.u.boolean)
 				udf_out_write(out, "true", 4);

@@ -31,6 +31,8 @@ typedef enum udf_base
 	UDF_INT8, UDF_INT16, UDF_INT32, UDF_INT64,
 	UDF_UINT8, UDF_UINT16, UDF_UINT32, UDF_UINT64,
 	UDF_BOOL, UDF_STRING,
+	UDF_DATE,					/* days since 1970-01-01 (RowBinary UInt16), a formula date */
+	UDF_DATETIME,				/* seconds since 1970-01-01 UTC (RowBinary UInt32), a timestamp */
 	UDF_NOTHING					/* only as Nullable(Nothing): ClickHouse's type of a NULL literal */
 } udf_base;
 
@@ -309,6 +311,8 @@ const udf_format *udf_format_find(const char *name);
  * becomes the type's default: nan, 0, false, ""), booleans become 1/0 in numeric columns.
  */
 duet_value	udf_value_for_column(const udf_column *col, const duet_value *v);
+/* a date or timestamp as text, in double quotes when quoted (JSON, CSV) */
+void		udf_write_time(udf_out *out, const duet_value *v, bool quoted);
 
 /*
  * The block codecs of the text formats (fmt_text_block.c): whole plain rows of non-String columns

@@ -37,6 +37,10 @@ result_text(udf_out *text, const duet_value *v)
 		case DUET_T_STRING:
 			udf_write_json_string(text, v->u.str.ptr, v->u.str.len);
 			break;
+		case DUET_T_DATE:
+		case DUET_T_TIMESTAMP:
+			udf_write_time(text, v, true);
+			break;
 		case DUET_T_BOOL:
 			if (v->u.boolean)
 				udf_out_write(text, "true", 4);

@@ -207,6 +207,12 @@ result_type_ok(const udf_column *res, duet_type t)
 			return res->type.base == UDF_BOOL || res->type.base == UDF_UINT8;
 		case DUET_T_STRING:
 			return res->type.base == UDF_STRING;
+		case DUET_T_DATE:
+			/* a String result takes a date's or timestamp's text, as JSON outputs carry it */
+			return res->type.base == UDF_DATE || res->type.base == UDF_DATETIME ||
+				res->type.base == UDF_STRING;
+		case DUET_T_TIMESTAMP:
+			return res->type.base == UDF_DATETIME || res->type.base == UDF_STRING;
 		default:
 			return true;
 	}
@@ -395,6 +401,23 @@ udf_eval_check(const udf_eval *ev, const duet_value *result, udf_error *err)
 	if (result->type == DUET_T_NUMBER && ev->result.type.base == UDF_UINT8 &&
 		!(result->u.num >= 0 && result->u.num <= 255 && result->u.num == floor(result->u.num)))
 		return udf_fail(err, "error:type: the formula returned %g, which is not a UInt8", result->u.num);
+	/* Date holds 1970-01-01 .. 2149-06-06 (UInt16 days), DateTime 1970 .. 2106 (UInt32 seconds) */
+	if ((result->type == DUET_T_DATE || result->type == DUET_T_TIMESTAMP) &&
+		(ev->result.type.base == UDF_DATE || ev->result.type.base == UDF_DATETIME))
+	{
+		int64_t		secs = result->type == DUET_T_DATE ? result->u.i * 86400 :
+			(result->u.i - ((result->u.i % 1000000) + 1000000) % 1000000) / 1000000;
+		bool		bad = ev->result.type.base == UDF_DATE ? result->u.i < 0 || result->u.i > 65535 :
+			secs < 0 || secs > INT64_C(4294967295);
+		char		text[40];
+
+		if (bad)
+		{
+			duet_format_time_value(result, text, sizeof(text));
+			return udf_fail(err, "error:range: the formula returned %s, outside ClickHouse's %s", text,
+							udf_type_name(ev->result.type, tn, sizeof(tn)));
+		}
+	}
 	if (result->type == DUET_T_INT && ev->result.type.base == UDF_UINT8 &&
 		!(result->u.i >= 0 && result->u.i <= 255))
 		return udf_fail(err, "error:type: the formula returned %lld, which is not a UInt8",

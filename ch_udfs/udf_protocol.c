@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "udf.h"
 
@@ -173,6 +174,21 @@ read_chunk_header(udf_in *in, uint64_t max_rows, long long prev_rows, uint64_t *
 	return true;
 }
 
+/*
+ * now() and today() of the rows that follow: the time their block arrived (docs/calc.md). Set per
+ * chunk with send_chunk_header; without it, whenever the input buffer is empty at a row boundary —
+ * where the next read may wait for ClickHouse's next block — so a long-lived pool process never
+ * answers with a stale time.
+ */
+static void
+block_time(udf_eval *ev)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	duet_vm_set_now(ev->vm, (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+}
+
 /* One row read: evaluated now, or collected into the batch (flushed when full or input runs dry). */
 static bool
 take_row(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_row *row,
@@ -239,8 +255,13 @@ run_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_
 
 	if (!proto->chunk_header)
 	{
-		while ((st = next_rows(proto, ev, in, out, row, b, UINT64_MAX, &got, err)) == UDF_ROW)
-			;
+		for (;;)
+		{
+			if (in->pos == in->end)
+				block_time(ev);	/* now() of the rows up to the next wait for input */
+			if ((st = next_rows(proto, ev, in, out, row, b, UINT64_MAX, &got, err)) != UDF_ROW)
+				break;
+		}
 		if (st == UDF_FAIL)
 			return got ? false : batch_flush_then_fail(proto, ev, out, b, err);
 		if (b && !batch_flush(proto, ev, out, b, err))
@@ -268,6 +289,7 @@ run_rows(const udf_protocol *proto, udf_eval *ev, udf_in *in, udf_out *out, udf_
 		}
 		if (proto->next_block)
 			proto->next_block(proto->next_block_arg, ev);
+		block_time(ev);
 		for (uint64_t i = 0; i < rows; i += got)
 		{
 			st = next_rows(proto, ev, in, out, row, b, rows - i, &got, err);

@@ -24,6 +24,7 @@ static const struct
 	{"Int8", UDF_INT8}, {"Int16", UDF_INT16}, {"Int32", UDF_INT32}, {"Int64", UDF_INT64},
 	{"UInt8", UDF_UINT8}, {"UInt16", UDF_UINT16}, {"UInt32", UDF_UINT32}, {"UInt64", UDF_UINT64},
 	{"Bool", UDF_BOOL}, {"String", UDF_STRING}, {"Nothing", UDF_NOTHING},
+	{"Date", UDF_DATE}, {"DateTime", UDF_DATETIME},
 };
 
 bool
@@ -50,7 +51,7 @@ udf_type_parse(const char *text, size_t len, udf_type *out, udf_error *err)
 		}
 	}
 	return udf_fail(err, "unsupported column type \"%.*s\" (expected Float64, Float32, [U]Int8..64, "
-					"Bool, String, or Nullable of one of them)", (int) (len > 64 ? 64 : len), text);
+					"Bool, String, Date, DateTime, or Nullable of one of them)", (int) (len > 64 ? 64 : len), text);
 }
 
 const char *
@@ -79,6 +80,10 @@ udf_type_duet(udf_type t)
 			return DUET_T_BOOL;
 		case UDF_NOTHING:
 			return DUET_T_ANY;
+		case UDF_DATE:
+			return DUET_T_DATE;
+		case UDF_DATETIME:
+			return DUET_T_TIMESTAMP;
 		default:
 			return DUET_T_NUMBER;
 	}
@@ -213,6 +218,18 @@ udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *
 	}
 	if (strlen(text) != len)
 		return udf_fail(err, "NUL byte in %s value of column %s", "numeric", col->name);
+	if (col->type.base == UDF_DATE || col->type.base == UDF_DATETIME)
+	{
+		/* ClickHouse's text, in UTC (docs/calc.md); its zero value prints as 0000-00-00 */
+		bool		is_date = col->type.base == UDF_DATE;
+
+		if (strcmp(text, is_date ? "0000-00-00" : "0000-00-00 00:00:00") == 0)
+			*out = is_date ? duet_date(0) : duet_timestamp(0);
+		else if (!duet_parse_time(text, len, is_date ? DUET_T_DATE : DUET_T_TIMESTAMP, out))
+			return udf_fail(err, "invalid %s value \"%.40s\" in column %s",
+							is_date ? "Date" : "DateTime", text, col->name);
+		return true;
+	}
 	if (udf_parse_counter(col, text, len, out))
 		return true;
 	switch (col->type.base)
@@ -367,9 +384,24 @@ udf_value_for_column(const udf_column *col, const duet_value *v)
 			case UDF_BOOL:
 				r = duet_bool(false);
 				break;
+			case UDF_DATE:
+				r = duet_date(0);	/* ClickHouse's default Date, as 0 is a number's */
+				break;
+			case UDF_DATETIME:
+				r = duet_timestamp(0);
+				break;
 			default:
 				r = duet_number(0);
 		}
+	}
+	else if (r.type == DUET_T_DATE && col->type.base == UDF_DATETIME)
+		r = duet_timestamp(r.u.i * 86400 * 1000000);
+	else if (r.type == DUET_T_TIMESTAMP && col->type.base == UDF_DATETIME)
+	{
+		/* a DateTime holds whole seconds: the timestamp's second (floor, as toDateTime does) */
+		int64_t		us = r.u.i % 1000000;
+
+		r.u.i -= us < 0 ? us + 1000000 : us;
 	}
 	else if (r.type == DUET_T_BOOL && col->type.base != UDF_BOOL && col->type.base != UDF_STRING)
 		r = duet_number(r.u.boolean ? 1 : 0);
@@ -392,4 +424,18 @@ udf_write_int(udf_out *out, int64_t i)
 	char		buf[24];
 
 	udf_out_write(out, buf, duet_format_int(i, buf, sizeof(buf)));
+}
+
+/* A date or timestamp as its text ("2026-12-02", "2026-12-02 10:00:00"), in quotes when quoted. */
+void
+udf_write_time(udf_out *out, const duet_value *v, bool quoted)
+{
+	char		buf[40];
+	size_t		n = duet_format_time_value(v, buf, sizeof(buf));
+
+	if (quoted)
+		udf_out_byte(out, '"');
+	udf_out_write(out, buf, n);
+	if (quoted)
+		udf_out_byte(out, '"');
 }

@@ -361,7 +361,7 @@ pgcalc_bind_args_map(PgcalcSite *site, FunctionCallInfo fcinfo)
 					 errmsg("value of type %s cannot be formula variable \"%s\"",
 							OidIsValid(argtype) ? format_type_be(argtype) : "unknown", site->var_names[j]),
 					 errdetail("Formula variables take smallint, integer, bigint, oid, real, double precision, "
-							   "numeric, text, varchar, char, name, boolean, uuid or enum values.")));
+							   "numeric, text, varchar, char, name, boolean, date, timestamp, timestamptz, uuid or enum values.")));
 	}
 	site_use_sig(site);
 	site->args_mapped = true;

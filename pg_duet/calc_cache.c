@@ -64,6 +64,7 @@ pgcalc_vm(void)
 					 errmsg("out of memory"),
 					 errdetail("Could not allocate the formula evaluator.")));
 	}
+	pgcalc_set_now(backend_vm);
 	return backend_vm;
 }
 

@@ -33,6 +33,9 @@ pgcalc_errcode(duet_errclass cls)
 			return ERRCODE_OUT_OF_MEMORY;
 		case DUET_ERR_RANGE:
 			return ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
+		case DUET_ERR_INPUT:
+			/* text that is no date or timestamp, an unknown unit or pattern directive */
+			return ERRCODE_INVALID_DATETIME_FORMAT;
 		case DUET_OK:
 			break;
 	}
@@ -58,7 +61,13 @@ class_hint(duet_errclass cls)
 			return "Shorten or simplify the formula, or split it into several formulas.";
 		case DUET_ERR_RANGE:
 			return "Integer arithmetic is exact and stops at the 64-bit integers; mix in a double "
-				"(x * 1.0) where an approximate result is wanted.";
+				"(x * 1.0) where an approximate result is wanted. Dates lie between 0001-01-01 and "
+				"9999-12-31.";
+		case DUET_ERR_INPUT:
+			return "Dates are written YYYY-MM-DD, timestamps YYYY-MM-DD HH:MM:SS[.ffffff] (UTC); units "
+				"are year, quarter, month, week, day, hour, minute, second, millisecond, microsecond; "
+				"patterns use %Y %m %d %H %M %S %f %F %T %j %u %%; time zones are tz database names "
+				"such as Europe/Paris.";
 		default:
 			return NULL;
 	}

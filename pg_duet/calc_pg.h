@@ -104,6 +104,8 @@ typedef enum PgcalcColumnKind
 	PGCALC_COL_NAME,
 	PGCALC_COL_CSTRING,			/* an untyped literal passed to "any" */
 	PGCALC_COL_BOOL,
+	PGCALC_COL_DATE,			/* a Duet date */
+	PGCALC_COL_TIMESTAMP,		/* timestamp and timestamptz: a Duet timestamp (UTC) */
 	PGCALC_COL_OTHER			/* uuid, enums: their output function's text, a string */
 } PgcalcColumnKind;
 
@@ -254,5 +256,8 @@ pgcalc_eval(PgcalcSite *site, const duet_value *vars, duet_value *out)
 	if (duet_eval(site->typed->program, vars, pgcalc_vm(), out, &err) != DUET_OK)
 		pgcalc_report(&err, true);
 }
+
+/* now() and today() of vm's evaluations: the statement's start (calc_value.c) */
+void		pgcalc_set_now(duet_vm *vm);
 
 #endif							/* DUET_CALC_PG_H */

@@ -64,7 +64,8 @@ result_number(FunctionCallInfo fcinfo, PgcalcSite *site, const duet_value *vars)
 	duet_value	out;
 
 	/* A formula statically of another type fails at once, even on rows where it would be NULL. */
-	if (site->typed->result_type == DUET_T_STRING || site->typed->result_type == DUET_T_BOOL)
+	if (site->typed->result_type == DUET_T_STRING || site->typed->result_type == DUET_T_BOOL ||
+		site->typed->result_type == DUET_T_DATE || site->typed->result_type == DUET_T_TIMESTAMP)
 		not_a_number(site->typed->result_type);
 	pgcalc_eval(site, vars, &out);
 	if (out.type == DUET_T_NULL)

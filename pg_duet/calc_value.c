@@ -11,6 +11,10 @@
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+#include "access/xact.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 
@@ -65,6 +69,14 @@ pgcalc_column_init(PgcalcColumn *col, Oid typid, MemoryContext mcxt)
 		case BOOLOID:
 			col->kind = PGCALC_COL_BOOL;
 			return 'b';
+		case DATEOID:
+			col->kind = PGCALC_COL_DATE;
+			return 'd';
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			/* both count microseconds: timestamptz from UTC, timestamp as written (UTC by contract) */
+			col->kind = PGCALC_COL_TIMESTAMP;
+			return 't';
 		case UNKNOWNOID:
 			/* an untyped literal (a C string), or a null whose type nothing says: not known yet */
 			col->kind = PGCALC_COL_CSTRING;
@@ -105,7 +117,8 @@ pgcalc_column_init_or_error(PgcalcColumn *col, Oid typid, const char *name, Memo
 				 errmsg("column \"%s\" of type %s cannot be a formula variable",
 						name, format_type_be(typid)),
 				 errdetail("Formula variables take smallint, integer, bigint, oid, real, double precision, "
-						   "numeric, text, varchar, char, name, boolean, uuid or enum columns."),
+						   "numeric, text, varchar, char, name, boolean, date, timestamp, timestamptz, "
+						   "uuid or enum columns."),
 				 errhint("Cast the column where the row is made, as in SELECT %s::text AS %s, ...",
 						 quote_identifier(name), quote_identifier(name))));
 	return sig;
@@ -122,6 +135,10 @@ pgcalc_sig_type(char sig)
 			return DUET_T_STRING;
 		case 'b':
 			return DUET_T_BOOL;
+		case 'd':
+			return DUET_T_DATE;
+		case 't':
+			return DUET_T_TIMESTAMP;
 		default:
 			return DUET_T_ANY;
 	}
@@ -210,6 +227,54 @@ pgcalc_jsonb_number(Numeric num)
 	return pgcalc_number_or_null(pgcalc_numeric_double(num));
 }
 
+/* PostgreSQL counts from 2000-01-01, Duet from 1970-01-01 */
+#define PG_DUET_EPOCH_DAYS (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
+#define PG_DUET_EPOCH_US ((int64) PG_DUET_EPOCH_DAYS * USECS_PER_DAY)
+
+/* A date or timestamp outside the formula's 0001-01-01 .. 9999-12-31 (or infinite) is an error. */
+static void
+time_out_of_range(Oid typid, Datum d)
+{
+	Oid			typoutput;
+	bool		varlena;
+
+	getTypeOutputInfo(typid, &typoutput, &varlena);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+			 errmsg("%s %s is outside the range of formula dates", format_type_be(typid),
+					OidOutputFunctionCall(typoutput, d)),
+			 errdetail("Formula dates and timestamps lie between 0001-01-01 and 9999-12-31 (UTC)."),
+			 errhint("Filter or clamp the column where the row is made, as in least(col, '9999-12-31').")));
+}
+
+static duet_value
+date_value(Oid typid, Datum d)
+{
+	DateADT		v = DatumGetDateADT(d);
+
+	if (DATE_NOT_FINITE(v) || (int64) v + PG_DUET_EPOCH_DAYS < DUET_DATE_MIN ||
+		(int64) v + PG_DUET_EPOCH_DAYS > DUET_DATE_MAX)
+		time_out_of_range(typid, d);
+	return duet_date((int32) (v + PG_DUET_EPOCH_DAYS));
+}
+
+static duet_value
+timestamp_value(Oid typid, Datum d)
+{
+	Timestamp	v = DatumGetTimestamp(d);
+
+	if (TIMESTAMP_NOT_FINITE(v) || v + PG_DUET_EPOCH_US < (int64) DUET_DATE_MIN * USECS_PER_DAY ||
+		v + PG_DUET_EPOCH_US >= ((int64) DUET_DATE_MAX + 1) * USECS_PER_DAY)
+		time_out_of_range(typid, d);
+	return duet_timestamp(v + PG_DUET_EPOCH_US);
+}
+
+void
+pgcalc_set_now(duet_vm *vm)
+{
+	duet_vm_set_now(vm, GetCurrentStatementStartTimestamp() + PG_DUET_EPOCH_US);
+}
+
 /* The Duet value of a non-null datum of the column. Strings may point into the datum. */
 duet_value
 pgcalc_datum_value(const PgcalcColumn *col, Datum d)
@@ -261,6 +326,10 @@ pgcalc_datum_value(const PgcalcColumn *col, Datum d)
 			}
 		case PGCALC_COL_BOOL:
 			return duet_bool(DatumGetBool(d));
+		case PGCALC_COL_DATE:
+			return date_value(col->typid, d);
+		case PGCALC_COL_TIMESTAMP:
+			return timestamp_value(col->typid, d);
 		case PGCALC_COL_OTHER:
 			{
 				char	   *p = OutputFunctionCall((FmgrInfo *) &col->output, d);
@@ -340,6 +409,17 @@ pgcalc_value_jsonb(const duet_value *v)
 			jv.type = jbvBool;
 			jv.val.boolean = v->u.boolean;
 			break;
+		case DUET_T_DATE:
+		case DUET_T_TIMESTAMP:
+			{
+				/* the engine's text, "2026-12-02" / "2026-12-02 10:00:00", as the UDFs write it */
+				char		buf[32];
+
+				jv.type = jbvString;
+				jv.val.string.len = (int) duet_format_time_value(v, buf, sizeof(buf));
+				jv.val.string.val = pstrdup(buf);
+				break;
+			}
 		default:
 			jv.type = jbvNull;
 			break;
@@ -361,6 +441,10 @@ pgcalc_value_text(const duet_value *v)
 			return pstrdup(buf);
 		case DUET_T_BOOL:
 			return pstrdup(v->u.boolean ? "true" : "false");
+		case DUET_T_DATE:
+		case DUET_T_TIMESTAMP:
+			duet_format_time_value(v, buf, sizeof(buf));
+			return pstrdup(buf);
 		case DUET_T_STRING:
 			return pgcalc_from_utf8(v->u.str.ptr, v->u.str.len);
 		default:

@@ -4739,3 +4739,7 @@ BEGIN
     END IF;
     RETURN new_version;
 END $$;
+
+-- Dates and timestamps in formulas (issue 15 item 1): date and timestamp columns bind.
+COMMENT ON FUNCTION duet_calc(text, anyelement) IS
+'evaluates a Duet formula with variables bound by name to the columns of a row (number, text, boolean, date and timestamp columns); the result is a jsonb number, string (a date or timestamp as its text), boolean or null';

@@ -156,6 +156,7 @@ rules_eval(const RuleFormula *f, duet_vm *vm, const duet_value *vars, duet_value
 	duet_error	err;
 
 	err.message[0] = '\0';
+	pgcalc_set_now(vm);
 	if (duet_eval(f->prog, vars, vm, out, &err) != DUET_OK)
 	{
 		*errmsg = pstrdup(err.message[0] ? err.message : "evaluation failed");

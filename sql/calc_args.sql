@@ -9,7 +9,7 @@ SELECT duet_calc_args('upper(s)', 'literal') AS untyped_literal, duet_calc_args(
 -- wrong count, a type that cannot be a variable, a VARIADIC array
 SELECT duet_calc_args('a + b', 1);
 SELECT duet_calc_args('a + b', 1, 2, 3);
-SELECT duet_calc_args('a + 1', now());
+SELECT duet_calc_args('a + 1', '1 day'::interval);
 SELECT duet_calc_args('a + 1', VARIADIC ARRAY[1]);
 -- types are known from the arguments: a type error is a compile error with its position
 SELECT duet_calc_args('a * 2', 'x'::text);

@@ -22,6 +22,7 @@ CREATE FUNCTION pg_temp.calc_conf_class(state text, formula text) RETURNS text L
         WHEN '42703' THEN 'unknown_variable'
         WHEN '53200' THEN 'nomem'
         WHEN '22003' THEN 'range'
+        WHEN '22007' THEN 'input'
         ELSE 'sqlstate ' || state END
 $$;
 

@@ -24,7 +24,9 @@ SELECT duet_calc('a || b', t) FROM (SELECT 'x'::text AS a, 'y'::varchar AS b) t;
 CREATE VIEW calc_row_view AS SELECT id, clicks::float8 / nullif(impressions, 0) AS ctr, to_char(started, 'YYYY-MM-DD') AS started FROM calc_row_stats;
 SELECT id, duet_calc('round(ctr * 100, 2)', v), duet_calc('started', v) FROM calc_row_view v ORDER BY id;
 -- a column of another type is an error only when the formula reads it
+-- (a date column is a formula date: docs/calc.md, "Dates and timestamps")
 SELECT duet_calc('started', s) FROM calc_row_stats s WHERE id = 1;
+SELECT duet_calc('x', r) FROM (SELECT '1 day'::interval AS x) r;
 -- dropped columns are skipped
 ALTER TABLE calc_row_stats DROP COLUMN ratio;
 SELECT id, duet_calc('clicks * 2', s) FROM calc_row_stats s ORDER BY id;

@@ -16,6 +16,7 @@ Formats: TabSeparated, CSV, JSONEachRow, RowBinary, with Nullable and ClickHouse
 Library use: `Harness(config_xml_path, user_scripts_dir)`; `h.call(name, rows, block_size)`.
 Standard library only.
 """
+import datetime
 import errno
 import fcntl
 import json
@@ -59,6 +60,21 @@ def ch_float_text(d):
     return repr(d)
 
 
+EPOCH = datetime.date(1970, 1, 1)
+EPOCH_DT = datetime.datetime(1970, 1, 1)
+
+
+def time_text(base, v):
+    """Date and DateTime as ClickHouse writes them (a server in UTC)."""
+    return v.strftime('%Y-%m-%d' if base == 'Date' else '%Y-%m-%d %H:%M:%S')
+
+
+def parse_time(base, s):
+    if base == 'Date':
+        return datetime.datetime.strptime(s, '%Y-%m-%d').date()
+    return datetime.datetime.strptime(s, '%Y-%m-%d %H:%M:%S')
+
+
 def as_bytes(v):
     return v if isinstance(v, bytes) else v.encode('utf-8')
 
@@ -81,6 +97,8 @@ def text_value(base, v, csv):
         return b'"' + b.replace(b'"', b'""') + b'"' if csv else tsv_escape(b)
     if base == 'Bool':
         return b'true' if v else b'false'
+    if base in ('Date', 'DateTime'):
+        return time_text(base, v).encode()
     if base.startswith('Float'):
         return ch_float_text(float(v)).encode()
     return str(int(v)).encode()
@@ -106,6 +124,8 @@ def encode_rows(fmt, columns, rows):
                     obj[name] = None if (math.isnan(v) or math.isinf(v)) else float(v)
                 elif base == 'String':
                     obj[name] = v if isinstance(v, str) else v.decode('utf-8', 'surrogateescape')
+                elif base in ('Date', 'DateTime'):
+                    obj[name] = time_text(base, v)
                 else:
                     obj[name] = v
             out.append(json.dumps(obj, ensure_ascii=False, separators=(',', ':')).encode('utf-8', 'surrogateescape') + b'\n')
@@ -134,6 +154,10 @@ def encode_rows(fmt, columns, rows):
                     out.append(struct.pack('<f', v))
                 elif base == 'Bool':
                     out.append(b'\x01' if v else b'\x00')
+                elif base == 'Date':
+                    out.append(struct.pack('<H', (v - EPOCH).days))
+                elif base == 'DateTime':
+                    out.append(struct.pack('<I', int((v - EPOCH_DT).total_seconds())))
                 else:
                     out.append(struct.pack(INT_RANGES[base][0], int(v)))
     else:
@@ -245,6 +269,11 @@ def from_text(base, nullable, raw, quoted=False):
             return float(s)
         except ValueError:
             raise UdfError('Cannot parse Float64 from %r' % s)
+    if base in ('Date', 'DateTime'):
+        try:
+            return parse_time(base, s)
+        except ValueError:
+            raise UdfError('Cannot parse %s from %r' % (base, s))
     try:
         return int(s)
     except ValueError:
@@ -292,6 +321,11 @@ def read_result(reader, fmt, rtype, rname):
             return v.encode('utf-8', 'surrogateescape')
         if base == 'Bool':
             return bool(v)
+        if base in ('Date', 'DateTime'):
+            try:
+                return parse_time(base, v)
+            except (TypeError, ValueError):
+                raise UdfError('Cannot parse %s from %r' % (base, v))
         return float(v) if base.startswith('Float') else int(v)
     if fmt == 'RowBinary':
         if nullable:
@@ -315,6 +349,10 @@ def read_result(reader, fmt, rtype, rname):
             return struct.unpack('<f', reader.exact(4))[0]
         if base == 'Bool':
             return reader.exact(1)[0] == 1
+        if base == 'Date':
+            return EPOCH + datetime.timedelta(days=struct.unpack('<H', reader.exact(2))[0])
+        if base == 'DateTime':
+            return EPOCH_DT + datetime.timedelta(seconds=struct.unpack('<I', reader.exact(4))[0])
         fmtc, w = INT_RANGES[base]
         return struct.unpack(fmtc, reader.exact(w))[0]
     raise UdfError('unknown format %s' % fmt)

@@ -676,6 +676,89 @@ def valgrind(env, res):
     os.unlink(wrapper)
 
 
+def dates(env, res):
+    """Date and DateTime arguments and results, in every format and protocol mode."""
+    import datetime as dt
+    rows = [[dt.date(2026, 12, 1), dt.datetime(2026, 12, 3, 12, 0, 0), dt.datetime(2026, 12, 11), 300.0, 1000.0],
+            [dt.date(1970, 1, 1), dt.datetime(1970, 1, 1, 0, 0, 1), dt.datetime(2106, 2, 7, 6, 28, 15), 1.0, 2.0],
+            [dt.date(2149, 6, 6), dt.datetime(2024, 2, 29, 23, 59, 59), dt.datetime(2024, 3, 1), 0.0, 1.0],
+            [None, None, None, None, None]]
+    args = [('d', 'Nullable(Date)'), ('t', 'Nullable(DateTime)'), ('e', 'Nullable(DateTime)'),
+            ('spend', 'Nullable(Float64)'), ('budget', 'Nullable(Float64)')]
+    pacing = ("spend / (budget * date_diff('hour', timestamp(d), t) / date_diff('hour', timestamp(d), e))")
+
+    def py_pacing(r):
+        d, t, e, s, b = r
+        if d is None:
+            return None
+        start = dt.datetime(d.year, d.month, d.day)
+        h = lambda x: int((x - dt.datetime(1970, 1, 1)).total_seconds() // 3600)
+        num, den = h(t) - h(start), h(e) - h(start)
+        if num == 0 or den == 0 or b == 0:
+            return None
+        return s / (b * num / den)
+    cases = [
+        ('date_add(\'day\', 1, date(t))', 'Nullable(Date)',
+         [None if r[1] is None else r[1].date() + dt.timedelta(days=1) for r in rows]),
+        ('date_trunc(\'hour\', date_add(\'minute\', 59, t))', 'Nullable(DateTime)',
+         [None if r[1] is None else (r[1] + dt.timedelta(minutes=59)).replace(minute=0, second=0) for r in rows]),
+        ('d', 'Nullable(DateTime)', [None if r[0] is None else dt.datetime(r[0].year, r[0].month, r[0].day)
+                                     if r[0].year < 2106 else 'range' for r in rows]),
+        ('t', 'Nullable(String)', [None if r[1] is None else r[1].strftime('%Y-%m-%d %H:%M:%S').encode()
+                                   for r in rows]),
+        ('extract(\'epoch\', e) * 1.0', 'Nullable(Float64)',
+         [None if r[2] is None else float((r[2] - dt.datetime(1970, 1, 1)).total_seconds()) for r in rows]),
+        (pacing, 'Nullable(Float64)', [py_pacing(r) for r in rows]),
+    ]
+    for formula, rtype, want in cases:
+        for fmt in FORMATS:
+            for ftype, chunk, block in MODES:
+                h = env.harness([formula_fn('f', ftype, fmt, [(FORMULA_COL, 'String')] + args, rtype, chunk)])
+                name = 'dates %s -> %s, %s %s%s block %d' % (formula, rtype, fmt, ftype,
+                                                            ' +chunk_header' if chunk else '', block)
+                try:
+                    if 'range' in want:
+                        try:
+                            got = h.call('f', [[formula] + r for r in rows], block_size=block)
+                            res.check(name + ': a value beyond DateTime fails', False, repr(got))
+                        except UdfError as e:
+                            res.check(name + ': a value beyond DateTime fails', 'error:range' in str(e), str(e))
+                        h.close()
+                        continue
+                    got = h.call('f', [[formula] + r for r in rows], block_size=block)
+                    h.close()
+                    ok = all((g is None and w is None) or (g is not None and w is not None and
+                             (abs(g - w) < 1e-12 * max(1, abs(w)) if isinstance(w, float) else g == w))
+                             for g, w in zip(got, want))
+                    res.check(name, ok and len(got) == len(want), 'got %r, want %r' % (got, want))
+                except UdfError as e:
+                    res.check(name, False, str(e))
+    # now() is the block's time: one value for every row of a block, in every mode
+    for fmt in FORMATS:
+        for ftype, chunk in (('executable', False), ('executable_pool', True), ('executable_pool', False)):
+            h = env.harness([formula_fn('n', ftype, fmt, [(FORMULA_COL, 'String'), ('x', 'Float64')],
+                                        'String', chunk)])
+            name = 'dates: now() is one time per block (%s %s%s)' % (fmt, ftype, ' +chunk_header' if chunk else '')
+            try:
+                got = h.call('n', [["format_datetime(now(), '%F %T.%f') || ' ' || x", float(i)] for i in range(20000)],
+                             block_size=65536)
+                h.close()
+                times = {g.rsplit(b' ', 1)[0] for g in got}
+                res.check(name, len(got) == 20000 and len(times) == 1 and
+                          all(g.endswith(b' %d' % i) for i, g in enumerate(got)), repr(sorted(times)[:3]))
+            except UdfError as e:
+                res.check(name, False, str(e))
+    # a Date argument is a formula date
+    h = env.harness([formula_fn('f', 'executable', 'TabSeparated', [(FORMULA_COL, 'String'), ('d', 'Date')],
+                                'Nullable(Float64)')])
+    try:
+        got = h.call('f', [["extract('year', d)", dt.date(2026, 12, 2)]])
+        res.check('dates: a Date argument reads as a formula date', got == [2026.0] or got == [2026], repr(got))
+    except UdfError as e:
+        res.check('dates: a Date argument reads as a formula date', False, str(e))
+    h.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--user-scripts', required=True)
@@ -687,7 +770,8 @@ def main():
     res = Results()
     with tempfile.TemporaryDirectory() as work:
         env = Env(os.path.abspath(a.user_scripts), work)
-        parts = [('protocol', lambda: protocol(env, res)), ('robustness', lambda: robustness(env, res))]
+        parts = [('protocol', lambda: protocol(env, res)), ('robustness', lambda: robustness(env, res)),
+                 ('dates', lambda: dates(env, res))]
         if a.conformance:
             parts.insert(0, ('conformance', lambda: conformance(env, res, a.conformance)))
         if a.psql:

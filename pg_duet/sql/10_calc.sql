@@ -17,7 +17,7 @@ CREATE FUNCTION duet_calc(formula text, "row" anyelement) RETURNS jsonb
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE SUPPORT duet_calc_support
     AS 'MODULE_PATHNAME', 'duet_calc_row';
 COMMENT ON FUNCTION duet_calc(text, anyelement) IS
-'evaluates a Duet formula with variables bound by name to the columns of a row (number, text and boolean columns); the result is a jsonb number, string, boolean or null';
+'evaluates a Duet formula with variables bound by name to the columns of a row (number, text, boolean, date and timestamp columns); the result is a jsonb number, string (a date or timestamp as its text), boolean or null';
 
 CREATE FUNCTION duet_calc_number(formula text, vars jsonb) RETURNS double precision
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
