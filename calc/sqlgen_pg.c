@@ -1,0 +1,392 @@
+/*
+ * sqlgen_pg.c — the PostgreSQL dialect of duet_compile_sql (sqlgen.c; docs/metrics.md, "Native
+ * SQL"): the checked tree written as one PostgreSQL 15 expression with exactly Duet's semantics.
+ *
+ * - numbers are float8 and every value is kept as Duet keeps it, finite or NULL and never -0: a
+ *   variable is read as CASE WHEN v - v = 0 THEN v + 0 END (infinities and NaN give NaN, so NULL);
+ * - PostgreSQL raises on float8 overflow and on underflow to zero where Duet gives NULL or 0, so
+ *   + - * / run natively only where the operands cannot overflow or underflow (|x| ≤ 2^1022 for
+ *   + and -, 2^-511 ≤ |x| ≤ 2^511 or 0 for * and /) and otherwise call Duet for that one
+ *   operation (duet_calc_number_args, exact); division by zero is NULL;
+ * - strings compare bytewise (COLLATE "C"), as Duet's do;
+ * - and/or/not, comparisons, is null, between, in, case/if, coalesce, nullif, least, greatest,
+ *   abs, sign, floor, ceil, trunc, sqrt, ln, log10, log(b, x), clamp, ifnull and safe_divide are
+ *   SQL's own with Duet's NULL rules;
+ * - anything else (round, mod, div, %, ^, pow, exp, ||, the string and format functions, a builtin
+ *   this file does not know — one added later fails safe) is refused.
+ *
+ * Operators and functions are pg_catalog's, written qualified; string constants are E'' literals
+ * with \ and ' escaped.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sqlgen.h"
+
+static bool expr(sqlgen *g, const node *n);
+
+/*
+ * An operand of guarded arithmetic: a number variable as it is. Its range test is false for
+ * infinities and NaN (NaN sorts above every number in PostgreSQL), so those reach Duet, which
+ * reads them as NULL, and the native branch adds +0 to its result, so -0 needs no care.
+ */
+static void
+operand(sqlgen *g, const node *n)
+{
+	const char *v;
+
+	if (n->kind == N_VAR && n->type == DUET_T_NUMBER &&
+		(v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len)))
+		sqlgen_put(g, "%s", v);
+	else
+		expr(g, n);
+}
+
+/* lo <= x <= hi, both bounds signed (a float8 literal each): two comparisons, no abs() call */
+static void
+between(sqlgen *g, const node *x, int lo_sign, int lo, int hi_sign, int hi)
+{
+	operand(g, x);
+	sqlgen_put(g, " OPERATOR(pg_catalog.>=) ");
+	sqlgen_put(g, "'%.17g'::pg_catalog.float8", lo_sign * ldexp(1.0, lo));
+	sqlgen_put(g, " AND ");
+	operand(g, x);
+	sqlgen_put(g, " OPERATOR(pg_catalog.<=) ");
+	sqlgen_put(g, "'%.17g'::pg_catalog.float8", hi_sign * ldexp(1.0, hi));
+}
+
+/*
+ * |x| <= 2^hi, and for lo > -2000 also |x| >= 2^lo (or x = 0 when zero_ok), written as signed
+ * ranges so that positive data passes after two comparisons. False for NULL, ±inf and NaN (NaN
+ * sorts above every number in PostgreSQL).
+ */
+static void
+in_range(sqlgen *g, const node *x, int lo, int hi, bool zero_ok)
+{
+	sqlgen_put(g, "(");
+	if (lo > -2000)
+	{
+		between(g, x, 1, lo, 1, hi);
+		sqlgen_put(g, " OR ");
+		between(g, x, -1, hi, -1, lo);
+	}
+	else
+		between(g, x, -1, hi, 1, hi);
+	if (zero_ok)
+	{
+		sqlgen_put(g, " OR ");
+		operand(g, x);
+		sqlgen_put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8");
+	}
+	sqlgen_put(g, ")");
+}
+
+/* a op b (op + - * /) with Duet's guards; a division by zero is NULL */
+static bool
+arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
+{
+	const char *op = opt == T_PLUS ? "+" : opt == T_MINUS ? "-" : opt == T_STAR ? "*" : "/";
+	int			lo = opt == T_PLUS || opt == T_MINUS ? -5000 : -511,
+				hi = opt == T_PLUS || opt == T_MINUS ? 1022 : 511;
+
+	if (!sqlgen_int_arith_ok(g, n, opt, op))
+		return false;
+	sqlgen_put(g, "CASE ");
+	if (opt == T_SLASH)
+	{
+		sqlgen_put(g, "WHEN ");
+		operand(g, b);
+		sqlgen_put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN NULL::pg_catalog.float8 ");
+	}
+	sqlgen_put(g, "WHEN ");
+	in_range(g, a, lo, hi, lo > -2000);
+	sqlgen_put(g, " AND ");
+	in_range(g, b, lo, hi, opt == T_STAR);
+	/* x + 0 turns the -0 of 0 * -1, 0 / -1 into +0 */
+	sqlgen_put(g, " THEN ((");
+	operand(g, a);
+	sqlgen_put(g, ") OPERATOR(pg_catalog.%s) (", op);
+	operand(g, b);
+	sqlgen_put(g, ")) OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 ELSE %s('x %s y', ", g->o->fallback, op);
+	operand(g, a);
+	sqlgen_put(g, ", ");
+	operand(g, b);
+	sqlgen_put(g, ") END");
+	return !g->failed;
+}
+
+static void
+string_literal(sqlgen *g, const char *s, size_t len)
+{
+	sqlgen_put(g, "E'");
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] == '\'' || s[i] == '\\')
+			sqlgen_put(g, "%c%c", s[i], s[i]);
+		else
+			sqlgen_put(g, "%c", s[i]);
+	}
+	sqlgen_put(g, "'::pg_catalog.text");
+}
+
+/* (a <op> b), bytewise for strings */
+static void
+compare(sqlgen *g, const node *a, const char *op, const node *b)
+{
+	sqlgen_put(g, "((");
+	expr(g, a);
+	sqlgen_put(g, ")%s OPERATOR(pg_catalog.%s) (", a->type == DUET_T_STRING ? " COLLATE pg_catalog.\"C\"" : "", op);
+	expr(g, b);
+	sqlgen_put(g, "))");
+}
+
+static void
+list(sqlgen *g, const node *n, int from)
+{
+	for (int i = from; i < n->nkids; i++)
+	{
+		if (i > from)
+			sqlgen_put(g, ", ");
+		expr(g, n->kids[i]);
+	}
+}
+
+static bool
+call(sqlgen *g, const node *n)
+{
+	const char *name = n->fn->name;
+	static const char *const plain[] = {"abs", "sign", "coalesce", "nullif", "least", "greatest", "ifnull"};
+	static const char *const normalized[] = {"floor", "ceil", "trunc"};
+
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		if (strcmp(name, plain[i]) == 0)
+		{
+			/* SQL's COALESCE/NULLIF/LEAST/GREATEST are keywords; abs and sign are pg_catalog's */
+			if (i < 2)
+				sqlgen_put(g, "pg_catalog.%s(", name);
+			else
+				sqlgen_put(g, "%s(", i == 2 || i == 6 ? "COALESCE" : i == 3 ? "NULLIF" : i == 4 ? "LEAST" : "GREATEST");
+			list(g, n, 0);
+			sqlgen_put(g, ")");
+			/* least/greatest/nullif of strings compare with the collation: only "C" is Duet's */
+			if (i >= 3 && i <= 5 && n->kids[0]->type == DUET_T_STRING)
+				return sqlgen_refuse(g, n, "function least/greatest/nullif of strings");
+			return !g->failed;
+		}
+	for (size_t i = 0; i < sizeof(normalized) / sizeof(normalized[0]); i++)
+		if (strcmp(name, normalized[i]) == 0)
+		{
+			sqlgen_put(g, "(pg_catalog.%s(", name);
+			expr(g, n->kids[0]);
+			sqlgen_put(g, ") OPERATOR(pg_catalog.+) '0'::pg_catalog.float8)");
+			return !g->failed;
+		}
+	if (strcmp(name, "sqrt") == 0 || strcmp(name, "ln") == 0 || strcmp(name, "log10") == 0)
+	{
+		/* Duet: sqrt of a negative, ln/log10 of x <= 0 are NULL; PostgreSQL raises */
+		sqlgen_put(g, "CASE WHEN ");
+		expr(g, n->kids[0]);
+		sqlgen_put(g, " OPERATOR(pg_catalog.%s) '0'::pg_catalog.float8 THEN pg_catalog.%s(",
+			name[0] == 's' ? ">=" : ">", name[0] == 's' ? "sqrt" : name[1] == 'n' ? "ln" : "log10");
+		expr(g, n->kids[0]);
+		sqlgen_put(g, ") END");
+		return !g->failed;
+	}
+	if (strcmp(name, "safe_divide") == 0)
+	{
+		/* x / y, except that y = 0 (x not NULL) gives the default d (NULL without one) */
+		sqlgen_put(g, "CASE WHEN (");
+		expr(g, n->kids[0]);
+		sqlgen_put(g, ") IS NOT NULL AND ");
+		operand(g, n->kids[1]);
+		sqlgen_put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN ");
+		if (n->nkids > 2)
+			expr(g, n->kids[2]);
+		else
+			sqlgen_put(g, "NULL::pg_catalog.float8");
+		sqlgen_put(g, " ELSE ");
+		arith(g, n, n->kids[0], n->kids[1], T_SLASH);
+		sqlgen_put(g, " END");
+		return !g->failed;
+	}
+	if (strcmp(name, "log") == 0)
+	{
+		/* Duet: NULL for b <= 0, b = 1, x <= 0; ln(x) / ln(b) is finite there; + 0 for -0 */
+		sqlgen_put(g, "CASE WHEN (");
+		expr(g, n->kids[0]);
+		sqlgen_put(g, ") OPERATOR(pg_catalog.>) '0'::pg_catalog.float8 AND (");
+		expr(g, n->kids[0]);
+		sqlgen_put(g, ") OPERATOR(pg_catalog.<>) '1'::pg_catalog.float8 AND (");
+		expr(g, n->kids[1]);
+		sqlgen_put(g, ") OPERATOR(pg_catalog.>) '0'::pg_catalog.float8 THEN (pg_catalog.ln(");
+		expr(g, n->kids[1]);
+		sqlgen_put(g, ") OPERATOR(pg_catalog./) pg_catalog.ln(");
+		expr(g, n->kids[0]);
+		sqlgen_put(g, ")) OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 END");
+		return !g->failed;
+	}
+	if (strcmp(name, "clamp") == 0)
+	{
+		/* strict; v = x < lo ? lo : x, then v > hi ? hi : v */
+		sqlgen_put(g, "CASE WHEN ");
+		for (int i = 0; i < 3; i++)
+		{
+			sqlgen_put(g, i ? " AND (" : "(");
+			expr(g, n->kids[i]);
+			sqlgen_put(g, ") IS NOT NULL");
+		}
+		sqlgen_put(g, " THEN LEAST(GREATEST(");
+		expr(g, n->kids[0]);
+		sqlgen_put(g, ", ");
+		expr(g, n->kids[1]);
+		sqlgen_put(g, "), ");
+		expr(g, n->kids[2]);
+		sqlgen_put(g, ") END");
+		return !g->failed;
+	}
+	{
+		char		what[96];
+
+		snprintf(what, sizeof(what), "function %s", name);
+		return sqlgen_refuse(g, n, what);
+	}
+}
+
+static bool
+expr(sqlgen *g, const node *n)
+{
+	if (g->failed)
+		return false;
+	switch (n->kind)
+	{
+		case N_CONST:
+			switch (n->value.type)
+			{
+				case DUET_T_NUMBER:
+					sqlgen_put(g, "'%.17g'::pg_catalog.float8", n->value.u.num);
+					break;
+				case DUET_T_INT:
+					if (!sqlgen_int_const_ok(g, n))
+						return false;
+					sqlgen_put(g, "'%lld'::pg_catalog.float8", (long long) n->value.u.i);
+					break;
+				case DUET_T_STRING:
+					if (memchr(n->value.u.str.ptr, 0, n->value.u.str.len))
+						return sqlgen_refuse(g, n, "a string with a NUL character");
+					string_literal(g, n->value.u.str.ptr, n->value.u.str.len);
+					break;
+				case DUET_T_BOOL:
+					sqlgen_put(g, n->value.u.boolean ? "true" : "false");
+					break;
+				default:
+					sqlgen_put(g, "NULL");
+					break;
+			}
+			break;
+		case N_VAR:
+			{
+				const char *v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len);
+
+				if (!v)
+					return sqlgen_refuse(g, n, "a variable without a declared type");
+				if (n->type == DUET_T_NUMBER)
+					sqlgen_put(g, "CASE WHEN (%s OPERATOR(pg_catalog.-) %s) OPERATOR(pg_catalog.=) "
+						"'0'::pg_catalog.float8 THEN %s OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 END",
+						v, v, v);
+				else if (n->type == DUET_T_STRING || n->type == DUET_T_BOOL)
+					sqlgen_put(g, "%s", v);
+				else
+					return sqlgen_refuse(g, n, "a variable without a declared type");
+				break;
+			}
+		case N_NEG:
+			sqlgen_put(g, "('0'::pg_catalog.float8 OPERATOR(pg_catalog.-) (");
+			expr(g, n->kids[0]);
+			sqlgen_put(g, "))");
+			break;
+		case N_BINOP:
+			if (n->op == T_CONCAT)
+				return sqlgen_refuse(g, n, "operator ||");
+			if (n->op == T_PERCENT)
+				return sqlgen_refuse(g, n, "operator %");
+			if (n->op == T_CARET)
+				return sqlgen_refuse(g, n, "operator ^");
+			return arith(g, n, n->kids[0], n->kids[1], n->op);
+		case N_CMP:
+			compare(g, n->kids[0], sqlgen_cmp_op(n->op), n->kids[1]);
+			break;
+		case N_AND:
+		case N_OR:
+			sqlgen_put(g, "((");
+			expr(g, n->kids[0]);
+			sqlgen_put(g, ") %s (", n->kind == N_AND ? "AND" : "OR");
+			expr(g, n->kids[1]);
+			sqlgen_put(g, "))");
+			break;
+		case N_NOT:
+			sqlgen_put(g, "(NOT (");
+			expr(g, n->kids[0]);
+			sqlgen_put(g, "))");
+			break;
+		case N_ISNULL:
+			sqlgen_put(g, "((");
+			expr(g, n->kids[0]);
+			sqlgen_put(g, ") IS %sNULL)", n->op ? "NOT " : "");
+			break;
+		case N_BETWEEN:
+			sqlgen_put(g, "(%s(", n->op ? "NOT " : "");
+			compare(g, n->kids[0], ">=", n->kids[1]);
+			sqlgen_put(g, " AND ");
+			compare(g, n->kids[0], "<=", n->kids[2]);
+			sqlgen_put(g, "))");
+			break;
+		case N_IN:
+			sqlgen_put(g, "(%s(", n->op ? "NOT " : "");
+			for (int i = 1; i < n->nkids; i++)
+			{
+				if (i > 1)
+					sqlgen_put(g, " OR ");
+				compare(g, n->kids[0], "=", n->kids[i]);
+			}
+			sqlgen_put(g, "))");
+			break;
+		case N_CASE:
+			{
+				int			narms = n->nkids - n->op;
+
+				sqlgen_put(g, "CASE");
+				for (int i = 0; i < narms; i += 2)
+				{
+					sqlgen_put(g, " WHEN ");
+					expr(g, n->kids[i]);
+					sqlgen_put(g, " THEN ");
+					expr(g, n->kids[i + 1]);
+				}
+				if (n->op)
+				{
+					sqlgen_put(g, " ELSE ");
+					expr(g, n->kids[n->nkids - 1]);
+				}
+				sqlgen_put(g, " END");
+				break;
+			}
+		case N_CALL:
+			return call(g, n);
+	}
+	return !g->failed;
+}
+
+bool
+sqlgen_postgres(sqlgen *g, const node *root)
+{
+	sqlgen_put(g, "(");
+	/* a NULL inside takes its type from the context; alone, it needs one */
+	if (root->kind == N_CONST && root->value.type == DUET_T_NULL)
+		sqlgen_put(g, "NULL::pg_catalog.%s", root->type == DUET_T_STRING ? "text" :
+				   root->type == DUET_T_BOOL ? "bool" : "float8");
+	else
+		expr(g, root);
+	sqlgen_put(g, ")");
+	return !g->failed;
+}
