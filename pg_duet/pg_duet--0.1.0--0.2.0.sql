@@ -4739,3 +4739,13 @@ BEGIN
     END IF;
     RETURN new_version;
 END $$;
+
+-- issue 13 item 3: the ClickHouse dialect of the metric SQL compiler (sql/60_metrics.sql, metrics_ch_sql.c)
+CREATE FUNCTION duet_clickhouse_sql_functions(OUT name text, OUT arguments text[], OUT expression text,
+                                              OUT ddl text, OUT not_compiled text)
+    RETURNS SETOF record LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'duet_clickhouse_sql_functions';
+COMMENT ON FUNCTION duet_metric_sql(text, text) IS
+    'the metric the caller uses as one SQL expression over its parameters with exactly Duet''s semantics (dialect ''postgres'' or ''clickhouse''); refuses, naming the construct, what has no exact SQL equivalent';
+COMMENT ON FUNCTION duet_clickhouse_sql_functions() IS
+    'per metric the caller uses: its ClickHouse expression with exactly Duet''s semantics (composed metrics inlined; runs on 18.16) and the DROP/CREATE FUNCTION statements of a SQL user-defined function (ClickHouse 21.10 and later), or in not_compiled the construct without an exact ClickHouse form';

@@ -255,18 +255,21 @@ def generated(port, tool, seed=11, nrandom=3000):
     xs, ys = random_doubles(nrandom, rnd), random_doubles(nrandom, rnd)
     pairs += list(zip(xs, ys))
     bools = [(a, b, c) for a in (None, False, True) for b in (None, False, True) for c in (None, False, True)]
+    # names that a naive quoting would let out of the identifier
+    odd = ['a`) -> 1; --', 'b\\c "d"']
     grids = [
-        ('duet_num_grid', 'x Nullable(Float64), y Nullable(Float64)', pairs, '<d', NUMBER_FORMULAS,
-         {'x': 'Float64', 'y': 'Float64'}),
-        ('duet_bool_grid', 'a Nullable(UInt8), b Nullable(UInt8), c Nullable(UInt8)',
-         [tuple(None if v is None else int(v) for v in r) for r in bools], '<B', BOOL_FORMULAS,
+        ('duet_num_grid', pairs, '<d', NUMBER_FORMULAS, {'x': 'Float64', 'y': 'Float64'}),
+        ('duet_bool_grid', [tuple(None if v is None else int(v) for v in r) for r in bools], '<B', BOOL_FORMULAS,
          {'a': 'Bool', 'b': 'Bool', 'c': 'Bool'}),
+        ('duet_name_grid', pairs[:len(EDGE) ** 2], '<d', ['"%s" * 2 + "%s"' % (odd[0], odd[1].replace('"', '""'))],
+         {odd[0]: 'Float64', odd[1]: 'Float64'}),
     ]
     comp = Compiler(tool)
     results = []
     try:
-        for table, cols, rows, fmt, formulas, types in grids:
+        for table, rows, fmt, formulas, types in grids:
             names = list(types)
+            cols = ', '.join('%s Nullable(%s)' % (ch_ident(n), 'UInt8' if t == 'Bool' else t) for n, t in types.items())
             for sql in ('DROP TABLE IF EXISTS %s' % table,
                         'CREATE TABLE %s (id UInt32, %s) ENGINE = Memory' % (table, cols)):
                 ok, body = http_query(port, sql)
