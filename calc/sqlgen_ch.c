@@ -6,11 +6,12 @@
  *
  * - numbers are Float64 and every value is kept as Duet keeps it, finite or NULL and never -0: a
  *   variable is read as multiIf(isFinite(v), v + 0., NULL); ClickHouse's Float64 arithmetic is
- *   IEEE (no exception), so a + - * / b is multiIf(isFinite(a op b), (a op b) + 0., NULL): an
- *   overflow, ÷0 and 0/0 (inf, nan) are NULL as in Duet, + 0. turns -0 into 0. ClickHouse computes
- *   a repeated subexpression once per block;
+ *   IEEE (no exception), so a + - * / b is multiIf(isFinite(a op b), (a op b) + 0., NULL) (and a
+ *   variable divisor finite: x / inf is 0): an overflow, ÷0 and 0/0 (inf, nan) are NULL as in
+ *   Duet, + 0. turns -0 into 0. ClickHouse computes a repeated subexpression once per block;
  * - `if(NULL, a, b)` is NULL in 18.16 and multiIf takes a NULL condition as false, so conditions
- *   are always multiIf; and/or of Nullable operands is not three-valued in 18.16 (NULL OR 0 gives
+ *   are always multiIf (`if` with a NULL branch is also faster, but 18.16 makes Nullable columns
+ *   of it that coalesce rejects, and crashed on one); and/or of Nullable operands is not three-valued in 18.16 (NULL OR 0 gives
  *   0), so they are written out: a and b = multiIf(a = 0, 0, b = 0, 0, isNull(a) OR isNull(b),
  *   NULL, 1); between and in through them;
  * - least/greatest propagate NULL in ClickHouse, so least(a, b) is least(coalesce(a, b),
@@ -58,27 +59,35 @@ number(sqlgen *g, double x)
 }
 
 /*
- * An operand of + - * and of /'s numerator: a number variable as it is. Its infinities and NaN
- * give a non-finite result (inf * 0 is NaN), hence NULL, and -0 is fixed by the + 0. of the
- * result; everything else (a divisor: x / inf is 0) is read as Duet reads it.
+ * An operand of + - * /: a number variable as it is. Its infinities and NaN give a non-finite
+ * result (inf * 0 is NaN), hence NULL, except as a divisor (x / inf is 0: arith checks it), and
+ * -0 is fixed by the + 0. of the result. True when it wrote the variable.
  */
-static void
+static bool
 operand(sqlgen *g, const node *n)
 {
 	const char *v;
 
 	if (n->kind == N_VAR && n->type == DUET_T_NUMBER &&
 		(v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len)))
+	{
 		sqlgen_put(g, "%s", v);
-	else
-		expr(g, n);
+		return true;
+	}
+	expr(g, n);
+	return false;
 }
 
-/* a op b, op one of + - * /, each operand written twice (computed once by ClickHouse) */
+/*
+ * a op b, op one of + - * /: multiIf(isFinite(a op b), (a op b) + 0., NULL), the operation
+ * written twice (computed once by ClickHouse), and a variable divisor finite. Not `if`: 18.16's
+ * `if` with a NULL branch makes Nullable columns that coalesce rejects or crashes the server on.
+ */
 static bool
 arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
 {
 	const char *op = opt == T_PLUS ? "+" : opt == T_MINUS ? "-" : opt == T_STAR ? "*" : "/";
+	bool		raw_divisor = false;
 
 	if (!sqlgen_int_arith_ok(g, n, opt, op))
 		return false;
@@ -87,11 +96,16 @@ arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
 		sqlgen_put(g, i ? ", ((" : "multiIf(isFinite((");
 		operand(g, a);
 		sqlgen_put(g, ") %s (", op);
-		if (opt == T_SLASH)
-			expr(g, b);
-		else
+		raw_divisor = operand(g, b) && opt == T_SLASH;
+		sqlgen_put(g, "))");
+		if (i)
+			sqlgen_put(g, " + 0., NULL)");
+		else if (raw_divisor)
+		{
+			sqlgen_put(g, " AND isFinite(");
 			operand(g, b);
-		sqlgen_put(g, i ? ")) + 0., NULL)" : "))");
+			sqlgen_put(g, ")");
+		}
 	}
 	return !g->failed;
 }
