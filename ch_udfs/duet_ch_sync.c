@@ -166,7 +166,7 @@ main(int argc, char **argv)
 		snprintf(sql, sizeof(sql),
 				 "SELECT '-- pg_duet metrics as ClickHouse SQL user-defined functions (ClickHouse 21.10 and later)' "
 				 "OPERATOR(pg_catalog.||) pg_catalog.chr(10) OPERATOR(pg_catalog.||) "
-				 "pg_catalog.coalesce(pg_catalog.string_agg(pg_catalog.coalesce(f.ddl, '-- ' "
+				 "COALESCE(pg_catalog.string_agg(COALESCE(f.ddl, '-- ' "
 				 "OPERATOR(pg_catalog.||) f.name OPERATOR(pg_catalog.||) ': not compiled: ' "
 				 "OPERATOR(pg_catalog.||) f.not_compiled) OPERATOR(pg_catalog.||) pg_catalog.chr(10), '' ORDER BY f.name), '') "
 				 "FROM %s.duet_clickhouse_sql_functions() f", schema);
