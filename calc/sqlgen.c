@@ -5,8 +5,9 @@
  * The formula is parsed, its metrics expanded, type-checked and constant-folded by the compiler
  * (duet_compile_tree, compile.c): one front end for the bytecode and every dialect. This file
  * holds what the dialects share — the output buffer, refusals naming the construct (never an
- * approximation: a construct either translates exactly or the formula is refused), and the bound
- * on exact integers — and hands the checked tree to the dialect's writer.
+ * approximation: a construct either translates exactly or the formula is refused), the bound on
+ * exact integers, and the walk over the checked tree (sqlgen_expr), which writes each construct
+ * through the dialect's hooks (sqlgen_dialect, sqlgen.h).
  *
  * Exact integers (docs/calc.md, "Integers"): both dialects write numbers as doubles. An integer
  * (DUET_T_INT) constant within ±2^53 is the same number as a double; integer + - * whose result
@@ -80,8 +81,7 @@ sqlgen_refuse(sqlgen *g, const node *n, const char *what)
 	if (!g->failed)
 	{
 		duet_set_error(g->err, DUET_ERR_TYPE, g->src, g->srclen, n->line, n->col, "",
-					   "%s does not compile to %s SQL", what,
-					   g->o->dialect == DUET_SQL_POSTGRES ? "PostgreSQL" : "ClickHouse");
+					   "%s does not compile to %s SQL", what, g->d->name);
 		*g->refused = true;
 		g->failed = true;
 	}
@@ -207,6 +207,140 @@ sqlgen_cmp_op(int op)
 	}
 }
 
+static void
+term_kid(sqlgen *g, const node *n, int i)
+{
+	sqlgen_expr(g, n->kids[i]);
+}
+
+static void
+term_between(sqlgen *g, const node *n, int i)
+{
+	g->d->compare(g, n->kids[0], i == 0 ? ">=" : "<=", n->kids[i + 1]);
+}
+
+static void
+term_in(sqlgen *g, const node *n, int i)
+{
+	g->d->compare(g, n->kids[0], "=", n->kids[i + 1]);
+}
+
+bool
+sqlgen_expr(sqlgen *g, const node *n)
+{
+	const sqlgen_dialect *d = g->d;
+
+	if (g->failed)
+		return false;
+	switch (n->kind)
+	{
+		case N_CONST:
+			switch (n->value.type)
+			{
+				case DUET_T_NUMBER:
+					d->number(g, n->value.u.num);
+					break;
+				case DUET_T_INT:
+					if (!sqlgen_int_const_ok(g, n))
+						return false;
+					d->number(g, (double) n->value.u.i);
+					break;
+				case DUET_T_STRING:
+					return d->string(g, n) && !g->failed;
+				case DUET_T_BOOL:
+					sqlgen_put(g, "%s", n->value.u.boolean ? d->true_sql : d->false_sql);
+					break;
+				default:
+					sqlgen_put(g, "NULL");
+					break;
+			}
+			break;
+		case N_VAR:
+			{
+				const char *v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len);
+
+				if (!v || (n->type != DUET_T_NUMBER && n->type != DUET_T_STRING && n->type != DUET_T_BOOL))
+					return sqlgen_refuse(g, n, "a variable without a declared type");
+				return d->var(g, n, v) && !g->failed;
+			}
+		case N_NEG:
+			sqlgen_put(g, "%s", d->neg_open);
+			sqlgen_expr(g, n->kids[0]);
+			sqlgen_put(g, "))");
+			break;
+		case N_BINOP:
+			/* Duet's number text, string limits, fmod and pow have no exact form in either dialect */
+			if (n->op == T_CONCAT)
+				return sqlgen_refuse(g, n, "operator ||");
+			if (n->op == T_PERCENT)
+				return sqlgen_refuse(g, n, "operator %");
+			if (n->op == T_CARET)
+				return sqlgen_refuse(g, n, "operator ^");
+			return d->arith(g, n, n->kids[0], n->kids[1], n->op);
+		case N_CMP:
+			d->compare(g, n->kids[0], sqlgen_cmp_op(n->op), n->kids[1]);
+			break;
+		case N_AND:
+		case N_OR:
+			d->logic(g, n, 2, term_kid, n->kind == N_AND);
+			break;
+		case N_NOT:
+			sqlgen_put(g, "%s", d->not_open);
+			sqlgen_expr(g, n->kids[0]);
+			sqlgen_put(g, "%s", d->not_close);
+			break;
+		case N_ISNULL:
+			sqlgen_put(g, "%s", d->isnull_open[n->op ? 1 : 0]);
+			sqlgen_expr(g, n->kids[0]);
+			sqlgen_put(g, "%s", d->isnull_close[n->op ? 1 : 0]);
+			break;
+		case N_BETWEEN:
+		case N_IN:
+			/* x between lo and hi: x >= lo and x <= hi; x in (a, b): x = a or x = b */
+			sqlgen_put(g, "%s", n->op ? d->negated_open : "(");
+			if (n->kind == N_BETWEEN)
+				d->logic(g, n, 2, term_between, true);
+			else
+				d->logic(g, n, n->nkids - 1, term_in, false);
+			sqlgen_put(g, ")");
+			break;
+		case N_CASE:
+			{
+				int			narms = n->nkids - n->op;
+
+				sqlgen_put(g, "%s", d->case_open);
+				for (int i = 0; i < narms; i += 2)
+				{
+					sqlgen_put(g, "%s", d->arm_when);
+					sqlgen_expr(g, n->kids[i]);
+					sqlgen_put(g, "%s", d->arm_then);
+					sqlgen_expr(g, n->kids[i + 1]);
+					sqlgen_put(g, "%s", d->arm_end);
+				}
+				if (n->op)
+				{
+					sqlgen_put(g, "%s", d->else_open);
+					sqlgen_expr(g, n->kids[n->nkids - 1]);
+				}
+				else
+					sqlgen_put(g, "%s", d->no_else);
+				sqlgen_put(g, "%s", d->case_close);
+				break;
+			}
+		case N_CALL:
+			if (!d->call(g, n) && !g->failed)
+			{
+				/* a builtin the dialect does not translate (one added later fails safe) */
+				char		what[96];
+
+				snprintf(what, sizeof(what), "function %s", n->fn->name);
+				return sqlgen_refuse(g, n, what);
+			}
+			break;
+	}
+	return !g->failed;
+}
+
 static bool
 generate(void *arg, const node *root, const char *src, size_t srclen, duet_error *err)
 {
@@ -216,7 +350,14 @@ generate(void *arg, const node *root, const char *src, size_t srclen, duet_error
 	g->src = src;
 	g->srclen = srclen;
 	g->type = root->type;
-	return g->o->dialect == DUET_SQL_POSTGRES ? sqlgen_postgres(g, root) : sqlgen_clickhouse(g, root);
+	sqlgen_put(g, "(");
+	/* a NULL inside takes its type from the context; alone, it needs one */
+	if (root->kind == N_CONST && root->value.type == DUET_T_NULL)
+		g->d->root_null(g, root->type);
+	else
+		sqlgen_expr(g, root);
+	sqlgen_put(g, ")");
+	return !g->failed;
 }
 
 char *
@@ -227,6 +368,7 @@ duet_compile_sql(const char *src, size_t len, const duet_compile_options *opts,
 
 	memset(&g, 0, sizeof(g));
 	g.o = o;
+	g.d = o->dialect == DUET_SQL_POSTGRES ? &sqlgen_postgres : &sqlgen_clickhouse;
 	g.refused = refused;
 	*refused = false;
 	if (!duet_compile_tree(src, len, opts, generate, &g, err))

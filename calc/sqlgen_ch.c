@@ -32,8 +32,6 @@
 
 #include "sqlgen.h"
 
-static bool expr(sqlgen *g, const node *n);
-
 /* a number as a Float64 literal (never -0: Duet has none) */
 static void
 number(sqlgen *g, double x)
@@ -74,7 +72,7 @@ operand(sqlgen *g, const node *n)
 		sqlgen_put(g, "%s", v);
 		return true;
 	}
-	expr(g, n);
+	sqlgen_expr(g, n);
 	return false;
 }
 
@@ -110,9 +108,13 @@ arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
 	return !g->failed;
 }
 
-static void
-string_literal(sqlgen *g, const char *s, size_t len)
+/* '' with \\ and ' escaped, control bytes as \\xHH */
+static bool
+string(sqlgen *g, const node *n)
 {
+	const char *s = n->value.u.str.ptr;
+	size_t		len = n->value.u.str.len;
+
 	sqlgen_put(g, "'");
 	for (size_t i = 0; i < len; i++)
 	{
@@ -126,6 +128,19 @@ string_literal(sqlgen *g, const char *s, size_t len)
 			sqlgen_put(g, "%c", c);
 	}
 	sqlgen_put(g, "'");
+	return true;
+}
+
+static bool
+var(sqlgen *g, const node *n, const char *v)
+{
+	if (n->type == DUET_T_NUMBER)
+		sqlgen_put(g, "multiIf(isFinite(%s), %s + 0., NULL)", v, v);
+	else if (n->type == DUET_T_BOOL)
+		sqlgen_put(g, "(%s != 0)", v);
+	else
+		return sqlgen_refuse(g, n, "a String parameter (Duet requires UTF-8, which ClickHouse does not check)");
+	return true;
 }
 
 /* (a <op> b): ClickHouse compares Float64, UInt8 and String (bytewise) as Duet does */
@@ -133,31 +148,10 @@ static void
 compare(sqlgen *g, const node *a, const char *op, const node *b)
 {
 	sqlgen_put(g, "((");
-	expr(g, a);
+	sqlgen_expr(g, a);
 	sqlgen_put(g, ") %s (", op);
-	expr(g, b);
+	sqlgen_expr(g, b);
 	sqlgen_put(g, "))");
-}
-
-/* term i of a three-valued and/or: a node, or a comparison built from one */
-typedef void (*term_fn) (sqlgen *g, const node *n, int i);
-
-static void
-term_kid(sqlgen *g, const node *n, int i)
-{
-	expr(g, n->kids[i]);
-}
-
-static void
-term_between(sqlgen *g, const node *n, int i)
-{
-	compare(g, n->kids[0], i == 0 ? ">=" : "<=", n->kids[i + 1]);
-}
-
-static void
-term_in(sqlgen *g, const node *n, int i)
-{
-	compare(g, n->kids[0], "=", n->kids[i + 1]);
 }
 
 /*
@@ -165,7 +159,7 @@ term_in(sqlgen *g, const node *n, int i)
  * one is NULL, else true (false). Every term is 0, 1 or NULL.
  */
 static void
-logic(sqlgen *g, const node *n, int nterms, term_fn term, bool is_and)
+logic(sqlgen *g, const node *n, int nterms, sqlgen_term term, bool is_and)
 {
 	sqlgen_put(g, "multiIf(");
 	for (int i = 0; i < nterms; i++)
@@ -189,7 +183,7 @@ least_greatest(sqlgen *g, const node *n, const char *fn)
 {
 	if (n->nkids == 1)
 	{
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		return;
 	}
 	for (int i = 1; i < n->nkids; i++)
@@ -197,12 +191,12 @@ least_greatest(sqlgen *g, const node *n, const char *fn)
 	for (int i = 0; i < n->nkids; i++)
 	{
 		sqlgen_put(g, i ? ", coalesce(" : "coalesce(");
-		expr(g, n->kids[i]);
+		sqlgen_expr(g, n->kids[i]);
 		for (int k = 0; k < n->nkids; k++)
 			if (k != i)
 			{
 				sqlgen_put(g, ", ");
-				expr(g, n->kids[k]);
+				sqlgen_expr(g, n->kids[k]);
 			}
 		sqlgen_put(g, i ? "))" : ")");
 	}
@@ -216,18 +210,18 @@ call(sqlgen *g, const node *n)
 	if (strcmp(name, "abs") == 0)
 	{
 		sqlgen_put(g, "abs(");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ")");
 	}
 	else if (strcmp(name, "sign") == 0)
 	{
 		/* 18.16 has no sign() */
 		sqlgen_put(g, "multiIf((");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") > 0., 1., (");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") < 0., (-1.), (");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") = 0., 0., NULL)");
 	}
 	else if (strcmp(name, "coalesce") == 0 || strcmp(name, "ifnull") == 0)
@@ -236,7 +230,7 @@ call(sqlgen *g, const node *n)
 		for (int i = 0; i < n->nkids; i++)
 		{
 			sqlgen_put(g, i ? ", " : "");
-			expr(g, n->kids[i]);
+			sqlgen_expr(g, n->kids[i]);
 		}
 		sqlgen_put(g, ")");
 	}
@@ -246,7 +240,7 @@ call(sqlgen *g, const node *n)
 		sqlgen_put(g, "multiIf(");
 		compare(g, n->kids[0], "=", n->kids[1]);
 		sqlgen_put(g, ", NULL, ");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ")");
 	}
 	else if (strcmp(name, "least") == 0 || strcmp(name, "greatest") == 0)
@@ -259,55 +253,55 @@ call(sqlgen *g, const node *n)
 	{
 		/* + 0. for the -0 of ceil(-0.5) */
 		sqlgen_put(g, "(%s(", name);
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") + 0.)");
 	}
 	else if (strcmp(name, "sqrt") == 0 || strcmp(name, "ln") == 0 || strcmp(name, "log10") == 0)
 	{
 		/* Duet: sqrt of a negative, ln/log10 of x <= 0 are NULL; ClickHouse gives nan, -inf */
 		sqlgen_put(g, "multiIf((");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") %s 0., %s(", name[0] == 's' ? ">=" : ">",
 				   name[0] == 's' ? "sqrt" : name[1] == 'n' ? "log" : "log10");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, "), NULL)");
 	}
 	else if (strcmp(name, "log") == 0)
 	{
 		/* Duet: NULL for b <= 0, b = 1, x <= 0; ln(x) / ln(b) is finite there; + 0. for -0 */
 		sqlgen_put(g, "multiIf((");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") > 0. AND (");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") != 1. AND (");
-		expr(g, n->kids[1]);
+		sqlgen_expr(g, n->kids[1]);
 		sqlgen_put(g, ") > 0., log(");
-		expr(g, n->kids[1]);
+		sqlgen_expr(g, n->kids[1]);
 		sqlgen_put(g, ") / log(");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") + 0., NULL)");
 	}
 	else if (strcmp(name, "clamp") == 0)
 	{
 		/* strict: ClickHouse's least/greatest propagate NULL */
 		sqlgen_put(g, "least(greatest(");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ", ");
-		expr(g, n->kids[1]);
+		sqlgen_expr(g, n->kids[1]);
 		sqlgen_put(g, "), ");
-		expr(g, n->kids[2]);
+		sqlgen_expr(g, n->kids[2]);
 		sqlgen_put(g, ")");
 	}
 	else if (strcmp(name, "safe_divide") == 0)
 	{
 		/* x / y, except that y = 0 (x not NULL) gives the default d (NULL without one) */
 		sqlgen_put(g, "multiIf(isNotNull(");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") AND ifNull((");
-		expr(g, n->kids[1]);
+		sqlgen_expr(g, n->kids[1]);
 		sqlgen_put(g, ") = 0., 0), ");
 		if (n->nkids > 2)
-			expr(g, n->kids[2]);
+			sqlgen_expr(g, n->kids[2]);
 		else
 			sqlgen_put(g, "NULL");
 		sqlgen_put(g, ", ");
@@ -315,135 +309,40 @@ call(sqlgen *g, const node *n)
 		sqlgen_put(g, ")");
 	}
 	else
-	{
-		char		what[96];
-
-		snprintf(what, sizeof(what), "function %s", name);
-		return sqlgen_refuse(g, n, what);
-	}
-	return !g->failed;
-}
-
-static bool
-expr(sqlgen *g, const node *n)
-{
-	if (g->failed)
 		return false;
-	switch (n->kind)
-	{
-		case N_CONST:
-			switch (n->value.type)
-			{
-				case DUET_T_NUMBER:
-					number(g, n->value.u.num);
-					break;
-				case DUET_T_INT:
-					if (!sqlgen_int_const_ok(g, n))
-						return false;
-					number(g, (double) n->value.u.i);
-					break;
-				case DUET_T_STRING:
-					string_literal(g, n->value.u.str.ptr, n->value.u.str.len);
-					break;
-				case DUET_T_BOOL:
-					sqlgen_put(g, n->value.u.boolean ? "1" : "0");
-					break;
-				default:
-					sqlgen_put(g, "NULL");
-					break;
-			}
-			break;
-		case N_VAR:
-			{
-				const char *v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len);
-
-				if (!v)
-					return sqlgen_refuse(g, n, "a variable without a declared type");
-				if (n->type == DUET_T_NUMBER)
-					sqlgen_put(g, "multiIf(isFinite(%s), %s + 0., NULL)", v, v);
-				else if (n->type == DUET_T_BOOL)
-					sqlgen_put(g, "(%s != 0)", v);
-				else if (n->type == DUET_T_STRING)
-					return sqlgen_refuse(g, n, "a String parameter (Duet requires UTF-8, which ClickHouse does not check)");
-				else
-					return sqlgen_refuse(g, n, "a variable without a declared type");
-				break;
-			}
-		case N_NEG:
-			sqlgen_put(g, "(0. - (");
-			expr(g, n->kids[0]);
-			sqlgen_put(g, "))");
-			break;
-		case N_BINOP:
-			if (n->op == T_CONCAT)
-				return sqlgen_refuse(g, n, "operator ||");
-			if (n->op == T_PERCENT)
-				return sqlgen_refuse(g, n, "operator %");
-			if (n->op == T_CARET)
-				return sqlgen_refuse(g, n, "operator ^");
-			return arith(g, n, n->kids[0], n->kids[1], n->op);
-		case N_CMP:
-			compare(g, n->kids[0], sqlgen_cmp_op(n->op), n->kids[1]);
-			break;
-		case N_AND:
-		case N_OR:
-			logic(g, n, 2, term_kid, n->kind == N_AND);
-			break;
-		case N_NOT:
-			sqlgen_put(g, "not(");
-			expr(g, n->kids[0]);
-			sqlgen_put(g, ")");
-			break;
-		case N_ISNULL:
-			sqlgen_put(g, "%s(", n->op ? "isNotNull" : "isNull");
-			expr(g, n->kids[0]);
-			sqlgen_put(g, ")");
-			break;
-		case N_BETWEEN:
-		case N_IN:
-			sqlgen_put(g, n->op ? "not(" : "(");
-			if (n->kind == N_BETWEEN)
-				logic(g, n, 2, term_between, true);
-			else
-				logic(g, n, n->nkids - 1, term_in, false);
-			sqlgen_put(g, ")");
-			break;
-		case N_CASE:
-			{
-				int			narms = n->nkids - n->op;
-
-				/* multiIf: a NULL condition is false, as in Duet */
-				sqlgen_put(g, "multiIf(");
-				for (int i = 0; i < narms; i += 2)
-				{
-					expr(g, n->kids[i]);
-					sqlgen_put(g, ", ");
-					expr(g, n->kids[i + 1]);
-					sqlgen_put(g, ", ");
-				}
-				if (n->op)
-					expr(g, n->kids[n->nkids - 1]);
-				else
-					sqlgen_put(g, "NULL");
-				sqlgen_put(g, ")");
-				break;
-			}
-		case N_CALL:
-			return call(g, n);
-	}
-	return !g->failed;
+	return true;
 }
 
-bool
-sqlgen_clickhouse(sqlgen *g, const node *root)
+static void
+root_null(sqlgen *g, duet_type type)
 {
-	sqlgen_put(g, "(");
-	/* a NULL inside takes its type from the context; alone, it needs one */
-	if (root->kind == N_CONST && root->value.type == DUET_T_NULL)
-		sqlgen_put(g, "CAST(NULL AS Nullable(%s))", root->type == DUET_T_STRING ? "String" :
-				   root->type == DUET_T_BOOL ? "UInt8" : "Float64");
-	else
-		expr(g, root);
-	sqlgen_put(g, ")");
-	return !g->failed;
+	sqlgen_put(g, "CAST(NULL AS Nullable(%s))", type == DUET_T_STRING ? "String" : type == DUET_T_BOOL ? "UInt8" : "Float64");
 }
+
+const sqlgen_dialect sqlgen_clickhouse = {
+	.name = "ClickHouse",
+	.number = number,
+	.string = string,
+	.true_sql = "1",
+	.false_sql = "0",
+	.var = var,
+	.neg_open = "(0. - (",
+	.arith = arith,
+	.compare = compare,
+	.logic = logic,
+	.not_open = "not(",
+	.not_close = ")",
+	.negated_open = "not(",
+	.isnull_open = {"isNull(", "isNotNull("},
+	.isnull_close = {")", ")"},
+	/* multiIf: a NULL condition is false, as in Duet */
+	.case_open = "multiIf(",
+	.arm_when = "",
+	.arm_then = ", ",
+	.arm_end = ", ",
+	.else_open = "",
+	.no_else = "NULL",
+	.case_close = ")",
+	.call = call,
+	.root_null = root_null,
+};

@@ -24,8 +24,6 @@
 
 #include "sqlgen.h"
 
-static bool expr(sqlgen *g, const node *n);
-
 /*
  * An operand of guarded arithmetic: a number variable as it is. Its range test is false for
  * infinities and NaN (NaN sorts above every number in PostgreSQL), so those reach Duet, which
@@ -40,7 +38,7 @@ operand(sqlgen *g, const node *n)
 		(v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len)))
 		sqlgen_put(g, "%s", v);
 	else
-		expr(g, n);
+		sqlgen_expr(g, n);
 }
 
 /* lo <= x <= hi, both bounds signed (a float8 literal each): two comparisons, no abs() call */
@@ -116,9 +114,15 @@ arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
 	return !g->failed;
 }
 
-static void
-string_literal(sqlgen *g, const char *s, size_t len)
+/* E'' with \\ and ' doubled; a NUL has no text value */
+static bool
+string(sqlgen *g, const node *n)
 {
+	const char *s = n->value.u.str.ptr;
+	size_t		len = n->value.u.str.len;
+
+	if (memchr(s, 0, len))
+		return sqlgen_refuse(g, n, "a string with a NUL character");
 	sqlgen_put(g, "E'");
 	for (size_t i = 0; i < len; i++)
 	{
@@ -128,6 +132,26 @@ string_literal(sqlgen *g, const char *s, size_t len)
 			sqlgen_put(g, "%c", s[i]);
 	}
 	sqlgen_put(g, "'::pg_catalog.text");
+	return true;
+}
+
+static void
+number(sqlgen *g, double x)
+{
+	sqlgen_put(g, "'%.17g'::pg_catalog.float8", x);
+}
+
+/* a number is read as Duet keeps it: finite or NULL, never -0 */
+static bool
+var(sqlgen *g, const node *n, const char *v)
+{
+	if (n->type == DUET_T_NUMBER)
+		sqlgen_put(g, "CASE WHEN (%s OPERATOR(pg_catalog.-) %s) OPERATOR(pg_catalog.=) "
+				   "'0'::pg_catalog.float8 THEN %s OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 END",
+				   v, v, v);
+	else
+		sqlgen_put(g, "%s", v);
+	return true;
 }
 
 /* (a <op> b), bytewise for strings */
@@ -135,9 +159,9 @@ static void
 compare(sqlgen *g, const node *a, const char *op, const node *b)
 {
 	sqlgen_put(g, "((");
-	expr(g, a);
+	sqlgen_expr(g, a);
 	sqlgen_put(g, ")%s OPERATOR(pg_catalog.%s) (", a->type == DUET_T_STRING ? " COLLATE pg_catalog.\"C\"" : "", op);
-	expr(g, b);
+	sqlgen_expr(g, b);
 	sqlgen_put(g, "))");
 }
 
@@ -148,8 +172,24 @@ list(sqlgen *g, const node *n, int from)
 	{
 		if (i > from)
 			sqlgen_put(g, ", ");
-		expr(g, n->kids[i]);
+		sqlgen_expr(g, n->kids[i]);
 	}
+}
+
+/* SQL's and/or are three-valued as Duet's: the terms joined (an and/or node's each in parens) */
+static void
+logic(sqlgen *g, const node *n, int nterms, sqlgen_term term, bool is_and)
+{
+	bool		wrap = n->kind == N_AND || n->kind == N_OR;
+
+	sqlgen_put(g, "(");
+	for (int i = 0; i < nterms; i++)
+	{
+		sqlgen_put(g, "%s%s", i ? (is_and ? " AND " : " OR ") : "", wrap ? "(" : "");
+		term(g, n, i);
+		sqlgen_put(g, "%s", wrap ? ")" : "");
+	}
+	sqlgen_put(g, ")");
 }
 
 static bool
@@ -178,7 +218,7 @@ call(sqlgen *g, const node *n)
 		if (strcmp(name, normalized[i]) == 0)
 		{
 			sqlgen_put(g, "(pg_catalog.%s(", name);
-			expr(g, n->kids[0]);
+			sqlgen_expr(g, n->kids[0]);
 			sqlgen_put(g, ") OPERATOR(pg_catalog.+) '0'::pg_catalog.float8)");
 			return !g->failed;
 		}
@@ -186,10 +226,10 @@ call(sqlgen *g, const node *n)
 	{
 		/* Duet: sqrt of a negative, ln/log10 of x <= 0 are NULL; PostgreSQL raises */
 		sqlgen_put(g, "CASE WHEN ");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, " OPERATOR(pg_catalog.%s) '0'::pg_catalog.float8 THEN pg_catalog.%s(",
 			name[0] == 's' ? ">=" : ">", name[0] == 's' ? "sqrt" : name[1] == 'n' ? "ln" : "log10");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") END");
 		return !g->failed;
 	}
@@ -197,12 +237,12 @@ call(sqlgen *g, const node *n)
 	{
 		/* x / y, except that y = 0 (x not NULL) gives the default d (NULL without one) */
 		sqlgen_put(g, "CASE WHEN (");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") IS NOT NULL AND ");
 		operand(g, n->kids[1]);
 		sqlgen_put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN ");
 		if (n->nkids > 2)
-			expr(g, n->kids[2]);
+			sqlgen_expr(g, n->kids[2]);
 		else
 			sqlgen_put(g, "NULL::pg_catalog.float8");
 		sqlgen_put(g, " ELSE ");
@@ -214,15 +254,15 @@ call(sqlgen *g, const node *n)
 	{
 		/* Duet: NULL for b <= 0, b = 1, x <= 0; ln(x) / ln(b) is finite there; + 0 for -0 */
 		sqlgen_put(g, "CASE WHEN (");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") OPERATOR(pg_catalog.>) '0'::pg_catalog.float8 AND (");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") OPERATOR(pg_catalog.<>) '1'::pg_catalog.float8 AND (");
-		expr(g, n->kids[1]);
+		sqlgen_expr(g, n->kids[1]);
 		sqlgen_put(g, ") OPERATOR(pg_catalog.>) '0'::pg_catalog.float8 THEN (pg_catalog.ln(");
-		expr(g, n->kids[1]);
+		sqlgen_expr(g, n->kids[1]);
 		sqlgen_put(g, ") OPERATOR(pg_catalog./) pg_catalog.ln(");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ")) OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 END");
 		return !g->failed;
 	}
@@ -233,160 +273,50 @@ call(sqlgen *g, const node *n)
 		for (int i = 0; i < 3; i++)
 		{
 			sqlgen_put(g, i ? " AND (" : "(");
-			expr(g, n->kids[i]);
+			sqlgen_expr(g, n->kids[i]);
 			sqlgen_put(g, ") IS NOT NULL");
 		}
 		sqlgen_put(g, " THEN LEAST(GREATEST(");
-		expr(g, n->kids[0]);
+		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ", ");
-		expr(g, n->kids[1]);
+		sqlgen_expr(g, n->kids[1]);
 		sqlgen_put(g, "), ");
-		expr(g, n->kids[2]);
+		sqlgen_expr(g, n->kids[2]);
 		sqlgen_put(g, ") END");
 		return !g->failed;
 	}
-	{
-		char		what[96];
-
-		snprintf(what, sizeof(what), "function %s", name);
-		return sqlgen_refuse(g, n, what);
-	}
+	return false;
 }
 
-static bool
-expr(sqlgen *g, const node *n)
+static void
+root_null(sqlgen *g, duet_type type)
 {
-	if (g->failed)
-		return false;
-	switch (n->kind)
-	{
-		case N_CONST:
-			switch (n->value.type)
-			{
-				case DUET_T_NUMBER:
-					sqlgen_put(g, "'%.17g'::pg_catalog.float8", n->value.u.num);
-					break;
-				case DUET_T_INT:
-					if (!sqlgen_int_const_ok(g, n))
-						return false;
-					sqlgen_put(g, "'%lld'::pg_catalog.float8", (long long) n->value.u.i);
-					break;
-				case DUET_T_STRING:
-					if (memchr(n->value.u.str.ptr, 0, n->value.u.str.len))
-						return sqlgen_refuse(g, n, "a string with a NUL character");
-					string_literal(g, n->value.u.str.ptr, n->value.u.str.len);
-					break;
-				case DUET_T_BOOL:
-					sqlgen_put(g, n->value.u.boolean ? "true" : "false");
-					break;
-				default:
-					sqlgen_put(g, "NULL");
-					break;
-			}
-			break;
-		case N_VAR:
-			{
-				const char *v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len);
-
-				if (!v)
-					return sqlgen_refuse(g, n, "a variable without a declared type");
-				if (n->type == DUET_T_NUMBER)
-					sqlgen_put(g, "CASE WHEN (%s OPERATOR(pg_catalog.-) %s) OPERATOR(pg_catalog.=) "
-						"'0'::pg_catalog.float8 THEN %s OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 END",
-						v, v, v);
-				else if (n->type == DUET_T_STRING || n->type == DUET_T_BOOL)
-					sqlgen_put(g, "%s", v);
-				else
-					return sqlgen_refuse(g, n, "a variable without a declared type");
-				break;
-			}
-		case N_NEG:
-			sqlgen_put(g, "('0'::pg_catalog.float8 OPERATOR(pg_catalog.-) (");
-			expr(g, n->kids[0]);
-			sqlgen_put(g, "))");
-			break;
-		case N_BINOP:
-			if (n->op == T_CONCAT)
-				return sqlgen_refuse(g, n, "operator ||");
-			if (n->op == T_PERCENT)
-				return sqlgen_refuse(g, n, "operator %");
-			if (n->op == T_CARET)
-				return sqlgen_refuse(g, n, "operator ^");
-			return arith(g, n, n->kids[0], n->kids[1], n->op);
-		case N_CMP:
-			compare(g, n->kids[0], sqlgen_cmp_op(n->op), n->kids[1]);
-			break;
-		case N_AND:
-		case N_OR:
-			sqlgen_put(g, "((");
-			expr(g, n->kids[0]);
-			sqlgen_put(g, ") %s (", n->kind == N_AND ? "AND" : "OR");
-			expr(g, n->kids[1]);
-			sqlgen_put(g, "))");
-			break;
-		case N_NOT:
-			sqlgen_put(g, "(NOT (");
-			expr(g, n->kids[0]);
-			sqlgen_put(g, "))");
-			break;
-		case N_ISNULL:
-			sqlgen_put(g, "((");
-			expr(g, n->kids[0]);
-			sqlgen_put(g, ") IS %sNULL)", n->op ? "NOT " : "");
-			break;
-		case N_BETWEEN:
-			sqlgen_put(g, "(%s(", n->op ? "NOT " : "");
-			compare(g, n->kids[0], ">=", n->kids[1]);
-			sqlgen_put(g, " AND ");
-			compare(g, n->kids[0], "<=", n->kids[2]);
-			sqlgen_put(g, "))");
-			break;
-		case N_IN:
-			sqlgen_put(g, "(%s(", n->op ? "NOT " : "");
-			for (int i = 1; i < n->nkids; i++)
-			{
-				if (i > 1)
-					sqlgen_put(g, " OR ");
-				compare(g, n->kids[0], "=", n->kids[i]);
-			}
-			sqlgen_put(g, "))");
-			break;
-		case N_CASE:
-			{
-				int			narms = n->nkids - n->op;
-
-				sqlgen_put(g, "CASE");
-				for (int i = 0; i < narms; i += 2)
-				{
-					sqlgen_put(g, " WHEN ");
-					expr(g, n->kids[i]);
-					sqlgen_put(g, " THEN ");
-					expr(g, n->kids[i + 1]);
-				}
-				if (n->op)
-				{
-					sqlgen_put(g, " ELSE ");
-					expr(g, n->kids[n->nkids - 1]);
-				}
-				sqlgen_put(g, " END");
-				break;
-			}
-		case N_CALL:
-			return call(g, n);
-	}
-	return !g->failed;
+	sqlgen_put(g, "NULL::pg_catalog.%s", type == DUET_T_STRING ? "text" : type == DUET_T_BOOL ? "bool" : "float8");
 }
 
-bool
-sqlgen_postgres(sqlgen *g, const node *root)
-{
-	sqlgen_put(g, "(");
-	/* a NULL inside takes its type from the context; alone, it needs one */
-	if (root->kind == N_CONST && root->value.type == DUET_T_NULL)
-		sqlgen_put(g, "NULL::pg_catalog.%s", root->type == DUET_T_STRING ? "text" :
-				   root->type == DUET_T_BOOL ? "bool" : "float8");
-	else
-		expr(g, root);
-	sqlgen_put(g, ")");
-	return !g->failed;
-}
+const sqlgen_dialect sqlgen_postgres = {
+	.name = "PostgreSQL",
+	.number = number,
+	.string = string,
+	.true_sql = "true",
+	.false_sql = "false",
+	.var = var,
+	.neg_open = "('0'::pg_catalog.float8 OPERATOR(pg_catalog.-) (",
+	.arith = arith,
+	.compare = compare,
+	.logic = logic,
+	.not_open = "(NOT (",
+	.not_close = "))",
+	.negated_open = "(NOT ",
+	.isnull_open = {"((", "(("},
+	.isnull_close = {") IS NULL)", ") IS NOT NULL)"},
+	.case_open = "CASE",
+	.arm_when = " WHEN ",
+	.arm_then = " THEN ",
+	.arm_end = "",
+	.else_open = " ELSE ",
+	.no_else = "",
+	.case_close = " END",
+	.call = call,
+	.root_null = root_null,
+};
