@@ -269,13 +269,11 @@ sqlgen_expr(sqlgen *g, const node *n)
 			sqlgen_put(g, "))");
 			break;
 		case N_BINOP:
-			/* Duet's number text, string limits, fmod and pow have no exact form in either dialect */
+			/* Duet's number text, string limits and fmod have no exact form in either dialect */
 			if (n->op == T_CONCAT)
 				return sqlgen_refuse(g, n, "operator ||");
 			if (n->op == T_PERCENT)
 				return sqlgen_refuse(g, n, "operator %");
-			if (n->op == T_CARET)
-				return sqlgen_refuse(g, n, "operator ^");
 			return d->arith(g, n, n->kids[0], n->kids[1], n->op);
 		case N_CMP:
 			d->compare(g, n->kids[0], sqlgen_cmp_op(n->op), n->kids[1]);

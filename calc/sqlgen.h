@@ -34,6 +34,7 @@ typedef struct sqlgen_dialect
 			   *false_sql;
 	bool		(*var) (sqlgen *g, const node *n, const char *v);	/* a typed variable, v its SQL */
 	const char *neg_open;		/* unary minus: neg_open x "))" */
+	/* a op b, op T_PLUS T_MINUS T_STAR T_SLASH or T_CARET */
 	bool		(*arith) (sqlgen *g, const node *n, const node *a, const node *b, int op);
 	void		(*compare) (sqlgen *g, const node *a, const char *op, const node *b);
 	/* three-valued t0 and t1 … (is_and) or t0 or t1 …, over nterms terms */

@@ -19,8 +19,9 @@
  * - a subnormal constant does not parse in 18.16: it is written as its bits
  *   (reinterpretAsFloat64(unhex(…))); the other doubles as %.17g, which parses exactly;
  * - booleans are UInt8 0/1 (18.16 has no Bool); strings compare bytewise, as Duet's do;
+ * - ^, pow, exp, sqrt, ln, log10 are the same libm's as duet_udf's on the same machine;
  * - refused: round (18.16's rounding of halves is not Duet's, and later servers round half to
- *   even), % and mod (modulo truncates fractions), div, ^/pow/exp, ||/concat and every string or
+ *   even), % and mod (modulo truncates fractions), div, ||/concat and every string or
  *   format function (number text differs), least/greatest of strings (not in 18.16), a String
  *   parameter (ClickHouse Strings are bytes; Duet refuses input that is not UTF-8, which 18.16
  *   cannot check), and any builtin this file does not know.
@@ -81,12 +82,39 @@ operand(sqlgen *g, const node *n)
  * written twice (computed once by ClickHouse), and a variable divisor finite. Not `if`: 18.16's
  * `if` with a NULL branch makes Nullable columns that coalesce rejects or crashes the server on.
  */
+/*
+ * f(x [, y]) of the libm function f (pow, exp): multiIf(isFinite(f(x, y)), f(x, y) + 0., NULL).
+ * ClickHouse calls the same libm as duet_udf on the same machine (the test compares them on rows
+ * of random values); the operands are read as Duet reads them (pow(inf, 0) is 1, Duet's NULL).
+ */
+static void
+libm(sqlgen *g, const char *f, const node *x, const node *y)
+{
+	for (int i = 0; i < 2; i++)
+	{
+		sqlgen_put(g, i ? ", %s(" : "multiIf(isFinite(%s(", f);
+		sqlgen_expr(g, x);
+		if (y)
+		{
+			sqlgen_put(g, ", ");
+			sqlgen_expr(g, y);
+		}
+		sqlgen_put(g, i ? ") + 0., NULL)" : "))");
+	}
+}
+
 static bool
 arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
 {
 	const char *op = opt == T_PLUS ? "+" : opt == T_MINUS ? "-" : opt == T_STAR ? "*" : "/";
 	bool		raw_divisor = false;
 
+	if (opt == T_CARET)
+	{
+		/* a double in Duet, integer operands included (vm.c) */
+		libm(g, "pow", a, b);
+		return !g->failed;
+	}
 	if (!sqlgen_int_arith_ok(g, n, opt, op))
 		return false;
 	for (int i = 0; i < 2; i++)
@@ -281,6 +309,8 @@ call(sqlgen *g, const node *n)
 		sqlgen_expr(g, n->kids[0]);
 		sqlgen_put(g, ") + 0., NULL)");
 	}
+	else if (strcmp(name, "pow") == 0 || strcmp(name, "exp") == 0)
+		libm(g, name, n->kids[0], n->nkids > 1 ? n->kids[1] : NULL);
 	else if (strcmp(name, "clamp") == 0)
 	{
 		/* strict: ClickHouse's least/greatest propagate NULL */

@@ -88,6 +88,9 @@ arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
 	int			lo = opt == T_PLUS || opt == T_MINUS ? -5000 : -511,
 				hi = opt == T_PLUS || opt == T_MINUS ? 1022 : 511;
 
+	/* PostgreSQL's ^ raises on overflow, underflow and a negative base with a fraction */
+	if (opt == T_CARET)
+		return sqlgen_refuse(g, n, "operator ^");
 	if (!sqlgen_int_arith_ok(g, n, opt, op))
 		return false;
 	sqlgen_put(g, "CASE ");

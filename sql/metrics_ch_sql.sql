@@ -31,6 +31,9 @@ SELECT duet_formula_sql('1 + 2', dialect => 'clickhouse');
 SELECT duet_formula_sql('x * 5e-324', dialect => 'clickhouse');
 SELECT duet_formula_sql('null', dialect => 'clickhouse');
 SELECT duet_formula_sql('a or b', '{a,b}', '{Bool,Bool}', 'clickhouse');
+-- ^ compiles to ClickHouse (the same libm as Duet's), not to PostgreSQL (it raises on overflow)
+SELECT duet_formula_sql('x ^ 2', dialect => 'clickhouse');
+SELECT duet_formula_sql('x ^ 2');
 
 -- the SQL user-defined functions of the metrics the caller uses
 SELECT name, arguments, ddl IS NOT NULL AS has_ddl, not_compiled

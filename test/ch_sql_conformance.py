@@ -210,7 +210,7 @@ NUMBER_FORMULAS = [
     'safe_divide(x, y, -1)', 'clamp(x, y, 2)', 'clamp(x, -1, 1)', 'sign(x)', 'abs(x)', 'floor(x)', 'ceil(x)',
     'trunc(x)', 'sqrt(x)', 'ln(x)', 'log10(x)', 'log(x, y)', 'log(2, x)', 'x > 1 and y > 1', 'x > 1 or y < 1',
     'x / y * 100 + 1', 'case when x > y then x / y when x is null then -1 end', 'if(x > y, x, y)',
-    'x is null', 'y is not null', '(x - y) * (x + y) / 2',
+    'x is null', 'y is not null', '(x - y) * (x + y) / 2', 'x ^ y', 'pow(x, 0.5)', 'exp(x)', 'exp(y / 100) * x',
 ]
 BOOL_FORMULAS = [
     'a and b', 'a or b', 'not a', 'a and b or c', 'a or b and not c', 'a and (b or c)',
