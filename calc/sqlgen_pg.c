@@ -4,10 +4,9 @@
  *
  * - numbers are float8 and every value is kept as Duet keeps it, finite or NULL and never -0: a
  *   variable is read as CASE WHEN v - v = 0 THEN v + 0 END (infinities and NaN give NaN, so NULL);
- * - PostgreSQL raises on float8 overflow and on underflow to zero where Duet gives NULL or 0, so
- *   + - * / run natively only where the operands cannot overflow or underflow (|x| ≤ 2^1022 for
- *   + and -, 2^-511 ≤ |x| ≤ 2^511 or 0 for * and /) and otherwise call Duet for that one
- *   operation (duet_calc_number_args, exact); division by zero is NULL;
+ * - PostgreSQL raises on float8 overflow, on underflow to zero and on division by zero where Duet
+ *   gives NULL or 0, so + - * / are pg_duet's duet_num_add/sub/mul/div (metrics_sql_ops.c): Duet's
+ *   operation in C, one function call each, as PostgreSQL's own float8 operators are;
  * - strings compare bytewise (COLLATE "C"), as Duet's do;
  * - and/or/not, comparisons, is null, between, in, case/if, coalesce, nullif, least, greatest,
  *   abs, sign, floor, ceil, trunc, sqrt, ln, log10, log(b, x), clamp, ifnull and safe_divide are
@@ -18,102 +17,42 @@
  * Operators and functions are pg_catalog's, written qualified; string constants are E'' literals
  * with \ and ' escaped.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "sqlgen.h"
 
 /*
- * An operand of guarded arithmetic: a number variable as it is. Its range test is false for
- * infinities and NaN (NaN sorts above every number in PostgreSQL), so those reach Duet, which
- * reads them as NULL, and the native branch adds +0 to its result, so -0 needs no care.
+ * a op b (op + - * /) as Duet computes it: schema.duet_num_add/sub/mul/div (metrics_sql_ops.c),
+ * one function call like PostgreSQL's own float8 operators, which raise where Duet gives NULL or 0.
+ * A variable operand as it is: the function reads ±inf and NaN as Duet does (NULL).
  */
-static void
-operand(sqlgen *g, const node *n)
-{
-	const char *v;
-
-	if (n->kind == N_VAR && n->type == DUET_T_NUMBER &&
-		(v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len)))
-		sqlgen_put(g, "%s", v);
-	else
-		sqlgen_expr(g, n);
-}
-
-/* lo <= x <= hi, both bounds signed (a float8 literal each): two comparisons, no abs() call */
-static void
-between(sqlgen *g, const node *x, int lo_sign, int lo, int hi_sign, int hi)
-{
-	operand(g, x);
-	sqlgen_put(g, " OPERATOR(pg_catalog.>=) ");
-	sqlgen_put(g, "'%.17g'::pg_catalog.float8", lo_sign * ldexp(1.0, lo));
-	sqlgen_put(g, " AND ");
-	operand(g, x);
-	sqlgen_put(g, " OPERATOR(pg_catalog.<=) ");
-	sqlgen_put(g, "'%.17g'::pg_catalog.float8", hi_sign * ldexp(1.0, hi));
-}
-
-/*
- * |x| <= 2^hi, and for lo > -2000 also |x| >= 2^lo (or x = 0 when zero_ok), written as signed
- * ranges so that positive data passes after two comparisons. False for NULL, ±inf and NaN (NaN
- * sorts above every number in PostgreSQL).
- */
-static void
-in_range(sqlgen *g, const node *x, int lo, int hi, bool zero_ok)
-{
-	sqlgen_put(g, "(");
-	if (lo > -2000)
-	{
-		between(g, x, 1, lo, 1, hi);
-		sqlgen_put(g, " OR ");
-		between(g, x, -1, hi, -1, lo);
-	}
-	else
-		between(g, x, -1, hi, 1, hi);
-	if (zero_ok)
-	{
-		sqlgen_put(g, " OR ");
-		operand(g, x);
-		sqlgen_put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8");
-	}
-	sqlgen_put(g, ")");
-}
-
-/* a op b (op + - * /) with Duet's guards; a division by zero is NULL */
 static bool
 arith(sqlgen *g, const node *n, const node *a, const node *b, int opt)
 {
 	const char *op = opt == T_PLUS ? "+" : opt == T_MINUS ? "-" : opt == T_STAR ? "*" : "/";
-	int			lo = opt == T_PLUS || opt == T_MINUS ? -5000 : -511,
-				hi = opt == T_PLUS || opt == T_MINUS ? 1022 : 511;
+	const char *v;
 
 	/* PostgreSQL's ^ raises on overflow, underflow and a negative base with a fraction */
 	if (opt == T_CARET)
 		return sqlgen_refuse(g, n, "operator ^");
 	if (!sqlgen_int_arith_ok(g, n, opt, op))
 		return false;
-	sqlgen_put(g, "CASE ");
-	if (opt == T_SLASH)
+	sqlgen_put(g, "%s%s(", g->o->arith_prefix,
+			   opt == T_PLUS ? "add" : opt == T_MINUS ? "sub" : opt == T_STAR ? "mul" : "div");
+	for (int i = 0; i < 2; i++)
 	{
-		sqlgen_put(g, "WHEN ");
-		operand(g, b);
-		sqlgen_put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN NULL::pg_catalog.float8 ");
+		const node *x = i ? b : a;
+
+		if (i)
+			sqlgen_put(g, ", ");
+		if (x->kind == N_VAR && x->type == DUET_T_NUMBER &&
+			(v = g->o->var_sql(g->o->arg, x->value.u.str.ptr, x->value.u.str.len)))
+			sqlgen_put(g, "%s", v);
+		else
+			sqlgen_expr(g, x);
 	}
-	sqlgen_put(g, "WHEN ");
-	in_range(g, a, lo, hi, lo > -2000);
-	sqlgen_put(g, " AND ");
-	in_range(g, b, lo, hi, opt == T_STAR);
-	/* x + 0 turns the -0 of 0 * -1, 0 / -1 into +0 */
-	sqlgen_put(g, " THEN ((");
-	operand(g, a);
-	sqlgen_put(g, ") OPERATOR(pg_catalog.%s) (", op);
-	operand(g, b);
-	sqlgen_put(g, ")) OPERATOR(pg_catalog.+) '0'::pg_catalog.float8 ELSE %s('x %s y', ", g->o->fallback, op);
-	operand(g, a);
-	sqlgen_put(g, ", ");
-	operand(g, b);
-	sqlgen_put(g, ") END");
+	sqlgen_put(g, ")");
 	return !g->failed;
 }
 
@@ -241,9 +180,9 @@ call(sqlgen *g, const node *n)
 		/* x / y, except that y = 0 (x not NULL) gives the default d (NULL without one) */
 		sqlgen_put(g, "CASE WHEN (");
 		sqlgen_expr(g, n->kids[0]);
-		sqlgen_put(g, ") IS NOT NULL AND ");
-		operand(g, n->kids[1]);
-		sqlgen_put(g, " OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN ");
+		sqlgen_put(g, ") IS NOT NULL AND (");
+		sqlgen_expr(g, n->kids[1]);
+		sqlgen_put(g, ") OPERATOR(pg_catalog.=) '0'::pg_catalog.float8 THEN ");
 		if (n->nkids > 2)
 			sqlgen_expr(g, n->kids[2]);
 		else

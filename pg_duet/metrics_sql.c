@@ -84,7 +84,7 @@ metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, char **sql, const
 	so.dialect = dialect;
 	so.var_sql = param_sql;
 	so.arg = &vars;
-	so.fallback = psprintf("%s.duet_calc_number_args", quote_identifier(schema));
+	so.arith_prefix = psprintf("%s.duet_num_", quote_identifier(schema));
 	text = duet_compile_sql(m->formula, m->formula_len, &opts, &so, type, &refused, &err);
 	if (!text && refused)
 	{

@@ -4749,3 +4749,21 @@ COMMENT ON FUNCTION duet_metric_sql(text, text) IS
     'the metric the caller uses as one SQL expression over its parameters with exactly Duet''s semantics (dialect ''postgres'' or ''clickhouse''); refuses, naming the construct, what has no exact SQL equivalent';
 COMMENT ON FUNCTION duet_clickhouse_sql_functions() IS
     'per metric the caller uses: its ClickHouse expression with exactly Duet''s semantics (composed metrics inlined; runs on 18.16) and the DROP/CREATE FUNCTION statements of a SQL user-defined function (ClickHouse 21.10 and later), or in not_compiled the construct without an exact ClickHouse form';
+
+-- issue 13 item 3: Duet's + - * / on double precision for the generated PostgreSQL SQL (metrics_sql_ops.c)
+CREATE FUNCTION duet_num_add(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_add';
+CREATE FUNCTION duet_num_sub(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_sub';
+CREATE FUNCTION duet_num_mul(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_mul';
+CREATE FUNCTION duet_num_div(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_div';
+COMMENT ON FUNCTION duet_num_add(double precision, double precision) IS
+    'Duet''s a + b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, never an overflow error';
+COMMENT ON FUNCTION duet_num_sub(double precision, double precision) IS
+    'Duet''s a - b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, never an overflow error';
+COMMENT ON FUNCTION duet_num_mul(double precision, double precision) IS
+    'Duet''s a * b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, no overflow or underflow error';
+COMMENT ON FUNCTION duet_num_div(double precision, double precision) IS
+    'Duet''s a / b on double precision (generated metric SQL): NULL for b = 0 and for a non-finite operand or result, never -0, no overflow or underflow error';

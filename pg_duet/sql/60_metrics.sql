@@ -92,6 +92,16 @@ CREATE FUNCTION duet_formula_sql(formula text, typed_names text[] DEFAULT '{}', 
 COMMENT ON FUNCTION duet_formula_sql(text, text[], text[], text) IS
     'a formula (calling the metrics the caller sees) as one SQL expression over its variables with exactly Duet''s semantics; variables typed as for duet_metric_signature (undeclared: numbers); refuses, naming the construct, what has no exact SQL equivalent';
 
+-- Duet's + - * / on double precision for the generated PostgreSQL SQL (metrics_sql_ops.c)
+CREATE FUNCTION duet_num_add(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_add';
+CREATE FUNCTION duet_num_sub(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_sub';
+CREATE FUNCTION duet_num_mul(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_mul';
+CREATE FUNCTION duet_num_div(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_div';
+
 -- The metrics as ClickHouse SQL user-defined functions (metrics_ch_sql.c, calc/sqlgen_ch.c)
 CREATE FUNCTION duet_clickhouse_sql_functions(OUT name text, OUT arguments text[], OUT expression text,
                                               OUT ddl text, OUT not_compiled text)
