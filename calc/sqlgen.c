@@ -52,8 +52,10 @@ sqlgen_put(sqlgen *g, const char *fmt,...)
 		}
 		if (g->len + (size_t) n >= SQL_MAX_LEN)
 		{
+			/* a refusal: the formula is valid, its SQL form too long (guards repeat operands) */
 			duet_set_runtime_error(g->err, DUET_ERR_LIMIT, 0, 0,
 								   "formula is longer than %d bytes as SQL (limit)", SQL_MAX_LEN);
+			*g->refused = true;
 			g->failed = true;
 			return;
 		}

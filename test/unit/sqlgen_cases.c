@@ -23,6 +23,7 @@ typedef struct vars
 {
 	json_t	   *types;
 	char		sql[64][300];	/* per variable of the formula: its backquoted input key */
+	const char *keys[64];
 	int			n;
 } vars;
 
@@ -60,8 +61,14 @@ var_sql(void *arg, const char *name, size_t len)
 	const char *key = input_key(v->types, name, len);
 	char	   *out;
 
-	if (!key || v->n == 64)
+	if (!key)
 		return NULL;
+	for (int i = 0; i < v->n; i++)
+		if (v->keys[i] == key)
+			return v->sql[i];
+	if (v->n == 64)
+		return NULL;
+	v->keys[v->n] = key;
 	out = v->sql[v->n++];
 	*out++ = '`';
 	for (const char *p = key; *p && out < v->sql[v->n - 1] + 290; p++)
