@@ -103,9 +103,10 @@ DECLARE
         'SELECT sum(revenue / NULLIF(spend, 0)) FROM bench_metrics',
         'SELECT sum(CASE WHEN spend = 0 THEN NULL ELSE revenue / spend END) FROM bench_metrics',
         'SELECT sum(duet_metrics.bench_roas(revenue, spend)) FROM bench_metrics',
+        'SELECT sum((CASE WHEN spend OPERATOR(pg_catalog.=) ''0''::pg_catalog.float8 THEN NULL::pg_catalog.float8 WHEN (revenue OPERATOR(pg_catalog.>=) ''1.4916681462400413e-154''::pg_catalog.float8 AND revenue OPERATOR(pg_catalog.<=) ''6.7039039649712985e+153''::pg_catalog.float8 OR revenue OPERATOR(pg_catalog.>=) ''-6.7039039649712985e+153''::pg_catalog.float8 AND revenue OPERATOR(pg_catalog.<=) ''-1.4916681462400413e-154''::pg_catalog.float8 OR revenue OPERATOR(pg_catalog.=) ''0''::pg_catalog.float8) AND (spend OPERATOR(pg_catalog.>=) ''1.4916681462400413e-154''::pg_catalog.float8 AND spend OPERATOR(pg_catalog.<=) ''6.7039039649712985e+153''::pg_catalog.float8 OR spend OPERATOR(pg_catalog.>=) ''-6.7039039649712985e+153''::pg_catalog.float8 AND spend OPERATOR(pg_catalog.<=) ''-1.4916681462400413e-154''::pg_catalog.float8) THEN ((revenue) OPERATOR(pg_catalog./) (spend)) OPERATOR(pg_catalog.+) ''0''::pg_catalog.float8 ELSE duet_calc_number_args(''x / y'', revenue, spend) END)) FROM bench_metrics',
         'SELECT sum(duet_calc_number_args(''bench_roas(revenue, spend)'', revenue, spend)) FROM bench_metrics'];
     names text[] := ARRAY['hand-written revenue / NULLIF(spend, 0)', 'hand-written CASE WHEN spend = 0 ...',
-                          'generated duet_metrics.bench_roas(revenue, spend)', 'duet_calc_number_args(''bench_roas(...)'', ...)'];
+                          'generated duet_metrics.bench_roas(revenue, spend)', 'previous generated form (range guards, issue 13 item 3 before)', 'duet_calc_number_args(''bench_roas(...)'', ...)'];
     n bigint := (SELECT count(*) FROM bench_metrics);
     t0 timestamptz;
     best float8[];

@@ -178,10 +178,11 @@ typedef struct duet_sql_options
 	const char *(*var_sql) (void *arg, const char *name, size_t len);
 	void	   *arg;
 	/*
-	 * PostgreSQL: the qualified name of duet_calc_number_args, which computes one operation
-	 * whose operands PostgreSQL's float8 arithmetic could overflow or underflow on (exact, rare)
+	 * PostgreSQL: the qualified prefix of Duet's + - * / on double precision ("public.duet_num_",
+	 * then add, sub, mul, div: pg_duet/metrics_sql_ops.c), which PostgreSQL's float8 operators are
+	 * not (they raise on overflow, underflow and division by zero)
 	 */
-	const char *fallback;
+	const char *arith_prefix;
 } duet_sql_options;
 
 /*

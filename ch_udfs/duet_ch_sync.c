@@ -3,6 +3,7 @@
  *
  *   duet-ch-sync --dir USER_SCRIPTS [--xml FILE] [--format RowBinary] [--no-pool] [--dbname CONNINFO]
  *   duet-ch-sync --print [--format …] [--no-pool] [--dbname CONNINFO]
+ *   duet-ch-sync --print-sql [--dbname CONNINFO]
  *
  * Connects with libpq (CONNINFO, else the PG* environment), reads duet_clickhouse_config() — the
  * <functions> XML and the duet_udf definitions file for the metrics the connecting role uses — and
@@ -10,7 +11,11 @@
  * atomically: each is written to a temporary file in the same directory, fsync'd, rename(2)d over
  * the old one, and the directory fsync'd. A running duet_udf pool takes the new definitions up
  * before its next block (ch_udfs/udf_reload.c); ClickHouse re-reads the XML itself. --print writes
- * both to stdout instead. Exit status 0, or 1 with one line on stderr.
+ * both to stdout instead, followed by the metrics as ClickHouse SQL user-defined functions
+ * (duet_clickhouse_sql_functions(): DROP/CREATE FUNCTION statements for ClickHouse 21.10 and later,
+ * a comment naming the construct for a metric without an exact ClickHouse form); --print-sql
+ * prints only those, to pipe into clickhouse-client --multiquery. Exit status 0, or 1 with one
+ * line on stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +52,8 @@ usage(const char *msg)
 {
 	fprintf(stderr, "duet-ch-sync: %s\n"
 			"usage: duet-ch-sync --dir USER_SCRIPTS [--xml FILE] [--format FORMAT] [--no-pool] [--dbname CONNINFO]\n"
-			"       duet-ch-sync --print [--format FORMAT] [--no-pool] [--dbname CONNINFO]\n", msg);
+			"       duet-ch-sync --print [--format FORMAT] [--no-pool] [--dbname CONNINFO]\n"
+			"       duet-ch-sync --print-sql [--dbname CONNINFO]\n", msg);
 	exit(2);
 }
 
@@ -106,13 +112,15 @@ main(int argc, char **argv)
 			   *format = "RowBinary",
 			   *conninfo = "";
 	bool		pool = true,
-				print = false;
+				print = false,
+				print_sql = false;
 	char		defs_path[PATH_MAX],
 				xml_default[PATH_MAX];
 	PGconn	   *conn;
 	PGresult   *res;
-	char	   *schema;
-	char		sql[512];
+	char	   *schema,
+			   *ddl = NULL;
+	char		sql[1024];
 	const char *params[2];
 
 	for (int i = 1; i < argc; i++)
@@ -124,6 +132,8 @@ main(int argc, char **argv)
 			pool = false;
 		else if (strcmp(a, "--print") == 0)
 			print = true;
+		else if (strcmp(a, "--print-sql") == 0)
+			print_sql = true;
 		else if (!v)
 			usage("missing value");
 		else if (strcmp(a, "--dir") == 0)
@@ -137,8 +147,8 @@ main(int argc, char **argv)
 		else
 			usage("unknown option");
 	}
-	if (!print && !dir)
-		usage("give --dir (or --print)");
+	if (!print && !print_sql && !dir)
+		usage("give --dir (or --print, --print-sql)");
 
 	conn = PQconnectdb(conninfo);
 	if (PQstatus(conn) != CONNECTION_OK)
@@ -150,6 +160,30 @@ main(int argc, char **argv)
 		fail("extension pg_duet is not installed in this database%s%s", "", "");
 	schema = PQescapeIdentifier(conn, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
 	PQclear(res);
+	if (print || print_sql)
+	{
+		/* the SQL user-defined functions, one statement pair (or comment) per metric */
+		snprintf(sql, sizeof(sql),
+				 "SELECT '-- pg_duet metrics as ClickHouse SQL user-defined functions (ClickHouse 21.10 and later)' "
+				 "OPERATOR(pg_catalog.||) pg_catalog.chr(10) OPERATOR(pg_catalog.||) "
+				 "COALESCE(pg_catalog.string_agg(COALESCE(f.ddl, '-- ' "
+				 "OPERATOR(pg_catalog.||) f.name OPERATOR(pg_catalog.||) ': not compiled: ' "
+				 "OPERATOR(pg_catalog.||) f.not_compiled) OPERATOR(pg_catalog.||) pg_catalog.chr(10), '' ORDER BY f.name), '') "
+				 "FROM %s.duet_clickhouse_sql_functions() f", schema);
+		res = PQexec(conn, sql);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+			fail("duet_clickhouse_sql_functions() failed: %s%s", PQerrorMessage(conn), "");
+		ddl = strdup(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	if (print_sql && !print)
+	{
+		fputs(ddl, stdout);
+		PQfreemem(schema);
+		PQfinish(conn);
+		free(ddl);
+		return 0;
+	}
 	snprintf(sql, sizeof(sql), "SELECT c.xml, c.definitions FROM %s.duet_clickhouse_config($1, $2) c", schema);
 	PQfreemem(schema);
 	params[0] = format;
@@ -158,7 +192,7 @@ main(int argc, char **argv)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 		fail("duet_clickhouse_config() failed: %s%s", PQerrorMessage(conn), "");
 	if (print)
-		printf("%s\n%s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+		printf("%s\n%s\n%s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), ddl);
 	else
 	{
 		if (snprintf(defs_path, sizeof(defs_path), "%s/duet_metrics.tsv", dir) >= (int) sizeof(defs_path) ||
@@ -168,6 +202,7 @@ main(int argc, char **argv)
 		replace_file(defs_path, PQgetvalue(res, 0, 1));
 		replace_file(xml_path ? xml_path : xml_default, PQgetvalue(res, 0, 0));
 	}
+	free(ddl);
 	PQclear(res);
 	PQfinish(conn);
 	return 0;

@@ -43,6 +43,11 @@ $(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/
 		-lcmocka -ljansson $(CALC_LIBS) \
 		-Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc
 
+# The ClickHouse SQL conformance's compiler (test/ch_server.py --sql-cases): formulas in, SQL out.
+$(BUILD)/unit/sqlgen_cases: test/unit/sqlgen_cases.c $(BUILD)/libduetcalc.a $(wildcard calc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CALC_TEST_CFLAGS) $< -o $@ $(BUILD)/libduetcalc.a -ljansson $(CALC_LIBS)
+
 # libFuzzer target for compile + evaluate (clang-14, ASan + UBSan). `make fuzz` runs it for
 # FUZZ_SECONDS (default 60) on test/fuzz/calc (seeds: the conformance formulas; crash inputs are
 # added there) plus a scratch corpus in build/fuzz/corpus_calc. test/suites/15-fuzz-replay.sh

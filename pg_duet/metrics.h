@@ -79,6 +79,17 @@ extern ArrayType *duet_text_array(char **items, int n);
  */
 extern int	duet_metric_functions_refresh(Oid fn_oid);
 
+/*
+ * metrics_sql.c: metric m as one SQL expression in dialect (database encoding, palloc'd) and its
+ * result type; NULL with *refusal (and *excerpt, the position, or NULL) when a construct has no
+ * exact translation. Raises when it does not compile. schema: the extension's.
+ */
+extern char *duet_metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, const char *schema,
+								  duet_type *type, char **refusal, char **excerpt);
+
+/* name as a ClickHouse identifier (backquoted), palloc'd */
+extern char *duet_ch_identifier(const char *name);
+
 /* The formula type of a ClickHouse argument type (Nullable(String) → string, …). */
 extern duet_type duet_metric_ch_type(const char *ch_type);
 

@@ -3,8 +3,8 @@
  *
  * duet_metric_sql(name, dialect) compiles the metric the caller uses (its tenant's override, else
  * the global one; composed metrics expanded) with calc/sqlgen.c into one SQL expression over its
- * parameters, written as quoted identifiers, with exactly Duet's semantics — or refuses, naming
- * the construct that has no exact equivalent in the dialect. The text is data: the caller pastes
+ * parameters, written as quoted identifiers (PostgreSQL's "…", ClickHouse's `…`), with exactly
+ * Duet's semantics — or refuses, naming the construct that has no exact equivalent in the dialect. The text is data: the caller pastes
  * it into a query of their own, so nothing here runs it.
  *
  * duet_metric_functions_refresh() — called by every change of a global metric, in its transaction
@@ -84,7 +84,7 @@ metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, char **sql, const
 	so.dialect = dialect;
 	so.var_sql = param_sql;
 	so.arg = &vars;
-	so.fallback = psprintf("%s.duet_calc_number_args", quote_identifier(schema));
+	so.arith_prefix = psprintf("%s.duet_num_", quote_identifier(schema));
 	text = duet_compile_sql(m->formula, m->formula_len, &opts, &so, type, &refused, &err);
 	if (!text && refused)
 	{
@@ -104,21 +104,56 @@ metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, char **sql, const
 	return out;
 }
 
-/* the quoted parameter names of m, in UTF-8 */
+/* name as a ClickHouse identifier: backquoted, ` and \ escaped (palloc'd) */
+char *
+duet_ch_identifier(const char *name)
+{
+	StringInfoData q;
+
+	initStringInfo(&q);
+	appendStringInfoChar(&q, '`');
+	for (const char *p = name; *p; p++)
+	{
+		if (*p == '`' || *p == '\\')
+			appendStringInfoChar(&q, '\\');
+		appendStringInfoChar(&q, *p);
+	}
+	appendStringInfoChar(&q, '`');
+	return q.data;
+}
+
+/* the quoted parameter names of m in dialect, in UTF-8 */
 static char **
-quoted_params(const DuetMetric *m)
+quoted_params(const DuetMetric *m, duet_sql_dialect dialect)
 {
 	char	  **sql = palloc(sizeof(char *) * Max(m->nparams, 1));
 	size_t		len;
 
 	for (int i = 0; i < m->nparams; i++)
 	{
-		/* parameter names are user input: always through quote_identifier */
-		const char *q = quote_identifier(m->params[i]);
+		/* parameter names are user input: always quoted */
+		const char *q = dialect == DUET_SQL_CLICKHOUSE ? duet_ch_identifier(m->params[i]) :
+			quote_identifier(m->params[i]);
 
 		sql[i] = (char *) pgcalc_to_utf8(q, strlen(q), &len);
 	}
 	return sql;
+}
+
+/*
+ * m as SQL in dialect, in the database encoding (palloc'd), and its result type; NULL with
+ * *refusal set when a construct does not translate (*excerpt: where, or NULL); raises when the
+ * formula does not compile. schema: the extension's.
+ */
+char *
+duet_metric_sql_text(const DuetMetric *m, duet_sql_dialect dialect, const char *schema,
+					 duet_type *type, char **refusal, char **excerpt)
+{
+	int			line;
+	char	   *text = metric_sql_text(m, dialect, quoted_params(m, dialect), schema, type, refusal,
+									   &line, excerpt);
+
+	return text ? pgcalc_from_utf8(text, strlen(text)) : NULL;
 }
 
 static const char *
@@ -141,11 +176,7 @@ static duet_sql_dialect
 dialect_arg(const char *dialect)
 {
 	if (strcmp(dialect, "clickhouse") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("metrics do not compile to ClickHouse SQL yet"),
-				 errhint("In ClickHouse, call the metric through the executable UDF "
-						 "(duet_clickhouse_config(), duet-ch-sync).")));
+		return DUET_SQL_CLICKHOUSE;
 	if (strcmp(dialect, "postgres") != 0 && strcmp(dialect, "postgresql") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -162,16 +193,18 @@ sql_or_refuse(const DuetMetric *m, duet_sql_dialect d, Oid fn_oid, bool is_metri
 	char	   *refusal = NULL,
 			   *excerpt = NULL,
 			   *text;
-	int			line;
 
 	/* the calling function's schema is the extension's */
-	text = metric_sql_text(m, d, quoted_params(m), get_namespace_name(get_func_namespace(fn_oid)),
-						   &type, &refusal, &line, &excerpt);
+	text = duet_metric_sql_text(m, d, get_namespace_name(get_func_namespace(fn_oid)), &type, &refusal,
+								&excerpt);
 	if (!text && is_metric)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("metric \"%s\" has no exact SQL translation: %s", m->name, refusal),
 				 excerpt ? errdetail_internal("%s", excerpt) : 0,
+				 d == DUET_SQL_CLICKHOUSE ?
+				 errhint("docs/metrics.md lists what compiles to each dialect; in ClickHouse, compute "
+						 "this metric with the executable UDF %s (duet_clickhouse_config()) instead.", m->name) :
 				 errhint("docs/metrics.md lists what compiles to each dialect; compute this metric "
 						 "with duet_calc_number_args('%s()', …) instead.", m->name)));
 	if (!text)
@@ -180,7 +213,7 @@ sql_or_refuse(const DuetMetric *m, duet_sql_dialect d, Oid fn_oid, bool is_metri
 				 errmsg("formula has no exact SQL translation: %s", refusal),
 				 excerpt ? errdetail_internal("%s", excerpt) : 0,
 				 errhint("docs/metrics.md lists what compiles to each dialect.")));
-	return cstring_to_text(pgcalc_from_utf8(text, strlen(text)));
+	return cstring_to_text(text);
 }
 
 /* duet_metric_sql(name text, dialect text DEFAULT 'postgres') RETURNS text */
@@ -287,7 +320,7 @@ duet_metric_functions_refresh(Oid fn_oid)
 	for (int i = 0; i < n; i++)
 	{
 		const DuetMetric *m = &all[i];
-		char	  **sql = quoted_params(m);
+		char	  **sql = quoted_params(m, DUET_SQL_POSTGRES);
 		duet_type	type;
 		char	   *refusal = NULL,
 				   *excerpt = NULL,

@@ -4743,3 +4743,31 @@ END $$;
 -- Dates and timestamps in formulas (issue 15 item 1): date and timestamp columns bind.
 COMMENT ON FUNCTION duet_calc(text, anyelement) IS
 'evaluates a Duet formula with variables bound by name to the columns of a row (number, text, boolean, date and timestamp columns); the result is a jsonb number, string (a date or timestamp as its text), boolean or null';
+
+-- issue 13 item 3: the ClickHouse dialect of the metric SQL compiler (sql/60_metrics.sql, metrics_ch_sql.c)
+CREATE FUNCTION duet_clickhouse_sql_functions(OUT name text, OUT arguments text[], OUT expression text,
+                                              OUT ddl text, OUT not_compiled text)
+    RETURNS SETOF record LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'duet_clickhouse_sql_functions';
+COMMENT ON FUNCTION duet_metric_sql(text, text) IS
+    'the metric the caller uses as one SQL expression over its parameters with exactly Duet''s semantics (dialect ''postgres'' or ''clickhouse''); refuses, naming the construct, what has no exact SQL equivalent';
+COMMENT ON FUNCTION duet_clickhouse_sql_functions() IS
+    'per metric the caller uses: its ClickHouse expression with exactly Duet''s semantics (composed metrics inlined; runs on 18.16) and the DROP/CREATE FUNCTION statements of a SQL user-defined function (ClickHouse 21.10 and later), or in not_compiled the construct without an exact ClickHouse form';
+
+-- issue 13 item 3: Duet's + - * / on double precision for the generated PostgreSQL SQL (metrics_sql_ops.c)
+CREATE FUNCTION duet_num_add(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_add';
+CREATE FUNCTION duet_num_sub(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_sub';
+CREATE FUNCTION duet_num_mul(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_mul';
+CREATE FUNCTION duet_num_div(a double precision, b double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'duet_num_div';
+COMMENT ON FUNCTION duet_num_add(double precision, double precision) IS
+    'Duet''s a + b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, never an overflow error';
+COMMENT ON FUNCTION duet_num_sub(double precision, double precision) IS
+    'Duet''s a - b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, never an overflow error';
+COMMENT ON FUNCTION duet_num_mul(double precision, double precision) IS
+    'Duet''s a * b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, no overflow or underflow error';
+COMMENT ON FUNCTION duet_num_div(double precision, double precision) IS
+    'Duet''s a / b on double precision (generated metric SQL): NULL for b = 0 and for a non-finite operand or result, never -0, no overflow or underflow error';

@@ -110,7 +110,7 @@ SELECT duet_metric_sql('ms_roas', 'clickhouse');
 SELECT duet_metric_sql('ms_roas', 'oracle');
 SELECT duet_metric_sql('ms_missing');
 
--- the common case stays native: no call to Duet on the rows of a finite, in-range division
+-- + - * / are pg_duet's duet_num_* (Duet's operation in C, one call like PostgreSQL's own operators)
 SELECT duet_metric_sql('ms_roas');
 
 -- generated functions: one per global metric that compiles, the others say why they have none

@@ -9,7 +9,12 @@ clickhouse-client that dictGetString('duet_calc', 'result', tuple(formula, input
 conformance results for every vector and for thousands of generated keys. Waits are bounded; the
 server is always stopped.
 
+With --sql-cases (build/unit/sqlgen_cases), the same server also runs the ClickHouse SQL that
+Duet generates (calc/sqlgen_ch.c) for every conformance vector and for rows of edge and random
+values, against Duet (test/ch_sql_conformance.py).
+
   ch_server.py --udf build/ch_udfs/duet_udf --dir build/ch_server [--conformance test/conformance]
+               [--sql-cases build/unit/sqlgen_cases --sql-expected test/ch_sql_conformance.expected]
 Prints one line per check and "N passed, N failed".
 """
 import argparse
@@ -27,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ch_harness import tsv_escape, tsv_unescape  # noqa: E402
 from ch_udf_tests import dict_result_matches, load_vectors  # noqa: E402
+import ch_sql_conformance  # noqa: E402
 
 SERVER = shutil.which('clickhouse-server') or '/usr/sbin/clickhouse-server'
 CLIENT = shutil.which('clickhouse-client') or '/usr/bin/clickhouse-client'
@@ -184,12 +190,31 @@ def generated_keys(n):
     return out
 
 
+def sql_checks(srv, a, check):
+    """Duet's generated ClickHouse SQL on this server (test/ch_sql_conformance.py)."""
+    out = os.path.join(a.dir, 'ch_sql_conformance.out')
+    rows, counts, same = ch_sql_conformance.run(srv.http, a.sql_cases, load_vectors(a.conformance),
+                                                a.sql_expected, out)
+    wrong = [r for r in rows if r[3] == 'WRONG']
+    check('generated ClickHouse SQL over %d conformance vectors: %d compiled and agree, %d refused by name, '
+          '%d integer inputs (as doubles), %d wrong' % (len(rows), counts.get('ok', 0), counts.get('refused', 0),
+                                                        counts.get('integer input', 0), len(wrong)),
+          not wrong, '; '.join('%s %r: %s' % (r[0], r[1], r[4]) for r in wrong[:5]))
+    check('the outcomes, refusals and integer inputs listed in %s are %s' % (a.sql_expected, out), same,
+          'diff -u %s %s' % (a.sql_expected, out))
+    for formula, n, bad in ch_sql_conformance.generated(srv.http, a.sql_cases):
+        check('generated ClickHouse SQL of %r equals Duet on %d rows of edge and random values' % (formula, n),
+              not bad, '; '.join(bad[:3]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--udf', required=True)
     ap.add_argument('--dir', required=True)
     ap.add_argument('--conformance')
     ap.add_argument('--generated', type=int, default=5000)
+    ap.add_argument('--sql-cases')
+    ap.add_argument('--sql-expected')
     a = ap.parse_args()
     passed = failed = 0
     # A timeout's SIGTERM must still run the `finally` that stops the server.
@@ -238,6 +263,8 @@ def main():
         one = srv.query("SELECT dictGetString('duet_calc', 'result', tuple('revenue / spend', "
                         "'{\"revenue\": 300, \"spend\": 120}'))").decode().strip()
         check("dictGetString('duet_calc', 'result', tuple('revenue / spend', …)) = 2.5", one == '2.5', one)
+        if a.sql_cases and a.conformance:
+            sql_checks(srv, a, check)
     except RuntimeError as e:
         check('ClickHouse server run', False, str(e))
     finally:

@@ -80,3 +80,14 @@ mkdir -p "$dir"
 psql -q -A -t -c "SELECT definitions FROM duet_clickhouse_config('TabSeparated', false)" > "$dir/duet_metrics_v2.tsv"
 printf '900\t300\n10\t0\n' | build/ch_udfs/duet_udf --metric roas_pct --definitions "$(cd "$dir" && pwd)/duet_metrics_v2.tsv" --format TabSeparated \
   | paste <(printf 'revenue 900, spend 300\nrevenue 10, spend 0\n') - | sed 's/^/duet_udf roas_pct: /'
+
+# ClickHouse SQL: roas as one ClickHouse expression with Duet's semantics (composed metrics inlined),
+# run inline in a SELECT on a real ClickHouse 18.16 server; CREATE FUNCTION statements for ClickHouse
+# 21.10+, and the metrics that have no exact ClickHouse form (round) with the reason.
+psql -e -c "SELECT duet_metric_sql('roas', 'clickhouse')"
+psql -e -c "SELECT name, coalesce(ddl, 'not compiled: ' || not_compiled) AS clickhouse FROM duet_clickhouse_sql_functions() ORDER BY name"
+psql -q -A -t -c "SELECT duet_metric_sql('roas', 'clickhouse')" > "$dir/roas.sql"
+psql -q -A -F $'\t' -t -c "SELECT c.name, sum(d.revenue), sum(d.spend), duet_metrics.roas(sum(d.revenue), sum(d.spend))
+                            FROM campaign_daily d JOIN campaigns c ON c.id = d.campaign_id GROUP BY c.name ORDER BY c.name" \
+  > "$dir/roas_pg.tsv"
+python3 demo/clickhouse_sql_demo.py "$dir"

@@ -455,3 +455,17 @@ COMMENT ON COLUMN duet.alerts_active.delivery IS 'per Alertmanager: whether it a
 -- duet.health's pipelines rows (issue 19 item 4, issue 17 item 3: pg_duet/sql/75_monitor.sql)
 COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
 COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';
+
+-- the metrics as ClickHouse SQL (issue 13 item 3: pg_duet/sql/60_metrics.sql, metrics_ch_sql.c)
+COMMENT ON FUNCTION duet_clickhouse_sql_functions() IS
+    'per metric the caller uses: its ClickHouse expression with exactly Duet''s semantics (composed metrics inlined; runs on 18.16) and the DROP/CREATE FUNCTION statements of a SQL user-defined function (ClickHouse 21.10 and later), or in not_compiled the construct without an exact ClickHouse form';
+
+-- Duet's arithmetic for the generated PostgreSQL SQL (issue 13: pg_duet/sql/60_metrics.sql, metrics_sql_ops.c)
+COMMENT ON FUNCTION duet_num_add(double precision, double precision) IS
+    'Duet''s a + b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, never an overflow error';
+COMMENT ON FUNCTION duet_num_sub(double precision, double precision) IS
+    'Duet''s a - b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, never an overflow error';
+COMMENT ON FUNCTION duet_num_mul(double precision, double precision) IS
+    'Duet''s a * b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, no overflow or underflow error';
+COMMENT ON FUNCTION duet_num_div(double precision, double precision) IS
+    'Duet''s a / b on double precision (generated metric SQL): NULL for b = 0 and for a non-finite operand or result, never -0, no overflow or underflow error';

@@ -20,6 +20,8 @@ SELECT duet_set_tenant('globex');
 -- globex's own metric and its override of the global one, both carrying the canary
 SELECT name FROM duet_metric_set('gx_high', 'x > 10', '$CANARY threshold', reason => '$CANARY');
 SELECT name FROM duet_metric_set('roas', 'revenue / spend / 2', '$CANARY halved', reason => '$CANARY');
+-- a formula carrying the canary, so that its compiled SQL does too
+SELECT name FROM duet_metric_set('gx_label', 'if(x > 1, ''$CANARY'', ''no'')', 'label');
 -- a row rule of globex calling its metric
 SELECT duet_rule_create('gx_metric_rule', 'gx_high(v)', target => 'public.shared_events',
                         labels => '{label}', message => 'high {label}');
@@ -34,6 +36,9 @@ SELECT duet_calc('roas_pct()', '{"revenue": 10, "spend": 5}'::jsonb)::text || ' 
 }
 my $before = bob_calc();
 like($before, qr/^100 true$/m, 'globex computes with its override (10/5/2*100) and its own metric');
+like($node->safe_psql('postgres', q{SELECT duet_set_tenant('globex');
+SELECT expression FROM duet_clickhouse_sql_functions() WHERE name = 'gx_label'}, extra_params => [ '-U', 'bob' ]),
+	qr/canary_globex_7731/i, 'globex itself gets its own metric as ClickHouse SQL (what the attackers must not)');
 
 for my $r (@ATTACKERS)
 {
@@ -48,12 +53,16 @@ SELECT * FROM duet_metric_history('roas');
 SELECT * FROM duet_metric_at('roas', now());
 SELECT * FROM duet_metric_at('gx_high', now());
 SELECT xml, definitions FROM duet_clickhouse_config();
+SELECT name, expression, ddl, not_compiled FROM duet_clickhouse_sql_functions();
+SELECT duet_metric_sql('gx_label', 'clickhouse');
+SELECT duet_metric_sql('gx_label');
+SELECT duet_formula_sql('gx_label(x)', dialect => 'clickhouse');
 SELECT duet_calc('gx_high(11)', '{}'::jsonb);
 SELECT duet_formula_check('gx_high(11)');
 SELECT duet_metric_rollback('gx_high', 1);
 SELECT duet_metric_rollback('roas', 1);
 });
-	no_canary($out . $err, "$KIND{$r}: globex's metrics, history and ClickHouse config are not readable");
+	no_canary($out . $err, "$KIND{$r}: globex's metrics, history, ClickHouse config and SQL (both dialects) are not readable");
 
 	# writing: the global metrics and globex's are out of reach; a tenant writes only its own
 	($rc, $out, $err) = as_role($node, $r, $set . qq{

@@ -52,7 +52,8 @@ SELECT duet_metric_define('inj_param_$r', '$r.mark(1)');
 	($rc, $out, $err) = as_role($node, $r, qq{
 SET search_path = $r, pg_catalog;
 } . evil_fn($r, $r, 'abs(a float8) float8', 'pg_catalog.abs(a)', 'shadow')
-	  . evil_fn($r, $r, 'duet_calc_number_args(f text, a float8, b float8) float8', '0::float8', 'shadow') . qq{
+	  . evil_fn($r, $r, 'duet_calc_number_args(f text, a float8, b float8) float8', '0::float8', 'shadow')
+	  . evil_fn($r, $r, 'duet_num_add(a float8, b float8) float8', '0::float8', 'shadow') . qq{
 CREATE FUNCTION $r.evil_eq(a float8, b float8) RETURNS boolean LANGUAGE plpgsql AS \$f\$
 BEGIN PERFORM $r.mark('shadow'); RETURN a OPERATOR(pg_catalog.=) b; END \$f\$;
 CREATE OPERATOR $r.= (LEFTARG = float8, RIGHTARG = float8, FUNCTION = $r.evil_eq);

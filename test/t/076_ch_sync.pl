@@ -76,6 +76,13 @@ is($?, 0, 'the pool ends cleanly at the end of input');
 
 ($ok, $out, $err) = run_sync('--print', '--no-pool');
 ok($ok && $out =~ /<type>executable<\/type>/ && $out =~ /^roas\t/m, '--print writes the XML and the definitions to stdout');
+like($out, qr/^CREATE FUNCTION `roas` AS \(`revenue`, `spend`\) -> \(multiIf\(/m, '... and the SQL user-defined functions');
+my $roas_sql = $node->safe_psql('postgres', q{SELECT duet_metric_sql('roas', 'clickhouse')});
+($ok, $out, $err) = run_sync('--print-sql');
+is($out, "-- pg_duet metrics as ClickHouse SQL user-defined functions (ClickHouse 21.10 and later)\n"
+	. "DROP FUNCTION IF EXISTS `roas`;\nCREATE FUNCTION `roas` AS (`revenue`, `spend`) -> $roas_sql;\n"
+	. "-- roas_pct: not compiled: function round does not compile to ClickHouse SQL\n",
+	'--print-sql writes only the DDL, the expression duet_metric_sql gives, and why roas_pct has none');
 $ok = IPC::Run::run([ $sync, '--dbname', 'host=/nonexistent', '--dir', $dir ], '>', \$out, '2>', \$err);
 ok(!$ok && $? >> 8 == 1 && $err =~ /^duet-ch-sync: could not connect to PostgreSQL: [^\n]*\n\z/, 'a connection failure is one line on stderr, exit 1');
 
