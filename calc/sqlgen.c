@@ -255,7 +255,7 @@ sqlgen_expr(sqlgen *g, const node *n)
 				case DUET_T_DATE:
 				case DUET_T_TIMESTAMP:
 					/* Duet's text and calendar rules are not PostgreSQL's (docs/dialects.md) */
-					return refuse(g, n, "a date or timestamp constant");
+					return sqlgen_refuse(g, n, "a date or timestamp constant");
 				default:
 					sqlgen_put(g, "NULL");
 					break;
@@ -265,6 +265,8 @@ sqlgen_expr(sqlgen *g, const node *n)
 			{
 				const char *v = g->o->var_sql(g->o->arg, n->value.u.str.ptr, n->value.u.str.len);
 
+				if (n->type == DUET_T_DATE || n->type == DUET_T_TIMESTAMP)
+					return sqlgen_refuse(g, n, "a date or timestamp variable");
 				if (!v || (n->type != DUET_T_NUMBER && n->type != DUET_T_STRING && n->type != DUET_T_BOOL))
 					return sqlgen_refuse(g, n, "a variable without a declared type");
 				return d->var(g, n, v) && !g->failed;
