@@ -8,6 +8,7 @@
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 cd "$DUET_ROOT"
-make -s "$DUET_BUILD/ch_udfs/duet_udf" "$DUET_BUILD/unit/sqlgen_cases" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
+# make knows its targets by their relative names (BUILD := build)
+make -s "${DUET_BUILD#$DUET_ROOT/}/ch_udfs/duet_udf" "${DUET_BUILD#$DUET_ROOT/}/unit/sqlgen_cases" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 timeout 600 python3 test/ch_server.py --udf "$DUET_BUILD/ch_udfs/duet_udf" --dir "$DUET_BUILD/ch_server" \
   --conformance test/conformance --sql-cases "$DUET_BUILD/unit/sqlgen_cases" --sql-expected test/ch_sql_conformance.expected
