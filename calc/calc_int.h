@@ -97,6 +97,9 @@ typedef enum opcode
 	OP_RETURN_VAR,				/* returns vars[arg] (a formula that is one variable) */
 	OP_CLAMP_CC,				/* top = clamp(top, consts[arg], consts[argc]), number constants */
 	OP_ROUND_C,					/* top = round(top, arg) with arg a constant digit count */
+	OP_CONCAT_N,				/* pop argc (2, 3) values; push (a || b) || c in one allocation;
+								 * flags 1: the last one is vars[arg], loaded after the first || */
+	OP_CASEMAP,					/* lower (flags 0) / upper (1) of a string the next CONCAT_N takes */
 	OP_NCODES
 } opcode;
 
@@ -118,7 +121,9 @@ typedef enum flag_kind
 	FLG_NONE,
 	FLG_NEGATED,				/* 1: not between / not in / is not null */
 	FLG_NUMERIC,				/* CALL_NUMERIC */
-	FLG_CMP						/* a comparison opcode, OP_EQ..OP_GE */
+	FLG_CMP,					/* a comparison opcode, OP_EQ..OP_GE */
+	FLG_LASTVAR,				/* 1: the last operand is vars[arg] (OP_CONCAT_N) */
+	FLG_UPPER					/* 0 lower, 1 upper (OP_CASEMAP) */
 } flag_kind;
 
 typedef struct opcode_info
@@ -131,6 +136,14 @@ typedef struct opcode_info
 } opcode_info;
 
 extern const opcode_info duet_opcodes[OP_NCODES];
+
+/*
+ * OP_CASEMAP leaves its string on the stack with one of these internal types, for the CONCAT_N
+ * that consumes it to case-map while it copies (never seen outside the VM; far from the value types
+ * so that new ones do not collide).
+ */
+#define DUET_T_LOWER_PENDING ((duet_type) 100)
+#define DUET_T_UPPER_PENDING ((duet_type) 101)
 
 /* OP_CALL flags: every parameter is a number, so the call needs no generic argument check */
 #define CALL_NUMERIC 1
@@ -172,7 +185,25 @@ struct duet_program
 	bool		single_vv;		/* the whole program is one var/const superinstruction + return */
 	struct duet_rx_const *rx;	/* constant regex patterns, compiled once (pattern.c) */
 	int			nrx;
+	struct duet_fast *fast;		/* the numeric tier's code (fastpath.c), NULL when it has none */
 };
+
+/*
+ * ---- the numeric tier (fastpath.c) ----
+ * Register code on unboxed doubles (NULL as NaN) for formulas whose values are all numbers: made
+ * from the checked, folded tree (NULL when the formula has something it does not do), run while
+ * every input is a double or NULL — duet_fast_eval returns false, having done nothing, otherwise.
+ */
+typedef struct duet_fast duet_fast;
+duet_fast  *duet_fast_compile(const node *root, size_t nvars);
+void		duet_fast_free(duet_fast *f);
+bool		duet_fast_eval(const duet_fast *f, const duet_value *vars, size_t kstride,
+						   duet_value *out);
+/* duet_eval for a program with a tier: the tier, else duet_eval_stack (vm.c: the stack VM) */
+duet_errclass duet_fast_run(const duet_program *p, const duet_value *vars, duet_vm *vm,
+							duet_value *out, duet_error *err);
+duet_errclass duet_eval_stack(const duet_program *p, const duet_value *vars, duet_vm *vm,
+							  duet_value *out, duet_error *err);
 
 /* ---- pattern functions (pattern.c): like, regexp_* on PCRE2 ---- */
 typedef struct duet_rx_const

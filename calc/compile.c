@@ -635,6 +635,69 @@ gen_super(compiler *c, const node *n, bool *done)
 	return true;
 }
 
+/* lower(x) / upper(x): 0 / 1 for OP_CASEMAP's flags, -1 for anything else */
+static int
+casemap_of(const node *n)
+{
+	if (n->kind != N_CALL || n->nkids != 1 || !n->fn)
+		return -1;
+	return strcmp(n->fn->name, "lower") == 0 ? 0 : strcmp(n->fn->name, "upper") == 0 ? 1 : -1;
+}
+
+/*
+ * (a || b) || c with c a constant or a variable, and a || b with a lower()/upper() operand: the
+ * operands (a case-mapped one as its argument and OP_CASEMAP), then OP_CONCAT_N, which keeps the
+ * inner ||'s position as its first operand's. A variable c is loaded by OP_CONCAT_N itself after
+ * the first || (flags 1, arg = the variable, its position the second operand's), so that errors
+ * come in the nested form's order (docs/calc.md). *done is false when none of this applies.
+ */
+static bool
+gen_concat(compiler *c, const node *n, bool *done)
+{
+	const node *ops[3];
+	int			k = 0,
+				last_var = -1;
+	bool		any_map = false;
+
+	*done = false;
+	if (n->kind != N_BINOP || n->op != T_CONCAT)
+		return true;
+	if (n->kids[0]->kind == N_BINOP && n->kids[0]->op == T_CONCAT &&
+		(n->kids[1]->kind == N_CONST || small_var(n->kids[1])))
+	{
+		ops[k++] = n->kids[0]->kids[0];
+		ops[k++] = n->kids[0]->kids[1];
+		if (n->kids[1]->kind == N_VAR)
+			last_var = n->kids[1]->var;
+	}
+	else
+		ops[k++] = n->kids[0];
+	ops[k++] = n->kids[1];
+	for (int i = 0; i < k; i++)
+		any_map |= casemap_of(ops[i]) >= 0;
+	if (k == 2 && !any_map)
+		return true;
+	*done = true;
+	for (int i = 0; i < k - (last_var >= 0); i++)
+	{
+		int			map = casemap_of(ops[i]);
+
+		if (map < 0 ? !gen(c, ops[i]) :
+			!gen(c, ops[i]->kids[0]) ||
+			!emit(c, ops[i], OP_CASEMAP, (int) (ops[i]->fn - duet_builtins), 0, map, 0))
+			return false;
+	}
+	c->uses_arena = true;
+	if (last_var >= 0)
+	{
+		/* the variable is loaded into the slot above the two operands: room for it */
+		if (c->depth + 1 > c->max_depth)
+			c->max_depth = c->depth + 1;
+		return emit(c, n, OP_CONCAT_N, last_var, k, 1, 2 - k) && operands(c, n->kids[0], n->kids[1]);
+	}
+	return emit(c, n, OP_CONCAT_N, 0, k, 0, 1 - k) && operands(c, k == 3 ? n->kids[0] : NULL, NULL);
+}
+
 static bool
 gen(compiler *c, const node *n)
 {
@@ -643,6 +706,8 @@ gen(compiler *c, const node *n)
 	bool		done;
 
 	if (!gen_super(c, n, &done))
+		return false;
+	if (!done && !gen_concat(c, n, &done))
 		return false;
 	if (done)
 		return true;
@@ -1132,6 +1197,9 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 			p->max_string = c.lim->max_string;
 			p->uses_arena = c.uses_arena;
 			peephole(p);
+			/* the numeric tier, where the stack VM has no faster path of its own */
+			if (!p->single_vv && p->ncode > 1)
+				p->fast = duet_fast_compile(root, p->nvars);
 			c.code = NULL;
 			c.opnd = NULL;
 			c.consts = NULL;
@@ -1170,6 +1238,7 @@ duet_program_free(duet_program *p)
 	free(p->consts);
 	free(p->cnum);
 	free(p->strings);
+	duet_fast_free(p->fast);
 	for (int k = 0; k < p->nrx; k++)
 		duet_rx_code_free(p->rx[k].code);
 	free(p->rx);

@@ -64,18 +64,25 @@ duet_vm_free(duet_vm *vm)
 	free(vm);
 }
 
+/* Whether a string of size bytes would be over the limit (err filled, position 0:0). */
+static bool
+over_limit(const duet_vm *vm, size_t size, duet_error *err)
+{
+	if (size <= vm->max_string)
+		return false;
+	duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0,
+						   "string result of %zu bytes exceeds the limit of %zu bytes",
+						   size, vm->max_string);
+	return true;
+}
+
 char *
 duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 {
 	chunk	   *c = vm->cur;
 
-	if (size > vm->max_string)
-	{
-		duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0,
-							   "string result of %zu bytes exceeds the limit of %zu bytes",
-							   size, vm->max_string);
+	if (over_limit(vm, size, err))
 		return NULL;
-	}
 	while (c && c->cap - c->used < size)
 	{
 		c = c->next;
@@ -276,6 +283,216 @@ invalid_var(const duet_program *p, int k, const instr *in, int which, duet_error
 	return false;
 }
 
+/* A piece of a CONCAT_N: its bytes and how they are copied (0 as they are, 1 lower, 2 upper). */
+typedef struct piece
+{
+	const char *ptr;
+	size_t		len;
+	int			map;
+} piece;
+
+/*
+ * The text of a value that is not a string, as as_text makes it but into buf (32 bytes) without
+ * allocating; false when it is over the limit (err filled).
+ */
+static __attribute__((noinline)) bool
+piece_other(const duet_vm *vm, const duet_value *v, piece *pc, char *buf, duet_error *err)
+{
+	pc->map = 0;
+	if (v->type == DUET_T_BOOL)
+	{
+		pc->ptr = v->u.boolean ? "true" : "false";
+		pc->len = v->u.boolean ? 4 : 5;
+		return true;
+	}
+	pc->len = duet_format_value_number(v, buf, 32);
+	pc->ptr = buf;
+	return !over_limit(vm, pc->len, err);	/* as_text allocates it */
+}
+
+static inline bool
+piece_of(const duet_vm *vm, const duet_value *v, piece *pc, char *buf, duet_error *err)
+{
+	if ((int) v->type == DUET_T_STRING || (int) v->type == DUET_T_LOWER_PENDING ||
+		(int) v->type == DUET_T_UPPER_PENDING)
+	{
+		pc->ptr = v->u.str.ptr;
+		pc->len = v->u.str.len;
+		pc->map = (int) v->type == DUET_T_STRING ? 0 : (int) v->type == DUET_T_LOWER_PENDING ? 1 : 2;
+		return true;
+	}
+	return piece_other(vm, v, pc, buf, err);
+}
+
+/* n bytes from s to d: short ones (most labels' pieces) without a call */
+static inline void
+copy_bytes(char *d, const char *s, size_t n)
+{
+	uint32_t	w0,
+				w1;
+	uint64_t	q0,
+				q1;
+
+	if (n > 16)
+		memcpy(d, s, n);
+	else if (n >= 8)
+	{
+		memcpy(&q0, s, 8);
+		memcpy(&q1, s + n - 8, 8);
+		memcpy(d, &q0, 8);
+		memcpy(d + n - 8, &q1, 8);
+	}
+	else if (n >= 4)
+	{
+		memcpy(&w0, s, 4);
+		memcpy(&w1, s + n - 4, 4);
+		memcpy(d, &w0, 4);
+		memcpy(d + n - 4, &w1, 4);
+	}
+	else if (n > 0)
+	{
+		char		a = s[0],
+					b = s[n / 2],
+					c = s[n - 1];
+
+		d[0] = a;
+		d[n / 2] = b;
+		d[n - 1] = c;
+	}
+}
+
+/*
+ * ASCII case mapping of up to 8 bytes at once (SWAR): the bytes in from..from+25 flip their 0x20
+ * bit, all others (non-ASCII bytes included) stay.
+ */
+static inline uint64_t
+map_word(uint64_t w, unsigned char from)
+{
+	const uint64_t ones = 0x0101010101010101u,
+				high = 0x8080808080808080u;
+	uint64_t	h = w & ~high;	/* each byte's low 7 bits: adding below cannot carry out */
+	uint64_t	ge = h + (0x80 - from) * ones,	/* high bit: >= from */
+				gt = h + (0x7f - (from + 25)) * ones;	/* high bit: > from + 25 */
+
+	return w ^ (((ge ^ gt) & ~w & high) >> 2);
+}
+
+/* n bytes from s to d, ASCII case-mapped (lower(), upper(): ASCII-only, as funcs.c's map_case) */
+static inline void
+copy_mapped(char *d, const char *s, size_t n, bool upper)
+{
+	unsigned char from = upper ? 'a' : 'A';
+	uint64_t	q0,
+				q1;
+	uint32_t	w0,
+				w1;
+
+	/* overlapping words where n is not a multiple: mapping a byte twice copies it once */
+	if (n >= 8)
+	{
+		size_t		i;
+
+		for (i = 0; i + 8 <= n; i += 8)
+		{
+			memcpy(&q0, s + i, 8);
+			q0 = map_word(q0, from);
+			memcpy(d + i, &q0, 8);
+		}
+		if (i < n)
+		{
+			memcpy(&q1, s + n - 8, 8);
+			q1 = map_word(q1, from);
+			memcpy(d + n - 8, &q1, 8);
+		}
+	}
+	else if (n >= 4)
+	{
+		memcpy(&w0, s, 4);
+		memcpy(&w1, s + n - 4, 4);
+		w0 = (uint32_t) map_word(w0, from);
+		w1 = (uint32_t) map_word(w1, from);
+		memcpy(d, &w0, 4);
+		memcpy(d + n - 4, &w1, 4);
+	}
+	else
+		for (size_t j = 0; j < n; j++)
+			d[j] = (char) map_word((unsigned char) s[j], from);
+}
+
+/*
+ * (a || b) || c (n = 3) or a || b (n = 2) on args[0 .. n-1], into *out: the nested CONCATs'
+ * result and errors — each || NULL-strict in turn, the limit checked where each would check it,
+ * an error at that ||'s position (the step joining args[1] is the inner ||, args[2] the outer) — with
+ * one allocation and one copy, case-mapping the CASEMAP operands as they are copied. With var
+ * (OP_CONCAT_N's flags 1), args[n - 1] is variable var of the program, loaded after the first ||
+ * as the nested form's OP_VAR would load it (args has room for it).
+ */
+static inline __attribute__((always_inline)) duet_errclass
+concat_n(duet_vm *vm, duet_value *args, int n, const duet_value *var, const duet_program *p,
+		 const instr *in, duet_value *out, duet_error *err)
+{
+	piece		pc[3];
+	char		buf[3][32];
+	size_t		total = 0;
+	bool		null = args[0].type == DUET_T_NULL;
+	char	   *s,
+			   *d;
+	int			i;
+
+	for (i = 1; i < n; i++)
+	{
+		if (var && i == n - 1 && !load_var(p, var, in->arg, in, 1, &args[i], err))
+			return err->cls;	/* the variable's own error, at its position */
+		if (null || args[i].type == DUET_T_NULL)
+		{
+			null = true;
+			continue;
+		}
+		if ((i == 1 && !piece_of(vm, &args[0], &pc[0], buf[0], err)) ||
+			!piece_of(vm, &args[i], &pc[i], buf[i], err))
+			goto fail;
+		if (i == 1)
+			total = pc[0].len;
+		if (over_limit(vm, total + pc[i].len, err))
+			goto fail;
+		total += pc[i].len;
+	}
+	if (null)
+	{
+		*out = duet_null();
+		return DUET_OK;
+	}
+	i = n - 1;
+	if (vm->cur && vm->cur->cap - vm->cur->used >= total)
+	{
+		s = vm->cur->data + vm->cur->used;	/* duet_vm_alloc's usual case, inline */
+		vm->cur->used += total;
+	}
+	else if (!(s = duet_vm_alloc(vm, total, err)))
+		goto fail;
+	d = s;
+	for (int k = 0; k < n; k++)
+	{
+		if (pc[k].map == 0)
+			copy_bytes(d, pc[k].ptr, pc[k].len);
+		else
+			copy_mapped(d, pc[k].ptr, pc[k].len, pc[k].map == 2);
+		d += pc[k].len;
+	}
+	*out = duet_string(s, total);
+	return DUET_OK;
+fail:
+	/* the outer ||'s position is the instruction's, the inner one's its first operand's */
+	err->line = in->line;
+	err->column = in->col;
+	if (i == 1 && n == 3 && p->opnd)
+	{
+		err->line = p->opnd[in - p->code].line[0];
+		err->column = p->opnd[in - p->code].col[0];
+	}
+	return err->cls;
+}
+
 /* + - * / (k = 0..3) on two finite numbers; not finite (÷0 included) comes back as NULL. */
 static inline __attribute__((always_inline)) duet_value
 arith4(int k, double a, double b)
@@ -470,10 +687,13 @@ vv_ints(int k, int64_t a, int64_t b, duet_value *out)
 	return true;
 }
 
-/* Everything but the two-variable fast path; out of line so duet_eval's own frame stays empty. */
-static __attribute__((noinline)) duet_errclass
-eval_general(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
-			 duet_error *err)
+/*
+ * The stack VM: everything but the two-variable and numeric-tier fast paths; out of line so
+ * duet_eval's own frame stays empty.
+ */
+__attribute__((noinline)) duet_errclass
+duet_eval_stack(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
+				duet_error *err)
 {
 	duet_error	scratch;
 
@@ -503,7 +723,7 @@ eval_single_other(const duet_program *p, const duet_value *vars, duet_vm *vm, du
 			err->cls = DUET_OK;
 		return DUET_OK;
 	}
-	return eval_general(p, vars, vm, out, err);
+	return duet_eval_stack(p, vars, vm, out, err);
 }
 
 duet_errclass
@@ -541,7 +761,9 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 		}
 		return eval_single_other(p, vars, vm, out, err);
 	}
-	return eval_general(p, vars, vm, out, err);
+	if (p->fast)				/* a number-only formula: the numeric tier (fastpath.c) */
+		return duet_fast_run(p, vars, vm, out, err);
+	return duet_eval_stack(p, vars, vm, out, err);
 }
 
 duet_errclass
@@ -595,7 +817,11 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 	}
 	for (r = 0; r < nrows; r++)
 	{
-		duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);
+		duet_errclass cls;
+
+		if (p->fast && duet_fast_eval(p->fast, vars + r, stride, &out[r]))
+			continue;
+		cls = run_batch(p, vars + r, stride, vm, &out[r], err);
 
 		if (cls != DUET_OK)
 		{
