@@ -3,7 +3,8 @@
  * Not installed; the public API is duet_calc.h.
  *
  * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
- * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
+ * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation;
+ * fastpath.c the numeric tier, concat.c || and its fast paths);
  * funcs.c holds the builtin functions (pattern.c: like and the PCRE2 regexp_* functions, with
  * the programs' compiled constant patterns and the vms' pattern caches), format.c numbers and
  * error text, arena.c the compile-time arena (the parser allocates from it, the compiler frees
@@ -186,7 +187,28 @@ struct duet_program
 	struct duet_rx_const *rx;	/* constant regex patterns, compiled once (pattern.c) */
 	int			nrx;
 	struct duet_fast *fast;		/* the numeric tier's code (fastpath.c), NULL when it has none */
+	int			ncat;			/* > 0: the program is one CONCAT_N of these operands (concat.c) */
+	struct
+	{
+		uint8_t		var;		/* 1: vars[idx], 0: consts[idx] (a string) */
+		uint8_t		map;		/* 0 as it is, 1 lower, 2 upper */
+		int32_t		idx;
+	}			cat[3];
 };
+
+/* ---- concatenation (concat.c) ---- */
+duet_errclass duet_concat2(duet_vm *vm, duet_value *a, const duet_value *b, duet_error *err);
+duet_errclass duet_concat_n(duet_vm *vm, duet_value *args, int n, const duet_value *var,
+							const duet_program *p, const instr *in, duet_value *out,
+							duet_error *err);
+void		duet_concat_plan(duet_program *p);
+duet_errclass duet_eval_concat(const duet_program *p, const duet_value *vars, duet_vm *vm,
+							   duet_value *out, duet_error *err);
+/* vm.c, for concat.c: the string limit, a variable's checked load, the arena's restart */
+bool		duet_vm_over_limit(const duet_vm *vm, size_t size, duet_error *err);
+bool		duet_vm_load_var(const duet_program *p, const duet_value *v, int k, const instr *in,
+							 int which, duet_value *dst, duet_error *err);
+void		duet_vm_start_strings(duet_vm *vm, const duet_program *p);
 
 /*
  * ---- the numeric tier (fastpath.c) ----

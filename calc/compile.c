@@ -1200,6 +1200,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 			/* the numeric tier, where the stack VM has no faster path of its own */
 			if (!p->single_vv && p->ncode > 1)
 				p->fast = duet_fast_compile(root, p->nvars);
+			duet_concat_plan(p);
 			c.code = NULL;
 			c.opnd = NULL;
 			c.consts = NULL;

@@ -64,9 +64,8 @@ duet_vm_free(duet_vm *vm)
 	free(vm);
 }
 
-/* Whether a string of size bytes would be over the limit (err filled, position 0:0). */
-static bool
-over_limit(const duet_vm *vm, size_t size, duet_error *err)
+bool
+duet_vm_over_limit(const duet_vm *vm, size_t size, duet_error *err)
 {
 	if (size <= vm->max_string)
 		return false;
@@ -76,12 +75,29 @@ over_limit(const duet_vm *vm, size_t size, duet_error *err)
 	return true;
 }
 
+static char *alloc_slow(duet_vm *vm, size_t size, duet_error *err);
+
 char *
 duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 {
 	chunk	   *c = vm->cur;
 
-	if (over_limit(vm, size, err))
+	/* the usual case without a frame: the current chunk has room */
+	if (__builtin_expect(c && size <= vm->max_string && c->cap - c->used >= size, 1))
+	{
+		c->used += size;
+		return c->data + c->used - size;
+	}
+	return alloc_slow(vm, size, err);
+}
+
+/* A later chunk with room, or a new one; NULL over the limit or out of memory (err filled). */
+static __attribute__((noinline)) char *
+alloc_slow(duet_vm *vm, size_t size, duet_error *err)
+{
+	chunk	   *c = vm->cur;
+
+	if (duet_vm_over_limit(vm, size, err))
 		return NULL;
 	while (c && c->cap - c->used < size)
 	{
@@ -114,50 +130,6 @@ duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 	vm->cur = c;
 	c->used += size;
 	return c->data + c->used - size;
-}
-
-/* Text of a scalar for || and concat(): numbers in their shortest round-trip form. */
-static bool
-as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
-{
-	char		buf[32];
-	size_t		n;
-	char	   *s;
-
-	switch (v->type)
-	{
-		case DUET_T_STRING:
-			*out = *v;
-			return true;
-		case DUET_T_BOOL:
-			*out = v->u.boolean ? duet_string("true", 4) : duet_string("false", 5);
-			return true;
-		default:
-			n = duet_format_value_number(v, buf, sizeof(buf));
-			if (!(s = duet_vm_alloc(vm, n, err)))
-				return false;
-			memcpy(s, buf, n);
-			*out = duet_string(s, n);
-			return true;
-	}
-}
-
-/* a || b over any scalars (NULL-strict); also used by concat(). */
-static duet_errclass
-concat2(duet_vm *vm, duet_value *a, const duet_value *b, duet_error *err)
-{
-	duet_value	ta,
-				tb;
-	char	   *s;
-
-	if (!as_text(vm, a, &ta, err) || !as_text(vm, b, &tb, err))
-		return err->cls;
-	if (!(s = duet_vm_alloc(vm, ta.u.str.len + tb.u.str.len, err)))
-		return err->cls;
-	memcpy(s, ta.u.str.ptr, ta.u.str.len);
-	memcpy(s + ta.u.str.len, tb.u.str.ptr, tb.u.str.len);
-	*a = duet_string(s, ta.u.str.len + tb.u.str.len);
-	return DUET_OK;
 }
 
 /* 1 true, 0 false, -1 NULL — three-valued truth of a boolean-or-null operand */
@@ -283,214 +255,12 @@ invalid_var(const duet_program *p, int k, const instr *in, int which, duet_error
 	return false;
 }
 
-/* A piece of a CONCAT_N: its bytes and how they are copied (0 as they are, 1 lower, 2 upper). */
-typedef struct piece
+/* load_var for concat.c (OP_CONCAT_N's variable operand) */
+bool
+duet_vm_load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int which,
+				 duet_value *dst, duet_error *err)
 {
-	const char *ptr;
-	size_t		len;
-	int			map;
-} piece;
-
-/*
- * The text of a value that is not a string, as as_text makes it but into buf (32 bytes) without
- * allocating; false when it is over the limit (err filled).
- */
-static __attribute__((noinline)) bool
-piece_other(const duet_vm *vm, const duet_value *v, piece *pc, char *buf, duet_error *err)
-{
-	pc->map = 0;
-	if (v->type == DUET_T_BOOL)
-	{
-		pc->ptr = v->u.boolean ? "true" : "false";
-		pc->len = v->u.boolean ? 4 : 5;
-		return true;
-	}
-	pc->len = duet_format_value_number(v, buf, 32);
-	pc->ptr = buf;
-	return !over_limit(vm, pc->len, err);	/* as_text allocates it */
-}
-
-static inline bool
-piece_of(const duet_vm *vm, const duet_value *v, piece *pc, char *buf, duet_error *err)
-{
-	if ((int) v->type == DUET_T_STRING || (int) v->type == DUET_T_LOWER_PENDING ||
-		(int) v->type == DUET_T_UPPER_PENDING)
-	{
-		pc->ptr = v->u.str.ptr;
-		pc->len = v->u.str.len;
-		pc->map = (int) v->type == DUET_T_STRING ? 0 : (int) v->type == DUET_T_LOWER_PENDING ? 1 : 2;
-		return true;
-	}
-	return piece_other(vm, v, pc, buf, err);
-}
-
-/* n bytes from s to d: short ones (most labels' pieces) without a call */
-static inline void
-copy_bytes(char *d, const char *s, size_t n)
-{
-	uint32_t	w0,
-				w1;
-	uint64_t	q0,
-				q1;
-
-	if (n > 16)
-		memcpy(d, s, n);
-	else if (n >= 8)
-	{
-		memcpy(&q0, s, 8);
-		memcpy(&q1, s + n - 8, 8);
-		memcpy(d, &q0, 8);
-		memcpy(d + n - 8, &q1, 8);
-	}
-	else if (n >= 4)
-	{
-		memcpy(&w0, s, 4);
-		memcpy(&w1, s + n - 4, 4);
-		memcpy(d, &w0, 4);
-		memcpy(d + n - 4, &w1, 4);
-	}
-	else if (n > 0)
-	{
-		char		a = s[0],
-					b = s[n / 2],
-					c = s[n - 1];
-
-		d[0] = a;
-		d[n / 2] = b;
-		d[n - 1] = c;
-	}
-}
-
-/*
- * ASCII case mapping of up to 8 bytes at once (SWAR): the bytes in from..from+25 flip their 0x20
- * bit, all others (non-ASCII bytes included) stay.
- */
-static inline uint64_t
-map_word(uint64_t w, unsigned char from)
-{
-	const uint64_t ones = 0x0101010101010101u,
-				high = 0x8080808080808080u;
-	uint64_t	h = w & ~high;	/* each byte's low 7 bits: adding below cannot carry out */
-	uint64_t	ge = h + (0x80 - from) * ones,	/* high bit: >= from */
-				gt = h + (0x7f - (from + 25)) * ones;	/* high bit: > from + 25 */
-
-	return w ^ (((ge ^ gt) & ~w & high) >> 2);
-}
-
-/* n bytes from s to d, ASCII case-mapped (lower(), upper(): ASCII-only, as funcs.c's map_case) */
-static inline void
-copy_mapped(char *d, const char *s, size_t n, bool upper)
-{
-	unsigned char from = upper ? 'a' : 'A';
-	uint64_t	q0,
-				q1;
-	uint32_t	w0,
-				w1;
-
-	/* overlapping words where n is not a multiple: mapping a byte twice copies it once */
-	if (n >= 8)
-	{
-		size_t		i;
-
-		for (i = 0; i + 8 <= n; i += 8)
-		{
-			memcpy(&q0, s + i, 8);
-			q0 = map_word(q0, from);
-			memcpy(d + i, &q0, 8);
-		}
-		if (i < n)
-		{
-			memcpy(&q1, s + n - 8, 8);
-			q1 = map_word(q1, from);
-			memcpy(d + n - 8, &q1, 8);
-		}
-	}
-	else if (n >= 4)
-	{
-		memcpy(&w0, s, 4);
-		memcpy(&w1, s + n - 4, 4);
-		w0 = (uint32_t) map_word(w0, from);
-		w1 = (uint32_t) map_word(w1, from);
-		memcpy(d, &w0, 4);
-		memcpy(d + n - 4, &w1, 4);
-	}
-	else
-		for (size_t j = 0; j < n; j++)
-			d[j] = (char) map_word((unsigned char) s[j], from);
-}
-
-/*
- * (a || b) || c (n = 3) or a || b (n = 2) on args[0 .. n-1], into *out: the nested CONCATs'
- * result and errors — each || NULL-strict in turn, the limit checked where each would check it,
- * an error at that ||'s position (the step joining args[1] is the inner ||, args[2] the outer) — with
- * one allocation and one copy, case-mapping the CASEMAP operands as they are copied. With var
- * (OP_CONCAT_N's flags 1), args[n - 1] is variable var of the program, loaded after the first ||
- * as the nested form's OP_VAR would load it (args has room for it).
- */
-static inline __attribute__((always_inline)) duet_errclass
-concat_n(duet_vm *vm, duet_value *args, int n, const duet_value *var, const duet_program *p,
-		 const instr *in, duet_value *out, duet_error *err)
-{
-	piece		pc[3];
-	char		buf[3][32];
-	size_t		total = 0;
-	bool		null = args[0].type == DUET_T_NULL;
-	char	   *s,
-			   *d;
-	int			i;
-
-	for (i = 1; i < n; i++)
-	{
-		if (var && i == n - 1 && !load_var(p, var, in->arg, in, 1, &args[i], err))
-			return err->cls;	/* the variable's own error, at its position */
-		if (null || args[i].type == DUET_T_NULL)
-		{
-			null = true;
-			continue;
-		}
-		if ((i == 1 && !piece_of(vm, &args[0], &pc[0], buf[0], err)) ||
-			!piece_of(vm, &args[i], &pc[i], buf[i], err))
-			goto fail;
-		if (i == 1)
-			total = pc[0].len;
-		if (over_limit(vm, total + pc[i].len, err))
-			goto fail;
-		total += pc[i].len;
-	}
-	if (null)
-	{
-		*out = duet_null();
-		return DUET_OK;
-	}
-	i = n - 1;
-	if (vm->cur && vm->cur->cap - vm->cur->used >= total)
-	{
-		s = vm->cur->data + vm->cur->used;	/* duet_vm_alloc's usual case, inline */
-		vm->cur->used += total;
-	}
-	else if (!(s = duet_vm_alloc(vm, total, err)))
-		goto fail;
-	d = s;
-	for (int k = 0; k < n; k++)
-	{
-		if (pc[k].map == 0)
-			copy_bytes(d, pc[k].ptr, pc[k].len);
-		else
-			copy_mapped(d, pc[k].ptr, pc[k].len, pc[k].map == 2);
-		d += pc[k].len;
-	}
-	*out = duet_string(s, total);
-	return DUET_OK;
-fail:
-	/* the outer ||'s position is the instruction's, the inner one's its first operand's */
-	err->line = in->line;
-	err->column = in->col;
-	if (i == 1 && n == 3 && p->opnd)
-	{
-		err->line = p->opnd[in - p->code].line[0];
-		err->column = p->opnd[in - p->code].col[0];
-	}
-	return err->cls;
+	return load_var(p, v, k, in, which, dst, err);
 }
 
 /* + - * / (k = 0..3) on two finite numbers; not finite (÷0 included) comes back as NULL. */
@@ -628,6 +398,16 @@ finite2(double a, double b)
 #undef RUN_NAME
 #undef VAR
 
+void
+duet_vm_start_strings(duet_vm *vm, const duet_program *p)
+{
+	vm->cur = vm->chunks;
+	if (vm->cur)
+		vm->cur->used = 0;
+	vm->max_string = p->max_string;
+	vm->prog = p;				/* pattern calls mark a program uses_arena (compile.c) */
+}
+
 /* Per call, not per row: the stack grows to the program's needs, the string arena restarts. */
 static inline bool
 prepare(const duet_program *p, duet_vm *vm, duet_error *err)
@@ -646,13 +426,7 @@ prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 		vm->stack_cap = p->max_stack;
 	}
 	if (p->uses_arena)
-	{
-		vm->cur = vm->chunks;
-		if (vm->cur)
-			vm->cur->used = 0;
-		vm->max_string = p->max_string;
-		vm->prog = p;			/* pattern calls mark a program uses_arena (compile.c) */
-	}
+		duet_vm_start_strings(vm, p);
 	return true;
 }
 
@@ -763,6 +537,8 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 	}
 	if (p->fast)				/* a number-only formula: the numeric tier (fastpath.c) */
 		return duet_fast_run(p, vars, vm, out, err);
+	if (p->ncat)				/* one CONCAT_N of strings (concat.c) */
+		return duet_eval_concat(p, vars, vm, out, err);
 	return duet_eval_stack(p, vars, vm, out, err);
 }
 
@@ -832,52 +608,5 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 	}
 	if (done)
 		*done = nrows;
-	return DUET_OK;
-}
-
-/* concat(a, …): like ||, but NULL arguments are skipped (as in PostgreSQL). */
-duet_errclass duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value *out,
-							 duet_error *err);
-duet_errclass
-duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err)
-{
-	duet_value	acc = duet_string("", 0);
-	int			i;
-
-	for (i = 0; i < argc; i++)
-	{
-		if (args[i].type == DUET_T_NULL)
-			continue;
-		if (concat2(vm, &acc, &args[i], err) != DUET_OK)
-			return err->cls;
-	}
-	*out = acc;
-	return DUET_OK;
-}
-
-/* concat_ws(sep, a, …): the non-NULL arguments as text, separated by sep; a NULL sep gives NULL. */
-duet_errclass duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out,
-								duet_error *err);
-duet_errclass
-duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err)
-{
-	duet_value	acc = duet_string("", 0);
-	bool		first = true;
-
-	if (args[0].type == DUET_T_NULL)
-	{
-		*out = duet_null();
-		return DUET_OK;
-	}
-	for (int i = 1; i < argc; i++)
-	{
-		if (args[i].type == DUET_T_NULL)
-			continue;
-		if ((!first && concat2(vm, &acc, &args[0], err) != DUET_OK) ||
-			concat2(vm, &acc, &args[i], err) != DUET_OK)
-			return err->cls;
-		first = false;
-	}
-	*out = acc;
 	return DUET_OK;
 }

@@ -251,7 +251,7 @@ L_CONCAT:
 	a = sp - 1;
 	if (a->type == DUET_T_NULL || b->type == DUET_T_NULL)
 		*a = duet_null();
-	else if (concat2(vm, a, b, err) != DUET_OK)
+	else if (duet_concat2(vm, a, b, err) != DUET_OK)
 	{
 		err->line = in->line;
 		err->column = in->col;
@@ -263,7 +263,7 @@ L_CONCAT_N:
 		/* flags 1: the last operand is vars[arg], which concat_n loads (into the slot above) */
 		sp -= in->argc - 1 - (in->flags & 1);
 		a = sp - 1;
-		if (concat_n(vm, a, in->argc, (in->flags & 1) ? VAR(in->arg) : NULL, p, in, a, err) !=
+		if (duet_concat_n(vm, a, in->argc, (in->flags & 1) ? VAR(in->arg) : NULL, p, in, a, err) !=
 			DUET_OK)
 			FAIL(err->cls);
 		NEXT();
@@ -273,7 +273,7 @@ L_CASEMAP:
 	a = sp - 1;
 	if (LIKELY(a->type == DUET_T_STRING))
 	{
-		if (over_limit(vm, a->u.str.len, err))	/* as lower()'s allocation would be */
+		if (duet_vm_over_limit(vm, a->u.str.len, err))	/* as lower()'s allocation would be */
 		{
 			err->line = in->line;
 			err->column = in->col;

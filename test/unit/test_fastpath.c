@@ -147,6 +147,7 @@ static void
 test_casemap_matches_functions(void **state)
 {
 	duet_program *fused[2],
+			   *invm[2],
 			   *plain[2];
 	duet_vm    *vm = duet_vm_new(),
 			   *vm2 = duet_vm_new();
@@ -156,28 +157,37 @@ test_casemap_matches_functions(void **state)
 	(void) state;
 	fused[0] = duet_compile("lower(s) || ''", SIZE_MAX, NULL, &err);
 	fused[1] = duet_compile("upper(s) || ''", SIZE_MAX, NULL, &err);
+	/* the same CONCAT_N inside the VM: the outer || has an expression operand */
+	invm[0] = duet_compile("(lower(s) || '') || (t || t)", SIZE_MAX, NULL, &err);
+	invm[1] = duet_compile("(upper(s) || '') || (t || t)", SIZE_MAX, NULL, &err);
 	plain[0] = duet_compile("lower(s)", SIZE_MAX, NULL, &err);
 	plain[1] = duet_compile("upper(s)", SIZE_MAX, NULL, &err);
 	assert_int_equal(fused[0]->code[fused[0]->ncode - 2].op, OP_CONCAT_N);
 	assert_int_equal(fused[0]->code[1].op, OP_CASEMAP);
+	assert_int_equal(fused[0]->ncat, 2);	/* duet_eval_concat */
+	assert_int_equal(invm[0]->ncat, 0);
 	for (int b = 0; b < 256; b++)
 		for (size_t len = 0; len <= 40; len++)
 			for (int u = 0; u < 2; u++)
 			{
-				duet_value	v,
+				duet_value	v[2],
 							r1,
 							r2;
 
 				for (size_t i = 0; i < len; i++)
 					s[i] = (char) ((b + i * 37) % 256);
-				v = duet_string(s, len);
-				assert_int_equal(duet_eval(fused[u], &v, vm, &r1, &err), DUET_OK);
-				assert_int_equal(duet_eval(plain[u], &v, vm2, &r2, &err), DUET_OK);
+				v[0] = duet_string(s, len);
+				v[1] = duet_string("", 0);
+				assert_int_equal(duet_eval(plain[u], v, vm2, &r2, &err), DUET_OK);
+				assert_int_equal(duet_eval(fused[u], v, vm, &r1, &err), DUET_OK);
+				assert_true(same(&r1, &r2));
+				assert_int_equal(duet_eval(invm[u], v, vm, &r1, &err), DUET_OK);
 				assert_true(same(&r1, &r2));
 			}
 	for (int u = 0; u < 2; u++)
 	{
 		duet_program_free(fused[u]);
+		duet_program_free(invm[u]);
 		duet_program_free(plain[u]);
 	}
 	duet_vm_free(vm);
@@ -263,6 +273,7 @@ test_label_program(void **state)
 	assert_non_null(strstr(text, "CASEMAP           "));
 	assert_non_null(strstr(text, "; lower"));
 	assert_non_null(strstr(text, "CONCAT_N          1 3 1"));
+	assert_int_equal(p->ncat, 3);	/* duet_eval_concat */
 	assert_int_equal(duet_eval(p, v, vm, &out, &err), DUET_OK);
 	assert_int_equal(out.u.str.len, 14);
 	assert_memory_equal(out.u.str.ptr, "social/us-east", 14);
