@@ -217,6 +217,12 @@ void		duet_vm_start_strings(duet_vm *vm, const duet_program *p);
  * every input is a double or NULL — duet_fast_eval returns false, having done nothing, otherwise.
  */
 typedef struct duet_fast duet_fast;
+/*
+ * A folding pass for a case whose kids are folded: arms behind a constant false or NULL condition
+ * are dropped, a constant true one ends the case (its value becomes the else); a case left with
+ * no arm is its else. The node keeps the case's static type.
+ */
+void		duet_fold_case(node *n);
 duet_fast  *duet_fast_compile(const node *root, size_t nvars);
 void		duet_fast_free(duet_fast *f);
 bool		duet_fast_eval(const duet_fast *f, const duet_value *vars, size_t kstride,

@@ -963,6 +963,8 @@ fold(compiler *c, node *n)
 			return false;
 		all_const &= is_const(n->kids[i]);
 	}
+	if (!all_const && n->kind == N_CASE)
+		duet_fold_case(n);		/* arms behind constant conditions (fastpath.c) */
 	if (!all_const)
 		return true;
 

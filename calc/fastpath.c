@@ -558,6 +558,47 @@ case_arms(fcomp *c, const node *n, int d, bool tail)
 }
 
 void
+duet_fold_case(node *n)
+{
+	int			narms = n->nkids - n->op,
+				kept = 0;
+	duet_type	type = n->type;
+
+	for (int i = 0; i < narms; i += 2)
+	{
+		const node *cnd = n->kids[i];
+
+		if (cnd->kind != N_CONST)
+		{
+			n->kids[kept++] = n->kids[i];
+			n->kids[kept++] = n->kids[i + 1];
+			continue;
+		}
+		if (cnd->value.type == DUET_T_BOOL && cnd->value.u.boolean)
+		{
+			/* always taken: the arms after it, and the else, are never evaluated */
+			n->kids[kept] = n->kids[i + 1];
+			n->nkids = kept + 1;
+			n->op = 1;
+			goto done;
+		}
+		/* false or null: never taken */
+	}
+	if (n->op)
+		n->kids[kept] = n->kids[n->nkids - 1];
+	n->nkids = kept + n->op;
+done:
+	if (n->nkids == 1 && n->op)
+		*n = *n->kids[0];		/* no arm left: the else */
+	else if (n->nkids == 0)
+	{
+		n->kind = N_CONST;		/* no arm and no else: null */
+		n->value = duet_null();
+	}
+	n->type = type;
+}
+
+void
 duet_fast_free(duet_fast *f)
 {
 	if (!f)

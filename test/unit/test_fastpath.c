@@ -2,7 +2,8 @@
  * test_fastpath.c — the VM's fast paths against its general ones, in one build: the numeric tier
  * (calc/fastpath.c) against the stack VM (the program's tier taken away) on every combination of
  * awkward doubles, and OP_CONCAT_N / OP_CASEMAP (lower(x) || '/' || y in one allocation) against
- * the nested CONCATs and lower() calls they replace — results, and errors with their positions.
+ * the nested CONCATs and lower() calls they replace — results, and errors with their positions;
+ * constant case arms folded.
  * test/unit/vm_diff.sh compares both with the previous engine on the conformance and fuzz formulas.
  */
 #include <math.h>
@@ -55,7 +56,8 @@ static const char *const tier_formulas[] = {
 	"case when 1 < a then a when 0 = b then null else c end",
 	"if(a > 0, a, b) * 2",
 	"a + case when b > 0 then b else c end",
-	"case when true then a end", "case when null then a else b end",
+	"case when a > 0 and true then a end", "case when a > 0 or null then a else b end",
+	"case when not (null) or a < 1 then a end", "case when false or a = b then a end",
 	"case when not (a != b) then 1 when not (a is null) then 2 else 3 end",
 	"case when not (a < 1 or b > 2) then a end",
 	"case when not (a < 1 and b > 2) then a end",
@@ -282,6 +284,41 @@ test_label_program(void **state)
 	duet_program_free(p);
 }
 
+/* Arms behind constant conditions are folded away; what is left is what the case would give. */
+static void
+test_constant_case_arms_folded(void **state)
+{
+	static const struct
+	{
+		const char *formula;
+		int			ncode;
+		const char *listing;	/* in the program's listing */
+	}			cases[] = {
+		{"case when false then x when true then y else z end", 1, "RETURN_VAR        1          ; y"},
+		{"case when null then x else y end", 1, "RETURN_VAR        1"},
+		{"case when false then x end", 2, "CONST             0          ; null"},
+		{"case when null then x when y > 0 then 2 when true then 3 else z end", 6, "CMP_VC"},
+		{"if(true, x * 2, y)", 2, "MUL_VC"},
+	};
+	duet_vm    *vm = duet_vm_new();
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		duet_error	err;
+		duet_program *p = duet_compile(cases[i].formula, SIZE_MAX, NULL, &err);
+		char	   *text;
+
+		assert_non_null(p);
+		text = duet_program_explain(p);
+		if (p->ncode != cases[i].ncode || !strstr(text, cases[i].listing))
+			fail_msg("%s:\n%s", cases[i].formula, text);
+		free(text);
+		duet_program_free(p);
+	}
+	duet_vm_free(vm);
+}
+
 int
 main(void)
 {
@@ -291,6 +328,7 @@ main(void)
 		cmocka_unit_test(test_casemap_matches_functions),
 		cmocka_unit_test(test_concat_errors_in_order),
 		cmocka_unit_test(test_label_program),
+		cmocka_unit_test(test_constant_case_arms_folded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
