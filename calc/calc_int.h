@@ -202,6 +202,8 @@ duet_errclass duet_concat_n(duet_vm *vm, duet_value *args, int n, const duet_val
 							const duet_program *p, const instr *in, duet_value *out,
 							duet_error *err);
 void		duet_concat_plan(duet_program *p);
+bool		duet_concat_row(const duet_program *p, const duet_value *vars, size_t kstride,
+							duet_vm *vm, duet_value *out);
 duet_errclass duet_eval_concat(const duet_program *p, const duet_value *vars, duet_vm *vm,
 							   duet_value *out, duet_error *err);
 /* vm.c, for concat.c: the string limit, a variable's checked load, the arena's restart */

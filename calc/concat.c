@@ -345,14 +345,15 @@ duet_concat_plan(duet_program *p)
 }
 
 /*
- * duet_eval of a duet_concat_plan program: while every operand is a string and the result is
- * within the limit — when the VM's CONCAT_N would raise nothing and give exactly this — one
- * allocation and the copies; anything else (a NULL, a number, an invalid value, the limit) runs
- * the stack VM, which starts over and gives the result or the error.
+ * A duet_concat_plan program on one row (variable k at vars[k * kstride]), into the vm's string
+ * arena as it is: while every operand is a string and the result is within the limit — when the
+ * VM's CONCAT_N would raise nothing and give exactly this — one allocation and the copies; false
+ * (nothing done) for anything else (a NULL, a number, an invalid value, the limit), which is
+ * the stack VM's to evaluate, from the start.
  */
-duet_errclass
-duet_eval_concat(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
-				 duet_error *err)
+static inline __attribute__((always_inline)) bool
+concat_row(const duet_program *p, const duet_value *vars, size_t kstride, duet_vm *vm,
+		   duet_value *out)
 {
 	const duet_value *v[3];
 	size_t		total = 0;
@@ -362,17 +363,14 @@ duet_eval_concat(const duet_program *p, const duet_value *vars, duet_vm *vm, due
 
 	for (int k = 0; k < p->ncat; k++)
 	{
-		v[k] = p->cat[k].var ? &vars[p->cat[k].idx] : &p->consts[p->cat[k].idx];
+		v[k] = p->cat[k].var ? &vars[(size_t) p->cat[k].idx * kstride] : &p->consts[p->cat[k].idx];
 		if (v[k]->type != DUET_T_STRING || (v[k]->u.str.ptr == NULL && v[k]->u.str.len != 0) ||
 			v[k]->u.str.len > p->max_string)
-			goto general;
+			return false;
 		total += v[k]->u.str.len;
 	}
-	if (total > p->max_string)
-		goto general;
-	duet_vm_start_strings(vm, p);
-	if (!(s = duet_vm_alloc(vm, total, &scratch)))
-		goto general;
+	if (total > p->max_string || !(s = duet_vm_alloc(vm, total, &scratch)))
+		return false;
 	d = s;
 	for (int k = 0; k < p->ncat; k++)
 	{
@@ -383,9 +381,27 @@ duet_eval_concat(const duet_program *p, const duet_value *vars, duet_vm *vm, due
 		d += v[k]->u.str.len;
 	}
 	*out = duet_string(s, total);
-	if (err)
-		err->cls = DUET_OK;
-	return DUET_OK;
-general:
+	return true;
+}
+
+bool
+duet_concat_row(const duet_program *p, const duet_value *vars, size_t kstride, duet_vm *vm,
+				duet_value *out)
+{
+	return concat_row(p, vars, kstride, vm, out);
+}
+
+/* duet_eval of a duet_concat_plan program: duet_concat_row, else the stack VM */
+duet_errclass
+duet_eval_concat(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
+				 duet_error *err)
+{
+	duet_vm_start_strings(vm, p);
+	if (concat_row(p, vars, 1, vm, out))
+	{
+		if (err)
+			err->cls = DUET_OK;
+		return DUET_OK;
+	}
 	return duet_eval_stack(p, vars, vm, out, err);
 }

@@ -595,7 +595,8 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 	{
 		duet_errclass cls;
 
-		if (p->fast && duet_fast_eval(p->fast, vars + r, stride, &out[r]))
+		if ((p->fast && duet_fast_eval(p->fast, vars + r, stride, &out[r])) ||
+			(p->ncat && duet_concat_row(p, vars + r, stride, vm, &out[r])))
 			continue;
 		cls = run_batch(p, vars + r, stride, vm, &out[r], err);
 
