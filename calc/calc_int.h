@@ -216,7 +216,7 @@ void		duet_vm_start_strings(duet_vm *vm, const duet_program *p);
  * ---- the numeric tier (fastpath.c) ----
  * Register code on unboxed doubles (NULL as NaN) for formulas whose values are all numbers: made
  * from the checked, folded tree (NULL when the formula has something it does not do), run while
- * every input is a double or NULL — duet_fast_eval returns false, having done nothing, otherwise.
+ * every input is a double or NULL (the stack VM runs the other rows).
  */
 typedef struct duet_fast duet_fast;
 /*
@@ -227,8 +227,9 @@ typedef struct duet_fast duet_fast;
 void		duet_fold_case(node *n);
 duet_fast  *duet_fast_compile(const node *root, size_t nvars);
 void		duet_fast_free(duet_fast *f);
-bool		duet_fast_eval(const duet_fast *f, const duet_value *vars, size_t kstride,
-						   duet_value *out);
+/* column-major rows (duet_eval_batch's layout): out[r], or DUET_T_ANY where the VM must run */
+void		duet_fast_batch(const duet_fast *f, const duet_value *vars, size_t kstride, size_t nrows,
+							duet_value *out);
 /* duet_eval for a program with a tier: the tier, else duet_eval_stack (vm.c: the stack VM) */
 duet_errclass duet_fast_run(const duet_program *p, const duet_value *vars, duet_vm *vm,
 							duet_value *out, duet_error *err);

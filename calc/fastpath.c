@@ -654,6 +654,7 @@ duet_fast_run(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_v
 #define FAST_STRIDE 1
 #define FAST_GUARD_FAILED return duet_eval_stack(p, vars, vm, out, err)
 #define FAST_DONE do { if (err) err->cls = DUET_OK; return DUET_OK; } while (0)
+#define FAST_ROW_START
 #include "fastpath_run.h"
 #undef FAST_SIGNATURE
 #undef FAST_SETUP
@@ -661,11 +662,24 @@ duet_fast_run(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_v
 #undef FAST_GUARD_FAILED
 #undef FAST_DONE
 
-/* One row of a column-major batch (variable k at vars[k * kstride]); false: the stack VM's row. */
-#define FAST_SIGNATURE bool \
-duet_fast_eval(const duet_fast *f, const duet_value *vars, size_t kstride, duet_value *out)
-#define FAST_SETUP
+#undef FAST_ROW_START
+
+/*
+ * A column-major batch (variable k of row r at vars0[k * kstride + r]) in one call: each row's
+ * result in out0[r], or DUET_T_ANY there for a row whose inputs are the stack VM's.
+ */
+#define FAST_SIGNATURE void \
+duet_fast_batch(const duet_fast *f, const duet_value *vars0, size_t kstride, size_t nrows, \
+				duet_value *out0)
+#define FAST_SETUP size_t row_ = 0; const duet_value *vars; duet_value *out;
+#define FAST_ROW_START \
+	row_start: \
+	if (row_ == nrows) \
+		return; \
+	vars = vars0 + row_; \
+	out = out0 + row_; \
+	in = code;
 #define FAST_STRIDE kstride
-#define FAST_GUARD_FAILED return false
-#define FAST_DONE return true
+#define FAST_GUARD_FAILED do { out->type = DUET_T_ANY; row_++; goto row_start; } while (0)
+#define FAST_DONE do { row_++; goto row_start; } while (0)
 #include "fastpath_run.h"

@@ -1,8 +1,9 @@
 /*
  * fastpath_run.h — the numeric tier's interpreter (fastpath.c), included twice: FAST_SIGNATURE
- * declares the function, FAST_SETUP its first declarations, FAST_STRIDE steps from a variable to
- * the next, FAST_GUARD_FAILED is what an input that is not a double or NULL does and FAST_DONE
- * returns the result. Not a header of its own; no include guard on purpose.
+ * declares the function, FAST_SETUP its first declarations, FAST_ROW_START starts a row (the
+ * batch's loop), FAST_STRIDE steps from a variable to the next, FAST_GUARD_FAILED is what an input
+ * that is not a double or NULL does and FAST_DONE what follows a result. Not a header of its own;
+ * no include guard on purpose.
  */
 FAST_SIGNATURE
 {
@@ -31,6 +32,7 @@ FAST_SIGNATURE
 	const fins *code = f->code,
 			   *in = code;
 
+	FAST_ROW_START
 	/* the guard: every input a double (non-finite: NULL) or NULL, else the stack VM's */
 	/* unrolled for up to 8 variables: a type test, a load and a store each */
 #define FAST_LOAD(k) \

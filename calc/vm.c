@@ -591,11 +591,14 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 			*done = nrows;
 		return DUET_OK;
 	}
+	/* a numeric tier: every row in one call, then the VM's rows (DUET_T_ANY) in order */
+	if (p->fast)
+		duet_fast_batch(p->fast, vars, stride, nrows, out);
 	for (r = 0; r < nrows; r++)
 	{
 		duet_errclass cls;
 
-		if ((p->fast && duet_fast_eval(p->fast, vars + r, stride, &out[r])) ||
+		if ((p->fast && out[r].type != DUET_T_ANY) ||
 			(p->ncat && duet_concat_row(p, vars + r, stride, vm, &out[r])))
 			continue;
 		cls = run_batch(p, vars + r, stride, vm, &out[r], err);

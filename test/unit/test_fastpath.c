@@ -73,7 +73,8 @@ test_tier_matches_stack_vm(void **state)
 {
 	static const double nums[] = {0, -0.0, 1.5, -2, 3, 1e308, -1e308, INFINITY, -INFINITY, NAN, 0.1};
 	const int	nn = (int) (sizeof(nums) / sizeof(nums[0])) + 2;	/* + NULL + an integer */
-	duet_vm    *vm = duet_vm_new();
+	duet_vm    *vm = duet_vm_new(),
+			   *vm2 = duet_vm_new();
 	long		cases = 0;
 
 	(void) state;
@@ -114,10 +115,43 @@ test_tier_matches_stack_vm(void **state)
 				fail_msg("%s, case %d: tier %d (type %d, %.17g), VM %d (type %d, %.17g)",
 						 tier_formulas[f], c, c1, r1.type, r1.u.num, c2, r2.type, r2.u.num);
 		}
+		/* duet_eval_batch (the tier's batch loop, the VM for the other rows) gives the same */
+		{
+			enum
+			{
+				NR = 64
+			};
+			duet_value	cols[4 * NR],
+						outs[NR],
+						r1;
+			size_t		done;
+
+			for (int r = 0; r < NR; r++)
+				for (size_t k = 0; k < nv; k++)
+				{
+					int			x = (r * 7 + (int) k * 5) % nn;
+
+					cols[k * NR + r] = x == nn - 2 ? duet_null() : x == nn - 1 ? duet_int(2) :
+						duet_number(nums[x]);
+				}
+			assert_int_equal(duet_eval_batch(p, cols, NR, NR, vm, outs, &err, &done), DUET_OK);
+			assert_int_equal(done, NR);
+			for (int r = 0; r < NR; r++)
+			{
+				duet_value	row[4];
+
+				for (size_t k = 0; k < nv; k++)
+					row[k] = cols[k * NR + r];
+				assert_int_equal(duet_eval(p, row, vm2, &r1, &err), DUET_OK);
+				if (!same(&r1, &outs[r]))
+					fail_msg("%s: batch row %d differs", tier_formulas[f], r);
+			}
+		}
 		duet_program_free(p);
 	}
 	assert_true(cases > 10000);
 	duet_vm_free(vm);
+	duet_vm_free(vm2);
 }
 
 /* What the tier does not do stays with the stack VM. */
