@@ -187,6 +187,7 @@ struct duet_program
 	struct duet_rx_const *rx;	/* constant regex patterns, compiled once (pattern.c) */
 	int			nrx;
 	struct duet_fast *fast;		/* the numeric tier's code (fastpath.c), NULL when it has none */
+	bool		other_path;		/* fast or ncat: duet_eval looks at them */
 	int			ncat;			/* > 0: the program is one CONCAT_N of these operands (concat.c) */
 	struct
 	{

@@ -1203,6 +1203,7 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 			if (!p->single_vv && p->ncode > 1)
 				p->fast = duet_fast_compile(root, p->nvars);
 			duet_concat_plan(p);
+			p->other_path = p->fast || p->ncat;
 			c.code = NULL;
 			c.opnd = NULL;
 			c.consts = NULL;

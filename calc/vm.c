@@ -535,10 +535,13 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 		}
 		return eval_single_other(p, vars, vm, out, err);
 	}
-	if (p->fast)				/* a number-only formula: the numeric tier (fastpath.c) */
-		return duet_fast_run(p, vars, vm, out, err);
-	if (p->ncat)				/* one CONCAT_N of strings (concat.c) */
-		return duet_eval_concat(p, vars, vm, out, err);
+	if (p->other_path)			/* one test for the programs that have neither */
+	{
+		if (p->fast)			/* a number-only formula: the numeric tier (fastpath.c) */
+			return duet_fast_run(p, vars, vm, out, err);
+		if (p->ncat)			/* one CONCAT_N of strings (concat.c) */
+			return duet_eval_concat(p, vars, vm, out, err);
+	}
 	return duet_eval_stack(p, vars, vm, out, err);
 }
 
