@@ -226,6 +226,11 @@ typedef struct duet_fast duet_fast;
  * no arm is its else. The node keeps the case's static type.
  */
 void		duet_fold_case(node *n);
+/* compile.c, shared with the tier: a number constant a double comparison reads exactly (a double,
+ * an integer within ±2^53); round(x[, n])'s constant digit count as fn_round takes it (INT32_MIN:
+ * n is not a number constant) */
+bool		duet_exact_num_const(const node *n);
+int			duet_round_const_digits(const node *call);
 duet_fast  *duet_fast_compile(const node *root, size_t nvars);
 void		duet_fast_free(duet_fast *f);
 /* column-major rows (duet_eval_batch's layout): out[r], or DUET_T_ANY where the VM must run */

@@ -552,11 +552,23 @@ is_num_const(const node *n)
 }
 
 /* ... and one a double comparison gets exactly right: integers within ±2^53 */
-static bool
-is_cmp_const(const node *n)
+bool
+duet_exact_num_const(const node *n)
 {
 	return is_num_const(n) &&
 		(n->value.type == DUET_T_NUMBER || (n->value.u.i >= -(INT64_C(1) << 53) && n->value.u.i <= (INT64_C(1) << 53)));
+}
+
+/* round(x[, n]) with n absent or a number constant: n as fn_round takes it, else INT32_MIN */
+int
+duet_round_const_digits(const node *call)
+{
+	double		d;
+
+	if (call->nkids > 1 && !is_num_const(call->kids[1]))
+		return INT32_MIN;
+	d = call->nkids == 1 ? 0 : trunc(duet_num(&call->kids[1]->value));
+	return d < -400 ? -400 : d > 400 ? 400 : (int) d;	/* as fn_round */
 }
 
 /* Operands a superinstruction can address: a variable or constant index that fits in argc. */
@@ -614,7 +626,7 @@ gen_super(compiler *c, const node *n, bool *done)
 			return (*done = true) && gen(c, l) && add_const(c, r, &idx) &&
 				emit(c, n, OP_ADD_SC + k, idx, 0, 0, 0);
 	}
-	if (n->kind == N_CMP && small_var(l) && is_cmp_const(r))
+	if (n->kind == N_CMP && small_var(l) && duet_exact_num_const(r))
 	{
 		opcode		op;
 
@@ -724,13 +736,8 @@ gen(compiler *c, const node *n)
 			return gen(c, n->kids[0]) && emit(c, n, OP_CLAMP_CC, lo, hi, 0, 0);
 	}
 	if (n->kind == N_CALL && strcmp(n->fn->name, "round") == 0 &&
-		(n->nkids == 1 || is_num_const(n->kids[1])))
-	{
-		double		d = n->nkids == 1 ? 0 : trunc(duet_num(&n->kids[1]->value));
-		int			digits = d < -400 ? -400 : d > 400 ? 400 : (int) d;	/* as fn_round */
-
-		return gen(c, n->kids[0]) && emit(c, n, OP_ROUND_C, digits, 0, 0, 0);
-	}
+		duet_round_const_digits(n) != INT32_MIN)
+		return gen(c, n->kids[0]) && emit(c, n, OP_ROUND_C, duet_round_const_digits(n), 0, 0, 0);
 	if (n->kind == N_ISNULL && n->kids[0]->kind == N_VAR)
 		return emit(c, n, OP_ISNULL_V, n->kids[0]->var, 0, n->op ? 1 : 0, 1) &&
 			operands(c, n->kids[0], NULL);

@@ -193,9 +193,7 @@ temp(fcomp *c)
 static bool
 num_const(const node *n)
 {
-	return n->kind == N_CONST && (n->value.type == DUET_T_NUMBER ||
-								  (n->value.type == DUET_T_INT && n->value.u.i >= -(INT64_C(1) << 53) &&
-								   n->value.u.i <= (INT64_C(1) << 53)));
+	return duet_exact_num_const(n);
 }
 
 static double
@@ -306,17 +304,8 @@ val(fcomp *c, const node *n, int d)
 
 				emit(c, F_CLAMP, d, a, 0, lo);
 			}
-			else if (strcmp(n->fn->name, "round") == 0 &&
-					 (n->nkids == 1 || (n->kids[1]->kind == N_CONST &&
-										(n->kids[1]->value.type == DUET_T_NUMBER ||
-										 n->kids[1]->value.type == DUET_T_INT))))
-			{
-				/* the digit count as compile.c computes it for OP_ROUND_C */
-				double		x = n->nkids == 1 ? 0 : trunc(duet_num(&n->kids[1]->value));
-				int			digits = x < -400 ? -400 : x > 400 ? 400 : (int) x;
-
-				emit(c, F_ROUND, d, operand(c, n->kids[0]), 0, digits);
-			}
+			else if (strcmp(n->fn->name, "round") == 0 && duet_round_const_digits(n) != INT32_MIN)
+				emit(c, F_ROUND, d, operand(c, n->kids[0]), 0, duet_round_const_digits(n));
 			else
 				c->ok = false;
 			break;
