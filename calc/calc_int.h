@@ -3,7 +3,8 @@
  * Not installed; the public API is duet_calc.h.
  *
  * Pipeline: lexer.c (tokens with positions) → parser.c (AST, depth-limited recursive descent)
- * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation);
+ * → compile.c (type check, constant folding by running the VM, bytecode) → vm.c (evaluation;
+ * fastpath.c the numeric tier, concat.c || and its fast paths);
  * funcs.c holds the builtin functions (pattern.c: like and the PCRE2 regexp_* functions, with
  * the programs' compiled constant patterns and the vms' pattern caches), format.c numbers and
  * error text, arena.c the compile-time arena (the parser allocates from it, the compiler frees
@@ -97,6 +98,9 @@ typedef enum opcode
 	OP_RETURN_VAR,				/* returns vars[arg] (a formula that is one variable) */
 	OP_CLAMP_CC,				/* top = clamp(top, consts[arg], consts[argc]), number constants */
 	OP_ROUND_C,					/* top = round(top, arg) with arg a constant digit count */
+	OP_CONCAT_N,				/* pop argc (2, 3) values; push (a || b) || c in one allocation;
+								 * flags 1: the last one is vars[arg], loaded after the first || */
+	OP_CASEMAP,					/* lower (flags 0) / upper (1) of a string the next CONCAT_N takes */
 	OP_NCODES
 } opcode;
 
@@ -118,7 +122,9 @@ typedef enum flag_kind
 	FLG_NONE,
 	FLG_NEGATED,				/* 1: not between / not in / is not null */
 	FLG_NUMERIC,				/* CALL_NUMERIC */
-	FLG_CMP						/* a comparison opcode, OP_EQ..OP_GE */
+	FLG_CMP,					/* a comparison opcode, OP_EQ..OP_GE */
+	FLG_LASTVAR,				/* 1: the last operand is vars[arg] (OP_CONCAT_N) */
+	FLG_UPPER					/* 0 lower, 1 upper (OP_CASEMAP) */
 } flag_kind;
 
 typedef struct opcode_info
@@ -131,6 +137,14 @@ typedef struct opcode_info
 } opcode_info;
 
 extern const opcode_info duet_opcodes[OP_NCODES];
+
+/*
+ * OP_CASEMAP leaves its string on the stack with one of these internal types, for the CONCAT_N
+ * that consumes it to case-map while it copies (never seen outside the VM; far from the value types
+ * so that new ones do not collide).
+ */
+#define DUET_T_LOWER_PENDING ((duet_type) 100)
+#define DUET_T_UPPER_PENDING ((duet_type) 101)
 
 /* OP_CALL flags: every parameter is a number, so the call needs no generic argument check */
 #define CALL_NUMERIC 1
@@ -172,7 +186,61 @@ struct duet_program
 	bool		single_vv;		/* the whole program is one var/const superinstruction + return */
 	struct duet_rx_const *rx;	/* constant regex patterns, compiled once (pattern.c) */
 	int			nrx;
+	struct duet_fast *fast;		/* the numeric tier's code (fastpath.c), NULL when it has none */
+	bool		other_path;		/* fast or ncat: duet_eval looks at them */
+	int			ncat;			/* > 0: the program is one CONCAT_N of these operands (concat.c) */
+	struct
+	{
+		uint8_t		var;		/* 1: vars[idx], 0: consts[idx] (a string) */
+		uint8_t		map;		/* 0 as it is, 1 lower, 2 upper */
+		int32_t		idx;
+	}			cat[3];
 };
+
+/* ---- concatenation (concat.c) ---- */
+duet_errclass duet_concat2(duet_vm *vm, duet_value *a, const duet_value *b, duet_error *err);
+duet_errclass duet_concat_n(duet_vm *vm, duet_value *args, int n, const duet_value *var,
+							const duet_program *p, const instr *in, duet_value *out,
+							duet_error *err);
+void		duet_concat_plan(duet_program *p);
+bool		duet_concat_row(const duet_program *p, const duet_value *vars, size_t kstride,
+							duet_vm *vm, duet_value *out);
+duet_errclass duet_eval_concat(const duet_program *p, const duet_value *vars, duet_vm *vm,
+							   duet_value *out, duet_error *err);
+/* vm.c, for concat.c: the string limit, a variable's checked load, the arena's restart */
+bool		duet_vm_over_limit(const duet_vm *vm, size_t size, duet_error *err);
+bool		duet_vm_load_var(const duet_program *p, const duet_value *v, int k, const instr *in,
+							 int which, duet_value *dst, duet_error *err);
+void		duet_vm_start_strings(duet_vm *vm, const duet_program *p);
+
+/*
+ * ---- the numeric tier (fastpath.c) ----
+ * Register code on unboxed doubles (NULL as NaN) for formulas whose values are all numbers: made
+ * from the checked, folded tree (NULL when the formula has something it does not do), run while
+ * every input is a double or NULL (the stack VM runs the other rows).
+ */
+typedef struct duet_fast duet_fast;
+/*
+ * A folding pass for a case whose kids are folded: arms behind a constant false or NULL condition
+ * are dropped, a constant true one ends the case (its value becomes the else); a case left with
+ * no arm is its else. The node keeps the case's static type.
+ */
+void		duet_fold_case(node *n);
+/* compile.c, shared with the tier: a number constant a double comparison reads exactly (a double,
+ * an integer within ±2^53); round(x[, n])'s constant digit count as fn_round takes it (INT32_MIN:
+ * n is not a number constant) */
+bool		duet_exact_num_const(const node *n);
+int			duet_round_const_digits(const node *call);
+duet_fast  *duet_fast_compile(const node *root, size_t nvars);
+void		duet_fast_free(duet_fast *f);
+/* column-major rows (duet_eval_batch's layout): out[r], or DUET_T_ANY where the VM must run */
+void		duet_fast_batch(const duet_fast *f, const duet_value *vars, size_t kstride, size_t nrows,
+							duet_value *out);
+/* duet_eval for a program with a tier: the tier, else duet_eval_stack (vm.c: the stack VM) */
+duet_errclass duet_fast_run(const duet_program *p, const duet_value *vars, duet_vm *vm,
+							duet_value *out, duet_error *err);
+duet_errclass duet_eval_stack(const duet_program *p, const duet_value *vars, duet_vm *vm,
+							  duet_value *out, duet_error *err);
 
 /* ---- pattern functions (pattern.c): like, regexp_* on PCRE2 ---- */
 typedef struct duet_rx_const

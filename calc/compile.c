@@ -558,11 +558,23 @@ is_num_const(const node *n)
 }
 
 /* ... and one a double comparison gets exactly right: integers within ±2^53 */
-static bool
-is_cmp_const(const node *n)
+bool
+duet_exact_num_const(const node *n)
 {
 	return is_num_const(n) &&
 		(n->value.type == DUET_T_NUMBER || (n->value.u.i >= -(INT64_C(1) << 53) && n->value.u.i <= (INT64_C(1) << 53)));
+}
+
+/* round(x[, n]) with n absent or a number constant: n as fn_round takes it, else INT32_MIN */
+int
+duet_round_const_digits(const node *call)
+{
+	double		d;
+
+	if (call->nkids > 1 && !is_num_const(call->kids[1]))
+		return INT32_MIN;
+	d = call->nkids == 1 ? 0 : trunc(duet_num(&call->kids[1]->value));
+	return d < -400 ? -400 : d > 400 ? 400 : (int) d;	/* as fn_round */
 }
 
 /* Operands a superinstruction can address: a variable or constant index that fits in argc. */
@@ -620,7 +632,7 @@ gen_super(compiler *c, const node *n, bool *done)
 			return (*done = true) && gen(c, l) && add_const(c, r, &idx) &&
 				emit(c, n, OP_ADD_SC + k, idx, 0, 0, 0);
 	}
-	if (n->kind == N_CMP && small_var(l) && is_cmp_const(r))
+	if (n->kind == N_CMP && small_var(l) && duet_exact_num_const(r))
 	{
 		opcode		op;
 
@@ -641,6 +653,69 @@ gen_super(compiler *c, const node *n, bool *done)
 	return true;
 }
 
+/* lower(x) / upper(x): 0 / 1 for OP_CASEMAP's flags, -1 for anything else */
+static int
+casemap_of(const node *n)
+{
+	if (n->kind != N_CALL || n->nkids != 1 || !n->fn)
+		return -1;
+	return strcmp(n->fn->name, "lower") == 0 ? 0 : strcmp(n->fn->name, "upper") == 0 ? 1 : -1;
+}
+
+/*
+ * (a || b) || c with c a constant or a variable, and a || b with a lower()/upper() operand: the
+ * operands (a case-mapped one as its argument and OP_CASEMAP), then OP_CONCAT_N, which keeps the
+ * inner ||'s position as its first operand's. A variable c is loaded by OP_CONCAT_N itself after
+ * the first || (flags 1, arg = the variable, its position the second operand's), so that errors
+ * come in the nested form's order (docs/calc.md). *done is false when none of this applies.
+ */
+static bool
+gen_concat(compiler *c, const node *n, bool *done)
+{
+	const node *ops[3];
+	int			k = 0,
+				last_var = -1;
+	bool		any_map = false;
+
+	*done = false;
+	if (n->kind != N_BINOP || n->op != T_CONCAT)
+		return true;
+	if (n->kids[0]->kind == N_BINOP && n->kids[0]->op == T_CONCAT &&
+		(n->kids[1]->kind == N_CONST || small_var(n->kids[1])))
+	{
+		ops[k++] = n->kids[0]->kids[0];
+		ops[k++] = n->kids[0]->kids[1];
+		if (n->kids[1]->kind == N_VAR)
+			last_var = n->kids[1]->var;
+	}
+	else
+		ops[k++] = n->kids[0];
+	ops[k++] = n->kids[1];
+	for (int i = 0; i < k; i++)
+		any_map |= casemap_of(ops[i]) >= 0;
+	if (k == 2 && !any_map)
+		return true;
+	*done = true;
+	for (int i = 0; i < k - (last_var >= 0); i++)
+	{
+		int			map = casemap_of(ops[i]);
+
+		if (map < 0 ? !gen(c, ops[i]) :
+			!gen(c, ops[i]->kids[0]) ||
+			!emit(c, ops[i], OP_CASEMAP, (int) (ops[i]->fn - duet_builtins), 0, map, 0))
+			return false;
+	}
+	c->uses_arena = true;
+	if (last_var >= 0)
+	{
+		/* the variable is loaded into the slot above the two operands: room for it */
+		if (c->depth + 1 > c->max_depth)
+			c->max_depth = c->depth + 1;
+		return emit(c, n, OP_CONCAT_N, last_var, k, 1, 2 - k) && operands(c, n->kids[0], n->kids[1]);
+	}
+	return emit(c, n, OP_CONCAT_N, 0, k, 0, 1 - k) && operands(c, k == 3 ? n->kids[0] : NULL, NULL);
+}
+
 static bool
 gen(compiler *c, const node *n)
 {
@@ -649,6 +724,8 @@ gen(compiler *c, const node *n)
 	bool		done;
 
 	if (!gen_super(c, n, &done))
+		return false;
+	if (!done && !gen_concat(c, n, &done))
 		return false;
 	if (done)
 		return true;
@@ -665,13 +742,8 @@ gen(compiler *c, const node *n)
 			return gen(c, n->kids[0]) && emit(c, n, OP_CLAMP_CC, lo, hi, 0, 0);
 	}
 	if (n->kind == N_CALL && strcmp(n->fn->name, "round") == 0 &&
-		(n->nkids == 1 || is_num_const(n->kids[1])))
-	{
-		double		d = n->nkids == 1 ? 0 : trunc(duet_num(&n->kids[1]->value));
-		int			digits = d < -400 ? -400 : d > 400 ? 400 : (int) d;	/* as fn_round */
-
-		return gen(c, n->kids[0]) && emit(c, n, OP_ROUND_C, digits, 0, 0, 0);
-	}
+		duet_round_const_digits(n) != INT32_MIN)
+		return gen(c, n->kids[0]) && emit(c, n, OP_ROUND_C, duet_round_const_digits(n), 0, 0, 0);
 	if (n->kind == N_ISNULL && n->kids[0]->kind == N_VAR)
 		return emit(c, n, OP_ISNULL_V, n->kids[0]->var, 0, n->op ? 1 : 0, 1) &&
 			operands(c, n->kids[0], NULL);
@@ -906,6 +978,8 @@ fold(compiler *c, node *n)
 			return false;
 		all_const &= is_const(n->kids[i]);
 	}
+	if (!all_const && n->kind == N_CASE)
+		duet_fold_case(n);		/* arms behind constant conditions (fastpath.c) */
 	if (!all_const)
 		return true;
 
@@ -1140,6 +1214,11 @@ duet_compile(const char *src, size_t len, const duet_compile_options *opts, duet
 			p->max_string = c.lim->max_string;
 			p->uses_arena = c.uses_arena;
 			peephole(p);
+			/* the numeric tier, where the stack VM has no faster path of its own */
+			if (!p->single_vv && p->ncode > 1)
+				p->fast = duet_fast_compile(root, p->nvars);
+			duet_concat_plan(p);
+			p->other_path = p->fast || p->ncat;
 			c.code = NULL;
 			c.opnd = NULL;
 			c.consts = NULL;
@@ -1178,6 +1257,7 @@ duet_program_free(duet_program *p)
 	free(p->consts);
 	free(p->cnum);
 	free(p->strings);
+	duet_fast_free(p->fast);
 	for (int k = 0; k < p->nrx; k++)
 		duet_rx_code_free(p->rx[k].code);
 	free(p->rx);

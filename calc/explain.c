@@ -215,6 +215,14 @@ add_comment(textbuf *tb, const duet_program *p, const instr *in)
 			if (in->flags)
 				tb_add(tb, "not between", 11);
 			return;
+		case OP_CONCAT_N:
+			tb_printf(tb, "%d values", in->argc);
+			if (in->flags & 1)
+			{
+				tb_add(tb, ", the last ", 11);
+				add_operand(tb, p, OPND_VAR, in->arg);
+			}
+			return;
 		default:
 			if (info->arg != OPND_NONE)
 				add_operand(tb, p, (opnd_kind) info->arg, in->arg);

@@ -63,4 +63,9 @@ const opcode_info duet_opcodes[OP_NCODES] = {
 	OPC(OP_RETURN_VAR, OPND_VAR, OPND_NONE, FLG_NONE, "result = vars[arg] (a formula that is one variable)"),
 	OPC(OP_CLAMP_CC, OPND_CONST, OPND_CONST, FLG_NONE, "top = clamp(top, consts[arg], consts[argc])"),
 	OPC(OP_ROUND_C, OPND_DIGITS, OPND_NONE, FLG_NONE, "top = round(top, arg), arg a constant digit count"),
+	OPC(OP_CONCAT_N, OPND_VAR, OPND_COUNT, FLG_LASTVAR,
+		"pop argc (2 or 3) values; push (a || b) || c in one allocation, each || as CONCAT "
+		"(flags 1: c is vars[arg], loaded after a || b)"),
+	OPC(OP_CASEMAP, OPND_BUILTIN, OPND_NONE, FLG_UPPER,
+		"top = lower/upper(top) (builtin arg), case-mapped by the CONCAT_N that takes it"),
 };

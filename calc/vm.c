@@ -91,18 +91,41 @@ duet_vm_free(duet_vm *vm)
 	free(vm);
 }
 
+bool
+duet_vm_over_limit(const duet_vm *vm, size_t size, duet_error *err)
+{
+	if (size <= vm->max_string)
+		return false;
+	duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0,
+						   "string result of %zu bytes exceeds the limit of %zu bytes",
+						   size, vm->max_string);
+	return true;
+}
+
+static char *alloc_slow(duet_vm *vm, size_t size, duet_error *err);
+
 char *
 duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 {
 	chunk	   *c = vm->cur;
 
-	if (size > vm->max_string)
+	/* the usual case without a frame: the current chunk has room */
+	if (__builtin_expect(c && size <= vm->max_string && c->cap - c->used >= size, 1))
 	{
-		duet_set_runtime_error(err, DUET_ERR_LIMIT, 0, 0,
-							   "string result of %zu bytes exceeds the limit of %zu bytes",
-							   size, vm->max_string);
-		return NULL;
+		c->used += size;
+		return c->data + c->used - size;
 	}
+	return alloc_slow(vm, size, err);
+}
+
+/* A later chunk with room, or a new one; NULL over the limit or out of memory (err filled). */
+static __attribute__((noinline)) char *
+alloc_slow(duet_vm *vm, size_t size, duet_error *err)
+{
+	chunk	   *c = vm->cur;
+
+	if (duet_vm_over_limit(vm, size, err))
+		return NULL;
 	while (c && c->cap - c->used < size)
 	{
 		c = c->next;
@@ -134,58 +157,6 @@ duet_vm_alloc(duet_vm *vm, size_t size, duet_error *err)
 	vm->cur = c;
 	c->used += size;
 	return c->data + c->used - size;
-}
-
-/* A number's or a date's text (out of line, so that as_text stays as small as it was) */
-static __attribute__((noinline)) size_t
-scalar_text(const duet_value *v, char *buf, size_t size)
-{
-	return duet_is_time(v->type) ? duet_format_time_value(v, buf, size) :
-		duet_format_value_number(v, buf, size);
-}
-
-/* Text of a scalar for || and concat(): numbers in their shortest round-trip form. */
-static bool
-as_text(duet_vm *vm, const duet_value *v, duet_value *out, duet_error *err)
-{
-	char		buf[32];
-	size_t		n;
-	char	   *s;
-
-	switch (v->type)
-	{
-		case DUET_T_STRING:
-			*out = *v;
-			return true;
-		case DUET_T_BOOL:
-			*out = v->u.boolean ? duet_string("true", 4) : duet_string("false", 5);
-			return true;
-		default:
-			n = scalar_text(v, buf, sizeof(buf));
-			if (!(s = duet_vm_alloc(vm, n, err)))
-				return false;
-			memcpy(s, buf, n);
-			*out = duet_string(s, n);
-			return true;
-	}
-}
-
-/* a || b over any scalars (NULL-strict); also used by concat(). */
-static duet_errclass
-concat2(duet_vm *vm, duet_value *a, const duet_value *b, duet_error *err)
-{
-	duet_value	ta,
-				tb;
-	char	   *s;
-
-	if (!as_text(vm, a, &ta, err) || !as_text(vm, b, &tb, err))
-		return err->cls;
-	if (!(s = duet_vm_alloc(vm, ta.u.str.len + tb.u.str.len, err)))
-		return err->cls;
-	memcpy(s, ta.u.str.ptr, ta.u.str.len);
-	memcpy(s + ta.u.str.len, tb.u.str.ptr, tb.u.str.len);
-	*a = duet_string(s, ta.u.str.len + tb.u.str.len);
-	return DUET_OK;
 }
 
 /* 1 true, 0 false, -1 NULL — three-valued truth of a boolean-or-null operand */
@@ -320,6 +291,14 @@ invalid_var(const duet_program *p, const duet_value *v, int k, const instr *in, 
 	duet_set_runtime_error(err, DUET_ERR_TYPE, line, col,
 						   "variable %s is bound to an invalid value", p->vars[k]);
 	return false;
+}
+
+/* load_var for concat.c (OP_CONCAT_N's variable operand) */
+bool
+duet_vm_load_var(const duet_program *p, const duet_value *v, int k, const instr *in, int which,
+				 duet_value *dst, duet_error *err)
+{
+	return load_var(p, v, k, in, which, dst, err);
 }
 
 /* + - * / (k = 0..3) on two finite numbers; not finite (÷0 included) comes back as NULL. */
@@ -457,6 +436,17 @@ finite2(double a, double b)
 #undef RUN_NAME
 #undef VAR
 
+void
+duet_vm_start_strings(duet_vm *vm, const duet_program *p)
+{
+	vm->cur = vm->chunks;
+	if (vm->cur)
+		vm->cur->used = 0;
+	vm->max_string = p->max_string;
+	vm->prog = p;				/* pattern calls mark a program uses_arena (compile.c) */
+	vm->now_read = false;		/* so do clock calls: now() is read once per evaluation */
+}
+
 /* Per call, not per row: the stack grows to the program's needs, the string arena restarts. */
 static inline bool
 prepare(const duet_program *p, duet_vm *vm, duet_error *err)
@@ -475,14 +465,7 @@ prepare(const duet_program *p, duet_vm *vm, duet_error *err)
 		vm->stack_cap = p->max_stack;
 	}
 	if (p->uses_arena)
-	{
-		vm->cur = vm->chunks;
-		if (vm->cur)
-			vm->cur->used = 0;
-		vm->max_string = p->max_string;
-		vm->prog = p;			/* pattern calls mark a program uses_arena (compile.c) */
-		vm->now_read = false;
-	}
+		duet_vm_start_strings(vm, p);
 	return true;
 }
 
@@ -517,10 +500,13 @@ vv_ints(int k, int64_t a, int64_t b, duet_value *out)
 	return true;
 }
 
-/* Everything but the two-variable fast path; out of line so duet_eval's own frame stays empty. */
-static __attribute__((noinline)) duet_errclass
-eval_general(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
-			 duet_error *err)
+/*
+ * The stack VM: everything but the two-variable and numeric-tier fast paths; out of line so
+ * duet_eval's own frame stays empty.
+ */
+__attribute__((noinline)) duet_errclass
+duet_eval_stack(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value *out,
+				duet_error *err)
 {
 	duet_error	scratch;
 
@@ -550,7 +536,7 @@ eval_single_other(const duet_program *p, const duet_value *vars, duet_vm *vm, du
 			err->cls = DUET_OK;
 		return DUET_OK;
 	}
-	return eval_general(p, vars, vm, out, err);
+	return duet_eval_stack(p, vars, vm, out, err);
 }
 
 duet_errclass
@@ -588,7 +574,14 @@ duet_eval(const duet_program *p, const duet_value *vars, duet_vm *vm, duet_value
 		}
 		return eval_single_other(p, vars, vm, out, err);
 	}
-	return eval_general(p, vars, vm, out, err);
+	if (p->other_path)			/* one test for the programs that have neither */
+	{
+		if (p->fast)			/* a number-only formula: the numeric tier (fastpath.c) */
+			return duet_fast_run(p, vars, vm, out, err);
+		if (p->ncat)			/* one CONCAT_N of strings (concat.c) */
+			return duet_eval_concat(p, vars, vm, out, err);
+	}
+	return duet_eval_stack(p, vars, vm, out, err);
 }
 
 duet_errclass
@@ -640,9 +633,17 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 			*done = nrows;
 		return DUET_OK;
 	}
+	/* a numeric tier: every row in one call, then the VM's rows (DUET_T_ANY) in order */
+	if (p->fast)
+		duet_fast_batch(p->fast, vars, stride, nrows, out);
 	for (r = 0; r < nrows; r++)
 	{
-		duet_errclass cls = run_batch(p, vars + r, stride, vm, &out[r], err);
+		duet_errclass cls;
+
+		if ((p->fast && out[r].type != DUET_T_ANY) ||
+			(p->ncat && duet_concat_row(p, vars + r, stride, vm, &out[r])))
+			continue;
+		cls = run_batch(p, vars + r, stride, vm, &out[r], err);
 
 		if (cls != DUET_OK)
 		{
@@ -653,52 +654,5 @@ duet_eval_batch(const duet_program *p, const duet_value *vars, size_t stride, si
 	}
 	if (done)
 		*done = nrows;
-	return DUET_OK;
-}
-
-/* concat(a, …): like ||, but NULL arguments are skipped (as in PostgreSQL). */
-duet_errclass duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value *out,
-							 duet_error *err);
-duet_errclass
-duet_fn_concat(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err)
-{
-	duet_value	acc = duet_string("", 0);
-	int			i;
-
-	for (i = 0; i < argc; i++)
-	{
-		if (args[i].type == DUET_T_NULL)
-			continue;
-		if (concat2(vm, &acc, &args[i], err) != DUET_OK)
-			return err->cls;
-	}
-	*out = acc;
-	return DUET_OK;
-}
-
-/* concat_ws(sep, a, …): the non-NULL arguments as text, separated by sep; a NULL sep gives NULL. */
-duet_errclass duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out,
-								duet_error *err);
-duet_errclass
-duet_fn_concat_ws(duet_value *args, int argc, duet_vm *vm, duet_value *out, duet_error *err)
-{
-	duet_value	acc = duet_string("", 0);
-	bool		first = true;
-
-	if (args[0].type == DUET_T_NULL)
-	{
-		*out = duet_null();
-		return DUET_OK;
-	}
-	for (int i = 1; i < argc; i++)
-	{
-		if (args[i].type == DUET_T_NULL)
-			continue;
-		if ((!first && concat2(vm, &acc, &args[0], err) != DUET_OK) ||
-			concat2(vm, &acc, &args[i], err) != DUET_OK)
-			return err->cls;
-		first = false;
-	}
-	*out = acc;
 	return DUET_OK;
 }

@@ -29,6 +29,7 @@ RUN_NAME(const duet_program *p, const duet_value *vars, size_t kstride, duet_vm 
 		[OP_DIV_SV] = &&L_DIV_SV, [OP_ADD_SC] = &&L_ADD_SC, [OP_SUB_SC] = &&L_SUB_SC,
 		[OP_MUL_SC] = &&L_MUL_SC, [OP_DIV_SC] = &&L_DIV_SC,
 		[OP_CLAMP_CC] = &&L_CLAMP_CC, [OP_ROUND_C] = &&L_ROUND_C,
+		[OP_CONCAT_N] = &&L_CONCAT_N, [OP_CASEMAP] = &&L_CASEMAP,
 		[OP_CMP_VC] = &&L_CMP_VC, [OP_ISNULL_V] = &&L_ISNULL_V, [OP_RETURN_VAR] = &&L_RETURN_VAR,
 	};
 	const instr *code = p->code,
@@ -250,12 +251,38 @@ L_CONCAT:
 	a = sp - 1;
 	if (a->type == DUET_T_NULL || b->type == DUET_T_NULL)
 		*a = duet_null();
-	else if (concat2(vm, a, b, err) != DUET_OK)
+	else if (duet_concat2(vm, a, b, err) != DUET_OK)
 	{
 		err->line = in->line;
 		err->column = in->col;
 		FAIL(err->cls);
 	}
+	NEXT();
+L_CONCAT_N:
+	{
+		/* flags 1: the last operand is vars[arg], which concat_n loads (into the slot above) */
+		sp -= in->argc - 1 - (in->flags & 1);
+		a = sp - 1;
+		if (duet_concat_n(vm, a, in->argc, (in->flags & 1) ? VAR(in->arg) : NULL, p, in, a, err) !=
+			DUET_OK)
+			FAIL(err->cls);
+		NEXT();
+	}
+L_CASEMAP:
+	/* lower/upper, strict: its limit and type errors here, the mapping in CONCAT_N's copy */
+	a = sp - 1;
+	if (LIKELY(a->type == DUET_T_STRING))
+	{
+		if (duet_vm_over_limit(vm, a->u.str.len, err))	/* as lower()'s allocation would be */
+		{
+			err->line = in->line;
+			err->column = in->col;
+			FAIL(DUET_ERR_LIMIT);
+		}
+		a->type = in->flags ? DUET_T_UPPER_PENDING : DUET_T_LOWER_PENDING;
+	}
+	else if (a->type != DUET_T_NULL && !check_args(&duet_builtins[in->arg], a, 1, err, in))
+		FAIL(DUET_ERR_TYPE);
 	NEXT();
 L_CMP:
 	{

@@ -33,7 +33,8 @@ CALC_LIBS    := $(PG_PKGLIBDIR)/libpgcommon.a $(PG_PKGLIBDIR)/libpgport.a -lpcre
 # test/suites/10-unit.sh runs them plainly and under valgrind.
 CALC_TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -Icalc \
 	-DDUET_CONFORMANCE_DIR='"$(CURDIR)/test/conformance"'
-CALC_TESTS := $(BUILD)/unit/test_calc $(BUILD)/unit/test_conformance $(BUILD)/unit/test_number $(BUILD)/unit/test_metric
+CALC_TESTS := $(BUILD)/unit/test_calc $(BUILD)/unit/test_conformance $(BUILD)/unit/test_number $(BUILD)/unit/test_metric \
+	$(BUILD)/unit/test_fastpath
 UNIT_TESTS += $(CALC_TESTS)
 
 $(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/alloc_count.h test/unit/number_oracle.h \

@@ -11,7 +11,9 @@
  *   - a numeric result is finite and never -0, and duet_format_number reads back exactly;
  *   - a string result's bytes are all readable (ASan) and stay stable over a second evaluation;
  *   - compiling with the variables' types declared (more folding, compile-time type errors) never
- *     gives a different successful result than the untyped compilation (differential check).
+ *     gives a different successful result than the untyped compilation (differential check);
+ *   - a program with a numeric tier (calc/fastpath.c) gives the stack VM's result, bit for bit, or
+ *     its error with the same message and position.
  */
 #include <math.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "duet_calc.h"
+#include "calc_int.h"			/* program->fast */
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -236,6 +239,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	bind_by_hash(p, &b, vars);
 	rc = duet_eval(p, vars, vm1, &out, &err);
+	if (p->fast)
+	{
+		/* the numeric tier against the stack VM: the same bits, or the same error */
+		duet_fast  *tier = p->fast;
+		duet_value	sv;
+		duet_error	serr;
+		duet_errclass src;
+
+		p->fast = NULL;
+		src = duet_eval(p, vars, vm2, &sv, &serr);
+		p->fast = tier;
+		if (src != rc || (rc == DUET_OK && (sv.type != out.type ||
+											(out.type == DUET_T_NUMBER && memcmp(&sv.u.num, &out.u.num, 8) != 0) ||
+											!same_value(&sv, &out))) ||
+			(rc != DUET_OK && (strcmp(serr.message, err.message) != 0 || serr.line != err.line ||
+							   serr.column != err.column)))
+		{
+			fprintf(stderr, "numeric tier and stack VM differ for: %.*s\n", (int) flen, (const char *) data);
+			abort();
+		}
+	}
 	if (rc == DUET_OK)
 	{
 		check_result(&out);

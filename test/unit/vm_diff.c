@@ -1,7 +1,8 @@
 /*
  * vm_diff.c — differential of the VM against a baseline build of calc/ (test/unit/vm_diff.sh builds
  * the baseline from a git revision with its symbols renamed old_*): every formula of the conformance
- * files and the fuzz corpus, compiled untyped and with all variables typed number / string, each
+ * files and the fuzz corpus, compiled untyped, with all variables typed number / string and untyped
+ * with a 5-byte string limit (so string results reach it: limit errors and their positions), each
  * evaluated on 40 random bindings (NULL, numbers incl. -0, inf, NaN, strings, booleans and invalid
  * values); results (bits), error classes, messages and positions must be identical, and
  * duet_eval_batch must give what duet_eval gives row by row. Not part of make check (it needs
@@ -26,8 +27,10 @@ static long cases,fails;
 static int same(const duet_value*a,const duet_value*b){ if(a->type!=b->type) return 0; switch(a->type){case DUET_T_NUMBER: return memcmp(&a->u.num,&b->u.num,8)==0;
  case DUET_T_STRING: return a->u.str.len==b->u.str.len && memcmp(a->u.str.ptr,b->u.str.ptr,a->u.str.len)==0; case DUET_T_BOOL: return a->u.boolean==b->u.boolean; default: return 1;} }
 static void one(const char*f,size_t len){
- for(int typed=0;typed<3;typed++){
-  duet_error e1,e2; duet_compile_options o; memset(&o,0,sizeof o); want_t= typed==1?DUET_T_NUMBER:DUET_T_STRING; if(typed){o.var_type=vt;}
+ for(int typed=0;typed<4;typed++){
+  /* typed 3: untyped with a 5-byte string limit, so that string results hit it (positions of limit errors) */
+  duet_error e1,e2; duet_compile_options o; duet_limits lim; memset(&o,0,sizeof o); memset(&lim,0,sizeof lim); want_t= typed==1?DUET_T_NUMBER:DUET_T_STRING; if(typed==1||typed==2){o.var_type=vt;}
+  if(typed==3){lim.max_string=5; o.limits=&lim;}
   duet_program*p1=old_duet_compile(f,len,typed?&o:NULL,&e1),*p2=duet_compile(f,len,typed?&o:NULL,&e2);
   if(!p1||!p2){ if(!!p1!=!!p2||e1.cls!=e2.cls||strcmp(e1.message,e2.message)){fails++; if(fails<20) printf("COMPILE %.*s: %s | %s\n",(int)len,f,e1.message,e2.message);} cases++; if(p1)old_duet_program_free(p1); if(p2)duet_program_free(p2); continue;}
   size_t n=old_duet_program_nvars(p1); duet_vm*v1=old_duet_vm_new(),*v2=duet_vm_new(); duet_value vars[64];

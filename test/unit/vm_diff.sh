@@ -13,5 +13,5 @@ objcopy --redefine-syms="$tmp/map" "$tmp/old.a" "$tmp/old_r.a"
 make -s build/libduetcalc.a
 lib=$(pg_config --pkglibdir)
 gcc -O1 -g -Icalc test/unit/vm_diff.c -o "$tmp/vm_diff" "$tmp/old_r.a" build/libduetcalc.a \
-  "$lib/libpgcommon.a" "$lib/libpgport.a" -lm
+  "$lib/libpgcommon.a" "$lib/libpgport.a" -lpcre2-8 -lm
 "$tmp/vm_diff" test/conformance/*.tsv test/fuzz/calc/*
