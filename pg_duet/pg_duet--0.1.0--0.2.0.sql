@@ -4771,3 +4771,14 @@ COMMENT ON FUNCTION duet_num_mul(double precision, double precision) IS
     'Duet''s a * b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, no overflow or underflow error';
 COMMENT ON FUNCTION duet_num_div(double precision, double precision) IS
     'Duet''s a / b on double precision (generated metric SQL): NULL for b = 0 and for a non-finite operand or result, never -0, no overflow or underflow error';
+
+-- Formulas read now() (the statement's start), the caller's tenant's metrics and the metric
+-- definitions: STABLE, as PostgreSQL's now() is, not IMMUTABLE (docs/calc.md, "Volatility").
+ALTER FUNCTION duet_calc(text, jsonb) STABLE;
+ALTER FUNCTION duet_calc(text, anyelement) STABLE;
+ALTER FUNCTION duet_calc_number(text, jsonb) STABLE;
+ALTER FUNCTION duet_calc_number(text, anyelement) STABLE;
+ALTER FUNCTION duet_calc_args(text, VARIADIC "any") STABLE;
+ALTER FUNCTION duet_calc_number_args(text, VARIADIC "any") STABLE;
+ALTER FUNCTION duet_formula_check(text) STABLE;
+ALTER FUNCTION duet_formula_explain(text) STABLE;

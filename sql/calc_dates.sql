@@ -54,3 +54,20 @@ SELECT count(*) AS pairs,
   FROM z, t;
 SELECT duet_calc_args('to_timezone(t, z)', now(), 'Europe/Nowhere');
 RESET TimeZone;
+-- Volatility: formulas are STABLE (now(), the tenant's metrics), so a generic plan does not fold
+-- now() at planning time and no index or generated column can freeze one
+SELECT p.proname, p.provolatile FROM pg_proc p
+ WHERE p.proname IN ('duet_calc', 'duet_calc_number', 'duet_calc_args', 'duet_calc_number_args',
+                     'duet_formula_check', 'duet_formula_explain')
+ ORDER BY 1, 2;
+SET plan_cache_mode = force_generic_plan;
+CREATE TEMP TABLE calc_dates_seen (t jsonb);
+PREPARE calc_dates_now AS INSERT INTO calc_dates_seen SELECT duet_calc('now()', '{}'::jsonb);
+EXECUTE calc_dates_now;
+SELECT pg_sleep(0.01);
+EXECUTE calc_dates_now;
+SELECT count(DISTINCT t) AS distinct_nows FROM calc_dates_seen;
+DEALLOCATE calc_dates_now;
+RESET plan_cache_mode;
+CREATE TEMP TABLE calc_dates_idx (d date);
+CREATE INDEX ON calc_dates_idx ((duet_calc_number('date_diff(''day'', d, now())', calc_dates_idx)));
