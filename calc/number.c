@@ -160,8 +160,17 @@ duet_format_number(double d, char *buf, size_t bufsize)
 		memcpy(out, "null", 5), n = 4;
 	else if (d == 0)
 		out[n++] = '0';
+	else if ((n = (size_t) double_to_shortest_decimal_bufn(d, out)) > 0 && memchr(out, 'e', n) == NULL)
+	{
+		/*
+		 * Ryu writes fixed notation only for decimal exponents -4 .. 14: inside Duet's fixed range,
+		 * below the boundary cases (integers of 2^54 and more), shortest digits without trailing
+		 * fraction zeros. That is Duet's text already; test_number's oracle checks it.
+		 */
+	}
 	else
 	{
+		n = 0;
 		ndig = duet_shortest_digits(d, digits, &exp10);
 		if (d < 0)
 			out[n++] = '-';
