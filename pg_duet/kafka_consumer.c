@@ -488,6 +488,37 @@ gather(Consumer *c)
 	return true;
 }
 
+/*
+ * The one handler of a consumer's failure outside a message (a batch, a rebalance, a turn): in a
+ * PG_CATCH, with cxt the context to copy the error into. Rolls back, sets the status (if it has a
+ * slot) and logs what failed with the hint; the caller then decides how it is retried.
+ */
+void
+duet_kafka_consumer_failed(Consumer *c, MemoryContext cxt, const char *what, const char *hint)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	if (c->slot)
+	{
+		duet_kafka_slot_error(c->slot, edata->message);
+		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
+	}
+	if (c->name)
+		ereport(LOG,
+				(errmsg("Kafka consumer \"%s\" %s failed: %s", c->name, what, edata->message),
+				 errhint("%s", hint)));
+	else
+		ereport(LOG,
+				(errmsg("Kafka consumer %d group %d %s failed: %s", c->args.consumer_id, c->args.group,
+						what, edata->message),
+				 errhint("%s", hint)));
+	FreeErrorData(edata);
+}
+
 /* Commits the gathered batch; a failure is reported, rolled back and retried after a pause. */
 static void
 run_batch(Consumer *c, MemoryContext batchcxt)
@@ -502,18 +533,8 @@ run_batch(Consumer *c, MemoryContext batchcxt)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		/* Not about a message: report, roll back, and retry from the committed offsets. */
-		MemoryContextSwitchTo(batchcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		duet_kafka_slot_error(c->slot, edata->message);
-		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
-		ereport(LOG,
-				(errmsg("Kafka consumer \"%s\" batch failed: %s", c->name, edata->message),
-				 errhint("The batch is retried from the last committed offsets.")));
+		duet_kafka_consumer_failed(c, batchcxt, "batch", "The batch is retried from the last committed offsets.");
 		duet_kafka_consumer_drop_messages(c);
 		c->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_BACKOFF_MS);
 		duet_kafka_consumer_assign(c);	/* seek back to the committed offsets */

@@ -60,6 +60,7 @@ extern Consumer *duet_kafka_consumer_new(const DuetKafkaWorkerArgs *unit, int32 
 extern void duet_kafka_consumer_turn(Consumer *c);	/* at most one batch */
 extern long duet_kafka_consumer_timeout(Consumer *c, TimestampTz now);	/* -1: only on an event */
 extern void duet_kafka_consumer_close(Consumer *c);
+extern void duet_kafka_consumer_failed(Consumer *c, MemoryContext cxt, const char *what, const char *hint);
 extern void duet_kafka_consumer_assign(Consumer *c);
 extern bool duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
 										const char *position);

@@ -242,20 +242,8 @@ turn(Consumer *c, MemoryContext loopcxt)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(loopcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		if (c->slot)
-		{
-			duet_kafka_slot_error(c->slot, edata->message);
-			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
-		}
-		ereport(LOG,
-				(errmsg("Kafka consumer %d group %d: %s", c->args.consumer_id, c->args.group, edata->message),
-				 errhint("It is tried again in %d seconds.", OPEN_ERROR_BACKOFF_MS / 1000)));
+		duet_kafka_consumer_failed(c, loopcxt, "turn",
+								   psprintf("It is tried again in %d seconds.", OPEN_ERROR_BACKOFF_MS / 1000));
 		c->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), OPEN_ERROR_BACKOFF_MS);
 	}
 	PG_END_TRY();
