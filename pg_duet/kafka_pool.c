@@ -270,7 +270,7 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 
 		if (*wes)
 			FreeWaitEventSet(*wes);
-		*wes = CreateWaitEventSet(TopMemoryContext, 2 + list_length(consumers));
+		*wes = CreateWaitEventSet(TopMemoryContext, 2 + list_length(consumers) + duet_kafka_client_count());
 		AddWaitEventToSet(*wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(*wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		foreach(lc, consumers)
@@ -280,6 +280,7 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 			if (c->event_fd[0] >= 0)
 				AddWaitEventToSet(*wes, WL_SOCKET_READABLE, c->event_fd[0], NULL, c);
 		}
+		duet_kafka_client_wait_events(*wes);
 		wait_set_stale = false;
 	}
 	n = WaitEventSetWait(*wes, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
@@ -291,7 +292,7 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 			latch_set = true;
 		}
 		if ((events[i].events & WL_SOCKET_READABLE) && events[i].user_data)
-			duet_kafka_handle_event(events[i].user_data);
+			duet_kafka_client_event(events[i].user_data);	/* a client's or a consumer's */
 	}
 	return latch_set;
 }

@@ -84,11 +84,12 @@ produce($broker, 'outage', msgs(501, 1000));
 broker_down($broker);
 my $down_at = time();
 # Outages are visible: librdkafka's error callback (run on the pool worker's thread) sets the state
-# and its words; its log lines reach the server log with the consumer's name.
+# and its words; its log lines reach the server log with the consumer's name (with those of the
+# consumers sharing its librdkafka client: "Kafka consumers "life", "wide", "outage" librdkafka …").
 wait_for($node, q{SELECT state, last_error IS NOT NULL FROM duet.kafka_status WHERE name = 'outage'},
 	'broker unreachable|t', 'during the outage: state broker unreachable, with librdkafka\'s error', 25);
 sleep(30 - (time() - $down_at)) if time() - $down_at < 30;
-like(slurp_file($node->logfile), qr/LOG:  Kafka consumer "outage" librdkafka \S+ \(level \d\): /,
+like(slurp_file($node->logfile), qr/LOG:  Kafka consumers? (?:"\w+", )*"outage"(?:, "\w+")* librdkafka \S+ \(level \d\): /,
 	'librdkafka\'s log lines in the server log, with the consumer\'s name');
 my $during = $node->safe_psql('postgres', 'SELECT count(*) FROM outage');
 ok($during <= 1000, "during the outage: $during rows, none invented");
