@@ -3,9 +3,11 @@
  *
  * An idle librdkafka client costs about 0.1% of a core (its threads wake on their timers, its
  * fetch requests come back empty), so a pool worker serving a hundred consumers with a client each
- * spent ~10% of a core doing nothing. Consumers of one pool worker with the same brokers and
- * properties (secret ones included) therefore share one client (rd_kafka_t): one set of threads,
- * one connection and one fetch request per broker for all their partitions.
+ * spent ~10% of a core doing nothing. Consumers of one pool worker with the same owner, brokers
+ * and properties (secret ones included) therefore share one client (rd_kafka_t): one set of
+ * threads, one connection and one fetch request per broker for all their partitions. Consumers of
+ * different owners never share one, so one tenant's client (its errors, its logs, its
+ * connections) is never another's.
  *
  * - Each consumer has its own queue (rd_kafka_queue_new) and its own event pipe; the queue of
  *   every partition it reads is forwarded to it (rd_kafka_queue_get_partition, queue_forward)
@@ -40,7 +42,7 @@
 
 typedef struct DuetKafkaClient
 {
-	char	   *key;			/* brokers and properties */
+	char	   *key;			/* owner, brokers and properties */
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *queue;	/* consumer queue: errors and log lines of the client */
 	int			event_fd[2];
@@ -65,7 +67,7 @@ lappend_top(List *list, void *p)
 static char *
 client_key(Consumer *c)
 {
-	return psprintf("%s\n%s", c->brokers,
+	return psprintf("%u\n%s\n%s", c->target.owner, c->brokers,
 					c->properties ? JsonbToCString(NULL, &c->properties->root, VARSIZE(c->properties)) : "");
 }
 
@@ -388,8 +390,12 @@ duet_kafka_client_event(void *user_data)
 		duet_kafka_event_pipe_drain(cl->event_fd[0]);
 		while ((m = rd_kafka_consumer_poll(cl->rk, 0)) != NULL)
 		{
-			if (m->err)
+			if (m->err && m->rkt == NULL)
 				client_error_cb(cl->rk, m->err, rd_kafka_message_errstr(m), cl);
+			else if (m->err)
+				ereport(LOG,
+						(errmsg("Kafka %s: %s (topic \"%s\")", members_text(cl), rd_kafka_message_errstr(m),
+								rd_kafka_topic_name(m->rkt))));
 			rd_kafka_message_destroy(m);	/* no message comes here: every partition is forwarded */
 		}
 		return;

@@ -101,7 +101,7 @@ extern void duet_kafka_log_line(DuetKafkaLogLimit *limit, const char *who, int l
 								const char *buf);
 
 /*
- * kafka_client.c: consumers of one pool worker with the same brokers and properties share one
+ * kafka_client.c: consumers of one pool worker with the same owner, brokers and properties share one
  * librdkafka client (not in group mode); each has its own queue, fed by its partitions' queues.
  */
 extern bool duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transient);
