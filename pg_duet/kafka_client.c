@@ -172,20 +172,14 @@ client_new(Consumer *c, char *key, char *errstr, size_t errlen, bool *transient)
 		pfree(cl);
 		return NULL;
 	}
-	rd_kafka_conf_set_opaque(conf, cl);
-	rd_kafka_conf_set_error_cb(conf, client_error_cb);
-	rd_kafka_conf_set_log_cb(conf, client_log_cb);
-	cl->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errlen);
+	cl->rk = duet_kafka_handle_create(conf, cl, client_error_cb, client_log_cb, errstr, errlen);
 	if (cl->rk == NULL)
 	{
-		rd_kafka_conf_destroy(conf);	/* rd_kafka_new takes it only when it succeeds */
 		pfree(cl->key);
 		pfree(cl);
 		return NULL;
 	}
 	clients = lappend_top(clients, cl);
-	rd_kafka_poll_set_consumer(cl->rk); /* the main queue (errors) into the consumer queue */
-	rd_kafka_set_log_queue(cl->rk, NULL);	/* logs into the main queue, so into it too */
 	cl->queue = rd_kafka_queue_get_consumer(cl->rk);
 	if (!duet_kafka_event_pipe(cl->queue, cl->event_fd, errstr, errlen))
 	{

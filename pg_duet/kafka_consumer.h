@@ -96,6 +96,10 @@ extern void duet_kafka_event_pipe_drain(int fd);
 extern void duet_kafka_event_pipe_close(rd_kafka_queue_t *queue, int fd[2]);
 extern bool duet_kafka_err_unreachable(int err);
 extern int	duet_kafka_handle_take(Consumer *c, rd_kafka_message_t **msgs, int n);
+extern rd_kafka_t *duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
+										   void (*on_error) (rd_kafka_t *, int, const char *, void *),
+										   void (*on_log) (const rd_kafka_t *, int, const char *, const char *),
+										   char *errstr, size_t errlen);
 extern bool duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char *errstr, size_t errlen);
 extern void duet_kafka_log_line(DuetKafkaLogLimit *limit, const char *who, int level, const char *fac,
 								const char *buf);

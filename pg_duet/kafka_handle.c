@@ -99,6 +99,33 @@ duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char *errstr, si
 		duet_kafka_conf_set(conf, "log.queue", "true", errstr, errlen);
 }
 
+/*
+ * rd_kafka_new with conf (taken, whatever the outcome), opaque and callbacks; the main queue (its
+ * errors) and the log lines go to the consumer queue, which the pool worker serves. NULL (errstr
+ * says why) on failure.
+ */
+rd_kafka_t *
+duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
+						 void (*on_error) (rd_kafka_t *, int, const char *, void *),
+						 void (*on_log) (const rd_kafka_t *, int, const char *, const char *),
+						 char *errstr, size_t errlen)
+{
+	rd_kafka_t *rk;
+
+	rd_kafka_conf_set_opaque(conf, opaque);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errlen);
+	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);	/* rd_kafka_new takes it only when it succeeds */
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk); /* the main queue (errors) into the consumer queue */
+	rd_kafka_set_log_queue(rk, NULL);	/* logs into the main queue, so into it too */
+	return rk;
+}
+
 /* Opens the group's handle: a member of a consumer group's own client, else the shared one. */
 bool
 duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient)
@@ -118,17 +145,9 @@ duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient)
 			rd_kafka_conf_destroy(conf);
 		return false;
 	}
-	rd_kafka_conf_set_opaque(conf, c);
-	rd_kafka_conf_set_error_cb(conf, error_cb);
-	rd_kafka_conf_set_log_cb(conf, log_cb);
-	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errlen);
+	c->rk = duet_kafka_handle_create(conf, c, error_cb, log_cb, errstr, errlen);
 	if (c->rk == NULL)
-	{
-		rd_kafka_conf_destroy(conf);	/* rd_kafka_new takes it only when it succeeds */
 		return false;
-	}
-	rd_kafka_poll_set_consumer(c->rk);	/* the main queue (errors) into the consumer queue */
-	rd_kafka_set_log_queue(c->rk, NULL);	/* logs into the main queue, so into it too */
 	c->queue = rd_kafka_queue_get_consumer(c->rk);
 	if (!duet_kafka_event_pipe(c->queue, c->event_fd, errstr, errlen))
 	{
