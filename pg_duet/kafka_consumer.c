@@ -214,8 +214,11 @@ duet_kafka_consumer_assign(Consumer *c)
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	if (!c->group_mode)
-		err = rd_kafka_assign(c->rk, c->assigned);
-	else if (c->assigned->cnt > 0)
+	{
+		duet_kafka_client_assign(c);	/* only its partitions: the client is shared */
+		return;
+	}
+	if (c->assigned->cnt > 0)
 	{
 		rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_copy(c->assigned);
 		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, seek, BROKER_TIMEOUT_MS);
@@ -434,58 +437,96 @@ refresh_partitions(Consumer *c)
 }
 
 /*
- * Takes what the queue holds, up to batch_size, without waiting; an offset out of range flags
- * its partition and ends the batch. True when the batch is to be committed now.
+ * Takes what the queue holds, up to batch_size, without waiting (one call for the whole take;
+ * one clock reading per batch); an offset out of range flags its partition and ends the take.
+ * True when the batch is to be committed now.
  */
 static bool
 gather(Consumer *c)
 {
-	while (c->nmsgs < c->batch_size)
-	{
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
+	bool		out_of_range = false;
 
-		if (m == NULL)
+	while (c->nmsgs < c->batch_size && !out_of_range)
+	{
+		int			first = c->nmsgs;
+		int			got = duet_kafka_handle_take(c, c->msgs + first, c->batch_size - first);
+
+		if (got == 0)
 		{
 			c->pending = false;
 			return c->nmsgs > 0;	/* drained: commit what arrived, do not wait for more */
 		}
-		if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-			m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
+		for (int i = first; i < first + got; i++)
 		{
-			/*
-			 * The broker no longer has (or does not yet have) the next offset of a partition, whose
-			 * fetching has stopped (auto.offset.reset = error): end the batch here; the turn
-			 * commits it, then settles the partition's position (handle_out_of_range).
-			 */
-			rd_kafka_topic_partition_t *tp = assigned_partition(c, m->partition);
+			rd_kafka_message_t *m = c->msgs[i];
 
-			if (tp)
+			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			{
-				c->out_of_range[tp - c->assigned->elems] = true;
-				c->any_out_of_range = true;
+				c->msgs[c->nmsgs++] = m;	/* the messages stay in order, errors taken out */
+				continue;
 			}
-			duet_kafka_slot_error(c->slot, rd_kafka_message_errstr(m));
-			rd_kafka_message_destroy(m);
-			c->pending = true;
-			return true;
-		}
-		if (m->err)
-		{
-			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+				m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
+			{
+				/*
+				 * The broker no longer has (or does not yet have) the next offset of a partition,
+				 * whose fetching has stopped (auto.offset.reset = error): the turn commits what was
+				 * taken, then settles the partition's position (handle_out_of_range).
+				 */
+				rd_kafka_topic_partition_t *tp = assigned_partition(c, m->partition);
+
+				if (tp)
+				{
+					c->out_of_range[tp - c->assigned->elems] = true;
+					c->any_out_of_range = true;
+				}
+				duet_kafka_slot_error(c->slot, rd_kafka_message_errstr(m));
+				out_of_range = true;
+			}
+			else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			{
 				duet_kafka_slot_error(c->slot, rd_kafka_message_errstr(m));
-				if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+				if (duet_kafka_err_unreachable(m->err))
 					duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
 			}
 			rd_kafka_message_destroy(m);
-			continue;
 		}
-		if (c->nmsgs == 0)
+		if (first == 0 && c->nmsgs > 0)
 			c->first_at = GetCurrentTimestamp();
-		c->msgs[c->nmsgs++] = m;
 	}
-	c->pending = true;			/* full: the queue may hold more */
+	c->pending = true;			/* full, or out of range: the queue may hold more */
 	return true;
+}
+
+/*
+ * The one handler of a consumer's failure outside a message (a batch, a rebalance, a turn): in a
+ * PG_CATCH, with cxt the context to copy the error into. Rolls back, sets the status (if it has a
+ * slot) and logs what failed with the hint; the caller then decides how it is retried.
+ */
+void
+duet_kafka_consumer_failed(Consumer *c, MemoryContext cxt, const char *what, const char *hint)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	if (c->slot)
+	{
+		duet_kafka_slot_error(c->slot, edata->message);
+		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
+	}
+	if (c->name)
+		ereport(LOG,
+				(errmsg("Kafka consumer \"%s\" %s failed: %s", c->name, what, edata->message),
+				 errhint("%s", hint)));
+	else
+		ereport(LOG,
+				(errmsg("Kafka consumer %d group %d %s failed: %s", c->args.consumer_id, c->args.group,
+						what, edata->message),
+				 errhint("%s", hint)));
+	FreeErrorData(edata);
 }
 
 /* Commits the gathered batch; a failure is reported, rolled back and retried after a pause. */
@@ -502,18 +543,8 @@ run_batch(Consumer *c, MemoryContext batchcxt)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		/* Not about a message: report, roll back, and retry from the committed offsets. */
-		MemoryContextSwitchTo(batchcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		duet_kafka_slot_error(c->slot, edata->message);
-		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
-		ereport(LOG,
-				(errmsg("Kafka consumer \"%s\" batch failed: %s", c->name, edata->message),
-				 errhint("The batch is retried from the last committed offsets.")));
+		duet_kafka_consumer_failed(c, batchcxt, "batch", "The batch is retried from the last committed offsets.");
 		duet_kafka_consumer_drop_messages(c);
 		c->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_BACKOFF_MS);
 		duet_kafka_consumer_assign(c);	/* seek back to the committed offsets */

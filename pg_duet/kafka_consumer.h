@@ -7,6 +7,7 @@
 #define DUET_KAFKA_CONSUMER_H
 
 #include "kafka.h"
+#include "storage/latch.h"
 
 #define BROKER_TIMEOUT_MS	5000
 
@@ -17,6 +18,16 @@ typedef enum ConsumerPhase
 	CONSUMER_BROKEN,			/* bad configuration: visible in the status until it changes */
 	CONSUMER_DONE				/* stopped, dropped, changed or moved: the pool closes it */
 } ConsumerPhase;
+
+/* librdkafka log lines reaching the server log: at most LOG_LINES_PER_MINUTE a minute */
+typedef struct DuetKafkaLogLimit
+{
+	int			in_window;		/* lines this minute */
+	int			dropped;
+	TimestampTz window_at;
+} DuetKafkaLogLimit;
+
+struct DuetKafkaClient;			/* kafka_client.c */
 
 typedef struct Consumer
 {
@@ -33,8 +44,11 @@ typedef struct Consumer
 	int			parallelism;
 	Jsonb	   *properties;
 	DuetKafkaTarget target;
-	rd_kafka_t *rk;
-	rd_kafka_queue_t *queue;	/* the consumer queue (messages, errors, logs) */
+	rd_kafka_t *rk;				/* its own (group mode) or its client's */
+	struct DuetKafkaClient *client; /* the shared client (not group mode), NULL until opened */
+	rd_kafka_topic_partition_list_t *client_parts;	/* its partitions assigned in the client */
+	rd_kafka_queue_t *queue;	/* its queue: group mode the consumer queue (messages, errors,
+								 * logs); else its own, its partitions' queues forwarded to it */
 	int			event_fd[2];	/* librdkafka writes to [1] when the queue gets something */
 	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
 	int64	   *skip_before_ms; /* per assigned partition: skip older messages; -1 = off */
@@ -50,9 +64,7 @@ typedef struct Consumer
 	int			nmsgs;
 	TimestampTz first_at;		/* when msgs[0] was gathered */
 	bool		pending;		/* the queue may hold more than was taken */
-	int			logs_in_window; /* librdkafka log lines this minute */
-	int			logs_dropped;
-	TimestampTz log_window_at;
+	DuetKafkaLogLimit log;		/* group mode: its own client's log lines */
 } Consumer;
 
 /* kafka_consumer.c */
@@ -60,6 +72,7 @@ extern Consumer *duet_kafka_consumer_new(const DuetKafkaWorkerArgs *unit, int32 
 extern void duet_kafka_consumer_turn(Consumer *c);	/* at most one batch */
 extern long duet_kafka_consumer_timeout(Consumer *c, TimestampTz now);	/* -1: only on an event */
 extern void duet_kafka_consumer_close(Consumer *c);
+extern void duet_kafka_consumer_failed(Consumer *c, MemoryContext cxt, const char *what, const char *hint);
 extern void duet_kafka_consumer_assign(Consumer *c);
 extern bool duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
 										const char *position);
@@ -78,6 +91,29 @@ extern bool duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool
 extern void duet_kafka_handle_event(Consumer *c);	/* event_fd[0] is readable */
 extern void duet_kafka_handle_watermarks(Consumer *c);
 extern void duet_kafka_handle_destroy(Consumer *c);
+extern bool duet_kafka_event_pipe(rd_kafka_queue_t *queue, int fd[2], char *errstr, size_t errlen);
+extern void duet_kafka_event_pipe_drain(int fd);
+extern void duet_kafka_event_pipe_close(rd_kafka_queue_t *queue, int fd[2]);
+extern bool duet_kafka_err_unreachable(int err);
+extern int	duet_kafka_handle_take(Consumer *c, rd_kafka_message_t **msgs, int n);
+extern rd_kafka_t *duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
+										   void (*on_error) (rd_kafka_t *, int, const char *, void *),
+										   void (*on_log) (const rd_kafka_t *, int, const char *, const char *),
+										   char *errstr, size_t errlen);
+extern bool duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char *errstr, size_t errlen);
+extern void duet_kafka_log_line(DuetKafkaLogLimit *limit, const char *who, int level, const char *fac,
+								const char *buf);
+
+/*
+ * kafka_client.c: consumers of one pool worker with the same owner, brokers and properties share one
+ * librdkafka client (not in group mode); each has its own queue, fed by its partitions' queues.
+ */
+extern bool duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transient);
+extern void duet_kafka_client_assign(Consumer *c);
+extern void duet_kafka_client_detach(Consumer *c);
+extern void duet_kafka_client_wait_events(WaitEventSet *wes);
+extern int	duet_kafka_client_count(void);
+extern void duet_kafka_client_event(void *user_data);
 
 /* kafka_group.c: several servers, one consumer group. */
 extern bool duet_kafka_group_conf(Consumer *c, rd_kafka_conf_t *conf, char *errstr, size_t errlen);

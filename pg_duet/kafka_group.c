@@ -131,17 +131,8 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_l
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		duet_kafka_slot_error(c->slot, edata->message);
-		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
-		ereport(LOG,
-				(errmsg("Kafka consumer \"%s\" rebalance failed: %s", c->name, edata->message),
-				 errhint("The consumer is opened again; its partitions go to the other members meanwhile.")));
+		duet_kafka_consumer_failed(c, cxt, "rebalance",
+								   "The consumer is opened again; its partitions go to the other members meanwhile.");
 		rd_kafka_assign(rk, NULL);
 		c->phase = CONSUMER_DONE;
 	}

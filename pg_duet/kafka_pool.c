@@ -242,20 +242,8 @@ turn(Consumer *c, MemoryContext loopcxt)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(loopcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		if (c->slot)
-		{
-			duet_kafka_slot_error(c->slot, edata->message);
-			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_ERROR);
-		}
-		ereport(LOG,
-				(errmsg("Kafka consumer %d group %d: %s", c->args.consumer_id, c->args.group, edata->message),
-				 errhint("It is tried again in %d seconds.", OPEN_ERROR_BACKOFF_MS / 1000)));
+		duet_kafka_consumer_failed(c, loopcxt, "turn",
+								   psprintf("It is tried again in %d seconds.", OPEN_ERROR_BACKOFF_MS / 1000));
 		c->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), OPEN_ERROR_BACKOFF_MS);
 	}
 	PG_END_TRY();
@@ -282,7 +270,7 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 
 		if (*wes)
 			FreeWaitEventSet(*wes);
-		*wes = CreateWaitEventSet(TopMemoryContext, 2 + list_length(consumers));
+		*wes = CreateWaitEventSet(TopMemoryContext, 2 + list_length(consumers) + duet_kafka_client_count());
 		AddWaitEventToSet(*wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(*wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		foreach(lc, consumers)
@@ -292,6 +280,7 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 			if (c->event_fd[0] >= 0)
 				AddWaitEventToSet(*wes, WL_SOCKET_READABLE, c->event_fd[0], NULL, c);
 		}
+		duet_kafka_client_wait_events(*wes);
 		wait_set_stale = false;
 	}
 	n = WaitEventSetWait(*wes, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
@@ -303,7 +292,7 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 			latch_set = true;
 		}
 		if ((events[i].events & WL_SOCKET_READABLE) && events[i].user_data)
-			duet_kafka_handle_event(events[i].user_data);
+			duet_kafka_client_event(events[i].user_data);	/* a client's or a consumer's */
 	}
 	return latch_set;
 }

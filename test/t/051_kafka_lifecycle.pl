@@ -9,7 +9,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-my $broker = start_broker('life:2', 'wide:8', 'side:1', 'outage:4');
+my $broker = start_broker('life:2', 'wide:8', 'side:1', 'outage:4', 'tenant:1');
 my $b = $broker->{bootstrap};
 my $node = kafka_node('lifecycle');
 $node->safe_psql('postgres', q{
@@ -77,6 +77,17 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM side'), '10', 'dropped con
 is($node->safe_psql('postgres', q{SELECT count(*) FROM duet.kafka_offsets o WHERE NOT EXISTS (SELECT FROM duet.kafka_consumers c WHERE c.id = o.consumer_id)}), '0', 'drop removes its offsets');
 
 # Broker down for 30 s while messages are pending, then back: resumes, nothing lost or doubled.
+# Another owner's consumer, same brokers and properties: the pool worker's consumers share a
+# librdkafka client only with consumers of the same owner (pg_duet/kafka_client.c).
+$node->safe_psql('postgres', qq{
+CREATE ROLE tenant_k LOGIN IN ROLE duet_kafka_admin;
+INSERT INTO duet.kafka_topic_grants (topic_pattern, grantee, may_consume) VALUES ('tenant', 'tenant_k', true);
+CREATE TABLE tenant_t (n int);
+GRANT INSERT ON tenant_t TO tenant_k;
+SET ROLE tenant_k;
+SELECT duet_kafka_consume('tenant_c', 'tenant', 'tenant_t', '$b', 'json', flush_interval_ms => 50);
+RESET ROLE;
+});
 $node->safe_psql('postgres', "SELECT duet_kafka_consume('outage', 'outage', 'outage', '$b', 'json', flush_interval_ms => 50)");
 produce($broker, 'outage', msgs(1, 500));
 wait_for($node, 'SELECT count(*) FROM outage', '500', 'ingesting before the outage');
@@ -84,12 +95,20 @@ produce($broker, 'outage', msgs(501, 1000));
 broker_down($broker);
 my $down_at = time();
 # Outages are visible: librdkafka's error callback (run on the pool worker's thread) sets the state
-# and its words; its log lines reach the server log with the consumer's name.
+# and its words; its log lines reach the server log with the consumer's name (with those of the
+# consumers sharing its librdkafka client: "Kafka consumers "life", "wide", "outage" librdkafka …").
 wait_for($node, q{SELECT state, last_error IS NOT NULL FROM duet.kafka_status WHERE name = 'outage'},
 	'broker unreachable|t', 'during the outage: state broker unreachable, with librdkafka\'s error', 25);
 sleep(30 - (time() - $down_at)) if time() - $down_at < 30;
-like(slurp_file($node->logfile), qr/LOG:  Kafka consumer "outage" librdkafka \S+ \(level \d\): /,
+like(slurp_file($node->logfile), qr/LOG:  Kafka consumers? (?:"\w+", )*"outage"(?:, "\w+")* librdkafka \S+ \(level \d\): /,
 	'librdkafka\'s log lines in the server log, with the consumer\'s name');
+{
+	my $log = slurp_file($node->logfile);
+	like($log, qr/LOG:  Kafka consumers (?:"\w+", )*"outage"(?:, "\w+")* librdkafka /,
+		'control: consumers of one owner share a librdkafka client (its log lines name them all)');
+	like($log, qr/LOG:  Kafka consumer "tenant_c" librdkafka /, 'the other owner\'s consumer has its own client');
+	unlike($log, qr/LOG:  Kafka consumers [^\n]*"tenant_c"/, 'no client is shared with another owner\'s consumer');
+}
 my $during = $node->safe_psql('postgres', 'SELECT count(*) FROM outage');
 ok($during <= 1000, "during the outage: $during rows, none invented");
 broker_up($broker);
