@@ -16,7 +16,7 @@ UDF_LIBS     := $(UDF_CALC_LIB) -ljansson $(CALC_LIBS)
 UDF_BIN      := $(BUILD)/ch_udfs/duet_udf
 UDF_FORMATS  := tsv csv json rowbinary
 
-$(BUILD)/ch_udfs/%.o: ch_udfs/%.c ch_udfs/udf.h calc/duet_calc.h
+$(BUILD)/ch_udfs/%.o: ch_udfs/%.c $(wildcard ch_udfs/*.h) calc/duet_calc.h
 	@mkdir -p $(dir $@)
 	$(CC) $(UDF_CFLAGS) -Icalc -Ich_udfs -c $< -o $@
 
@@ -57,7 +57,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -Wno-comment -fsanitize=fuzzer,add
 FUZZ_SECONDS ?= 20
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_udf_%,$(UDF_FORMATS))
 
-$(BUILD)/fuzz/fuzz_udf_%: test/fuzz/fuzz_udf.c $(UDF_SRCS) $(CALC_SRCS) ch_udfs/udf.h
+$(BUILD)/fuzz/fuzz_udf_%: test/fuzz/fuzz_udf.c $(UDF_SRCS) $(CALC_SRCS) $(wildcard ch_udfs/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_FORMAT_$* -Icalc -Ich_udfs -o $@ $< $(UDF_SRCS) $(CALC_SRCS) -ljansson $(CALC_LIBS)
 

@@ -13,6 +13,7 @@ DIR holds duet_udf and duet_metrics.tsv (make install-clickhouse). Parts:
 Prints one line per check and "N passed, N failed".
 """
 import argparse
+import decimal
 import glob
 import json
 import math
@@ -88,7 +89,21 @@ def unescape_formula(s):
     return ''.join(out)
 
 
+def jsonb_number(text):
+    """A JSON number as jsonb reads it and duet_calc binds it (ch_udfs/udf_jsonb.c): an int when no
+    digits follow the point once the exponent is applied and it fits in 64 bits, else the correctly
+    rounded float (inf beyond the doubles: the harness sends inf, which duet_udf reads as NULL)."""
+    d = decimal.Decimal(text)
+    integral = d.as_tuple().exponent >= 0
+    if d == 0:
+        return 0 if integral else 0.0
+    if integral and d.adjusted() < 19 and -2**63 <= int(d) < 2**63:
+        return int(d)
+    return float(d) + 0.0                  # + 0.0: jsonb has no -0
+
+
 def load_vectors(directory):
+    """(where, formula, inputs as [(name, value)], expected, inputs text as written)"""
     vecs = []
     for path in sorted(glob.glob(os.path.join(directory, '*.tsv'))):
         with open(path, encoding='utf-8') as f:
@@ -100,7 +115,9 @@ def load_vectors(directory):
                 if len(parts) != 3:
                     raise SystemExit('%s:%d: expected 3 tab-separated fields' % (path, lineno))
                 vecs.append(('%s:%d' % (os.path.basename(path), lineno), unescape_formula(parts[0]),
-                             json.loads(parts[1], object_pairs_hook=lambda kv: list(kv)), parts[2]))
+                             json.loads(parts[1], object_pairs_hook=lambda kv: list(kv),
+                                        parse_int=jsonb_number, parse_float=jsonb_number),
+                             parts[2], parts[1]))
     return vecs
 
 
@@ -151,7 +168,7 @@ def conformance(env, res, directory):
         return
     groups, errors, unusable = {}, [], []
     for v in vecs:
-        where, formula, inputs, expected = v
+        where, formula, inputs, expected, _ = v
         try:
             args = [(FORMULA_COL, 'String')] + [(k, value_type(x)) for k, x in inputs]
         except ValueError as e:
@@ -204,8 +221,9 @@ def conformance(env, res, directory):
     res.check('conformance error vectors: %d, each failing the query with its class' % len(errors),
               not bad, '; '.join(bad[:5]))
 
-    # Dictionary mode: the whole file in one pipe, results as the conformance notation.
-    keys = [(f, json.dumps(dict(inp), ensure_ascii=False)) for _, f, inp, _ in vecs]
+    # Dictionary mode: the whole file in one pipe, the inputs as written (1E2, 1e400: udf_jsonb.c),
+    # results as the conformance notation.
+    keys = [(f, raw) for _, f, _, _, raw in vecs]
     data = b''.join(tsv_field(f) + b'\t' + tsv_field(i) + b'\n' for f, i in keys)
     p = subprocess.run([env.udf, '--dictionary'], input=data, capture_output=True, timeout=120)
     lines = p.stdout.split(b'\n')[:-1]
@@ -213,10 +231,9 @@ def conformance(env, res, directory):
     if p.returncode != 0 or p.stderr or len(lines) != len(vecs):
         bad.append('rc %d, %d rows for %d keys, stderr %r' % (p.returncode, len(lines), len(vecs), p.stderr[:200]))
     else:
-        for (where, f, inp, expected), line in zip(vecs, lines):
+        for (where, f, inp, expected, raw), line in zip(vecs, lines):
             cols = line.split(b'\t')
-            if len(cols) != 3 or tsv_unescape(cols[0]) != f.encode() or \
-                    json.loads(tsv_unescape(cols[1])) != dict(inp):
+            if len(cols) != 3 or tsv_unescape(cols[0]) != f.encode() or tsv_unescape(cols[1]) != raw.encode():
                 bad.append('%s: keys not echoed: %r' % (where, line[:100]))
                 continue
             got = tsv_unescape(cols[2]).decode('utf-8', 'surrogateescape')
@@ -630,8 +647,93 @@ def postgres(env, res, psql):
                               repr(got))
                 except UdfError as e:
                     res.check('duet_clickhouse_config(%s, pool %s) runs in the harness' % (fmt, pool), False, str(e))
+        jsonb_numbers(env, res, psql, db)
     finally:
         sql('DROP DATABASE %s' % db, 'postgres')
+
+
+def number_tokens(n):
+    """JSON number texts around every edge of jsonb's reading: int64 and double limits, exponents
+    that cancel fractions, numeric's limits (16383 digits after the point, 10^131072, exponents of
+    ±1073741823), and texts that are no JSON number; then random ones."""
+    edges = ['0', '-0', '0.0', '-0.0', '1.0', '1E2', '1e+2', '1e02', '1.5e1', '1.50e1', '100e-2', '0.1e1',
+             '9223372036854775807', '9223372036854775808', '-9223372036854775808', '-9223372036854775809',
+             '18446744073709551616', '123456789012345678901234567890', '922337203685477580.7e1',
+             '92233720368547758.08e2', '1e18', '1e19', '-1e18', '-9.223372036854775808e18',
+             '1e400', '-1e400', '1e-400', '-1e-400', '5e-324', '2e-324', '2.4703282292062328e-324',
+             '1.7976931348623157e308', '1.7976931348623159e308', '1e131071', '1e131072', '9.9e131071',
+             '0.01e131073', '1e-16383', '1e-16384', '1.5e-16383', '0e-16383', '0e-16384', '0e1000000',
+             '0e1073741822', '0e1073741823', '1e1073741823', '0e-1073741823', '1e99999999999999999999',
+             '01', '1.', '.5', '-', '+1', '1e', '1e+', '--1', '1.2.3', '0x10', 'Infinity', '-Infinity',
+             'NaN', '1_0', '1e5e5', '00', '-01', '1.e3']
+    rnd = random.Random(15)
+    out = list(edges)
+    for _ in range(n):
+        t = rnd.choice(['', '-'])
+        t += rnd.choice(['0', str(rnd.randint(1, 9)) + ''.join(rnd.choice('0123456789') for _ in range(rnd.randint(0, 25)))])
+        if rnd.random() < 0.5:
+            t += '.' + ''.join(rnd.choice('0000123456789') for _ in range(rnd.randint(1, 22)))
+        if rnd.random() < 0.6:
+            e = rnd.choice([rnd.randint(-25, 25), rnd.randint(-340, 330), rnd.randint(-20, 400)])
+            t += rnd.choice('eE') + rnd.choice(['', '+'] if e >= 0 else ['']) + str(e)
+        out.append(t)
+    return out
+
+
+def jsonb_numbers(env, res, psql, db):
+    """The dictionary mode's inputs against duet_calc itself: each number text as the value of x,
+    through formulas that tell an integer from a double, in PostgreSQL (jsonb, duet_calc) and in
+    duet_udf --dictionary; the same answers, and error:input exactly where jsonb refuses the text."""
+    tokens = number_tokens(3000)
+    formulas = ['x', 'x + 9223372036854775807', 'x - 9223372036854775807', "x || ''"]
+    keys = []
+    for i, t in enumerate(tokens):
+        inputs = '{"x": %s}' % t if i % 3 else '{"a": [%s, {"b": %s}], "x": %s}' % (t, t, t)
+        keys += [(f, inputs) for f in formulas]
+    with tempfile.NamedTemporaryFile('w', dir=env.work, suffix='.tsv', delete=False) as f:
+        for formula, inputs in keys:
+            f.write('%s\t%s\n' % (formula, inputs))
+        path = f.name
+    # jsonb's refusal is the dictionary's error:input; duet_calc's errors by class, as the dictionary
+    # writes them (range for 22003, type for 42804)
+    q = r"""
+CREATE TEMP TABLE k (n serial, formula text, inputs text);
+\copy k (formula, inputs) FROM '%s' WITH (FORMAT csv, DELIMITER E'\t', QUOTE E'\x02')
+CREATE FUNCTION pg_temp.dk(f text, t text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE j jsonb;
+BEGIN
+    BEGIN j := t::jsonb; EXCEPTION WHEN OTHERS THEN RETURN 'error:input'; END;
+    RETURN duet_calc(f, j)::text;
+EXCEPTION WHEN numeric_value_out_of_range THEN RETURN 'error:range';
+          WHEN datatype_mismatch THEN RETURN 'error:type';
+END $$;
+SELECT pg_temp.dk(formula, inputs) FROM k ORDER BY n;
+""" % path
+    p = subprocess.run([psql, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', db],
+                       input=q.encode(), capture_output=True, timeout=300)
+    if p.returncode != 0:
+        res.check('jsonb numbers: duet_calc ran', False, p.stderr.decode()[:300])
+        return
+    pg = p.stdout.decode().split('\n')[:-1]
+    data = b''.join(tsv_field(f) + b'\t' + tsv_field(i) + b'\n' for f, i in keys)
+    d = subprocess.run([env.udf, '--dictionary'], input=data, capture_output=True, timeout=120)
+    dict_out = [tsv_unescape(line.split(b'\t')[2]).decode() for line in d.stdout.split(b'\n')[:-1]]
+
+    def norm(text):
+        if text.startswith('error:'):
+            return text.split('@')[0]
+        return json.loads(text, parse_float=decimal.Decimal, parse_int=decimal.Decimal)
+    bad = []
+    if d.returncode != 0 or len(dict_out) != len(keys) or len(pg) != len(keys):
+        bad.append('rc %d, %d dictionary rows, %d PostgreSQL rows for %d keys' % (
+            d.returncode, len(dict_out), len(pg), len(keys)))
+    else:
+        for (f, inputs), a, b in zip(keys, pg, dict_out):
+            if norm(a) != norm(b):
+                bad.append('%r %s: duet_calc %s, dictionary %s' % (f, inputs[:80], a[:60], b[:60]))
+    refused = sum(1 for a in pg if a == 'error:input')
+    res.check('jsonb numbers: %d number texts x %d formulas, duet_calc = --dictionary (%d refused by jsonb)' % (
+        len(tokens), len(formulas), refused // len(formulas)), not bad and refused > 0, '; '.join(bad[:5]))
 
 
 # ---------------------------------------------------------------- valgrind
