@@ -69,6 +69,15 @@ duet_type	udf_type_duet(udf_type t);
  */
 bool		udf_columns_parse(const char *spec, udf_column *cols, size_t *ncols, udf_error *err);
 
+/* The result types a function may declare: [Nullable(]Float64, Int64, UInt64, UInt8, Bool, String[)]. */
+bool		udf_result_type_supported(udf_type t);
+/*
+ * An Int64 or UInt64 result column takes exact integers only: a double (even 3.0) is error:type,
+ * an integer outside the column's range error:range, so no row is ever rounded or wrapped. True
+ * for the other columns. (NULL in a non-Nullable column is the type's default, 0.)
+ */
+bool		udf_check_int_result(const udf_column *col, const duet_value *v, udf_error *err);
+
 /* Converts a text field (TabSeparated, CSV, quoted JSON) into a value of the column's type. */
 bool		udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *out,
 						   udf_error *err);

@@ -6,8 +6,9 @@ pipes the missing keys to a command as TabSeparated and reads `keys<TAB>attribut
 script starts a private server as the `clickhouse` OS user (127.0.0.1, free ports, its own config and
 data directory), declares the dictionary `duet_calc` over `duet_udf --dictionary`, and checks from
 clickhouse-client that dictGetString('duet_calc', 'result', tuple(formula, inputs)) gives the
-conformance results for every vector and for thousands of generated keys. Waits are bounded; the
-server is always stopped.
+conformance results for every vector and for thousands of generated keys, and that the server's own
+parsers read duet_udf's Int64/UInt64 results in every format. Waits are bounded; the server is
+always stopped.
 
   ch_server.py --udf build/ch_udfs/duet_udf --dir build/ch_server [--conformance test/conformance]
 Prints one line per check and "N passed, N failed".
@@ -25,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ch_harness import tsv_escape, tsv_unescape  # noqa: E402
+from ch_harness import arg_spec, encode_rows, tsv_escape, tsv_unescape  # noqa: E402
 from ch_udf_tests import dict_result_matches, load_vectors  # noqa: E402
 
 SERVER = shutil.which('clickhouse-server') or '/usr/sbin/clickhouse-server'
@@ -184,6 +185,32 @@ def generated_keys(n):
     return out
 
 
+def int_results(srv, udf, check):
+    """Int64/UInt64 results as the server reads them: duet_udf's output in each format is inserted
+    into a Nullable(Int64) / Nullable(UInt64) column by ClickHouse's own parser and selected back."""
+    cases = (('Nullable(Int64)', [2**63 - 1, -2**63, 2**53 + 1, None, 0, -7]),
+             ('Nullable(UInt64)', [2**63 - 1, 0, None, 12345678901234567]))
+    for fmt in ('TabSeparated', 'CSV', 'JSONEachRow', 'RowBinary'):
+        for rtype, values in cases:
+            args = [('f', 'String'), ('x', 'Nullable(Int64)')]
+            data = encode_rows(fmt, args, [['x', v] for v in values])
+            p = subprocess.run([udf, '--formula', '--format', fmt, '--arguments', arg_spec(args), '--returns', rtype],
+                               input=data, capture_output=True, timeout=60)
+            table = 'r_%s_%s' % (fmt.lower(), rtype[9:-1].lower())
+            try:
+                if p.returncode != 0:
+                    raise RuntimeError('duet_udf: %s' % p.stderr.decode()[:200])
+                srv.query('CREATE TABLE %s (result %s) ENGINE = Memory'
+                          % (table, rtype))
+                srv.query('INSERT INTO %s FORMAT %s' % (table, fmt), data=p.stdout)
+                got = srv.query('SELECT result FROM %s FORMAT TabSeparated' % table).decode().split('\n')[:-1]
+                want = ['\\N' if v is None else str(v) for v in values]
+                check('ClickHouse reads duet_udf\'s %s %s results exactly' % (fmt, rtype), got == want,
+                      '%r, want %r' % (got, want))
+            except RuntimeError as e:
+                check('ClickHouse reads duet_udf\'s %s %s results' % (fmt, rtype), False, str(e))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--udf', required=True)
@@ -240,6 +267,7 @@ def main():
         one = srv.query("SELECT dictGetString('duet_calc', 'result', tuple('revenue / spend', "
                         "'{\"revenue\": 300, \"spend\": 120}'))").decode().strip()
         check("dictGetString('duet_calc', 'result', tuple('revenue / spend', …)) = 2.5", one == '2.5', one)
+        int_results(srv, a.udf, check)
     except RuntimeError as e:
         check('ClickHouse server run', False, str(e))
     finally:

@@ -8,6 +8,7 @@ DIR holds duet_udf and duet_metrics.tsv (make install-clickhouse). Parts:
                through the dictionary mode: results identical to the expected (calc's) values
   protocol     block sizes 1/3/65536 and uneven tails, pool reuse, chunk headers, NULLs, escapes,
                invalid UTF-8 bytes, integer/Bool types, constant arguments, named metrics, timeouts
+  int_results  Int64/UInt64 results, exact in every format and mode; doubles and out-of-range fail
   robustness   malformed input straight on the pipe: exit 1, one stderr line, never a wrong row count
   valgrind     (--valgrind) a subset of the protocol runs under valgrind
 Prints one line per check and "N passed, N failed".
@@ -490,6 +491,90 @@ def protocol(env, res):
 # ---------------------------------------------------------------- robustness
 
 
+def int_results(env, res):
+    """Int64 and UInt64 results: exact in every format and protocol mode (RowBinary little-endian,
+    TSV/CSV/JSON digits), from the formula and the metric (batch) paths; a double, or an integer
+    outside the type, fails the query naming the row and the column — never a rounded row."""
+    iargs = [(FORMULA_COL, 'String'), ('x', 'Nullable(Int64)')]
+    fargs = [(FORMULA_COL, 'String'), ('x', 'Nullable(Int64)'), ('d', 'Nullable(Float64)')]
+    cases = [  # (result type, rows, want)
+        ('Nullable(Int64)', [['x', 2**63 - 1], ['x', -2**63], ['x + 1', 2**53], ['x', None], ['div(x, 2)', 7],
+                             ['x * 1', 0], ['-x', 2**62 + 3]],
+         [2**63 - 1, -2**63, 2**53 + 1, None, 3, 0, -(2**62 + 3)]),
+        ('Nullable(UInt64)', [['x', 2**63 - 1], ['x', 0], ['x', None], ['abs(x)', -5]], [2**63 - 1, 0, None, 5]),
+        ('Int64', [['x', None], ['x', -9007199254740993]], [0, -9007199254740993]),
+        ('UInt64', [['x % 10', 1234567890123456789], ['x', None]], [9, 0]),
+    ]
+    for fmt in FORMATS:
+        for ftype, chunk, block in MODES:
+            bad = []
+            for rtype, rows, want in cases:
+                h = env.harness([formula_fn('f', ftype, fmt, iargs, rtype, chunk)])
+                try:
+                    got = h.call('f', rows, block_size=block)
+                    h.close()
+                    if got != want or any(type(g) is not int for g in got if g is not None):
+                        bad.append('%s: got %r, want %r' % (rtype, got, want))
+                except UdfError as e:
+                    bad.append('%s: %s' % (rtype, e))
+            res.check('Int64/UInt64 results %s %s%s block %d: exact' % (fmt, ftype, ' +chunk_header' if chunk else '',
+                                                                        block), not bad, '; '.join(bad[:3]))
+        # a double result (even 4.0) or an out-of-range integer: the query fails at that row
+        bad = []
+        for rtype, rows, want in (
+                ('Nullable(Int64)', [['x', 1, None], ['d', 1, 4.0]], ['row 2:', 'error:type', 'double 4', 'column result']),
+                ('Int64', [['x / 2', 8, None]], ['row 1:', 'error:type', 'double 4', 'column result']),
+                ('Nullable(UInt64)', [['x', 1, None], ['x', 2, None], ['x - 3', 2, None]],
+                 ['row 3:', 'error:range', 'returned -1', 'column result of type Nullable(UInt64)'])):
+            h = env.harness([formula_fn('f', 'executable', fmt, fargs, rtype)])
+            try:
+                got = h.call('f', rows)
+                bad.append('%s: returned %r' % (rtype, got))
+            except UdfError as e:
+                if not all(w in str(e) for w in want):
+                    bad.append('%s: %s, want %s' % (rtype, e, want))
+        res.check('Int64/UInt64 results %s: a double or out-of-range integer fails the query at its row and column'
+                  % fmt, not bad, '; '.join(bad[:3]))
+
+    # a metric declared Int64 / UInt64 in the definitions file, evaluated a batch at a time
+    scripts = os.path.join(env.work, 'int_scripts')
+    os.makedirs(scripts, exist_ok=True)
+    import shutil
+    shutil.copy2(env.udf, os.path.join(scripts, 'duet_udf'))
+    with open(os.path.join(scripts, 'duet_metrics.tsv'), 'w') as f:
+        f.write('id\tNullable(Int64)\ta:Nullable(Int64),b:Nullable(Int64)\ta * 1000000 + b\n'
+                'uid\tUInt64\ta:Nullable(Int64),b:Nullable(Int64)\ta - b\n'
+                'half\tNullable(Int64)\ta:Nullable(Int64),b:Nullable(Int64)\ta / b\n')
+    margs = [('a', 'Nullable(Int64)'), ('b', 'Nullable(Int64)')]
+    rows = [[i * 1000003, i % 1000] for i in range(3000)] + [[9223372036853, 775807], [None, 1]]
+    want = [a * 1000000 + b for a, b in rows[:-1]] + [None]
+    for fmt in FORMATS:
+        cfg = os.path.join(env.work, 'int_functions.xml')
+        with open(cfg, 'w') as f:
+            f.write(functions_xml([
+                function_xml(n, 'executable_pool', fmt, 'duet_udf --metric %s --format %s --chunk-header' % (n, fmt),
+                             margs, t, chunk_header=True)
+                for n, t in (('id', 'Nullable(Int64)'), ('uid', 'UInt64'), ('half', 'Nullable(Int64)'))]))
+        h = Harness(cfg, scripts)
+        try:
+            got = h.call('id', rows, block_size=2000)
+            ok = got == want
+            errs = []
+            for name, r, w in (('uid', [[5, 2], [5, 5], [5, 6]], ['row 3:', 'error:range', 'returned -1', 'UInt64']),
+                               ('half', [[4, None], [5, 2]], ['row 2:', 'error:type', 'double 2.5', 'column result']),
+                               ('id', [[1, 1], [9223372036854, 775808]], ['row 2:', 'error:range'])):
+                try:                               # a new pool: row numbers from 1
+                    errs.append('%s returned %r' % (name, Harness(cfg, scripts).call(name, r)))
+                except UdfError as e:
+                    if not all(x in str(e) for x in w):
+                        errs.append('%s: %s' % (name, e))
+            h.close()
+            res.check('Int64/UInt64 metric results %s (batch path, definitions file): %d rows exact, errors at their row'
+                      % (fmt, len(rows)), ok and not errs, repr(got[-3:]) + '; '.join(errs))
+        except UdfError as e:
+            res.check('Int64/UInt64 metric results %s' % fmt, False, str(e))
+
+
 def rb_f64(*vals):
     import struct
     out = b''
@@ -789,7 +874,8 @@ def main():
     res = Results()
     with tempfile.TemporaryDirectory() as work:
         env = Env(os.path.abspath(a.user_scripts), work)
-        parts = [('protocol', lambda: protocol(env, res)), ('robustness', lambda: robustness(env, res))]
+        parts = [('protocol', lambda: protocol(env, res)), ('int_results', lambda: int_results(env, res)),
+                 ('robustness', lambda: robustness(env, res))]
         if a.conformance:
             parts.insert(0, ('conformance', lambda: conformance(env, res, a.conformance)))
         if a.psql:
