@@ -35,10 +35,13 @@ $(CH_SYNC_BIN): ch_udfs/duet_ch_sync.c
 	$(CC) $(UDF_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
 
 all: $(UDF_BIN) $(CH_SYNC_BIN)
-UNIT_TESTS += $(BUILD)/ch_udfs/test_udf_codecs
+UNIT_TESTS += $(BUILD)/ch_udfs/test_udf_codecs $(BUILD)/ch_udfs/test_udf_jsonb
 endif
 
 # cmocka tests of the format codecs and the block loop (run plain and under valgrind by 10-unit).
+$(BUILD)/ch_udfs/test_udf_jsonb: test/unit/test_udf_jsonb.c $(BUILD)/ch_udfs/libduetudf.a $(UDF_CALC_LIB)
+	$(CC) $(UDF_CFLAGS) -Icalc -Ich_udfs -o $@ $< $(BUILD)/ch_udfs/libduetudf.a $(UDF_LIBS) -lcmocka
+
 $(BUILD)/ch_udfs/test_udf_codecs: test/unit/test_udf_codecs.c $(BUILD)/ch_udfs/libduetudf.a $(UDF_CALC_LIB)
 	$(CC) $(UDF_CFLAGS) -Icalc -Ich_udfs -o $@ $< $(BUILD)/ch_udfs/libduetudf.a $(UDF_LIBS) -lcmocka
 
