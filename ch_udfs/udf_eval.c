@@ -400,7 +400,9 @@ udf_eval_check(const udf_eval *ev, const duet_value *result, udf_error *err)
 		!(result->u.i >= 0 && result->u.i <= 255))
 		return udf_fail(err, "error:type: the formula returned %lld, which is not a UInt8",
 						(long long) result->u.i);
-	return udf_check_int_result(&ev->result, result, err);
+	if (ev->result.type.base == UDF_INT64 || ev->result.type.base == UDF_UINT64)
+		return udf_check_int_result(&ev->result, result, err);
+	return true;
 }
 
 bool

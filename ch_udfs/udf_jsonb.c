@@ -15,7 +15,6 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,24 +188,24 @@ is_number_char(char c)
 bool
 udf_jsonb_parse(udf_jsonb *d, const char *text, size_t len)
 {
-	size_t		w = 0,
+	size_t		w = 0,			/* bytes written to d->buf */
+				run = 0,		/* start of the text not yet copied */
 				i = 0;
 	json_error_t jerr;
 
 	json_decref(d->root);
 	d->root = NULL;
 	d->nnums = 0;
-	/* each replaced token is at least 1 byte and its index at most 20: grown as needed */
+	/* invariant: bufcap >= w + (len - run) + 1, so copying the rest never needs to grow */
 	if (!buf_reserve(d, len + 1))
 		return false;
 	while (i < len)
 	{
 		char		c = text[i];
-		size_t		start = i;
 
 		if (c == '"')
 		{
-			/* a string, copied as it is: up to the closing quote that no backslash escapes */
+			/* a string, kept as it is: up to the closing quote that no backslash escapes */
 			for (i++; i < len && text[i] != '"'; i++)
 				if (text[i] == '\\' && i + 1 < len)
 					i++;
@@ -215,8 +214,10 @@ udf_jsonb_parse(udf_jsonb *d, const char *text, size_t len)
 		}
 		else if (c == '-' || is_digit(c))
 		{
+			size_t		start = i,
+						k = d->nnums,
+						n = 0;
 			char		idx[24];
-			int			n;
 
 			while (i < len && is_number_char(text[i]))
 				i++;
@@ -232,20 +233,26 @@ udf_jsonb_parse(udf_jsonb *d, const char *text, size_t len)
 			}
 			if (!udf_jsonb_number(text + start, i - start, &d->nums[d->nnums]))
 				return false;
-			n = snprintf(idx, sizeof(idx), "%zu", d->nnums++);
-			if (!buf_reserve(d, w + (size_t) n + (len - i) + 1))
+			d->nnums++;
+			do
+			{
+				idx[sizeof(idx) - ++n] = (char) ('0' + k % 10);
+				k /= 10;
+			} while (k);
+			/* the text before the token, then its index in its place */
+			if (!buf_reserve(d, w + (start - run) + n + (len - i) + 1))
 				return false;
-			memcpy(d->buf + w, idx, (size_t) n);
-			w += (size_t) n;
-			continue;
+			memcpy(d->buf + w, text + run, start - run);
+			w += start - run;
+			memcpy(d->buf + w, idx + sizeof(idx) - n, n);
+			w += n;
+			run = i;
 		}
 		else
 			i++;
-		if (!buf_reserve(d, w + (i - start) + (len - i) + 1))
-			return false;
-		memcpy(d->buf + w, text + start, i - start);
-		w += i - start;
 	}
+	memcpy(d->buf + w, text + run, len - run);
+	w += len - run;
 	d->root = json_loadb(d->buf, w, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
 	return d->root != NULL;
 }
