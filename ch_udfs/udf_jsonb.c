@@ -253,7 +253,8 @@ udf_jsonb_parse(udf_jsonb *d, const char *text, size_t len)
 	}
 	memcpy(d->buf + w, text + run, len - run);
 	w += len - run;
-	d->root = json_loadb(d->buf, w, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+	/* no JSON_ALLOW_NUL: jsonb refuses \u0000 ("unsupported Unicode escape sequence") */
+	d->root = json_loadb(d->buf, w, JSON_DECODE_ANY, &jerr);
 	return d->root != NULL;
 }
 

@@ -28,9 +28,9 @@ void		udf_jsonb_free(udf_jsonb *d);
 
 /*
  * Parses text (jansson for the structure and the strings) with every number read as jsonb does.
- * False — d->root NULL — for what jsonb_in rejects: invalid JSON, or a number PostgreSQL's
- * numeric cannot hold ("value overflows numeric format": more than 16383 digits after the point,
- * 10^131072 or more, an exponent beyond ±1073741822). Out of memory is also false.
+ * False — d->root NULL — for what jsonb_in rejects: invalid JSON, `\u0000` in a string, a number
+ * PostgreSQL's numeric cannot hold ("value overflows numeric format": more than 16383 digits after
+ * the point, 10^131072 or more, an exponent beyond ±1073741822). Out of memory is also false.
  */
 bool		udf_jsonb_parse(udf_jsonb *d, const char *text, size_t len);
 

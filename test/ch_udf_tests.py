@@ -775,6 +775,10 @@ def jsonb_numbers(env, res, psql, db):
     for i, t in enumerate(tokens):
         inputs = '{"x": %s}' % t if i % 3 else '{"a": [%s, {"b": %s}], "x": %s}' % (t, t, t)
         keys += [(f, inputs) for f in formulas]
+    # strings jsonb refuses (\u0000, a lone surrogate) or decodes (a pair), and duplicate keys
+    for inputs in ('{"x": "a\\u0000b"}', '{"x": 1, "s": "\\u0000"}', '{"x": "\\ud800"}', '{"x": "\\ud83d\\ude00"}',
+                   '{"x": 1, "x": 2E1}', '{"x": "1e400"}', '{"x": true}', '{"x": null}'):
+        keys += [(f, inputs) for f in formulas]
     with tempfile.NamedTemporaryFile('w', dir=env.work, suffix='.tsv', delete=False) as f:
         for formula, inputs in keys:
             f.write('%s\t%s\n' % (formula, inputs))
