@@ -161,10 +161,8 @@ main(int argc, char **argv)
 		}
 		if (ev.nargs == 0)
 			usage_error("a function needs at least one argument");
-		if (ev.result.type.base != UDF_FLOAT64 && ev.result.type.base != UDF_UINT8 &&
-			ev.result.type.base != UDF_BOOL && ev.result.type.base != UDF_STRING &&
-			ev.result.type.base != UDF_DATE && ev.result.type.base != UDF_DATETIME)
-			usage_error("the result type must be [Nullable(]Float64, UInt8, Bool, String, Date or DateTime[)]");
+		if (!udf_result_type_supported(ev.result.type))
+			usage_error("the result type must be [Nullable(]Float64, Int64, UInt64, UInt8, Bool, String, Date or DateTime[)]");
 		ok = udf_run(&proto, &ev, &in, &out, &row, &err);
 		udf_eval_free(&ev);
 	}

@@ -119,6 +119,14 @@ udf_parse_counter(const udf_column *col, const char *text, size_t len, duet_valu
 		v = v * 10 + (uint64_t) (text[k] - '0');
 	return k == len && udf_counter_value(col, v, out);
 }
+/* The result types a function may declare: [Nullable(]Float64, Int64, UInt64, UInt8, Bool, String, Date, DateTime[)]. */
+bool		udf_result_type_supported(udf_type t);
+/*
+ * An Int64 or UInt64 result column takes exact integers only: a double (even 3.0) is error:type,
+ * an integer outside the column's range error:range, so no row is ever rounded or wrapped. True
+ * for the other columns. (NULL in a non-Nullable column is the type's default, 0.)
+ */
+bool		udf_check_int_result(const udf_column *col, const duet_value *v, udf_error *err);
 
 /* Converts a text field (TabSeparated, CSV, quoted JSON) into a value of the column's type. */
 bool		udf_parse_text(const udf_column *col, const char *text, size_t len, duet_value *out,

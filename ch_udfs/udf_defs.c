@@ -5,6 +5,9 @@
  *
  *     name <TAB> return type <TAB> arguments (name:Type,…, names %XX-escaped) <TAB> formula
  *
+ * The return type is one duet_udf can write (udf_result_type_supported): [Nullable(]Float64,
+ * Int64, UInt64 (exact integers only, udf_check_int_result), UInt8, Bool or String[)].
+ *
  * The formula escapes \n, \t and \\ (as in test/conformance/*.tsv); '#' starts a comment line.
  * A metric's formula may call the other metrics of the file (pg_duet writes them all): duet_udf
  * reads the whole file and the compiler expands the calls (udf_metrics_resolve).

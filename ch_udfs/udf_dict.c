@@ -7,15 +7,19 @@
  *
  *     SELECT dictGetString('duet_calc', 'result', tuple('clicks / impressions', '{"clicks":3,"impressions":4}'))
  *
+ * The inputs are read as PostgreSQL's jsonb reads them and bound as duet_calc binds jsonb values
+ * (udf_jsonb.c): `1E2` is the integer 100, `1e400` NULL, `9223372036854775808` a double; what jsonb
+ * refuses (invalid JSON, a number numeric cannot hold) is error:input, an array or object error:type.
+ *
  * A key whose formula or inputs are bad gets an error result; only malformed TabSeparated ends
  * the process, because the dictionary would otherwise mismatch keys and rows.
  */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "udf.h"
+#include "udf_jsonb.h"
 
 static const udf_column dict_keys[2] = {
 	{"formula", {UDF_STRING, false}, true},
@@ -69,12 +73,10 @@ input_error(udf_out *text)
 
 /* Binds the program's variables from the inputs object and evaluates; writes the result text. */
 static void
-evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
+evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap, udf_jsonb *doc,
 			 const duet_value *formula, const duet_value *inputs, udf_out *text)
 {
 	const udf_compiled *uc;
-	json_t	   *obj;
-	json_error_t jerr;
 	size_t		n;
 	duet_value	result;
 	duet_error	derr;
@@ -97,10 +99,9 @@ evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
 		error_text(text, &uc->error);
 		return;
 	}
-	obj = json_loadb(inputs->u.str.ptr, inputs->u.str.len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
-	if (!obj || !json_is_object(obj))
+	/* string values point into doc->root, which the next key's parse releases */
+	if (!udf_jsonb_parse(doc, inputs->u.str.ptr, inputs->u.str.len) || !json_is_object(doc->root))
 	{
-		json_decref(obj);
 		input_error(text);
 		return;
 	}
@@ -111,7 +112,6 @@ evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
 
 		if (!nv)
 		{
-			json_decref(obj);
 			udf_out_write(text, "error:nomem", 11);
 			return;
 		}
@@ -120,44 +120,24 @@ evaluate_key(udf_cache *cache, duet_vm *vm, duet_value **vars, size_t *vars_cap,
 	}
 	for (size_t i = 0; i < n; i++)
 	{
-		json_t	   *j = json_object_get(obj, duet_program_var(uc->program, i));
+		json_t	   *j = json_object_get(doc->root, duet_program_var(uc->program, i));
 
 		if (!j)
 		{
-			json_decref(obj);
 			udf_out_write(text, "error:unknown_variable", 22);
 			return;
 		}
-		switch (json_typeof(j))
+		/* an array or an object: a type error, as duet_calc's jsonb binding reports it (42804) */
+		if (!udf_jsonb_value(doc, j, &(*vars)[i]))
 		{
-			case JSON_NULL:
-				(*vars)[i] = duet_null();
-				break;
-			case JSON_TRUE:
-			case JSON_FALSE:
-				(*vars)[i] = duet_bool(json_is_true(j));
-				break;
-			case JSON_INTEGER:
-				(*vars)[i] = duet_int(json_integer_value(j));	/* as jsonb binds an integer */
-				break;
-			case JSON_REAL:
-				(*vars)[i] = duet_number(json_number_value(j));
-				break;
-			case JSON_STRING:
-				(*vars)[i] = duet_string(json_string_value(j), json_string_length(j));
-				break;
-			default:
-				/* an array or an object: a type error, as duet_calc's jsonb binding reports it (42804) */
-				json_decref(obj);
-				udf_out_write(text, "error:type", 10);
-				return;
+			udf_out_write(text, "error:type", 10);
+			return;
 		}
 	}
 	if (duet_eval(uc->program, *vars, vm, &result, &derr) != DUET_OK)
 		error_text(text, &derr);
 	else
 		result_text(text, &result);
-	json_decref(obj);			/* after formatting: string results may point into it */
 }
 
 bool
@@ -168,9 +148,11 @@ udf_run_dictionary(udf_in *in, udf_out *out, udf_row *row, udf_error *err)
 	duet_value *vars = NULL;
 	size_t		vars_cap = 0;
 	udf_out		text;
+	udf_jsonb	doc;
 	udf_read_status st;
 	bool		ok = false;
 
+	udf_jsonb_init(&doc);
 	memset(&text, 0, sizeof(text));
 	text.fd = UDF_OUT_MEMORY;
 	if (!cache || !vm)
@@ -181,7 +163,7 @@ udf_run_dictionary(udf_in *in, udf_out *out, udf_row *row, udf_error *err)
 	while ((st = udf_format_tsv.read_row(in, dict_keys, 2, row, err)) == UDF_ROW)
 	{
 		text.len = 0;
-		evaluate_key(cache, vm, &vars, &vars_cap, &row->vals[0], &row->vals[1], &text);
+		evaluate_key(cache, vm, &vars, &vars_cap, &doc, &row->vals[0], &row->vals[1], &text);
 		if (text.failed)
 		{
 			udf_fail(err, "row %llu: %s", (unsigned long long) row->number, text.failure);
@@ -206,6 +188,7 @@ udf_run_dictionary(udf_in *in, udf_out *out, udf_row *row, udf_error *err)
 			udf_fail(err, "%s", out->failure);
 	}
 done:
+	udf_jsonb_free(&doc);
 	free(text.buf);
 	free(vars);
 	duet_vm_free(vm);

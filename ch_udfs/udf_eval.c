@@ -202,7 +202,8 @@ result_type_ok(const udf_column *res, duet_type t)
 		case DUET_T_NUMBER:
 		case DUET_T_INT:
 			return res->type.base == UDF_FLOAT64 || res->type.base == UDF_FLOAT32 ||
-				res->type.base == UDF_UINT8;
+				res->type.base == UDF_UINT8 || res->type.base == UDF_INT64 ||
+				res->type.base == UDF_UINT64;
 		case DUET_T_BOOL:
 			return res->type.base == UDF_BOOL || res->type.base == UDF_UINT8;
 		case DUET_T_STRING:
@@ -422,6 +423,8 @@ udf_eval_check(const udf_eval *ev, const duet_value *result, udf_error *err)
 		!(result->u.i >= 0 && result->u.i <= 255))
 		return udf_fail(err, "error:type: the formula returned %lld, which is not a UInt8",
 						(long long) result->u.i);
+	if (ev->result.type.base == UDF_INT64 || ev->result.type.base == UDF_UINT64)
+		return udf_check_int_result(&ev->result, result, err);
 	return true;
 }
 

@@ -4,6 +4,7 @@
  *
  * Integer columns become the engine's exact integers (DUET_T_INT), as PostgreSQL's integer columns
  * do in duet_calc; a UInt64 beyond 2^63 - 1 is an input error, never rounded. Floats are doubles.
+ * An Int64 or UInt64 result takes only exact integers in its range (udf_check_int_result).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -438,4 +439,44 @@ udf_write_time(udf_out *out, const duet_value *v, bool quoted)
 	udf_out_write(out, buf, n);
 	if (quoted)
 		udf_out_byte(out, '"');
+}
+
+bool
+udf_result_type_supported(udf_type t)
+{
+	switch (t.base)
+	{
+		case UDF_FLOAT64:
+		case UDF_INT64:
+		case UDF_UINT64:
+		case UDF_UINT8:
+		case UDF_BOOL:
+		case UDF_STRING:
+		case UDF_DATE:
+		case UDF_DATETIME:
+			return true;
+		default:
+			return false;
+	}
+}
+
+bool
+udf_check_int_result(const udf_column *col, const duet_value *v, udf_error *err)
+{
+	char		tn[64];
+	char		num[40];
+
+	if (col->type.base != UDF_INT64 && col->type.base != UDF_UINT64)
+		return true;
+	udf_type_name(col->type, tn, sizeof(tn));
+	if (v->type == DUET_T_NUMBER)
+	{
+		duet_format_number(v->u.num, num, sizeof(num));
+		return udf_fail(err, "error:type: the formula returned the double %s, not an integer, for "
+						"column %s of type %s", num, col->name, tn);
+	}
+	if (v->type == DUET_T_INT && col->type.base == UDF_UINT64 && v->u.i < 0)
+		return udf_fail(err, "error:range: the formula returned %lld, outside column %s of type %s",
+						(long long) v->u.i, col->name, tn);
+	return true;
 }

@@ -40,7 +40,7 @@ UNIT_TESTS += $(CALC_TESTS)
 $(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/alloc_count.h test/unit/number_oracle.h \
 		$(BUILD)/libduetcalc.a $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CALC_TEST_CFLAGS) $< test/unit/alloc_count.c -o $@ $(BUILD)/libduetcalc.a \
+	$(CC) $(CALC_TEST_CFLAGS) $< test/unit/alloc_count.c $(CALC_TEST_EXTRA) -o $@ $(BUILD)/libduetcalc.a \
 		-lcmocka -ljansson $(CALC_LIBS) \
 		-Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc
 
@@ -48,6 +48,9 @@ $(CALC_TESTS): $(BUILD)/unit/%: test/unit/%.c test/unit/alloc_count.c test/unit/
 $(BUILD)/unit/sqlgen_cases: test/unit/sqlgen_cases.c $(BUILD)/libduetcalc.a $(wildcard calc/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CALC_TEST_CFLAGS) $< -o $@ $(BUILD)/libduetcalc.a -ljansson $(CALC_LIBS)
+# The conformance runner reads the inputs as jsonb does, with the dictionary mode's reader.
+$(BUILD)/unit/test_conformance: CALC_TEST_EXTRA := ch_udfs/udf_jsonb.c -Ich_udfs
+$(BUILD)/unit/test_conformance: ch_udfs/udf_jsonb.c ch_udfs/udf_jsonb.h
 
 # libFuzzer target for compile + evaluate (clang-14, ASan + UBSan). `make fuzz` runs it for
 # FUZZ_SECONDS (default 60) on test/fuzz/calc (seeds: the conformance formulas; crash inputs are

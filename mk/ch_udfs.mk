@@ -16,7 +16,7 @@ UDF_LIBS     := $(UDF_CALC_LIB) -ljansson $(CALC_LIBS)
 UDF_BIN      := $(BUILD)/ch_udfs/duet_udf
 UDF_FORMATS  := tsv csv json rowbinary
 
-$(BUILD)/ch_udfs/%.o: ch_udfs/%.c ch_udfs/udf.h calc/duet_calc.h
+$(BUILD)/ch_udfs/%.o: ch_udfs/%.c $(wildcard ch_udfs/*.h) calc/duet_calc.h
 	@mkdir -p $(dir $@)
 	$(CC) $(UDF_CFLAGS) -Icalc -Ich_udfs -c $< -o $@
 
@@ -35,10 +35,13 @@ $(CH_SYNC_BIN): ch_udfs/duet_ch_sync.c
 	$(CC) $(UDF_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
 
 all: $(UDF_BIN) $(CH_SYNC_BIN)
-UNIT_TESTS += $(BUILD)/ch_udfs/test_udf_codecs $(BUILD)/ch_udfs/test_udf_block
+UNIT_TESTS += $(BUILD)/ch_udfs/test_udf_codecs $(BUILD)/ch_udfs/test_udf_block $(BUILD)/ch_udfs/test_udf_jsonb
 endif
 
 # cmocka tests of the format codecs and the block loop (run plain and under valgrind by 10-unit).
+$(BUILD)/ch_udfs/test_udf_jsonb: test/unit/test_udf_jsonb.c $(BUILD)/ch_udfs/libduetudf.a $(UDF_CALC_LIB)
+	$(CC) $(UDF_CFLAGS) -Icalc -Ich_udfs -o $@ $< $(BUILD)/ch_udfs/libduetudf.a $(UDF_LIBS) -lcmocka
+
 $(BUILD)/ch_udfs/test_udf_codecs: test/unit/test_udf_codecs.c $(BUILD)/ch_udfs/libduetudf.a $(UDF_CALC_LIB)
 	$(CC) $(UDF_CFLAGS) -Icalc -Ich_udfs -o $@ $< $(BUILD)/ch_udfs/libduetudf.a $(UDF_LIBS) -lcmocka
 # the block codecs against the row codecs over random inputs (same bytes, same messages)
@@ -60,7 +63,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -Wno-comment -fsanitize=fuzzer,add
 FUZZ_SECONDS ?= 20
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_udf_%,$(UDF_FORMATS))
 
-$(BUILD)/fuzz/fuzz_udf_%: test/fuzz/fuzz_udf.c $(UDF_SRCS) $(CALC_SRCS) ch_udfs/udf.h
+$(BUILD)/fuzz/fuzz_udf_%: test/fuzz/fuzz_udf.c $(UDF_SRCS) $(CALC_SRCS) $(wildcard ch_udfs/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_FORMAT_$* -Icalc -Ich_udfs -o $@ $< $(UDF_SRCS) $(CALC_SRCS) -ljansson $(CALC_LIBS)
 

@@ -6,8 +6,9 @@ pipes the missing keys to a command as TabSeparated and reads `keys<TAB>attribut
 script starts a private server as the `clickhouse` OS user (127.0.0.1, free ports, its own config and
 data directory), declares the dictionary `duet_calc` over `duet_udf --dictionary`, and checks from
 clickhouse-client that dictGetString('duet_calc', 'result', tuple(formula, inputs)) gives the
-conformance results for every vector and for thousands of generated keys. Waits are bounded; the
-server is always stopped.
+conformance results for every vector and for thousands of generated keys, and that the server's own
+parsers read duet_udf's Int64/UInt64 results in every format. Waits are bounded; the server is
+always stopped.
 
 With --sql-cases (build/unit/sqlgen_cases), the same server also runs the ClickHouse SQL that
 Duet generates (calc/sqlgen_ch.c) for every conformance vector and for rows of edge and random
@@ -30,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ch_harness import tsv_escape, tsv_unescape  # noqa: E402
+from ch_harness import arg_spec, encode_rows, tsv_escape, tsv_unescape  # noqa: E402
 from ch_udf_tests import dict_result_matches, load_vectors  # noqa: E402
 import ch_sql_conformance  # noqa: E402
 
@@ -205,6 +206,30 @@ def sql_checks(srv, a, check):
     for formula, n, bad in ch_sql_conformance.generated(srv.http, a.sql_cases):
         check('generated ClickHouse SQL of %r equals Duet on %d rows of edge and random values' % (formula, n),
               not bad, '; '.join(bad[:3]))
+def int_results(srv, udf, check):
+    """Int64/UInt64 results as the server reads them: duet_udf's output in each format is inserted
+    into a Nullable(Int64) / Nullable(UInt64) column by ClickHouse's own parser and selected back."""
+    cases = (('Nullable(Int64)', [2**63 - 1, -2**63, 2**53 + 1, None, 0, -7]),
+             ('Nullable(UInt64)', [2**63 - 1, 0, None, 12345678901234567]))
+    for fmt in ('TabSeparated', 'CSV', 'JSONEachRow', 'RowBinary'):
+        for rtype, values in cases:
+            args = [('f', 'String'), ('x', 'Nullable(Int64)')]
+            data = encode_rows(fmt, args, [['x', v] for v in values])
+            p = subprocess.run([udf, '--formula', '--format', fmt, '--arguments', arg_spec(args), '--returns', rtype],
+                               input=data, capture_output=True, timeout=60)
+            table = 'r_%s_%s' % (fmt.lower(), rtype[9:-1].lower())
+            try:
+                if p.returncode != 0:
+                    raise RuntimeError('duet_udf: %s' % p.stderr.decode()[:200])
+                srv.query('CREATE TABLE %s (result %s) ENGINE = Memory'
+                          % (table, rtype))
+                srv.query('INSERT INTO %s FORMAT %s' % (table, fmt), data=p.stdout)
+                got = srv.query('SELECT result FROM %s FORMAT TabSeparated' % table).decode().split('\n')[:-1]
+                want = ['\\N' if v is None else str(v) for v in values]
+                check('ClickHouse reads duet_udf\'s %s %s results exactly' % (fmt, rtype), got == want,
+                      '%r, want %r' % (got, want))
+            except RuntimeError as e:
+                check('ClickHouse reads duet_udf\'s %s %s results' % (fmt, rtype), False, str(e))
 
 
 def main():
@@ -228,7 +253,8 @@ def main():
 
     keys = []
     if a.conformance:
-        keys += [(w, f, dict(inp), exp) for w, f, inp, exp in load_vectors(a.conformance)]
+        # the inputs as written (1E2, 1e400: read as jsonb reads them, ch_udfs/udf_jsonb.c)
+        keys += [(w, f, raw, exp) for w, f, _, exp, raw in load_vectors(a.conformance)]
     nconf = len(keys)
     keys += generated_keys(a.generated)
     srv = Server(a.dir, a.udf)
@@ -237,8 +263,9 @@ def main():
         check('clickhouse-server %s started as clickhouse on 127.0.0.1:%d' % (
             srv.query('SELECT version()').decode().strip(), srv.tcp), True)
         srv.query('CREATE TABLE keys (id UInt32, formula String, inputs String) ENGINE = Memory')
-        data = b''.join(b'%d\t%s\t%s\n' % (i, tsv_escape(f.encode()), tsv_escape(json.dumps(inp, ensure_ascii=False).encode()))
-                        for i, (_, f, inp, _) in enumerate(keys))
+        data = b''.join(b'%d\t%s\t%s\n' % (i, tsv_escape(f.encode()), tsv_escape(
+            (inp if isinstance(inp, str) else json.dumps(inp, ensure_ascii=False)).encode()))
+            for i, (_, f, inp, _) in enumerate(keys))
         srv.query('INSERT INTO keys FORMAT TabSeparated', data=data)
         # Twice: the first query fills the cache through duet_udf, the second reads the cache.
         for attempt in ('through duet_udf', 'from the dictionary cache'):
@@ -253,7 +280,7 @@ def main():
                 where, f, inp, want = keys[int(i)]
                 got = tsv_unescape(res).decode('utf-8', 'surrogateescape')
                 if not dict_result_matches(got, want):
-                    bad.append('%s %r %s: got %s, want %s' % (where, f, json.dumps(inp)[:60], got, want))
+                    bad.append('%s %r %s: got %s, want %s' % (where, f, str(inp)[:60], got, want))
             check('dictGetString over %d conformance vectors and %d generated keys, %s' % (
                 nconf, len(keys) - nconf, attempt), not bad, '; '.join(bad[:5]))
         st = srv.query("SELECT element_count, last_exception FROM system.dictionaries "
@@ -265,6 +292,7 @@ def main():
         check("dictGetString('duet_calc', 'result', tuple('revenue / spend', …)) = 2.5", one == '2.5', one)
         if a.sql_cases and a.conformance:
             sql_checks(srv, a, check)
+        int_results(srv, a.udf, check)
     except RuntimeError as e:
         check('ClickHouse server run', False, str(e))
     finally:

@@ -8,11 +8,14 @@ DIR holds duet_udf and duet_metrics.tsv (make install-clickhouse). Parts:
                through the dictionary mode: results identical to the expected (calc's) values
   protocol     block sizes 1/3/65536 and uneven tails, pool reuse, chunk headers, NULLs, escapes,
                invalid UTF-8 bytes, integer/Bool types, constant arguments, named metrics, timeouts
+  int_results  Int64/UInt64 results, exact in every format and mode; doubles and out-of-range fail
+               (test/ch_udf_values.py, as the postgres part's jsonb numbers differential)
   robustness   malformed input straight on the pipe: exit 1, one stderr line, never a wrong row count
   valgrind     (--valgrind) a subset of the protocol runs under valgrind
 Prints one line per check and "N passed, N failed".
 """
 import argparse
+import decimal
 import glob
 import json
 import math
@@ -88,7 +91,21 @@ def unescape_formula(s):
     return ''.join(out)
 
 
+def jsonb_number(text):
+    """A JSON number as jsonb reads it and duet_calc binds it (ch_udfs/udf_jsonb.c): an int when no
+    digits follow the point once the exponent is applied and it fits in 64 bits, else the correctly
+    rounded float (inf beyond the doubles: the harness sends inf, which duet_udf reads as NULL)."""
+    d = decimal.Decimal(text)
+    integral = d.as_tuple().exponent >= 0
+    if d == 0:
+        return 0 if integral else 0.0
+    if integral and d.adjusted() < 19 and -2**63 <= int(d) < 2**63:
+        return int(d)
+    return float(d) + 0.0                  # + 0.0: jsonb has no -0
+
+
 def load_vectors(directory):
+    """(where, formula, inputs as [(name, value)], expected, inputs text as written)"""
     vecs = []
     for path in sorted(glob.glob(os.path.join(directory, '*.tsv'))):
         with open(path, encoding='utf-8') as f:
@@ -100,7 +117,9 @@ def load_vectors(directory):
                 if len(parts) != 3:
                     raise SystemExit('%s:%d: expected 3 tab-separated fields' % (path, lineno))
                 vecs.append(('%s:%d' % (os.path.basename(path), lineno), unescape_formula(parts[0]),
-                             json.loads(parts[1], object_pairs_hook=lambda kv: list(kv)), parts[2]))
+                             json.loads(parts[1], object_pairs_hook=lambda kv: list(kv),
+                                        parse_int=jsonb_number, parse_float=jsonb_number),
+                             parts[2], parts[1]))
     return vecs
 
 
@@ -151,7 +170,7 @@ def conformance(env, res, directory):
         return
     groups, errors, unusable = {}, [], []
     for v in vecs:
-        where, formula, inputs, expected = v
+        where, formula, inputs, expected, _ = v
         try:
             args = [(FORMULA_COL, 'String')] + [(k, value_type(x)) for k, x in inputs]
         except ValueError as e:
@@ -204,8 +223,9 @@ def conformance(env, res, directory):
     res.check('conformance error vectors: %d, each failing the query with its class' % len(errors),
               not bad, '; '.join(bad[:5]))
 
-    # Dictionary mode: the whole file in one pipe, results as the conformance notation.
-    keys = [(f, json.dumps(dict(inp), ensure_ascii=False)) for _, f, inp, _ in vecs]
+    # Dictionary mode: the whole file in one pipe, the inputs as written (1E2, 1e400: udf_jsonb.c),
+    # results as the conformance notation.
+    keys = [(f, raw) for _, f, _, _, raw in vecs]
     data = b''.join(tsv_field(f) + b'\t' + tsv_field(i) + b'\n' for f, i in keys)
     p = subprocess.run([env.udf, '--dictionary'], input=data, capture_output=True, timeout=120)
     lines = p.stdout.split(b'\n')[:-1]
@@ -213,10 +233,9 @@ def conformance(env, res, directory):
     if p.returncode != 0 or p.stderr or len(lines) != len(vecs):
         bad.append('rc %d, %d rows for %d keys, stderr %r' % (p.returncode, len(lines), len(vecs), p.stderr[:200]))
     else:
-        for (where, f, inp, expected), line in zip(vecs, lines):
+        for (where, f, inp, expected, raw), line in zip(vecs, lines):
             cols = line.split(b'\t')
-            if len(cols) != 3 or tsv_unescape(cols[0]) != f.encode() or \
-                    json.loads(tsv_unescape(cols[1])) != dict(inp):
+            if len(cols) != 3 or tsv_unescape(cols[0]) != f.encode() or tsv_unescape(cols[1]) != raw.encode():
                 bad.append('%s: keys not echoed: %r' % (where, line[:100]))
                 continue
             got = tsv_unescape(cols[2]).decode('utf-8', 'surrogateescape')
@@ -630,6 +649,8 @@ def postgres(env, res, psql):
                               repr(got))
                 except UdfError as e:
                     res.check('duet_clickhouse_config(%s, pool %s) runs in the harness' % (fmt, pool), False, str(e))
+        from ch_udf_values import jsonb_numbers  # noqa: E402
+        jsonb_numbers(env, res, psql, db)
     finally:
         sql('DROP DATABASE %s' % db, 'postgres')
 
@@ -770,8 +791,9 @@ def main():
     res = Results()
     with tempfile.TemporaryDirectory() as work:
         env = Env(os.path.abspath(a.user_scripts), work)
-        parts = [('protocol', lambda: protocol(env, res)), ('robustness', lambda: robustness(env, res)),
-                 ('dates', lambda: dates(env, res))]
+        from ch_udf_values import int_results  # noqa: E402 (its helpers come from this file)
+        parts = [('protocol', lambda: protocol(env, res)), ('int_results', lambda: int_results(env, res)),
+                 ('robustness', lambda: robustness(env, res)), ('dates', lambda: dates(env, res))]
         if a.conformance:
             parts.insert(0, ('conformance', lambda: conformance(env, res, a.conformance)))
         if a.psql:

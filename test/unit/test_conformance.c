@@ -6,6 +6,8 @@
  *      evaluated twice on one vm (the second, warm evaluation must not allocate);
  *   2. compiled with the inputs' JSON types declared (type errors at compile time, more folding);
  *   3. for numbers, the duet_format_number text must read back as the same double.
+ * The inputs are read as jsonb reads them and bound as duet_calc binds jsonb (ch_udfs/udf_jsonb.c,
+ * the dictionary mode's reader): `1E2` is the integer 100, `1e400` NULL, `1.0` a double.
  * Positions in "error:<class>@line:col" are checked against the untyped compilation.
  * The file format is described in test/conformance/README.md.
  */
@@ -21,6 +23,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include "duet_calc.h"
+#include "udf_jsonb.h"
 
 #include "alloc_count.h"
 
@@ -55,39 +58,37 @@ unescape(const char *in, char *out)
 	*out = '\0';
 }
 
-static duet_type
-json_duet_type(const json_t *j)
+/* The input's value as duet_calc binds it; false (and *v NULL) for an array or an object. */
+static bool
+input_value(const udf_jsonb *doc, const json_t *j, duet_value *v)
 {
-	if (json_is_integer(j))
-		return DUET_T_INT;		/* an integer input: typed as the binders' integer columns are */
-	if (json_is_number(j))
-		return DUET_T_NUMBER;
-	if (json_is_string(j))
-		return DUET_T_STRING;
-	if (json_is_boolean(j))
-		return DUET_T_BOOL;
-	if (json_is_null(j))
-		return DUET_T_NULL;
-	return DUET_T_ANY;
+	if (udf_jsonb_value(doc, j, v))
+		return true;
+	*v = duet_null();
+	return false;
 }
 
 static duet_type
 var_type_from_json(void *arg, const char *name, size_t len)
 {
+	const udf_jsonb *doc = arg;
 	char		key[256];
-	json_t	   *v;
+	json_t	   *j;
+	duet_value	v;
 
 	snprintf(key, sizeof(key), "%.*s", (int) len, name);
-	v = json_object_get((json_t *) arg, key);
-	return v ? json_duet_type(v) : DUET_T_ANY;
+	j = json_object_get(doc->root, key);
+	if (!j || !input_value(doc, j, &v))
+		return DUET_T_ANY;
+	return v.type;				/* an integer input: typed as the binders' integer columns are */
 }
 
 static bool
-bind(const duet_program *p, json_t *inputs, duet_value *vars, outcome *o)
+bind(const duet_program *p, const udf_jsonb *doc, duet_value *vars, outcome *o)
 {
 	for (size_t i = 0; i < duet_program_nvars(p); i++)
 	{
-		json_t	   *v = json_object_get(inputs, duet_program_var(p, i));
+		json_t	   *v = json_object_get(doc->root, duet_program_var(p, i));
 
 		if (v == NULL)
 		{
@@ -95,22 +96,13 @@ bind(const duet_program *p, json_t *inputs, duet_value *vars, outcome *o)
 			snprintf(o->message, sizeof(o->message), "variable %s is not bound", duet_program_var(p, i));
 			return false;
 		}
-		if (json_is_integer(v))
-			vars[i] = duet_int(json_integer_value(v));	/* an integer within int64, as jsonb binds it */
-		else if (json_is_number(v))
-			vars[i] = duet_number(json_number_value(v));
-		else if (json_is_string(v))
-			vars[i] = duet_string(json_string_value(v), json_string_length(v));
-		else if (json_is_boolean(v))
-			vars[i] = duet_bool(json_is_true(v));
-		else
-			vars[i] = duet_null();
+		input_value(doc, v, &vars[i]);
 	}
 	return true;
 }
 
 static void
-run(const char *formula, json_t *inputs, bool typed, outcome *o)
+run(const char *formula, udf_jsonb *inputs, bool typed, outcome *o)
 {
 	duet_compile_options opts = {.var_type = var_type_from_json, .var_type_arg = inputs};
 	duet_error	err;
@@ -297,8 +289,7 @@ test_file(void **state)
 	{
 		char	   *tab1,
 				   *tab2;
-		json_t	   *inputs;
-		json_error_t jerr;
+		udf_jsonb	inputs;
 		outcome		o;
 		const char *why;
 
@@ -317,21 +308,18 @@ test_file(void **state)
 		}
 		*tab1 = *tab2 = '\0';
 		unescape(line, formula);
-		/* integers as integers; an object with one beyond int64 has all its numbers as doubles */
-		inputs = json_loads(tab1 + 1, 0, &jerr);
-		if (inputs == NULL)
-			inputs = json_loads(tab1 + 1, JSON_DECODE_INT_AS_REAL, &jerr);
-		if (inputs == NULL || !json_is_object(inputs))
+		udf_jsonb_init(&inputs);
+		if (!udf_jsonb_parse(&inputs, tab1 + 1, strlen(tab1 + 1)) || !json_is_object(inputs.root))
 		{
-			print_error("%s:%d: inputs are not a JSON object: %s\n", path, lineno, jerr.text);
+			print_error("%s:%d: inputs are not a JSON object jsonb accepts\n", path, lineno);
 			failures++;
-			json_decref(inputs);
+			udf_jsonb_free(&inputs);
 			continue;
 		}
 		cases++;
 		for (int typed = 0; typed < 2; typed++)
 		{
-			run(formula, inputs, typed, &o);
+			run(formula, &inputs, typed, &o);
 			if ((why = mismatch(&o, tab2 + 1, !typed)) != NULL)
 			{
 				char		got[600];
@@ -343,7 +331,7 @@ test_file(void **state)
 				break;
 			}
 		}
-		json_decref(inputs);
+		udf_jsonb_free(&inputs);
 	}
 	free(line);
 	free(formula);
