@@ -4741,8 +4741,7 @@ BEGIN
 END $$;
 
 -- Issue 19, gold pipelines: "=" formula and metric columns over the group's aggregates, a source
--- row that changes group has its old group recomputed (duet.pipeline_groups), NULL keys are a group;
--- batches of a partitioned source read through its (partition, order) index.
+-- row that changes group has its old group recomputed (duet.pipeline_groups), NULL keys are a group.
 -- Aggregate pipelines: the group each source row (by the source's primary key) last contributed
 -- to, so that a row moving to another group has its old group recomputed too.
 CREATE TABLE duet.pipeline_groups (
@@ -4837,8 +4836,6 @@ DECLARE
     gex       text[];
     gnull     text;
     members   text := 'NULL::pg_catalog.jsonb';
-    idx       text;
-    indexed   boolean;
     drifting  boolean := p.drift_column IS NOT NULL AND kind <> 'replay';
     exprs     text := '';
     checks    text := '';
@@ -4872,53 +4869,16 @@ BEGIN
         IF kind IN ('incremental', 'tail', 'count') THEN
             past := format('(($1 OPERATOR(pg_catalog.->>) %1$s) IS NULL OR s.%2$I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) %1$s)::%3$s)',
                            part_sql, p.order_by, ord_type);
-            indexed := p.partition_by IS NOT NULL AND EXISTS (
-                   -- a btree index on (partition_by, order_by) with the types' default operator
-                   -- classes, over a NOT NULL partition column of a built-in integer or text type
-                   SELECT FROM pg_index i
-                     JOIN pg_attribute pa ON pa.attrelid = i.indrelid AND pa.attnum = i.indkey[0]
-                     JOIN pg_attribute oa ON oa.attrelid = i.indrelid AND oa.attnum = i.indkey[1]
-                    WHERE i.indrelid = p.source AND i.indnkeyatts >= 2 AND i.indexprs IS NULL AND i.indpred IS NULL
-                      AND pa.attname = p.partition_by AND oa.attname = p.order_by AND pa.attnotnull
-                      AND pa.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype)
-                      AND (SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = i.indexrelid) = 'btree'
-                      AND i.indclass[0] = (SELECT oc.oid FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-                                            WHERE am.amname = 'btree' AND oc.opcdefault AND oc.opcintype = pa.atttypid)
-                      AND i.indclass[1] = (SELECT oc.oid FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-                                            WHERE am.amname = 'btree' AND oc.opcdefault AND oc.opcintype = oa.atttypid));
-            IF indexed THEN
-                -- Index-driven: the partitions by a skip scan of the index, each partition's rows
-                -- past its position in index order, at most one batch (and one, to count) each;
-                -- a batch is the first of those by order value then partition, as below, read by
-                -- ctid ('tail' is the same). Without the index every row past the position is
-                -- scanned, and sorted unless a count found no more than one batch.
-                idx := format('WITH RECURSIVE __duet_parts(p) AS (SELECT pg_catalog.min(s.%1$I) FROM %2$s s UNION ALL '
-                              'SELECT (SELECT pg_catalog.min(s.%1$I) FROM %2$s s WHERE s.%1$I OPERATOR(pg_catalog.>) pp.p) '
-                              'FROM __duet_parts pp WHERE pp.p IS NOT NULL) '
-                              'SELECT x.c, x.o, x.pt FROM __duet_parts pp CROSS JOIN LATERAL ('
-                              '(SELECT s.ctid AS c, s.%3$I AS o, s.%1$I AS pt FROM %2$s s WHERE s.%1$I OPERATOR(pg_catalog.=) pp.p '
-                              'AND ($1 OPERATOR(pg_catalog.->>) (pp.p)::pg_catalog.text) IS NULL ORDER BY s.%3$I LIMIT %5$s) '
-                              'UNION ALL (SELECT s.ctid, s.%3$I, s.%1$I FROM %2$s s WHERE s.%1$I OPERATOR(pg_catalog.=) pp.p '
-                              'AND s.%3$I OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.->>) (pp.p)::pg_catalog.text)::%4$s '
-                              'ORDER BY s.%3$I LIMIT %5$s)) x WHERE pp.p IS NOT NULL',
-                              p.partition_by, p.source, p.order_by, ord_type,
-                              '$2');
-                IF kind = 'count' THEN
-                    RETURN NULL;	-- no count: a short backlog costs no more than a long one
-                END IF;
-                src := src || format('s.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT r.c FROM (%s) r ORDER BY r.o, r.pt LIMIT $2))', idx);
-            ELSE
-                src := src || past;
-                IF kind = 'count' THEN
-                    -- How many rows are past the position, counting no further than one batch and one.
-                    RETURN format('SELECT pg_catalog.count(*) FROM (SELECT FROM %s s WHERE %s LIMIT $2 OPERATOR(pg_catalog.+) 1) c',
-                                  p.source, past);
-                ELSIF kind = 'incremental' THEN
-                    -- A batch: ordered by the raw columns, each partition's rows are a prefix of its rows.
-                    -- ('tail': every row past the position fits in the batch, so no order is needed.)
-                    src := src || format(' ORDER BY s.%1$I%2$s LIMIT $2', p.order_by,
-                                         CASE WHEN p.partition_by IS NULL THEN '' ELSE format(', s.%I', p.partition_by) END);
-                END IF;
+            src := src || past;
+            IF kind = 'count' THEN
+                -- How many rows are past the position, counting no further than one batch and one.
+                RETURN format('SELECT pg_catalog.count(*) FROM (SELECT FROM %s s WHERE %s LIMIT $2 OPERATOR(pg_catalog.+) 1) c',
+                              p.source, past);
+            ELSIF kind = 'incremental' THEN
+                -- A batch: ordered by the raw columns, each partition's rows are a prefix of its rows.
+                -- ('tail': every row past the position fits in the batch, so no order is needed.)
+                src := src || format(' ORDER BY s.%1$I%2$s LIMIT $2', p.order_by,
+                                     CASE WHEN p.partition_by IS NULL THEN '' ELSE format(', s.%I', p.partition_by) END);
             END IF;
         ELSE
             src := src || format('s.%1$I OPERATOR(pg_catalog.>=) $3::%2$s AND s.%1$I OPERATOR(pg_catalog.<=) $4::%2$s '
