@@ -4835,6 +4835,7 @@ DECLARE
                                 HAVING count(*) > 0), 'NULL::pg_catalog.text');
     gex       text[];
     gnull     text;
+    gcols     text;
     members   text := 'NULL::pg_catalog.jsonb';
     drifting  boolean := p.drift_column IS NOT NULL AND kind <> 'replay';
     exprs     text := '';
@@ -4895,15 +4896,18 @@ BEGIN
         gex := ARRAY(SELECT format('(%s)::%s', duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL),
                                    duet.duet_pipeline_column_type(p.target, k, 'target'))
                        FROM unnest(p.key) WITH ORDINALITY u(k, i) ORDER BY i);
-        gnull := (SELECT string_agg(format('g.%I IS NULL', k), ' OR ') FROM unnest(p.key) k);
+        -- g's columns are named __duet_k1.. so that a key expression (source columns, unqualified)
+        -- in a subquery over g never resolves to a column of g
+        gcols := (SELECT string_agg(format('__duet_k%s', i), ', ') FROM generate_subscripts(p.key, 1) i);
+        gnull := (SELECT string_agg(format('g.__duet_k%s IS NULL', i), ' OR ') FROM generate_subscripts(p.key, 1) i);
         rows_sql := 'v AS MATERIALIZED (SELECT src.*, NULL::pg_catalog.text[] AS __duet_failed FROM src), '
             || format('nv AS MATERIALIZED (SELECT DISTINCT %s, %s AS __duet_sk FROM v s), ',
                       (SELECT string_agg(format('%s AS %I', gex[i], p.key[i]), ', ') FROM generate_subscripts(p.key, 1) i),
                       srckey)
-            || format('g AS (SELECT %s FROM nv UNION SELECT %s FROM duet.pipeline_groups m '
+            || format('g(%s) AS (SELECT %s FROM nv UNION SELECT %s FROM duet.pipeline_groups m '
                       'WHERE m.pipeline_id OPERATOR(pg_catalog.=) $6 AND m.src_key OPERATOR(pg_catalog.=) ANY '
                       '(SELECT nv.__duet_sk FROM nv WHERE nv.__duet_sk IS NOT NULL)), ',
-                      keycols,
+                      gcols, keycols,
                       (SELECT string_agg(format('(m.grp OPERATOR(pg_catalog.->>) %s)::%s', i - 1,
                                                 duet.duet_pipeline_column_type(p.target, p.key[i], 'target')), ', ')
                          FROM generate_subscripts(p.key, 1) i))
@@ -4915,13 +4919,13 @@ BEGIN
                       (SELECT string_agg(format('%s AS %I', CASE WHEN x = ANY (p.key) THEN gex[array_position(p.key, x)]
                                                                  ELSE duet.duet_pipeline_expr(p.transform ->> x, NULL, NULL) END, x), ', ' ORDER BY x)
                          FROM unnest(cols) x WHERE left(p.transform ->> x, 1) <> '=' OR x = ANY (p.key)),
-                      p.source, array_to_string(gex, ', '), keycols,
+                      p.source, array_to_string(gex, ', '), gcols,
                       p.source, gnull,
                       (SELECT string_agg(format('%s IS NULL', ge), ' OR ') FROM unnest(gex) ge),
-                      (SELECT string_agg(format('(g.%1$I OPERATOR(pg_catalog.=) %2$s OR (g.%1$I IS NULL AND %2$s IS NULL))', p.key[i], gex[i]), ' AND ')
+                      (SELECT string_agg(format('(g.__duet_k%1$s OPERATOR(pg_catalog.=) %2$s OR (g.__duet_k%1$s IS NULL AND %2$s IS NULL))', i, gex[i]), ' AND ')
                          FROM generate_subscripts(p.key, 1) i),
                       array_to_string(gex, ', '))
-            || format('gone AS (SELECT %s FROM g EXCEPT SELECT %s FROM a), ', keycols, keycols);
+            || format('gone AS (SELECT %s FROM g EXCEPT SELECT %s FROM a), ', gcols, keycols);
         write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM a ON CONFLICT (%s) DO %s RETURNING %s), '
                         'dg AS (DELETE FROM %s t WHERE EXISTS (SELECT FROM gone) AND EXISTS (SELECT FROM gone g WHERE %s)), ',
                         p.target, collist,
@@ -4933,8 +4937,8 @@ BEGIN
                         CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
                         CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END,
                         p.target,
-                        (SELECT string_agg(format('(g.%1$I OPERATOR(pg_catalog.=) t.%1$I OR (g.%1$I IS NULL AND t.%1$I IS NULL))', k), ' AND ')
-                           FROM unnest(p.key) k));
+                        (SELECT string_agg(format('(g.__duet_k%1$s OPERATOR(pg_catalog.=) t.%2$I OR (g.__duet_k%1$s IS NULL AND t.%2$I IS NULL))', i, p.key[i]), ' AND ')
+                           FROM generate_subscripts(p.key, 1) i));
         IF srckey <> 'NULL::pg_catalog.text' THEN
             members := format('(SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(nv.__duet_sk, pg_catalog.jsonb_build_array(%s))) FROM nv)',
                               (SELECT string_agg(format('nv.%I', k), ', ') FROM unnest(p.key) k));

@@ -73,6 +73,14 @@ SELECT duet_pipeline_run('gold');
 RESET ROLE;
 SELECT campaign, day, revenue_sum, spend_sum, roas FROM pipes_gold_out ORDER BY campaign NULLS FIRST, day NULLS FIRST;
 
+-- a row of a new NULL-campaign group recomputes that group only, not the other NULL group
+INSERT INTO pipes_gold_src VALUES (8, NULL, '2026-01-03', 1, 1, 11);
+SET ROLE pipes_gold_owner;
+SELECT duet_pipeline_run('gold');
+SELECT rows_in, rows_out FROM duet.pipeline_runs WHERE pipeline_id = (SELECT id FROM duet.pipelines WHERE name = 'gold') ORDER BY id DESC LIMIT 1;
+RESET ROLE;
+SELECT campaign, day, revenue_sum, n FROM pipes_gold_out WHERE campaign IS NULL ORDER BY day;
+
 -- a target whose key is NOT NULL: a NULL group stops the pipeline (nothing is lost or partial)
 SET ROLE pipes_gold_owner;
 SELECT duet_pipeline_create('gold_pk', 'pipes_gold_src', 'pipes_gold_pk',
