@@ -4904,23 +4904,29 @@ BEGIN
             || format('nv AS MATERIALIZED (SELECT DISTINCT %s, %s AS __duet_sk FROM v s), ',
                       (SELECT string_agg(format('%s AS %I', gex[i], p.key[i]), ', ') FROM generate_subscripts(p.key, 1) i),
                       srckey)
-            || format('g(%s) AS (SELECT %s FROM nv UNION SELECT %s FROM duet.pipeline_groups m '
+            -- og: the groups the rows' earlier versions contributed to, new ones excepted
+            || format('og(%s) AS MATERIALIZED (SELECT %s FROM duet.pipeline_groups m '
                       'WHERE m.pipeline_id OPERATOR(pg_catalog.=) $6 AND m.src_key OPERATOR(pg_catalog.=) ANY '
-                      '(SELECT nv.__duet_sk FROM nv WHERE nv.__duet_sk IS NOT NULL)), ',
-                      gcols, keycols,
+                      '(SELECT nv.__duet_sk FROM nv WHERE nv.__duet_sk IS NOT NULL) EXCEPT SELECT %s FROM nv), '
+                      'g(%1$s) AS (SELECT %3$s FROM nv UNION ALL SELECT %1$s FROM og), ',
+                      gcols,
                       (SELECT string_agg(format('(m.grp OPERATOR(pg_catalog.->>) %s)::%s', i - 1,
                                                 duet.duet_pipeline_column_type(p.target, p.key[i], 'target')), ', ')
-                         FROM generate_subscripts(p.key, 1) i))
-            -- the source rows of those groups: by equality (a join), and those with a NULL key
-            -- column only when a group has one (a one-time filter), matched NULL to NULL
-            || format('a AS MATERIALIZED (SELECT %s FROM (SELECT s.* FROM %s s WHERE (%s) OPERATOR(pg_catalog.=) ANY (SELECT %s FROM g) '
-                      'UNION ALL SELECT s.* FROM %s s WHERE EXISTS (SELECT FROM g WHERE %s) AND (%s) '
-                      'AND EXISTS (SELECT FROM g WHERE %s)) s GROUP BY %s), ',
+                         FROM generate_subscripts(p.key, 1) i),
+                      keycols)
+            -- the source rows of those groups: of the new rows' groups by equality (a join the
+            -- planner sizes on the rows read, as a GROUP BY of them), of the earlier groups only
+            -- when there are any, and those with a NULL key column only when a group has one
+            -- (one-time filters), matched NULL to NULL
+            || format('a AS MATERIALIZED (SELECT %s FROM (SELECT s.* FROM %s s WHERE (%s) OPERATOR(pg_catalog.=) ANY (SELECT DISTINCT %3$s FROM v) '
+                      'UNION ALL SELECT s.* FROM %2$s s WHERE EXISTS (SELECT FROM og) AND (%3$s) OPERATOR(pg_catalog.=) ANY (SELECT %4$s FROM og) '
+                      'UNION ALL SELECT s.* FROM %2$s s WHERE EXISTS (SELECT FROM g WHERE %5$s) AND (%6$s) '
+                      'AND EXISTS (SELECT FROM g WHERE %7$s)) s GROUP BY %8$s), ',
                       (SELECT string_agg(format('%s AS %I', CASE WHEN x = ANY (p.key) THEN gex[array_position(p.key, x)]
                                                                  ELSE duet.duet_pipeline_expr(p.transform ->> x, NULL, NULL) END, x), ', ' ORDER BY x)
                          FROM unnest(cols) x WHERE left(p.transform ->> x, 1) <> '=' OR x = ANY (p.key)),
                       p.source, array_to_string(gex, ', '), gcols,
-                      p.source, gnull,
+                      gnull,
                       (SELECT string_agg(format('%s IS NULL', ge), ' OR ') FROM unnest(gex) ge),
                       (SELECT string_agg(format('(g.__duet_k%1$s OPERATOR(pg_catalog.=) %2$s OR (g.__duet_k%1$s IS NULL AND %2$s IS NULL))', i, gex[i]), ' AND ')
                          FROM generate_subscripts(p.key, 1) i),
