@@ -1,6 +1,7 @@
 # Pipelines end to end, run by the background workers: bronze (jsonb, four partitions) -> silver
 # (typed, deduplicated by event id, drop expectations into the quarantine) -> gold (daily
-# aggregates per campaign). 200,000 bronze rows (the issue's 1M scaled down for CI time), 2%
+# aggregates per campaign). 200,000 bronze rows (the issue's 1M scaled down for CI time: at 1M the
+# first load alone took 290 s on the shared 2-core machine, DUET_PIPELINES_N=1000000 runs it), 2%
 # violating: silver holds exactly the passing rows deduplicated (latest by source order wins),
 # the quarantine exactly the others with their reasons, gold equals the aggregate computed over
 # silver. kill -9 of the runner in the middle of a run leaves the same end state; late rows
