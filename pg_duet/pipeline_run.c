@@ -40,7 +40,7 @@
 enum
 {
 	R_IN, R_OUT, R_DROPPED, R_FAILURES, R_POSITION, R_QUARANTINE, R_FAIL, R_REPLAYED,
-	R_PUBLISHED, R_DRIFT, R_SCHEMA, R_NCOLS
+	R_PUBLISHED, R_DRIFT, R_SCHEMA, R_MEMBERS, R_NCOLS
 };
 
 static const char *const kind_names[] = {"incremental", "backfill", "replay"};
@@ -240,12 +240,12 @@ result_int8(Run *r, int col)
 static void
 commit_run(Run *r, TimestampTz started)
 {
-	Oid			types[13] = {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, JSONBOID,
-	JSONBOID, JSONBOID, INT8ARRAYOID, JSONBOID, JSONBOID, JSONBOID};
-	Datum		values[13];
-	char		nulls[13];
+	Oid			types[14] = {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, JSONBOID,
+	JSONBOID, JSONBOID, INT8ARRAYOID, JSONBOID, JSONBOID, JSONBOID, JSONBOID};
+	Datum		values[14];
+	char		nulls[14];
 	static const int cols[] = {R_FAILURES, R_POSITION, R_QUARANTINE, R_REPLAYED, R_PUBLISHED,
-	R_DRIFT, R_SCHEMA};
+	R_DRIFT, R_SCHEMA, R_MEMBERS};
 	int			i;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -261,7 +261,7 @@ commit_run(Run *r, TimestampTz started)
 		nulls[6 + i] = r->result_null[cols[i]] ? 'n' : ' ';
 	}
 	(void) duet_run_as_owner("SELECT duet.duet_pipeline_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-							 "$11, $12, $13)", 13, types, values, nulls);
+							 "$11, $12, $13, $14)", 14, types, values, nulls);
 }
 
 int64

@@ -3,7 +3,7 @@
 #
 # Declares two pipelines over the bronze table step 30 fills from Kafka: silver maps the jsonb
 # events to typed columns with expectations (rows breaking them go to the quarantine with the
-# reason), gold keeps daily spend, revenue, CTR and ROAS per campaign. Both run in the background
+# reason), gold keeps daily spend, revenue, CTR and ROAS (metrics) per campaign. Both run in the background
 # workers, woken by each commit. Then produces conversions, a poison event and a late event to
 # Kafka: the poison event is quarantined, the late one updates only its campaign's gold row.
 set -euo pipefail
@@ -46,14 +46,17 @@ SELECT duet_pipeline_create('dsp_silver', 'dsp_events_bronze', 'dsp_silver',
                       {"name": "known_campaign", "predicate": "campaign_id BETWEEN 1 AND 6", "action": "drop"},
                       {"name": "has_country", "predicate": "country IS NOT NULL", "action": "warn"}]',
     drift_column => 'payload');
--- gold: the groups new silver rows touch are recomputed, sums first, ratios from the sums.
+-- gold: the groups new silver rows touch are recomputed: sums in SQL, then CTR and ROAS through
+-- the metrics layer ("=" formulas over the group's sums, resolved for the tenant as silver's are).
+SELECT name, formula FROM duet_metric_define('ctr', 'clicks / impressions', 'click-through rate');
+SELECT name, formula FROM duet_metric_define('roas', 'revenue / spend', 'return on ad spend');
 SELECT duet_pipeline_create('dsp_gold', 'dsp_silver', 'dsp_gold',
     '{"campaign_id": "campaign_id", "day": "day",
       "impressions": "count(*) FILTER (WHERE event = ''impression'')",
       "clicks":      "count(*) FILTER (WHERE event = ''click'')",
       "spend":       "round(sum(cost), 4)", "revenue": "round(sum(revenue), 4)",
-      "ctr":         "(count(*) FILTER (WHERE event = ''click''))::float8 / nullif(count(*) FILTER (WHERE event = ''impression''), 0)",
-      "roas":        "round(sum(revenue) / nullif(sum(cost), 0), 3)"}',
+      "ctr":         "=ctr(clicks, impressions)",
+      "roas":        "=round(roas(revenue, spend), 3)"}',
     order_by => 'seq', key => '{campaign_id,day}', mode => 'aggregate');
 \echo 'expected error: a transform entry that is not one expression is refused'
 \set ON_ERROR_STOP 0

@@ -103,6 +103,21 @@ COMMENT ON COLUMN duet.pipeline_quarantine.source_row IS 'the source row';
 COMMENT ON COLUMN duet.pipeline_quarantine.quarantined_at IS 'when the row was quarantined';
 COMMENT ON COLUMN duet.pipeline_quarantine.replayed_at IS 'when duet_pipeline_replay() ran the row again (it then passed, or is quarantined anew)';
 
+-- Aggregate pipelines: the group each source row (by the source's primary key) last contributed
+-- to, so that a row moving to another group has its old group recomputed too.
+CREATE TABLE duet.pipeline_groups (
+    pipeline_id    bigint NOT NULL REFERENCES duet.pipelines ON DELETE CASCADE,
+    tenant         text NOT NULL,
+    src_key        text NOT NULL,
+    grp            jsonb NOT NULL,
+    PRIMARY KEY (pipeline_id, src_key)
+);
+COMMENT ON TABLE duet.pipeline_groups IS 'aggregate pipelines: the group each source row last contributed to (a row that changes group has its old group recomputed)';
+COMMENT ON COLUMN duet.pipeline_groups.pipeline_id IS 'the aggregate pipeline';
+COMMENT ON COLUMN duet.pipeline_groups.tenant IS 'tenant of the pipeline';
+COMMENT ON COLUMN duet.pipeline_groups.src_key IS 'the source row''s primary key (a JSON array, as text)';
+COMMENT ON COLUMN duet.pipeline_groups.grp IS 'the group key values the row contributed to (a JSON array in key order)';
+
 CREATE TABLE duet.pipeline_runs (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     pipeline_id  bigint NOT NULL REFERENCES duet.pipelines ON DELETE CASCADE,
@@ -140,6 +155,7 @@ SELECT pg_catalog.pg_extension_config_dump('duet.pipelines', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.pipeline_expectations', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.pipeline_quarantine', '');
 SELECT pg_catalog.pg_extension_config_dump('duet.pipeline_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('duet.pipeline_groups', '');
 
 REVOKE ALL ON duet.pipelines, duet.pipeline_expectations, duet.pipeline_quarantine, duet.pipeline_runs FROM PUBLIC;
 GRANT SELECT ON duet.pipelines, duet.pipeline_expectations, duet.pipeline_quarantine, duet.pipeline_runs TO PUBLIC;
@@ -151,6 +167,10 @@ ALTER TABLE duet.pipeline_quarantine ENABLE ROW LEVEL SECURITY;
 ALTER TABLE duet.pipeline_quarantine FORCE ROW LEVEL SECURITY;
 ALTER TABLE duet.pipeline_runs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE duet.pipeline_runs FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON duet.pipeline_groups FROM PUBLIC;
+GRANT SELECT ON duet.pipeline_groups TO PUBLIC;
+ALTER TABLE duet.pipeline_groups ENABLE ROW LEVEL SECURITY;
+ALTER TABLE duet.pipeline_groups FORCE ROW LEVEL SECURITY;
 -- The owner sees every tenant; everyone else only the rows of duet_current_tenant().
 CREATE POLICY pipelines_tenant ON duet.pipelines
     USING (tenant = @extschema@.duet_current_tenant() OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'duet'), 'USAGE'));
@@ -159,6 +179,8 @@ CREATE POLICY pipeline_expectations_tenant ON duet.pipeline_expectations
 CREATE POLICY pipeline_quarantine_tenant ON duet.pipeline_quarantine
     USING (tenant = @extschema@.duet_current_tenant() OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'duet'), 'USAGE'));
 CREATE POLICY pipeline_runs_tenant ON duet.pipeline_runs
+    USING (tenant = @extschema@.duet_current_tenant() OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'duet'), 'USAGE'));
+CREATE POLICY pipeline_groups_tenant ON duet.pipeline_groups
     USING (tenant = @extschema@.duet_current_tenant() OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'duet'), 'USAGE'));
 
 ------------------------------------------------------------------------------------------------

@@ -35,10 +35,11 @@ BEGIN
             DETAIL = 'A pipeline runs as its creator, who needs SELECT on its source.';
     END IF;
     IF NOT has_table_privilege(p_caller, p.target, 'INSERT')
-       OR (p.mode <> 'append' AND NOT has_table_privilege(p_caller, p.target, 'UPDATE')) THEN
+       OR (p.mode <> 'append' AND NOT has_table_privilege(p_caller, p.target, 'UPDATE'))
+       OR (p.mode = 'aggregate' AND NOT has_table_privilege(p_caller, p.target, 'DELETE')) THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('permission denied for table %s', p.target),
-            DETAIL = 'A pipeline runs as its creator, who needs INSERT on its target (and UPDATE for upsert and aggregate).';
+            DETAIL = 'A pipeline runs as its creator, who needs INSERT on its target (and UPDATE for upsert, UPDATE and DELETE for aggregate).';
     END IF;
     PERFORM duet.duet_pipeline_column_type(p.source, p.order_by, 'order_by');
     IF p.partition_by IS NOT NULL THEN
@@ -66,10 +67,10 @@ BEGIN
         END IF;
         PERFORM duet.duet_pipeline_column_type(p.target, k, 'target');
         PERFORM duet.duet_pipeline_check_expr(p.transform ->> k, format('transform of column "%s"', k));
-        IF p.mode = 'aggregate' AND left(p.transform ->> k, 1) = '=' THEN
+        IF p.mode = 'aggregate' AND left(p.transform ->> k, 1) = '=' AND k = ANY (p.key) THEN
             RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
-                MESSAGE = format('aggregate pipeline column "%s" must be a SQL expression', k),
-                HINT = 'Aggregate columns are SQL aggregates (sum, count, ratios of sums); compute formulas in the pipeline before.';
+                MESSAGE = format('aggregate pipeline key column "%s" must be a SQL expression', k),
+                HINT = 'Key columns are the GROUP BY expressions; "=" formulas compute the other columns from the group''s aggregates.';
         END IF;
     END LOOP;
     IF p.mode IN ('upsert', 'aggregate') AND cardinality(p.key) = 0 THEN
@@ -83,6 +84,20 @@ BEGIN
                 MESSAGE = format('pipeline key column "%s" is not in the transform', k);
         END IF;
     END LOOP;
+    -- A NULL key is a group of its own: a nullable key needs a unique index that treats NULLs
+    -- as equal, or each run would insert the NULL group again.
+    IF p.mode = 'aggregate'
+       AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = p.target AND a.attname = ANY (p.key) AND NOT a.attnotnull)
+       AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = p.target AND i.indisunique AND i.indnullsnotdistinct
+                          AND i.indnkeyatts = cardinality(p.key) AND i.indexprs IS NULL
+                          AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+                                WHERE a.attrelid = p.target AND a.attnum = ANY (i.indkey::int2[]))
+                              = (SELECT array_agg(u.c ORDER BY u.c) FROM unnest(p.key) u(c))) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('aggregate pipeline target %s needs a unique index NULLS NOT DISTINCT on its key', p.target),
+            DETAIL = 'A NULL key is a group of its own, and a key column of the target may be NULL.',
+            HINT = 'CREATE UNIQUE INDEX ON the target (key columns) NULLS NOT DISTINCT, or declare the key columns NOT NULL.';
+    END IF;
     SELECT count(*) INTO n FROM duet.pipeline_expectations WHERE pipeline_id = p.id;
     IF n > 0 AND p.mode = 'aggregate' THEN
         RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',

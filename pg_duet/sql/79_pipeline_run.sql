@@ -70,7 +70,18 @@ DECLARE
                                WHERE pipeline_id = p.id AND action = 'drop' ORDER BY name);
     fails     text[] := ARRAY(SELECT name FROM duet.pipeline_expectations
                                WHERE pipeline_id = p.id AND action = 'fail' ORDER BY name);
-    formulas  boolean := EXISTS (SELECT FROM jsonb_each_text(p.transform) t WHERE left(t.value, 1) = '=');
+    formulas  boolean := p.mode <> 'aggregate' AND EXISTS (SELECT FROM jsonb_each_text(p.transform) t WHERE left(t.value, 1) = '=');
+    -- aggregate: the source's primary key, the identity whose group duet.pipeline_groups tracks
+    srckey    text := coalesce((SELECT format('(pg_catalog.jsonb_build_array(%s))::pg_catalog.text',
+                                              string_agg(format('s.%I', a.attname), ', ' ORDER BY k.n))
+                                  FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(att, n)
+                                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att
+                                 WHERE i.indrelid = p.source AND i.indisprimary AND p.mode = 'aggregate'
+                                HAVING count(*) > 0), 'NULL::pg_catalog.text');
+    gex       text[];
+    gnull     text;
+    gcols     text;
+    members   text := 'NULL::pg_catalog.jsonb';
     drifting  boolean := p.drift_column IS NOT NULL AND kind <> 'replay';
     exprs     text := '';
     checks    text := '';
@@ -122,23 +133,67 @@ BEGIN
     END IF;
 
     IF p.mode = 'aggregate' THEN
-        -- SQL only (aggregates), checked at creation: no formulas, no expectations. The groups the
-        -- new rows touch are recomputed from the whole source.
-        rows_sql := 'v AS MATERIALIZED (SELECT src.*, NULL::pg_catalog.text[] AS __duet_failed FROM src), ';
-        write := format('g AS (SELECT DISTINCT %s FROM v s), '
-                        'w AS (INSERT INTO %s AS t (%s) SELECT %s FROM %s s WHERE (%s) IN (SELECT %s FROM g) GROUP BY %s '
-                        'ON CONFLICT (%s) DO %s RETURNING %s), ',
-                        (SELECT string_agg(format('%s AS %I', duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), k), ', ')
-                           FROM unnest(p.key) k),
+        -- No expectations (checked at creation). The groups the new rows touch, with the groups
+        -- their source keys contributed to before (duet.pipeline_groups: a row that moved to
+        -- another group leaves its old group to recompute), are recomputed from the whole source;
+        -- a NULL key is a group of its own. Key and SQL columns are the GROUP BY's select list (a),
+        -- "=" columns Duet formulas over a's columns. A group left with no row is deleted.
+        gex := ARRAY(SELECT format('(%s)::%s', duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL),
+                                   duet.duet_pipeline_column_type(p.target, k, 'target'))
+                       FROM unnest(p.key) WITH ORDINALITY u(k, i) ORDER BY i);
+        -- g's columns are named __duet_k1.. so that a key expression (source columns, unqualified)
+        -- in a subquery over g never resolves to a column of g
+        gcols := (SELECT string_agg(format('__duet_k%s', i), ', ') FROM generate_subscripts(p.key, 1) i);
+        gnull := (SELECT string_agg(format('g.__duet_k%s IS NULL', i), ' OR ') FROM generate_subscripts(p.key, 1) i);
+        rows_sql := 'v AS MATERIALIZED (SELECT src.*, NULL::pg_catalog.text[] AS __duet_failed FROM src), '
+            || format('nv AS MATERIALIZED (SELECT DISTINCT %s, %s AS __duet_sk FROM v s), ',
+                      (SELECT string_agg(format('%s AS %I', gex[i], p.key[i]), ', ') FROM generate_subscripts(p.key, 1) i),
+                      srckey)
+            -- og: the groups the rows' earlier versions contributed to, new ones excepted
+            || format('og(%s) AS MATERIALIZED (SELECT %s FROM duet.pipeline_groups m '
+                      'WHERE m.pipeline_id OPERATOR(pg_catalog.=) $6 AND m.src_key OPERATOR(pg_catalog.=) ANY '
+                      '(SELECT nv.__duet_sk FROM nv WHERE nv.__duet_sk IS NOT NULL) EXCEPT SELECT %s FROM nv), '
+                      'g(%1$s) AS (SELECT %3$s FROM nv UNION ALL SELECT %1$s FROM og), ',
+                      gcols,
+                      (SELECT string_agg(format('(m.grp OPERATOR(pg_catalog.->>) %s)::%s', i - 1,
+                                                duet.duet_pipeline_column_type(p.target, p.key[i], 'target')), ', ')
+                         FROM generate_subscripts(p.key, 1) i),
+                      keycols)
+            -- the source rows of those groups: of the new rows' groups by equality (a join the
+            -- planner sizes on the rows read, as a GROUP BY of them), of the earlier groups only
+            -- when there are any, and those with a NULL key column only when a group has one
+            -- (one-time filters), matched NULL to NULL
+            || format('a AS MATERIALIZED (SELECT %s FROM (SELECT s.* FROM %s s WHERE (%s) OPERATOR(pg_catalog.=) ANY (SELECT DISTINCT %3$s FROM v) '
+                      'UNION ALL SELECT s.* FROM %2$s s WHERE EXISTS (SELECT FROM og) AND (%3$s) OPERATOR(pg_catalog.=) ANY (SELECT %4$s FROM og) '
+                      'UNION ALL SELECT s.* FROM %2$s s WHERE EXISTS (SELECT FROM g WHERE %5$s) AND (%6$s) '
+                      'AND EXISTS (SELECT FROM g WHERE %7$s)) s GROUP BY %8$s), ',
+                      (SELECT string_agg(format('%s AS %I', CASE WHEN x = ANY (p.key) THEN gex[array_position(p.key, x)]
+                                                                 ELSE duet.duet_pipeline_expr(p.transform ->> x, NULL, NULL) END, x), ', ' ORDER BY x)
+                         FROM unnest(cols) x WHERE left(p.transform ->> x, 1) <> '=' OR x = ANY (p.key)),
+                      p.source, array_to_string(gex, ', '), gcols,
+                      gnull,
+                      (SELECT string_agg(format('%s IS NULL', ge), ' OR ') FROM unnest(gex) ge),
+                      (SELECT string_agg(format('(g.__duet_k%1$s OPERATOR(pg_catalog.=) %2$s OR (g.__duet_k%1$s IS NULL AND %2$s IS NULL))', i, gex[i]), ' AND ')
+                         FROM generate_subscripts(p.key, 1) i),
+                      array_to_string(gex, ', '))
+            || format('gone AS (SELECT %s FROM g EXCEPT SELECT %s FROM a), ', gcols, keycols);
+        write := format('w AS (INSERT INTO %s AS t (%s) SELECT %s FROM a ON CONFLICT (%s) DO %s RETURNING %s), '
+                        'dg AS (DELETE FROM %s t WHERE EXISTS (SELECT FROM gone) AND EXISTS (SELECT FROM gone g WHERE %s)), ',
                         p.target, collist,
-                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> x, NULL, NULL), ', ' ORDER BY x) FROM unnest(cols) x),
-                        p.source,
-                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), ', ') FROM unnest(p.key) k),
-                        keycols,
-                        (SELECT string_agg(duet.duet_pipeline_expr(p.transform ->> k, NULL, NULL), ', ') FROM unnest(p.key) k),
+                        (SELECT string_agg(CASE WHEN left(p.transform ->> x, 1) = '=' AND x <> ALL (p.key)
+                                                THEN duet.duet_pipeline_expr(p.transform ->> x, 'a',
+                                                         duet.duet_pipeline_column_type(p.target, x, 'target'))
+                                                ELSE format('a.%I', x) END, ', ' ORDER BY x) FROM unnest(cols) x),
                         keycols,
                         CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END,
-                        CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END);
+                        CASE WHEN p.topic IS NULL THEN '1' ELSE 't.*' END,
+                        p.target,
+                        (SELECT string_agg(format('(g.__duet_k%1$s OPERATOR(pg_catalog.=) t.%2$I OR (g.__duet_k%1$s IS NULL AND t.%2$I IS NULL))', i, p.key[i]), ' AND ')
+                           FROM generate_subscripts(p.key, 1) i));
+        IF srckey <> 'NULL::pg_catalog.text' THEN
+            members := format('(SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(nv.__duet_sk, pg_catalog.jsonb_build_array(%s))) FROM nv)',
+                              (SELECT string_agg(format('nv.%I', k), ', ') FROM unnest(p.key) k));
+        END IF;
     ELSE
         FOREACH c IN ARRAY cols LOOP
             exprs := exprs || format(', %s AS %I',
@@ -246,7 +301,7 @@ BEGIN
                   'SELECT (SELECT pg_catalog.count(*) FROM v), (SELECT pg_catalog.count(*) FROM w), %4$s, '
                   '%5$s, '
                   '(SELECT pg_catalog.jsonb_object_agg(__duet_part, m) FROM (SELECT __duet_part, (pg_catalog.max(__duet_ord))::pg_catalog.text AS m FROM v GROUP BY 1) m), '
-                  '%6$s, %7$s, %8$s, %9$s, %10$s, %11$s',
+                  '%6$s, %7$s, %8$s, %9$s, %10$s, %11$s, %12$s',
                   src, rows_sql, left(write, -2),
                   CASE WHEN cardinality(drops) = 0 THEN '0::pg_catalog.int8'
                        ELSE format('(SELECT pg_catalog.count(*) FROM v WHERE v.__duet_failed OPERATOR(pg_catalog.&&) %L::pg_catalog.text[])', drops) END,
@@ -254,7 +309,7 @@ BEGIN
                        ELSE '(SELECT pg_catalog.jsonb_object_agg(f, n) FROM (SELECT f, pg_catalog.count(*) AS n FROM v, pg_catalog.unnest(v.__duet_failed) f GROUP BY f) c)' END,
                   quarantine, failure,
                   CASE WHEN kind = 'replay' THEN '(SELECT pg_catalog.array_agg(__duet_qid) FROM v)' ELSE 'NULL::pg_catalog.int8[]' END,
-                  published, drift, dschema);
+                  published, drift, dschema, members);
 END $$;
 COMMENT ON FUNCTION duet.duet_pipeline_sql(duet.pipelines, text) IS
     'internal: the statement of one pipeline run (incremental, backfill or replay), run as the pipeline''s owner';
@@ -265,7 +320,7 @@ REVOKE ALL ON FUNCTION duet.duet_pipeline_sql(duet.pipelines, text) FROM PUBLIC;
 -- run's transaction.
 CREATE FUNCTION duet.duet_pipeline_commit(p_id bigint, p_kind text, p_started timestamptz, p_in bigint,
         p_out bigint, p_dropped bigint, p_failures jsonb, p_position jsonb, p_quarantine jsonb,
-        p_replayed bigint[], p_published jsonb, p_drift jsonb, p_schema jsonb) RETURNS void
+        p_replayed bigint[], p_published jsonb, p_drift jsonb, p_schema jsonb, p_members jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -281,6 +336,11 @@ BEGIN
         INSERT INTO duet.pipeline_quarantine (pipeline_id, tenant, part, pos, failed, source_row)
         SELECT p.id, p.tenant, q ->> 0, q ->> 1, ARRAY(SELECT jsonb_array_elements_text(q -> 2)), q -> 3
           FROM jsonb_array_elements(p_quarantine) q;
+    END IF;
+    IF p_members IS NOT NULL THEN
+        INSERT INTO duet.pipeline_groups AS g (pipeline_id, tenant, src_key, grp)
+        SELECT p.id, p.tenant, m ->> 0, m -> 1 FROM jsonb_array_elements(p_members) m
+        ON CONFLICT (pipeline_id, src_key) DO UPDATE SET grp = EXCLUDED.grp WHERE g.grp IS DISTINCT FROM EXCLUDED.grp;
     END IF;
     IF p_replayed IS NOT NULL THEN
         UPDATE duet.pipeline_quarantine SET replayed_at = now() WHERE pipeline_id = p.id AND id = ANY (p_replayed);
@@ -298,10 +358,10 @@ BEGIN
     END IF;
 END $$;
 COMMENT ON FUNCTION duet.duet_pipeline_commit(bigint, text, timestamptz, bigint, bigint, bigint, jsonb, jsonb,
-                                              jsonb, bigint[], jsonb, jsonb, jsonb) IS
+                                              jsonb, bigint[], jsonb, jsonb, jsonb, jsonb) IS
     'internal: records a successful pipeline run in its transaction';
 REVOKE ALL ON FUNCTION duet.duet_pipeline_commit(bigint, text, timestamptz, bigint, bigint, bigint, jsonb, jsonb,
-                                                 jsonb, bigint[], jsonb, jsonb, jsonb) FROM PUBLIC;
+                                                 jsonb, bigint[], jsonb, jsonb, jsonb, jsonb) FROM PUBLIC;
 
 -- A failed run (rolled back): the pipeline stops in state error with the reason.
 CREATE FUNCTION duet.duet_pipeline_failed(p_id bigint, p_kind text, p_started timestamptz, p_error text)

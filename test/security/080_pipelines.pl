@@ -128,8 +128,56 @@ SELECT * FROM duet.pipeline_runs; SELECT * FROM duet.pipeline_expectations;});
 is($node->safe_psql('postgres', q{SELECT state || ' ' || transform::text FROM duet.pipelines WHERE tenant = 'globex'}),
 	'active {"id": "id", "note": "note"}', 'globex\'s pipeline is unchanged');
 
+# 4b. Aggregate pipelines: "=" formula columns over the group's aggregates. Text that would close
+# the formula's quoting is refused or stays a string; a formula reads only the group's columns; the
+# group tracking (duet.pipeline_groups) of bob's aggregate pipeline, whose group keys hold the
+# canary, is neither visible to nor writable by alice.
+$node->safe_psql('postgres', q{SET ROLE bob;
+CREATE TABLE globex.gold (note text PRIMARY KEY, n bigint);
+SELECT duet_pipeline_create('canary_globex_7731_g', 'globex.bronze', 'globex.gold', '{"note": "note", "n": "count(*)"}',
+                            order_by => 'id', key => '{note}', mode => 'aggregate');
+SELECT duet_pipeline_run('canary_globex_7731_g');
+RESET ROLE;
+SET ROLE alice;
+CREATE TABLE alice.agg_src (id bigint PRIMARY KEY, grp int NOT NULL, v int);
+CREATE TABLE alice.agg_dst (grp int PRIMARY KEY, total bigint, note text);
+INSERT INTO alice.agg_src VALUES (1, 1, 10), (2, 1, 20), (3, 2, 5);});
+is($node->safe_psql('postgres', q{SELECT count(*) FROM duet.pipeline_groups g JOIN duet.pipelines p ON p.id = g.pipeline_id
+                                   WHERE p.name = 'canary_globex_7731_g'}), '2', 'bob\'s aggregate pipeline tracks its groups');
+sub create_agg
+{
+	my ($note) = @_;
+	(my $t = qq{{"grp": "grp", "total": "sum(v)", "note": "$note"}}) =~ s/'/''/g;
+	return as_role($node, 'alice', qq{SELECT duet_pipeline_drop(name) FROM duet.pipeline_status WHERE name = 'agg';
+		SELECT duet_pipeline_create('agg', 'alice.agg_src', 'alice.agg_dst', '$t',
+		order_by => 'id', key => '{grp}', mode => 'aggregate'); SELECT duet_pipeline_run('agg');});
+}
+for my $inj (q{=total')) FROM globex.bronze --}, q{=total'), (SELECT note FROM globex.bronze LIMIT 1)::text) --},
+             q{=total, globex.bronze}, q{=(SELECT note FROM globex.bronze)})
+{
+	my ($rc6, $out6, $err6) = create_agg($inj);
+	like($err6, qr/ERROR:  invalid formula/, "aggregate formula injection refused: $inj");
+	no_canary($err6 . $out6, "the refusal shows none of the victim's data: $inj");
+}
+# a formula string literal holding quotes and SQL is a value, never SQL
+my ($rc7, $out7, $err7) = create_agg(q{=concat('x'')); DELETE FROM alice.agg_src; --', total)});
+unlike($err7, qr/ERROR/, 'an aggregate formula with a quoted SQL string is created and runs');
+is($node->safe_psql('postgres', q{SELECT string_agg(grp || ' ' || total || ' ' || note, '; ' ORDER BY grp) FROM alice.agg_dst}),
+	q{1 30 x')); DELETE FROM alice.agg_src; --30; 2 5 x')); DELETE FROM alice.agg_src; --5},
+	'the string is the value of the column, computed over the group\'s sum');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM alice.agg_src}), '3', 'nothing in the string ran');
+# a formula variable that is no column of the group is an error of the run, as alice
+my ($rc8, $out8, $err8) = create_agg(q{=note});
+like($err8, qr/stopped in state error|ERROR/, 'a formula naming a source column that is not a group column fails');
+no_canary($err8 . $out8, 'the failure shows none of the victim\'s data');
+my ($rc9, $out9, $err9) = as_role($node, 'alice', q{SELECT count(*) FROM duet.pipeline_groups WHERE tenant <> 'acme' OR grp::text LIKE '%canary%'});
+is($out9, '0', 'alice sees none of globex\'s tracked groups');
+my ($rc10, $out10, $err10) = as_role($node, 'alice', q{INSERT INTO duet.pipeline_groups VALUES ((SELECT id FROM duet.pipelines WHERE name = 'agg'), 'acme', '[1]', '[2]')});
+like($err10, qr/permission denied for table pipeline_groups/, 'alice cannot write the group tracking');
+my ($rc11, $out11, $err11) = as_role($node, 'alice', q{SELECT duet_pipeline_drop('agg')});
+
 # 5. The internal functions are the owner's.
-for my $f ("duet.duet_pipeline_commit((SELECT id FROM duet.pipelines WHERE name = 'p'), 'incremental', now(), 0, 0, 0, NULL, '{\"\": \"999\"}', NULL, NULL, NULL, NULL, NULL)",
+for my $f ("duet.duet_pipeline_commit((SELECT id FROM duet.pipelines WHERE name = 'p'), 'incremental', now(), 0, 0, 0, NULL, '{\"\": \"999\"}', NULL, NULL, NULL, NULL, NULL, NULL)",
 	"duet.duet_pipeline_failed(1, 'incremental', now(), 'x')",
 	"duet.duet_pipeline_state_apply('globex', 'bob'::regrole, 'canary_globex_7731_p', 'drop')",
 	"duet.duet_pipeline_validate('bob'::regrole, 'SELECT 1')",
