@@ -12,25 +12,36 @@
  * offset before the transition, in a repeated hour the later instant (after the transition).
  */
 #define _DEFAULT_SOURCE			/* tm_gmtoff, setenv */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "calc_int.h"
 
 #define ZONEINFO "/usr/share/zoneinfo"
 #define US_PER_SEC INT64_C(1000000)
 
-/* A zone name: letters, digits, / _ + - (no "..", not absolute), naming a file of the database. */
+/*
+ * A zone name: letters, digits, / _ + - (no "..", not absolute), naming a zone file of the
+ * database: a regular file that starts with the TZif magic (glibc reads anything else, such as
+ * "leapseconds", as UTC without a word), outside right/ (leap-second zones, whose tm_gmtoff glibc
+ * shifts by the leap seconds: neither PostgreSQL nor Duet counts them).
+ */
 static bool
 zone_file(const char *name, size_t len, char *tzvalue, size_t size)
 {
-	char		path[256];
+	char		path[256],
+				magic[4];
 	struct stat st;
+	int			fd;
+	bool		tzif;
 
-	if (len == 0 || len > 100 || name[0] == '/' || name[0] == '.')
+	if (len == 0 || len > 100 || name[0] == '/' || name[0] == '.' ||
+		(len >= 6 && memcmp(name, "right/", 6) == 0))
 		return false;
 	for (size_t i = 0; i < len; i++)
 	{
@@ -44,6 +55,13 @@ zone_file(const char *name, size_t len, char *tzvalue, size_t size)
 	}
 	snprintf(path, sizeof(path), "%s/%.*s", ZONEINFO, (int) len, name);
 	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	tzif = read(fd, magic, sizeof(magic)) == (ssize_t) sizeof(magic) && memcmp(magic, "TZif", 4) == 0;
+	close(fd);
+	if (!tzif)
 		return false;
 	snprintf(tzvalue, size, ":%.*s", (int) len, name);
 	return true;
