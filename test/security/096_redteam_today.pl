@@ -133,4 +133,49 @@ for my $r (@ATTACKERS)
 	not_pwned($node, $r, "$KIND{$r}: hostile metric names");
 }
 
+# --- 3. duet_num_* on hostile doubles: Duet's NULL, never an error or a non-finite value ---------
+my @num = (
+	[ q{duet_num_add('NaN', 1)}, 'null' ], [ q{duet_num_add('Infinity', '-Infinity')}, 'null' ],
+	[ q{duet_num_sub('-Infinity', 0)}, 'null' ], [ q{duet_num_mul(1e308, 10)}, 'null' ],
+	[ q{duet_num_mul(-1, 0)}, '0' ], [ q{duet_num_mul(1e-308, 1e-308)}, '0' ],
+	[ q{duet_num_div(1, 0)}, 'null' ], [ q{duet_num_div(1, '-0')}, 'null' ],
+	[ q{duet_num_div(5, 'Infinity')}, 'null' ], [ q{duet_num_div('NaN', 1)}, 'null' ],
+	[ q{duet_num_div(1e308, 1e-308)}, 'null' ], [ q{duet_num_div(-0.0, 5)}, '0' ],
+	[ q{duet_num_sub(1.7976931348623157e308, -1.7976931348623157e308)}, 'null' ]);
+for my $r (@ATTACKERS)
+{
+	my ($rc, $out, $err) = as_role($node, $r,
+		join(";\n", map { "SELECT coalesce(public.$_->[0]::text, 'null')" } @num) . ';');
+	is($out, join("\n", map { $_->[1] } @num), "$KIND{$r}: duet_num_* give Duet's NULL or 0 on hostile doubles ($err)");
+}
+
+# --- 4. the string limit over CONCAT_N and || with every value type; dates at PostgreSQL's ends ---
+my $lim = 1048576;
+for my $r (@ATTACKERS)
+{
+	my $pre = $lim - 19;	# a timestamp's text is 19 bytes
+	for my $f ("concat(a, t)", "a || t", "concat(a, 1, t)", "a || 1 || t", "concat(a, true, t)", "concat(t, a, 'x')")
+	{
+		(my $fl = $f) =~ s/'/''/g;
+		my ($rc, $out, $err) = as_role($node, $r,
+			"SELECT duet_calc_args('length($fl)', repeat('x', $pre), timestamp '2026-12-02 10:00:00')");
+		if ($f eq 'concat(a, t)' || $f eq 'a || t')
+		{
+			is($out, $lim, "$KIND{$r}: $f of exactly the limit is allowed ($err)");
+		}
+		else
+		{
+			is($out, '', "$KIND{$r}: $f one piece over the limit has no result");
+			like($err, qr/string result of \d+ bytes exceeds the limit of $lim bytes/, "$KIND{$r}: $f is the limit error");
+		}
+	}
+	for my $v ("timestamp '294276-12-31 23:59:59'", "timestamptz '294276-12-31 23:59:59+00'",
+		"date '5874897-12-31'", "timestamp 'infinity'", "date '-infinity'", "timestamp '4713-11-24 00:00:00 BC'")
+	{
+		my ($rc, $out, $err) = as_role($node, $r, "SELECT duet_calc_args('date_add(''day'', 1, t)', $v)");
+		is($out, '', "$KIND{$r}: $v bound to a formula has no result");
+		like($err, qr/is outside the range of formula dates/, "$KIND{$r}: $v is the range error");
+	}
+}
+
 done_testing();
