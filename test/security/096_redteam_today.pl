@@ -6,7 +6,8 @@
 #      hour (glibc counts the leap seconds into tm_gmtoff): both are now the unknown-zone error;
 #   2. metric parameter names and string constants cannot end a ClickHouse identifier or string
 #      in duet_clickhouse_sql_functions()'s DDL (tokenised here by ClickHouse's lexer rules) nor a
-#      PostgreSQL one in duet_metric_sql() (run here against the hostile names);
+#      PostgreSQL one in duet_metric_sql() (run here against the hostile names), and a refusal is
+#      one line (duet-ch-sync --print-sql prints it as a "-- " comment);
 #   3. the generated PostgreSQL SQL calls duet_num_* by the extension's schema only, and they are
 #      Duet's NULL on any hostile float8 (NaN, ±inf, overflow, underflow, a zero divisor);
 #   4. the string limit holds for CONCAT_N and || over every value type, and a date bound from a
@@ -84,6 +85,8 @@ my %hostile = (
 	  . calc_ident($p[2]) . ' > ' . calc_ident($p[3]) . ', ' . calc_str($str[1]) . ', ' . calc_str($str[2]) . '))',
 	hostile_arith => calc_ident($p[0]) . ' + ' . calc_ident($p[1]) . ' * ' . calc_ident($p[2]) . ' / '
 	  . calc_ident($p[3]) . ' - 1');
+$node->safe_psql('postgres', "SELECT name FROM duet_metric_define('hostile_refused', "
+	  . sql_lit(calc_ident("p\nDROP TABLE t; --") . ' % 2') . ", 'refused in ClickHouse');");
 $node->safe_psql('postgres', join('', map {
 	"SELECT name FROM duet_metric_define('$_', " . sql_lit($hostile{$_}) . ", 'hostile names');\n" } sort keys %hostile));
 
@@ -130,6 +133,9 @@ for my $r (@ATTACKERS)
 	my $calls = () = $expr =~ /duet_num_/g;
 	my $qualified = () = $expr =~ /(?<![\w"])public\.duet_num_(?:add|sub|mul|div)\(/g;
 	ok($calls == 4 && $qualified == 4, "$KIND{$r}: the four operations call public.duet_num_* only ($calls, $qualified)");
+	# a refusal is printed by duet-ch-sync --print-sql as one "-- " comment line: it has no line break
+	($rc, my $nc, $err) = as_role($node, $r, "SELECT not_compiled FROM duet_clickhouse_sql_functions() WHERE name = 'hostile_refused'");
+	like($nc, qr/^[^\n]*does not compile to ClickHouse SQL[^\n]*$/, "$KIND{$r}: a refusal is one line, the hostile name not in it ($err)");
 	not_pwned($node, $r, "$KIND{$r}: hostile metric names");
 }
 
