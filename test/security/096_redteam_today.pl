@@ -11,7 +11,9 @@
 #   3. the generated PostgreSQL SQL calls duet_num_* by the extension's schema only, and they are
 #      Duet's NULL on any hostile float8 (NaN, ±inf, overflow, underflow, a zero divisor);
 #   4. the string limit holds for CONCAT_N and || over every value type, and a date bound from a
-#      column at the end of PostgreSQL's range is the range error (no wrapped arithmetic).
+#      column at the end of PostgreSQL's range is the range error (no wrapped arithmetic);
+#   5. 64-bit integers at their ends (INT64_MIN % -1, / -1, negation) are a value or the range
+#      error in the row and argument forms, never a trap that takes the server down.
 use strict;
 use warnings;
 use FindBin;
@@ -182,6 +184,35 @@ for my $r (@ATTACKERS)
 		is($out, '', "$KIND{$r}: $v bound to a formula has no result");
 		like($err, qr/is outside the range of formula dates/, "$KIND{$r}: $v is the range error");
 	}
+}
+
+# --- 5. the numeric tier's integers at their ends: a value or the range error, never a trap -------
+# (INT64_MIN % -1 and INT64_MIN / -1 trap on x86-64: a crashed backend restarts every session)
+my @int = ([ 'x % y', '0' ], [ 'mod(x, y)', '0' ], [ 'div(x, y)', 'range' ], [ 'x * y', 'range' ],
+	[ '-x', 'range' ], [ 'abs(x)', 'range' ], [ 'x + x', 'range' ], [ 'x - 1', 'range' ],
+	[ 'round(x, -19)', 'range' ], [ 'x % 0', 'null' ], [ 'div(x, 0)', 'null' ]);
+for my $r (@ATTACKERS)
+{
+	for my $c (@int)
+	{
+		my ($f, $want) = @$c;
+		# the row form (duet_calc_number over a row: the tier's bound columns) and the argument form
+		my ($rc, $out, $err) = as_role($node, $r,
+			"SELECT coalesce(duet_calc_number('$f', t)::text, 'null') FROM (VALUES ((-9223372036854775808)::bigint, (-1)::bigint)) t(x, y);\n"
+			  . "SELECT coalesce(duet_calc_number_args('$f', (-9223372036854775808)::bigint, (-1)::bigint)::text, 'null')"
+			  . ($f =~ /y/ ? '' : ' WHERE false') . ';');
+		if ($want eq 'range')
+		{
+			my $n = () = $err =~ /ERROR:  formula evaluation failed: integer out of range in/g;
+			is($n, $f =~ /y/ ? 2 : 1, "$KIND{$r}: $f at INT64_MIN is the range error ($out)");
+		}
+		else
+		{
+			is($out, $f =~ /y/ ? "$want\n$want" : $want, "$KIND{$r}: $f at INT64_MIN is $want ($err)");
+		}
+	}
+	my ($rc, $out) = as_role($node, $r, 'SELECT 1');
+	is($out, '1', "$KIND{$r}: the server still answers after the integer edges");
 }
 
 done_testing();
