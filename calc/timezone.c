@@ -12,25 +12,34 @@
  * offset before the transition, in a repeated hour the later instant (after the transition).
  */
 #define _DEFAULT_SOURCE			/* tm_gmtoff, setenv */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "calc_int.h"
 
 #define ZONEINFO "/usr/share/zoneinfo"
 #define US_PER_SEC INT64_C(1000000)
 
-/* A zone name: letters, digits, / _ + - (no "..", not absolute), naming a file of the database. */
+/*
+ * A zone name: letters, digits, / _ + - (no "..", not absolute), naming a zone file of the
+ * database: a file that starts with the TZif magic (glibc reads anything else, such as
+ * "leapseconds", as UTC without a word), outside right/ (leap-second zones, whose tm_gmtoff glibc
+ * shifts by the leap seconds: neither PostgreSQL nor Duet counts them).
+ */
 static bool
 zone_file(const char *name, size_t len, char *tzvalue, size_t size)
 {
-	char		path[256];
-	struct stat st;
+	char		path[256],
+				magic[4];
+	int			fd;
+	bool		tzif;
 
-	if (len == 0 || len > 100 || name[0] == '/' || name[0] == '.')
+	if (len == 0 || len > 100 || name[0] == '/' || name[0] == '.' ||
+		(len >= 6 && memcmp(name, "right/", 6) == 0))
 		return false;
 	for (size_t i = 0; i < len; i++)
 	{
@@ -43,7 +52,13 @@ zone_file(const char *name, size_t len, char *tzvalue, size_t size)
 			return false;
 	}
 	snprintf(path, sizeof(path), "%s/%.*s", ZONEINFO, (int) len, name);
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+	/* a directory fails the read (EISDIR); O_NONBLOCK: no wait on anything but a file */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	tzif = read(fd, magic, sizeof(magic)) == (ssize_t) sizeof(magic) && memcmp(magic, "TZif", 4) == 0;
+	close(fd);
+	if (!tzif)
 		return false;
 	snprintf(tzvalue, size, ":%.*s", (int) len, name);
 	return true;
