@@ -9,21 +9,24 @@
  * different owners never share one, so one tenant's client (its errors, its logs, its
  * connections) is never another's.
  *
- * - Each consumer has its own queue (rd_kafka_queue_new) and its own event pipe; the queue of
- *   every partition it reads is forwarded to it (rd_kafka_queue_get_partition, queue_forward)
- *   before the partition is added to the client's assignment (rd_kafka_incremental_assign), so
- *   its messages and its partitions' errors (offset out of range) reach only it. It keeps its own
- *   offsets in the database as before; moving one consumer's partitions (a failed batch, a gap)
- *   takes only those out of the assignment and adds them again at the committed offsets; the
- *   others' fetch positions are left alone.
+ * - Each consumer has its own queue (rd_kafka_queue_new) and its own event pipe, and starts
+ *   each of its partitions into it with librdkafka's simple consumer API
+ *   (rd_kafka_consume_start_queue), so its messages and its partitions' errors (offset out of
+ *   range) reach only it. It keeps its own offsets in the database as before; moving one
+ *   consumer's partitions (a failed batch, a gap) stops only those and starts them again at the
+ *   committed offsets; the others' fetch positions are left alone.
+ * - Why not the high-level assign(): incremental_unassign() returns before the partition's fetcher
+ *   has stopped, and the stop, when it comes, clears the partition queue's forwarding; a queue
+ *   forwarded again in between was cleared and the partition's messages went to the client's
+ *   queue instead (a consumer stalled after a gap, once in a few runs of 053). rd_kafka_consume_stop
+ *   returns only when the fetcher has stopped, and consume_start_queue forwards in the same call.
  * - A client fetches a partition at one position only, so two consumers reading the same topic
  *   (different consumers, each with its own offsets) are never in one client: the second gets
  *   another client with the same settings. The partition groups of one consumer read disjoint
  *   partitions and may share.
- * - The client's own queue (the consumer queue, with the main queue and log.queue forwarded to
- *   it) carries errors and log lines; the pool worker waits on its event pipe too and serves it
- *   here: an error sets every member's status, a log line goes to the server log with the
- *   members' names, rate-limited per client.
+ * - The client's main queue carries errors and log lines (log.queue); the pool worker waits on
+ *   its event pipe too and serves it here (rd_kafka_poll): an error sets every member's status, a
+ *   log line goes to the server log with the members' names, rate-limited per client.
  * - A consumer group member (duet.kafka_group_mode) keeps a client of its own (kafka_handle.c):
  *   the group protocol needs one member per client.
  *
@@ -44,14 +47,13 @@ typedef struct DuetKafkaClient
 {
 	char	   *key;			/* owner, brokers and properties */
 	rd_kafka_t *rk;
-	rd_kafka_queue_t *queue;	/* consumer queue: errors and log lines of the client */
+	rd_kafka_queue_t *queue;	/* main queue: errors and log lines of the client */
 	int			event_fd[2];
 	List	   *members;		/* Consumer * */
 	DuetKafkaLogLimit log;
 } DuetKafkaClient;
 
 static List *clients = NIL;		/* DuetKafkaClient *, in TopMemoryContext */
-static int	client_serial = 0;
 
 /* The lists outlive the turn that changes them (the pool worker's loop context is reset). */
 static List *
@@ -143,10 +145,7 @@ client_destroy(DuetKafkaClient *cl)
 	if (cl->queue)
 		rd_kafka_queue_destroy(cl->queue);
 	if (cl->rk)
-	{
-		rd_kafka_consumer_close(cl->rk);
-		rd_kafka_destroy(cl->rk);
-	}
+		rd_kafka_destroy(cl->rk);	/* its members have stopped their partitions */
 	clients = list_delete_ptr(clients, cl);
 	pfree(cl->key);
 	pfree(cl);
@@ -160,11 +159,7 @@ client_new(Consumer *c, char *key, char *errstr, size_t errlen, bool *transient)
 
 	cl->event_fd[0] = cl->event_fd[1] = -1;
 	cl->key = MemoryContextStrdup(TopMemoryContext, key);
-	/* librdkafka wants a group for assign(); nothing is committed to it. */
-	if (conf == NULL ||
-		!duet_kafka_handle_conf(conf, c->name, errstr, errlen) ||
-		!duet_kafka_conf_set(conf, "group.id", psprintf("pg_duet-%u-%d-%d", MyDatabaseId, c->pool_worker,
-														++client_serial), errstr, errlen))
+	if (conf == NULL || !duet_kafka_handle_conf(conf, c->name, errstr, errlen))
 	{
 		if (conf)
 			rd_kafka_conf_destroy(conf);
@@ -180,7 +175,7 @@ client_new(Consumer *c, char *key, char *errstr, size_t errlen, bool *transient)
 		return NULL;
 	}
 	clients = lappend_top(clients, cl);
-	cl->queue = rd_kafka_queue_get_consumer(cl->rk);
+	cl->queue = rd_kafka_queue_get_main(cl->rk);
 	if (!duet_kafka_event_pipe(cl->queue, cl->event_fd, errstr, errlen))
 	{
 		client_destroy(cl);
@@ -233,6 +228,19 @@ duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transie
 		*transient = true;		/* out of file descriptors: not the consumer's fault */
 		return false;
 	}
+	/* the topic's settings are the client's (auto.offset.reset = error among them) */
+	c->rkt = rd_kafka_topic_new(cl->rk, c->topic, NULL);
+	if (c->rkt == NULL)
+	{
+		snprintf(errstr, errlen, "cannot open Kafka topic \"%s\": %s", c->topic,
+				 rd_kafka_err2str(rd_kafka_last_error()));
+		duet_kafka_event_pipe_close(c->queue, c->event_fd);
+		rd_kafka_queue_destroy(c->queue);
+		c->queue = NULL;
+		if (cl->members == NIL)
+			client_destroy(cl);
+		return false;			/* a bad topic name does not heal */
+	}
 	c->client = cl;
 	c->rk = cl->rk;
 	c->client_parts = rd_kafka_topic_partition_list_new(0);
@@ -240,73 +248,45 @@ duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transie
 	return true;
 }
 
-/* Forwards (queue = c->queue) or takes back (NULL) the partition's queue. */
+/* Stops every partition the client fetches for c; each stop returns when its fetcher has stopped. */
 static void
-forward_partition(Consumer *c, const rd_kafka_topic_partition_t *tp, rd_kafka_queue_t *queue)
+stop_partitions(Consumer *c, int elevel)
 {
-	rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(c->rk, tp->topic, tp->partition);
-
-	if (pq == NULL)
-		return;
-	rd_kafka_queue_forward(pq, queue);
-	rd_kafka_queue_destroy(pq);
-}
-
-static void
-check_error(rd_kafka_error_t *e, const char *what)
-{
-	char		msg[512];
-
-	if (e == NULL)
-		return;
-	strlcpy(msg, rd_kafka_error_string(e), sizeof(msg));
-	rd_kafka_error_destroy(e);
-	ereport(ERROR,
-			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-			 errmsg("cannot %s Kafka partitions: %s", what, msg)));
+	for (int i = 0; i < c->client_parts->cnt; i++)
+		if (rd_kafka_consume_stop(c->rkt, c->client_parts->elems[i].partition) != 0)
+			ereport(elevel,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("cannot stop reading partition %d of Kafka topic \"%s\": %s",
+							c->client_parts->elems[i].partition, c->topic,
+							rd_kafka_err2str(rd_kafka_last_error()))));
+	rd_kafka_topic_partition_list_destroy(c->client_parts);
+	c->client_parts = rd_kafka_topic_partition_list_new(c->assigned ? c->assigned->cnt : 0);
 }
 
 /*
- * Every partition of c->assigned at its committed offset: the ones the client already fetches for
- * c are taken out of its assignment first (a seek does not restart a partition stopped by an
- * offset out of range), then all are forwarded to c's queue and added. Messages fetched before
- * are dropped by librdkafka (each start of a partition's fetch is a new version). Other members'
- * partitions are not touched.
+ * Every partition of c->assigned at its committed offset, into c's queue: the ones the client
+ * already fetches for c are stopped first (a seek does not restart a partition stopped by an
+ * offset out of range). Messages fetched before are dropped by librdkafka (each start of a
+ * partition's fetch is a new version). Other members' partitions are not touched.
  */
 void
 duet_kafka_client_assign(Consumer *c)
 {
-	rd_kafka_topic_partition_list_t *again = rd_kafka_topic_partition_list_new(c->assigned->cnt);
-
+	stop_partitions(c, ERROR);
 	for (int i = 0; i < c->assigned->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
 
-		if (rd_kafka_topic_partition_list_find(c->client_parts, tp->topic, tp->partition))
-			rd_kafka_topic_partition_list_add(again, tp->topic, tp->partition);
+		if (rd_kafka_consume_start_queue(c->rkt, tp->partition, tp->offset, c->queue) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("cannot read partition %d of Kafka topic \"%s\" from offset " INT64_FORMAT ": %s",
+							tp->partition, c->topic, tp->offset, rd_kafka_err2str(rd_kafka_last_error()))));
+		rd_kafka_topic_partition_list_add(c->client_parts, tp->topic, tp->partition);
 	}
-	PG_TRY();
-	{
-		if (again->cnt > 0)
-			check_error(rd_kafka_incremental_unassign(c->rk, again), "unassign");
-		rd_kafka_topic_partition_list_destroy(c->client_parts);
-		c->client_parts = rd_kafka_topic_partition_list_new(c->assigned->cnt);
-		for (int i = 0; i < c->assigned->cnt; i++)
-			forward_partition(c, &c->assigned->elems[i], c->queue);
-		if (c->assigned->cnt > 0)
-			check_error(rd_kafka_incremental_assign(c->rk, c->assigned), "assign");
-		for (int i = 0; i < c->assigned->cnt; i++)
-			rd_kafka_topic_partition_list_add(c->client_parts, c->assigned->elems[i].topic,
-											  c->assigned->elems[i].partition);
-	}
-	PG_FINALLY();
-	{
-		rd_kafka_topic_partition_list_destroy(again);
-	}
-	PG_END_TRY();
 }
 
-/* c leaves its client: its partitions are taken out of the assignment; the last one closes it. */
+/* c leaves its client: its partitions are stopped; the last one closes it. */
 void
 duet_kafka_client_detach(Consumer *c)
 {
@@ -316,23 +296,13 @@ duet_kafka_client_detach(Consumer *c)
 		return;
 	if (c->client_parts)
 	{
-		if (c->client_parts->cnt > 0)
-		{
-			rd_kafka_error_t *e = rd_kafka_incremental_unassign(c->rk, c->client_parts);
-
-			if (e)
-			{
-				ereport(LOG,
-						(errmsg("Kafka consumer \"%s\" could not leave its librdkafka client: %s",
-								c->name, rd_kafka_error_string(e))));
-				rd_kafka_error_destroy(e);
-			}
-		}
-		for (int i = 0; i < c->client_parts->cnt; i++)
-			forward_partition(c, &c->client_parts->elems[i], NULL);
+		stop_partitions(c, LOG);
 		rd_kafka_topic_partition_list_destroy(c->client_parts);
 		c->client_parts = NULL;
 	}
+	if (c->rkt)
+		rd_kafka_topic_destroy(c->rkt);
+	c->rkt = NULL;
 	duet_kafka_event_pipe_close(c->queue, c->event_fd);
 	if (c->queue)
 		rd_kafka_queue_destroy(c->queue);
@@ -377,21 +347,12 @@ duet_kafka_client_event(void *user_data)
 	foreach(lc, clients)
 	{
 		DuetKafkaClient *cl = lfirst(lc);
-		rd_kafka_message_t *m;
 
 		if (cl != user_data)
 			continue;
 		duet_kafka_event_pipe_drain(cl->event_fd[0]);
-		while ((m = rd_kafka_consumer_poll(cl->rk, 0)) != NULL)
-		{
-			if (m->err && m->rkt == NULL)
-				client_error_cb(cl->rk, m->err, rd_kafka_message_errstr(m), cl);
-			else if (m->err)
-				ereport(LOG,
-						(errmsg("Kafka %s: %s (topic \"%s\")", members_text(cl), rd_kafka_message_errstr(m),
-								rd_kafka_topic_name(m->rkt))));
-			rd_kafka_message_destroy(m);	/* no message comes here: every partition is forwarded */
-		}
+		while (rd_kafka_poll(cl->rk, 0) > 0)
+			;					/* errors and log lines, through the callbacks */
 		return;
 	}
 	duet_kafka_handle_event(user_data);

@@ -206,30 +206,21 @@ duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
 
 /*
  * Every assigned partition (again) at its committed offset: after a failed batch, a gap. In
- * consumer group mode the group owns the assignment, so there the partitions are sought instead.
+ * consumer group mode the group's assignment is replaced by the same partitions at those offsets
+ * (rd_kafka_assign): a seek cannot restart a partition that librdkafka stopped on an offset out of
+ * range, and the partition would sit still after its gap was recorded.
  */
 void
 duet_kafka_consumer_assign(Consumer *c)
 {
-	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	rd_kafka_resp_err_t err;
 
 	if (!c->group_mode)
 	{
 		duet_kafka_client_assign(c);	/* only its partitions: the client is shared */
 		return;
 	}
-	if (c->assigned->cnt > 0)
-	{
-		rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_copy(c->assigned);
-		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, seek, BROKER_TIMEOUT_MS);
-
-		if (e)
-		{
-			err = rd_kafka_error_code(e);
-			rd_kafka_error_destroy(e);
-		}
-		rd_kafka_topic_partition_list_destroy(seek);
-	}
+	err = rd_kafka_assign(c->rk, c->assigned);
 	if (err)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),

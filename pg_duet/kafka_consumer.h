@@ -46,9 +46,10 @@ typedef struct Consumer
 	DuetKafkaTarget target;
 	rd_kafka_t *rk;				/* its own (group mode) or its client's */
 	struct DuetKafkaClient *client; /* the shared client (not group mode), NULL until opened */
-	rd_kafka_topic_partition_list_t *client_parts;	/* its partitions assigned in the client */
+	rd_kafka_topic_t *rkt;		/* not group mode: its topic in the client */
+	rd_kafka_topic_partition_list_t *client_parts;	/* its partitions the client fetches */
 	rd_kafka_queue_t *queue;	/* its queue: group mode the consumer queue (messages, errors,
-								 * logs); else its own, its partitions' queues forwarded to it */
+								 * logs); else its own, its partitions started into it */
 	int			event_fd[2];	/* librdkafka writes to [1] when the queue gets something */
 	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
 	int64	   *skip_before_ms; /* per assigned partition: skip older messages; -1 = off */

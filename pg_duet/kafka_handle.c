@@ -1,15 +1,16 @@
 /*
  * kafka_handle.c — a consumer partition group's librdkafka handle, as a pool worker serves it.
  *
- * Wake on arrival: the handle's consumer queue (messages; errors and logs too, since the main
- * and log queues are forwarded to it) writes a byte to a pipe when it goes from empty to not
+ * Wake on arrival: the handle's queue (messages; in group mode errors and logs too, since the
+ * main and log queues are forwarded to it) writes a byte to a pipe when it goes from empty to not
  * empty (rd_kafka_queue_io_event_enable); the pool worker waits on its latch and on all those
  * pipes in one WaitEventSet, so a message is taken the moment it is fetched and an idle pool
  * costs nothing between events.
  *
  * librdkafka's error_cb and log_cb would run on its own threads, where nothing of PostgreSQL may
- * be called. With log.queue and the main queue forwarded to the consumer queue, both run inside
- * rd_kafka_consumer_poll on the worker's thread: an error sets the group's status ("broker
+ * be called. With log.queue, both run on the worker's thread when it serves the main queue: a
+ * group member's is forwarded to its consumer queue (rd_kafka_consumer_poll), a shared client's is
+ * served by rd_kafka_poll (kafka_client.c). An error sets the group's status ("broker
  * unreachable" with librdkafka's words), a log line goes to the server log with the consumer's
  * name, at most LOG_LINES_PER_MINUTE a minute per group (the rest are counted and the count is
  * logged).
@@ -100,9 +101,9 @@ duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char *errstr, si
 }
 
 /*
- * rd_kafka_new with conf (taken, whatever the outcome), opaque and callbacks; the main queue (its
- * errors) and the log lines go to the consumer queue, which the pool worker serves. NULL (errstr
- * says why) on failure.
+ * rd_kafka_new with conf (taken, whatever the outcome), opaque and callbacks; the log lines go to
+ * the main queue (with the errors), which the caller serves or forwards. NULL (errstr says why) on
+ * failure.
  */
 rd_kafka_t *
 duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
@@ -121,8 +122,7 @@ duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
 		rd_kafka_conf_destroy(conf);	/* rd_kafka_new takes it only when it succeeds */
 		return NULL;
 	}
-	rd_kafka_poll_set_consumer(rk); /* the main queue (errors) into the consumer queue */
-	rd_kafka_set_log_queue(rk, NULL);	/* logs into the main queue, so into it too */
+	rd_kafka_set_log_queue(rk, NULL);	/* logs into the main queue */
 	return rk;
 }
 
@@ -148,6 +148,7 @@ duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient)
 	c->rk = duet_kafka_handle_create(conf, c, error_cb, log_cb, errstr, errlen);
 	if (c->rk == NULL)
 		return false;
+	rd_kafka_poll_set_consumer(c->rk);	/* the main queue (errors, logs) into the consumer queue */
 	c->queue = rd_kafka_queue_get_consumer(c->rk);
 	if (!duet_kafka_event_pipe(c->queue, c->event_fd, errstr, errlen))
 	{

@@ -11,7 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $broker = start_broker('shared:6');
+my $broker = start_broker('shared:6', 'gretain:1');
 my $b = $broker->{bootstrap};
 my @nodes = map { kafka_node("server$_", 'duet.kafka_group_mode = on') } 1 .. 2;
 for my $n (@nodes)
@@ -97,6 +97,30 @@ my ($rows, $distinct);
 ok(wait_until(sub { ($rows, $distinct) = split /\|/, union_check(); $distinct == 3000 }, 120),
 	'after the crash: no message lost') or diag("rows|distinct: $rows|$distinct");
 cmp_ok($rows - $distinct, '<=', 2 * 100, "repeated after the crash: " . ($rows - $distinct) . " (bound: the last batches of 100 whose group commit was not acknowledged)");
+
+# An offset out of range in group mode (retention deleted what a stopped member had not read):
+# the gap is recorded, the partition resumes at the low watermark and goes on. A partition that
+# librdkafka stopped on the error cannot be sought; it is assigned again.
+my $pad = 'p' x 1000;
+my $g = $nodes[1];
+$g->safe_psql('postgres', "CREATE TABLE gretain (n int, pad text, _offset bigint);
+	SELECT duet_kafka_consume('gretain', 'gretain', 'gretain', '$b', 'json', batch_size => 2000, flush_interval_ms => 50)");
+produce($broker, 'gretain', [ map { "{\"n\": $_}" } 1 .. 100 ]);
+wait_for($g, 'SELECT count(*) FROM gretain', '100', 'group retention: first 100 messages ingested', 90);
+$g->safe_psql('postgres', "SELECT duet_kafka_stop('gretain')");
+wait_for($g, q{SELECT state, workers FROM duet.kafka_status WHERE name = 'gretain'}, 'stopped|0', 'group retention: consumer stopped', 30);
+produce($broker, 'gretain', [ map { "{\"n\": $_, \"pad\": \"$pad\"}" } 101 .. 7100 ]);
+my $low = `kcat -C -b $b -t gretain -p 0 -o beginning -c 1 -e -q -f '%o\\n'`;
+chomp $low;
+ok($low =~ /^\d+$/ && $low > 100, "group retention: low watermark $low > stored offset 100");
+$g->safe_psql('postgres', "SELECT duet_kafka_start('gretain')");
+my $expect = 100 + (7100 - $low);
+wait_for($g, 'SELECT count(*), count(DISTINCT _offset) FROM gretain', "$expect|$expect",
+	"group retention: resumes at the low watermark ($expect rows)", 90);
+is($g->safe_psql('postgres', q{SELECT from_offset, to_offset, messages FROM duet.kafka_gaps WHERE consumer = 'gretain'}),
+	"100|$low|" . ($low - 100), 'group retention: the gap is recorded');
+produce($broker, 'gretain', [ map { "{\"n\": $_}" } 7101 .. 7110 ]);
+wait_for($g, 'SELECT count(*) FROM gretain', $expect + 10, 'group retention: new messages follow', 30);
 
 $_->stop for @nodes;
 stop_broker($broker);
