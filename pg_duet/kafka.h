@@ -75,6 +75,7 @@ typedef struct DuetKafkaSlot
 	int			npartitions;
 	int32		partition[DUET_KAFKA_MAX_PARTITIONS];
 	int64		high_watermark[DUET_KAFKA_MAX_PARTITIONS];
+	TimestampTz high_watermark_at[DUET_KAFKA_MAX_PARTITIONS];	/* when known current (kafka_stats.c) */
 } DuetKafkaSlot;
 
 /* Settings (kafka_shmem.c). */
@@ -94,7 +95,8 @@ extern void duet_kafka_slot_set_state(DuetKafkaSlot *slot, DuetKafkaState state)
 extern void duet_kafka_slot_error(DuetKafkaSlot *slot, const char *msg);
 extern void duet_kafka_slot_batch(DuetKafkaSlot *slot, uint64 rows, uint64 bytes, uint64 errors,
 								  double seconds);
-extern void duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high);
+/* fresh_at: when high was known current (its leader connected), or 0 (librdkafka's cached one) */
+extern void duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high, TimestampTz fresh_at);
 extern void duet_kafka_slot_forget_partitions(DuetKafkaSlot *slot);
 extern void duet_kafka_terminate_db_workers(Oid dboid);
 

@@ -128,6 +128,21 @@ client_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	}
 }
 
+static int
+client_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	DuetKafkaClient *cl = opaque;
+	Consumer  **members = palloc(sizeof(Consumer *) * Max(list_length(cl->members), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, cl->members)
+		members[n++] = lfirst(lc);
+	duet_kafka_stats_apply(members, n, json, len);
+	pfree(members);
+	return 0;
+}
+
 static void
 client_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -167,7 +182,7 @@ client_new(Consumer *c, char *key, char *errstr, size_t errlen, bool *transient)
 		pfree(cl);
 		return NULL;
 	}
-	cl->rk = duet_kafka_handle_create(conf, cl, client_error_cb, client_log_cb, errstr, errlen);
+	cl->rk = duet_kafka_handle_create(conf, cl, client_error_cb, client_log_cb, client_stats_cb, errstr, errlen);
 	if (cl->rk == NULL)
 	{
 		pfree(cl->key);

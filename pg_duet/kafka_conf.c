@@ -22,14 +22,15 @@ static const char *const allowed_properties[] = {
 	"ssl.key.password", "client.id", "client.rack", "fetch.", "queued.", "socket.", "reconnect.",
 	"retry.backoff.ms", "session.timeout.ms", "max.poll.interval.ms", "message.max.bytes",
 	"receive.message.max.bytes", "topic.metadata.", "metadata.max.age.ms", "api.version.",
-	"broker.version.fallback", "isolation.level", "check.crcs", "connections.max.idle.ms",
-	"statistics.interval.ms", NULL
+	"broker.version.fallback", "isolation.level", "check.crcs", "connections.max.idle.ms", NULL
 };
 
 /* Set by the worker itself; not overridable. */
 static const char *const reserved_properties[] = {
 	"bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.commit",
-	"enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof", NULL
+	"enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof",
+	"statistics.interval.ms",	/* the watermarks' freshness (kafka_stats.c) */
+	"log.queue", NULL
 };
 
 bool

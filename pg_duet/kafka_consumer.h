@@ -10,6 +10,7 @@
 #include "storage/latch.h"
 
 #define BROKER_TIMEOUT_MS	5000
+#define DUET_KAFKA_STATS_MS	5000	/* librdkafka statistics: watermark freshness (kafka_stats.c) */
 
 typedef enum ConsumerPhase
 {
@@ -91,6 +92,9 @@ extern bool duet_kafka_offset_moved(Consumer *c, int32 partition);
 extern bool duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient);
 extern void duet_kafka_handle_event(Consumer *c);	/* event_fd[0] is readable */
 extern void duet_kafka_handle_watermarks(Consumer *c);
+
+/* kafka_stats.c: one statistics event of a client, for the consumers it serves */
+extern int	duet_kafka_stats_apply(Consumer **consumers, int n, const char *json, size_t len);
 extern void duet_kafka_handle_destroy(Consumer *c);
 extern bool duet_kafka_event_pipe(rd_kafka_queue_t *queue, int fd[2], char *errstr, size_t errlen);
 extern void duet_kafka_event_pipe_drain(int fd);
@@ -100,6 +104,7 @@ extern int	duet_kafka_handle_take(Consumer *c, rd_kafka_message_t **msgs, int n)
 extern rd_kafka_t *duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
 										   void (*on_error) (rd_kafka_t *, int, const char *, void *),
 										   void (*on_log) (const rd_kafka_t *, int, const char *, const char *),
+										   int (*on_stats) (rd_kafka_t *, char *, size_t, void *),
 										   char *errstr, size_t errlen);
 extern bool duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char *errstr, size_t errlen);
 extern void duet_kafka_log_line(DuetKafkaLogLimit *limit, const char *who, int level, const char *fac,

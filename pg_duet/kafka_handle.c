@@ -74,6 +74,14 @@ duet_kafka_log_line(DuetKafkaLogLimit *limit, const char *who, int level, const 
 	ereport(LOG, (errmsg("Kafka %s librdkafka %s (level %d): %s", who, fac, level, buf)));
 }
 
+static int
+stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	Consumer   *c = opaque;
+
+	return duet_kafka_stats_apply(&c, 1, json, len);
+}
+
 static void
 log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -97,7 +105,9 @@ duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char *errstr, si
 	/* Never librdkafka's silent jump to the end: an offset out of range is an error we handle. */
 		duet_kafka_conf_set(conf, "auto.offset.reset", "error", errstr, errlen) &&
 		duet_kafka_conf_set(conf, "client.id", psprintf("pg_duet-%s", name), errstr, errlen) &&
-		duet_kafka_conf_set(conf, "log.queue", "true", errstr, errlen);
+		duet_kafka_conf_set(conf, "log.queue", "true", errstr, errlen) &&
+	/* how fresh the watermarks are, and when an outage is over (kafka_stats.c) */
+		duet_kafka_conf_set(conf, "statistics.interval.ms", CppAsString2(DUET_KAFKA_STATS_MS), errstr, errlen);
 }
 
 /*
@@ -109,6 +119,7 @@ rd_kafka_t *
 duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
 						 void (*on_error) (rd_kafka_t *, int, const char *, void *),
 						 void (*on_log) (const rd_kafka_t *, int, const char *, const char *),
+						 int (*on_stats) (rd_kafka_t *, char *, size_t, void *),
 						 char *errstr, size_t errlen)
 {
 	rd_kafka_t *rk;
@@ -116,6 +127,7 @@ duet_kafka_handle_create(rd_kafka_conf_t *conf, void *opaque,
 	rd_kafka_conf_set_opaque(conf, opaque);
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_log_cb(conf, on_log);
+	rd_kafka_conf_set_stats_cb(conf, on_stats);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errlen);
 	if (rk == NULL)
 	{
@@ -145,7 +157,7 @@ duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient)
 			rd_kafka_conf_destroy(conf);
 		return false;
 	}
-	c->rk = duet_kafka_handle_create(conf, c, error_cb, log_cb, errstr, errlen);
+	c->rk = duet_kafka_handle_create(conf, c, error_cb, log_cb, stats_cb, errstr, errlen);
 	if (c->rk == NULL)
 		return false;
 	rd_kafka_poll_set_consumer(c->rk);	/* the main queue (errors, logs) into the consumer queue */
@@ -235,7 +247,7 @@ duet_kafka_handle_watermarks(Consumer *c)
 
 		if (rd_kafka_get_watermark_offsets(c->rk, c->topic, c->assigned->elems[i].partition,
 										   &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR)
-			duet_kafka_slot_watermark(c->slot, c->assigned->elems[i].partition, high);
+			duet_kafka_slot_watermark(c->slot, c->assigned->elems[i].partition, high, 0);
 	}
 }
 

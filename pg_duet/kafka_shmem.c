@@ -255,7 +255,7 @@ duet_kafka_slot_batch(DuetKafkaSlot *slot, uint64 rows, uint64 bytes, uint64 err
 }
 
 void
-duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high)
+duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high, TimestampTz fresh_at)
 {
 	int			i;
 
@@ -266,10 +266,15 @@ duet_kafka_slot_watermark(DuetKafkaSlot *slot, int32 partition, int64 high)
 	if (i == slot->npartitions && i < DUET_KAFKA_MAX_PARTITIONS)
 	{
 		slot->partition[i] = partition;
+		slot->high_watermark_at[i] = 0;
 		slot->npartitions++;
 	}
 	if (i < DUET_KAFKA_MAX_PARTITIONS)
+	{
 		slot->high_watermark[i] = high;
+		if (fresh_at != 0)
+			slot->high_watermark_at[i] = fresh_at;
+	}
 	LWLockRelease(shared->lock);
 }
 
@@ -556,8 +561,8 @@ duet_kafka_worker_stats(PG_FUNCTION_ARGS)
 
 		for (int p = 0; p < Max(s->npartitions, 1); p++)
 		{
-			Datum		values[15];
-			bool		nulls[15] = {0};
+			Datum		values[16];
+			bool		nulls[16] = {0};
 
 			values[0] = Int32GetDatum(s->consumer_id);
 			values[1] = Int32GetDatum(s->group);
@@ -579,6 +584,8 @@ duet_kafka_worker_stats(PG_FUNCTION_ARGS)
 			nulls[13] = (s->npartitions == 0);
 			values[14] = Int64GetDatum(s->npartitions ? s->high_watermark[p] : 0);
 			nulls[14] = (s->npartitions == 0 || s->high_watermark[p] < 0);
+			values[15] = TimestampTzGetDatum(s->npartitions ? s->high_watermark_at[p] : 0);
+			nulls[15] = (s->npartitions == 0 || s->high_watermark_at[p] == 0);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 	}

@@ -5223,3 +5223,115 @@ END $$;
 COMMENT ON FUNCTION duet.duet_pipeline_check(duet.pipelines, oid) IS
     'internal: checks a pipeline''s fields and plans its statements as the caller, raising the first problem';
 REVOKE ALL ON FUNCTION duet.duet_pipeline_check(duet.pipelines, oid) FROM PUBLIC;
+
+-- 0.2.0: how fresh each partition's high watermark is (duet.kafka_partition_status.high_watermark_at,
+-- also in duet.kafka_status.partitions): duet_kafka_worker_stats() gets a column, so it and the
+-- two views over it are made again.
+DROP VIEW duet.kafka_status;
+DROP VIEW duet.kafka_partition_status;
+DROP FUNCTION duet_kafka_worker_stats();
+CREATE FUNCTION duet_kafka_worker_stats(
+        OUT consumer_id integer, OUT worker_group integer, OUT pid integer, OUT state text,
+        OUT rows bigint, OUT bytes bigint, OUT batches bigint, OUT errors bigint, OUT rate double precision,
+        OUT last_error text, OUT last_error_at timestamptz, OUT started_at timestamptz,
+        OUT last_batch_at timestamptz, OUT partition integer, OUT high_watermark bigint,
+        OUT high_watermark_at timestamptz)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_worker_stats';
+COMMENT ON FUNCTION duet_kafka_worker_stats()
+    IS 'live counters of this database''s Kafka workers, one row per worker and partition (feeds duet.kafka_status)';
+REVOKE ALL ON FUNCTION duet_kafka_worker_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION duet_kafka_worker_stats() TO duet_kafka_admin, pg_monitor;
+
+CREATE VIEW duet.kafka_partition_status WITH (security_barrier = true) AS
+SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
+       GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at,
+       w.high_watermark_at
+  FROM duet.kafka_consumers c
+  JOIN duet.kafka_offsets o ON o.consumer_id = c.id
+  LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark, high_watermark_at
+               FROM duet_kafka_worker_stats() WHERE partition IS NOT NULL
+              ORDER BY consumer_id, partition, started_at DESC) w
+         ON w.consumer_id = c.id AND w.partition = o.partition
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW duet.kafka_partition_status
+    IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
+
+CREATE VIEW duet.kafka_status WITH (security_barrier = true) AS
+WITH w AS (
+    SELECT s.consumer_id, count(*) AS workers, sum(s.rows) AS rows, sum(s.bytes) AS bytes,
+           sum(s.batches) AS batches, sum(s.errors) AS errors, sum(s.rate) AS rate,
+           CASE WHEN bool_or(s.state = 'error') THEN 'error'
+                WHEN bool_or(s.state = 'broker unreachable') THEN 'broker unreachable'
+                WHEN bool_or(s.state = 'running') THEN 'running'
+                WHEN bool_or(s.state = 'starting') THEN 'starting'
+                ELSE 'idle' END AS state,
+           (array_agg(s.last_error ORDER BY s.last_error_at DESC NULLS LAST))[1] AS last_error,
+           max(s.last_error_at) AS last_error_at,
+           array_agg(DISTINCT pw.pool_worker ORDER BY pw.pool_worker)
+               FILTER (WHERE pw.pool_worker IS NOT NULL) AS pool_workers
+      FROM (SELECT DISTINCT ON (pid, consumer_id, worker_group) * FROM duet_kafka_worker_stats()) s
+      LEFT JOIN duet_kafka_pool_stats() pw ON pw.pid = s.pid
+     GROUP BY s.consumer_id),
+p AS (
+    SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
+           jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
+                                        'high_watermark', ps.high_watermark, 'lag', ps.lag,
+                                        'high_watermark_at', ps.high_watermark_at)
+                     ORDER BY ps.partition) AS partitions
+      FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
+     GROUP BY c.id)
+SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
+       CASE WHEN NOT c.enabled THEN 'stopped'
+            WHEN w.state IS NULL AND coalesce(ws.problem, pp.problem) IS NOT NULL THEN 'not running'
+            ELSE coalesce(w.state, 'starting') END AS state,
+       coalesce(w.workers, 0) AS workers, coalesce(w.rows, 0) AS rows, coalesce(w.bytes, 0) AS bytes,
+       coalesce(w.batches, 0) AS batches, coalesce(w.errors, 0) AS errors,
+       (SELECT count(*) FROM duet.kafka_dead_letters d WHERE d.consumer_id = c.id) AS dead_letters,
+       w.last_error, w.last_error_at, p.lag, coalesce(w.rate, 0) AS rate, p.partitions,
+       (SELECT count(*) FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gaps,
+       (SELECT coalesce(sum(g.messages), 0)::bigint FROM duet.kafka_gaps g WHERE g.consumer_id = c.id) AS gap_messages,
+       CASE WHEN c.enabled AND w.state IS NULL THEN coalesce(ws.problem, pp.problem) END AS reason,
+       w.pool_workers
+  FROM duet.kafka_consumers c
+  LEFT JOIN w ON w.consumer_id = c.id
+  LEFT JOIN p ON p.consumer_id = c.id
+  -- no worker runs a consumer in a database the workers do not serve, or with no pool worker
+  -- running (no background worker slot): say so, and why
+  CROSS JOIN duet_workers_status() ws
+  CROSS JOIN (SELECT string_agg(DISTINCT x.problem, '; ') AS problem
+                FROM duet_kafka_pool_stats() x WHERE x.problem IS NOT NULL) pp
+ -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
+ WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW duet.kafka_status IS 'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
+COMMENT ON VIEW duet.kafka_partition_status IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
+COMMENT ON COLUMN duet.kafka_status.name IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_status.topic IS 'Kafka topic';
+COMMENT ON COLUMN duet.kafka_status.target IS 'target table';
+COMMENT ON COLUMN duet.kafka_status.format IS 'message format';
+COMMENT ON COLUMN duet.kafka_status.parallelism IS 'partition groups configured (each read by one pool worker at a time)';
+COMMENT ON COLUMN duet.kafka_status.owner IS 'role the rows are written as';
+COMMENT ON COLUMN duet.kafka_status.state IS 'stopped, starting, running, idle, broker unreachable, error, or not running (no worker serves this database: see reason)';
+COMMENT ON COLUMN duet.kafka_status.workers IS 'partition groups served now by the pool workers';
+COMMENT ON COLUMN duet.kafka_status.rows IS 'rows ingested since the workers started';
+COMMENT ON COLUMN duet.kafka_status.bytes IS 'message bytes ingested since the workers started';
+COMMENT ON COLUMN duet.kafka_status.batches IS 'batches committed since the workers started';
+COMMENT ON COLUMN duet.kafka_status.errors IS 'errors since the workers started (messages sent to dead letters included)';
+COMMENT ON COLUMN duet.kafka_status.dead_letters IS 'rows of duet.kafka_dead_letters for this consumer';
+COMMENT ON COLUMN duet.kafka_status.last_error IS 'the most recent error of any of its workers';
+COMMENT ON COLUMN duet.kafka_status.last_error_at IS 'when the most recent error happened';
+COMMENT ON COLUMN duet.kafka_status.lag IS 'messages not yet ingested, summed over partitions';
+COMMENT ON COLUMN duet.kafka_status.rate IS 'rows per second ingested recently';
+COMMENT ON COLUMN duet.kafka_status.partitions IS 'per partition: committed_offset, high_watermark, lag, high_watermark_at (a jsonb array)';
+COMMENT ON COLUMN duet.kafka_status.gaps IS 'ranges of offsets skipped (duet.kafka_gaps)';
+COMMENT ON COLUMN duet.kafka_status.gap_messages IS 'messages in those ranges';
+COMMENT ON COLUMN duet.kafka_status.reason IS 'why the consumer is not running (state not running: pg_duet not preloaded, the database not in duet.databases, no background worker slot for the pool); duet_doctor() gives the fix';
+COMMENT ON COLUMN duet.kafka_status.pool_workers IS 'indexes of the pool workers (duet.kafka_pool) serving its partition groups now';
+COMMENT ON COLUMN duet.kafka_partition_status.name IS 'consumer name';
+COMMENT ON COLUMN duet.kafka_partition_status.partition IS 'Kafka partition';
+COMMENT ON COLUMN duet.kafka_partition_status.committed_offset IS 'next offset to ingest, as committed with the rows';
+COMMENT ON COLUMN duet.kafka_partition_status.high_watermark IS 'the partition''s high watermark as last seen by a running worker; NULL when none runs';
+COMMENT ON COLUMN duet.kafka_partition_status.lag IS 'messages not yet ingested: high watermark minus committed offset';
+COMMENT ON COLUMN duet.kafka_partition_status.committed_at IS 'when the offset was last committed';
+COMMENT ON COLUMN duet.kafka_partition_status.high_watermark_at IS 'when the high watermark was last known current (its leader broker connected, from librdkafka''s statistics every 5 s); older during an outage, when lag is the last one known';
+GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;

@@ -16,6 +16,7 @@ SELECT duet_kafka_consume('c1', 't', 'kafka_api_t', '127.0.0.1:9', 'csv', column
 SELECT duet_kafka_consume('c1', 't', 'kafka_api_j', '127.0.0.1:9', 'jsonb', column_map => '{"value": "missing"}');
 SELECT duet_kafka_consume('c1', 't', 'kafka_api_t', '127.0.0.1:9', 'json', properties => '{"no.such.property": "1"}');
 SELECT duet_kafka_consume('c1', 't', 'kafka_api_t', '127.0.0.1:9', 'json', properties => '{"group.id": "mine"}');
+SELECT duet_kafka_consume('c1', 't', 'kafka_api_t', '127.0.0.1:9', 'json', properties => '{"statistics.interval.ms": "100"}');
 SELECT duet_kafka_consume('c1', 't', 'kafka_api_t', '127.0.0.1:9', 'json', properties => '["x"]');
 SELECT duet_kafka_consume('c1', 't', 'pg_class', '127.0.0.1:9', 'json');
 SELECT count(*) AS consumers_after_errors FROM duet.kafka_consumers;

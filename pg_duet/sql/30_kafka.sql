@@ -239,7 +239,8 @@ CREATE FUNCTION duet_kafka_worker_stats(
         OUT consumer_id integer, OUT worker_group integer, OUT pid integer, OUT state text,
         OUT rows bigint, OUT bytes bigint, OUT batches bigint, OUT errors bigint, OUT rate double precision,
         OUT last_error text, OUT last_error_at timestamptz, OUT started_at timestamptz,
-        OUT last_batch_at timestamptz, OUT partition integer, OUT high_watermark bigint)
+        OUT last_batch_at timestamptz, OUT partition integer, OUT high_watermark bigint,
+        OUT high_watermark_at timestamptz)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_worker_stats';
 COMMENT ON FUNCTION duet_kafka_worker_stats()
     IS 'live counters of this database''s Kafka workers, one row per worker and partition (feeds duet.kafka_status)';
@@ -248,10 +249,11 @@ GRANT EXECUTE ON FUNCTION duet_kafka_worker_stats() TO duet_kafka_admin, pg_moni
 
 CREATE VIEW duet.kafka_partition_status WITH (security_barrier = true) AS
 SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
-       GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at
+       GREATEST(w.high_watermark - o.next_offset, 0) AS lag, o.updated_at AS committed_at,
+       w.high_watermark_at
   FROM duet.kafka_consumers c
   JOIN duet.kafka_offsets o ON o.consumer_id = c.id
-  LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark
+  LEFT JOIN (SELECT DISTINCT ON (consumer_id, partition) consumer_id, partition, high_watermark, high_watermark_at
                FROM duet_kafka_worker_stats() WHERE partition IS NOT NULL
               ORDER BY consumer_id, partition, started_at DESC) w
          ON w.consumer_id = c.id AND w.partition = o.partition
@@ -295,7 +297,8 @@ WITH w AS (
 p AS (
     SELECT c.id AS consumer_id, sum(ps.lag)::bigint AS lag,
            jsonb_agg(jsonb_build_object('partition', ps.partition, 'committed_offset', ps.committed_offset,
-                                        'high_watermark', ps.high_watermark, 'lag', ps.lag)
+                                        'high_watermark', ps.high_watermark, 'lag', ps.lag,
+                                        'high_watermark_at', ps.high_watermark_at)
                      ORDER BY ps.partition) AS partitions
       FROM duet.kafka_partition_status ps JOIN duet.kafka_consumers c USING (name)
      GROUP BY c.id)

@@ -116,7 +116,6 @@ COMMENT ON COLUMN duet.kafka_status.last_error IS 'the most recent error of any 
 COMMENT ON COLUMN duet.kafka_status.last_error_at IS 'when the most recent error happened';
 COMMENT ON COLUMN duet.kafka_status.lag IS 'messages not yet ingested, summed over partitions';
 COMMENT ON COLUMN duet.kafka_status.rate IS 'rows per second ingested recently';
-COMMENT ON COLUMN duet.kafka_status.partitions IS 'per partition: committed_offset, high_watermark, lag (a jsonb array)';
 
 -- duet.kafka_outbox
 COMMENT ON COLUMN duet.kafka_outbox.id IS 'event id: events are published in this order';
@@ -469,3 +468,7 @@ COMMENT ON FUNCTION duet_num_mul(double precision, double precision) IS
     'Duet''s a * b on double precision (generated metric SQL): NULL for a non-finite operand or result, never -0, no overflow or underflow error';
 COMMENT ON FUNCTION duet_num_div(double precision, double precision) IS
     'Duet''s a / b on double precision (generated metric SQL): NULL for b = 0 and for a non-finite operand or result, never -0, no overflow or underflow error';
+
+-- How fresh the watermarks are (kafka_stats.c)
+COMMENT ON COLUMN duet.kafka_status.partitions IS 'per partition: committed_offset, high_watermark, lag, high_watermark_at (a jsonb array)';
+COMMENT ON COLUMN duet.kafka_partition_status.high_watermark_at IS 'when the high watermark was last known current (its leader broker connected, from librdkafka''s statistics every 5 s); older during an outage, when lag is the last one known';

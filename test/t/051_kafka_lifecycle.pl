@@ -116,6 +116,25 @@ produce($broker, 'outage', msgs(1001, 1500));
 wait_for($node, 'SELECT count(*), count(DISTINCT n), count(DISTINCT (_partition, _offset)) FROM outage', '1500|1500|1500', 'after the outage every message exactly once', 90);
 wait_for($node, q{SELECT lag FROM duet.kafka_status WHERE name = 'outage'}, '0', 'lag back to zero');
 
+# An outage of an idle consumer (nothing to fetch before, during or after): the state says
+# "broker unreachable" while it lasts and goes back to "idle" when the broker is back, with no
+# message to prove it; the watermarks' time says how fresh the lag is.
+wait_for($node, q{SELECT state FROM duet.kafka_status WHERE name = 'outage'}, 'idle', 'idle before the second outage', 30);
+wait_for($node, q{SELECT bool_and(high_watermark_at > pg_catalog.now() - interval '6 seconds') FROM duet.kafka_partition_status WHERE name = 'outage'},
+	't', 'while connected the watermarks are fresh (librdkafka\'s statistics every 5 s)', 20);
+broker_down($broker);
+wait_for($node, q{SELECT state FROM duet.kafka_status WHERE name = 'outage'}, 'broker unreachable',
+	'second outage: broker unreachable', 25);
+sleep(8);
+is($node->safe_psql('postgres', qq{SELECT bool_and(high_watermark_at < pg_catalog.now() - interval '5 seconds') FROM duet.kafka_partition_status WHERE name = 'outage'}),
+	't', 'during the outage the watermarks are not refreshed: their time ages');
+my $back = $node->safe_psql('postgres', q{SELECT pg_catalog.now()});
+broker_up($broker);
+wait_for($node, q{SELECT state FROM duet.kafka_status WHERE name = 'outage'}, 'idle',
+	'second outage over: idle again without a message', 40);
+wait_for($node, qq{SELECT bool_and(high_watermark_at > '$back') FROM duet.kafka_partition_status WHERE name = 'outage'},
+	't', 'after the outage the watermarks are fresh again', 30);
+
 $node->stop;
 stop_broker($broker);
 done_testing();
