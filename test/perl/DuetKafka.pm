@@ -10,7 +10,8 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 use Test::More;
 
-our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce produce_msgs kafka_node wait_for wait_until);
+our @EXPORT = qw(start_broker stop_broker broker_down broker_up produce produce_msgs outrun_retention kafka_node wait_for
+	wait_until);
 
 my $devbroker = ($ENV{DUET_BUILD} // "$ENV{DUET_ROOT}/build") . '/devbroker';
 my %running;    # pid → 1, so a test that dies still stops its brokers
@@ -99,6 +100,20 @@ sub produce_msgs
 	push @cmd, '-p', $opt{partition} if defined $opt{partition};
 	push @cmd, '-Z' if grep { !defined } @$msgs;
 	system(@cmd, $path) == 0 or die "kcat produce failed: $?";
+}
+
+# outrun_retention($broker, $topic, $from, $to) → the low watermark of partition 0 after messages
+# {"n": $from} … {"n": $to} of 1 KiB each: the dev broker keeps at most 5 MiB per partition and
+# deletes the oldest message sets beyond that (size retention, as a broker's retention.bytes), so
+# 7,000 of them push the low watermark past the first ~2,000 offsets.
+sub outrun_retention
+{
+	my ($b, $topic, $from, $to) = @_;
+	my $pad = 'p' x 1000;
+	produce($b, $topic, [ map { "{\"n\": $_, \"pad\": \"$pad\"}" } $from .. $to ]);
+	my $low = `kcat -C -b $b->{bootstrap} -t $topic -p 0 -o beginning -c 1 -e -q -f '%o\\n'`;
+	chomp $low;
+	return $low;
 }
 
 # A started node with pg_duet preloaded, serving database postgres. The supervisor and the

@@ -101,7 +101,6 @@ cmp_ok($rows - $distinct, '<=', 2 * 100, "repeated after the crash: " . ($rows -
 # An offset out of range in group mode (retention deleted what a stopped member had not read):
 # the gap is recorded, the partition resumes at the low watermark and goes on. A partition that
 # librdkafka stopped on the error cannot be sought; it is assigned again.
-my $pad = 'p' x 1000;
 my $g = $nodes[1];
 $g->safe_psql('postgres', "CREATE TABLE gretain (n int, pad text, _offset bigint);
 	SELECT duet_kafka_consume('gretain', 'gretain', 'gretain', '$b', 'json', batch_size => 2000, flush_interval_ms => 50)");
@@ -109,9 +108,7 @@ produce($broker, 'gretain', [ map { "{\"n\": $_}" } 1 .. 100 ]);
 wait_for($g, 'SELECT count(*) FROM gretain', '100', 'group retention: first 100 messages ingested', 90);
 $g->safe_psql('postgres', "SELECT duet_kafka_stop('gretain')");
 wait_for($g, q{SELECT state, workers FROM duet.kafka_status WHERE name = 'gretain'}, 'stopped|0', 'group retention: consumer stopped', 30);
-produce($broker, 'gretain', [ map { "{\"n\": $_, \"pad\": \"$pad\"}" } 101 .. 7100 ]);
-my $low = `kcat -C -b $b -t gretain -p 0 -o beginning -c 1 -e -q -f '%o\\n'`;
-chomp $low;
+my $low = outrun_retention($broker, 'gretain', 101, 7100);
 ok($low =~ /^\d+$/ && $low > 100, "group retention: low watermark $low > stored offset 100");
 $g->safe_psql('postgres', "SELECT duet_kafka_start('gretain')");
 my $expect = 100 + (7100 - $low);
