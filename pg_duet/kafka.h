@@ -83,6 +83,7 @@ extern char *duet_outbox_brokers;
 extern char *duet_outbox_properties;
 extern int	duet_kafka_poll_ms;
 extern int	duet_kafka_pool_size;
+extern int	duet_kafka_statistics_ms;	/* librdkafka statistics.interval.ms; 0: off */
 extern bool duet_kafka_group_mode;	/* kafka_group.c */
 
 /* kafka_shmem.c */

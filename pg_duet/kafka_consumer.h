@@ -10,7 +10,6 @@
 #include "storage/latch.h"
 
 #define BROKER_TIMEOUT_MS	5000
-#define DUET_KAFKA_STATS_MS	5000	/* librdkafka statistics: watermark freshness (kafka_stats.c) */
 
 typedef enum ConsumerPhase
 {

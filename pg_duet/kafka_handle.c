@@ -107,7 +107,7 @@ duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char *errstr, si
 		duet_kafka_conf_set(conf, "client.id", psprintf("pg_duet-%s", name), errstr, errlen) &&
 		duet_kafka_conf_set(conf, "log.queue", "true", errstr, errlen) &&
 	/* how fresh the watermarks are, and when an outage is over (kafka_stats.c) */
-		duet_kafka_conf_set(conf, "statistics.interval.ms", CppAsString2(DUET_KAFKA_STATS_MS), errstr, errlen);
+		duet_kafka_conf_set(conf, "statistics.interval.ms", psprintf("%d", duet_kafka_statistics_ms), errstr, errlen);
 }
 
 /*

@@ -31,6 +31,7 @@ char	   *duet_outbox_brokers = NULL;
 char	   *duet_outbox_properties = NULL;
 int			duet_kafka_poll_ms = 60000;
 int			duet_kafka_pool_size = 2;
+int			duet_kafka_statistics_ms = 15000;
 
 /* A process waiting on its latch for committed changes (kafka.h): supervisor, publisher, pool. */
 typedef struct DuetKafkaWaiter
@@ -123,6 +124,13 @@ duet_kafka_init(void)
 							"Every consumer partition group of the database is served by one of them; "
 							"fewer run when there are fewer partition groups.",
 							&duet_kafka_pool_size, 2, 1, DUET_KAFKA_MAX_POOL, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("duet.kafka_statistics_interval",
+							"How often a Kafka consumer's librdkafka client reports its brokers and partitions.",
+							"Stamps the high watermarks whose leader is connected (high_watermark_at) and ends "
+							"'broker unreachable' once the leaders are back; 0 turns it off. Applies to "
+							"consumers opened after the change.",
+							&duet_kafka_statistics_ms, 15000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("duet.kafka_group_mode",
 							 "Kafka consumers join the consumer group pg_duet.<name>, shared with other servers.",

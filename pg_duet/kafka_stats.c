@@ -5,7 +5,7 @@
  * response; during an outage it is simply the last one seen, and nothing in librdkafka's API says
  * so. Nor does anything announce that a broker is reachable again: an idle consumer would stay
  * "broker unreachable" until its next message. librdkafka's statistics (statistics.interval.ms,
- * DUET_KAFKA_STATS_MS) say both: every broker's connection state and every partition's leader
+ * duet.kafka_statistics_interval, default 15 s) say both: every broker's connection state and every partition's leader
  * and high watermark. Each statistics event, served on the pool worker's thread like the error
  * callback, stamps the watermarks of the consumer's partitions whose leader is connected
  * (duet.kafka_partition_status.high_watermark_at) and sets a consumer shown "broker unreachable"

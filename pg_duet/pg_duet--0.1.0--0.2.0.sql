@@ -5333,5 +5333,5 @@ COMMENT ON COLUMN duet.kafka_partition_status.committed_offset IS 'next offset t
 COMMENT ON COLUMN duet.kafka_partition_status.high_watermark IS 'the partition''s high watermark as last seen by a running worker; NULL when none runs';
 COMMENT ON COLUMN duet.kafka_partition_status.lag IS 'messages not yet ingested: high watermark minus committed offset';
 COMMENT ON COLUMN duet.kafka_partition_status.committed_at IS 'when the offset was last committed';
-COMMENT ON COLUMN duet.kafka_partition_status.high_watermark_at IS 'when the high watermark was last known current (its leader broker connected, from librdkafka''s statistics every 5 s); older during an outage, when lag is the last one known';
+COMMENT ON COLUMN duet.kafka_partition_status.high_watermark_at IS 'when the high watermark was last known current (its leader broker connected, from librdkafka''s statistics, duet.kafka_statistics_interval); older during an outage, when lag is the last one known';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;

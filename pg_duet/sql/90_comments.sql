@@ -471,4 +471,4 @@ COMMENT ON FUNCTION duet_num_div(double precision, double precision) IS
 
 -- How fresh the watermarks are (kafka_stats.c)
 COMMENT ON COLUMN duet.kafka_status.partitions IS 'per partition: committed_offset, high_watermark, lag, high_watermark_at (a jsonb array)';
-COMMENT ON COLUMN duet.kafka_partition_status.high_watermark_at IS 'when the high watermark was last known current (its leader broker connected, from librdkafka''s statistics every 5 s); older during an outage, when lag is the last one known';
+COMMENT ON COLUMN duet.kafka_partition_status.high_watermark_at IS 'when the high watermark was last known current (its leader broker connected, from librdkafka''s statistics, duet.kafka_statistics_interval); older during an outage, when lag is the last one known';
