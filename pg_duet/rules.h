@@ -40,6 +40,7 @@ typedef struct RuleTemplate
 	AttrNumber *attnos;			/* column of placeholder i; 0 means {value}; -1 ends the template;
 								 * TEMPLATE_EXPR: the formula exprs[i] */
 	RuleFormula **exprs;
+	RuleFormula **formats;		/* exprs[i]'s unit formatter (rules_unit_formatter), or NULL */
 } RuleTemplate;
 
 /*
@@ -57,8 +58,10 @@ extern void rules_bind_row(const RuleFormula *f, const Datum *values, const bool
 extern bool rules_eval(const RuleFormula *f, duet_vm *vm, const duet_value *vars, duet_value *out,
 					   char **errmsg);
 
-/* The formula rendering a metric call by its metric's unit, or NULL (rules_formula.c). */
-extern char *rules_unit_formula(const char *src);
+/* The formatter of a metric call by its metric's unit (a program over `value`), or NULL (rules_formula.c). */
+extern RuleFormula *rules_unit_formatter(const char *src);
+/* A result's text, by the unit formatter when there is one (rules_formula.c). */
+extern char *rules_format(const RuleFormula *formatter, duet_vm *vm, const duet_value *v);
 
 /* Parses a message template; unknown placeholders are errors. NULL template: NULL. */
 extern RuleTemplate *rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value);
@@ -86,7 +89,7 @@ typedef struct RuleRun
 	char	   *setup_error;	/* the formulas do not compile for these rows */
 	RuleFormula *cond;
 	RuleFormula *value;
-	RuleFormula *value_shown;	/* {value} by its metric's unit, or NULL: the value's text */
+	RuleFormula *value_format;	/* {value}'s unit formatter, or NULL: the value's text */
 	RuleTemplate *tmpl;
 	RuleTemplate *resolve_tmpl;
 	int			nannot;

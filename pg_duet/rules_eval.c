@@ -60,7 +60,6 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 {
 	int			i;
 	int			nvars;
-	char	   *shown;
 
 	/*
 	 * The rule's tenant's metrics, whoever's statement fires it (metrics_resolve.c): for the
@@ -71,8 +70,7 @@ prepare_run(RuleRun *run, const char *condition, const char *value, Datum labels
 	{
 		run->cond = rules_formula_compile(condition, "condition", desc, true);
 		run->value = value ? rules_formula_compile(value, "value", desc, false) : NULL;
-		if (value && (shown = rules_unit_formula(value)) != NULL)
-			run->value_shown = rules_formula_compile(shown, "value", desc, false);
+		run->value_format = value ? rules_unit_formatter(value) : NULL;
 		run->tmpl = rules_template_parse(content->message, desc, value != NULL);
 		run->resolve_tmpl = rules_template_parse(content->resolve_message, desc, value != NULL);
 		if (content->annotations && JB_ROOT_IS_OBJECT(content->annotations) &&
@@ -246,13 +244,10 @@ fill_report(RuleRun *run, RuleInstance *inst, TupleDesc desc, Datum *values, boo
 		rules_bind_row(run->value, values, nulls, run->vars);
 		if (rules_eval(run->value, vm, run->vars, &v, &err))
 		{
-			vtext = pgcalc_value_text(&v);
 			old = MemoryContextSwitchTo(run->cxt);
 			vjson = pgcalc_value_jsonb(&v);
 			MemoryContextSwitchTo(old);
-			/* same variables as the value: the formatting call wraps it */
-			if (run->value_shown && rules_eval(run->value_shown, vm, run->vars, &v, &err))
-				vtext = pgcalc_value_text(&v);
+			vtext = rules_format(run->value_format, vm, &v);	/* the value computed once */
 		}
 		else
 			vtext = psprintf("error: %s", err);

@@ -179,18 +179,24 @@ rules_column_text(TupleDesc desc, AttrNumber attno, Datum value, bool isnull)
 
 /*
  * A placeholder (or a rule's value) that is exactly one call of a metric with a unit renders by
- * that unit (docs/alerting.md, "Units"): returns the formula wrapped in calc's formatting function,
- * or NULL when it is anything else, so {roas(revenue, spend) * 1} still prints the plain number.
- * Call with the rule's metric scope loaded (rules_formula_compile loads it).
+ * that unit (docs/alerting.md, "Units"): returns a program over the one variable `value` in calc's
+ * formatting function, applied to the result already computed (rules_format), or NULL when src is
+ * anything else, so {roas(revenue, spend) * 1} still prints the plain number. Call with the
+ * rule's metric scope loaded (rules_formula_compile loads it).
  */
-char *
-rules_unit_formula(const char *src)
+RuleFormula *
+rules_unit_formatter(const char *src)
 {
 	const char *p = src;
 	const char *name;
+	const char *format;
 	const DuetMetric *m;
 	int			depth = 0;
 	char		quote = 0;
+	duet_error	err;
+	duet_program *prog;
+	MemoryContextCallback *cb;
+	RuleFormula *f;
 
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
@@ -226,12 +232,41 @@ rules_unit_formula(const char *src)
 		return NULL;			/* roas() * 100: an expression over the metric, not the metric */
 	/* percent: the value is in points, as round(x * 100, 1) gives it (docs/metrics.md) */
 	if (strcmp(m->unit, "percent") == 0)
-		return psprintf("format_number(%s, 1) || '%%'", src);
-	if (strcmp(m->unit, "currency") == 0 || strcmp(m->unit, "ratio") == 0)
-		return psprintf("format_number(%s, 2)", src);
-	if (strcmp(m->unit, "integer") == 0)
-		return psprintf("format_number(%s, 0)", src);
-	return NULL;
+		format = "format_number(value, 1) || '%'";
+	else if (strcmp(m->unit, "currency") == 0 || strcmp(m->unit, "ratio") == 0)
+		format = "format_number(value, 2)";
+	else if (strcmp(m->unit, "integer") == 0)
+		format = "format_number(value, 0)";
+	else
+		return NULL;
+	memset(&err, 0, sizeof(err));
+	prog = duet_compile(format, strlen(format), NULL, &err);	/* value: of any type */
+	if (prog == NULL)
+		elog(ERROR, "unit format \"%s\" does not compile: %s", format, err.message);
+	cb = MemoryContextAlloc(CurrentMemoryContext, sizeof(MemoryContextCallback));
+	cb->func = free_program;
+	cb->arg = prog;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	f = palloc0(sizeof(RuleFormula));
+	f->prog = prog;
+	f->nvars = 1;
+	return f;
+}
+
+/*
+ * The text of a formula's result v: by its unit's formatter when there is one and v is a number
+ * (or NULL), else as the value's text.
+ */
+char *
+rules_format(const RuleFormula *formatter, duet_vm *vm, const duet_value *v)
+{
+	duet_value	shown;
+	char	   *err = NULL;
+
+	if (formatter && (v->type == DUET_T_NUMBER || v->type == DUET_T_INT || v->type == DUET_T_NULL) &&
+		rules_eval(formatter, vm, v, &shown, &err))
+		return pgcalc_value_text(&shown);
+	return pgcalc_value_text(v);
 }
 
 RuleTemplate *
@@ -248,6 +283,7 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 	t->literal = palloc(sizeof(char *) * cap);
 	t->attnos = palloc(sizeof(AttrNumber) * cap);
 	t->exprs = palloc0(sizeof(RuleFormula *) * cap);
+	t->formats = palloc0(sizeof(RuleFormula *) * cap);
 	initStringInfo(&lit);
 	for (;;)
 	{
@@ -275,6 +311,8 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 			t->attnos = repalloc(t->attnos, sizeof(AttrNumber) * cap);
 			t->exprs = repalloc(t->exprs, sizeof(RuleFormula *) * cap);
 			memset(t->exprs + cap / 2, 0, sizeof(RuleFormula *) * (cap / 2));
+			t->formats = repalloc(t->formats, sizeof(RuleFormula *) * cap);
+			memset(t->formats + cap / 2, 0, sizeof(RuleFormula *) * (cap / 2));
 		}
 		t->literal[t->nparts] = pstrdup(lit.data);
 		resetStringInfo(&lit);
@@ -287,7 +325,6 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 		{
 			const char *end = strchr(p, '}');
 			char	   *name;
-			char	   *shown;
 			AttrNumber	attno;
 
 			if (end == NULL)
@@ -312,8 +349,7 @@ rules_template_parse(const char *tmpl, TupleDesc desc, bool has_value)
 							 errdetail("The rows it is rendered from have the columns: %s%s.",
 									   column_list(desc), has_value ? " (and {value})" : "")));
 				t->exprs[t->nparts] = rules_formula_compile(name, "message placeholder", desc, false);
-				if ((shown = rules_unit_formula(name)) != NULL)
-					t->exprs[t->nparts] = rules_formula_compile(shown, "message placeholder", desc, false);
+				t->formats[t->nparts] = rules_unit_formatter(name);
 				attno = TEMPLATE_EXPR;
 			}
 			t->attnos[t->nparts++] = attno;
@@ -345,7 +381,7 @@ rules_template_render(const RuleTemplate *t, TupleDesc desc, const Datum *values
 
 			rules_bind_row(f, values, nulls, vars);
 			if (rules_eval(f, vm, vars, &v, &err))
-				appendStringInfoString(&buf, pgcalc_value_text(&v));
+				appendStringInfoString(&buf, rules_format(t->formats[i], vm, &v));
 			else
 				appendStringInfo(&buf, "error: %s", err);
 			pfree(vars);
