@@ -75,6 +75,21 @@ free_program(void *arg)
 	duet_program_free((duet_program *) arg);
 }
 
+/* A formula of prog (its variables not yet bound to columns), freed with CurrentMemoryContext. */
+static RuleFormula *
+formula_new(duet_program *prog)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(CurrentMemoryContext, sizeof(MemoryContextCallback));
+	RuleFormula *f = palloc0(sizeof(RuleFormula));
+
+	cb->func = free_program;
+	cb->arg = prog;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	f->prog = prog;
+	f->nvars = (int) duet_program_nvars(prog);
+	return f;
+}
+
 RuleFormula *
 rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool must_be_boolean)
 {
@@ -82,7 +97,6 @@ rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool mu
 	duet_error	err;
 	duet_program *prog;
 	RuleFormula *f;
-	MemoryContextCallback *cb;
 	duet_type	t;
 	int			i;
 
@@ -105,14 +119,7 @@ rules_formula_compile(const char *src, const char *what, TupleDesc desc, bool mu
 				 errmsg("invalid rule %s: %s", what, err.message)));
 	}
 
-	cb = MemoryContextAlloc(CurrentMemoryContext, sizeof(MemoryContextCallback));
-	cb->func = free_program;
-	cb->arg = prog;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
-
-	f = palloc0(sizeof(RuleFormula));
-	f->prog = prog;
-	f->nvars = (int) duet_program_nvars(prog);
+	f = formula_new(prog);
 	f->attnos = palloc0(sizeof(AttrNumber) * Max(f->nvars, 1));
 	f->cols = palloc0(sizeof(PgcalcColumn) * Max(f->nvars, 1));
 	for (i = 0; i < f->nvars; i++)
@@ -195,8 +202,6 @@ rules_unit_formatter(const char *src)
 	char		quote = 0;
 	duet_error	err;
 	duet_program *prog;
-	MemoryContextCallback *cb;
-	RuleFormula *f;
 
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
@@ -243,14 +248,7 @@ rules_unit_formatter(const char *src)
 	prog = duet_compile(format, strlen(format), NULL, &err);	/* value: of any type */
 	if (prog == NULL)
 		elog(ERROR, "unit format \"%s\" does not compile: %s", format, err.message);
-	cb = MemoryContextAlloc(CurrentMemoryContext, sizeof(MemoryContextCallback));
-	cb->func = free_program;
-	cb->arg = prog;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
-	f = palloc0(sizeof(RuleFormula));
-	f->prog = prog;
-	f->nvars = 1;
-	return f;
+	return formula_new(prog);
 }
 
 /*
