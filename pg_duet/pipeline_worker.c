@@ -21,6 +21,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -51,6 +52,7 @@ int			duet_pipeline_run_timeout_ms = 60000;
 typedef struct PipelineShared
 {
 	Latch	   *scheduler;		/* the scheduler's latch while it runs */
+	pg_atomic_uint64 wakes;		/* commits that wrote a source, counted: see the scheduler */
 } PipelineShared;
 
 static PipelineShared *shared = NULL;
@@ -79,7 +81,10 @@ pipeline_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("pg_duet pipelines", sizeof(PipelineShared), &found);
 	if (!found)
+	{
 		shared->scheduler = NULL;
+		pg_atomic_init_u64(&shared->wakes, 0);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -132,6 +137,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			{
 				Latch	   *latch = shared->scheduler;
 
+				pg_atomic_fetch_add_u64(&shared->wakes, 1);
 				if (latch != NULL)
 					SetLatch(latch);
 			}
@@ -184,6 +190,8 @@ duet_pipeline_scheduler_main(Datum arg)
 
 	while (duet_worker_loop(loopcxt, NULL))
 	{
+		uint64		wakes = pg_atomic_read_u64(&shared->wakes);
+
 		if (duet_databases != NULL)
 		{
 			char	   *list = pstrdup(duet_databases);
@@ -202,7 +210,12 @@ duet_pipeline_scheduler_main(Datum arg)
 															(const char *) lfirst(lc));
 				}
 		}
-		/* A commit during the pass set the latch: the wait returns at once. */
+		/*
+		 * A commit during the pass: pass again. Its SetLatch cannot say so, since waiting for the
+		 * runner (WaitForBackgroundWorkerShutdown) resets the latch; the count does.
+		 */
+		if (pg_atomic_read_u64(&shared->wakes) != wakes)
+			continue;
 		duet_worker_wait(duet_pipeline_interval > 0 ? duet_pipeline_interval * 1000L : -1L);
 	}
 	proc_exit(0);
