@@ -5255,7 +5255,7 @@ SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_partition_status
-    IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
+    IS 'per Kafka consumer and partition: committed offset, high watermark and lag, and how fresh the high watermark is';
 
 CREATE VIEW duet.kafka_status WITH (security_barrier = true) AS
 WITH w AS (
@@ -5304,7 +5304,6 @@ SELECT c.name, c.topic, c.target, c.format, c.parallelism, c.owner,
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_status IS 'Kafka consumers: state, rows, bytes, batches, errors and last error since the workers started, dead letters, lag, rows/s, per-partition offsets, the gaps (ranges and messages skipped, see duet.kafka_gaps), and why it is not running';
-COMMENT ON VIEW duet.kafka_partition_status IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
 COMMENT ON COLUMN duet.kafka_status.name IS 'consumer name';
 COMMENT ON COLUMN duet.kafka_status.topic IS 'Kafka topic';
 COMMENT ON COLUMN duet.kafka_status.target IS 'target table';

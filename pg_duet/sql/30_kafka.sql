@@ -260,7 +260,7 @@ SELECT c.name, o.partition, o.next_offset AS committed_offset, w.high_watermark,
  -- a consumer admin sees the consumers of roles it acts as; pg_monitor sees all
  WHERE pg_has_role(c.owner, 'USAGE') OR pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW duet.kafka_partition_status
-    IS 'per Kafka consumer and partition: committed offset, high watermark and lag';
+    IS 'per Kafka consumer and partition: committed offset, high watermark and lag, and how fresh the high watermark is';
 
 -- The pool of ingestion workers serving this database (C: pg_duet/kafka_shmem.c, kafka_pool.c).
 CREATE FUNCTION duet_kafka_pool_stats(
