@@ -132,15 +132,8 @@ static int
 client_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
 	DuetKafkaClient *cl = opaque;
-	Consumer  **members = palloc(sizeof(Consumer *) * Max(list_length(cl->members), 1));
-	int			n = 0;
-	ListCell   *lc;
 
-	foreach(lc, cl->members)
-		members[n++] = lfirst(lc);
-	duet_kafka_stats_apply(members, n, json, len);
-	pfree(members);
-	return 0;
+	return duet_kafka_stats_apply(cl->members, json, len);
 }
 
 static void

@@ -91,9 +91,6 @@ extern bool duet_kafka_offset_moved(Consumer *c, int32 partition);
 extern bool duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient);
 extern void duet_kafka_handle_event(Consumer *c);	/* event_fd[0] is readable */
 extern void duet_kafka_handle_watermarks(Consumer *c);
-
-/* kafka_stats.c: one statistics event of a client, for the consumers it serves */
-extern int	duet_kafka_stats_apply(Consumer **consumers, int n, const char *json, size_t len);
 extern void duet_kafka_handle_destroy(Consumer *c);
 extern bool duet_kafka_event_pipe(rd_kafka_queue_t *queue, int fd[2], char *errstr, size_t errlen);
 extern void duet_kafka_event_pipe_drain(int fd);
@@ -109,9 +106,12 @@ extern bool duet_kafka_handle_conf(rd_kafka_conf_t *conf, const char *name, char
 extern void duet_kafka_log_line(DuetKafkaLogLimit *limit, const char *who, int level, const char *fac,
 								const char *buf);
 
+/* kafka_stats.c: one statistics event of a client, for the consumers it serves */
+extern int	duet_kafka_stats_apply(List *consumers, const char *json, size_t len);
+
 /*
  * kafka_client.c: consumers of one pool worker with the same owner, brokers and properties share one
- * librdkafka client (not in group mode); each has its own queue, fed by its partitions' queues.
+ * librdkafka client (not in group mode); each has its own queue, its partitions started into it.
  */
 extern bool duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transient);
 extern void duet_kafka_client_assign(Consumer *c);

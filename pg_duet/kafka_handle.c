@@ -77,9 +77,7 @@ duet_kafka_log_line(DuetKafkaLogLimit *limit, const char *who, int level, const 
 static int
 stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
-	Consumer   *c = opaque;
-
-	return duet_kafka_stats_apply(&c, 1, json, len);
+	return duet_kafka_stats_apply(list_make1(opaque), json, len);
 }
 
 static void

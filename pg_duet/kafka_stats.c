@@ -51,39 +51,37 @@ apply(Consumer *c, json_t *root, TimestampTz now)
 	{
 		char		key[16];
 		json_t	   *p;
-		json_int_t	hi;
+		json_t	   *hi;
 
 		snprintf(key, sizeof(key), "%d", c->assigned->elems[i].partition);
 		p = json_object_get(parts, key);
 		if (p == NULL || !broker_up(brokers, json_integer_value(json_object_get(p, "leader"))))
 			continue;
 		up++;
-		hi = json_integer_value(json_object_get(p, "hi_offset"));
-		if (json_is_integer(json_object_get(p, "hi_offset")) && hi >= 0)
-			duet_kafka_slot_watermark(c->slot, c->assigned->elems[i].partition, hi, now);
+		hi = json_object_get(p, "hi_offset");
+		if (json_is_integer(hi) && json_integer_value(hi) >= 0)
+			duet_kafka_slot_watermark(c->slot, c->assigned->elems[i].partition, json_integer_value(hi), now);
 	}
 	if (up > 0 && up == c->assigned->cnt && c->slot->state == DUET_KAFKA_BROKER_DOWN)
 		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_IDLE);
 }
 
-/*
- * One statistics event of a client read by the consumers (n of them) it serves. Returns 0:
- * librdkafka frees the text.
- */
+/* One statistics event of a client, read by the consumers it serves. Returns 0: librdkafka frees the text. */
 int
-duet_kafka_stats_apply(Consumer **consumers, int n, const char *json, size_t len)
+duet_kafka_stats_apply(List *consumers, const char *json, size_t len)
 {
 	json_error_t err;
 	json_t	   *root = json_loadb(json, len, 0, &err);
 	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
 
 	if (root == NULL)
 	{
 		elog(DEBUG1, "librdkafka statistics not read: %s", err.text);
 		return 0;
 	}
-	for (int i = 0; i < n; i++)
-		apply(consumers[i], root, now);
+	foreach(lc, consumers)
+		apply(lfirst(lc), root, now);
 	json_decref(root);
 	return 0;
 }
