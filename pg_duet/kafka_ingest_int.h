@@ -63,6 +63,9 @@ extern Layout *duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel);
 extern const char *duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m,
 											 int seq, StringInfo buf, char **detail);
 
+/* kafka_json_flat.c: a flat object's values without PostgreSQL's JSON parser, when it can. */
+extern bool duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char **vals);
+
 /* kafka_upsert.c */
 extern void duet_kafka_upsert_check(DuetKafkaTarget *t, Relation rel);
 extern void duet_kafka_upsert_begin(DuetKafkaTarget *t, Layout *l, Relation rel);
