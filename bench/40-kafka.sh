@@ -62,6 +62,23 @@ CREATE TABLE bench_raw (payload jsonb NOT NULL);
 SQL
 sleep 1
 
+# Waits, in one session, until the consumer has committed n offsets (committed offsets, not
+# count(*), every 20 ms: the wait must not compete with the ingest for CPU, as a psql per poll
+# would); returns when the first batch was committed, its offsets, and when the last was.
+WAIT_SQL="CREATE PROCEDURE pg_temp.bench_wait(name text, n bigint, INOUT first_at float8, INOUT first_n bigint, INOUT end_at float8)
+LANGUAGE plpgsql AS \$\$
+DECLARE done bigint;
+BEGIN
+  FOR i IN 1..6000 LOOP
+    SELECT coalesce(sum(o.next_offset), 0) INTO done FROM duet.kafka_offsets o
+      JOIN duet.kafka_consumers c ON c.id = o.consumer_id WHERE c.name = bench_wait.name;
+    IF first_at IS NULL AND done > 0 THEN first_at := extract(epoch FROM clock_timestamp()); first_n := done; END IF;
+    EXIT WHEN done >= n;
+    PERFORM pg_sleep(0.02);
+  END LOOP;
+  end_at := extract(epoch FROM clock_timestamp());
+END \$\$;"
+
 # CPU time (utime + stime, in clock ticks) of server processes, read by the server itself: the
 # consumer's workers, or this session's backend (the one that ran the COPY).
 CPU_TICKS="split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint"
@@ -71,20 +88,19 @@ TICK=$(getconf CLK_TCK)
 # steady rate, from the first committed batch to the last, and the workers' CPU time.
 # Prints "total_s steady_rows_per_s cpu_ticks".
 kafka_run() {
-  local name=$1 table=$2 format=$3 start end first="" first_n=0 n
+  local name=$1 table=$2 format=$3 start end first first_n n
   start=$(now)
-  $PSQL -c "SELECT duet_kafka_consume('$name', 'bench_events', '$table', '$boot', '$format', batch_size => 10000, flush_interval_ms => 200, parallelism => 2)" >/dev/null
-  for _ in $(seq 6000); do
-    # committed offsets, not count(*): the poll must not compete with the ingest for CPU
-    n=$($PSQL -At -c "SELECT coalesce(sum(o.next_offset), 0) FROM duet.kafka_offsets o JOIN duet.kafka_consumers c ON c.id = o.consumer_id WHERE c.name = '$name'")
-    if [ -z "$first" ] && [ "$n" -gt 0 ]; then first=$(now); first_n=$n; fi
-    [ "$n" -ge "$N" ] && break
-    sleep 0.02
-  done
-  end=$(now)
+  $PSQL -c "SELECT duet_kafka_consume('$name', 'bench_events', '$table', '$boot', '$format', batch_size => 10000, flush_interval_ms => 200, parallelism => 2, properties => ${DUET_BENCH_KAFKA_PROPERTIES:-NULL})" >/dev/null
+  read -r first first_n end < <($PSQL -At -c "$WAIT_SQL" -c "CALL pg_temp.bench_wait('$name', $N, NULL, NULL, NULL)" | tr '|' ' ')
   cpu=$($PSQL -At -c "SELECT sum($CPU_TICKS) FROM (SELECT DISTINCT w.pid FROM duet_kafka_worker_stats() w
                         JOIN duet.kafka_consumers c ON c.id = w.consumer_id WHERE c.name = '$name') w,
                         LATERAL pg_read_file('/proc/' || w.pid || '/stat') s")
+  # the workers' peak resident memory, MB (librdkafka's queue of a partition group is bounded by
+  # queued.max.messages.kbytes)
+  hwm=$($PSQL -At -c "SELECT max(substring(pg_read_file('/proc/' || w.pid || '/status') FROM 'VmHWM:\s*([0-9]+) kB')::int) / 1024
+                       FROM (SELECT DISTINCT w.pid FROM duet_kafka_worker_stats() w
+                       JOIN duet.kafka_consumers c ON c.id = w.consumer_id WHERE c.name = '$name') w")
+  echo "$hwm" > "$work/hwm_$name"
   n=$($PSQL -At -c "SELECT count(*) FROM $table")
   [ "$n" -eq "$N" ] || { echo "$name: not all rows arrived ($n of $N)" >&2; exit 1; }
   $PSQL -c "SELECT duet_kafka_drop('$name')" >/dev/null
@@ -133,6 +149,7 @@ printf "%-34s %10s rows/s  (%s rows, %ss)\n" "INSERT per row → typed table" "$
 echo "ratio kafka/COPY narrow: $(ratio "$r_kn" "$r_cn")x end to end, $(ratio "$s_kafka_narrow" "$r_cn")x steady   (goal >= 0.8x / 0.9x)"
 echo "ratio kafka/COPY typed:  $(ratio "$r_kt" "$r_ct")x end to end, $(ratio "$s_kafka_typed" "$r_ct")x steady   (goal >= 0.8x / 0.9x)"
 echo "ratio kafka/COPY jsonb:  $(ratio "$r_kr" "$r_cr")x end to end, $(ratio "$s_kafka_raw" "$r_cr")x steady   (goal >= 0.9x)"
+echo "pool workers' peak memory (VmHWM, MB): narrow $(cat "$work/hwm_bench_narrow"), typed $(cat "$work/hwm_bench_typed"), jsonb $(cat "$work/hwm_bench_raw")"
 echo "ratio kafka typed / INSERT per row: $(ratio "$r_kt" "$r_in")x"
 # Server CPU per row (less sensitive to other load on the machine than wall time): the consumer's
 # workers (fetch, librdkafka's threads, parse, render, COPY, commit) against COPY's backend.
