@@ -307,7 +307,8 @@ PG_FUNCTION_INFO_V1(duet_metrics_kafka);
 
 /*
  * duet_metrics_kafka() → per Kafka consumer: state, workers, rows, bytes, batches, errors, dead
- * letters, lag, rows/s, messages skipped; for monitors every consumer, else those of the roles
+ * letters, lag, rows/s, messages skipped, and the age (s) of the oldest partition high watermark
+ * behind the lag (NULL when none has been seen current); for monitors every consumer, else those of the roles
  * the caller acts as (the rule of duet.kafka_status).
  */
 Datum
@@ -326,7 +327,9 @@ duet_metrics_kafka(PG_FUNCTION_ARGS)
 				  "SELECT k.name, k.topic, k.state, k.workers, k.rows::pg_catalog.int8, "
 				  "       k.bytes::pg_catalog.int8, k.batches::pg_catalog.int8, "
 				  "       k.errors::pg_catalog.int8, k.dead_letters, coalesce(k.lag, 0), "
-				  "       k.rate::pg_catalog.float8, k.gap_messages "
+				  "       k.rate::pg_catalog.float8, k.gap_messages, "
+				  "       (SELECT pg_catalog.max(EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) ps.high_watermark_at))"
+				  "          ::pg_catalog.float8 FROM duet.kafka_partition_status ps WHERE ps.name OPERATOR(pg_catalog.=) k.name) "
 				  "  FROM duet.kafka_status k "
 				  " WHERE $1 OR pg_catalog.pg_has_role($2, k.owner::pg_catalog.oid, 'USAGE') "
 				  " ORDER BY k.name",

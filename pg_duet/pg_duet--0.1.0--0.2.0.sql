@@ -5334,3 +5334,82 @@ COMMENT ON COLUMN duet.kafka_partition_status.lag IS 'messages not yet ingested:
 COMMENT ON COLUMN duet.kafka_partition_status.committed_at IS 'when the offset was last committed';
 COMMENT ON COLUMN duet.kafka_partition_status.high_watermark_at IS 'when the high watermark was last known current (its leader broker connected, from librdkafka''s statistics, duet.kafka_statistics_interval); older during an outage, when lag is the last one known';
 GRANT SELECT ON duet.kafka_status, duet.kafka_partition_status TO duet_kafka_admin, pg_monitor;
+
+-- The age of the watermarks behind a consumer's lag reaches Prometheus and duet.health
+-- (lag_age_seconds): a lag that stopped moving during an outage says how old it is.
+DROP VIEW duet.health;
+DROP FUNCTION duet_metrics_kafka();
+CREATE FUNCTION duet_metrics_kafka(OUT consumer text, OUT topic text, OUT state text,
+        OUT workers bigint, OUT rows bigint, OUT bytes bigint, OUT batches bigint, OUT errors bigint,
+        OUT dead_letters bigint, OUT lag bigint, OUT rows_per_second double precision,
+        OUT skipped_messages bigint, OUT lag_age_seconds double precision)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_kafka';
+COMMENT ON FUNCTION duet_metrics_kafka() IS
+    'Kafka consumers: state, workers, rows, bytes, batches, errors, dead letters, lag, rows/s, messages skipped, age of the oldest high watermark behind the lag (monitors: every consumer; others: the consumers of roles they act as)';
+GRANT EXECUTE ON FUNCTION duet_metrics_kafka() TO PUBLIC;
+CREATE VIEW duet.health WITH (security_invoker = true) AS
+SELECT r.tenant, 'rules'::text AS subsystem, m.metric,
+       pg_catalog.jsonb_build_object('severity', r.severity) AS labels, m.value
+  FROM duet_metrics_rules() r
+ CROSS JOIN LATERAL (VALUES ('rules', r.rules::float8), ('enabled', r.enabled::float8),
+                            ('evaluations', r.evaluations::float8), ('errors', r.errors::float8),
+                            ('rows_evaluated', r.rows_evaluated::float8), ('pending', r.pending::float8),
+                            ('firing', r.firing::float8), ('recovering', r.recovering::float8),
+                            ('in_error', r.in_error::float8)) AS m(metric, value)
+UNION ALL
+SELECT a.tenant, 'ask', m.metric, pg_catalog.jsonb_build_object('status', a.status), m.value
+  FROM duet_metrics_ask() a
+ CROSS JOIN LATERAL (VALUES ('calls', a.calls::float8), ('http_requests', a.http_requests::float8),
+                            ('guard_rejections', a.corrections::float8), ('tokens_in', a.tokens_in::float8),
+                            ('tokens_out', a.tokens_out::float8), ('latency_seconds', a.latency_ms_sum / 1000))
+       AS m(metric, value)
+UNION ALL
+SELECT NULL, 'kafka', m.metric,
+       pg_catalog.jsonb_build_object('consumer', k.consumer, 'topic', k.topic, 'state', k.state), m.value
+  FROM duet_metrics_kafka() k
+ CROSS JOIN LATERAL (VALUES ('up', CASE WHEN k.state = 'running' THEN 1 ELSE 0 END::float8),
+                            ('workers', k.workers::float8), ('rows', k.rows::float8),
+                            ('bytes', k.bytes::float8), ('batches', k.batches::float8),
+                            ('errors', k.errors::float8), ('dead_letters', k.dead_letters::float8),
+                            ('lag', k.lag::float8), ('rows_per_second', k.rows_per_second),
+                            ('skipped_messages', k.skipped_messages::float8),
+                            ('lag_age_seconds', k.lag_age_seconds)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'outbox', m.metric, '{}'::jsonb, m.value
+  FROM duet_metrics_outbox() o
+ CROSS JOIN LATERAL (VALUES ('pending', o.pending::float8),
+                            ('oldest_pending_age_seconds', o.oldest_pending_age_seconds),
+                            ('sent_last_hour', o.sent_last_hour::float8)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'server', m.metric, '{}'::jsonb, m.value
+  FROM duet_metrics_server() s
+ CROSS JOIN LATERAL (VALUES ('counters_available', CASE WHEN s.counters_available THEN 1 ELSE 0 END::float8),
+                            ('workers_serving', CASE WHEN s.workers_serving THEN 1 ELSE 0 END::float8),
+                            ('config_cache_hits', s.config_cache_hits::float8),
+                            ('config_cache_misses', s.config_cache_misses::float8),
+                            ('config_cache_bypasses', s.config_cache_bypasses::float8),
+                            ('config_cache_hit_ratio', s.config_cache_hit_ratio),
+                            ('counters_dropped', s.counters_dropped::float8)) AS m(metric, value)
+UNION ALL
+SELECT p.tenant, 'pipelines', m.metric, pg_catalog.jsonb_build_object('pipeline', p.pipeline, 'mode', p.mode), m.value
+  FROM duet_metrics_pipelines() p
+ CROSS JOIN LATERAL (VALUES ('active', CASE WHEN p.state = 'active' THEN 1 ELSE 0 END::float8),
+                            ('paused', CASE WHEN p.state = 'paused' THEN 1 ELSE 0 END::float8),
+                            ('in_error', CASE WHEN p.state = 'error' THEN 1 ELSE 0 END::float8),
+                            ('lag_rows', p.lag_rows::float8), ('lag_seconds', p.lag_seconds),
+                            ('runs_5m', p.runs_5m::float8), ('rows_in_5m', p.rows_in_5m::float8),
+                            ('rows_out_5m', p.rows_out_5m::float8), ('rows_dropped_5m', p.rows_dropped_5m::float8),
+                            ('errors_24h', p.errors_24h::float8), ('quarantined', p.quarantined::float8),
+                            ('last_run_age_seconds', p.last_run_age_seconds),
+                            ('last_success_age_seconds', p.last_success_age_seconds)) AS m(metric, value)
+UNION ALL
+SELECT NULL, 'workers', 'running', pg_catalog.jsonb_build_object('worker', w.worker), w.running::float8
+  FROM duet_metrics_workers() w;
+COMMENT ON VIEW duet.health IS
+    'pg_duet''s figures as rows for dashboards, the same as the Prometheus metrics (docs/monitoring.md): rules, ask, Kafka consumers, outbox, server, workers, pipelines; a tenant member sees its own tenant''s rows, monitors (pg_monitor, duet_monitor) every tenant';
+GRANT SELECT ON duet.health TO PUBLIC;
+COMMENT ON COLUMN duet.health.tenant IS 'the tenant the figure is about; NULL for figures of no tenant (Kafka consumers, the outbox, the server, workers)';
+COMMENT ON COLUMN duet.health.subsystem IS 'rules, ask, kafka, outbox, server, workers or pipelines';
+COMMENT ON COLUMN duet.health.metric IS 'the figure''s name within its subsystem, as docs/monitoring.md lists it (evaluations, firing, calls, lag, ...)';
+COMMENT ON COLUMN duet.health.labels IS 'what the figure is about, as a JSON object: severity, ask status, consumer/topic/state, pipeline/mode; the Prometheus labels of the same metric';
+COMMENT ON COLUMN duet.health.value IS 'the figure: a count since the server started (counters) or a current value (gauges)';

@@ -33,10 +33,10 @@ COMMENT ON FUNCTION duet_metrics_ask() IS
 CREATE FUNCTION duet_metrics_kafka(OUT consumer text, OUT topic text, OUT state text,
         OUT workers bigint, OUT rows bigint, OUT bytes bigint, OUT batches bigint, OUT errors bigint,
         OUT dead_letters bigint, OUT lag bigint, OUT rows_per_second double precision,
-        OUT skipped_messages bigint)
+        OUT skipped_messages bigint, OUT lag_age_seconds double precision)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_metrics_kafka';
 COMMENT ON FUNCTION duet_metrics_kafka() IS
-    'Kafka consumers: state, workers, rows, bytes, batches, errors, dead letters, lag, rows/s, messages skipped (monitors: every consumer; others: the consumers of roles they act as)';
+    'Kafka consumers: state, workers, rows, bytes, batches, errors, dead letters, lag, rows/s, messages skipped, age of the oldest high watermark behind the lag (monitors: every consumer; others: the consumers of roles they act as)';
 
 CREATE FUNCTION duet_metrics_outbox(OUT pending bigint, OUT oldest_pending_age_seconds double precision,
         OUT sent_last_hour bigint, OUT last_sent_at timestamptz)
@@ -94,7 +94,8 @@ SELECT NULL, 'kafka', m.metric,
                             ('bytes', k.bytes::float8), ('batches', k.batches::float8),
                             ('errors', k.errors::float8), ('dead_letters', k.dead_letters::float8),
                             ('lag', k.lag::float8), ('rows_per_second', k.rows_per_second),
-                            ('skipped_messages', k.skipped_messages::float8)) AS m(metric, value)
+                            ('skipped_messages', k.skipped_messages::float8),
+                            ('lag_age_seconds', k.lag_age_seconds)) AS m(metric, value)
 UNION ALL
 SELECT NULL, 'outbox', m.metric, '{}'::jsonb, m.value
   FROM duet_metrics_outbox() o

@@ -86,7 +86,8 @@ END { local $?; $exporter->kill_kill if $exporter; $mock->kill_kill if $mock }
 for (1 .. 100) { last if -s $port_file; usleep(100_000) }
 my $llm_port = slurp_file($port_file);
 
-my $node = kafka_node('exporter', 'duet.rules_interval = 0');
+# librdkafka's statistics every second: the watermarks' age (lag_age_seconds) is known soon.
+my $node = kafka_node('exporter', 'duet.rules_interval = 0', 'duet.kafka_statistics_interval = 1000');
 $node->safe_psql('postgres', qq{
 CREATE ROLE prom LOGIN; GRANT duet_monitor TO prom;
 CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
@@ -255,6 +256,7 @@ $m = scrape_until(sub {
 	  && (value($m, 'pg_duet_kafka_consumer_dead_letters', consumer => 'kc') // 0) >= 1
 	  && (value($m, 'pg_duet_pipeline_rows_in_5m', %acme_p) // 0) >= 4
 	  && (value($m, 'pg_duet_pipeline_in_error', tenant => 'acme', pipeline => 'acme_strict') // 0) == 1
+	  && (value($m, 'pg_duet_kafka_consumer_lag_age_seconds', consumer => 'kc') // 'NaN') ne 'NaN'
 }, 60);
 
 # Every metric of the queries file is there, with exactly its labels (+ server; + le for a
@@ -277,6 +279,8 @@ is(value($m, 'pg_duet_kafka_consumer_rows_total', consumer => 'kc', topic => 'cl
 is(value($m, 'pg_duet_kafka_consumer_dead_letters', consumer => 'kc'), '1', 'Kafka: 1 dead letter');
 ok(value($m, 'pg_duet_kafka_consumer_batches_total', consumer => 'kc') >= 1, 'Kafka: batches committed');
 is(value($m, 'pg_duet_kafka_consumer_lag', consumer => 'kc'), '0', 'Kafka: no lag once everything is read');
+my $age = value($m, 'pg_duet_kafka_consumer_lag_age_seconds', consumer => 'kc');
+ok($age >= 0 && $age < 15, "Kafka: the lag's watermark is fresh while the broker answers ($age s old)");
 ok(defined value($m, 'pg_duet_kafka_consumer_up', consumer => 'kc', state => 'running')
 	|| defined value($m, 'pg_duet_kafka_consumer_up', consumer => 'kc', state => 'idle'), 'Kafka: the worker state is a label');
 is(value($m, 'pg_duet_rules_evaluations_total', tenant => 'acme', severity => 'critical'), '2',
