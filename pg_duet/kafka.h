@@ -126,6 +126,7 @@ extern void duet_kafka_wake(int what, Oid dboid);
 extern void duet_kafka_pool_supervise(Oid dboid, int size, int needed, const bool *running,
 									  const char *problem);
 extern void duet_kafka_pool_join(int index);	/* a pool worker, once; left at exit */
+extern void duet_kafka_pool_set_clients(int n);
 extern int	duet_kafka_pool_members(Oid dboid, bool *live);	/* returns the size */
 extern const char *duet_kafka_pool_problem(Oid dboid);	/* palloc'd, NULL when none */
 extern void duet_kafka_pool_warn(const char *what);	/* WARNING with the problem, if any */

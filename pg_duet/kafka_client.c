@@ -9,21 +9,20 @@
  * different owners never share one, so one tenant's client (its errors, its logs, its
  * connections) is never another's.
  *
- * - Each consumer has its own queue (rd_kafka_queue_new) and its own event pipe, and starts
- *   each of its partitions into it with librdkafka's simple consumer API
- *   (rd_kafka_consume_start_queue), so its messages and its partitions' errors (offset out of
- *   range) reach only it. It keeps its own offsets in the database as before; moving one
- *   consumer's partitions (a failed batch, a gap) stops only those and starts them again at the
- *   committed offsets; the others' fetch positions are left alone.
- * - Why not the high-level assign(): incremental_unassign() returns before the partition's fetcher
+ * - A client fetches a topic's partitions in one lane (kafka_lane.c), which every consumer of the
+ *   topic at the lane's position follows. Each consumer keeps its own offsets in the database;
+ *   placing it (at its start, after a failed batch or a gap, with new partitions) puts it into a
+ *   lane that fits its committed offsets: its own lane if it is the only follower (restarted
+ *   there), else a fitting lane of a client with its settings, else a new lane in a client that
+ *   does not fetch the topic yet, else a new client. A consumer that has caught up with another
+ *   lane of its topic, as followed as its own or more, moves into it (duet_kafka_client_merge);
+ *   the lane it left closes with its last follower, the client with its last member.
+ * - Partitions are started with librdkafka's simple consumer API (rd_kafka_consume_start_queue).
+ *   Why not the high-level assign(): incremental_unassign() returns before the partition's fetcher
  *   has stopped, and the stop, when it comes, clears the partition queue's forwarding; a queue
  *   forwarded again in between was cleared and the partition's messages went to the client's
  *   queue instead (a consumer stalled after a gap, once in a few runs of 053). rd_kafka_consume_stop
  *   returns only when the fetcher has stopped, and consume_start_queue forwards in the same call.
- * - A client fetches a partition at one position only, so two consumers reading the same topic
- *   (different consumers, each with its own offsets) are never in one client: the second gets
- *   another client with the same settings. The partition groups of one consumer read disjoint
- *   partitions and may share.
  * - The client's main queue carries errors and log lines (log.queue); the pool worker waits on
  *   its event pipe too and serves it here (rd_kafka_poll): an error sets every member's status, a
  *   log line goes to the server log with the members' names, rate-limited per client.
@@ -43,21 +42,12 @@
 #include "kafka.h"
 #include "kafka_consumer.h"
 
-typedef struct DuetKafkaClient
-{
-	char	   *key;			/* owner, brokers and properties */
-	rd_kafka_t *rk;
-	rd_kafka_queue_t *queue;	/* main queue: errors and log lines of the client */
-	int			event_fd[2];
-	List	   *members;		/* Consumer * */
-	DuetKafkaLogLimit log;
-} DuetKafkaClient;
-
 static List *clients = NIL;		/* DuetKafkaClient *, in TopMemoryContext */
+bool		duet_kafka_clients_changed = false;
 
 /* The lists outlive the turn that changes them (the pool worker's loop context is reset). */
-static List *
-lappend_top(List *list, void *p)
+List *
+duet_kafka_lappend_top(List *list, void *p)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -149,11 +139,18 @@ client_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 static void
 client_destroy(DuetKafkaClient *cl)
 {
+	Assert(cl->members == NIL && cl->lanes == NIL);
+	duet_kafka_clients_changed = true;
 	duet_kafka_event_pipe_close(cl->queue, cl->event_fd);
 	if (cl->queue)
 		rd_kafka_queue_destroy(cl->queue);
 	if (cl->rk)
 		rd_kafka_destroy(cl->rk);	/* its members have stopped their partitions */
+	duet_kafka_event_pipe_close(cl->lookup_queue, cl->lookup_fd);
+	if (cl->lookup_queue)
+		rd_kafka_queue_destroy(cl->lookup_queue);
+	if (cl->lookup)
+		rd_kafka_destroy(cl->lookup);
 	clients = list_delete_ptr(clients, cl);
 	pfree(cl->key);
 	pfree(cl);
@@ -164,8 +161,10 @@ client_new(Consumer *c, char *key, char *errstr, size_t errlen, bool *transient)
 {
 	DuetKafkaClient *cl = MemoryContextAllocZero(TopMemoryContext, sizeof(DuetKafkaClient));
 	rd_kafka_conf_t *conf = duet_kafka_conf_new(c->brokers, c->properties, errstr, errlen);
+	rd_kafka_conf_t *lookup_conf;
 
 	cl->event_fd[0] = cl->event_fd[1] = -1;
+	cl->lookup_fd[0] = cl->lookup_fd[1] = -1;
 	cl->key = MemoryContextStrdup(TopMemoryContext, key);
 	if (conf == NULL || !duet_kafka_handle_conf(conf, c->name, errstr, errlen))
 	{
@@ -175,16 +174,34 @@ client_new(Consumer *c, char *key, char *errstr, size_t errlen, bool *transient)
 		pfree(cl);
 		return NULL;
 	}
+	/*
+	 * Lookups (metadata, watermarks, offsets) get a client of their own: a broker answers one
+	 * connection's requests in order, and holds a fetch that finds no data for
+	 * fetch.wait.max.ms, so behind the lanes' fetches every lookup waited up to 500 ms and the
+	 * pool worker with it (measured: 0.4 ms without a fetch, 455-548 ms behind one).
+	 */
+	lookup_conf = rd_kafka_conf_dup(conf);
 	cl->rk = duet_kafka_handle_create(conf, cl, client_error_cb, client_log_cb, client_stats_cb, errstr, errlen);
 	if (cl->rk == NULL)
 	{
+		rd_kafka_conf_destroy(lookup_conf);
 		pfree(cl->key);
 		pfree(cl);
 		return NULL;
 	}
-	clients = lappend_top(clients, cl);
+	clients = duet_kafka_lappend_top(clients, cl);
+	duet_kafka_clients_changed = true;
+	if (!duet_kafka_conf_set(lookup_conf, "statistics.interval.ms", "0", errstr, errlen) ||
+		(cl->lookup = duet_kafka_handle_create(lookup_conf, cl, client_error_cb, client_log_cb, client_stats_cb,
+											   errstr, errlen)) == NULL)
+	{
+		client_destroy(cl);
+		return NULL;
+	}
 	cl->queue = rd_kafka_queue_get_main(cl->rk);
-	if (!duet_kafka_event_pipe(cl->queue, cl->event_fd, errstr, errlen))
+	cl->lookup_queue = rd_kafka_queue_get_main(cl->lookup);
+	if (!duet_kafka_event_pipe(cl->queue, cl->event_fd, errstr, errlen) ||
+		!duet_kafka_event_pipe(cl->lookup_queue, cl->lookup_fd, errstr, errlen))
 	{
 		client_destroy(cl);
 		*transient = true;
@@ -193,24 +210,31 @@ client_new(Consumer *c, char *key, char *errstr, size_t errlen, bool *transient)
 	return cl;
 }
 
-/* Whether c may join cl: same settings, and no other consumer of cl reads c's topic. */
-static bool
-client_fits(DuetKafkaClient *cl, Consumer *c, const char *key)
+/* c becomes a member of cl (and no longer of the client it was in, closed if it was its last). */
+static void
+client_move(Consumer *c, DuetKafkaClient *cl)
 {
-	ListCell   *lc;
+	DuetKafkaClient *old = c->client;
 
-	if (strcmp(cl->key, key) != 0)
-		return false;
-	foreach(lc, cl->members)
+	Assert(c->lane == NULL);
+	if (old == cl)
+		return;
+	if (old)
 	{
-		Consumer   *m = lfirst(lc);
-
-		if (m->args.consumer_id != c->args.consumer_id && strcmp(m->topic, c->topic) == 0)
-			return false;
+		old->members = list_delete_ptr(old->members, c);
+		if (old->members == NIL)
+			client_destroy(old);
 	}
-	return true;
+	cl->members = duet_kafka_lappend_top(cl->members, c);
+	c->client = cl;
+	c->rk = cl->rk;
+	c->lookup_rk = cl->lookup;
 }
 
+/*
+ * At open: c joins a client with its settings (or a new one), for its metadata lookups; where it
+ * reads is decided when it is placed (duet_kafka_client_assign).
+ */
 bool
 duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transient)
 {
@@ -219,82 +243,109 @@ duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transie
 	ListCell   *lc;
 
 	foreach(lc, clients)
-		if (client_fits(lfirst(lc), c, key))
+		if (strcmp(((DuetKafkaClient *) lfirst(lc))->key, key) == 0)
 		{
 			cl = lfirst(lc);
 			break;
 		}
 	if (cl == NULL && (cl = client_new(c, key, errstr, errlen, transient)) == NULL)
 		return false;
-	c->queue = rd_kafka_queue_new(cl->rk);
-	if (!duet_kafka_event_pipe(c->queue, c->event_fd, errstr, errlen))
-	{
-		rd_kafka_queue_destroy(c->queue);
-		c->queue = NULL;
-		if (cl->members == NIL)
-			client_destroy(cl);
-		*transient = true;		/* out of file descriptors: not the consumer's fault */
-		return false;
-	}
-	/* the topic's settings are the client's (auto.offset.reset = error among them) */
-	c->rkt = rd_kafka_topic_new(cl->rk, c->topic, NULL);
-	if (c->rkt == NULL)
-	{
-		snprintf(errstr, errlen, "cannot open Kafka topic \"%s\": %s", c->topic,
-				 rd_kafka_err2str(rd_kafka_last_error()));
-		duet_kafka_event_pipe_close(c->queue, c->event_fd);
-		rd_kafka_queue_destroy(c->queue);
-		c->queue = NULL;
-		if (cl->members == NIL)
-			client_destroy(cl);
-		return false;			/* a bad topic name does not heal */
-	}
-	c->client = cl;
-	c->rk = cl->rk;
-	c->client_parts = rd_kafka_topic_partition_list_new(0);
-	cl->members = lappend_top(cl->members, c);
+	client_move(c, cl);
 	return true;
 }
 
-/* Stops every partition the client fetches for c; each stop returns when its fetcher has stopped. */
-static void
-stop_partitions(Consumer *c, int elevel)
+/* A lane of c's topic, other than c's own, that fits c's committed offsets, or NULL. */
+static DuetKafkaLane *
+fitting_lane(Consumer *c, const char *key)
 {
-	for (int i = 0; i < c->client_parts->cnt; i++)
-		if (rd_kafka_consume_stop(c->rkt, c->client_parts->elems[i].partition) != 0)
-			ereport(elevel,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("cannot stop reading partition %d of Kafka topic \"%s\": %s",
-							c->client_parts->elems[i].partition, c->topic,
-							rd_kafka_err2str(rd_kafka_last_error()))));
-	rd_kafka_topic_partition_list_destroy(c->client_parts);
-	c->client_parts = rd_kafka_topic_partition_list_new(c->assigned ? c->assigned->cnt : 0);
+	ListCell   *lc;
+
+	foreach(lc, clients)
+	{
+		DuetKafkaClient *cl = lfirst(lc);
+		DuetKafkaLane *l;
+
+		if (strcmp(cl->key, key) != 0)
+			continue;
+		l = duet_kafka_lane_of(cl, c->topic);
+		if (l != NULL && l != c->lane && duet_kafka_lane_fits(l, c))
+			return l;
+	}
+	return NULL;
 }
 
 /*
- * Every partition of c->assigned at its committed offset, into c's queue: the ones the client
- * already fetches for c are stopped first (a seek does not restart a partition stopped by an
- * offset out of range). Messages fetched before are dropped by librdkafka (each start of a
- * partition's fetch is a new version). Other members' partitions are not touched.
+ * Every partition of c->assigned at its committed offset, in a lane that fits (see the top of
+ * the file). Messages fetched before are dropped (each start of a partition's fetch is a new
+ * version in librdkafka). Other consumers' positions are not touched.
  */
 void
 duet_kafka_client_assign(Consumer *c)
 {
-	stop_partitions(c, ERROR);
-	for (int i = 0; i < c->assigned->cnt; i++)
-	{
-		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
+	char	   *key = client_key(c);
+	DuetKafkaLane *l = c->lane;
+	DuetKafkaClient *cl = NULL;
+	ListCell   *lc;
 
-		if (rd_kafka_consume_start_queue(c->rkt, tp->partition, tp->offset, c->queue) != 0)
+	if (l != NULL && duet_kafka_lane_fits(l, c))
+	{
+		duet_kafka_lane_place(l, c);	/* alone, or where the others are */
+		return;
+	}
+	duet_kafka_lane_leave(c, ERROR);
+	if ((l = fitting_lane(c, key)) != NULL)
+	{
+		client_move(c, l->client);
+		duet_kafka_lane_place(l, c);
+		return;
+	}
+	/* a client with c's settings that does not fetch its topic, c's own first */
+	if (c->client && duet_kafka_lane_of(c->client, c->topic) == NULL)
+		cl = c->client;
+	foreach(lc, clients)
+		if (cl == NULL && strcmp(((DuetKafkaClient *) lfirst(lc))->key, key) == 0 &&
+			duet_kafka_lane_of(lfirst(lc), c->topic) == NULL)
+			cl = lfirst(lc);
+	if (cl == NULL)
+	{
+		char		errstr[512];
+		bool		transient;
+
+		cl = client_new(c, key, errstr, sizeof(errstr), &transient);
+		if (cl == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("cannot read partition %d of Kafka topic \"%s\" from offset " INT64_FORMAT ": %s",
-							tp->partition, c->topic, tp->offset, rd_kafka_err2str(rd_kafka_last_error()))));
-		rd_kafka_topic_partition_list_add(c->client_parts, tp->topic, tp->partition);
+					 errmsg("cannot create a Kafka client for consumer \"%s\": %s", c->name, errstr)));
 	}
+	client_move(c, cl);
+	duet_kafka_lane_place(duet_kafka_lane_new(cl, c->topic), c);
 }
 
-/* c leaves its client: its partitions are stopped; the last one closes it. */
+/*
+ * c, caught up (nothing gathered, nothing in its inbox), moves into another lane of its topic
+ * that stands at its offsets and has at least as many followers as its own (so moves never go
+ * back and forth): one fetch fewer once its lane is empty, and one client fewer when that had
+ * no other member.
+ */
+void
+duet_kafka_client_merge(Consumer *c)
+{
+	DuetKafkaLane *l;
+
+	if (c->lane == NULL || c->nmsgs > 0 || c->inbox_len > 0 || c->any_out_of_range)
+		return;
+	if ((l = fitting_lane(c, client_key(c))) == NULL ||
+		list_length(l->followers) < list_length(c->lane->followers))
+		return;
+	duet_kafka_lane_leave(c, ERROR);
+	client_move(c, l->client);
+	duet_kafka_lane_place(l, c);
+	ereport(DEBUG1,
+			(errmsg("Kafka consumer \"%s\" group %d now shares the fetch of topic \"%s\" with %d others",
+					c->name, c->args.group, c->topic, list_length(l->followers) - 1)));
+}
+
+/* c leaves its lane and its client: the last member closes the client. */
 void
 duet_kafka_client_detach(Consumer *c)
 {
@@ -302,20 +353,9 @@ duet_kafka_client_detach(Consumer *c)
 
 	if (cl == NULL)
 		return;
-	if (c->client_parts)
-	{
-		stop_partitions(c, LOG);
-		rd_kafka_topic_partition_list_destroy(c->client_parts);
-		c->client_parts = NULL;
-	}
-	if (c->rkt)
-		rd_kafka_topic_destroy(c->rkt);
-	c->rkt = NULL;
-	duet_kafka_event_pipe_close(c->queue, c->event_fd);
-	if (c->queue)
-		rd_kafka_queue_destroy(c->queue);
-	c->queue = NULL;
+	duet_kafka_lane_leave(c, LOG);
 	c->rk = NULL;
+	c->lookup_rk = NULL;
 	c->client = NULL;
 	cl->members = list_delete_ptr(cl->members, c);
 	if (cl->members == NIL)
@@ -325,7 +365,7 @@ duet_kafka_client_detach(Consumer *c)
 int
 duet_kafka_client_count(void)
 {
-	return list_length(clients);
+	return 2 * list_length(clients);	/* librdkafka handles: each fetches, or looks up */
 }
 
 /* The clients' event pipes, into the pool worker's wait set; user_data marks them as clients'. */
@@ -338,16 +378,41 @@ duet_kafka_client_wait_events(WaitEventSet *wes)
 	{
 		DuetKafkaClient *cl = lfirst(lc);
 
+		ListCell   *ll;
+
 		if (cl->event_fd[0] >= 0)
 			AddWaitEventToSet(wes, WL_SOCKET_READABLE, cl->event_fd[0], NULL, cl);
+		if (cl->lookup_fd[0] >= 0)
+			AddWaitEventToSet(wes, WL_SOCKET_READABLE, cl->lookup_fd[0], NULL, cl);
+		foreach(ll, cl->lanes)
+		{
+			DuetKafkaLane *l = lfirst(ll);
+
+			if (l->event_fd[0] >= 0)
+				AddWaitEventToSet(wes, WL_SOCKET_READABLE, l->event_fd[0], NULL, l);
+		}
 	}
+	duet_kafka_clients_changed = false;
+}
+
+/* How many event pipes duet_kafka_client_wait_events adds. */
+int
+duet_kafka_client_event_count(void)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, clients)
+		n += 2 + list_length(((DuetKafkaClient *) lfirst(lc))->lanes);
+	return n;
 }
 
 /*
  * user_data of a wait event: a client's (served here: its errors and log lines, through the
- * callbacks) or a consumer's (its queue has messages: taken at its next turn).
+ * callbacks) or a lane's (its queue has messages: its followers take them at their next turns);
+ * false when it is neither (a group member's queue).
  */
-void
+bool
 duet_kafka_client_event(void *user_data)
 {
 	ListCell   *lc;
@@ -355,13 +420,24 @@ duet_kafka_client_event(void *user_data)
 	foreach(lc, clients)
 	{
 		DuetKafkaClient *cl = lfirst(lc);
+		ListCell   *ll;
 
-		if (cl != user_data)
-			continue;
-		duet_kafka_event_pipe_drain(cl->event_fd[0]);
-		while (rd_kafka_poll(cl->rk, 0) > 0)
-			;					/* errors and log lines, through the callbacks */
-		return;
+		if (cl == user_data)
+		{
+			duet_kafka_event_pipe_drain(cl->event_fd[0]);
+			duet_kafka_event_pipe_drain(cl->lookup_fd[0]);
+			while (rd_kafka_poll(cl->rk, 0) > 0)
+				;				/* errors and log lines, through the callbacks */
+			while (rd_kafka_poll(cl->lookup, 0) > 0)
+				;
+			return true;
+		}
+		foreach(ll, cl->lanes)
+			if (lfirst(ll) == user_data)
+			{
+				duet_kafka_lane_event(lfirst(ll));
+				return true;
+			}
 	}
-	duet_kafka_handle_event(user_data);
+	return false;
 }

@@ -108,9 +108,9 @@ load_consumer(Consumer *c)
 static bool
 discover_partitions(Consumer *c, rd_kafka_topic_partition_list_t **parts)
 {
-	rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, c->topic, NULL);
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->lookup_rk, c->topic, NULL);
 	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 0, rkt, &md, OPEN_TIMEOUT_MS);
+	rd_kafka_resp_err_t err = rd_kafka_metadata(c->lookup_rk, 0, rkt, &md, OPEN_TIMEOUT_MS);
 	bool		ok = false;
 
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0 &&
@@ -175,7 +175,7 @@ duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
 				skip[i] = DatumGetInt64(sk);
 			continue;
 		}
-		if (!duet_kafka_resolve_position(c->rk, c->topic, tp->partition, position, OPEN_TIMEOUT_MS,
+		if (!duet_kafka_resolve_position(c->lookup_rk, c->topic, tp->partition, position, OPEN_TIMEOUT_MS,
 										 &tp->offset, &skip[i], errbuf, sizeof(errbuf)))
 		{
 			duet_kafka_slot_error(c->slot, errbuf);
@@ -312,7 +312,7 @@ void
 duet_kafka_consumer_drop_messages(Consumer *c)
 {
 	for (int i = 0; i < c->nmsgs; i++)
-		rd_kafka_message_destroy(c->msgs[i]);
+		duet_kafka_message_release(c->msgs[i]);
 	c->nmsgs = 0;
 }
 
@@ -437,6 +437,8 @@ gather(Consumer *c)
 {
 	bool		out_of_range = false;
 
+	if (!c->group_mode && c->lane == NULL)
+		duet_kafka_consumer_assign(c);	/* its last placing failed */
 	while (c->nmsgs < c->batch_size && !out_of_range)
 	{
 		int			first = c->nmsgs;
@@ -480,7 +482,7 @@ gather(Consumer *c)
 				if (duet_kafka_err_unreachable(m->err))
 					duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
 			}
-			rd_kafka_message_destroy(m);
+			duet_kafka_message_release(m);
 		}
 		if (first == 0 && c->nmsgs > 0)
 			c->first_at = GetCurrentTimestamp();
@@ -569,6 +571,8 @@ duet_kafka_consumer_turn(Consumer *c)
 	else if (c->nmsgs == 0 && !c->pending && !c->group_mode &&
 			 TimestampDifferenceExceeds(c->metadata_at, now, METADATA_EVERY_MS))
 		refresh_partitions(c);
+	if (c->nmsgs == 0 && !c->pending && !c->group_mode)
+		duet_kafka_client_merge(c); /* caught up: share a fetch of its topic if one stands here */
 	if (c->nmsgs == 0 && !c->pending && c->slot->state == DUET_KAFKA_RUNNING)
 		duet_kafka_slot_set_state(c->slot, DUET_KAFKA_IDLE);
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -7,6 +7,7 @@
 #define DUET_KAFKA_CONSUMER_H
 
 #include "kafka.h"
+#include "nodes/bitmapset.h"
 #include "storage/latch.h"
 
 #define BROKER_TIMEOUT_MS	5000
@@ -28,6 +29,7 @@ typedef struct DuetKafkaLogLimit
 } DuetKafkaLogLimit;
 
 struct DuetKafkaClient;			/* kafka_client.c */
+struct DuetKafkaLane;			/* kafka_lane.c */
 
 typedef struct Consumer
 {
@@ -45,11 +47,15 @@ typedef struct Consumer
 	Jsonb	   *properties;
 	DuetKafkaTarget target;
 	rd_kafka_t *rk;				/* its own (group mode) or its client's */
+	rd_kafka_t *lookup_rk;		/* for metadata and offset lookups: its own, or its client's lookup
+								 * client (never fetching, so never held behind a fetch) */
 	struct DuetKafkaClient *client; /* the shared client (not group mode), NULL until opened */
-	rd_kafka_topic_t *rkt;		/* not group mode: its topic in the client */
-	rd_kafka_topic_partition_list_t *client_parts;	/* its partitions the client fetches */
-	rd_kafka_queue_t *queue;	/* its queue: group mode the consumer queue (messages, errors,
-								 * logs); else its own, its partitions started into it */
+	struct DuetKafkaLane *lane; /* not group mode: the fetch of its topic it follows */
+	Bitmapset  *lane_parts;		/* its partitions the lane fetches for it */
+	rd_kafka_message_t **inbox; /* a shared lane's messages for it, not yet taken (a ring) */
+	int			inbox_head;
+	int			inbox_len;
+	rd_kafka_queue_t *queue;	/* group mode: the consumer queue (messages, errors, logs) */
 	int			event_fd[2];	/* librdkafka writes to [1] when the queue gets something */
 	rd_kafka_topic_partition_list_t *assigned;	/* offsets = next offset to commit from */
 	int64	   *skip_before_ms; /* per assigned partition: skip older messages; -1 = off */
@@ -111,14 +117,61 @@ extern int	duet_kafka_stats_apply(List *consumers, const char *json, size_t len)
 
 /*
  * kafka_client.c: consumers of one pool worker with the same owner, brokers and properties share one
- * librdkafka client (not in group mode); each has its own queue, its partitions started into it.
+ * librdkafka client (not in group mode); each follows a lane of it (kafka_lane.c).
  */
+typedef struct DuetKafkaClient
+{
+	char	   *key;			/* owner, brokers and properties */
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue;	/* main queue: errors and log lines of the client */
+	int			event_fd[2];
+	rd_kafka_t *lookup;			/* same settings, never fetches: metadata and offset lookups */
+	rd_kafka_queue_t *lookup_queue; /* its main queue */
+	int			lookup_fd[2];
+	List	   *members;		/* Consumer * */
+	List	   *lanes;			/* DuetKafkaLane *, one per topic */
+	DuetKafkaLogLimit log;
+} DuetKafkaClient;
+
+extern bool duet_kafka_clients_changed; /* a client or lane (an event pipe) came or went */
 extern bool duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transient);
 extern void duet_kafka_client_assign(Consumer *c);
+extern void duet_kafka_client_merge(Consumer *c);
 extern void duet_kafka_client_detach(Consumer *c);
 extern void duet_kafka_client_wait_events(WaitEventSet *wes);
+extern int	duet_kafka_client_event_count(void);
 extern int	duet_kafka_client_count(void);
-extern void duet_kafka_client_event(void *user_data);
+extern bool duet_kafka_client_event(void *user_data);
+extern List *duet_kafka_lappend_top(List *list, void *p);
+
+/*
+ * kafka_lane.c: one fetch of a topic's partitions in a client, followed by the consumers at its
+ * position; messages reach every follower reading their partition.
+ */
+typedef struct DuetKafkaLane
+{
+	DuetKafkaClient *client;
+	char	   *topic;
+	rd_kafka_topic_t *rkt;
+	rd_kafka_queue_t *queue;	/* its partitions are started into it */
+	int			event_fd[2];
+	List	   *followers;		/* Consumer * */
+	int			nparts;			/* partitions 0 .. nparts - 1 have an entry below */
+	int64	   *next;			/* offset of the next message handed out */
+	int		   *readers;		/* followers reading the partition; 0 = not fetched */
+	bool	   *stopped;		/* librdkafka stopped fetching it (offset out of range) */
+} DuetKafkaLane;
+
+extern DuetKafkaLane *duet_kafka_lane_new(DuetKafkaClient *cl, const char *topic);
+extern DuetKafkaLane *duet_kafka_lane_of(DuetKafkaClient *cl, const char *topic);
+extern bool duet_kafka_lane_fits(DuetKafkaLane *l, Consumer *c);
+extern void duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c);
+extern void duet_kafka_lane_leave(Consumer *c, int elevel);
+extern void duet_kafka_lane_destroy(DuetKafkaLane *l);
+extern int	duet_kafka_lane_take(Consumer *c, rd_kafka_message_t **msgs, int n);
+extern void duet_kafka_lane_event(DuetKafkaLane *l);
+extern void duet_kafka_inbox_drop(Consumer *c);
+extern void duet_kafka_message_release(rd_kafka_message_t *m);
 
 /* kafka_group.c: several servers, one consumer group. */
 extern bool duet_kafka_group_conf(Consumer *c, rd_kafka_conf_t *conf, char *errstr, size_t errlen);

@@ -41,7 +41,7 @@ duet_kafka_handle_out_of_range(Consumer *c)
 
 		if (!c->out_of_range[i])
 			continue;
-		err = rd_kafka_query_watermark_offsets(c->rk, c->topic, tp->partition, &low, &high, BROKER_TIMEOUT_MS);
+		err = rd_kafka_query_watermark_offsets(c->lookup_rk, c->topic, tp->partition, &low, &high, BROKER_TIMEOUT_MS);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
 			duet_kafka_slot_error(c->slot, psprintf("cannot read the offsets of partition %d: %s",

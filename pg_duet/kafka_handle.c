@@ -158,6 +158,7 @@ duet_kafka_handle_new(Consumer *c, char *errstr, size_t errlen, bool *transient)
 	c->rk = duet_kafka_handle_create(conf, c, error_cb, log_cb, stats_cb, errstr, errlen);
 	if (c->rk == NULL)
 		return false;
+	c->lookup_rk = c->rk;		/* one member per client: lookups wait behind its fetches */
 	rd_kafka_poll_set_consumer(c->rk);	/* the main queue (errors, logs) into the consumer queue */
 	c->queue = rd_kafka_queue_get_consumer(c->rk);
 	if (!duet_kafka_event_pipe(c->queue, c->event_fd, errstr, errlen))
@@ -208,9 +209,9 @@ duet_kafka_event_pipe_close(rd_kafka_queue_t *queue, int fd[2])
 }
 
 /*
- * Takes up to n messages (or errors) from the group's queue without waiting. The shared client's
- * queues are taken from in one call; a group member's consumer queue one message at a time by
- * rd_kafka_consumer_poll, which also runs its rebalance callback.
+ * Takes up to n messages (or errors) for the group without waiting: from the lane it follows in
+ * the shared client (kafka_lane.c); a group member's from its consumer queue, one message at a
+ * time by rd_kafka_consumer_poll, which also runs its rebalance callback.
  */
 int
 duet_kafka_handle_take(Consumer *c, rd_kafka_message_t **msgs, int n)
@@ -218,11 +219,7 @@ duet_kafka_handle_take(Consumer *c, rd_kafka_message_t **msgs, int n)
 	int			got = 0;
 
 	if (!c->group_mode)
-	{
-		ssize_t		r = rd_kafka_consume_batch_queue(c->queue, 0, msgs, n);
-
-		return r < 0 ? 0 : (int) r;
-	}
+		return duet_kafka_lane_take(c, msgs, n);
 	while (got < n && (msgs[got] = rd_kafka_consumer_poll(c->rk, 0)) != NULL)
 		got++;
 	return got;
@@ -268,5 +265,6 @@ duet_kafka_handle_destroy(Consumer *c)
 		rd_kafka_consumer_close(c->rk);
 		rd_kafka_destroy(c->rk);
 		c->rk = NULL;
+		c->lookup_rk = NULL;
 	}
 }

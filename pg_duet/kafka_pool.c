@@ -263,14 +263,15 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 	bool		latch_set = false;
 	WaitEvent	events[64];
 	int			n;
+	int			own_clients = 0;
 
-	if (wait_set_stale || *wes == NULL)
+	if (wait_set_stale || duet_kafka_clients_changed || *wes == NULL)
 	{
 		ListCell   *lc;
 
 		if (*wes)
 			FreeWaitEventSet(*wes);
-		*wes = CreateWaitEventSet(TopMemoryContext, 2 + list_length(consumers) + duet_kafka_client_count());
+		*wes = CreateWaitEventSet(TopMemoryContext, 2 + list_length(consumers) + duet_kafka_client_event_count());
 		AddWaitEventToSet(*wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(*wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		foreach(lc, consumers)
@@ -279,9 +280,12 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 
 			if (c->event_fd[0] >= 0)
 				AddWaitEventToSet(*wes, WL_SOCKET_READABLE, c->event_fd[0], NULL, c);
+			if (c->group_mode && c->rk)
+				own_clients++;	/* a group member's own client */
 		}
 		duet_kafka_client_wait_events(*wes);
 		wait_set_stale = false;
+		duet_kafka_pool_set_clients(duet_kafka_client_count() + own_clients);
 	}
 	n = WaitEventSetWait(*wes, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
 	for (int i = 0; i < n; i++)
@@ -291,8 +295,10 @@ wait_for_work(WaitEventSet **wes, long timeout_ms)
 			ResetLatch(MyLatch);
 			latch_set = true;
 		}
-		if ((events[i].events & WL_SOCKET_READABLE) && events[i].user_data)
-			duet_kafka_client_event(events[i].user_data);	/* a client's or a consumer's */
+		if ((events[i].events & WL_SOCKET_READABLE) && events[i].user_data &&
+			!duet_kafka_client_event(events[i].user_data) &&	/* a client's or a lane's */
+			list_member_ptr(consumers, events[i].user_data))
+			duet_kafka_handle_event(events[i].user_data);	/* a group member's queue */
 	}
 	return latch_set;
 }

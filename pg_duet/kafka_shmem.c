@@ -54,6 +54,7 @@ typedef struct DuetKafkaPool
 	bool		running[DUET_KAFKA_MAX_POOL];	/* the supervisor started it, not seen stopped */
 	pid_t		pid[DUET_KAFKA_MAX_POOL];	/* registered by the worker itself; 0 = not running */
 	TimestampTz started_at[DUET_KAFKA_MAX_POOL];
+	int32		clients[DUET_KAFKA_MAX_POOL];	/* librdkafka clients the worker runs */
 	char		problem[DUET_KAFKA_ERRLEN];
 } DuetKafkaPool;
 
@@ -429,7 +430,21 @@ duet_kafka_pool_join(int index)
 	{
 		pool->pid[index] = MyProcPid;
 		pool->started_at[index] = GetCurrentTimestamp();
+		pool->clients[index] = 0;
 	}
+	LWLockRelease(shared->lock);
+}
+
+/* How many librdkafka clients this pool worker runs now (duet.kafka_pool.clients). */
+void
+duet_kafka_pool_set_clients(int n)
+{
+	DuetKafkaPool *pool;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	pool = pool_entry(MyDatabaseId, false);
+	if (pool && pool->pid[my_pool_index] == MyProcPid)
+		pool->clients[my_pool_index] = n;
 	LWLockRelease(shared->lock);
 }
 
@@ -489,7 +504,8 @@ PG_FUNCTION_INFO_V1(duet_kafka_pool_stats);
 
 /*
  * duet_kafka_pool_stats() → one row per pool worker of this database: index, pid (NULL when not
- * running), since when, how many partition groups it serves, and why the pool cannot run.
+ * running), since when, how many partition groups it serves with how many librdkafka clients,
+ * and why the pool cannot run.
  */
 Datum
 duet_kafka_pool_stats(PG_FUNCTION_ARGS)
@@ -521,8 +537,8 @@ duet_kafka_pool_stats(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	for (int k = 0; k < copy.size; k++)
 	{
-		Datum		values[5];
-		bool		nulls[5] = {0};
+		Datum		values[6];
+		bool		nulls[6] = {0};
 
 		if (k >= copy.needed && copy.pid[k] == 0)
 			continue;			/* not needed: fewer partition groups than duet.kafka_pool_size */
@@ -533,8 +549,10 @@ duet_kafka_pool_stats(PG_FUNCTION_ARGS)
 		values[2] = TimestampTzGetDatum(copy.started_at[k]);
 		nulls[2] = copy.pid[k] == 0;
 		values[3] = Int32GetDatum(served[k]);
-		values[4] = CStringGetTextDatum(copy.problem);
-		nulls[4] = copy.problem[0] == '\0' || copy.pid[k] != 0;
+		values[4] = Int32GetDatum(copy.clients[k]);
+		nulls[4] = copy.pid[k] == 0;
+		values[5] = CStringGetTextDatum(copy.problem);
+		nulls[5] = copy.problem[0] == '\0' || copy.pid[k] != 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -3037,17 +3037,17 @@ CREATE TRIGGER duet_kafka_wake AFTER INSERT ON duet.kafka_outbox
 -- The pool of ingestion workers serving this database (C: pg_duet/kafka_shmem.c, kafka_pool.c).
 CREATE FUNCTION duet_kafka_pool_stats(
         OUT pool_worker integer, OUT pid integer, OUT started_at timestamptz, OUT groups integer,
-        OUT problem text)
+        OUT clients integer, OUT problem text)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_pool_stats';
 COMMENT ON FUNCTION duet_kafka_pool_stats()
-    IS 'this database''s Kafka pool workers: index, pid, since when, partition groups served, why one is not running (feeds duet.kafka_pool and duet.kafka_status)';
+    IS 'this database''s Kafka pool workers: index, pid, since when, partition groups served, librdkafka clients, why one is not running (feeds duet.kafka_pool and duet.kafka_status)';
 REVOKE ALL ON FUNCTION duet_kafka_pool_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION duet_kafka_pool_stats() TO duet_kafka_admin, pg_monitor;
 
 CREATE VIEW duet.kafka_pool WITH (security_barrier = true) AS
-SELECT pool_worker, pid, started_at, groups, problem FROM duet_kafka_pool_stats();
+SELECT pool_worker, pid, started_at, groups, clients, problem FROM duet_kafka_pool_stats();
 COMMENT ON VIEW duet.kafka_pool
-    IS 'the pool of Kafka ingestion workers of this database (duet.kafka_pool_size): which run, since when, how many consumer partition groups each serves, and why one cannot run';
+    IS 'the pool of Kafka ingestion workers of this database (duet.kafka_pool_size): which run, since when, how many consumer partition groups each serves with how many librdkafka clients, and why one cannot run';
 GRANT SELECT ON duet.kafka_pool TO duet_kafka_admin, pg_monitor;
 
 CREATE OR REPLACE VIEW duet.kafka_status WITH (security_barrier = true) AS
@@ -3105,6 +3105,7 @@ COMMENT ON COLUMN duet.kafka_pool.pool_worker IS 'index of the pool worker in th
 COMMENT ON COLUMN duet.kafka_pool.pid IS 'process id of the pool worker; NULL when it is not running';
 COMMENT ON COLUMN duet.kafka_pool.started_at IS 'when the pool worker started';
 COMMENT ON COLUMN duet.kafka_pool.groups IS 'consumer partition groups the pool worker serves now';
+COMMENT ON COLUMN duet.kafka_pool.clients IS 'librdkafka clients (rd_kafka_t) the pool worker runs now: its consumers with the same owner, brokers and properties share two (one fetches, one looks up metadata and offsets) and one fetch of a topic they read at the same position; a consumer behind the others reads in two more until it catches up; a consumer group member has one of its own';
 COMMENT ON COLUMN duet.kafka_pool.problem IS 'why the pool worker is not running (no background worker slot: raise max_worker_processes); NULL when it runs';
 
 -- duet_doctor(): the pool's workers, not one per partition group, in the worker slots needed

@@ -265,17 +265,17 @@ COMMENT ON VIEW duet.kafka_partition_status
 -- The pool of ingestion workers serving this database (C: pg_duet/kafka_shmem.c, kafka_pool.c).
 CREATE FUNCTION duet_kafka_pool_stats(
         OUT pool_worker integer, OUT pid integer, OUT started_at timestamptz, OUT groups integer,
-        OUT problem text)
+        OUT clients integer, OUT problem text)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'duet_kafka_pool_stats';
 COMMENT ON FUNCTION duet_kafka_pool_stats()
-    IS 'this database''s Kafka pool workers: index, pid, since when, partition groups served, why one is not running (feeds duet.kafka_pool and duet.kafka_status)';
+    IS 'this database''s Kafka pool workers: index, pid, since when, partition groups served, librdkafka clients, why one is not running (feeds duet.kafka_pool and duet.kafka_status)';
 REVOKE ALL ON FUNCTION duet_kafka_pool_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION duet_kafka_pool_stats() TO duet_kafka_admin, pg_monitor;
 
 CREATE VIEW duet.kafka_pool WITH (security_barrier = true) AS
-SELECT pool_worker, pid, started_at, groups, problem FROM duet_kafka_pool_stats();
+SELECT pool_worker, pid, started_at, groups, clients, problem FROM duet_kafka_pool_stats();
 COMMENT ON VIEW duet.kafka_pool
-    IS 'the pool of Kafka ingestion workers of this database (duet.kafka_pool_size): which run, since when, how many consumer partition groups each serves, and why one cannot run';
+    IS 'the pool of Kafka ingestion workers of this database (duet.kafka_pool_size): which run, since when, how many consumer partition groups each serves with how many librdkafka clients, and why one cannot run';
 GRANT SELECT ON duet.kafka_pool TO duet_kafka_admin, pg_monitor;
 
 CREATE VIEW duet.kafka_status WITH (security_barrier = true) AS

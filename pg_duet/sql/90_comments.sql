@@ -397,6 +397,7 @@ COMMENT ON COLUMN duet.kafka_pool.pool_worker IS 'index of the pool worker in th
 COMMENT ON COLUMN duet.kafka_pool.pid IS 'process id of the pool worker; NULL when it is not running';
 COMMENT ON COLUMN duet.kafka_pool.started_at IS 'when the pool worker started';
 COMMENT ON COLUMN duet.kafka_pool.groups IS 'consumer partition groups the pool worker serves now';
+COMMENT ON COLUMN duet.kafka_pool.clients IS 'librdkafka clients (rd_kafka_t) the pool worker runs now: its consumers with the same owner, brokers and properties share two (one fetches, one looks up metadata and offsets) and one fetch of a topic they read at the same position; a consumer behind the others reads in two more until it catches up; a consumer group member has one of its own';
 COMMENT ON COLUMN duet.kafka_pool.problem IS 'why the pool worker is not running (no background worker slot: raise max_worker_processes); NULL when it runs';
 -- issue 12, batch path: upsert mode, replayable dead letters, duet.kafka_consumer_config
 COMMENT ON COLUMN duet.kafka_consumers.mode IS 'append: every message a new row; upsert: INSERT … ON CONFLICT (key_columns) DO UPDATE, a tombstone deletes its key''s row';
