@@ -6,9 +6,9 @@
 # The latency is measured with librdkafka's default fetch.wait.max.ms (500 ms) and with 50 ms: the
 # dev broker (librdkafka's mock cluster) answers a fetch without data only after fetch.wait.max.ms
 # even when a message arrives meanwhile (a Kafka broker answers at once), which is the floor there.
-# Idle CPU is measured twice: the N consumers on one topic (one partition: each needs its own
-# librdkafka client, since one client fetches a partition at one position only), and on a topic
-# each (the pool worker's consumers with the same brokers and properties share one client).
+# Idle CPU is measured twice: the N consumers on one topic (one partition; caught up, they follow
+# one fetch of it in their pool worker's shared client: kafka_lane.c), and on a topic each (the
+# pool worker's consumers with the same brokers and properties share one client).
 # Goals (issue 12): latency <= 100 ms without a short poll; 100 idle consumers <= 1% of a core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
