@@ -292,7 +292,7 @@ duet_kafka_client_assign(Consumer *c)
 		duet_kafka_lane_place(l, c);	/* alone, or where the others are */
 		return;
 	}
-	duet_kafka_lane_leave(c, ERROR);
+	duet_kafka_lane_leave(c, WARNING);
 	if ((l = fitting_lane(c, key)) != NULL)
 	{
 		client_move(c, l->client);
@@ -337,7 +337,7 @@ duet_kafka_client_merge(Consumer *c)
 	if ((l = fitting_lane(c, client_key(c))) == NULL ||
 		list_length(l->followers) < list_length(c->lane->followers))
 		return;
-	duet_kafka_lane_leave(c, ERROR);
+	duet_kafka_lane_leave(c, WARNING);
 	client_move(c, l->client);
 	duet_kafka_lane_place(l, c);
 	ereport(DEBUG1,

@@ -282,12 +282,14 @@ duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c)
 		lane_grow(l, p);
 		if (!bms_is_member(p, c->lane_parts))
 		{
-			MemoryContext old = MemoryContextSwitchTo(c->cxt);
+			MemoryContext old;
 
+			if (l->readers[p] == 0)
+				start_partition(l, p, offset);	/* counted only once it is fetched */
+			l->readers[p]++;
+			old = MemoryContextSwitchTo(c->cxt);
 			c->lane_parts = bms_add_member(c->lane_parts, p);
 			MemoryContextSwitchTo(old);
-			if (l->readers[p]++ == 0)
-				start_partition(l, p, offset);
 		}
 		else if (l->readers[p] == 1 && (l->stopped[p] || l->next[p] != offset))
 		{
@@ -298,7 +300,11 @@ duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c)
 	}
 }
 
-/* c stops following its lane; partitions nobody else reads are stopped, an empty lane closed. */
+/*
+ * c stops following its lane; partitions nobody else reads are stopped, an empty lane closed. A
+ * stop that fails is logged (at elevel, at most WARNING, so the lane's state stays whole): its
+ * messages reach nobody and are dropped.
+ */
 void
 duet_kafka_lane_leave(Consumer *c, int elevel)
 {
@@ -310,7 +316,7 @@ duet_kafka_lane_leave(Consumer *c, int elevel)
 	duet_kafka_inbox_drop(c);
 	while ((p = bms_next_member(c->lane_parts, p)) >= 0)
 		if (--l->readers[p] == 0)
-			stop_partition(l, p, elevel);
+			stop_partition(l, p, Min(elevel, WARNING));
 	bms_free(c->lane_parts);
 	c->lane_parts = NULL;
 	l->followers = list_delete_ptr(l->followers, c);
