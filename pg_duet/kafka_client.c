@@ -287,9 +287,14 @@ duet_kafka_client_assign(Consumer *c)
 	DuetKafkaClient *cl = NULL;
 	ListCell   *lc;
 
-	if (l != NULL && duet_kafka_lane_fits(l, c))
+	/*
+	 * Alone, or where the others are. A consumer waiting out a failed batch does not stay in a
+	 * shared lane: its inbox would fill meanwhile and hold the others back.
+	 */
+	if (l != NULL && duet_kafka_lane_fits(l, c) &&
+		(list_length(l->followers) == 1 || c->not_before == 0))
 	{
-		duet_kafka_lane_place(l, c);	/* alone, or where the others are */
+		duet_kafka_lane_place(l, c);
 		return;
 	}
 	duet_kafka_lane_leave(c, WARNING);

@@ -160,6 +160,7 @@ typedef struct DuetKafkaLane
 	int64	   *next;			/* offset of the next message handed out */
 	int		   *readers;		/* followers reading the partition; 0 = not fetched */
 	bool	   *stopped;		/* librdkafka stopped fetching it (offset out of range) */
+	bool		blocked;		/* a full inbox left messages in the queue: wake all on room */
 } DuetKafkaLane;
 
 extern DuetKafkaLane *duet_kafka_lane_new(DuetKafkaClient *cl, const char *topic);

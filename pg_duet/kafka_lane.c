@@ -113,6 +113,8 @@ duet_kafka_inbox_drop(Consumer *c)
 
 /* ---- lanes ---- */
 
+static void lane_wake(DuetKafkaLane *l);
+
 DuetKafkaLane *
 duet_kafka_lane_of(DuetKafkaClient *cl, const char *topic)
 {
@@ -218,11 +220,17 @@ other_readers(DuetKafkaLane *l, Consumer *c, int32 p)
 
 /*
  * Whether c can follow l at its committed offsets: every partition of c that another follower
- * reads is fetched at exactly c's offset.
+ * reads is fetched at exactly c's offset. Followers have one batch size: the inboxes are that
+ * size, and a smaller one would cut the others' batches to it.
  */
 bool
 duet_kafka_lane_fits(DuetKafkaLane *l, Consumer *c)
 {
+	ListCell   *lc;
+
+	foreach(lc, l->followers)
+		if (((Consumer *) lfirst(lc))->batch_size != c->batch_size)
+			return false;
 	for (int i = 0; i < c->assigned->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
@@ -262,8 +270,8 @@ stop_partition(DuetKafkaLane *l, int32 p, int elevel)
  * again there if it is not fetched from exactly there, one nobody reads is started. What c's
  * inbox held was fetched past those offsets and is dropped.
  */
-void
-duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c)
+static void
+lane_place(DuetKafkaLane *l, Consumer *c)
 {
 	Assert(c->lane == NULL || c->lane == l);
 	duet_kafka_inbox_drop(c);
@@ -301,6 +309,25 @@ duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c)
 }
 
 /*
+ * lane_place; if librdkafka refuses a partition, c leaves the lane altogether (c->lane NULL: its
+ * next take places it again) rather than follow it with a partition nobody fetches.
+ */
+void
+duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c)
+{
+	PG_TRY();
+	{
+		lane_place(l, c);
+	}
+	PG_CATCH();
+	{
+		duet_kafka_lane_leave(c, LOG);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
  * c stops following its lane; partitions nobody else reads are stopped, an empty lane closed. A
  * stop that fails is logged (at elevel, at most WARNING, so the lane's state stays whole): its
  * messages reach nobody and are dropped.
@@ -323,6 +350,19 @@ duet_kafka_lane_leave(Consumer *c, int elevel)
 	c->lane = NULL;
 	if (l->followers == NIL)
 		duet_kafka_lane_destroy(l);
+	else
+		lane_wake(l);			/* what c's full inbox held back in the queue is theirs now */
+}
+
+/* Every follower takes at its next turn (the queue's pipe fires only when it was empty). */
+static void
+lane_wake(DuetKafkaLane *l)
+{
+	ListCell   *lc;
+
+	l->blocked = false;
+	foreach(lc, l->followers)
+		((Consumer *) lfirst(lc))->pending = true;
 }
 
 /* What a message taken from l's queue tells about its partition. */
@@ -357,9 +397,14 @@ lane_pump(DuetKafkaLane *l)
 		room = Min(room, f->batch_size - f->inbox_len);
 	}
 	if (room <= 0)
+	{
+		l->blocked = true;		/* lane_take wakes everyone once there is room */
 		return;
+	}
 	buf = palloc(sizeof(rd_kafka_message_t *) * room);
 	got = rd_kafka_consume_batch_queue(l->queue, 0, buf, room);
+	if (got == room)
+		l->blocked = true;		/* the queue may hold more than there was room for */
 	for (ssize_t i = 0; i < got; i++)
 	{
 		rd_kafka_message_t *m = buf[i];
@@ -396,6 +441,8 @@ duet_kafka_lane_take(Consumer *c, rd_kafka_message_t **msgs, int n)
 	if (l == NULL)
 		return 0;
 	got = inbox_take(c, msgs, n);
+	if (got > 0 && l->blocked)
+		lane_wake(l);			/* room again: the others' next turns pump */
 	if (got == n)
 		return got;
 	if (list_length(l->followers) == 1)
@@ -414,9 +461,6 @@ duet_kafka_lane_take(Consumer *c, rd_kafka_message_t **msgs, int n)
 void
 duet_kafka_lane_event(DuetKafkaLane *l)
 {
-	ListCell   *lc;
-
 	duet_kafka_event_pipe_drain(l->event_fd[0]);
-	foreach(lc, l->followers)
-		((Consumer *) lfirst(lc))->pending = true;
+	lane_wake(l);
 }
