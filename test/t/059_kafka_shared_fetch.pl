@@ -2,7 +2,8 @@
 # client for all of them (duet.kafka_pool.clients), every message once in every target. A consumer
 # that falls behind (its batches fail) reads in a client of its own while the others go on, and
 # moves back once it has caught up; a consumer started behind them (from the earliest offset,
-# three partition groups) does the same; another owner's consumers never share the client.
+# three partition groups) does the same; another owner's consumers never share the client, nor
+# does a consumer with another batch size share the lane.
 use strict;
 use warnings;
 use lib "$ENV{DUET_ROOT}/test/perl";
@@ -80,7 +81,7 @@ is(counts(@names), join(' ', ('480/480') x 4), 'each message once in each table 
 
 # ---- a consumer behind the others: three partition groups from the earliest offset ----
 $node->safe_psql('postgres', "SET ROLE feeder; CREATE TABLE f.s5 (n int);
-    SELECT duet_kafka_consume('s5', 'shared', 'f.s5', '$b', 'json', flush_interval_ms => 50, batch_size => 20, parallelism => 3)");
+    SELECT duet_kafka_consume('s5', 'shared', 'f.s5', '$b', 'json', flush_interval_ms => 50, parallelism => 3)");
 wait_for($node, 'SELECT count(*) FROM f.s5', '480', 'the late consumer reads the topic from the start', 90);
 wait_for($node, 'SELECT clients FROM duet.kafka_pool WHERE pid IS NOT NULL', '2',
 	'caught up, its three partition groups join the shared fetch', 90);
@@ -96,15 +97,22 @@ $node->safe_psql('postgres', "SET ROLE other_feeder; CREATE TABLE o.t (n int);
 wait_for($node, 'SELECT count(*) FROM o.t', '500', "another owner's consumer reads the topic");
 wait_for($node, 'SELECT clients FROM duet.kafka_pool WHERE pid IS NOT NULL', '4',
 	"it has a client of its own (one tenant's client is never another's)");
+# ---- nor does a consumer with another batch size: a lane's inboxes are one batch long ----
+$node->safe_psql('postgres', "SET ROLE feeder; CREATE TABLE f.s6 (n int);
+    SELECT duet_kafka_consume('s6', 'shared', 'f.s6', '$b', 'json', flush_interval_ms => 50, batch_size => 7)");
+wait_for($node, 'SELECT count(*) FROM f.s6', '500', 'a consumer with batches of 7 reads the topic', 90);
+wait_for($node, 'SELECT clients FROM duet.kafka_pool WHERE pid IS NOT NULL', '6',
+	'it reads in a client of its own, not in the lane of batches of 10000');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM duet.kafka_dead_letters'), '0', 'no dead letters');
 
 # ---- a dropped follower leaves the others reading ----
 $node->safe_psql('postgres', "SELECT duet_kafka_drop('s1')");
 produce_n(10);
 wait_for($node, "SELECT min(n) FROM (SELECT count(*) AS n FROM f.s2 UNION ALL SELECT count(*) FROM f.s3
-                 UNION ALL SELECT count(*) FROM f.s4 UNION ALL SELECT count(*) FROM f.s5) x", '510',
+                 UNION ALL SELECT count(*) FROM f.s4 UNION ALL SELECT count(*) FROM f.s5
+                 UNION ALL SELECT count(*) FROM f.s6) x", '510',
 	'the followers of a dropped consumer go on');
-is(counts('s2', 's3', 's4', 's5'), join(' ', ('510/510') x 4), 'each message once');
+is(counts('s2', 's3', 's4', 's5', 's6'), join(' ', ('510/510') x 5), 'each message once');
 
 $node->stop;
 stop_broker($broker);
