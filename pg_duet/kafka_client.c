@@ -231,6 +231,22 @@ client_move(Consumer *c, DuetKafkaClient *cl)
 	c->lookup_rk = cl->lookup;
 }
 
+/* The first client with settings key that does not fetch topic (any, if topic is NULL). */
+static DuetKafkaClient *
+client_with(const char *key, const char *topic)
+{
+	ListCell   *lc;
+
+	foreach(lc, clients)
+	{
+		DuetKafkaClient *cl = lfirst(lc);
+
+		if (strcmp(cl->key, key) == 0 && (topic == NULL || duet_kafka_lane_of(cl, topic) == NULL))
+			return cl;
+	}
+	return NULL;
+}
+
 /*
  * At open: c joins a client with its settings (or a new one), for its metadata lookups; where it
  * reads is decided when it is placed (duet_kafka_client_assign).
@@ -239,24 +255,20 @@ bool
 duet_kafka_client_attach(Consumer *c, char *errstr, size_t errlen, bool *transient)
 {
 	char	   *key = client_key(c);
-	DuetKafkaClient *cl = NULL;
-	ListCell   *lc;
+	DuetKafkaClient *cl = client_with(key, NULL);
 
-	foreach(lc, clients)
-		if (strcmp(((DuetKafkaClient *) lfirst(lc))->key, key) == 0)
-		{
-			cl = lfirst(lc);
-			break;
-		}
 	if (cl == NULL && (cl = client_new(c, key, errstr, errlen, transient)) == NULL)
 		return false;
 	client_move(c, cl);
 	return true;
 }
 
-/* A lane of c's topic, other than c's own, that fits c's committed offsets, or NULL. */
+/*
+ * A lane of c's topic, other than c's own, that fits c's committed offsets, in a client with c's
+ * settings (those of the client c is a member of), or NULL.
+ */
 static DuetKafkaLane *
-fitting_lane(Consumer *c, const char *key)
+fitting_lane(Consumer *c)
 {
 	ListCell   *lc;
 
@@ -265,7 +277,7 @@ fitting_lane(Consumer *c, const char *key)
 		DuetKafkaClient *cl = lfirst(lc);
 		DuetKafkaLane *l;
 
-		if (strcmp(cl->key, key) != 0)
+		if (strcmp(cl->key, c->client->key) != 0)
 			continue;
 		l = duet_kafka_lane_of(cl, c->topic);
 		if (l != NULL && l != c->lane && duet_kafka_lane_fits(l, c))
@@ -282,11 +294,10 @@ fitting_lane(Consumer *c, const char *key)
 void
 duet_kafka_client_assign(Consumer *c)
 {
-	char	   *key = client_key(c);
 	DuetKafkaLane *l = c->lane;
-	DuetKafkaClient *cl = NULL;
-	ListCell   *lc;
+	DuetKafkaClient *cl;
 
+	Assert(c->client != NULL);	/* attached at open */
 	/*
 	 * Alone, or where the others are. A consumer waiting out a failed batch does not stay in a
 	 * shared lane: its inbox would fill meanwhile and hold the others back.
@@ -298,25 +309,20 @@ duet_kafka_client_assign(Consumer *c)
 		return;
 	}
 	duet_kafka_lane_leave(c, WARNING);
-	if ((l = fitting_lane(c, key)) != NULL)
+	if ((l = fitting_lane(c)) != NULL)
 	{
 		client_move(c, l->client);
 		duet_kafka_lane_place(l, c);
 		return;
 	}
 	/* a client with c's settings that does not fetch its topic, c's own first */
-	if (c->client && duet_kafka_lane_of(c->client, c->topic) == NULL)
-		cl = c->client;
-	foreach(lc, clients)
-		if (cl == NULL && strcmp(((DuetKafkaClient *) lfirst(lc))->key, key) == 0 &&
-			duet_kafka_lane_of(lfirst(lc), c->topic) == NULL)
-			cl = lfirst(lc);
+	cl = duet_kafka_lane_of(c->client, c->topic) == NULL ? c->client : client_with(c->client->key, c->topic);
 	if (cl == NULL)
 	{
 		char		errstr[512];
 		bool		transient;
 
-		cl = client_new(c, key, errstr, sizeof(errstr), &transient);
+		cl = client_new(c, c->client->key, errstr, sizeof(errstr), &transient);
 		if (cl == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -339,7 +345,7 @@ duet_kafka_client_merge(Consumer *c)
 
 	if (c->lane == NULL || c->nmsgs > 0 || c->inbox_len > 0 || c->any_out_of_range)
 		return;
-	if ((l = fitting_lane(c, client_key(c))) == NULL ||
+	if ((l = fitting_lane(c)) == NULL ||
 		list_length(l->followers) < list_length(c->lane->followers))
 		return;
 	duet_kafka_lane_leave(c, WARNING);
@@ -382,7 +388,6 @@ duet_kafka_client_wait_events(WaitEventSet *wes)
 	foreach(lc, clients)
 	{
 		DuetKafkaClient *cl = lfirst(lc);
-
 		ListCell   *ll;
 
 		if (cl->event_fd[0] >= 0)

@@ -148,6 +148,14 @@ extern List *duet_kafka_lappend_top(List *list, void *p);
  * kafka_lane.c: one fetch of a topic's partitions in a client, followed by the consumers at its
  * position; messages reach every follower reading their partition.
  */
+/* What a lane knows of one partition of its topic. */
+typedef struct DuetKafkaLanePartition
+{
+	int64		next;			/* offset of the next message handed out */
+	int			readers;		/* followers reading it; 0 = not fetched */
+	bool		stopped;		/* librdkafka stopped fetching it (offset out of range) */
+} DuetKafkaLanePartition;
+
 typedef struct DuetKafkaLane
 {
 	DuetKafkaClient *client;
@@ -156,10 +164,8 @@ typedef struct DuetKafkaLane
 	rd_kafka_queue_t *queue;	/* its partitions are started into it */
 	int			event_fd[2];
 	List	   *followers;		/* Consumer * */
-	int			nparts;			/* partitions 0 .. nparts - 1 have an entry below */
-	int64	   *next;			/* offset of the next message handed out */
-	int		   *readers;		/* followers reading the partition; 0 = not fetched */
-	bool	   *stopped;		/* librdkafka stopped fetching it (offset out of range) */
+	int			nparts;			/* partitions 0 .. nparts - 1 have an entry in parts */
+	DuetKafkaLanePartition *parts;
 	bool		blocked;		/* a full inbox left messages in the queue: wake all on room */
 } DuetKafkaLane;
 
@@ -168,10 +174,8 @@ extern DuetKafkaLane *duet_kafka_lane_of(DuetKafkaClient *cl, const char *topic)
 extern bool duet_kafka_lane_fits(DuetKafkaLane *l, Consumer *c);
 extern void duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c);
 extern void duet_kafka_lane_leave(Consumer *c, int elevel);
-extern void duet_kafka_lane_destroy(DuetKafkaLane *l);
 extern int	duet_kafka_lane_take(Consumer *c, rd_kafka_message_t **msgs, int n);
 extern void duet_kafka_lane_event(DuetKafkaLane *l);
-extern void duet_kafka_inbox_drop(Consumer *c);
 extern void duet_kafka_message_release(rd_kafka_message_t *m);
 
 /* kafka_group.c: several servers, one consumer group. */

@@ -10,9 +10,9 @@
  *
  * - The lane's partitions are started into its own queue (rd_kafka_consume_start_queue), each at
  *   the committed offset of the first follower reading it; for each partition the lane knows the
- *   offset of the next message it hands out (next[]).
+ *   offset of the next message it hands out (parts[].next).
  * - A consumer follows a lane only where it stands: each of its partitions that another follower
- *   reads must be fetched at exactly the consumer's committed offset (next[] equal to it, not
+ *   reads must be fetched at exactly the consumer's committed offset (parts[].next equal to it, not
  *   stopped); the others are started (or restarted) for it. So every follower receives every
  *   message from its committed offset on, none missing, none before it.
  * - With one follower, the follower takes from the lane's queue itself, as before lanes existed.
@@ -101,8 +101,8 @@ inbox_take(Consumer *c, rd_kafka_message_t **msgs, int n)
 	return got;
 }
 
-void
-duet_kafka_inbox_drop(Consumer *c)
+static void
+inbox_drop(Consumer *c)
 {
 	rd_kafka_message_t *m;
 
@@ -113,6 +113,7 @@ duet_kafka_inbox_drop(Consumer *c)
 
 /* ---- lanes ---- */
 
+static void lane_destroy(DuetKafkaLane *l);
 static void lane_wake(DuetKafkaLane *l);
 
 DuetKafkaLane *
@@ -155,7 +156,7 @@ duet_kafka_lane_new(DuetKafkaClient *cl, const char *topic)
 	duet_kafka_clients_changed = true;
 	if (!duet_kafka_event_pipe(l->queue, l->event_fd, errstr, sizeof(errstr)))
 	{
-		duet_kafka_lane_destroy(l);
+		lane_destroy(l);
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("cannot read Kafka topic \"%s\": %s", topic, errstr)));
@@ -164,8 +165,8 @@ duet_kafka_lane_new(DuetKafkaClient *cl, const char *topic)
 }
 
 /* A lane without followers: its partitions are stopped already. */
-void
-duet_kafka_lane_destroy(DuetKafkaLane *l)
+static void
+lane_destroy(DuetKafkaLane *l)
 {
 	Assert(l->followers == NIL);
 	duet_kafka_event_pipe_close(l->queue, l->event_fd);
@@ -173,12 +174,8 @@ duet_kafka_lane_destroy(DuetKafkaLane *l)
 	rd_kafka_topic_destroy(l->rkt);
 	l->client->lanes = list_delete_ptr(l->client->lanes, l);
 	duet_kafka_clients_changed = true;
-	if (l->nparts > 0)
-	{
-		pfree(l->next);
-		pfree(l->readers);
-		pfree(l->stopped);
-	}
+	if (l->parts)
+		pfree(l->parts);
 	pfree(l->topic);
 	pfree(l);
 }
@@ -191,21 +188,11 @@ lane_grow(DuetKafkaLane *l, int32 partition)
 
 	if (n <= l->nparts)
 		return;
-	if (l->nparts == 0)
-	{
-		l->next = MemoryContextAllocZero(TopMemoryContext, sizeof(int64) * n);
-		l->readers = MemoryContextAllocZero(TopMemoryContext, sizeof(int) * n);
-		l->stopped = MemoryContextAllocZero(TopMemoryContext, sizeof(bool) * n);
-	}
+	if (l->parts == NULL)
+		l->parts = MemoryContextAlloc(TopMemoryContext, sizeof(DuetKafkaLanePartition) * n);
 	else
-	{
-		l->next = repalloc(l->next, sizeof(int64) * n);
-		l->readers = repalloc(l->readers, sizeof(int) * n);
-		l->stopped = repalloc(l->stopped, sizeof(bool) * n);
-		memset(l->next + l->nparts, 0, sizeof(int64) * (n - l->nparts));
-		memset(l->readers + l->nparts, 0, sizeof(int) * (n - l->nparts));
-		memset(l->stopped + l->nparts, 0, sizeof(bool) * (n - l->nparts));
-	}
+		l->parts = repalloc(l->parts, sizeof(DuetKafkaLanePartition) * n);
+	memset(l->parts + l->nparts, 0, sizeof(DuetKafkaLanePartition) * (n - l->nparts));
 	l->nparts = n;
 }
 
@@ -215,7 +202,7 @@ other_readers(DuetKafkaLane *l, Consumer *c, int32 p)
 {
 	if (p >= l->nparts)
 		return 0;
-	return l->readers[p] - (c->lane == l && bms_is_member(p, c->lane_parts) ? 1 : 0);
+	return l->parts[p].readers - (c->lane == l && bms_is_member(p, c->lane_parts) ? 1 : 0);
 }
 
 /*
@@ -236,7 +223,7 @@ duet_kafka_lane_fits(DuetKafkaLane *l, Consumer *c)
 		rd_kafka_topic_partition_t *tp = &c->assigned->elems[i];
 
 		if (other_readers(l, c, tp->partition) > 0 &&
-			(l->stopped[tp->partition] || l->next[tp->partition] != tp->offset))
+			(l->parts[tp->partition].stopped || l->parts[tp->partition].next != tp->offset))
 			return false;
 	}
 	return true;
@@ -250,8 +237,8 @@ start_partition(DuetKafkaLane *l, int32 p, int64 offset)
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("cannot read partition %d of Kafka topic \"%s\" from offset " INT64_FORMAT ": %s",
 						p, l->topic, offset, rd_kafka_err2str(rd_kafka_last_error()))));
-	l->next[p] = offset;
-	l->stopped[p] = false;
+	l->parts[p].next = offset;
+	l->parts[p].stopped = false;
 }
 
 /* Stops fetching p; returns when its fetcher has stopped (its queued messages are dropped). */
@@ -274,7 +261,7 @@ static void
 lane_place(DuetKafkaLane *l, Consumer *c)
 {
 	Assert(c->lane == NULL || c->lane == l);
-	duet_kafka_inbox_drop(c);
+	inbox_drop(c);
 	if (c->inbox == NULL)
 		c->inbox = MemoryContextAlloc(c->cxt, sizeof(rd_kafka_message_t *) * c->batch_size);
 	if (c->lane == NULL)
@@ -292,14 +279,14 @@ lane_place(DuetKafkaLane *l, Consumer *c)
 		{
 			MemoryContext old;
 
-			if (l->readers[p] == 0)
+			if (l->parts[p].readers == 0)
 				start_partition(l, p, offset);	/* counted only once it is fetched */
-			l->readers[p]++;
+			l->parts[p].readers++;
 			old = MemoryContextSwitchTo(c->cxt);
 			c->lane_parts = bms_add_member(c->lane_parts, p);
 			MemoryContextSwitchTo(old);
 		}
-		else if (l->readers[p] == 1 && (l->stopped[p] || l->next[p] != offset))
+		else if (l->parts[p].readers == 1 && (l->parts[p].stopped || l->parts[p].next != offset))
 		{
 			/* a seek does not restart a partition stopped by an offset out of range */
 			stop_partition(l, p, ERROR);
@@ -329,8 +316,8 @@ duet_kafka_lane_place(DuetKafkaLane *l, Consumer *c)
 
 /*
  * c stops following its lane; partitions nobody else reads are stopped, an empty lane closed. A
- * stop that fails is logged (at elevel, at most WARNING, so the lane's state stays whole): its
- * messages reach nobody and are dropped.
+ * stop that fails is logged at elevel (LOG or WARNING, never an error: the lane's state stays
+ * whole); its messages reach nobody and are dropped.
  */
 void
 duet_kafka_lane_leave(Consumer *c, int elevel)
@@ -338,18 +325,19 @@ duet_kafka_lane_leave(Consumer *c, int elevel)
 	DuetKafkaLane *l = c->lane;
 	int			p = -1;
 
+	Assert(elevel < ERROR);
 	if (l == NULL)
 		return;
-	duet_kafka_inbox_drop(c);
+	inbox_drop(c);
 	while ((p = bms_next_member(c->lane_parts, p)) >= 0)
-		if (--l->readers[p] == 0)
-			stop_partition(l, p, Min(elevel, WARNING));
+		if (--l->parts[p].readers == 0)
+			stop_partition(l, p, elevel);
 	bms_free(c->lane_parts);
 	c->lane_parts = NULL;
 	l->followers = list_delete_ptr(l->followers, c);
 	c->lane = NULL;
 	if (l->followers == NIL)
-		duet_kafka_lane_destroy(l);
+		lane_destroy(l);
 	else
 		lane_wake(l);			/* what c's full inbox held back in the queue is theirs now */
 }
@@ -372,10 +360,10 @@ lane_note(DuetKafkaLane *l, rd_kafka_message_t *m)
 	if (m->partition < 0 || m->partition >= l->nparts)
 		return;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		l->next[m->partition] = m->offset + 1;
+		l->parts[m->partition].next = m->offset + 1;
 	else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
 			 m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
-		l->stopped[m->partition] = true;	/* fetching it has stopped */
+		l->parts[m->partition].stopped = true;	/* fetching it has stopped */
 }
 
 /*
