@@ -5,7 +5,10 @@
  * in the column layout of kafka_layout.c) and loaded with BeginCopyFrom/CopyFrom, so the target's
  * defaults, constraints, indexes, row and statement triggers (with transition tables) and
  * partition routing all apply, with COPY's multi-insert speed. Every message is framed on its own,
- * so nothing a message holds reaches past its own line of the COPY stream.
+ * so nothing a message holds reaches past its own line of the COPY stream. Where COPY would do no
+ * more than input functions, defaults, constraints and indexes (a plain table without triggers),
+ * the messages are rendered as their values instead and loaded by kafka_direct.c, which does
+ * those same steps without COPY's text round trip and words its errors as COPY does.
  *
  * No message loses its batch: a message that cannot be rendered (invalid UTF-8, malformed JSON)
  * is set aside before COPY; a row that COPY rejects (type conversion, constraint, trigger) is
@@ -66,6 +69,7 @@ typedef struct Rendered
 	int		   *msgidx;			/* rendered → batch index */
 	size_t	   *offset;			/* n + 1 byte offsets */
 	int		   *lines;			/* n + 1 cumulative line counts */
+	int		   *pos;			/* values form (kafka_direct.c): n × ncols value offsets; else NULL */
 } Rendered;
 
 /* Errors about one row's data; anything else is re-thrown so the batch is retried later. */
@@ -103,12 +107,12 @@ typedef struct CopyRun
 	DuetKafkaTarget *t;
 	Layout	   *l;
 	Rendered   *r;
-	size_t		from;
-	size_t		to;
+	int			s;				/* rendered messages [s, e) */
+	int			e;
 	uint64		processed;		/* out */
 } CopyRun;
 
-/* COPY of rendered bytes [from, to) into the target, as the consumer's owner. */
+/* COPY of rendered messages [s, e) into the target (or the direct load), as the consumer's owner. */
 static void
 copy_as_owner(void *arg)
 {
@@ -158,9 +162,17 @@ copy_as_owner(void *arg)
 		AfterTriggerSetState(stmt);
 	}
 
+	if (c->r->pos)
+	{
+		c->processed = duet_kafka_direct_load(rel, pstate->p_rtable, c->l, c->r->data.data,
+											  c->r->pos + (size_t) c->s * c->l->ncols, c->e - c->s);
+		table_close(rel, NoLock);
+		free_parsestate(pstate);
+		return;
+	}
 	source_data = c->r->data.data;
-	source_pos = c->from;
-	source_end = c->to;
+	source_pos = c->r->offset[c->s];
+	source_end = c->r->offset[c->e];
 	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, source_read, attnames, options);
 	c->processed = CopyFrom(cstate);
 	EndCopyFrom(cstate);
@@ -170,14 +182,14 @@ copy_as_owner(void *arg)
 		duet_kafka_upsert_apply(c->l);	/* the staged rows into the target, as the owner */
 }
 
-/* COPY rendered bytes [from, to) in a subtransaction; returns the error, or NULL. */
+/* COPY rendered messages [s, e) in a subtransaction; returns the error, or NULL. */
 static ErrorData *
-run_copy(DuetKafkaTarget *t, Layout *l, Rendered *r, size_t from, size_t to, uint64 *processed)
+run_copy(DuetKafkaTarget *t, Layout *l, Rendered *r, int s, int e, uint64 *processed)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	ErrorData  *volatile err = NULL;
-	CopyRun		c = {t, l, r, from, to, 0};
+	CopyRun		c = {t, l, r, s, e, 0};
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -215,7 +227,7 @@ static bool
 copy_slice(DuetKafkaTarget *t, Layout *l, Rendered *r, int s, int e, uint64 *processed,
 		   ErrorData **edata, int *failed)
 {
-	ErrorData  *err = run_copy(t, l, r, r->offset[s], r->offset[e], processed);
+	ErrorData  *err = run_copy(t, l, r, s, e, processed);
 	uint64		line;
 
 	if (err == NULL)
@@ -323,6 +335,10 @@ duet_kafka_ingest(DuetKafkaTarget *t, rd_kafka_message_t **msgs, int n, List **d
 	l = duet_kafka_build_layout(t, rel);
 	if (t->nkeys > 0)
 		duet_kafka_upsert_begin(t, l, rel);
+	r.pos = duet_kafka_direct_fits(t, l, rel) ? palloc(sizeof(int) * l->ncols * (n + 1)) : NULL;
+	ereport(DEBUG1,
+			(errmsg_internal("Kafka batch of %d messages into \"%s\" by %s", n,
+							 RelationGetRelationName(rel), r.pos ? "direct load" : "COPY")));
 	table_close(rel, AccessShareLock);
 
 	/* the rendered batch is about the messages' size: one allocation instead of a dozen doublings */
@@ -354,7 +370,8 @@ duet_kafka_ingest(DuetKafkaTarget *t, rd_kafka_message_t **msgs, int n, List **d
 		const char *err;
 
 		MemoryContextSwitchTo(msgcxt);
-		err = duet_kafka_render_message(t, l, msgs[i], i, &r.data, &detail);
+		err = duet_kafka_render_message(t, l, msgs[i], i, &r.data,
+										r.pos ? r.pos + (size_t) r.n * l->ncols : NULL, &detail);
 		MemoryContextSwitchTo(outer);
 		if (err)
 		{

@@ -5,6 +5,7 @@
  *                   message), the format names, the target check
  *   kafka_render.c  one message as one line of COPY input, in named steps
  *   kafka_ingest.c  a batch through COPY, bad rows isolated and set aside
+ *   kafka_direct.c  the same for a plain table, without COPY's text round trip
  *   kafka_upsert.c  upsert mode: the staging table and the statement that merges it
  *
  * The public entry points are in kafka.h. Not used outside these files.
@@ -57,11 +58,20 @@ typedef struct Layout
 extern Layout *duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel);
 
 /*
- * kafka_render.c: appends message m to buf as one COPY line of layout l; on a message that cannot
- * be rendered returns the dead-letter error (and *detail, or NULL) and leaves buf as it was.
+ * kafka_render.c: appends message m to buf as one COPY line of layout l, or with pos (l->ncols
+ * entries) as its values, each NUL-terminated at buf->data + pos[column] (-1: NULL); on a message
+ * that cannot be rendered returns the dead-letter error (and *detail, or NULL) and leaves buf as
+ * it was (pos undefined).
  */
 extern const char *duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m,
-											 int seq, StringInfo buf, char **detail);
+											 int seq, StringInfo buf, int *pos, char **detail);
+extern void duet_kafka_render_copy_line(StringInfo buf, const Layout *l, const char *data,
+										const int *pos);
+
+/* kafka_direct.c: rows into a plain table without COPY, where COPY would do no more */
+extern bool duet_kafka_direct_fits(DuetKafkaTarget *t, Layout *l, Relation rel);
+extern uint64 duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *data,
+									 const int *pos, int nrows);
 
 /* kafka_json_flat.c: a flat object's values without PostgreSQL's JSON parser, when it can. */
 extern bool duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char **vals);

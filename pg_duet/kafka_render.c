@@ -8,7 +8,8 @@
  *   3. render_csv_fields  csv: the message's own fields, split by COPY's rules and quoted again
  *   4. column_value       each remaining column's value: a json field, the whole value, or
  *                         metadata (topic, partition, offset, timestamp, key, headers)
- *   5. append_value       the value escaped (text) or quoted (csv), or the NULL marker
+ *   5. append_value       the value escaped (text) or quoted (csv), or the NULL marker; or, for
+ *                         kafka_direct.c, the value as it is, NUL-terminated (put_value)
  *
  * Every message is framed on its own, so nothing a message holds (a line "\.", an open quote, a
  * line break) reaches past its own line of the COPY stream. A message that fails a step is
@@ -550,11 +551,47 @@ append_value(StringInfo buf, bool csv, const char *v, int vlen)
 		append_text_escaped(buf, v, vlen);
 }
 
+/*
+ * One column's value in the batch: as COPY input (append_value), or, with pos, as it is and
+ * NUL-terminated, *pos its place in buf (-1 for NULL).
+ */
+static void
+put_value(StringInfo buf, bool csv, int *pos, const char *v, int vlen)
+{
+	if (pos == NULL)
+	{
+		append_value(buf, csv, v, vlen);
+		return;
+	}
+	if (v == NULL)
+	{
+		*pos = -1;
+		return;
+	}
+	if (vlen < 0)
+		vlen = strlen(v);
+	*pos = buf->len;
+	appendBinaryStringInfo(buf, v, vlen);
+	appendStringInfoChar(buf, '\0');
+}
+
+/* The COPY text line of a row in values form (kafka_direct.c words its errors with it). */
+void
+duet_kafka_render_copy_line(StringInfo buf, const Layout *l, const char *data, const int *pos)
+{
+	for (int i = 0; i < l->ncols; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(buf, '\t');
+		append_value(buf, false, pos[i] < 0 ? NULL : data + pos[i], -1);
+	}
+}
+
 /* ---- the steps together ---- */
 
 const char *
 duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, int seq,
-						  StringInfo buf, char **detail)
+						  StringInfo buf, int *pos, char **detail)
 {
 	char	   *payload = (char *) m->payload;
 	int			len = (int) m->len;
@@ -590,22 +627,24 @@ duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, 
 		int			vlen;
 		ColKind		kind = l->cols[i].kind;
 
-		if (i > 0)
+		int		   *at = pos ? &pos[i] : NULL;
+
+		if (i > 0 && pos == NULL)
 			appendStringInfoChar(buf, csv ? ',' : '\t');
 		if (kind == COL_SEQ)
 		{
 			snprintf(num, sizeof(num), "%d", seq);
-			append_value(buf, csv, num, -1);
+			put_value(buf, csv, at, num, -1);
 			continue;
 		}
 		if (kind == COL_DELETE)
 		{
-			append_value(buf, csv, tombstone ? "t" : "f", 1);
+			put_value(buf, csv, at, tombstone ? "t" : "f", 1);
 			continue;
 		}
 		if (tombstone && (kind == COL_FIELD || kind == COL_VALUE))
 		{
-			append_value(buf, csv, NULL, 0);
+			put_value(buf, csv, at, NULL, 0);
 			continue;
 		}
 		err = column_value(t, &l->cols[i], m, kind == COL_KEYFIELD ? keyvals[i] : vals ? vals[i] : NULL,
@@ -616,8 +655,9 @@ duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, 
 			buf->data[buf->len] = '\0';
 			return err;
 		}
-		append_value(buf, csv, v, vlen);
+		put_value(buf, csv, at, v, vlen);
 	}
-	appendStringInfoChar(buf, '\n');
+	if (pos == NULL)
+		appendStringInfoChar(buf, '\n');
 	return NULL;
 }

@@ -1,0 +1,270 @@
+/*
+ * kafka_direct.c — a slice of a batch into a plain table without COPY's text round trip.
+ *
+ * COPY reads its rows as text: the batch would be rendered as COPY lines (every value escaped, tab
+ * separated) only for CopyFrom to split and de-escape them again — a fifth of a worker's time for
+ * a narrow table (perf, bench/RESULTS.md). Where COPY itself would insert rows in batches and no
+ * code of the target's runs per row, this file does what CopyFrom does for such a table, from the
+ * values as rendered: each value through its column's input function, the defaults of the columns
+ * the messages do not fill, the NOT NULL and CHECK constraints, table_multi_insert in buffers of
+ * COPY's size, then the index entries (unique and exclusion checks included).
+ *
+ * It applies only where that is all COPY would do (duet_kafka_direct_fits): an ordinary table, not
+ * a partition (COPY checks the partition constraint), with no trigger of any kind (foreign keys and deferrable unique keys are triggers), no stored
+ * generated column, and no volatile default other than nextval(), for which COPY itself inserts
+ * row by row. Everything else (partitioned tables, triggers, csv, upsert) goes through COPY.
+ *
+ * Errors are worded as COPY words them ("COPY t, line N, column c: \"v\"", "COPY t, line N:
+ * \"...\"", "COPY t, line N" while adding index entries), with line N the row's place in the
+ * slice: a dead letter's detail reads the same whichever path loaded its batch, and
+ * kafka_ingest.c isolates a bad row by that line as it does for COPY.
+ *
+ * Runs as the consumer's owner, restricted, after kafka_ingest.c's permission checks.
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "kafka_ingest_int.h"
+
+/* COPY's buffer limits (copyfrom.c): rows, and bytes of input, per table_multi_insert */
+#define DIRECT_BUFFER_ROWS	1000
+#define DIRECT_BUFFER_BYTES 65535
+
+/* What the error context callback needs to word an error as COPY would. */
+typedef struct DirectErrorState
+{
+	const char *relname;
+	const Layout *l;
+	const char *data;
+	const int  *pos;			/* the slice's first row */
+	uint64		line;			/* 1-based row of the slice, 0 before the first */
+	bool		line_valid;		/* an error about the row as a whole shows the row */
+	const char *attname;		/* an error about one value */
+	const char *attval;
+} DirectErrorState;
+
+/* COPY's limit_printout_length: at most 100 bytes of a value or row, cut at a character. */
+static char *
+limit_printout(const char *s)
+{
+	int			len = strlen(s);
+	char	   *res;
+
+	if (len <= 100)
+		return pstrdup(s);
+	len = pg_mbcliplen(s, len, 100);
+	res = palloc(len + 4);
+	memcpy(res, s, len);
+	strcpy(res + len, "...");
+	return res;
+}
+
+static void
+direct_error_callback(void *arg)
+{
+	DirectErrorState *e = arg;
+
+	if (e->line == 0)
+		errcontext("COPY %s", e->relname);
+	else if (e->attname && e->attval)
+		errcontext("COPY %s, line %llu, column %s: \"%s\"", e->relname,
+				   (unsigned long long) e->line, e->attname, limit_printout(e->attval));
+	else if (e->attname)
+		errcontext("COPY %s, line %llu, column %s: null input", e->relname,
+				   (unsigned long long) e->line, e->attname);
+	else if (e->line_valid)
+	{
+		StringInfoData row;
+
+		initStringInfo(&row);
+		duet_kafka_render_copy_line(&row, e->l, e->data, e->pos + (e->line - 1) * e->l->ncols);
+		errcontext("COPY %s, line %llu: \"%s\"", e->relname, (unsigned long long) e->line,
+				   limit_printout(row.data));
+	}
+	else
+		errcontext("COPY %s, line %llu", e->relname, (unsigned long long) e->line);
+}
+
+/*
+ * Whether a batch into rel can skip COPY: COPY would insert its rows in batches, and nothing but
+ * input functions, defaults, constraints and indexes runs per row. Reads only the catalogs: no
+ * code of the target's runs here.
+ */
+bool
+duet_kafka_direct_fits(DuetKafkaTarget *t, Layout *l, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (t->format == DUET_FORMAT_CSV || t->nkeys > 0 ||
+		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
+		rel->trigdesc != NULL ||
+		(desc->constr && desc->constr->has_generated_stored))
+		return false;
+	for (int a = 1; a <= desc->natts; a++)
+	{
+		bool		filled = false;
+		Node	   *def;
+
+		if (TupleDescAttr(desc, a - 1)->attisdropped)
+			continue;
+		for (int i = 0; i < l->ncols && !filled; i++)
+			filled = (l->cols[i].attnum == a);
+		/* COPY inserts row by row when a default may look at the rows before it */
+		if (!filled && (def = build_column_default(rel, a)) != NULL &&
+			contain_volatile_functions_not_nextval(def))
+			return false;
+	}
+	return true;
+}
+
+/* table_multi_insert of the buffered rows, then their index entries; clears the slots. */
+static void
+flush_buffer(ResultRelInfo *rri, EState *estate, TupleTableSlot **slots, int n, uint64 first_line,
+			 BulkInsertState bistate, DirectErrorState *err)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+
+	err->line = 0;
+	err->line_valid = false;
+	table_multi_insert(rri->ri_RelationDesc, slots, n, GetCurrentCommandId(true), 0, bistate);
+	MemoryContextSwitchTo(old);
+	for (int i = 0; i < n; i++)
+	{
+		if (rri->ri_NumIndices > 0)
+		{
+			err->line = first_line + i;
+			list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL));
+		}
+		ExecClearTuple(slots[i]);
+	}
+}
+
+/*
+ * Inserts the slice's nrows rows (values at data + pos[row * ncols + column], -1 for NULL) into
+ * rel, whose range table entry (with its permissions checked) is the only one of rtable; returns
+ * the rows inserted.
+ */
+uint64
+duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *data,
+					   const int *pos, int nrows)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	/* a copy without reference counting: a thousand slots pinning rel's descriptor in the
+	 * resource owner cost 2% of a worker (its hash probes for the same pointer grow in a row) */
+	TupleDesc	slotdesc = CreateTupleDescCopy(desc);
+	EState	   *estate = CreateExecutorState();
+	ExprContext *econtext;
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	FmgrInfo   *infunc = palloc(sizeof(FmgrInfo) * l->ncols);
+	Oid		   *ioparam = palloc(sizeof(Oid) * l->ncols);
+	ExprState **defexprs = palloc(sizeof(ExprState *) * desc->natts);
+	int		   *defmap = palloc(sizeof(int) * desc->natts);
+	int			ndefaults = 0;
+	TupleTableSlot *slots[DIRECT_BUFFER_ROWS] = {0};
+	BulkInsertState bistate = GetBulkInsertState();
+	DirectErrorState err = {RelationGetRelationName(rel), l, data, pos};
+	ErrorContextCallback errcb = {error_context_stack, direct_error_callback, &err};
+	int			nbuffered = 0;
+	int			bytes = 0;
+	uint64		first_line = 1;
+
+	ExecInitRangeTable(estate, rtable);
+	ExecInitResultRelation(estate, rri, 1);
+	CheckValidResultRel(rri, CMD_INSERT);
+	ExecOpenIndices(rri, false);
+	econtext = GetPerTupleExprContext(estate);
+
+	for (int i = 0; i < l->ncols; i++)
+	{
+		Oid			func;
+
+		getTypeInputInfo(TupleDescAttr(desc, l->cols[i].attnum - 1)->atttypid, &func, &ioparam[i]);
+		fmgr_info(func, &infunc[i]);
+	}
+	/* the defaults of the columns the messages do not fill, as BeginCopyFrom builds them */
+	for (int a = 1; a <= desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a - 1);
+		bool		filled = false;
+		Expr	   *def;
+
+		for (int i = 0; i < l->ncols && !filled; i++)
+			filled = (l->cols[i].attnum == a);
+		if (filled || att->attisdropped || att->attgenerated ||
+			(def = (Expr *) build_column_default(rel, a)) == NULL)
+			continue;
+		defexprs[ndefaults] = ExecInitExpr(expression_planner(def), NULL);
+		defmap[ndefaults++] = a - 1;
+	}
+
+	error_context_stack = &errcb;
+	for (int row = 0; row < nrows; row++)
+	{
+		TupleTableSlot *slot;
+		const int  *vals = pos + (size_t) row * l->ncols;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (slots[nbuffered] == NULL)
+			slots[nbuffered] = MakeSingleTupleTableSlot(slotdesc, table_slot_callbacks(rel));
+		slot = slots[nbuffered];
+		ResetPerTupleExprContext(estate);
+		old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+		ExecClearTuple(slot);
+		memset(slot->tts_values, 0, sizeof(Datum) * desc->natts);
+		memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+
+		err.line = row + 1;
+		err.line_valid = true;
+		for (int i = 0; i < l->ncols; i++)
+		{
+			int			m = l->cols[i].attnum - 1;
+			char	   *s = vals[i] < 0 ? NULL : (char *) data + vals[i];
+
+			err.attname = l->cols[i].attname;
+			err.attval = s;
+			slot->tts_values[m] = InputFunctionCall(&infunc[i], s, ioparam[i],
+													TupleDescAttr(desc, m)->atttypmod);
+			slot->tts_isnull[m] = (s == NULL);
+			if (s)
+				bytes += strlen(s) + 1;
+		}
+		err.attname = err.attval = NULL;
+		for (int d = 0; d < ndefaults; d++)
+			slot->tts_values[defmap[d]] = ExecEvalExpr(defexprs[d], econtext,
+													   &slot->tts_isnull[defmap[d]]);
+		ExecStoreVirtualTuple(slot);
+		if (desc->constr)
+			ExecConstraints(rri, slot, estate);
+		ExecMaterializeSlot(slot);	/* out of the per-row memory, for the buffer */
+		MemoryContextSwitchTo(old);
+
+		if (++nbuffered == DIRECT_BUFFER_ROWS || bytes >= DIRECT_BUFFER_BYTES || row == nrows - 1)
+		{
+			flush_buffer(rri, estate, slots, nbuffered, first_line, bistate, &err);
+			first_line = row + 2;
+			nbuffered = 0;
+			bytes = 0;
+		}
+	}
+	error_context_stack = errcb.previous;
+
+	for (int i = 0; i < DIRECT_BUFFER_ROWS && slots[i]; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	FreeBulkInsertState(bistate);
+	table_finish_bulk_insert(rel, 0);
+	ExecCloseResultRelations(estate);	/* and the indexes */
+	ExecCloseRangeTableRelations(estate);
+	FreeExecutorState(estate);
+	return nrows;
+}
