@@ -47,22 +47,26 @@ typedef struct DirectErrorState
 	const Layout *l;
 	const char *data;
 	const int  *pos;			/* the slice's first row */
-	uint64		line;			/* 1-based row of the slice, 0 before the first */
+	uint64	   *line;			/* the caller's: 1-based row of the slice, 0 for none */
 	bool		line_valid;		/* an error about the row as a whole shows the row */
 	const char *attname;		/* an error about one value */
 	const char *attval;
 } DirectErrorState;
 
-/* COPY's limit_printout_length: at most 100 bytes of a value or row, cut at a character. */
+/* The bytes of a value or row that errors show: COPY shows at most 100, cut at a character. */
+#define PRINTOUT_BYTES 100
+#define PRINTOUT_READ (PRINTOUT_BYTES + MAX_MULTIBYTE_CHAR_LEN)
+
+/* COPY's limit_printout_length, reading no further than it shows (a value may be huge). */
 static char *
 limit_printout(const char *s)
 {
-	int			len = strlen(s);
+	int			len = strnlen(s, PRINTOUT_READ);
 	char	   *res;
 
-	if (len <= 100)
-		return pstrdup(s);
-	len = pg_mbcliplen(s, len, 100);
+	if (len <= PRINTOUT_BYTES)
+		return pnstrdup(s, len);
+	len = pg_mbcliplen(s, len, PRINTOUT_BYTES);
 	res = palloc(len + 4);
 	memcpy(res, s, len);
 	strcpy(res + len, "...");
@@ -74,25 +78,27 @@ direct_error_callback(void *arg)
 {
 	DirectErrorState *e = arg;
 
-	if (e->line == 0)
+	unsigned long long line = *e->line;
+
+	if (line == 0)
 		errcontext("COPY %s", e->relname);
 	else if (e->attname && e->attval)
-		errcontext("COPY %s, line %llu, column %s: \"%s\"", e->relname,
-				   (unsigned long long) e->line, e->attname, limit_printout(e->attval));
+		errcontext("COPY %s, line %llu, column %s: \"%s\"", e->relname, line, e->attname,
+				   limit_printout(e->attval));
 	else if (e->attname)
-		errcontext("COPY %s, line %llu, column %s: null input", e->relname,
-				   (unsigned long long) e->line, e->attname);
+		errcontext("COPY %s, line %llu, column %s: null input", e->relname, line, e->attname);
 	else if (e->line_valid)
 	{
 		StringInfoData row;
 
+		/* the start of the row's COPY line, as much as the error shows */
 		initStringInfo(&row);
-		duet_kafka_render_copy_line(&row, e->l, e->data, e->pos + (e->line - 1) * e->l->ncols);
-		errcontext("COPY %s, line %llu: \"%s\"", e->relname, (unsigned long long) e->line,
-				   limit_printout(row.data));
+		duet_kafka_render_copy_line(&row, e->l, e->data, e->pos + (line - 1) * e->l->ncols,
+									PRINTOUT_READ);
+		errcontext("COPY %s, line %llu: \"%s\"", e->relname, line, limit_printout(row.data));
 	}
 	else
-		errcontext("COPY %s, line %llu", e->relname, (unsigned long long) e->line);
+		errcontext("COPY %s, line %llu", e->relname, line);
 }
 
 /*
@@ -127,37 +133,49 @@ duet_kafka_direct_fits(DuetKafkaTarget *t, Layout *l, Relation rel)
 	return true;
 }
 
-/* table_multi_insert of the buffered rows, then their index entries; clears the slots. */
+/*
+ * table_multi_insert of the buffered rows, then their index entries, in per-row memory as COPY
+ * does; clears the slots.
+ */
 static void
 flush_buffer(ResultRelInfo *rri, EState *estate, TupleTableSlot **slots, int n, uint64 first_line,
 			 BulkInsertState bistate, DirectErrorState *err)
 {
-	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	MemoryContext old;
 
-	err->line = 0;
+	ResetPerTupleExprContext(estate);
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	*err->line = 0;
 	err->line_valid = false;
 	table_multi_insert(rri->ri_RelationDesc, slots, n, GetCurrentCommandId(true), 0, bistate);
-	MemoryContextSwitchTo(old);
 	for (int i = 0; i < n; i++)
 	{
 		if (rri->ri_NumIndices > 0)
 		{
-			err->line = first_line + i;
-			list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL));
+			ResetPerTupleExprContext(estate);
+			*err->line = first_line + i;
+			(void) ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
 		}
 		ExecClearTuple(slots[i]);
 	}
+	*err->line = 0;
+	MemoryContextSwitchTo(old);
 }
 
 /*
  * Inserts the slice's nrows rows (values at data + pos[row * ncols + column], -1 for NULL) into
  * rel, whose range table entry (with its permissions checked) is the only one of rtable; returns
- * the rows inserted.
+ * the rows inserted. *line is the row being loaded (1-based), for the caller to find the row an
+ * error struck. Its memory is a context of its own, a child of the caller's, deleted at the end
+ * (on an error, with the caller's).
  */
 uint64
 duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *data,
-					   const int *pos, int nrows)
+					   const int *pos, int nrows, uint64 *line)
 {
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "duet kafka direct load",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext caller = MemoryContextSwitchTo(cxt);
 	TupleDesc	desc = RelationGetDescr(rel);
 	/* a copy without reference counting: a thousand slots pinning rel's descriptor in the
 	 * resource owner cost 2% of a worker (its hash probes for the same pointer grow in a row) */
@@ -172,7 +190,7 @@ duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *
 	int			ndefaults = 0;
 	TupleTableSlot *slots[DIRECT_BUFFER_ROWS] = {0};
 	BulkInsertState bistate = GetBulkInsertState();
-	DirectErrorState err = {RelationGetRelationName(rel), l, data, pos};
+	DirectErrorState err = {RelationGetRelationName(rel), l, data, pos, line};
 	ErrorContextCallback errcb = {error_context_stack, direct_error_callback, &err};
 	int			nbuffered = 0;
 	int			bytes = 0;
@@ -224,7 +242,7 @@ duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *
 		memset(slot->tts_values, 0, sizeof(Datum) * desc->natts);
 		memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
 
-		err.line = row + 1;
+		*line = row + 1;
 		err.line_valid = true;
 		for (int i = 0; i < l->ncols; i++)
 		{
@@ -266,5 +284,7 @@ duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *
 	ExecCloseResultRelations(estate);	/* and the indexes */
 	ExecCloseRangeTableRelations(estate);
 	FreeExecutorState(estate);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(cxt);
 	return nrows;
 }

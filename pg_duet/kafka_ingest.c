@@ -90,16 +90,23 @@ is_data_error(int sqlerrcode)
 	}
 }
 
-/* "COPY t, line N..." in the error context → N (1-based), or 0. */
+/*
+ * "COPY t, line N..." in the error context → N (1-based), or 0. COPY's is the last context line
+ * (its callback is the outermost), so the last "COPY <relname>, line " counts: a table or a
+ * function named "t, line 1" cannot point at another row.
+ */
 static uint64
-error_line(ErrorData *edata)
+error_line(ErrorData *edata, const char *relname)
 {
+	char	   *prefix = psprintf("COPY %s, line ", relname);
 	const char *p;
+	const char *last = NULL;
 
-	if (edata->context == NULL || (p = strstr(edata->context, "COPY ")) == NULL ||
-		(p = strstr(p, ", line ")) == NULL)
+	if (edata->context == NULL)
 		return 0;
-	return strtoull(p + 7, NULL, 10);
+	for (p = edata->context; (p = strstr(p, prefix)) != NULL; p++)
+		last = p;
+	return last ? strtoull(last + strlen(prefix), NULL, 10) : 0;
 }
 
 typedef struct CopyRun
@@ -110,6 +117,8 @@ typedef struct CopyRun
 	int			s;				/* rendered messages [s, e) */
 	int			e;
 	uint64		processed;		/* out */
+	uint64		line;			/* out, direct load: the slice's row an error struck (1-based), or 0 */
+	const char *relname;		/* out: the table COPY names in its errors */
 } CopyRun;
 
 /* COPY of rendered messages [s, e) into the target (or the direct load), as the consumer's owner. */
@@ -126,6 +135,7 @@ copy_as_owner(void *arg)
 
 	/* upsert mode: COPY into the staging table, whose columns are the layout's, in order */
 	rel = table_open(OidIsValid(c->l->stage) ? c->l->stage : c->t->relid, RowExclusiveLock);
+	c->relname = pstrdup(RelationGetRelationName(rel));
 	pstate = make_parsestate(NULL);
 	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
 	nsitem->p_rte->requiredPerms = ACL_INSERT;
@@ -165,7 +175,8 @@ copy_as_owner(void *arg)
 	if (c->r->pos)
 	{
 		c->processed = duet_kafka_direct_load(rel, pstate->p_rtable, c->l, c->r->data.data,
-											  c->r->pos + (size_t) c->s * c->l->ncols, c->e - c->s);
+											  c->r->pos + (size_t) c->s * c->l->ncols, c->e - c->s,
+											  &c->line);
 		table_close(rel, NoLock);
 		free_parsestate(pstate);
 		return;
@@ -182,14 +193,13 @@ copy_as_owner(void *arg)
 		duet_kafka_upsert_apply(c->l);	/* the staged rows into the target, as the owner */
 }
 
-/* COPY rendered messages [s, e) in a subtransaction; returns the error, or NULL. */
+/* COPY rendered messages [s, e) in a subtransaction (c); returns the error, or NULL. */
 static ErrorData *
-run_copy(DuetKafkaTarget *t, Layout *l, Rendered *r, int s, int e, uint64 *processed)
+run_copy(CopyRun *c)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	ErrorData  *volatile err = NULL;
-	CopyRun		c = {t, l, r, s, e, 0};
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -199,8 +209,7 @@ run_copy(DuetKafkaTarget *t, Layout *l, Rendered *r, int s, int e, uint64 *proce
 		 * The target's defaults, constraints and triggers are the consumer owner's code: they
 		 * run as that role, restricted like maintenance commands run as a table's owner.
 		 */
-		duet_run_privileged(t->owner, DUET_USER_SEARCH_PATH, copy_as_owner, &c);
-		*processed = c.processed;
+		duet_run_privileged(c->t->owner, DUET_USER_SEARCH_PATH, copy_as_owner, c);
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -227,16 +236,18 @@ static bool
 copy_slice(DuetKafkaTarget *t, Layout *l, Rendered *r, int s, int e, uint64 *processed,
 		   ErrorData **edata, int *failed)
 {
-	ErrorData  *err = run_copy(t, l, r, s, e, processed);
+	CopyRun		c = {t, l, r, s, e, 0, 0, NULL};
+	ErrorData  *err = run_copy(&c);
 	uint64		line;
 
+	*processed = c.processed;
 	if (err == NULL)
 		return true;
 	if (!is_data_error(err->sqlerrcode))
 		ReThrowError(err);
 	*edata = err;
 	*failed = -1;
-	line = error_line(err);
+	line = r->pos ? c.line : c.relname ? error_line(err, c.relname) : 0;
 	if (line > 0)
 	{
 		/* Line → the message it belongs to (csv messages may span lines). */
@@ -331,15 +342,21 @@ duet_kafka_ingest(DuetKafkaTarget *t, rd_kafka_message_t **msgs, int n, List **d
 	MemoryContext msgcxt;
 	MemoryContext outer;
 
-	rel = table_open(t->relid, AccessShareLock);
+	/*
+	 * RowExclusiveLock, held to the end of the transaction (COPY takes it anyway): no trigger,
+	 * partition, column or default can be added between the layout and the load, so the way
+	 * chosen for the batch stays the right one across every attempt of its isolation.
+	 */
+	rel = table_open(t->relid, RowExclusiveLock);
 	l = duet_kafka_build_layout(t, rel);
 	if (t->nkeys > 0)
 		duet_kafka_upsert_begin(t, l, rel);
-	r.pos = duet_kafka_direct_fits(t, l, rel) ? palloc(sizeof(int) * l->ncols * (n + 1)) : NULL;
+	r.pos = duet_kafka_direct_fits(t, l, rel) ?
+		MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int) * (Size) l->ncols * (n + 1)) : NULL;
 	ereport(DEBUG1,
 			(errmsg_internal("Kafka batch of %d messages into \"%s\" by %s", n,
 							 RelationGetRelationName(rel), r.pos ? "direct load" : "COPY")));
-	table_close(rel, AccessShareLock);
+	table_close(rel, NoLock);
 
 	/* the rendered batch is about the messages' size: one allocation instead of a dozen doublings */
 	{

@@ -66,12 +66,12 @@ extern Layout *duet_kafka_build_layout(DuetKafkaTarget *t, Relation rel);
 extern const char *duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m,
 											 int seq, StringInfo buf, int *pos, char **detail);
 extern void duet_kafka_render_copy_line(StringInfo buf, const Layout *l, const char *data,
-										const int *pos);
+										const int *pos, int maxlen);
 
 /* kafka_direct.c: rows into a plain table without COPY, where COPY would do no more */
 extern bool duet_kafka_direct_fits(DuetKafkaTarget *t, Layout *l, Relation rel);
 extern uint64 duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *data,
-									 const int *pos, int nrows);
+									 const int *pos, int nrows, uint64 *line);
 
 /* kafka_json_flat.c: a flat object's values without PostgreSQL's JSON parser, when it can. */
 extern bool duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char **vals);

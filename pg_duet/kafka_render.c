@@ -575,15 +575,21 @@ put_value(StringInfo buf, bool csv, int *pos, const char *v, int vlen)
 	appendStringInfoChar(buf, '\0');
 }
 
-/* The COPY text line of a row in values form (kafka_direct.c words its errors with it). */
+/*
+ * The start of the COPY text line of a row in values form, at least maxlen bytes of it where the
+ * line is longer (kafka_direct.c words its errors with it; a value may be huge).
+ */
 void
-duet_kafka_render_copy_line(StringInfo buf, const Layout *l, const char *data, const int *pos)
+duet_kafka_render_copy_line(StringInfo buf, const Layout *l, const char *data, const int *pos,
+							int maxlen)
 {
-	for (int i = 0; i < l->ncols; i++)
+	for (int i = 0; i < l->ncols && buf->len < maxlen; i++)
 	{
+		const char *v = pos[i] < 0 ? NULL : data + pos[i];
+
 		if (i > 0)
 			appendStringInfoChar(buf, '\t');
-		append_value(buf, false, pos[i] < 0 ? NULL : data + pos[i], -1);
+		append_value(buf, false, v, v ? (int) strnlen(v, maxlen) : 0);
 	}
 }
 

@@ -53,7 +53,9 @@ INSERT INTO msgs VALUES (ARRAY[
   '{"id": 12, "d": 13, "at": "2026-02-03 04:05:06+00", "seq": 1000}',
   '{"id": 2, "d": 14, "t": "duplicate of a row of an earlier batch"}',
   '{"id": 13, "d": 15, "v": 2147483648}',
-  '{"id": 14, "d": 16}'
+  '{"id": 14, "d": 16}',
+  '{"id": 15, "d": 17, "v": -1, "t": "' || repeat('x', 100000) || '"}',
+  '{"id": 16, "d": 18, "t": "' || repeat('é', 100000) || '", "a": "{' || repeat('9', 100000) || '}"}'
 ]);
 SELECT pg_temp.dead('kd_direct', m), pg_temp.dead('kd_copy', m) FROM msgs;
 SET client_min_messages = debug1;
@@ -70,7 +72,8 @@ SELECT count(*) AS differing_rows FROM (
   (SELECT _offset, id, v, t, d, j, a, seq, note, at FROM kd_copy
    EXCEPT ALL SELECT _offset, id, v, t, d, j, a, seq, note, at FROM kd_direct)) x;
 -- the same dead letters, errors and details (but for the table's name)
-SELECT "offset", error, detail FROM duet.kafka_dead_letters WHERE consumer = 'kd_direct' ORDER BY "offset";
+SELECT "offset", left(error, 100) AS error, left(detail, 300) AS detail, length(detail) AS detail_bytes
+FROM duet.kafka_dead_letters WHERE consumer = 'kd_direct' ORDER BY "offset";
 SELECT count(*) AS differing_dead_letters FROM (
   SELECT "offset", error, replace(detail, 'kd_direct', 'kd') FROM duet.kafka_dead_letters WHERE consumer = 'kd_direct'
   EXCEPT ALL
@@ -78,6 +81,31 @@ SELECT count(*) AS differing_dead_letters FROM (
   FROM duet.kafka_dead_letters WHERE consumer = 'kd_copy') x;
 SELECT count(*) FILTER (WHERE consumer = 'kd_direct') AS direct, count(*) FILTER (WHERE consumer = 'kd_copy') AS copy
 FROM duet.kafka_dead_letters;
+
+-- The row an error names is the one dead-lettered, whatever the table is called (COPY's line
+-- number is read from the last "COPY <table>, line " of the context).
+CREATE TABLE "kd, line 1" (x int CHECK (x > 0), _offset bigint);
+CREATE TABLE "kd copy, line 1" (x int CHECK (x > 0), _offset bigint);
+CREATE TRIGGER kd_copy_stays_on_copy BEFORE INSERT ON "kd copy, line 1" FOR EACH STATEMENT EXECUTE FUNCTION kd_nothing();
+SELECT duet_kafka_consume('kd_line', 'kd', '"kd, line 1"', '127.0.0.1:9', 'json'),
+       duet_kafka_consume('kd_copy_line', 'kd', '"kd copy, line 1"', '127.0.0.1:9', 'json');
+SELECT pg_temp.dead(n, ARRAY['{"x": 1}', '{"x": 2}', '{"x": -3}', '{"x": 4}', '{"x": "five"}', '{"x": 6}'])
+FROM unnest(ARRAY['kd_line', 'kd_copy_line']) n;
+SELECT * FROM duet_kafka_replay('kd_line');
+SELECT * FROM duet_kafka_replay('kd_copy_line');
+SELECT 'direct' AS way, array_agg(x ORDER BY x) FROM "kd, line 1"
+UNION ALL SELECT 'copy', array_agg(x ORDER BY x) FROM "kd copy, line 1";
+SELECT consumer, "offset", error FROM duet.kafka_dead_letters WHERE consumer LIKE 'kd%line' ORDER BY 1, 2;
+
+-- The target stays locked (RowExclusiveLock) from the choice of the way to the end of the
+-- transaction, even when every attempt failed: no trigger, partition or default can come
+-- between them.
+DELETE FROM duet.kafka_dead_letters WHERE consumer LIKE 'kd\_%';
+SELECT pg_temp.dead('kd_direct', ARRAY['{"id": "bad"}', '{"id": 1, "d": 0}']);
+BEGIN;
+SELECT * FROM duet_kafka_replay('kd_direct');
+SELECT mode FROM pg_locks WHERE relation = 'kd_direct'::regclass AND pid = pg_backend_pid() ORDER BY 1;
+COMMIT;
 
 -- which tables go without COPY: only an ordinary table, not a partition, without triggers,
 -- stored generated columns or volatile defaults (other than nextval and identity)
@@ -105,9 +133,10 @@ SELECT x FROM kd_parted ORDER BY x;
 SELECT x FROM kd_fk ORDER BY x;
 
 SELECT duet_kafka_drop(n)
-FROM unnest(ARRAY['kd_direct', 'kd_copy', 'kd_identity', 'kd_volatile', 'kd_generated', 'kd_parted', 'kd_part1', 'kd_fk']) n;
-DELETE FROM duet.kafka_dead_letters WHERE consumer LIKE 'kd\_%';
-DROP TABLE kd_fk, kd_direct, kd_copy, kd_identity, kd_volatile, kd_generated, kd_parted;
+FROM unnest(ARRAY['kd_direct', 'kd_copy', 'kd_identity', 'kd_volatile', 'kd_generated', 'kd_parted', 'kd_part1', 'kd_fk',
+                   'kd_line', 'kd_copy_line']) n;
+DELETE FROM duet.kafka_dead_letters WHERE consumer LIKE 'kd\_%' OR consumer LIKE 'kd%line';
+DROP TABLE "kd, line 1", "kd copy, line 1", kd_fk, kd_direct, kd_copy, kd_identity, kd_volatile, kd_generated, kd_parted;
 DROP SEQUENCE kd_copy_seq;
 DROP FUNCTION kd_nothing();
 DROP DOMAIN kd_pos;
