@@ -10,14 +10,15 @@
  * COPY's size, then the index entries (unique and exclusion checks included).
  *
  * It applies only where that is all COPY would do (duet_kafka_direct_fits): an ordinary table, not
- * a partition (COPY checks the partition constraint), with no trigger of any kind (foreign keys and deferrable unique keys are triggers), no stored
- * generated column, and no volatile default other than nextval(), for which COPY itself inserts
- * row by row. Everything else (partitioned tables, triggers, csv, upsert) goes through COPY.
+ * a partition (COPY checks the partition constraint), with no trigger of any kind (foreign keys
+ * and deferrable unique keys are triggers), no stored generated column, and no volatile default
+ * other than nextval() (with one, COPY itself inserts row by row). Everything else (partitioned
+ * tables, triggers, csv, upsert) goes through COPY.
  *
  * Errors are worded as COPY words them ("COPY t, line N, column c: \"v\"", "COPY t, line N:
  * \"...\"", "COPY t, line N" while adding index entries), with line N the row's place in the
- * slice: a dead letter's detail reads the same whichever path loaded its batch, and
- * kafka_ingest.c isolates a bad row by that line as it does for COPY.
+ * slice, so a dead letter's detail reads the same whichever path loaded its batch; the row is
+ * also reported to kafka_ingest.c as a number, which isolates it as it does for COPY.
  *
  * Runs as the consumer's owner, restricted, after kafka_ingest.c's permission checks.
  */
@@ -77,7 +78,6 @@ static void
 direct_error_callback(void *arg)
 {
 	DirectErrorState *e = arg;
-
 	unsigned long long line = *e->line;
 
 	if (line == 0)
@@ -102,6 +102,23 @@ direct_error_callback(void *arg)
 }
 
 /*
+ * The default of column attnum where the messages do not fill it, as BeginCopyFrom finds it
+ * (not planned), or NULL. Reads only the catalogs.
+ */
+static Node *
+unfilled_default(Relation rel, const Layout *l, int attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+
+	if (att->attisdropped || att->attgenerated)
+		return NULL;
+	for (int i = 0; i < l->ncols; i++)
+		if (l->cols[i].attnum == attnum)
+			return NULL;
+	return build_column_default(rel, attnum);
+}
+
+/*
  * Whether a batch into rel can skip COPY: COPY would insert its rows in batches, and nothing but
  * input functions, defaults, constraints and indexes runs per row. Reads only the catalogs: no
  * code of the target's runs here.
@@ -116,18 +133,12 @@ duet_kafka_direct_fits(DuetKafkaTarget *t, Layout *l, Relation rel)
 		rel->trigdesc != NULL ||
 		(desc->constr && desc->constr->has_generated_stored))
 		return false;
+	/* COPY inserts row by row when a default may look at the rows before it */
 	for (int a = 1; a <= desc->natts; a++)
 	{
-		bool		filled = false;
-		Node	   *def;
+		Node	   *def = unfilled_default(rel, l, a);
 
-		if (TupleDescAttr(desc, a - 1)->attisdropped)
-			continue;
-		for (int i = 0; i < l->ncols && !filled; i++)
-			filled = (l->cols[i].attnum == a);
-		/* COPY inserts row by row when a default may look at the rows before it */
-		if (!filled && (def = build_column_default(rel, a)) != NULL &&
-			contain_volatile_functions_not_nextval(def))
+		if (def && contain_volatile_functions_not_nextval(def))
 			return false;
 	}
 	return true;
@@ -163,15 +174,15 @@ flush_buffer(ResultRelInfo *rri, EState *estate, TupleTableSlot **slots, int n, 
 }
 
 /*
- * Inserts the slice's nrows rows (values at data + pos[row * ncols + column], -1 for NULL) into
- * rel, whose range table entry (with its permissions checked) is the only one of rtable; returns
- * the rows inserted. *line is the row being loaded (1-based), for the caller to find the row an
- * error struck. Its memory is a context of its own, a child of the caller's, deleted at the end
- * (on an error, with the caller's).
+ * Inserts the slice's nrows rows (values at data + pos[row * ncols + column], -1 for NULL; row k
+ * in bytes [offset[k], offset[k + 1]) of data) into rel, whose range table entry (with its
+ * permissions checked) is the only one of rtable; returns the rows inserted. *line is the row
+ * being loaded (1-based), for the caller to find the row an error struck. Its memory is a context
+ * of its own, a child of the caller's, deleted at the end (on an error, with the caller's).
  */
 uint64
 duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *data,
-					   const int *pos, int nrows, uint64 *line)
+					   const int *pos, const size_t *offset, int nrows, uint64 *line)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "duet kafka direct load",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -193,8 +204,7 @@ duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *
 	DirectErrorState err = {RelationGetRelationName(rel), l, data, pos, line};
 	ErrorContextCallback errcb = {error_context_stack, direct_error_callback, &err};
 	int			nbuffered = 0;
-	int			bytes = 0;
-	uint64		first_line = 1;
+	uint64		first_line = 1;	/* the buffer's first row */
 
 	ExecInitRangeTable(estate, rtable);
 	ExecInitResultRelation(estate, rri, 1);
@@ -209,17 +219,12 @@ duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *
 		getTypeInputInfo(TupleDescAttr(desc, l->cols[i].attnum - 1)->atttypid, &func, &ioparam[i]);
 		fmgr_info(func, &infunc[i]);
 	}
-	/* the defaults of the columns the messages do not fill, as BeginCopyFrom builds them */
+	/* the defaults of the columns the messages do not fill, planned as BeginCopyFrom does */
 	for (int a = 1; a <= desc->natts; a++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, a - 1);
-		bool		filled = false;
-		Expr	   *def;
+		Expr	   *def = (Expr *) unfilled_default(rel, l, a);
 
-		for (int i = 0; i < l->ncols && !filled; i++)
-			filled = (l->cols[i].attnum == a);
-		if (filled || att->attisdropped || att->attgenerated ||
-			(def = (Expr *) build_column_default(rel, a)) == NULL)
+		if (def == NULL)
 			continue;
 		defexprs[ndefaults] = ExecInitExpr(expression_planner(def), NULL);
 		defmap[ndefaults++] = a - 1;
@@ -254,8 +259,6 @@ duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *
 			slot->tts_values[m] = InputFunctionCall(&infunc[i], s, ioparam[i],
 													TupleDescAttr(desc, m)->atttypmod);
 			slot->tts_isnull[m] = (s == NULL);
-			if (s)
-				bytes += strlen(s) + 1;
 		}
 		err.attname = err.attval = NULL;
 		for (int d = 0; d < ndefaults; d++)
@@ -267,12 +270,12 @@ duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *
 		ExecMaterializeSlot(slot);	/* out of the per-row memory, for the buffer */
 		MemoryContextSwitchTo(old);
 
-		if (++nbuffered == DIRECT_BUFFER_ROWS || bytes >= DIRECT_BUFFER_BYTES || row == nrows - 1)
+		if (++nbuffered == DIRECT_BUFFER_ROWS || row == nrows - 1 ||
+			offset[row + 1] - offset[first_line - 1] >= DIRECT_BUFFER_BYTES)
 		{
 			flush_buffer(rri, estate, slots, nbuffered, first_line, bistate, &err);
 			first_line = row + 2;
 			nbuffered = 0;
-			bytes = 0;
 		}
 	}
 	error_context_stack = errcb.previous;

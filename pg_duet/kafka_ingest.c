@@ -175,8 +175,8 @@ copy_as_owner(void *arg)
 	if (c->r->pos)
 	{
 		c->processed = duet_kafka_direct_load(rel, pstate->p_rtable, c->l, c->r->data.data,
-											  c->r->pos + (size_t) c->s * c->l->ncols, c->e - c->s,
-											  &c->line);
+											  c->r->pos + (size_t) c->s * c->l->ncols, c->r->offset + c->s,
+											  c->e - c->s, &c->line);
 		table_close(rel, NoLock);
 		free_parsestate(pstate);
 		return;

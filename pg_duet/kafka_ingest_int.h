@@ -71,7 +71,7 @@ extern void duet_kafka_render_copy_line(StringInfo buf, const Layout *l, const c
 /* kafka_direct.c: rows into a plain table without COPY, where COPY would do no more */
 extern bool duet_kafka_direct_fits(DuetKafkaTarget *t, Layout *l, Relation rel);
 extern uint64 duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *data,
-									 const int *pos, int nrows, uint64 *line);
+									 const int *pos, const size_t *offset, int nrows, uint64 *line);
 
 /* kafka_json_flat.c: a flat object's values without PostgreSQL's JSON parser, when it can. */
 extern bool duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char **vals);

@@ -632,7 +632,6 @@ duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, 
 		const char *v;
 		int			vlen;
 		ColKind		kind = l->cols[i].kind;
-
 		int		   *at = pos ? &pos[i] : NULL;
 
 		if (i > 0 && pos == NULL)
