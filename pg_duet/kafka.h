@@ -159,9 +159,10 @@ extern bool duet_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const c
 extern int64 duet_kafka_position_time_ms(const char *position);
 extern bool duet_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
 										int32 **parts, int *nparts, char *errbuf, size_t errlen);
-extern bool duet_kafka_resolve_position(rd_kafka_t *rk, const char *topic, int32 partition,
-										const char *position, int timeout_ms, int64 *offset,
-										int64 *skip_before_ms, char *errbuf, size_t errlen);
+extern bool duet_kafka_resolve_positions(rd_kafka_t *rk, const char *topic, const int32 *parts,
+										 int nparts, const char *position, int timeout_ms,
+										 int64 *offsets, int64 *skip_before_ms, char *errbuf,
+										 size_t errlen);
 
 /*
  * One batch of messages into the target through COPY, bad messages set aside: kafka_ingest.c

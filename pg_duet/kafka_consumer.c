@@ -141,54 +141,88 @@ discover_partitions(Consumer *c, rd_kafka_topic_partition_list_t **parts)
 
 /*
  * Stored next offsets of parts; partitions without one (a new consumer, a new partition) start
- * at position, resolved now and stored right away. (A reset stores its offsets itself.) False
- * when the broker did not answer: the offsets stored so far stay, the rest is tried again.
+ * at position, resolved now, all in one lookup, and stored right away. (A reset stores its
+ * offsets itself.) False when the broker did not answer: nothing is stored, all is tried again.
  */
 bool
 duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts, const char *position)
 {
 	bool		ok = true;
 	int64	   *skip = MemoryContextAlloc(c->cxt, sizeof(int64) * Max(parts->cnt, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(parts->cnt, 1));
+	int32	   *missing = palloc(sizeof(int32) * Max(parts->cnt, 1));
+	int		   *missing_at = palloc(sizeof(int) * Max(parts->cnt, 1));
+	int			nmissing = 0;
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	for (int i = 0; i < parts->cnt && ok; i++)
+	for (int i = 0; i < parts->cnt; i++)
 	{
-		rd_kafka_topic_partition_t *tp = &parts->elems[i];
-		Datum		vals[4] = {Int32GetDatum(c->args.consumer_id), Int32GetDatum(tp->partition), 0, 0};
+		ids[i] = Int32GetDatum(parts->elems[i].partition);
+		parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+	}
+	SPI_execute_with_args("SELECT partition, next_offset, (pg_catalog.date_part('epoch', skip_before) "
+						  "OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 FROM duet.kafka_offsets "
+						  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) ANY ($2)",
+						  2, (Oid[]) {INT4OID, INT4ARRAYOID},
+						  (Datum[]) {Int32GetDatum(c->args.consumer_id),
+						  PointerGetDatum(construct_array(ids, parts->cnt, INT4OID, 4, true, TYPALIGN_INT))},
+						  NULL, true, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
+		rd_kafka_topic_partition_t *tp =
+			rd_kafka_topic_partition_list_find(parts, c->topic, DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)));
+		int			i = tp - parts->elems;
+		Datum		sk;
+
+		tp->offset = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		sk = SPI_getbinval(tup, desc, 3, &isnull);
+		skip[i] = isnull ? -1 : DatumGetInt64(sk);
+	}
+	for (int i = 0; i < parts->cnt; i++)
+		if (parts->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+		{
+			missing_at[nmissing] = i;
+			missing[nmissing++] = parts->elems[i].partition;
+		}
+	if (nmissing > 0)
+	{
+		int64	   *offsets = palloc(sizeof(int64) * nmissing);
+		int64	   *skip_ms = palloc(sizeof(int64) * nmissing);
+		Datum	   *offs = palloc(sizeof(Datum) * nmissing);
+		Datum	   *skips = palloc(sizeof(Datum) * nmissing);
 		char		errbuf[DUET_KAFKA_ERRLEN];
 
-		SPI_execute_with_args("SELECT next_offset, (pg_catalog.date_part('epoch', skip_before) OPERATOR(pg_catalog.*) 1000)"
-							  "::pg_catalog.int8 FROM duet.kafka_offsets "
-							  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 AND partition OPERATOR(pg_catalog.=) $2",
-							  2, (Oid[]) {INT4OID, INT4OID}, vals, NULL, true, 1);
-		skip[i] = -1;
-		if (SPI_processed == 1)
-		{
-			Datum		sk;
-
-			tp->offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			sk = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			if (!isnull)
-				skip[i] = DatumGetInt64(sk);
-			continue;
-		}
-		if (!duet_kafka_resolve_position(c->lookup_rk, c->topic, tp->partition, position, OPEN_TIMEOUT_MS,
-										 &tp->offset, &skip[i], errbuf, sizeof(errbuf)))
+		ok = duet_kafka_resolve_positions(c->lookup_rk, c->topic, missing, nmissing, position,
+										  OPEN_TIMEOUT_MS, offsets, skip_ms, errbuf, sizeof(errbuf));
+		if (!ok)
 		{
 			duet_kafka_slot_error(c->slot, errbuf);
 			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
-			ok = false;
-			break;
 		}
-		vals[2] = Int64GetDatum(tp->offset);
-		vals[3] = Int64GetDatum(skip[i]);
-		SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset, skip_before) "
-							  "VALUES ($1, $2, $3, CASE WHEN $4 OPERATOR(pg_catalog.>=) 0 "
-							  "THEN pg_catalog.to_timestamp($4 OPERATOR(pg_catalog./) 1000.0) END)", 4,
-							  (Oid[]) {INT4OID, INT4OID, INT8OID, INT8OID}, vals, NULL, false, 0);
+		for (int k = 0; ok && k < nmissing; k++)
+		{
+			parts->elems[missing_at[k]].offset = offsets[k];
+			skip[missing_at[k]] = skip_ms[k];
+			ids[k] = Int32GetDatum(missing[k]);
+			offs[k] = Int64GetDatum(offsets[k]);
+			skips[k] = Int64GetDatum(skip_ms[k]);
+		}
+		if (ok)
+			SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset, skip_before) "
+								  "SELECT $1, p, o, CASE WHEN s OPERATOR(pg_catalog.>=) 0 "
+								  "THEN pg_catalog.to_timestamp(s OPERATOR(pg_catalog./) 1000.0) END "
+								  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(p, o, s)", 4,
+								  (Oid[]) {INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID},
+								  (Datum[]) {Int32GetDatum(c->args.consumer_id),
+								  PointerGetDatum(construct_array(ids, nmissing, INT4OID, 4, true, TYPALIGN_INT)),
+								  PointerGetDatum(construct_array(offs, nmissing, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+								  PointerGetDatum(construct_array(skips, nmissing, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))},
+								  NULL, false, 0);
 	}
 	SPI_finish();
 	PopActiveSnapshot();

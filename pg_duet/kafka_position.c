@@ -65,43 +65,80 @@ duet_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, i
 }
 
 /*
- * The first offset of partition at position: the low watermark for 'earliest', the high one for
- * 'latest'; for a time, the broker's answer when it names a message, otherwise (no such message,
- * or a broker without timestamp lookup such as the mock) the low watermark. For a time,
- * *skip_before_ms is set so that older messages from there on are passed over until one at or
- * after it; else -1. False with errbuf when the broker cannot answer.
+ * Each partition's offset at stamp — RD_KAFKA_OFFSET_BEGINNING (the low watermark),
+ * RD_KAFKA_OFFSET_END (the high one) or a time in ms — into out: one ListOffsets request per
+ * leader for all of them (rd_kafka_offsets_for_times passes the stamp as the request's
+ * timestamp, and -2 and -1 are the protocol's earliest and latest). With must, false with errbuf
+ * when a partition has no answer; without, such a partition's out is -1.
+ */
+static bool
+list_offsets(rd_kafka_t *rk, const char *topic, const int32 *parts, int nparts, int64 stamp,
+			 int timeout_ms, bool must, int64 *out, char *errbuf, size_t errlen)
+{
+	rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(nparts);
+	rd_kafka_resp_err_t err;
+	bool		ok = true;
+
+	for (int i = 0; i < nparts; i++)
+		rd_kafka_topic_partition_list_add(q, topic, parts[i])->offset = stamp;
+	err = rd_kafka_offsets_for_times(rk, q, timeout_ms);
+	for (int i = 0; i < nparts && ok; i++)
+	{
+		/* answered in the order asked; found by partition all the same */
+		rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(q, topic, parts[i]);
+		rd_kafka_resp_err_t perr = err ? err : tp ? tp->err : RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+
+		out[i] = (perr == RD_KAFKA_RESP_ERR_NO_ERROR && tp->offset >= 0) ? tp->offset : -1;
+		if (must && out[i] < 0)
+		{
+			snprintf(errbuf, errlen, "cannot read the offsets of partition %d of topic \"%s\": %s",
+					 (int) parts[i], topic,
+					 rd_kafka_err2str(perr ? perr : RD_KAFKA_RESP_ERR__NO_OFFSET));
+			ok = false;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(q);
+	return ok;
+}
+
+/*
+ * The first offset of each of parts at position, in offsets: the low watermark for 'earliest',
+ * the high one for 'latest'; for a time, the broker's answer where it names a message, otherwise
+ * (no such message, or a broker without timestamp lookup such as the mock) the low watermark.
+ * For a time, skip_before_ms[i] is set so that older messages from there on are passed over until
+ * one at or after it; else -1. At most three requests per leader, whatever the number of
+ * partitions (one per partition and watermark cost a new consumer of 64 partitions ~50 ms of its
+ * start). False with errbuf when the brokers cannot answer.
  */
 bool
-duet_kafka_resolve_position(rd_kafka_t *rk, const char *topic, int32 partition, const char *position,
-							int timeout_ms, int64 *offset, int64 *skip_before_ms, char *errbuf, size_t errlen)
+duet_kafka_resolve_positions(rd_kafka_t *rk, const char *topic, const int32 *parts, int nparts,
+							 const char *position, int timeout_ms, int64 *offsets,
+							 int64 *skip_before_ms, char *errbuf, size_t errlen)
 {
-	int64		low,
-				high;
 	int64		ts_ms = duet_kafka_position_time_ms(position);
-	rd_kafka_resp_err_t err;
+	int64	   *high;
+	int64	   *at;
 
-	*skip_before_ms = -1;
-	err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeout_ms);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-	{
-		snprintf(errbuf, errlen, "cannot read the offsets of partition %d of topic \"%s\": %s",
-				 (int) partition, topic, rd_kafka_err2str(err));
+	for (int i = 0; i < nparts; i++)
+		skip_before_ms[i] = ts_ms;	/* -1 for 'earliest' and 'latest' */
+	if (nparts == 0)
+		return true;
+	if (ts_ms < 0)
+		return list_offsets(rk, topic, parts, nparts,
+							strcmp(position, "latest") == 0 ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING,
+							timeout_ms, true, offsets, errbuf, errlen);
+	high = palloc(sizeof(int64) * nparts);
+	at = palloc(sizeof(int64) * nparts);
+	if (!list_offsets(rk, topic, parts, nparts, RD_KAFKA_OFFSET_BEGINNING, timeout_ms, true, offsets,
+					  errbuf, errlen) ||
+		!list_offsets(rk, topic, parts, nparts, RD_KAFKA_OFFSET_END, timeout_ms, true, high,
+					  errbuf, errlen))
 		return false;
-	}
-	if (ts_ms >= 0)
-	{
-		rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(1);
-
-		rd_kafka_topic_partition_list_add(q, topic, partition)->offset = ts_ms;
-		err = rd_kafka_offsets_for_times(rk, q, timeout_ms);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && q->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-			q->elems[0].offset >= low && q->elems[0].offset < high)
-			low = q->elems[0].offset;
-		rd_kafka_topic_partition_list_destroy(q);
-		*skip_before_ms = ts_ms;
-		*offset = low;
-	}
-	else
-		*offset = strcmp(position, "latest") == 0 ? high : low;
+	(void) list_offsets(rk, topic, parts, nparts, ts_ms, timeout_ms, false, at, errbuf, errlen);
+	for (int i = 0; i < nparts; i++)
+		if (at[i] >= offsets[i] && at[i] < high[i])
+			offsets[i] = at[i];
+	pfree(high);
+	pfree(at);
 	return true;
 }

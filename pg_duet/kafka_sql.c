@@ -506,12 +506,9 @@ duet_kafka_reset(PG_FUNCTION_ARGS)
 			w.offsets = palloc(sizeof(int64) * w.nparts);
 			w.skip_ms = palloc(sizeof(int64) * w.nparts);
 		}
-		for (int i = 0; ok && i < w.nparts; i++)
-		{
-			CHECK_FOR_INTERRUPTS();
-			ok = duet_kafka_resolve_position(rk, r.topic, w.parts[i], position, RESET_TIMEOUT_MS,
-											 &w.offsets[i], &w.skip_ms[i], errbuf, sizeof(errbuf));
-		}
+		if (ok)
+			ok = duet_kafka_resolve_positions(rk, r.topic, w.parts, w.nparts, position, RESET_TIMEOUT_MS,
+											  w.offsets, w.skip_ms, errbuf, sizeof(errbuf));
 	}
 	PG_FINALLY();
 	{

@@ -126,6 +126,15 @@ wait_for($node, q{SELECT bool_and(high_watermark_at > pg_catalog.now() - interva
 broker_down($broker);
 wait_for($node, q{SELECT state FROM duet.kafka_status WHERE name = 'outage'}, 'broker unreachable',
 	'second outage: broker unreachable', 25);
+# A reset needs the brokers: it fails, says why, and leaves the offsets and the generation as they were.
+my $before = $node->safe_psql('postgres', q{SELECT c.generation || '/' || sum(o.next_offset) FROM duet.kafka_consumers c
+    JOIN duet.kafka_offsets o ON o.consumer_id = c.id WHERE c.name = 'outage' GROUP BY c.generation});
+($rc, $out, $err) = $node->psql('postgres', "SELECT duet_kafka_reset('outage', 'earliest')");
+like($err, qr/cannot resolve position "earliest" of Kafka consumer "outage".*DETAIL:  cannot read metadata of topic "outage"/s,
+	'during the outage a reset fails and says why');
+is($node->safe_psql('postgres', q{SELECT c.generation || '/' || sum(o.next_offset) FROM duet.kafka_consumers c
+    JOIN duet.kafka_offsets o ON o.consumer_id = c.id WHERE c.name = 'outage' GROUP BY c.generation}), $before,
+	'the failed reset changed neither the offsets nor the generation');
 sleep(8);
 is($node->safe_psql('postgres', qq{SELECT bool_and(high_watermark_at < pg_catalog.now() - interval '5 seconds') FROM duet.kafka_partition_status WHERE name = 'outage'}),
 	't', 'during the outage the watermarks are not refreshed: their time ages');
@@ -135,6 +144,21 @@ wait_for($node, q{SELECT state FROM duet.kafka_status WHERE name = 'outage'}, 'i
 	'second outage over: idle again without a message', 40);
 wait_for($node, qq{SELECT bool_and(high_watermark_at > '$back') FROM duet.kafka_partition_status WHERE name = 'outage'},
 	't', 'after the outage the watermarks are fresh again', 30);
+
+# A new consumer starts where start_offset says, every partition resolved in one lookup: 'latest'
+# stores the end offsets and reads only what follows; a time reads from there (the mock broker
+# has no lookup by time: from the start, older messages passed over). 'life' holds 1..220.
+$node->safe_psql('postgres', qq{
+CREATE TABLE life_latest (n int);
+CREATE TABLE life_mark (n int);
+SELECT duet_kafka_consume('life_latest', 'life', 'life_latest', '$b', 'json', flush_interval_ms => 50, start_offset => 'latest');
+SELECT duet_kafka_consume('life_mark', 'life', 'life_mark', '$b', 'json', flush_interval_ms => 50, start_offset => '$mark');
+});
+wait_for($node, q{SELECT count(*), sum(committed_offset) FROM duet.kafka_partition_status WHERE name = 'life_latest'}, '2|220',
+	'start_offset latest: both partitions start at their end offsets');
+produce($broker, 'life', msgs(221, 230));
+wait_for($node, 'SELECT count(*), min(n) FROM life_latest', '10|221', 'start_offset latest: only what follows');
+wait_for($node, 'SELECT count(*), min(n), count(DISTINCT n) FROM life_mark', '20|211|20', 'start_offset at a time: from there on, once');
 
 $node->stop;
 stop_broker($broker);
