@@ -41,6 +41,7 @@
 #include "change_epoch.h"
 #include "duet_config.h"
 #include "monitor.h"
+#include "pg_duet.h"
 #include "tenant.h"
 
 /* A cache larger than this is dropped and refilled: config has few keys, lookups are bounded. */
@@ -229,18 +230,11 @@ fetch_value(const char *tenant, const char *key, Snapshot snapshot, MemoryContex
 		elog(ERROR, "SPI_connect failed");
 	if (lookup_plan == NULL)
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	plan;
-
 		/* The tenant's override sorts before the default (NULL sorts last). */
-		plan = SPI_prepare("SELECT value FROM duet.config "
-						   "WHERE key OPERATOR(pg_catalog.=) $1 "
-						   "AND (tenant OPERATOR(pg_catalog.=) $2 OR tenant IS NULL) "
-						   "ORDER BY tenant NULLS LAST LIMIT 1", 2, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		lookup_plan = plan;
+		duet_spi_plan(&lookup_plan, "SELECT value FROM duet.config "
+					  "WHERE key OPERATOR(pg_catalog.=) $1 "
+					  "AND (tenant OPERATOR(pg_catalog.=) $2 OR tenant IS NULL) "
+					  "ORDER BY tenant NULLS LAST LIMIT 1", 2, (Oid[]) {TEXTOID, TEXTOID});
 		/* COMMIT PREPARED of a config change reaches us as a relcache invalidation of it. */
 		duet_epoch_watch_relation(get_relname_relid("config", get_namespace_oid("duet", false)));
 	}

@@ -30,6 +30,7 @@
 
 #include "kafka.h"
 #include "kafka_consumer.h"
+#include "pg_duet.h"
 
 /*
  * The dead letters of the batch, with what a replay needs to ingest them as they came: raw key
@@ -38,18 +39,18 @@
 static void
 write_dead_letters(Consumer *c, rd_kafka_message_t **msgs, List *dead)
 {
+	static SPIPlanPtr plan;
 	ListCell   *lc;
-	SPIPlanPtr	plan;
 
 	if (dead == NIL)
 		return;
-	plan = SPI_prepare("INSERT INTO duet.kafka_dead_letters (consumer_id, consumer, topic, partition, "
-					   "\"offset\", key, value, error, detail, owner, tombstone, message_timestamp, headers) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-					   "CASE WHEN $12 OPERATOR(pg_catalog.>=) 0 THEN pg_catalog.to_timestamp($12 OPERATOR(pg_catalog./) 1000.0) END, "
-					   "$13::pg_catalog.jsonb)",
-					   13, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
-					   TEXTOID, OIDOID, BOOLOID, INT8OID, TEXTOID});
+	duet_spi_plan(&plan, "INSERT INTO duet.kafka_dead_letters (consumer_id, consumer, topic, partition, "
+				  "\"offset\", key, value, error, detail, owner, tombstone, message_timestamp, headers) "
+				  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+				  "CASE WHEN $12 OPERATOR(pg_catalog.>=) 0 THEN pg_catalog.to_timestamp($12 OPERATOR(pg_catalog./) 1000.0) END, "
+				  "$13::pg_catalog.jsonb)",
+				  13, (Oid[]) {INT4OID, TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID,
+				  TEXTOID, OIDOID, BOOLOID, INT8OID, TEXTOID});
 	foreach(lc, dead)
 	{
 		DuetKafkaDeadLetter *dl = lfirst(lc);
@@ -121,16 +122,16 @@ lock_touched(Consumer *c, Touched *t)
 {
 	Datum	   *parts = palloc(sizeof(Datum) * t->nt);
 	bool	   *seen;
+	static SPIPlanPtr plan;
 
 	for (int k = 0; k < t->nt; k++)
 		parts[k] = Int32GetDatum(c->assigned->elems[t->ti[k]].partition);
-	SPI_execute_with_args("SELECT partition, next_offset FROM duet.kafka_offsets "
-						  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 "
-						  "AND partition OPERATOR(pg_catalog.=) ANY ($2) FOR UPDATE",
-						  2, (Oid[]) {INT4OID, INT4ARRAYOID},
-						  (Datum[]) {Int32GetDatum(c->args.consumer_id),
-						  PointerGetDatum(int4_array(parts, t->nt))},
-						  NULL, false, 0);
+	duet_spi_plan(&plan, "SELECT partition, next_offset FROM duet.kafka_offsets "
+				  "WHERE consumer_id OPERATOR(pg_catalog.=) $1 "
+				  "AND partition OPERATOR(pg_catalog.=) ANY ($2) FOR UPDATE",
+				  2, (Oid[]) {INT4OID, INT4ARRAYOID});
+	SPI_execute_plan(plan, (Datum[]) {Int32GetDatum(c->args.consumer_id),
+					 PointerGetDatum(int4_array(parts, t->nt))}, NULL, false, 0);
 	seen = palloc0(sizeof(bool) * t->nt);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -161,6 +162,7 @@ update_touched(Consumer *c, Touched *t, int64 *next, int64 *skip)
 	Datum	   *parts = palloc(sizeof(Datum) * t->nt);
 	Datum	   *offs = palloc(sizeof(Datum) * t->nt);
 	Datum	   *keep = palloc(sizeof(Datum) * t->nt);
+	static SPIPlanPtr plan;
 
 	for (int k = 0; k < t->nt; k++)
 	{
@@ -168,20 +170,20 @@ update_touched(Consumer *c, Touched *t, int64 *next, int64 *skip)
 		offs[k] = Int64GetDatum(next[t->ti[k]]);
 		keep[k] = BoolGetDatum(skip[t->ti[k]] >= 0);
 	}
-	if (SPI_execute_with_args("UPDATE duet.kafka_offsets o SET next_offset = u.next_offset, "
-							  "updated_at = pg_catalog.now(), "
-							  "skip_before = CASE WHEN u.keep_skip THEN o.skip_before END "
-							  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) "
-							  "AS u(partition, next_offset, keep_skip) "
-							  "WHERE o.consumer_id OPERATOR(pg_catalog.=) $1 "
-							  "AND o.partition OPERATOR(pg_catalog.=) u.partition",
-							  4, (Oid[]) {INT4OID, INT4ARRAYOID, INT8ARRAYOID, BOOLARRAYOID},
-							  (Datum[]) {Int32GetDatum(c->args.consumer_id),
-							  PointerGetDatum(int4_array(parts, t->nt)),
-							  PointerGetDatum(construct_array(offs, t->nt, INT8OID, sizeof(int64),
-															  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
-							  PointerGetDatum(construct_array(keep, t->nt, BOOLOID, 1, true, TYPALIGN_CHAR))},
-							  NULL, false, 0) != SPI_OK_UPDATE || SPI_processed != (uint64) t->nt)
+	duet_spi_plan(&plan, "UPDATE duet.kafka_offsets o SET next_offset = u.next_offset, "
+				  "updated_at = pg_catalog.now(), "
+				  "skip_before = CASE WHEN u.keep_skip THEN o.skip_before END "
+				  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+				  "AS u(partition, next_offset, keep_skip) "
+				  "WHERE o.consumer_id OPERATOR(pg_catalog.=) $1 "
+				  "AND o.partition OPERATOR(pg_catalog.=) u.partition",
+				  4, (Oid[]) {INT4OID, INT4ARRAYOID, INT8ARRAYOID, BOOLARRAYOID});
+	if (SPI_execute_plan(plan, (Datum[]) {Int32GetDatum(c->args.consumer_id),
+						 PointerGetDatum(int4_array(parts, t->nt)),
+						 PointerGetDatum(construct_array(offs, t->nt, INT8OID, sizeof(int64),
+														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+						 PointerGetDatum(construct_array(keep, t->nt, BOOLOID, 1, true, TYPALIGN_CHAR))},
+						 NULL, false, 0) != SPI_OK_UPDATE || SPI_processed != (uint64) t->nt)
 		elog(ERROR, "could not advance the Kafka offsets of %d partitions", t->nt);
 }
 

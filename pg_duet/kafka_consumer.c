@@ -278,13 +278,13 @@ assigned_partition(Consumer *c, int32 partition)
 bool
 duet_kafka_generation_current(Consumer *c)
 {
+	static SPIPlanPtr plan;
 	bool		isnull;
 
-	SPI_execute_with_args("SELECT generation OPERATOR(pg_catalog.=) $2 AND enabled FROM duet.kafka_consumers "
-						  "WHERE id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-						  2, (Oid[]) {INT4OID, INT4OID},
-						  (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
-						  NULL, false, 1);
+	duet_spi_plan(&plan, "SELECT generation OPERATOR(pg_catalog.=) $2 AND enabled FROM duet.kafka_consumers "
+				  "WHERE id OPERATOR(pg_catalog.=) $1 FOR SHARE", 2, (Oid[]) {INT4OID, INT4OID});
+	SPI_execute_plan(plan, (Datum[]) {Int32GetDatum(c->args.consumer_id), Int32GetDatum(c->args.generation)},
+					 NULL, false, 1);
 	return SPI_processed == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

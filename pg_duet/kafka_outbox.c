@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "kafka.h"
+#include "pg_duet.h"
 #include "privileged.h"
 #include "worker.h"
 
@@ -185,14 +186,14 @@ make_headers(OutboxRow *row)
 static void
 mark_sent(OutboxRow *rows, int n)
 {
-	SPIPlanPtr	plan;
+	static SPIPlanPtr plan;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	plan = SPI_prepare("UPDATE duet.kafka_outbox SET sent_at = pg_catalog.now(), partition = $2, \"offset\" = $3 WHERE id OPERATOR(pg_catalog.=) $1",
-					   3, (Oid[]) {INT8OID, INT4OID, INT8OID});
+	duet_spi_plan(&plan, "UPDATE duet.kafka_outbox SET sent_at = pg_catalog.now(), partition = $2, \"offset\" = $3 "
+				  "WHERE id OPERATOR(pg_catalog.=) $1", 3, (Oid[]) {INT8OID, INT4OID, INT8OID});
 	for (int i = 0; i < n; i++)
 		if (rows[i].delivered)
 			SPI_execute_plan(plan, (Datum[]) {Int64GetDatum(rows[i].id), Int32GetDatum(rows[i].partition),

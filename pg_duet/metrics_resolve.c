@@ -101,19 +101,11 @@ read_rows(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		/* Per name the global row sorts first, the tenant's after it and wins. */
-		plan = SPI_prepare("SELECT m.name, m.tenant, m.formula, m.arguments, m.argument_types, "
-						   "m.return_type, m.depends_on, m.unit FROM duet.metrics m "
-						   "WHERE m.tenant IS NULL OR m.tenant OPERATOR(pg_catalog.=) $1 "
-						   "ORDER BY m.name, m.tenant NULLS FIRST", 1, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
+	/* Per name the global row sorts first, the tenant's after it and wins. */
+	duet_spi_plan(&plan, "SELECT m.name, m.tenant, m.formula, m.arguments, m.argument_types, "
+				  "m.return_type, m.depends_on, m.unit FROM duet.metrics m "
+				  "WHERE m.tenant IS NULL OR m.tenant OPERATOR(pg_catalog.=) $1 "
+				  "ORDER BY m.name, m.tenant NULLS FIRST", 1, (Oid[]) {TEXTOID});
 	if (tenant)
 		values[0] = CStringGetTextDatum(tenant);
 	else

@@ -5,6 +5,7 @@
 #define PG_DUET_H
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "utils/guc.h"
 
 #define PG_DUET_VERSION "0.2.0"
@@ -30,6 +31,12 @@ extern bool duet_sql_is_current(void);
  */
 extern const char *duet_workers_problem(const char **hint);
 extern void duet_workers_warn(const char *what);
+
+/*
+ * spi_plan.c: *plan, prepared from sql and kept on first use (SPI connected); for fixed, fully
+ * qualified statements run again and again.
+ */
+extern SPIPlanPtr duet_spi_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types);
 
 /* privileged.h: running as the extension owner or another role (the one way to switch users). */
 #include "privileged.h"

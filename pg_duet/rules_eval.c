@@ -419,32 +419,16 @@ void
 rules_observe(int64 rule_id, Jsonb *labels, const char *outcome, Jsonb *value, const char *message,
 			  const char *error, TimestampTz at, Jsonb *annotations)
 {
-	static SPIPlanPtr plan = NULL;
-	static bool plan_current;
+	static SPIPlanPtr plans[2];	/* the previous version's SQL, the current one's */
 	bool		current = sql_current();
+	SPIPlanPtr	plan;
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			ret;
 
-	if (plan != NULL && plan_current != current)
-	{
-		SPI_freeplan(plan);
-		plan = NULL;
-	}
-	if (plan == NULL)
-	{
-		Oid			types[8] = {INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID};
-		SPIPlanPtr	p = SPI_prepare(current ? "SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7, $8)"
-									: "SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7)",
-									current ? 8 : 7, types);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare the alert observation: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-		plan_current = current;
-	}
+	plan = duet_spi_plan(&plans[current], current ? "SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7, $8)"
+						 : "SELECT duet.duet_alert_observe($1, $2, $3, $4, $5, $6, $7)", current ? 8 : 7,
+						 (Oid[]) {INT8OID, JSONBOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID});
 	args[0] = Int64GetDatum(rule_id);
 	args[1] = JsonbPGetDatum(labels);
 	args[2] = CStringGetTextDatum(outcome);
@@ -486,18 +470,8 @@ load_active_labels(int64 rule_id)
 	uint64		i;
 	int			ret;
 
-	if (plan == NULL)
-	{
-		Oid			type = INT8OID;
-		SPIPlanPtr	p = SPI_prepare("SELECT labels::pg_catalog.text FROM duet.alerts WHERE rule_id OPERATOR(pg_catalog.=) $1 "
-									"AND state IN ('pending', 'firing', 'recovering', 'error', 'nodata')",
-									1, &type);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare the active alert query: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-	}
+	duet_spi_plan(&plan, "SELECT labels::pg_catalog.text FROM duet.alerts WHERE rule_id OPERATOR(pg_catalog.=) $1 "
+				  "AND state IN ('pending', 'firing', 'recovering', 'error', 'nodata')", 1, (Oid[]) {INT8OID});
 	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read active alerts: %s", SPI_result_code_string(ret));
