@@ -73,8 +73,18 @@ extern bool duet_kafka_direct_fits(DuetKafkaTarget *t, Layout *l, Relation rel);
 extern uint64 duet_kafka_direct_load(Relation rel, List *rtable, const Layout *l, const char *data,
 									 const int *pos, const size_t *offset, int nrows, uint64 *line);
 
+/*
+ * A json field's value as found in a message: v NULL for SQL NULL or an absent key, else len
+ * bytes at v (in the message itself where nothing had to be de-escaped; not NUL-terminated).
+ */
+typedef struct FieldValue
+{
+	const char *v;
+	int			len;
+} FieldValue;
+
 /* kafka_json_flat.c: a flat object's values without PostgreSQL's JSON parser, when it can. */
-extern bool duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char **vals);
+extern bool duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, FieldValue *vals);
 
 /* kafka_upsert.c */
 extern void duet_kafka_upsert_check(DuetKafkaTarget *t, Relation rel);

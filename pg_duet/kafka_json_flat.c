@@ -77,12 +77,17 @@ literal(const char *p, const char *end, const char *word, int len)
 	return end - p >= len && memcmp(p, word, len) == 0;
 }
 
-/* The layout's column of kind for the key [k, k + len), or -1. */
+/*
+ * The layout's column of kind for the key [k, k + len), or -1. The search starts at column from:
+ * the messages of a topic mostly hold their keys in one order, so the column after the previous
+ * key's is usually the one.
+ */
 static int
-column_of(const Layout *l, ColKind kind, const char *k, int len)
+column_of(const Layout *l, ColKind kind, const char *k, int len, int from)
 {
-	for (int i = 0; i < l->ncols; i++)
+	for (int n = 0; n < l->ncols; n++)
 	{
+		int			i = (from + n) % l->ncols;
 		const Col  *c = &l->cols[i];
 
 		if (c->kind == kind && c->jsonkeylen == len && memcmp(c->jsonkey, k, len) == 0)
@@ -93,13 +98,15 @@ column_of(const Layout *l, ColKind kind, const char *k, int len)
 
 /*
  * The values of the layout's keys of kind (COL_FIELD or COL_KEYFIELD) in message [p, p + len),
- * which holds no backslash, into vals (zeroed by the caller, one per column). False when the
- * message is not a flat object this scan takes; vals may then hold some values.
+ * which holds no backslash, into vals (zeroed by the caller, one per column), pointing into the
+ * message. False when the message is not a flat object this scan takes; vals may then hold some
+ * values.
  */
 bool
-duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char **vals)
+duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, FieldValue *vals)
 {
 	const char *end = p + len;
+	int			next_col = 0;
 
 	p = skip_ws(p, end);
 	if (p >= end || *p != '{')
@@ -118,7 +125,7 @@ duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char
 		if (p >= end || *p != '"' || (q = string_end(p + 1, end)) == NULL)
 			return false;
 		key = p + 1;
-		col = column_of(l, kind, key, q - key);
+		col = column_of(l, kind, key, q - key, next_col);
 		p = skip_ws(q + 1, end);
 		if (p >= end || *p != ':')
 			return false;
@@ -156,7 +163,11 @@ duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, char
 		else
 			return false;		/* an object, an array, or not JSON */
 		if (col >= 0)
-			vals[col] = val ? pnstrdup(val, vlen) : NULL;	/* the last of a repeated key wins */
+		{
+			vals[col].v = val;	/* the last of a repeated key wins */
+			vals[col].len = vlen;
+			next_col = col + 1;
+		}
 		p = skip_ws(p, end);
 		if (p < end && *p == ',')
 		{

@@ -59,7 +59,7 @@ typedef struct JsonFields
 	JsonLexContext *lex;
 	Layout	   *layout;
 	ColKind		kind;			/* the columns gathered: COL_FIELD (value) or COL_KEYFIELD (key) */
-	char	  **vals;			/* per column; NULL = SQL NULL */
+	FieldValue *vals;			/* per column */
 	int			depth;
 	int			cur;			/* column of the field being parsed, or -1 */
 	char	   *start;
@@ -131,7 +131,7 @@ jf_field_start(void *state, char *fname, bool isnull)
 			jf->cur = i;
 			jf->start = jf->lex->token_start;
 			jf->got_scalar = false;
-			jf->vals[i] = NULL;
+			jf->vals[i].v = NULL;
 			break;
 		}
 	}
@@ -146,7 +146,10 @@ jf_field_end(void *state, char *fname, bool isnull)
 		return;
 	/* A nested object or array goes in as its JSON text (for json/jsonb/text columns). */
 	if (!jf->got_scalar && !isnull)
-		jf->vals[jf->cur] = pnstrdup(jf->start, jf->lex->prev_token_terminator - jf->start);
+	{
+		jf->vals[jf->cur].v = jf->start;
+		jf->vals[jf->cur].len = jf->lex->prev_token_terminator - jf->start;
+	}
 	jf->cur = -1;
 }
 
@@ -158,12 +161,19 @@ jf_scalar(void *state, char *token, JsonTokenType tokentype)
 	if (jf->depth != 1 || jf->cur < 0 || jf->got_scalar)
 		return;
 	jf->got_scalar = true;
-	if (tokentype == JSON_TOKEN_STRING && token == NULL)
+	if (tokentype == JSON_TOKEN_NULL)
+		jf->vals[jf->cur].v = NULL;
+	else if (tokentype == JSON_TOKEN_STRING && token == NULL)
 	{
 		/* Not de-escaped (there is nothing to de-escape): the lexeme between its quotes. */
-		token = pnstrdup(jf->start + 1, jf->lex->prev_token_terminator - jf->start - 2);
+		jf->vals[jf->cur].v = jf->start + 1;
+		jf->vals[jf->cur].len = jf->lex->prev_token_terminator - jf->start - 2;
 	}
-	jf->vals[jf->cur] = (tokentype == JSON_TOKEN_NULL) ? NULL : token;
+	else
+	{
+		jf->vals[jf->cur].v = token;
+		jf->vals[jf->cur].len = strlen(token);
+	}
 }
 
 /*
@@ -176,7 +186,7 @@ jf_scalar(void *state, char *token, JsonTokenType tokentype)
  * are their lexemes).
  */
 static const char *
-parse_json_fields(Layout *l, ColKind kind, char *payload, int len, char ***vals, char **detail)
+parse_json_fields(Layout *l, ColKind kind, char *payload, int len, FieldValue **vals, char **detail)
 {
 	JsonSemAction sem = {0};
 	JsonFields	jf = {0};
@@ -184,10 +194,10 @@ parse_json_fields(Layout *l, ColKind kind, char *payload, int len, char ***vals,
 	int			i = 0;
 	bool		escapes = memchr(payload, '\\', len) != NULL;
 
-	jf.vals = *vals = palloc0(sizeof(char *) * l->ncols);
+	jf.vals = *vals = palloc0(sizeof(FieldValue) * l->ncols);
 	if (!escapes && duet_kafka_json_flat(l, kind, payload, len, jf.vals))
 		return NULL;
-	memset(jf.vals, 0, sizeof(char *) * l->ncols);
+	memset(jf.vals, 0, sizeof(FieldValue) * l->ncols);
 	jf.lex = makeJsonLexContextCstringLen(payload, len, GetDatabaseEncoding(), escapes);
 	jf.layout = l;
 	jf.kind = kind;
@@ -218,7 +228,7 @@ parse_json_fields(Layout *l, ColKind kind, char *payload, int len, char ***vals,
  * a single key column when the key is not a JSON object, else the key's fields.
  */
 static const char *
-parse_key_fields(Layout *l, rd_kafka_message_t *m, char ***keyvals, char **detail)
+parse_key_fields(Layout *l, rd_kafka_message_t *m, FieldValue **keyvals, char **detail)
 {
 	const char *k = m->key;
 	size_t		i = 0;
@@ -232,16 +242,16 @@ parse_key_fields(Layout *l, rd_kafka_message_t *m, char ***keyvals, char **detai
 		i++;
 	if (l->nkeyfields == 1 && (i >= m->key_len || k[i] != '{'))
 	{
-		*keyvals = palloc0(sizeof(char *) * l->ncols);
+		*keyvals = palloc0(sizeof(FieldValue) * l->ncols);
 		for (int c = 0; c < l->ncols; c++)
 			if (l->cols[c].kind == COL_KEYFIELD)
-				(*keyvals)[c] = pnstrdup(k, m->key_len);
+				(*keyvals)[c] = (FieldValue) {k, (int) m->key_len};
 		return NULL;
 	}
 	if (parse_json_fields(l, COL_KEYFIELD, (char *) k, (int) m->key_len, keyvals, detail) != NULL)
 		return "message key is not a JSON object";
 	for (int c = 0; c < l->ncols; c++)
-		if (l->cols[c].kind == COL_KEYFIELD && (*keyvals)[c] == NULL)
+		if (l->cols[c].kind == COL_KEYFIELD && (*keyvals)[c].v == NULL)
 		{
 			*detail = psprintf("The key column \"%s\" is the key's field of that name.", l->cols[c].attname);
 			return psprintf("message key has no field \"%s\"", l->cols[c].attname);
@@ -438,7 +448,7 @@ headers_json(rd_kafka_message_t *m, const char **v, int *vlen)
  * a message that cannot fill the column.
  */
 static const char *
-column_value(DuetKafkaTarget *t, const Col *c, rd_kafka_message_t *m, char *field,
+column_value(DuetKafkaTarget *t, const Col *c, rd_kafka_message_t *m, const FieldValue *field,
 			 char *num, size_t numsize, const char **v, int *vlen)
 {
 	*v = NULL;
@@ -446,7 +456,9 @@ column_value(DuetKafkaTarget *t, const Col *c, rd_kafka_message_t *m, char *fiel
 	switch (c->kind)
 	{
 		case COL_FIELD:
-			*v = field;
+		case COL_KEYFIELD:
+			*v = field->v;
+			*vlen = field->len;
 			break;
 		case COL_VALUE:
 			*v = (char *) m->payload;
@@ -472,9 +484,6 @@ column_value(DuetKafkaTarget *t, const Col *c, rd_kafka_message_t *m, char *fiel
 			break;
 		case COL_HEADERS:
 			return headers_json(m, v, vlen);
-		case COL_KEYFIELD:
-			*v = field;
-			break;
 		case COL_SEQ:
 		case COL_DELETE:
 			break;				/* duet_kafka_render_message writes them */
@@ -603,8 +612,9 @@ duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, 
 	int			len = (int) m->len;
 	bool		csv = (t->format == DUET_FORMAT_CSV);
 	bool		tombstone = (payload == NULL);
-	char	  **vals = NULL;
-	char	  **keyvals = NULL;
+	FieldValue *vals = NULL;
+	FieldValue *keyvals = NULL;
+	const FieldValue none = {NULL, 0};
 	int			start_len = buf->len;
 	int			first = 0;
 	const char *err;
@@ -652,7 +662,7 @@ duet_kafka_render_message(DuetKafkaTarget *t, Layout *l, rd_kafka_message_t *m, 
 			put_value(buf, csv, at, NULL, 0);
 			continue;
 		}
-		err = column_value(t, &l->cols[i], m, kind == COL_KEYFIELD ? keyvals[i] : vals ? vals[i] : NULL,
+		err = column_value(t, &l->cols[i], m, kind == COL_KEYFIELD ? &keyvals[i] : vals ? &vals[i] : &none,
 						   num, sizeof(num), &v, &vlen);
 		if (err != NULL)
 		{
