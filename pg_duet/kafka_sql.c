@@ -505,10 +505,9 @@ duet_kafka_reset(PG_FUNCTION_ARGS)
 		{
 			w.offsets = palloc(sizeof(int64) * w.nparts);
 			w.skip_ms = palloc(sizeof(int64) * w.nparts);
-		}
-		if (ok)
 			ok = duet_kafka_resolve_positions(rk, r.topic, w.parts, w.nparts, position, RESET_TIMEOUT_MS,
 											  w.offsets, w.skip_ms, errbuf, sizeof(errbuf));
+		}
 	}
 	PG_FINALLY();
 	{
