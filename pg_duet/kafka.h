@@ -163,6 +163,8 @@ extern bool duet_kafka_resolve_positions(rd_kafka_t *rk, const char *topic, cons
 										 int nparts, const char *position, int timeout_ms,
 										 int64 *offsets, int64 *skip_before_ms, char *errbuf,
 										 size_t errlen);
+extern void duet_kafka_store_positions(int32 consumer_id, const int32 *parts, const int64 *offsets,
+									   const int64 *skip_before_ms, int n);
 
 /*
  * One batch of messages into the target through COPY, bad messages set aside: kafka_ingest.c

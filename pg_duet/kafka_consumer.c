@@ -193,36 +193,24 @@ duet_kafka_consumer_resolve(Consumer *c, rd_kafka_topic_partition_list_t *parts,
 	{
 		int64	   *offsets = palloc(sizeof(int64) * nmissing);
 		int64	   *skip_ms = palloc(sizeof(int64) * nmissing);
-		Datum	   *offs = palloc(sizeof(Datum) * nmissing);
-		Datum	   *skips = palloc(sizeof(Datum) * nmissing);
 		char		errbuf[DUET_KAFKA_ERRLEN];
 
 		ok = duet_kafka_resolve_positions(c->lookup_rk, c->topic, missing, nmissing, position,
 										  OPEN_TIMEOUT_MS, offsets, skip_ms, errbuf, sizeof(errbuf));
-		if (!ok)
+		if (ok)
+		{
+			duet_kafka_store_positions(c->args.consumer_id, missing, offsets, skip_ms, nmissing);
+			for (int k = 0; k < nmissing; k++)
+			{
+				parts->elems[missing_at[k]].offset = offsets[k];
+				skip[missing_at[k]] = skip_ms[k];
+			}
+		}
+		else
 		{
 			duet_kafka_slot_error(c->slot, errbuf);
 			duet_kafka_slot_set_state(c->slot, DUET_KAFKA_BROKER_DOWN);
 		}
-		for (int k = 0; ok && k < nmissing; k++)
-		{
-			parts->elems[missing_at[k]].offset = offsets[k];
-			skip[missing_at[k]] = skip_ms[k];
-			ids[k] = Int32GetDatum(missing[k]);
-			offs[k] = Int64GetDatum(offsets[k]);
-			skips[k] = Int64GetDatum(skip_ms[k]);
-		}
-		if (ok)
-			SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset, skip_before) "
-								  "SELECT $1, p, o, CASE WHEN s OPERATOR(pg_catalog.>=) 0 "
-								  "THEN pg_catalog.to_timestamp(s OPERATOR(pg_catalog./) 1000.0) END "
-								  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(p, o, s)", 4,
-								  (Oid[]) {INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID},
-								  (Datum[]) {Int32GetDatum(c->args.consumer_id),
-								  PointerGetDatum(construct_array(ids, nmissing, INT4OID, 4, true, TYPALIGN_INT)),
-								  PointerGetDatum(construct_array(offs, nmissing, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
-								  PointerGetDatum(construct_array(skips, nmissing, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))},
-								  NULL, false, 0);
 	}
 	SPI_finish();
 	PopActiveSnapshot();

@@ -5,10 +5,13 @@
  * duet_kafka_reset resolves the new position inside its own transaction and stores the offsets
  * with it, so the position is the broker's at the reset, not whenever a worker gets round to it;
  * a worker resolves the position only for partitions with no stored offset (a new consumer, a new
- * partition).
+ * partition). Both store what they resolved with duet_kafka_store_positions.
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -141,4 +144,36 @@ duet_kafka_resolve_positions(rd_kafka_t *rk, const char *topic, const int32 *par
 	pfree(high);
 	pfree(at);
 	return true;
+}
+
+/*
+ * Stores the n resolved positions of consumer_id's partitions parts (SPI connected), in one
+ * statement: the next offsets and, for a time, the time before which messages are passed over.
+ */
+void
+duet_kafka_store_positions(int32 consumer_id, const int32 *parts, const int64 *offsets,
+						   const int64 *skip_before_ms, int n)
+{
+	Datum	   *p = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *o = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *s = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		p[i] = Int32GetDatum(parts[i]);
+		o[i] = Int64GetDatum(offsets[i]);
+		s[i] = Int64GetDatum(skip_before_ms[i]);
+	}
+	if (SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset, skip_before) "
+							  "SELECT $1, p, o, CASE WHEN s OPERATOR(pg_catalog.>=) 0 "
+							  "THEN pg_catalog.to_timestamp(s OPERATOR(pg_catalog./) 1000.0) END "
+							  "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+							  "AS u(p, o, s)", 4,
+							  (Oid[]) {INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID},
+							  (Datum[]) {Int32GetDatum(consumer_id),
+							  PointerGetDatum(construct_array(p, n, INT4OID, sizeof(int32), true, TYPALIGN_INT)),
+							  PointerGetDatum(construct_array(o, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+							  PointerGetDatum(construct_array(s, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))},
+							  NULL, false, 0) != SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "could not store the offsets of Kafka consumer %d", consumer_id);
 }

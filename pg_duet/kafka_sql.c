@@ -455,15 +455,7 @@ reset_write(void *arg)
 							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(w->id)},
 							  NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not reset Kafka consumer %d", w->id);
-	for (int i = 0; i < w->nparts; i++)
-		if (SPI_execute_with_args("INSERT INTO duet.kafka_offsets (consumer_id, partition, next_offset, skip_before) "
-								  "VALUES ($1, $2, $3, CASE WHEN $4 OPERATOR(pg_catalog.>=) 0 "
-								  "THEN pg_catalog.to_timestamp($4 OPERATOR(pg_catalog./) 1000.0) END)", 4,
-								  (Oid[]) {INT4OID, INT4OID, INT8OID, INT8OID},
-								  (Datum[]) {Int32GetDatum(w->id), Int32GetDatum(w->parts[i]),
-								  Int64GetDatum(w->offsets[i]), Int64GetDatum(w->skip_ms[i])},
-								  NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not store the offsets of Kafka consumer %d", w->id);
+	duet_kafka_store_positions(w->id, w->parts, w->offsets, w->skip_ms, w->nparts);
 	SPI_finish();
 }
 
