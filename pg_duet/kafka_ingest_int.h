@@ -83,7 +83,11 @@ typedef struct FieldValue
 	int			len;
 } FieldValue;
 
-/* kafka_json_flat.c: a flat object's values without PostgreSQL's JSON parser, when it can. */
+/*
+ * kafka_json_flat.c: a flat object's values without PostgreSQL's JSON parser, when it can; the
+ * layout's column of kind for a key, searched from column from on (-1: none).
+ */
+extern int	duet_kafka_column_of(const Layout *l, ColKind kind, const char *k, int len, int from);
 extern bool duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, FieldValue *vals);
 
 /* kafka_upsert.c */

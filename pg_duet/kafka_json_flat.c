@@ -82,8 +82,8 @@ literal(const char *p, const char *end, const char *word, int len)
  * the messages of a topic mostly hold their keys in one order, so the column after the previous
  * key's is usually the one.
  */
-static int
-column_of(const Layout *l, ColKind kind, const char *k, int len, int from)
+int
+duet_kafka_column_of(const Layout *l, ColKind kind, const char *k, int len, int from)
 {
 	for (int n = 0; n < l->ncols; n++)
 	{
@@ -125,7 +125,7 @@ duet_kafka_json_flat(const Layout *l, ColKind kind, const char *p, int len, Fiel
 		if (p >= end || *p != '"' || (q = string_end(p + 1, end)) == NULL)
 			return false;
 		key = p + 1;
-		col = column_of(l, kind, key, q - key, next_col);
+		col = duet_kafka_column_of(l, kind, key, q - key, next_col);
 		p = skip_ws(q + 1, end);
 		if (p >= end || *p != ':')
 			return false;

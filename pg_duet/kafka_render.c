@@ -122,18 +122,12 @@ jf_field_start(void *state, char *fname, bool isnull)
 	jf->cur = -1;
 	if (!jf_field_name(jf, fname, &name, &len))
 		return;
-	for (int i = 0; i < jf->layout->ncols; i++)
+	jf->cur = duet_kafka_column_of(jf->layout, jf->kind, name, len, 0);
+	if (jf->cur >= 0)
 	{
-		const Col  *c = &jf->layout->cols[i];
-
-		if (c->kind == jf->kind && c->jsonkeylen == len && memcmp(c->jsonkey, name, len) == 0)
-		{
-			jf->cur = i;
-			jf->start = jf->lex->token_start;
-			jf->got_scalar = false;
-			jf->vals[i].v = NULL;
-			break;
-		}
+		jf->start = jf->lex->token_start;
+		jf->got_scalar = false;
+		jf->vals[jf->cur].v = NULL;
 	}
 }
 
